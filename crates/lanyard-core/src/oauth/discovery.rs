@@ -1,0 +1,385 @@
+//! Finding an MCP server's authorization server, exactly in the order the MCP authorization spec
+//! gives: the 401 challenge's `resource_metadata`, else RFC 9728 metadata path-inserted then at the
+//! root; then RFC 8414 / OpenID Connect metadata at the well-knowns in the MCP order, accepting a
+//! document only when its `issuer` equals the issuer asked for byte for byte.
+//!
+//! The URL arithmetic and parsing are pure functions; [`discover_server`] and
+//! [`fetch_authorization_server_metadata`] drive them through the [`HttpExecutor`].
+
+use serde::Deserialize;
+use url::Url;
+
+use super::error::{excerpt, WireError};
+use super::http::{redacted_url, HttpExecutor, HttpRequest, HttpResponse};
+use super::token::{GRANT_JWT_BEARER, GRANT_PROFILE_ID_JAG};
+
+/// The parameters of a `Bearer` challenge in `WWW-Authenticate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BearerChallenge {
+    pub resource_metadata: Option<String>,
+    pub scope: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// Parses the `Bearer` challenge out of a `WWW-Authenticate` value (other schemes are skipped).
+pub fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
+    let mut rest = header.trim();
+    loop {
+        let (scheme, after) = split_token(rest);
+        if scheme.is_empty() {
+            return None;
+        }
+        let (params, remaining) = parse_auth_params(after);
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let mut challenge = BearerChallenge::default();
+            for (k, v) in params {
+                match k.to_ascii_lowercase().as_str() {
+                    "resource_metadata" => challenge.resource_metadata = Some(v),
+                    "scope" => challenge.scope = Some(v),
+                    "error" => challenge.error = Some(v),
+                    "error_description" => challenge.error_description = Some(v),
+                    _ => {}
+                }
+            }
+            return Some(challenge);
+        }
+        rest = remaining.trim_start_matches([',', ' ']);
+    }
+}
+
+fn split_token(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    let end = s.find(|c: char| c.is_whitespace() || c == ',').unwrap_or(s.len());
+    (&s[..end], &s[end..])
+}
+
+/// Reads `k=v` / `k="v"` pairs until the next challenge's scheme; returns the rest.
+fn parse_auth_params(mut s: &str) -> (Vec<(String, String)>, &str) {
+    let mut params = Vec::new();
+    loop {
+        s = s.trim_start_matches([' ', ',', '\t']);
+        let Some(eq) = s.find('=') else { return (params, s) };
+        let key = &s[..eq];
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            // A new scheme starts here.
+            return (params, s);
+        }
+        let after = &s[eq + 1..];
+        if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, escaped)) = chars.next() {
+                            value.push(escaped);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => value.push(c),
+                }
+            }
+            params.push((key.to_owned(), value));
+            s = &quoted[end.min(quoted.len())..];
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            params.push((key.to_owned(), after[..end].trim().to_owned()));
+            s = &after[end..];
+        }
+    }
+}
+
+/// RFC 9728 metadata locations for an MCP server URL: path-inserted, then root.
+pub fn protected_resource_metadata_urls(server: &Url) -> Vec<Url> {
+    let mut urls = Vec::new();
+    let path = server.path().trim_end_matches('/');
+    let mut base = server.clone();
+    base.set_query(None);
+    base.set_fragment(None);
+    if !path.is_empty() {
+        let mut u = base.clone();
+        u.set_path(&format!("/.well-known/oauth-protected-resource{path}"));
+        urls.push(u);
+    }
+    let mut root = base;
+    root.set_path("/.well-known/oauth-protected-resource");
+    urls.push(root);
+    urls
+}
+
+/// RFC 8414 / OIDC metadata locations for `issuer`, in the MCP order.
+pub fn authorization_server_metadata_urls(issuer: &Url) -> Vec<Url> {
+    let path = issuer.path().trim_end_matches('/');
+    let mut base = issuer.clone();
+    base.set_query(None);
+    base.set_fragment(None);
+    let at = |p: String| {
+        let mut u = base.clone();
+        u.set_path(&p);
+        u
+    };
+    if path.is_empty() {
+        vec![
+            at("/.well-known/oauth-authorization-server".into()),
+            at("/.well-known/openid-configuration".into()),
+        ]
+    } else {
+        vec![
+            at(format!("/.well-known/oauth-authorization-server{path}")),
+            at(format!("/.well-known/openid-configuration{path}")),
+            at(format!("{path}/.well-known/openid-configuration")),
+        ]
+    }
+}
+
+/// RFC 9728 protected resource metadata (the fields Lanyard reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProtectedResourceMetadata {
+    pub resource: String,
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+}
+
+/// RFC 8414 / OpenID Connect Discovery metadata (the fields Lanyard reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthorizationServerMetadata {
+    pub issuer: String,
+    #[serde(default)]
+    pub authorization_endpoint: Option<Url>,
+    pub token_endpoint: Url,
+    #[serde(default)]
+    pub jwks_uri: Option<Url>,
+    #[serde(default)]
+    pub revocation_endpoint: Option<Url>,
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<Url>,
+    #[serde(default)]
+    pub grant_types_supported: Vec<String>,
+    #[serde(default)]
+    pub authorization_grant_profiles_supported: Vec<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    #[serde(default)]
+    pub code_challenge_methods_supported: Vec<String>,
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    pub identity_chaining_requested_token_types_supported: Vec<String>,
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+}
+
+impl AuthorizationServerMetadata {
+    /// Whether the server says it takes ID-JAGs. Absent lists are not proof of the contrary, so
+    /// callers use this for diagnostics, not to refuse.
+    pub fn advertises_id_jag(&self) -> bool {
+        self.authorization_grant_profiles_supported.iter().any(|p| p == GRANT_PROFILE_ID_JAG)
+            || self.grant_types_supported.iter().any(|g| g == GRANT_JWT_BEARER)
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(response: &HttpResponse, what: &'static str) -> Result<T, WireError> {
+    if !(200..300).contains(&response.status) {
+        return Err(WireError::Status {
+            url: redacted_url(&response.url),
+            status: response.status,
+            excerpt: excerpt(&response.body),
+        });
+    }
+    serde_json::from_slice(&response.body).map_err(|e| WireError::Malformed {
+        url: redacted_url(&response.url),
+        what,
+        detail: format!("{e} ({})", excerpt(&response.body)),
+    })
+}
+
+/// Parses AS metadata fetched for `expected_issuer` and insists on a byte-exact issuer.
+pub fn parse_authorization_server_metadata(
+    response: &HttpResponse,
+    expected_issuer: &str,
+) -> Result<AuthorizationServerMetadata, WireError> {
+    let metadata: AuthorizationServerMetadata = parse_json(response, "authorization server metadata")?;
+    if metadata.issuer != expected_issuer {
+        return Err(WireError::IssuerMismatch {
+            url: redacted_url(&response.url),
+            expected: expected_issuer.to_owned(),
+            found: metadata.issuer,
+        });
+    }
+    Ok(metadata)
+}
+
+pub fn parse_protected_resource_metadata(response: &HttpResponse) -> Result<ProtectedResourceMetadata, WireError> {
+    parse_json(response, "protected resource metadata")
+}
+
+/// Whether two resource identifiers name the same resource (a trailing slash on the path is not a
+/// difference any server means).
+pub fn same_resource(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Fetches AS metadata for `issuer`, trying the well-knowns in order. A 404 (or other 4xx) moves
+/// on to the next location; an issuer mismatch or a transport failure stops at once.
+pub async fn fetch_authorization_server_metadata(
+    http: &HttpExecutor,
+    issuer: &str,
+) -> Result<AuthorizationServerMetadata, WireError> {
+    let issuer_url = Url::parse(issuer)
+        .map_err(|e| WireError::Discovery(format!("authorization server issuer {issuer:?} is not a URL: {e}")))?;
+    let mut last = None;
+    for url in authorization_server_metadata_urls(&issuer_url) {
+        let response = http.execute(&HttpRequest::get(url)).await?;
+        if (400..500).contains(&response.status) {
+            last = Some(response.status);
+            continue;
+        }
+        return parse_authorization_server_metadata(&response, issuer);
+    }
+    Err(WireError::Discovery(format!(
+        "no authorization server metadata for {issuer} at any well-known location (last answer HTTP {})",
+        last.unwrap_or(0)
+    )))
+}
+
+/// What discovery learned about one MCP server.
+#[derive(Debug, Clone)]
+pub struct DiscoveredServer {
+    /// The RFC 9728 resource identifier.
+    pub resource: String,
+    pub authorization_server: AuthorizationServerMetadata,
+    /// Scopes the server asked for in its challenge (authoritative), else from its PRM.
+    pub challenge_scopes: Vec<String>,
+}
+
+/// Discovers the authorization server of the MCP server at `server_url`.
+///
+/// Sends an unauthenticated MCP `ping`-less probe (a POST of an `initialize` is not needed: any
+/// request without a token must be answered with 401), reads the challenge, then the metadata.
+pub async fn discover_server(http: &HttpExecutor, server_url: &Url) -> Result<DiscoveredServer, WireError> {
+    let probe = HttpRequest::get(server_url.clone());
+    let response = http.execute(&probe).await?;
+    let challenge = if response.status == 401 {
+        response.header_values("www-authenticate").find_map(parse_bearer_challenge)
+    } else {
+        None
+    };
+    let challenge = challenge.unwrap_or_default();
+    let prm_urls: Vec<Url> = match challenge.resource_metadata.as_deref().map(Url::parse) {
+        Some(Ok(url)) => vec![url],
+        Some(Err(e)) => {
+            return Err(WireError::Discovery(format!("the server's resource_metadata is not a URL: {e}")));
+        }
+        None => protected_resource_metadata_urls(server_url),
+    };
+    let mut prm = None;
+    let mut last_error = None;
+    for url in prm_urls {
+        let response = http.execute(&HttpRequest::get(url)).await?;
+        if (400..500).contains(&response.status) {
+            last_error = Some(response.status);
+            continue;
+        }
+        prm = Some(parse_protected_resource_metadata(&response)?);
+        break;
+    }
+    let prm = prm.ok_or_else(|| {
+        WireError::Discovery(format!(
+            "{} publishes no protected resource metadata (last answer HTTP {})",
+            redacted_url(server_url),
+            last_error.unwrap_or(0)
+        ))
+    })?;
+    if !same_resource(&prm.resource, server_url.as_str()) {
+        return Err(WireError::Discovery(format!(
+            "protected resource metadata names resource {:?}, not {}",
+            prm.resource,
+            redacted_url(server_url)
+        )));
+    }
+    let issuer = prm.authorization_servers.first().ok_or_else(|| {
+        WireError::Discovery(format!("{} names no authorization server", redacted_url(server_url)))
+    })?;
+    let authorization_server = fetch_authorization_server_metadata(http, issuer).await?;
+    let challenge_scopes = match challenge.scope.as_deref() {
+        Some(scope) => super::token::split_scopes(scope),
+        None => prm.scopes_supported.clone(),
+    };
+    Ok(DiscoveredServer { resource: prm.resource, authorization_server, challenge_scopes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).expect("static URL")
+    }
+
+    #[test]
+    fn challenge_with_quoted_params_and_other_schemes() {
+        let c = parse_bearer_challenge(
+            r#"Basic realm="x", Bearer resource_metadata="https://m.example/.well-known/oauth-protected-resource/mcp", scope="a b", error="invalid_token""#,
+        )
+        .expect("bearer");
+        assert_eq!(c.resource_metadata.as_deref(), Some("https://m.example/.well-known/oauth-protected-resource/mcp"));
+        assert_eq!(c.scope.as_deref(), Some("a b"));
+        assert_eq!(c.error.as_deref(), Some("invalid_token"));
+        assert_eq!(parse_bearer_challenge("Basic realm=\"x\""), None);
+        assert_eq!(parse_bearer_challenge("Bearer"), Some(BearerChallenge::default()));
+    }
+
+    #[test]
+    fn prm_urls_path_inserted_then_root() {
+        let urls = protected_resource_metadata_urls(&url("https://m.example/tenant/mcp?x=1"));
+        assert_eq!(
+            urls.iter().map(Url::as_str).collect::<Vec<_>>(),
+            [
+                "https://m.example/.well-known/oauth-protected-resource/tenant/mcp",
+                "https://m.example/.well-known/oauth-protected-resource"
+            ]
+        );
+        assert_eq!(protected_resource_metadata_urls(&url("https://m.example/")).len(), 1);
+    }
+
+    #[test]
+    fn as_metadata_urls_in_mcp_order() {
+        let with_path = authorization_server_metadata_urls(&url("https://as.example/tenant/"));
+        assert_eq!(
+            with_path.iter().map(Url::as_str).collect::<Vec<_>>(),
+            [
+                "https://as.example/.well-known/oauth-authorization-server/tenant",
+                "https://as.example/.well-known/openid-configuration/tenant",
+                "https://as.example/tenant/.well-known/openid-configuration",
+            ]
+        );
+        let root = authorization_server_metadata_urls(&url("https://as.example"));
+        assert_eq!(
+            root.iter().map(Url::as_str).collect::<Vec<_>>(),
+            [
+                "https://as.example/.well-known/oauth-authorization-server",
+                "https://as.example/.well-known/openid-configuration",
+            ]
+        );
+    }
+
+    #[test]
+    fn issuer_must_match_byte_for_byte() {
+        let response = HttpResponse {
+            url: url("https://as.example/.well-known/oauth-authorization-server"),
+            status: 200,
+            headers: vec![],
+            body: br#"{"issuer":"https://as.example/","token_endpoint":"https://as.example/token"}"#.to_vec(),
+        };
+        assert!(parse_authorization_server_metadata(&response, "https://as.example/").is_ok());
+        let err = parse_authorization_server_metadata(&response, "https://as.example").expect_err("mismatch");
+        assert!(matches!(err, WireError::IssuerMismatch { .. }));
+    }
+}
