@@ -9,3 +9,5 @@
 pub mod clock;
 pub mod oauth;
 pub mod secret;
+pub mod policy;
+pub mod store;

@@ -259,13 +259,16 @@ pub struct DiscoveredServer {
     pub challenge_scopes: Vec<String>,
 }
 
+/// The body of the unauthenticated probe: an MCP `initialize`, which a protected server must answer
+/// with 401 before looking at it.
+const PROBE_BODY: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"lanyard","version":"0"}}}"#;
+
 /// Discovers the authorization server of the MCP server at `server_url`.
 ///
-/// Sends an unauthenticated MCP `ping`-less probe (a POST of an `initialize` is not needed: any
-/// request without a token must be answered with 401), reads the challenge, then the metadata.
+/// Sends an MCP request without a token and reads the 401 challenge; a server that answers
+/// anything else (or no `resource_metadata`) is looked up at the RFC 9728 well-knowns.
 pub async fn discover_server(http: &HttpExecutor, server_url: &Url) -> Result<DiscoveredServer, WireError> {
-    let probe = HttpRequest::get(server_url.clone());
-    let response = http.execute(&probe).await?;
+    let response = http.probe_post_json(server_url, PROBE_BODY).await?;
     let challenge = if response.status == 401 {
         response.header_values("www-authenticate").find_map(parse_bearer_challenge)
     } else {

@@ -204,6 +204,37 @@ impl HttpExecutor {
     }
 }
 
+impl HttpExecutor {
+    /// POSTs a JSON body the way an MCP client does (`Accept` JSON and SSE) and returns the status
+    /// and headers; the body is read under the same cap.
+    pub async fn probe_post_json(&self, url: &Url, body: &'static str) -> Result<HttpResponse, WireError> {
+        let shown = redacted_url(url);
+        let mut response = self
+            .client
+            .post(url.clone())
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&shown, &e))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&shown, &e))? {
+            if body.len() + chunk.len() > self.max_body_bytes {
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse { url: url.clone(), status, headers, body })
+    }
+}
+
 fn transport_error(url: &str, e: &reqwest::Error) -> WireError {
     let kind = if e.is_timeout() {
         TransportKind::Timeout
