@@ -1,0 +1,555 @@
+//! A fake MCP authorization server: RFC 8414 / OIDC metadata, JWKS, and a token endpoint that
+//! accepts the RFC 7523 JWT bearer grant with an ID-JAG (validated fully, including `jti` replay)
+//! and the client credentials grant, both minting RS256 JWT access tokens for its MCP servers. It
+//! trusts one IdP, whose JWKS it fetches over HTTP and caches; it never talks to MCP servers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{json, Value};
+
+use crate::client_auth::ClientVerifier;
+use crate::clock::TestClock;
+use crate::config::{AsConfig, ClientAuth, MetadataStyle, RegisteredClient};
+use crate::faults::{Endpoint, Faults};
+use crate::idp::RevocationRecord;
+use crate::keys::{audience_is_exactly, verify_signature, SigningKey};
+use crate::oauth::{
+    parse_form, random_token, scopes, token_response, OAuthError, GRANT_JWT_BEARER,
+    GRANT_PROFILE_ID_JAG, JWT_TYPE_ID_JAG,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another handler panicked mid-update; the fake keeps serving.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Default, Debug)]
+pub(crate) struct AsCounters {
+    jwt_bearer_mints: AtomicU64,
+    client_credentials_mints: AtomicU64,
+    rejected_grants: AtomicU64,
+    rejected_replays: AtomicU64,
+    jwks_fetches: AtomicU64,
+    revocations: Mutex<Vec<RevocationRecord>>,
+}
+
+/// A snapshot of an authorization server's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AsStats {
+    /// Access tokens minted from ID-JAGs.
+    pub jwt_bearer_mints: u64,
+    /// Access tokens minted by client credentials.
+    pub client_credentials_mints: u64,
+    /// Token requests refused (any reason, including replays).
+    pub rejected_grants: u64,
+    /// ID-JAGs refused because their `jti` was already used.
+    pub rejected_replays: u64,
+    /// Times the IdP's JWKS was fetched.
+    pub jwks_fetches: u64,
+    /// Revocation requests received.
+    pub revocations: Vec<RevocationRecord>,
+}
+
+pub(crate) struct AsState {
+    pub config: AsConfig,
+    pub issuer: String,
+    pub base_url: String,
+    pub base_path: String,
+    pub key: Arc<SigningKey>,
+    pub clock: TestClock,
+    pub trusted_issuer: String,
+    pub trusted_jwks_uri: String,
+    pub resources: Vec<String>,
+    pub http: reqwest::Client,
+    pub idp_keys: Mutex<HashMap<String, DecodingKey>>,
+    pub used_jtis: Mutex<HashSet<String>>,
+    pub client_jtis: Mutex<HashSet<String>>,
+    pub assertion_audiences: Vec<String>,
+    pub wrong_issuer: AtomicBool,
+    pub counters: AsCounters,
+}
+
+impl AsState {
+    pub(crate) fn new(
+        config: AsConfig,
+        origin: &str,
+        key: Arc<SigningKey>,
+        clock: TestClock,
+        trusted: (String, String),
+        resources: Vec<String>,
+        http: reqwest::Client,
+    ) -> Self {
+        let issuer = config.issuer_path.issuer(origin);
+        let base_path = config.issuer_path.path.clone();
+        let base_url = format!("{origin}{base_path}");
+        Self {
+            assertion_audiences: vec![issuer.clone(), format!("{base_url}/token")],
+            wrong_issuer: AtomicBool::new(config.wrong_issuer_in_metadata),
+            issuer,
+            base_url,
+            base_path,
+            key,
+            clock,
+            trusted_issuer: trusted.0,
+            trusted_jwks_uri: trusted.1,
+            resources,
+            http,
+            idp_keys: Mutex::new(HashMap::new()),
+            used_jtis: Mutex::new(HashSet::new()),
+            client_jtis: Mutex::new(HashSet::new()),
+            counters: AsCounters::default(),
+            config,
+        }
+    }
+
+    fn verifier(&self) -> ClientVerifier<'_> {
+        ClientVerifier {
+            clients: &self.config.clients,
+            audiences: &self.assertion_audiences,
+            clock: &self.clock,
+            seen_jtis: &self.client_jtis,
+        }
+    }
+
+    fn metadata(&self) -> Value {
+        let b = &self.base_url;
+        let issuer = if self.wrong_issuer.load(Ordering::SeqCst) {
+            let origin = b.strip_suffix(&self.base_path).unwrap_or(b);
+            format!("{origin}/impostor{}", self.base_path)
+        } else {
+            self.issuer.clone()
+        };
+        let mut auth_methods: Vec<&str> = self
+            .config
+            .clients
+            .iter()
+            .map(|c| c.auth.method_name())
+            .collect();
+        auth_methods.sort_unstable();
+        auth_methods.dedup();
+        json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{b}/token"),
+            "jwks_uri": format!("{b}/jwks"),
+            "revocation_endpoint": format!("{b}/revoke"),
+            "grant_types_supported": [GRANT_JWT_BEARER, "client_credentials"],
+            "authorization_grant_profiles_supported": [GRANT_PROFILE_ID_JAG],
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+            "scopes_supported": self.config.allowed_scopes,
+            "response_types_supported": [],
+        })
+    }
+
+    /// The IdP's key for `kid`, fetching (and caching) its JWKS when unknown.
+    async fn idp_key(&self, kid: Option<&str>) -> Result<DecodingKey, OAuthError> {
+        let pick = |keys: &HashMap<String, DecodingKey>| match kid {
+            Some(k) => keys.get(k).cloned(),
+            None if keys.len() == 1 => keys.values().next().cloned(),
+            None => None,
+        };
+        if let Some(key) = pick(&lock(&self.idp_keys)) {
+            return Ok(key);
+        }
+        self.counters.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+        let jwks: Value = self
+            .http
+            .get(&self.trusted_jwks_uri)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| OAuthError::new("server_error", format!("IdP JWKS unreachable: {e}")))?
+            .json()
+            .await
+            .map_err(|e| OAuthError::new("server_error", format!("IdP JWKS unreadable: {e}")))?;
+        let mut keys = lock(&self.idp_keys);
+        for jwk in jwks["keys"].as_array().into_iter().flatten() {
+            let (Some(kid), Some(n), Some(e)) =
+                (jwk["kid"].as_str(), jwk["n"].as_str(), jwk["e"].as_str())
+            else {
+                continue;
+            };
+            if let Ok(key) = DecodingKey::from_rsa_components(n, e) {
+                keys.insert(kid.to_string(), key);
+            }
+        }
+        pick(&keys).ok_or_else(|| OAuthError::invalid_grant("ID-JAG signed by an unknown key"))
+    }
+
+    /// The resource a token is for: the request's, the grant's, or this AS's only resource.
+    fn resource(
+        &self,
+        requested: Option<&String>,
+        granted: Option<&str>,
+    ) -> Result<Option<String>, OAuthError> {
+        if let (Some(r), Some(g)) = (requested, granted) {
+            if r != g {
+                return Err(OAuthError::new(
+                    "invalid_target",
+                    format!("resource {r} differs from the ID-JAG's resource {g}"),
+                ));
+            }
+        }
+        let resource = requested
+            .map(String::as_str)
+            .or(granted)
+            .map(str::to_string)
+            .or_else(|| self.resources.first().cloned());
+        if let Some(r) = &resource {
+            if !self.resources.iter().any(|known| known == r) {
+                return Err(OAuthError::new(
+                    "invalid_target",
+                    format!("{r} is not a resource of this authorization server"),
+                ));
+            }
+        }
+        Ok(resource)
+    }
+
+    /// Scopes to grant: requested (or the ID-JAG's), limited by the ID-JAG and the allowed list.
+    fn grant_scopes(
+        &self,
+        requested: Option<&String>,
+        jag_scope: Option<&str>,
+    ) -> Result<Vec<String>, OAuthError> {
+        let jag: Option<Vec<String>> =
+            jag_scope.map(|s| s.split_whitespace().map(str::to_string).collect());
+        let requested = match requested {
+            Some(_) => scopes(requested),
+            None => jag.clone().unwrap_or_default(),
+        };
+        let granted: Vec<String> = requested
+            .iter()
+            .filter(|s| jag.as_ref().is_none_or(|j| j.contains(s)))
+            .filter(|s| {
+                self.config.allowed_scopes.is_empty() || self.config.allowed_scopes.contains(s)
+            })
+            .cloned()
+            .collect();
+        if granted.is_empty() && !requested.is_empty() {
+            return Err(OAuthError::new(
+                "invalid_scope",
+                format!("none of the requested scopes {requested:?} can be granted"),
+            ));
+        }
+        Ok(granted)
+    }
+
+    fn mint(
+        &self,
+        sub: &str,
+        client_id: &str,
+        resource: Option<String>,
+        scope: &[String],
+        email: Option<&str>,
+    ) -> Result<Value, OAuthError> {
+        let now = self.clock.unix();
+        let lifetime = self.config.access_token_lifetime.as_secs();
+        let scope = scope.join(" ");
+        let mut claims = json!({
+            "iss": self.issuer,
+            "sub": sub,
+            "client_id": client_id,
+            "scope": scope,
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": random_token(16),
+        });
+        if let Some(r) = resource {
+            claims["aud"] = json!(r);
+        }
+        if let Some(e) = email {
+            claims["email"] = json!(e);
+        }
+        let token = self
+            .key
+            .sign("at+jwt", &claims)
+            .map_err(|e| OAuthError::new("server_error", format!("signing failed: {e}")))?;
+        Ok(json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": scope,
+        }))
+    }
+
+    async fn jwt_bearer(
+        &self,
+        client: &RegisteredClient,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, OAuthError> {
+        let assertion = form
+            .get("assertion")
+            .ok_or_else(|| OAuthError::invalid_request("assertion is required"))?;
+        let header = jsonwebtoken::decode_header(assertion)
+            .map_err(|e| OAuthError::invalid_grant(format!("assertion is not a JWT: {e}")))?;
+        if header.typ.as_deref() != Some(JWT_TYPE_ID_JAG) {
+            return Err(OAuthError::invalid_grant(format!(
+                "assertion typ must be {JWT_TYPE_ID_JAG}, got {:?}",
+                header.typ
+            )));
+        }
+        let key = self.idp_key(header.kid.as_deref()).await?;
+        let claims = verify_signature(assertion, &key, &[Algorithm::RS256])
+            .map_err(|e| OAuthError::invalid_grant(format!("ID-JAG signature invalid: {e}")))?;
+        let claim = |name: &str| claims.get(name).and_then(Value::as_str);
+        if claim("iss") != Some(self.trusted_issuer.as_str()) {
+            return Err(OAuthError::invalid_grant(format!(
+                "ID-JAG issuer {:?} is not trusted (expected {})",
+                claim("iss"),
+                self.trusted_issuer
+            )));
+        }
+        if !audience_is_exactly(claims.get("aud"), &self.issuer) {
+            return Err(OAuthError::invalid_grant(format!(
+                "ID-JAG audience {} is not this issuer {}",
+                claims.get("aud").unwrap_or(&Value::Null),
+                self.issuer
+            )));
+        }
+        if claim("client_id") != Some(client.client_id.as_str()) {
+            return Err(OAuthError::invalid_grant(format!(
+                "ID-JAG client_id {:?} is not the authenticated client {}",
+                claim("client_id"),
+                client.client_id
+            )));
+        }
+        let now = self.clock.unix();
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        if exp <= now {
+            return Err(OAuthError::invalid_grant("ID-JAG expired"));
+        }
+        let iat = claims.get("iat").and_then(Value::as_u64).unwrap_or(0);
+        if iat > now + 60 {
+            return Err(OAuthError::invalid_grant("ID-JAG issued in the future"));
+        }
+        let sub = claim("sub")
+            .ok_or_else(|| OAuthError::invalid_grant("ID-JAG has no sub"))?
+            .to_string();
+        let resource = self.resource(form.get("resource"), claim("resource"))?;
+        let granted = self.grant_scopes(form.get("scope"), claim("scope"))?;
+        let jti = claim("jti").ok_or_else(|| OAuthError::invalid_grant("ID-JAG has no jti"))?;
+        if !lock(&self.used_jtis).insert(jti.to_string()) {
+            self.counters
+                .rejected_replays
+                .fetch_add(1, Ordering::SeqCst);
+            return Err(OAuthError::invalid_grant("jti already used"));
+        }
+        let body = self.mint(&sub, &client.client_id, resource, &granted, claim("email"))?;
+        self.counters
+            .jwt_bearer_mints
+            .fetch_add(1, Ordering::SeqCst);
+        Ok(body)
+    }
+
+    fn client_credentials(
+        &self,
+        client: &RegisteredClient,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, OAuthError> {
+        if client.auth == ClientAuth::None {
+            return Err(OAuthError::new(
+                "unauthorized_client",
+                "public clients cannot use client_credentials",
+            ));
+        }
+        let resource = self.resource(form.get("resource"), None)?;
+        let granted = self.grant_scopes(form.get("scope"), None)?;
+        let body = self.mint(
+            &client.client_id,
+            &client.client_id,
+            resource,
+            &granted,
+            None,
+        )?;
+        self.counters
+            .client_credentials_mints
+            .fetch_add(1, Ordering::SeqCst);
+        Ok(body)
+    }
+}
+
+/// The AS's routes and the endpoint each path belongs to.
+pub(crate) fn router(state: Arc<AsState>) -> (Router, HashMap<String, Endpoint>) {
+    let bp = state.base_path.clone();
+    let slash = state.config.issuer_path.trailing_slash && !bp.is_empty();
+    let mut metadata_paths = Vec::new();
+    let style = state.config.metadata_style;
+    if matches!(style, MetadataStyle::Rfc8414 | MetadataStyle::Both) {
+        metadata_paths.push(format!("/.well-known/oauth-authorization-server{bp}"));
+        if slash {
+            metadata_paths.push(format!("/.well-known/oauth-authorization-server{bp}/"));
+        }
+    }
+    if matches!(style, MetadataStyle::OidcOnly | MetadataStyle::Both) {
+        metadata_paths.push(format!("/.well-known/openid-configuration{bp}"));
+        metadata_paths.push(format!("{bp}/.well-known/openid-configuration"));
+        if slash {
+            metadata_paths.push(format!("/.well-known/openid-configuration{bp}/"));
+        }
+    }
+    metadata_paths.sort();
+    metadata_paths.dedup();
+    let mut routes = HashMap::new();
+    let mut router = Router::new();
+    for path in metadata_paths {
+        router = router.route(&path, get(metadata));
+        routes.insert(path, Endpoint::Metadata);
+    }
+    routes.insert(format!("{bp}/jwks"), Endpoint::Jwks);
+    routes.insert(format!("{bp}/token"), Endpoint::Token);
+    routes.insert(format!("{bp}/revoke"), Endpoint::Revoke);
+    let router = router
+        .route(&format!("{bp}/jwks"), get(jwks))
+        .route(&format!("{bp}/token"), post(token))
+        .route(&format!("{bp}/revoke"), post(revoke))
+        .with_state(state);
+    (router, routes)
+}
+
+async fn metadata(State(state): State<Arc<AsState>>) -> Json<Value> {
+    Json(state.metadata())
+}
+
+async fn jwks(State(state): State<Arc<AsState>>) -> Json<Value> {
+    Json(state.key.jwks())
+}
+
+async fn token(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = parse_form(&body);
+    let result = match state.verifier().authenticate(&headers, &form) {
+        Err(e) => Err(e),
+        Ok(client) => match form.get("grant_type").map(String::as_str) {
+            Some(GRANT_JWT_BEARER) => state.jwt_bearer(&client, &form).await,
+            Some("client_credentials") => state.client_credentials(&client, &form),
+            Some(other) => Err(OAuthError::new(
+                "unsupported_grant_type",
+                format!("grant_type {other} is not supported"),
+            )),
+            None => Err(OAuthError::invalid_request("grant_type is required")),
+        },
+    };
+    match result {
+        Ok(body) => token_response(body),
+        Err(e) => {
+            state
+                .counters
+                .rejected_grants
+                .fetch_add(1, Ordering::SeqCst);
+            e.into_response()
+        }
+    }
+}
+
+async fn revoke(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = parse_form(&body);
+    let client = match state.verifier().authenticate(&headers, &form) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    lock(&state.counters.revocations).push(RevocationRecord {
+        client_id: client.client_id,
+        token_type_hint: form.get("token_type_hint").cloned(),
+        revoked: "unknown".into(),
+    });
+    StatusCode::OK.into_response()
+}
+
+/// Runtime control of one authorization server. Cheap to clone.
+#[derive(Clone)]
+pub struct AsHandle {
+    pub(crate) state: Arc<AsState>,
+    pub(crate) faults: Faults,
+}
+
+impl std::fmt::Debug for AsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsHandle")
+            .field("name", &self.state.config.name)
+            .field("issuer", &self.state.issuer)
+            .finish()
+    }
+}
+
+impl AsHandle {
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.state.config.name
+    }
+
+    /// The issuer identifier (what ID-JAGs must name as `aud`).
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// The token endpoint.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.state.base_url)
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/jwks", self.state.base_url)
+    }
+
+    /// The RFC 8414 (path-inserted) metadata URL, whether or not it is served.
+    pub fn metadata_url(&self) -> String {
+        let origin = self
+            .state
+            .base_url
+            .strip_suffix(&self.state.base_path)
+            .unwrap_or(&self.state.base_url);
+        format!(
+            "{origin}/.well-known/oauth-authorization-server{}",
+            self.state.base_path
+        )
+    }
+
+    /// The resources (MCP server URLs) this AS mints tokens for.
+    pub fn resources(&self) -> &[String] {
+        &self.state.resources
+    }
+
+    /// The registered clients.
+    pub fn clients(&self) -> &[RegisteredClient] {
+        &self.state.config.clients
+    }
+
+    /// The fault switchboard of this AS.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Makes the metadata name a different issuer (or stops doing so).
+    pub fn set_wrong_issuer_in_metadata(&self, wrong: bool) {
+        self.state.wrong_issuer.store(wrong, Ordering::SeqCst);
+    }
+
+    /// Forgets the cached IdP keys (the next ID-JAG refetches the JWKS).
+    pub fn forget_idp_keys(&self) {
+        lock(&self.state.idp_keys).clear();
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> AsStats {
+        let c = &self.state.counters;
+        let n = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        AsStats {
+            jwt_bearer_mints: n(&c.jwt_bearer_mints),
+            client_credentials_mints: n(&c.client_credentials_mints),
+            rejected_grants: n(&c.rejected_grants),
+            rejected_replays: n(&c.rejected_replays),
+            jwks_fetches: n(&c.jwks_fetches),
+            revocations: lock(&c.revocations).clone(),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The `make demo` world: one IdP and three MCP servers (Docs, Tickets, Payroll), each behind its
+//! own authorization server, with alice denied Payroll by policy. Also writes the Lanyard policy
+//! JSON that points an agent at it (the policy schema belongs to lanyard-core; the writer is kept
+//! to the one function [`lanyard_policy`] so it is easy to adjust).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::config::{AsConfig, IdpConfig, McpConfig, TestbedConfig};
+use crate::testbed::Testbed;
+
+/// The client id Lanyard uses at the demo IdP.
+pub const DEMO_IDP_CLIENT_ID: &str = "lanyard-desktop";
+
+/// The demo servers: (id, display name, scope).
+const DEMO_SERVERS: [(&str, &str, &str); 3] = [
+    ("docs", "Docs", "docs.read"),
+    ("tickets", "Tickets", "tickets.read"),
+    ("payroll", "Payroll", "payroll.read"),
+];
+
+/// Configuration of the demo world.
+pub fn demo_config(latency: Duration) -> TestbedConfig {
+    let mut config = TestbedConfig {
+        idp: IdpConfig::default(),
+        auth_servers: Vec::new(),
+        mcp_servers: Vec::new(),
+        latency,
+        ..TestbedConfig::default()
+    };
+    for (id, _, scope) in DEMO_SERVERS {
+        let write = scope.replace(".read", ".write");
+        config.auth_servers.push(
+            AsConfig::new(id, &format!("lanyard-{id}"))
+                .with_issuer_path(&format!("/oauth2/{id}"), false)
+                .with_scopes(&[scope, &write]),
+        );
+        config.mcp_servers.push(McpConfig::new(id, id, &[scope]));
+    }
+    config
+}
+
+/// Starts the demo world and applies its policy (alice may not use Payroll).
+pub async fn start_demo(latency: Duration) -> anyhow::Result<Testbed> {
+    let testbed = Testbed::start(demo_config(latency)).await?;
+    if let Some(payroll) = testbed.auth_server("payroll") {
+        testbed.idp().deny("alice", payroll.issuer());
+    }
+    Ok(testbed)
+}
+
+/// The Lanyard policy JSON for a running testbed: the IdP plus one enterprise-managed entry per
+/// MCP server (client id at its AS = the AS's first registered client).
+pub fn lanyard_policy(testbed: &Testbed) -> Value {
+    let servers: Vec<Value> = testbed
+        .mcp_servers()
+        .iter()
+        .map(|mcp| {
+            let display = DEMO_SERVERS
+                .iter()
+                .find(|(id, _, _)| *id == mcp.name())
+                .map(|(_, display, _)| display.to_string())
+                .unwrap_or_else(|| mcp.name().to_string());
+            let client_id = testbed
+                .auth_server_for(mcp.name())
+                .and_then(|a| a.clients().first())
+                .map(|c| c.client_id.clone())
+                .unwrap_or_default();
+            json!({
+                "id": mcp.name(),
+                "display_name": display,
+                "url": mcp.url(),
+                "client_id": client_id,
+                "client_auth": {"method": "none"},
+                "scopes": mcp.required_scopes(),
+                "mode": "enterprise-managed",
+            })
+        })
+        .collect();
+    json!({
+        "idp": {
+            "issuer": testbed.idp().issuer(),
+            "client_id": DEMO_IDP_CLIENT_ID,
+            "client_auth": {"method": "none"},
+            "scopes": ["openid", "offline_access", "email"],
+        },
+        "servers": servers,
+        "dev_mode": true,
+    })
+}
+
+/// A machine-readable summary of every URL (written by `serve --port-file`).
+pub fn url_summary(testbed: &Testbed) -> Value {
+    json!({
+        "idp": {
+            "issuer": testbed.idp().issuer(),
+            "discovery": testbed.idp().discovery_url(),
+            "token_endpoint": testbed.idp().token_endpoint(),
+        },
+        "auth_servers": testbed.auth_servers().iter().map(|a| json!({
+            "name": a.name(), "issuer": a.issuer(), "token_endpoint": a.token_endpoint(),
+        })).collect::<Vec<_>>(),
+        "mcp_servers": testbed.mcp_servers().iter().map(|m| json!({
+            "name": m.name(), "url": m.url(), "resource": m.resource(),
+            "resource_metadata": m.resource_metadata_url(), "auth_server": m.auth_server_issuer(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A human-readable summary of every URL.
+pub fn readable_summary(testbed: &Testbed) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("IdP issuer         {}\n", testbed.idp().issuer()));
+    out.push_str(&format!(
+        "  discovery        {}\n",
+        testbed.idp().discovery_url()
+    ));
+    out.push_str("  users            ");
+    out.push_str(
+        &testbed
+            .idp()
+            .state
+            .config
+            .users
+            .iter()
+            .map(|u| u.email.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.push('\n');
+    for mcp in testbed.mcp_servers() {
+        out.push_str(&format!("MCP server {:<8}{}\n", mcp.name(), mcp.url()));
+        out.push_str(&format!(
+            "  auth server      {}\n",
+            mcp.auth_server_issuer()
+        ));
+        out.push_str(&format!(
+            "  scopes           {}\n",
+            mcp.required_scopes().join(" ")
+        ));
+    }
+    out
+}

@@ -1,0 +1,486 @@
+//! The fake corporate IdP: OpenID Connect discovery and JWKS, authorization code + PKCE with a
+//! scripted-browser-friendly login page, refresh with rotation, RFC 8693 token exchange issuing
+//! ID-JAGs under an allow/deny and step-up policy, RFC 8628 device flow and RFC 7009 revocation.
+//! It owns its users, codes, refresh tokens and policy; it knows the testbed's authorization
+//! servers only as audiences (issuer → client id) and never calls them.
+
+mod login;
+mod token;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes as Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::client_auth::ClientVerifier;
+use crate::clock::TestClock;
+use crate::config::IdpConfig;
+use crate::faults::{Endpoint, Faults};
+use crate::keys::SigningKey;
+use crate::oauth::{
+    parse_form, OAuthError, GRANT_DEVICE_CODE, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID_JAG,
+};
+
+/// An authorization request waiting for the user to pick an account.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingAuthorization {
+    client_id: String,
+    redirect_uri: String,
+    state: Option<String>,
+    nonce: Option<String>,
+    scope: String,
+    code_challenge: String,
+}
+
+/// An issued, not yet redeemed authorization code.
+#[derive(Clone, Debug)]
+pub(crate) struct IssuedCode {
+    client_id: String,
+    redirect_uri: String,
+    nonce: Option<String>,
+    scope: String,
+    code_challenge: String,
+    sub: String,
+    auth_time: u64,
+    expires_at: u64,
+}
+
+/// The grant behind a refresh token.
+#[derive(Clone, Debug)]
+pub(crate) struct RefreshGrant {
+    client_id: String,
+    sub: String,
+    scope: String,
+    auth_time: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DeviceStatus {
+    Pending,
+    Approved { sub: String, auth_time: u64 },
+    Denied,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct DeviceRequest {
+    client_id: String,
+    scope: String,
+    user_code: String,
+    expires_at: u64,
+    interval: u64,
+    last_poll: Option<SystemTime>,
+    status: DeviceStatus,
+}
+
+#[derive(Default, Debug)]
+pub(crate) struct IdpData {
+    pending: HashMap<String, PendingAuthorization>,
+    codes: HashMap<String, IssuedCode>,
+    refresh: HashMap<String, RefreshGrant>,
+    devices: HashMap<String, DeviceRequest>,
+    /// Per user sub: ID tokens issued before this time no longer count (sessions revoked).
+    sessions_valid_after: HashMap<String, u64>,
+}
+
+/// Allow/deny and step-up rules for token exchange.
+#[derive(Default, Debug)]
+pub(crate) struct IdpPolicy {
+    /// (user sub or email, audience) pairs that are denied.
+    denied: HashSet<(String, String)>,
+    /// audience → maximum age of the user's authentication.
+    step_up: HashMap<String, Duration>,
+}
+
+/// One RFC 7009 revocation request the IdP or an AS received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationRecord {
+    /// The authenticated client.
+    pub client_id: String,
+    /// The `token_type_hint` sent, if any.
+    pub token_type_hint: Option<String>,
+    /// What the token turned out to be (`refresh_token`, or `unknown`).
+    pub revoked: String,
+}
+
+#[derive(Default, Debug)]
+pub(crate) struct IdpCounters {
+    authorize_requests: AtomicU64,
+    logins: AtomicU64,
+    code_grants: AtomicU64,
+    refresh_grants: AtomicU64,
+    rejected_refreshes: AtomicU64,
+    token_exchanges: AtomicU64,
+    rejected_token_exchanges: AtomicU64,
+    device_authorizations: AtomicU64,
+    device_grants: AtomicU64,
+    revocations: Mutex<Vec<RevocationRecord>>,
+}
+
+/// A snapshot of the IdP's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdpStats {
+    /// `GET /authorize` requests.
+    pub authorize_requests: u64,
+    /// Completed logins (login form posts that redirected with a code).
+    pub logins: u64,
+    /// Authorization codes redeemed.
+    pub code_grants: u64,
+    /// Successful refresh grants.
+    pub refresh_grants: u64,
+    /// Refresh grants rejected (reuse after rotation, revoked, unknown).
+    pub rejected_refreshes: u64,
+    /// ID-JAGs issued by token exchange.
+    pub token_exchanges: u64,
+    /// Token exchanges refused (policy, step-up, bad subject token…).
+    pub rejected_token_exchanges: u64,
+    /// Device authorization requests.
+    pub device_authorizations: u64,
+    /// Device-code grants that issued tokens.
+    pub device_grants: u64,
+    /// Revocation requests received.
+    pub revocations: Vec<RevocationRecord>,
+}
+
+pub(crate) struct IdpState {
+    pub config: IdpConfig,
+    pub issuer: String,
+    /// Origin + issuer path, no trailing slash: endpoint URLs hang off it.
+    pub base_url: String,
+    pub base_path: String,
+    pub key: Arc<SigningKey>,
+    pub clock: TestClock,
+    /// Known audiences: AS issuer → client id for the ID-JAG `client_id` claim.
+    pub audiences: HashMap<String, String>,
+    pub data: Mutex<IdpData>,
+    pub policy: Mutex<IdpPolicy>,
+    pub counters: IdpCounters,
+    pub client_jtis: Mutex<HashSet<String>>,
+    /// Acceptable `aud` values of client assertions: issuer and token endpoint.
+    pub assertion_audiences: Vec<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another handler panicked mid-update; the fake keeps serving.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl IdpState {
+    pub(crate) fn new(
+        config: IdpConfig,
+        origin: &str,
+        key: Arc<SigningKey>,
+        clock: TestClock,
+        audiences: HashMap<String, String>,
+    ) -> Self {
+        let issuer = config.issuer_path.issuer(origin);
+        let base_path = config.issuer_path.path.clone();
+        let issuer_for_aud = issuer.clone();
+        let base_path_for_aud = base_path.clone();
+        let policy = IdpPolicy {
+            denied: config.denied.iter().cloned().collect(),
+            step_up: config.require_auth_within.clone(),
+        };
+        Self {
+            issuer,
+            base_url: format!("{origin}{base_path}"),
+            base_path,
+            key,
+            clock,
+            audiences,
+            data: Mutex::new(IdpData::default()),
+            policy: Mutex::new(policy),
+            counters: IdpCounters::default(),
+            client_jtis: Mutex::new(HashSet::new()),
+            assertion_audiences: vec![
+                issuer_for_aud.clone(),
+                format!("{origin}{base_path_for_aud}/token"),
+            ],
+            config,
+        }
+    }
+
+    fn data(&self) -> MutexGuard<'_, IdpData> {
+        lock(&self.data)
+    }
+
+    fn token_endpoint(&self) -> String {
+        format!("{}/token", self.base_url)
+    }
+
+    fn verifier(&self) -> ClientVerifier<'_> {
+        ClientVerifier {
+            clients: &self.config.clients,
+            audiences: &self.assertion_audiences,
+            clock: &self.clock,
+            seen_jtis: &self.client_jtis,
+        }
+    }
+
+    fn user(&self, who: &str) -> Option<&crate::config::TestUser> {
+        self.config.users.iter().find(|u| u.matches(who))
+    }
+
+    fn metadata(&self) -> Value {
+        let b = &self.base_url;
+        let mut auth_methods: Vec<&str> = self
+            .config
+            .clients
+            .iter()
+            .map(|c| c.auth.method_name())
+            .collect();
+        auth_methods.sort_unstable();
+        auth_methods.dedup();
+        json!({
+            "issuer": self.issuer,
+            "authorization_endpoint": format!("{b}/authorize"),
+            "token_endpoint": format!("{b}/token"),
+            "jwks_uri": format!("{b}/jwks"),
+            "revocation_endpoint": format!("{b}/revoke"),
+            "device_authorization_endpoint": format!("{b}/device_authorization"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "offline_access", "email", "profile"],
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "email", "name"],
+            "grant_types_supported": [
+                "authorization_code", "refresh_token", GRANT_TOKEN_EXCHANGE, GRANT_DEVICE_CODE
+            ],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "identity_chaining_requested_token_types_supported": [TOKEN_TYPE_ID_JAG],
+            "authorization_response_iss_parameter_supported": self.config.advertise_iss_parameter,
+        })
+    }
+}
+
+/// The IdP's routes and the endpoint each path belongs to.
+pub(crate) fn router(state: Arc<IdpState>) -> (Router, HashMap<String, Endpoint>) {
+    let bp = state.base_path.clone();
+    let mut routes = HashMap::new();
+    let mut router = Router::new();
+    let mut metadata_paths = vec![
+        format!("{bp}/.well-known/openid-configuration"),
+        format!("/.well-known/openid-configuration{bp}"),
+        format!("/.well-known/oauth-authorization-server{bp}"),
+    ];
+    if state.config.issuer_path.trailing_slash && !bp.is_empty() {
+        metadata_paths.push(format!("/.well-known/openid-configuration{bp}/"));
+        metadata_paths.push(format!("/.well-known/oauth-authorization-server{bp}/"));
+    }
+    metadata_paths.sort();
+    metadata_paths.dedup();
+    for path in metadata_paths {
+        router = router.route(&path, get(metadata));
+        routes.insert(path, Endpoint::Metadata);
+    }
+    let endpoints: [(&str, Endpoint); 7] = [
+        ("/jwks", Endpoint::Jwks),
+        ("/authorize", Endpoint::Authorize),
+        ("/login", Endpoint::Login),
+        ("/token", Endpoint::Token),
+        ("/revoke", Endpoint::Revoke),
+        ("/device_authorization", Endpoint::DeviceAuthorization),
+        ("/device", Endpoint::Device),
+    ];
+    for (suffix, endpoint) in endpoints {
+        routes.insert(format!("{bp}{suffix}"), endpoint);
+    }
+    let router = router
+        .route(&format!("{bp}/jwks"), get(jwks))
+        .route(&format!("{bp}/authorize"), get(login::authorize))
+        .route(&format!("{bp}/login"), post(login::login))
+        .route(&format!("{bp}/token"), post(token::token))
+        .route(&format!("{bp}/revoke"), post(revoke))
+        .route(
+            &format!("{bp}/device_authorization"),
+            post(login::device_authorization),
+        )
+        .route(
+            &format!("{bp}/device"),
+            get(login::device_page).post(login::device_submit),
+        )
+        .with_state(state);
+    (router, routes)
+}
+
+async fn metadata(State(state): State<Arc<IdpState>>) -> Json<Value> {
+    Json(state.metadata())
+}
+
+async fn jwks(State(state): State<Arc<IdpState>>) -> Json<Value> {
+    Json(state.key.jwks())
+}
+
+async fn revoke(State(state): State<Arc<IdpState>>, headers: HeaderMap, body: Body) -> Response {
+    let form = parse_form(&body);
+    let client = match state.verifier().authenticate(&headers, &form) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let Some(token) = form.get("token") else {
+        return OAuthError::invalid_request("token is required").into_response();
+    };
+    let revoked = {
+        let mut data = state.data();
+        match data.refresh.get(token) {
+            Some(grant) if grant.client_id == client.client_id => {
+                data.refresh.remove(token);
+                "refresh_token"
+            }
+            _ => "unknown",
+        }
+    };
+    lock(&state.counters.revocations).push(RevocationRecord {
+        client_id: client.client_id,
+        token_type_hint: form.get("token_type_hint").cloned(),
+        revoked: revoked.to_string(),
+    });
+    axum::http::StatusCode::OK.into_response()
+}
+
+/// Runtime control of the IdP: URLs, policy, sessions, faults and counters. Cheap to clone.
+#[derive(Clone)]
+pub struct IdpHandle {
+    pub(crate) state: Arc<IdpState>,
+    pub(crate) faults: Faults,
+}
+
+impl std::fmt::Debug for IdpHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdpHandle")
+            .field("issuer", &self.state.issuer)
+            .finish()
+    }
+}
+
+impl IdpHandle {
+    /// The issuer identifier.
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// The OpenID configuration URL (`{issuer}/.well-known/openid-configuration`).
+    pub fn discovery_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.state.base_url)
+    }
+
+    /// The authorization endpoint.
+    pub fn authorization_endpoint(&self) -> String {
+        format!("{}/authorize", self.state.base_url)
+    }
+
+    /// The token endpoint.
+    pub fn token_endpoint(&self) -> String {
+        self.state.token_endpoint()
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/jwks", self.state.base_url)
+    }
+
+    /// The revocation endpoint.
+    pub fn revocation_endpoint(&self) -> String {
+        format!("{}/revoke", self.state.base_url)
+    }
+
+    /// The device authorization endpoint.
+    pub fn device_authorization_endpoint(&self) -> String {
+        format!("{}/device_authorization", self.state.base_url)
+    }
+
+    /// The fault switchboard of the IdP.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Denies `user` (sub or email) access to `audience` (an AS issuer).
+    pub fn deny(&self, user: &str, audience: &str) {
+        lock(&self.state.policy)
+            .denied
+            .insert((user.to_string(), audience.to_string()));
+    }
+
+    /// Lifts a denial made by [`IdpHandle::deny`] or the configuration.
+    pub fn allow(&self, user: &str, audience: &str) {
+        lock(&self.state.policy)
+            .denied
+            .remove(&(user.to_string(), audience.to_string()));
+    }
+
+    /// Requires that users authenticated within `max_age` to get an ID-JAG for `audience`
+    /// (`None` removes the rule).
+    pub fn require_auth_within(&self, audience: &str, max_age: Option<Duration>) {
+        let mut policy = lock(&self.state.policy);
+        match max_age {
+            Some(age) => {
+                policy.step_up.insert(audience.to_string(), age);
+            }
+            None => {
+                policy.step_up.remove(audience);
+            }
+        }
+    }
+
+    /// Invalidates every refresh token and every ID token issued so far.
+    pub fn revoke_all_sessions(&self) {
+        let now = self.state.clock.unix();
+        let mut data = self.state.data();
+        data.refresh.clear();
+        let subs: Vec<String> = self
+            .state
+            .config
+            .users
+            .iter()
+            .map(|u| u.sub.clone())
+            .collect();
+        for sub in subs {
+            data.sessions_valid_after.insert(sub, now + 1);
+        }
+    }
+
+    /// Invalidates the refresh tokens and ID tokens of one user (sub or email).
+    pub fn revoke_user_sessions(&self, user: &str) {
+        let Some(sub) = self.state.user(user).map(|u| u.sub.clone()) else {
+            return;
+        };
+        let now = self.state.clock.unix();
+        let mut data = self.state.data();
+        data.refresh.retain(|_, grant| grant.sub != sub);
+        data.sessions_valid_after.insert(sub, now + 1);
+    }
+
+    /// Number of live refresh tokens.
+    pub fn live_refresh_tokens(&self) -> usize {
+        self.state.data().refresh.len()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> IdpStats {
+        let c = &self.state.counters;
+        let n = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        IdpStats {
+            authorize_requests: n(&c.authorize_requests),
+            logins: n(&c.logins),
+            code_grants: n(&c.code_grants),
+            refresh_grants: n(&c.refresh_grants),
+            rejected_refreshes: n(&c.rejected_refreshes),
+            token_exchanges: n(&c.token_exchanges),
+            rejected_token_exchanges: n(&c.rejected_token_exchanges),
+            device_authorizations: n(&c.device_authorizations),
+            device_grants: n(&c.device_grants),
+            revocations: lock(&c.revocations).clone(),
+        }
+    }
+}

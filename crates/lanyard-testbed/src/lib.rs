@@ -1,0 +1,57 @@
+//! Lanyard's testbed: a dev IdP, MCP authorization servers and MCP servers that speak the real
+//! Enterprise-Managed Authorization protocol over HTTP on 127.0.0.1. It plays the independent peer
+//! in tests, benchmarks and `make demo`, so it shares no code with `lanyard-core`.
+//!
+//! # Shape
+//!
+//! * [`TestbedConfig`] describes the world: an [`IdpConfig`] (registered [`RegisteredClient`]s with
+//!   a [`ClientAuth`] method, [`TestUser`]s, RFC 9207 `iss`, lifetimes, initial policy), any
+//!   number of [`AsConfig`] authorization servers (issuer path and trailing slash, [`MetadataStyle`],
+//!   clients, trusted IdP, token lifetime, allowed scopes, a wrong-issuer fault) and [`McpConfig`]
+//!   MCP servers (path, protecting AS, required scopes, [`PrmLocation`], whether 401s carry
+//!   `resource_metadata`), plus the injected latency and the shared [`TestClock`].
+//! * [`Testbed::start`] binds one listener per component on an ephemeral 127.0.0.1 port and returns
+//!   the [`Testbed`], whose handles give URLs and runtime control:
+//!   [`IdpHandle`] (issuer and endpoints, `deny`/`allow`, `require_auth_within`,
+//!   `revoke_all_sessions`, `revoke_user_sessions`, [`IdpStats`]), [`AsHandle`] (issuer, token
+//!   endpoint, [`AsStats`], wrong-issuer toggle) and [`McpHandle`] (URL = resource id, PRM URL,
+//!   [`McpStats`]). Every handle has a [`Faults`] switchboard taking a [`Fault`] per [`Endpoint`],
+//!   [`FaultMode::Once`] or [`FaultMode::Persistent`].
+//! * [`complete_login`] and [`complete_device`] are a scripted browser for the IdP's pages; the
+//!   binary exposes them as `lanyard-testbed browse --user U URL` and `lanyard-testbed device
+//!   --user U URL`, and serves the demo world with `lanyard-testbed serve --demo`.
+//!
+//! # Wire summary
+//!
+//! IdP (under its issuer path): `/.well-known/openid-configuration`, `/jwks`, `/authorize`,
+//! `/login`, `/token` (authorization_code, refresh_token with rotation, token-exchange → ID-JAG,
+//! device_code), `/device_authorization`, `/device`, `/revoke`. Authorization server: metadata,
+//! `/jwks`, `/token` (jwt-bearer, client_credentials), `/revoke`. MCP server: `POST <path>`
+//! (JSON-RPC), `GET` → 405, `DELETE` → 200, and protected resource metadata.
+//!
+//! All times (`iat`, `exp`, `auth_time`, code and device-code expiry) come from the [`TestClock`].
+
+mod auth_server;
+mod browser;
+mod client_auth;
+mod clock;
+mod config;
+pub mod demo;
+mod faults;
+mod idp;
+mod keys;
+mod mcp;
+pub mod oauth;
+mod testbed;
+
+pub use auth_server::{AsHandle, AsStats};
+pub use browser::{complete_device, complete_login, BrowserVisit};
+pub use clock::TestClock;
+pub use config::{
+    AsConfig, ClientAuth, IdpConfig, IssuerPath, McpConfig, MetadataStyle, PrmLocation,
+    RegisteredClient, TestUser, TestbedConfig,
+};
+pub use faults::{Endpoint, Fault, FaultMode, Faults};
+pub use idp::{IdpHandle, IdpStats, RevocationRecord};
+pub use mcp::{McpHandle, McpStats};
+pub use testbed::Testbed;

@@ -1,0 +1,119 @@
+//! The `lanyard-testbed` binary: `serve` runs the fake IdP, authorization servers and MCP servers
+//! (the demo world with `--demo`) until Ctrl-C; `browse` and `device` are the scripted browser,
+//! usable as `BROWSER="lanyard-testbed browse --user alice@example.com"`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lanyard_testbed::{complete_device, complete_login, demo, Testbed, TestbedConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "lanyard-testbed",
+    version,
+    about = "Lanyard's dev IdP + MCP servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the testbed until Ctrl-C.
+    Serve {
+        /// Start the demo world (Docs, Tickets, Payroll; alice is denied Payroll).
+        #[arg(long)]
+        demo: bool,
+        /// Latency added to every request, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Write a Lanyard policy JSON pointing at the testbed to this path.
+        #[arg(long)]
+        write_policy: Option<PathBuf>,
+        /// Write a JSON summary of every URL (IdP, authorization servers, MCP servers) here.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
+    },
+    /// Sign in through the testbed IdP's login page and follow the redirect (a scripted browser).
+    Browse {
+        /// User to sign in as (sub, email or name).
+        #[arg(long, default_value = "alice@example.com")]
+        user: String,
+        /// The authorization URL.
+        url: String,
+    },
+    /// Approve a device-flow code (open `verification_uri_complete`) as a user.
+    Device {
+        /// User to approve as (sub, email or name).
+        #[arg(long, default_value = "alice@example.com")]
+        user: String,
+        /// The verification URL including `user_code`.
+        url: String,
+    },
+}
+
+fn write_file(path: &PathBuf, value: &serde_json::Value) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            demo: demo_world,
+            latency_ms,
+            write_policy,
+            port_file,
+        } => {
+            let latency = Duration::from_millis(latency_ms);
+            let testbed = if demo_world {
+                demo::start_demo(latency).await?
+            } else {
+                Testbed::start(TestbedConfig::default().with_latency(latency)).await?
+            };
+            if let Some(path) = &write_policy {
+                write_file(path, &demo::lanyard_policy(&testbed))?;
+            }
+            if let Some(path) = &port_file {
+                write_file(path, &demo::url_summary(&testbed))?;
+            }
+            println!("lanyard-testbed is running (Ctrl-C to stop)\n");
+            print!("{}", demo::readable_summary(&testbed));
+            if demo_world {
+                println!("Policy: alice@example.com is denied Payroll.");
+            }
+            if let Some(path) = &write_policy {
+                println!("Lanyard policy written to {}", path.display());
+            }
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+            drop(testbed);
+            Ok(())
+        }
+        Command::Browse { user, url } => {
+            let visit = complete_login(&url, &user).await?;
+            println!("{}", visit.redirect_url);
+            if !visit.body.is_empty() {
+                eprintln!("{}", visit.body);
+            }
+            Ok(())
+        }
+        Command::Device { user, url } => {
+            complete_device(&url, &user).await?;
+            println!("approved as {user}");
+            Ok(())
+        }
+    }
+}

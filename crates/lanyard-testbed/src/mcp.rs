@@ -1,0 +1,385 @@
+//! A fake MCP server speaking streamable HTTP (JSON responses) behind bearer-token auth: RFC 9728
+//! protected resource metadata, `401`/`403` challenges as the MCP authorization spec describes,
+//! and a handful of JSON-RPC methods (`initialize`, `ping`, `tools/list`, `tools/call` of `whoami`
+//! and `echo`). It validates access tokens with its authorization server's public key in-process
+//! and never calls the AS or the IdP.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+
+use crate::clock::TestClock;
+use crate::config::{McpConfig, PrmLocation};
+use crate::faults::{Endpoint, Faults};
+use crate::keys::{audience_contains, verify_signature, SigningKey};
+use crate::oauth::{random_token, EXT_CLIENT_CREDENTIALS, EXT_ENTERPRISE_MANAGED};
+
+const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
+
+#[derive(Default, Debug)]
+pub(crate) struct McpCounters {
+    requests: AtomicU64,
+    unauthorized: AtomicU64,
+    insufficient_scope: AtomicU64,
+    tool_calls: AtomicU64,
+}
+
+/// A snapshot of an MCP server's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct McpStats {
+    /// Authorized JSON-RPC requests served.
+    pub requests: u64,
+    /// Requests answered 401.
+    pub unauthorized: u64,
+    /// Requests answered 403 `insufficient_scope`.
+    pub insufficient_scope: u64,
+    /// `tools/call` requests served.
+    pub tool_calls: u64,
+}
+
+pub(crate) struct McpState {
+    pub config: McpConfig,
+    pub resource: String,
+    pub prm_url: String,
+    pub as_issuer: String,
+    pub as_key: Arc<SigningKey>,
+    pub clock: TestClock,
+    pub counters: McpCounters,
+}
+
+/// What a validated access token says.
+struct Caller {
+    claims: Value,
+}
+
+impl McpState {
+    fn prm(&self) -> Value {
+        json!({
+            "resource": self.resource,
+            "authorization_servers": [self.as_issuer],
+            "scopes_supported": self.config.required_scopes,
+            "bearer_methods_supported": ["header"],
+            "resource_name": self.config.name,
+        })
+    }
+
+    fn challenge(&self, error: Option<(&str, &str)>) -> Response {
+        let mut parts = Vec::new();
+        if let Some((code, description)) = error {
+            parts.push(format!("error=\"{code}\""));
+            parts.push(format!("error_description=\"{description}\""));
+        }
+        if self.config.advertise_resource_metadata {
+            parts.push(format!("resource_metadata=\"{}\"", self.prm_url));
+        }
+        if !self.config.required_scopes.is_empty() {
+            parts.push(format!(
+                "scope=\"{}\"",
+                self.config.required_scopes.join(" ")
+            ));
+        }
+        let value = format!("Bearer {}", parts.join(", "));
+        self.counters.unauthorized.fetch_add(1, Ordering::SeqCst);
+        let mut resp = (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": error.map(|e| e.0).unwrap_or("unauthorized")})),
+        )
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<Caller, Response> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let Some(token) = token else {
+            return Err(self.challenge(None));
+        };
+        let invalid = |why: &str| self.challenge(Some(("invalid_token", why)));
+        let claims = verify_signature(token, self.as_key.decoding_key(), &[Algorithm::RS256])
+            .map_err(|_| invalid("signature invalid or not a JWT"))?;
+        if claims.get("iss").and_then(Value::as_str) != Some(self.as_issuer.as_str()) {
+            return Err(invalid("issued by another authorization server"));
+        }
+        if !audience_contains(claims.get("aud"), &self.resource) {
+            return Err(invalid("audience is not this resource"));
+        }
+        if claims.get("exp").and_then(Value::as_u64).unwrap_or(0) <= self.clock.unix() {
+            return Err(invalid("token expired"));
+        }
+        let granted: Vec<&str> = claims
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        if self
+            .config
+            .required_scopes
+            .iter()
+            .any(|s| !granted.contains(&s.as_str()))
+        {
+            self.counters
+                .insufficient_scope
+                .fetch_add(1, Ordering::SeqCst);
+            let value = format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
+                self.config.required_scopes.join(" "),
+                self.prm_url
+            );
+            let mut resp = (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "insufficient_scope"})),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            return Err(resp);
+        }
+        Ok(Caller { claims })
+    }
+
+    fn call(&self, caller: &Caller, method: &str, params: &Value) -> Result<Value, (i64, String)> {
+        match method {
+            "initialize" => Ok(json!({
+                "protocolVersion": params.get("protocolVersion").cloned()
+                    .unwrap_or_else(|| json!(DEFAULT_PROTOCOL_VERSION)),
+                "capabilities": {
+                    "tools": {"listChanged": false},
+                    "extensions": {EXT_ENTERPRISE_MANAGED: {}, EXT_CLIENT_CREDENTIALS: {}},
+                },
+                "serverInfo": {"name": format!("lanyard-testbed-{}", self.config.name), "version": env!("CARGO_PKG_VERSION")},
+            })),
+            "server/discover" => Ok(json!({
+                "supportedVersions": [DEFAULT_PROTOCOL_VERSION],
+                "capabilities": {
+                    "tools": {"listChanged": false},
+                    "extensions": {EXT_ENTERPRISE_MANAGED: {}, EXT_CLIENT_CREDENTIALS: {}},
+                },
+                "serverInfo": {"name": format!("lanyard-testbed-{}", self.config.name), "version": env!("CARGO_PKG_VERSION")},
+            })),
+            "ping" => Ok(json!({})),
+            "tools/list" => Ok(json!({"tools": [
+                {
+                    "name": "whoami",
+                    "description": "Who the access token says you are.",
+                    "inputSchema": {"type": "object", "properties": {}},
+                },
+                {
+                    "name": "echo",
+                    "description": "Echoes its text argument.",
+                    "inputSchema": {
+                        "type": "object",
+                        "properties": {"text": {"type": "string"}},
+                        "required": ["text"],
+                    },
+                },
+            ]})),
+            "tools/call" => {
+                self.counters.tool_calls.fetch_add(1, Ordering::SeqCst);
+                let text = match params.get("name").and_then(Value::as_str) {
+                    Some("whoami") => {
+                        let c = &caller.claims;
+                        let s =
+                            |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+                        format!(
+                            "sub={} email={} client_id={} scopes={} exp={} server={}",
+                            s("sub"),
+                            s("email"),
+                            s("client_id"),
+                            s("scope"),
+                            c.get("exp").and_then(Value::as_u64).unwrap_or(0),
+                            self.config.name
+                        )
+                    }
+                    Some("echo") => params
+                        .pointer("/arguments/text")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    Some(other) => return Err((-32602, format!("unknown tool {other}"))),
+                    None => return Err((-32602, "params.name is required".into())),
+                };
+                Ok(json!({"content": [{"type": "text", "text": text}], "isError": false}))
+            }
+            other => Err((-32601, format!("method {other} not found"))),
+        }
+    }
+}
+
+fn rpc_error(id: Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+async fn mcp_post(State(state): State<Arc<McpState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match state.authorize(&headers) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    state.counters.requests.fetch_add(1, Ordering::SeqCst);
+    let Ok(message) = serde_json::from_slice::<Value>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(rpc_error(Value::Null, -32700, "parse error")),
+        )
+            .into_response();
+    };
+    let method = message
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(id) = message.get("id").cloned() else {
+        // A notification (e.g. notifications/initialized) or a response: accepted, no body.
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let params = message.get("params").cloned().unwrap_or(Value::Null);
+    let reply = match state.call(&caller, method, &params) {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err((code, msg)) => rpc_error(id, code, &msg),
+    };
+    let mut resp = Json(reply).into_response();
+    if method == "initialize" {
+        if let Ok(v) = HeaderValue::from_str(&random_token(16)) {
+            resp.headers_mut().insert("mcp-session-id", v);
+        }
+    }
+    resp
+}
+
+async fn mcp_get() -> Response {
+    StatusCode::METHOD_NOT_ALLOWED.into_response()
+}
+
+async fn mcp_delete() -> Response {
+    StatusCode::OK.into_response()
+}
+
+async fn prm(State(state): State<Arc<McpState>>) -> Json<Value> {
+    Json(state.prm())
+}
+
+/// The MCP server's routes and the endpoint each path belongs to.
+pub(crate) fn router(state: Arc<McpState>) -> (Router, HashMap<String, Endpoint>) {
+    let path = state.config.path.clone();
+    let mut routes = HashMap::new();
+    let mut router = Router::new().route(&path, post(mcp_post).get(mcp_get).delete(mcp_delete));
+    routes.insert(path.clone(), Endpoint::Mcp);
+    for prm_path in prm_paths(&state.config) {
+        router = router.route(&prm_path, get(prm));
+        routes.insert(prm_path, Endpoint::ProtectedResourceMetadata);
+    }
+    (router.with_state(state), routes)
+}
+
+fn prm_paths(config: &McpConfig) -> Vec<String> {
+    let mut paths = Vec::new();
+    if matches!(
+        config.prm_location,
+        PrmLocation::PathInserted | PrmLocation::Both
+    ) {
+        paths.push(format!(
+            "/.well-known/oauth-protected-resource{}",
+            config.path
+        ));
+    }
+    if matches!(config.prm_location, PrmLocation::Root | PrmLocation::Both) {
+        paths.push("/.well-known/oauth-protected-resource".to_string());
+    }
+    paths.dedup();
+    paths
+}
+
+/// The URL the 401 challenge points at: the path-inserted PRM when served, else the root one.
+pub(crate) fn prm_url(origin: &str, config: &McpConfig) -> String {
+    let paths = prm_paths(config);
+    format!(
+        "{origin}{}",
+        paths
+            .first()
+            .map(String::as_str)
+            .unwrap_or("/.well-known/oauth-protected-resource")
+    )
+}
+
+/// Runtime control of one MCP server. Cheap to clone.
+#[derive(Clone)]
+pub struct McpHandle {
+    pub(crate) state: Arc<McpState>,
+    pub(crate) faults: Faults,
+}
+
+impl std::fmt::Debug for McpHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpHandle")
+            .field("name", &self.state.config.name)
+            .field("url", &self.state.resource)
+            .finish()
+    }
+}
+
+impl McpHandle {
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.state.config.name
+    }
+
+    /// The MCP endpoint URL.
+    pub fn url(&self) -> &str {
+        &self.state.resource
+    }
+
+    /// The RFC 9728 resource identifier (equal to the URL).
+    pub fn resource(&self) -> &str {
+        &self.state.resource
+    }
+
+    /// The protected resource metadata URL advertised in challenges.
+    pub fn resource_metadata_url(&self) -> &str {
+        &self.state.prm_url
+    }
+
+    /// The issuer of the authorization server protecting it.
+    pub fn auth_server_issuer(&self) -> &str {
+        &self.state.as_issuer
+    }
+
+    /// Scopes every request needs.
+    pub fn required_scopes(&self) -> &[String] {
+        &self.state.config.required_scopes
+    }
+
+    /// The fault switchboard of this server.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> McpStats {
+        let c = &self.state.counters;
+        let n = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        McpStats {
+            requests: n(&c.requests),
+            unauthorized: n(&c.unauthorized),
+            insufficient_scope: n(&c.insufficient_scope),
+            tool_calls: n(&c.tool_calls),
+        }
+    }
+}

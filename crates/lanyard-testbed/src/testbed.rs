@@ -1,0 +1,290 @@
+//! Starting and stopping the whole fake world: binds one 127.0.0.1 listener per component (IdP,
+//! each authorization server, each MCP server) on ephemeral ports, wires issuers, audiences and
+//! resources between them, and hands out the runtime handles. Dropping the [`Testbed`] stops
+//! every server task.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::auth_server::{AsHandle, AsState};
+use crate::clock::TestClock;
+use crate::config::TestbedConfig;
+use crate::faults::{apply_faults, Endpoint, FaultLayer, Faults, Latency};
+use crate::idp::{IdpHandle, IdpState};
+use crate::keys::SigningKey;
+use crate::mcp::{McpHandle, McpState};
+
+/// A running testbed. Dropping it stops all its servers.
+#[derive(Debug)]
+pub struct Testbed {
+    idp: IdpHandle,
+    auth_servers: Vec<AsHandle>,
+    mcp_servers: Vec<McpHandle>,
+    latency: Latency,
+    clock: TestClock,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind() -> anyhow::Result<(TcpListener, String)> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding 127.0.0.1:0")?;
+    let origin = format!("http://{}", listener.local_addr()?);
+    Ok((listener, origin))
+}
+
+fn serve(
+    listener: TcpListener,
+    router: Router,
+    routes: HashMap<String, Endpoint>,
+    faults: Faults,
+    latency: Latency,
+) -> JoinHandle<()> {
+    let layer = FaultLayer {
+        faults,
+        latency,
+        routes: Arc::new(routes),
+    };
+    let app = router.layer(axum::middleware::from_fn_with_state(layer, apply_faults));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!("testbed server stopped: {e}");
+        }
+    })
+}
+
+impl Testbed {
+    /// Starts every configured component on 127.0.0.1.
+    pub async fn start(config: TestbedConfig) -> anyhow::Result<Testbed> {
+        let TestbedConfig {
+            idp: idp_config,
+            auth_servers,
+            mcp_servers,
+            latency: initial_latency,
+            clock,
+        } = config;
+        for mcp in &mcp_servers {
+            if !auth_servers.iter().any(|a| a.name == mcp.auth_server) {
+                bail!(
+                    "MCP server {} names unknown authorization server {}",
+                    mcp.name,
+                    mcp.auth_server
+                );
+            }
+        }
+        let key_count = 1 + auth_servers.len();
+        let keys = tokio::task::spawn_blocking(move || {
+            (0..key_count)
+                .map(SigningKey::pooled)
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .await
+        .context("key generation task")??;
+
+        let latency = Latency::default();
+        latency.set(initial_latency);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building the testbed's HTTP client")?;
+
+        let (idp_listener, idp_origin) = bind().await?;
+        let mut as_listeners = Vec::new();
+        for _ in &auth_servers {
+            as_listeners.push(bind().await?);
+        }
+        let mut mcp_listeners = Vec::new();
+        for _ in &mcp_servers {
+            mcp_listeners.push(bind().await?);
+        }
+
+        let idp_issuer = idp_config.issuer_path.issuer(&idp_origin);
+        let idp_jwks = format!("{idp_origin}{}/jwks", idp_config.issuer_path.path);
+        let mut audiences = HashMap::new();
+        let mut as_issuers = HashMap::new();
+        for (config, (_, origin)) in auth_servers.iter().zip(&as_listeners) {
+            let issuer = config.issuer_path.issuer(origin);
+            if let Some(client_id) = config.jag_client_id() {
+                audiences.insert(issuer.clone(), client_id);
+            }
+            as_issuers.insert(config.name.clone(), issuer);
+        }
+        for (aud, client_id) in &idp_config.audience_client_ids {
+            audiences.insert(aud.clone(), client_id.clone());
+        }
+
+        let mut tasks = Vec::new();
+        let mut key_iter = keys.into_iter();
+        let idp_key = key_iter.next().context("no IdP key")?;
+        let idp_state = Arc::new(IdpState::new(
+            idp_config,
+            &idp_origin,
+            idp_key,
+            clock.clone(),
+            audiences,
+        ));
+        let idp = IdpHandle {
+            state: Arc::clone(&idp_state),
+            faults: Faults::default(),
+        };
+        let (router, routes) = crate::idp::router(idp_state);
+        tasks.push(serve(
+            idp_listener,
+            router,
+            routes,
+            idp.faults.clone(),
+            latency.clone(),
+        ));
+
+        let mut as_handles = Vec::new();
+        for ((config, (listener, origin)), key) in
+            auth_servers.into_iter().zip(as_listeners).zip(key_iter)
+        {
+            let resources = mcp_servers
+                .iter()
+                .zip(&mcp_listeners)
+                .filter(|(m, _)| m.auth_server == config.name)
+                .map(|(m, (_, o))| format!("{o}{}", m.path))
+                .collect();
+            let trusted = config
+                .trusted_idp
+                .clone()
+                .unwrap_or_else(|| (idp_issuer.clone(), idp_jwks.clone()));
+            let state = Arc::new(AsState::new(
+                config,
+                &origin,
+                key,
+                clock.clone(),
+                trusted,
+                resources,
+                http.clone(),
+            ));
+            let handle = AsHandle {
+                state: Arc::clone(&state),
+                faults: Faults::default(),
+            };
+            let (router, routes) = crate::auth_server::router(state);
+            tasks.push(serve(
+                listener,
+                router,
+                routes,
+                handle.faults.clone(),
+                latency.clone(),
+            ));
+            as_handles.push(handle);
+        }
+
+        let mut mcp_handles = Vec::new();
+        for (config, (listener, origin)) in mcp_servers.into_iter().zip(mcp_listeners) {
+            let protector = as_handles
+                .iter()
+                .find(|a| a.name() == config.auth_server)
+                .context("MCP server without authorization server")?;
+            let state = Arc::new(McpState {
+                resource: format!("{origin}{}", config.path),
+                prm_url: crate::mcp::prm_url(&origin, &config),
+                as_issuer: protector.issuer().to_string(),
+                as_key: Arc::clone(&protector.state.key),
+                clock: clock.clone(),
+                counters: Default::default(),
+                config,
+            });
+            let handle = McpHandle {
+                state: Arc::clone(&state),
+                faults: Faults::default(),
+            };
+            let (router, routes) = crate::mcp::router(state);
+            tasks.push(serve(
+                listener,
+                router,
+                routes,
+                handle.faults.clone(),
+                latency.clone(),
+            ));
+            mcp_handles.push(handle);
+        }
+
+        Ok(Testbed {
+            idp,
+            auth_servers: as_handles,
+            mcp_servers: mcp_handles,
+            latency,
+            clock,
+            tasks,
+        })
+    }
+
+    /// The IdP.
+    pub fn idp(&self) -> &IdpHandle {
+        &self.idp
+    }
+
+    /// All authorization servers, in configuration order.
+    pub fn auth_servers(&self) -> &[AsHandle] {
+        &self.auth_servers
+    }
+
+    /// The authorization server with this name.
+    pub fn auth_server(&self, name: &str) -> Option<&AsHandle> {
+        self.auth_servers.iter().find(|a| a.name() == name)
+    }
+
+    /// All MCP servers, in configuration order.
+    pub fn mcp_servers(&self) -> &[McpHandle] {
+        &self.mcp_servers
+    }
+
+    /// The MCP server with this name.
+    pub fn mcp_server(&self, name: &str) -> Option<&McpHandle> {
+        self.mcp_servers.iter().find(|m| m.name() == name)
+    }
+
+    /// The authorization server protecting the named MCP server.
+    pub fn auth_server_for(&self, mcp_name: &str) -> Option<&AsHandle> {
+        let mcp = self.mcp_server(mcp_name)?;
+        self.auth_servers
+            .iter()
+            .find(|a| a.issuer() == mcp.auth_server_issuer())
+    }
+
+    /// The shared clock.
+    pub fn clock(&self) -> &TestClock {
+        &self.clock
+    }
+
+    /// Sets the latency added to every request of every component.
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency.set(latency);
+    }
+
+    /// Removes every injected fault of every component.
+    pub fn clear_faults(&self) {
+        self.idp.faults().clear();
+        for a in &self.auth_servers {
+            a.faults().clear();
+        }
+        for m in &self.mcp_servers {
+            m.faults().clear();
+        }
+    }
+
+    /// Stops all servers now (dropping does the same).
+    pub fn shutdown(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
