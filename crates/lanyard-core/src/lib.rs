@@ -7,7 +7,10 @@
 //! inputs and the secret keeper. No GUI and no global state live here.
 
 pub mod clock;
+pub mod engine;
+pub mod mcp;
 pub mod oauth;
-pub mod secret;
 pub mod policy;
+pub mod secret;
+pub mod signin;
 pub mod store;

@@ -43,7 +43,10 @@ pub struct IdpPolicy {
 }
 
 fn default_idp_scopes() -> Vec<String> {
-    ["openid", "offline_access", "email"].iter().map(|s| s.to_string()).collect()
+    ["openid", "offline_access", "email"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// How an MCP server's token is obtained.
@@ -94,8 +97,12 @@ pub enum SecretSource {
 pub enum ClientAuthPolicy {
     #[default]
     None,
-    ClientSecretBasic { secret: SecretSource },
-    ClientSecretPost { secret: SecretSource },
+    ClientSecretBasic {
+        secret: SecretSource,
+    },
+    ClientSecretPost {
+        secret: SecretSource,
+    },
     PrivateKeyJwt {
         key_file: PathBuf,
         #[serde(default = "default_alg")]
@@ -175,7 +182,11 @@ impl Policy {
     pub fn load(path: &Path) -> Result<Policy, Vec<PolicyError>> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![PolicyError { source_name: name.clone(), key_path: ".".into(), message: format!("cannot read: {e}") }]
+            vec![PolicyError {
+                source_name: name.clone(),
+                key_path: ".".into(),
+                message: format!("cannot read: {e}"),
+            }]
         })?;
         Self::from_json(&text, &name)
     }
@@ -184,16 +195,20 @@ impl Policy {
     pub fn validate(&self, source_name: &str) -> Vec<PolicyError> {
         let mut errors = Vec::new();
         let mut err = |key_path: String, message: String| {
-            errors.push(PolicyError { source_name: source_name.to_owned(), key_path, message })
+            errors.push(PolicyError {
+                source_name: source_name.to_owned(),
+                key_path,
+                message,
+            })
         };
         let check_url = |value: &str| -> Result<(), String> {
             let url = Url::parse(value).map_err(|e| format!("{value:?} is not a URL ({e})"))?;
             match url.scheme() {
                 "https" => Ok(()),
                 "http" if self.dev_mode && is_loopback(&url) => Ok(()),
-                "http" if is_loopback(&url) => {
-                    Err(format!("{value:?} uses plain HTTP; loopback HTTP is allowed only with dev_mode"))
-                }
+                "http" if is_loopback(&url) => Err(format!(
+                    "{value:?} uses plain HTTP; loopback HTTP is allowed only with dev_mode"
+                )),
                 _ => Err(format!("{value:?} must use https")),
             }
         };
@@ -212,9 +227,18 @@ impl Policy {
         for (i, server) in self.servers.iter().enumerate() {
             let at = |k: &str| format!("servers[{i}].{k}");
             if server.id.is_empty()
-                || !server.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                || !server
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
             {
-                err(at("id"), format!("{:?} must be non-empty letters, digits, '-', '_' or '.'", server.id));
+                err(
+                    at("id"),
+                    format!(
+                        "{:?} must be non-empty letters, digits, '-', '_' or '.'",
+                        server.id
+                    ),
+                );
             }
             if !seen.insert(server.id.as_str()) {
                 err(at("id"), format!("duplicate server id {:?}", server.id));
@@ -231,18 +255,32 @@ impl Policy {
                 err(at("client_id"), "must not be empty".into());
             }
             if server.mode == ServerMode::EnterpriseManaged && self.idp.is_none() {
-                err(at("mode"), "enterprise-managed needs an `idp` section".into());
+                err(
+                    at("mode"),
+                    "enterprise-managed needs an `idp` section".into(),
+                );
             }
-            if server.mode == ServerMode::ClientCredentials && server.client_auth == ClientAuthPolicy::None {
-                err(at("client_auth"), "client-credentials needs a secret or a private key".into());
+            if server.mode == ServerMode::ClientCredentials
+                && server.client_auth == ClientAuthPolicy::None
+            {
+                err(
+                    at("client_auth"),
+                    "client-credentials needs a secret or a private key".into(),
+                );
             }
         }
         let s = &self.settings;
         if !(0.5..=0.9).contains(&s.refresh_at_fraction) {
-            err("settings.refresh_at_fraction".into(), "must be between 0.5 and 0.9".into());
+            err(
+                "settings.refresh_at_fraction".into(),
+                "must be between 0.5 and 0.9".into(),
+            );
         }
         if s.max_concurrency == 0 || s.max_concurrency > 256 {
-            err("settings.max_concurrency".into(), "must be between 1 and 256".into());
+            err(
+                "settings.max_concurrency".into(),
+                "must be between 1 and 256".into(),
+            );
         }
         errors
     }
@@ -285,20 +323,44 @@ mod tests {
 
     #[test]
     fn unknown_key_names_its_path() {
-        let bad = GOOD.replace("\"display_name\": \"Docs\"", "\"display_name\": \"Docs\", \"urll\": 1");
+        let bad = GOOD.replace(
+            "\"display_name\": \"Docs\"",
+            "\"display_name\": \"Docs\", \"urll\": 1",
+        );
         let errs = Policy::from_json(&bad, "p.json").expect_err("unknown key");
         assert_eq!(errs[0].key_path, "servers[0]");
-        assert!(errs[0].message.contains("unknown field `urll`"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("unknown field `urll`"),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]
     fn plain_http_needs_dev_mode_and_duplicates_are_named() {
-        let bad = GOOD.replace("https://docs.example/mcp", "http://127.0.0.1:1/mcp").replace("\"ci\"", "\"docs\"");
+        let bad = GOOD
+            .replace("https://docs.example/mcp", "http://127.0.0.1:1/mcp")
+            .replace("\"ci\"", "\"docs\"");
         let errs = Policy::from_json(&bad, "p.json").expect_err("invalid");
         let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        assert!(shown.iter().any(|e| e.starts_with("p.json: servers[0].url:") && e.contains("dev_mode")), "{shown:?}");
-        assert!(shown.iter().any(|e| e.contains("servers[1].id") && e.contains("duplicate")), "{shown:?}");
-        let dev = bad.replace("\"servers\"", "\"dev_mode\": true, \"servers\"").replace("\"id\": \"docs\", \"display_name\": \"CI\"", "\"id\": \"ci\", \"display_name\": \"CI\"");
+        assert!(
+            shown
+                .iter()
+                .any(|e| e.starts_with("p.json: servers[0].url:") && e.contains("dev_mode")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|e| e.contains("servers[1].id") && e.contains("duplicate")),
+            "{shown:?}"
+        );
+        let dev = bad
+            .replace("\"servers\"", "\"dev_mode\": true, \"servers\"")
+            .replace(
+                "\"id\": \"docs\", \"display_name\": \"CI\"",
+                "\"id\": \"ci\", \"display_name\": \"CI\"",
+            );
         assert!(Policy::from_json(&dev, "p.json").is_ok());
     }
 }

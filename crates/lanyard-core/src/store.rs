@@ -12,7 +12,9 @@ use crate::secret::Secret;
 /// Why the store could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    #[error("no keychain is available ({0}); on Linux start a Secret Service such as gnome-keyring")]
+    #[error(
+        "no keychain is available ({0}); on Linux start a Secret Service such as gnome-keyring"
+    )]
     Unavailable(String),
     #[error("the keychain is locked ({0}); unlock it and try again")]
     Locked(String),
@@ -36,7 +38,9 @@ pub struct KeyringStore {
 
 impl KeyringStore {
     pub fn new(service: impl Into<String>) -> Self {
-        Self { service: service.into() }
+        Self {
+            service: service.into(),
+        }
     }
 
     fn entry(&self, key: &str) -> Result<keyring::Entry, StoreError> {
@@ -62,7 +66,9 @@ impl SecretStore for KeyringStore {
     }
 
     fn set(&self, key: &str, value: &Secret) -> Result<(), StoreError> {
-        self.entry(key)?.set_password(value.expose()).map_err(map_keyring_error)
+        self.entry(key)?
+            .set_password(value.expose())
+            .map_err(map_keyring_error)
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -109,18 +115,29 @@ impl MemoryStore {
 impl SecretStore for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<Secret>, StoreError> {
         self.check()?;
-        Ok(self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned())
+        Ok(self
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned())
     }
 
     fn set(&self, key: &str, value: &Secret) -> Result<(), StoreError> {
         self.check()?;
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), value.clone());
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), value.clone());
         Ok(())
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.check()?;
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         Ok(())
     }
 }

@@ -1,0 +1,57 @@
+//! Turning a policy's client-authentication *reference* into usable credentials: a secret from the
+//! keychain, a protected file or the environment, or a private key from a PEM file. Blocking I/O;
+//! the engine calls it off the actor's thread.
+
+use crate::oauth::{Client, ClientAuth, SigningKey};
+use crate::policy::{ClientAuthPolicy, SecretSource};
+use crate::secret::Secret;
+use crate::store::SecretStore;
+
+/// The keychain entry name of a policy secret reference.
+pub fn keychain_key_for_secret(name: &str) -> String {
+    format!("client-secret:{name}")
+}
+
+fn read_secret(source: &SecretSource, store: &dyn SecretStore) -> Result<Secret, String> {
+    match source {
+        SecretSource::Keychain(name) => match store.get(&keychain_key_for_secret(name)) {
+            Ok(Some(secret)) => Ok(secret),
+            Ok(None) => Err(format!("the keychain has no entry {name:?}")),
+            Err(e) => Err(e.to_string()),
+        },
+        SecretSource::File(path) => std::fs::read_to_string(path)
+            .map(|text| Secret::from_file_contents(&text))
+            .map_err(|e| format!("cannot read the secret file {}: {e}", path.display())),
+        SecretSource::Env(var) => std::env::var(var)
+            .map(Secret::new)
+            .map_err(|_| format!("the environment variable {var} is not set")),
+    }
+}
+
+/// Resolves `auth` for `client_id`.
+pub fn resolve_client(
+    client_id: &str,
+    auth: &ClientAuthPolicy,
+    store: &dyn SecretStore,
+) -> Result<Client, String> {
+    let auth = match auth {
+        ClientAuthPolicy::None => ClientAuth::None,
+        ClientAuthPolicy::ClientSecretBasic { secret } => {
+            ClientAuth::SecretBasic(read_secret(secret, store)?)
+        }
+        ClientAuthPolicy::ClientSecretPost { secret } => {
+            ClientAuth::SecretPost(read_secret(secret, store)?)
+        }
+        ClientAuthPolicy::PrivateKeyJwt { key_file, alg, kid } => {
+            let pem = std::fs::read(key_file)
+                .map_err(|e| format!("cannot read the key file {}: {e}", key_file.display()))?;
+            ClientAuth::PrivateKeyJwt(
+                SigningKey::from_pem(&pem, *alg, kid.clone()).map_err(|e| e.to_string())?,
+            )
+        }
+    };
+    Ok(Client {
+        client_id: client_id.to_owned(),
+        auth,
+    })
+}

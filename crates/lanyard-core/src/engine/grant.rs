@@ -1,0 +1,212 @@
+//! One server's grant, start to finish: find its authorization server, then either exchange the ID
+//! token for a fresh ID-JAG and redeem it (Enterprise-Managed Authorization) or ask for client
+//! credentials. Runs as a task spawned by the engine; owns no state and decides no schedule.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::oauth::discovery::{self, AuthorizationServerMetadata};
+use crate::oauth::token::{self, IdJagExchange, TokenEndpoint, TOKEN_TYPE_ID_TOKEN};
+use crate::oauth::{AssertionInputs, Client, HttpExecutor, WireError};
+use crate::policy::{ServerMode, ServerPolicy};
+use crate::secret::Secret;
+use crate::signin::{random_id, IdpClient};
+
+/// Where a server's tokens come from.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub resource: String,
+    pub authorization_server: AuthorizationServerMetadata,
+    pub scopes: Vec<String>,
+}
+
+/// A fresh access token.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    pub access_token: Secret,
+    pub expires_in: u64,
+    pub scopes: Vec<String>,
+}
+
+/// How a grant failed, sorted by what the engine does next.
+#[derive(Debug, Clone)]
+pub enum GrantFailure {
+    /// IdP policy said no: show it, never retry alone.
+    Denied {
+        code: String,
+        description: Option<String>,
+    },
+    /// The IdP wants a newer sign-in.
+    StepUp { max_age: Option<u64> },
+    /// The IdP rejected the subject token: refresh the session, then try once more.
+    SubjectRejected { description: Option<String> },
+    /// Try again later with backoff.
+    Retry(String),
+}
+
+/// The lifetime assumed when a server omits `expires_in`.
+pub const DEFAULT_EXPIRES_IN: u64 = 300;
+
+pub struct GrantInputs {
+    pub http: HttpExecutor,
+    pub clock: Arc<dyn Clock>,
+    pub server: ServerPolicy,
+    pub client: Client,
+    pub target: Option<Arc<Target>>,
+    /// For enterprise-managed servers: the IdP and a valid ID token.
+    pub idp: Option<(Arc<IdpClient>, Secret)>,
+}
+
+/// Finds the server's authorization server and resource (policy first, discovery otherwise).
+pub async fn locate(http: &HttpExecutor, server: &ServerPolicy) -> Result<Target, WireError> {
+    let url = url::Url::parse(&server.url)
+        .map_err(|e| WireError::Discovery(format!("bad server URL: {e}")))?;
+    let (resource, metadata, challenge_scopes) = match &server.authorization_server {
+        Some(issuer) => {
+            let metadata = discovery::fetch_authorization_server_metadata(http, issuer).await?;
+            (
+                server
+                    .resource
+                    .clone()
+                    .unwrap_or_else(|| server.url.clone()),
+                metadata,
+                Vec::new(),
+            )
+        }
+        None => {
+            let found = discovery::discover_server(http, &url).await?;
+            (
+                server.resource.clone().unwrap_or(found.resource),
+                found.authorization_server,
+                found.challenge_scopes,
+            )
+        }
+    };
+    let scopes = if server.scopes.is_empty() {
+        challenge_scopes
+    } else {
+        server.scopes.clone()
+    };
+    Ok(Target {
+        resource,
+        authorization_server: metadata,
+        scopes,
+    })
+}
+
+/// Runs one grant. Returns the target too, so the engine can cache discovery.
+pub async fn run(inputs: GrantInputs) -> (Option<Arc<Target>>, Result<Minted, GrantFailure>) {
+    let target = match &inputs.target {
+        Some(t) => t.clone(),
+        None => match locate(&inputs.http, &inputs.server).await {
+            Ok(t) => Arc::new(t),
+            Err(e) => return (None, Err(GrantFailure::Retry(e.to_string()))),
+        },
+    };
+    let result = mint(&inputs, &target).await;
+    (Some(target), result)
+}
+
+async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFailure> {
+    let as_meta = &target.authorization_server;
+    let as_endpoint = TokenEndpoint {
+        url: as_meta.token_endpoint.clone(),
+        issuer: as_meta.issuer.clone(),
+    };
+    let as_inputs = || AssertionInputs {
+        audience: as_meta.issuer.clone(),
+        now: inputs.clock.unix_now(),
+        jti: random_id(),
+    };
+    let request = match inputs.server.mode {
+        ServerMode::ClientCredentials => token::client_credentials(
+            &as_endpoint,
+            &inputs.client,
+            &as_inputs(),
+            &target.resource,
+            &target.scopes,
+        ),
+        ServerMode::EnterpriseManaged => {
+            let Some((idp, id_token)) = &inputs.idp else {
+                return Err(GrantFailure::Retry("not signed in".into()));
+            };
+            let exchange = token::token_exchange_for_id_jag(
+                &idp.token_endpoint(),
+                &idp.client,
+                &idp.assertion_inputs(inputs.clock.as_ref()),
+                &IdJagExchange {
+                    subject_token: id_token,
+                    subject_token_type: TOKEN_TYPE_ID_TOKEN,
+                    audience: &as_meta.issuer,
+                    resource: &target.resource,
+                    scopes: &target.scopes,
+                },
+            )
+            .map_err(|e| GrantFailure::Retry(e.to_string()))?;
+            let id_jag = match inputs
+                .http
+                .execute(&exchange)
+                .await
+                .and_then(|r| token::parse_id_jag_response(&r))
+            {
+                Ok(r) => r.access_token,
+                Err(e) => return Err(classify_idp_error(e)),
+            };
+            token::jwt_bearer(
+                &as_endpoint,
+                &inputs.client,
+                &as_inputs(),
+                &id_jag,
+                &target.resource,
+                &target.scopes,
+            )
+        }
+    }
+    .map_err(|e| GrantFailure::Retry(e.to_string()))?;
+    let response = inputs
+        .http
+        .execute(&request)
+        .await
+        .and_then(|r| token::parse_token_response(&r))
+        .map_err(classify_as_error)?;
+    let scopes = match response.scope.as_deref() {
+        Some(s) => token::split_scopes(s),
+        None => target.scopes.clone(),
+    };
+    Ok(Minted {
+        access_token: response.access_token,
+        expires_in: response.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+        scopes,
+    })
+}
+
+/// Errors of the token exchange at the IdP.
+fn classify_idp_error(e: WireError) -> GrantFailure {
+    match &e {
+        WireError::OAuth(body) => match body.error.as_str() {
+            "access_denied" | "invalid_target" | "unauthorized_client" => GrantFailure::Denied {
+                code: body.error.clone(),
+                description: body.description.clone(),
+            },
+            "insufficient_user_authentication" => GrantFailure::StepUp {
+                max_age: body.max_age,
+            },
+            "invalid_grant" | "invalid_token" => GrantFailure::SubjectRejected {
+                description: body.description.clone(),
+            },
+            _ => GrantFailure::Retry(format!("identity provider: {e}")),
+        },
+        _ => GrantFailure::Retry(format!("identity provider: {e}")),
+    }
+}
+
+/// Errors of the jwt-bearer or client-credentials request at the authorization server.
+fn classify_as_error(e: WireError) -> GrantFailure {
+    match &e {
+        WireError::OAuth(body) if body.error == "access_denied" => GrantFailure::Denied {
+            code: body.error.clone(),
+            description: body.description.clone(),
+        },
+        _ => GrantFailure::Retry(format!("authorization server: {e}")),
+    }
+}

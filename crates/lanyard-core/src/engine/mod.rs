@@ -1,0 +1,1391 @@
+//! The engine: one actor that owns the policy, the IdP session and every server's grant.
+//!
+//! Hosts (the CLI agent, the tray app) talk to it through an [`EngineHandle`]: [`Command`]s over an
+//! mpsc channel with a oneshot reply, and a [`Status`] published on a `watch` channel. Network work
+//! runs in spawned tasks that report back as events, so the actor never waits on the network and
+//! stays the single writer of state. Single-flight is a property of that state: a server has at most
+//! one grant in flight, the IdP at most one refresh or sign-in, and every caller asking meanwhile
+//! waits for that one. Time is read from the [`Clock`] port after every wake-up, so a laptop that
+//! slept for eight hours, or a clock that jumped, is noticed on the next short tick.
+
+pub mod credentials;
+pub mod grant;
+pub mod schedule;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tracing::{debug, info, warn};
+
+pub use schedule::{Backoff, RefreshRule};
+pub use status::{Health, IdpStatus, KeychainStatus, ServerState, ServerStatus, Status};
+
+use crate::clock::Clock;
+use crate::oauth::{HttpConfig, HttpExecutor, WireError};
+use crate::policy::{Policy, ServerMode, ServerPolicy};
+use crate::secret::Secret;
+use crate::signin::{self, Browser, IdpClient, IdpTokens, SignInError, StepUp};
+use crate::store::{SecretStore, StoreError};
+use grant::{GrantFailure, GrantInputs, Minted, Target};
+
+/// How the engine is built.
+pub struct EngineConfig {
+    pub policy: Policy,
+    pub store: Arc<dyn SecretStore>,
+    pub clock: Arc<dyn Clock>,
+    pub browser: Arc<dyn Browser>,
+    pub http: HttpConfig,
+    /// How often wall-clock time is re-read while nothing else happens.
+    pub tick: Duration,
+    pub backoff: Backoff,
+    /// How long a browser sign-in may take.
+    pub sign_in_timeout: Duration,
+    /// Resume a saved session (refresh token in the keychain) at start.
+    pub restore_session: bool,
+}
+
+impl EngineConfig {
+    pub fn new(
+        policy: Policy,
+        store: Arc<dyn SecretStore>,
+        clock: Arc<dyn Clock>,
+        browser: Arc<dyn Browser>,
+    ) -> Self {
+        Self {
+            policy,
+            store,
+            clock,
+            browser,
+            http: HttpConfig::default(),
+            tick: Duration::from_secs(5),
+            backoff: Backoff::default(),
+            sign_in_timeout: Duration::from_secs(300),
+            restore_session: true,
+        }
+    }
+}
+
+/// A token handed to a caller.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub access_token: Secret,
+    pub expires_at: u64,
+    pub scopes: Vec<String>,
+}
+
+/// Why a request to the engine failed, each with what the user can do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("no server {0:?} is configured")]
+    UnknownServer(String),
+    #[error("not signed in: sign in to Lanyard first")]
+    NotSignedIn,
+    #[error("blocked by your organization ({code}){}: ask IT for access", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Denied {
+        code: String,
+        description: Option<String>,
+    },
+    #[error("this server needs a fresh sign-in: sign in to Lanyard again")]
+    StepUpRequired,
+    #[error("temporarily unavailable: {error} (retrying)")]
+    Unavailable { error: String, retry_at: u64 },
+    #[error("sign-in failed: {0}")]
+    SignIn(String),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// Requests to the engine.
+#[derive(Debug)]
+pub enum Command {
+    /// Interactive sign-in in the browser (with step-up when a server asked for it).
+    SignIn {
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Device-code sign-in for machines without a display; the code appears in the status.
+    SignInWithDeviceCode {
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    SignOut {
+        reply: oneshot::Sender<()>,
+    },
+    RefreshAll {
+        reply: oneshot::Sender<()>,
+    },
+    Refresh {
+        server: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// A token valid for at least `min_ttl` (or as fresh as the server issues).
+    Token {
+        server: String,
+        min_ttl: Duration,
+        reply: oneshot::Sender<Result<AccessToken, EngineError>>,
+    },
+    Shutdown,
+}
+
+/// The hosts' side of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+}
+
+impl EngineHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    pub async fn sign_in(&self) -> Result<(), EngineError> {
+        self.ask(|reply| Command::SignIn { reply }).await?
+    }
+
+    pub async fn sign_in_with_device_code(&self) -> Result<(), EngineError> {
+        self.ask(|reply| Command::SignInWithDeviceCode { reply })
+            .await?
+    }
+
+    pub async fn sign_out(&self) -> Result<(), EngineError> {
+        self.ask(|reply| Command::SignOut { reply }).await
+    }
+
+    pub async fn refresh_all(&self) -> Result<(), EngineError> {
+        self.ask(|reply| Command::RefreshAll { reply }).await
+    }
+
+    pub async fn refresh(&self, server: &str) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Refresh {
+            server: server.to_owned(),
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn token(&self, server: &str, min_ttl: Duration) -> Result<AccessToken, EngineError> {
+        self.ask(|reply| Command::Token {
+            server: server.to_owned(),
+            min_ttl,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every new status.
+    pub fn subscribe(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Waits until `pred` holds for the status (or the engine stops).
+    pub async fn wait_for(
+        &self,
+        mut pred: impl FnMut(&Status) -> bool,
+    ) -> Result<Status, EngineError> {
+        let mut rx = self.status.clone();
+        let status = rx
+            .wait_for(|s| pred(s))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(status.clone())
+    }
+}
+
+/// Starts the engine on the current tokio runtime.
+pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
+    let http = HttpExecutor::new(&config.http)?;
+    let (commands_tx, commands_rx) = mpsc::channel(256);
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let servers = config
+        .policy
+        .servers
+        .iter()
+        .map(|s| (s.id.clone(), ServerSlot::new(s.clone())))
+        .collect();
+    let mut actor = Actor {
+        semaphore: Arc::new(Semaphore::new(
+            config.policy.settings.max_concurrency.max(1),
+        )),
+        rule: RefreshRule {
+            fraction: config.policy.settings.refresh_at_fraction,
+            min_lead_secs: config.policy.settings.min_refresh_lead_secs,
+        },
+        http,
+        idp: IdpSlot::default(),
+        servers,
+        keychain: KeychainStatus::Available,
+        status_tx: watch::channel(placeholder_status()).0,
+        events_tx,
+        last_tick: None,
+        config,
+    };
+    let (status_tx, status_rx) = watch::channel(actor.build_status());
+    actor.status_tx = status_tx;
+    tokio::spawn(actor.run(commands_rx, events_rx));
+    Ok(EngineHandle {
+        commands: commands_tx,
+        status: status_rx,
+    })
+}
+
+fn placeholder_status() -> Status {
+    Status {
+        idp: IdpStatus::SignedOut,
+        servers: Vec::new(),
+        keychain: KeychainStatus::Available,
+        updated_at: 0,
+    }
+}
+
+/// The keychain entry of the IdP refresh token.
+pub fn refresh_token_key(issuer: &str, client_id: &str) -> String {
+    format!("refresh-token:{issuer}:{client_id}")
+}
+
+/// Results of spawned work, back to the actor.
+enum Event {
+    IdpDiscovered(Result<Arc<IdpClient>, SignInError>),
+    SignInDone {
+        result: Result<IdpTokens, SignInError>,
+        restored: bool,
+    },
+    DeviceCode {
+        user_code: String,
+        verification_uri: String,
+    },
+    IdpRefreshDone {
+        generation: u64,
+        result: Result<IdpTokens, SignInError>,
+    },
+    KeychainResult(Result<(), StoreError>),
+    GrantDone {
+        server: String,
+        generation: u64,
+        target: Option<Arc<Target>>,
+        result: Result<Minted, GrantFailure>,
+    },
+    ClientResolved {
+        server: String,
+        generation: u64,
+        result: Result<crate::oauth::Client, String>,
+    },
+}
+
+#[derive(Default)]
+struct IdpSlot {
+    phase: IdpPhase,
+    client: Option<Arc<IdpClient>>,
+    discovering: bool,
+    tokens: Option<IdpTokens>,
+    refresh_token: Option<Secret>,
+    refresh_in_flight: bool,
+    refresh_attempts: u32,
+    refresh_retry_at: u64,
+    refresh_due_at: u64,
+    refresh_error: Option<String>,
+    generation: u64,
+    sign_in_waiters: Vec<oneshot::Sender<Result<(), EngineError>>>,
+    /// What to do once the IdP client is discovered.
+    after_discovery: Vec<AfterDiscovery>,
+}
+
+#[derive(Default, Clone, PartialEq, Eq)]
+enum IdpPhase {
+    #[default]
+    SignedOut,
+    Restoring,
+    SigningIn {
+        user_code: Option<String>,
+        verification_uri: Option<String>,
+    },
+    SignedIn,
+    NeedsSignIn(String),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterDiscovery {
+    BrowserSignIn,
+    DeviceSignIn,
+    Restore,
+}
+
+struct CurrentToken {
+    access_token: Secret,
+    expires_at: u64,
+    scopes: Vec<String>,
+}
+
+struct ServerSlot {
+    policy: ServerPolicy,
+    state: ServerState,
+    token: Option<CurrentToken>,
+    due_at: Option<u64>,
+    in_flight: bool,
+    /// Waiting for a fresh ID token before granting.
+    awaiting_idp: bool,
+    /// The one retry after an IdP refresh that `SubjectRejected` allows.
+    retried_after_refresh: bool,
+    generation: u64,
+    attempts: u32,
+    waiters: Vec<oneshot::Sender<Result<AccessToken, EngineError>>>,
+    target: Option<Arc<Target>>,
+    client: Option<crate::oauth::Client>,
+    resolving_client: bool,
+    last_refresh: Option<u64>,
+}
+
+impl ServerSlot {
+    fn new(policy: ServerPolicy) -> Self {
+        Self {
+            policy,
+            state: ServerState::NotSignedIn,
+            token: None,
+            due_at: None,
+            in_flight: false,
+            awaiting_idp: false,
+            retried_after_refresh: false,
+            generation: 0,
+            attempts: 0,
+            waiters: Vec::new(),
+            target: None,
+            client: None,
+            resolving_client: false,
+            last_refresh: None,
+        }
+    }
+
+    fn usable_token(&self, now: u64, min_ttl: u64) -> Option<AccessToken> {
+        let t = self.token.as_ref()?;
+        (t.expires_at > now + min_ttl).then(|| AccessToken {
+            access_token: t.access_token.clone(),
+            expires_at: t.expires_at,
+            scopes: t.scopes.clone(),
+        })
+    }
+
+    fn answer_waiters(&mut self, answer: Result<AccessToken, EngineError>) {
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(answer.clone());
+        }
+    }
+}
+
+struct Actor {
+    config: EngineConfig,
+    http: HttpExecutor,
+    semaphore: Arc<Semaphore>,
+    rule: RefreshRule,
+    idp: IdpSlot,
+    servers: BTreeMap<String, ServerSlot>,
+    keychain: KeychainStatus,
+    status_tx: watch::Sender<Status>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    /// (wall-clock seconds, monotonic instant) of the last tick, to notice sleep and clock jumps.
+    last_tick: Option<(u64, tokio::time::Instant)>,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut events: mpsc::UnboundedReceiver<Event>,
+    ) {
+        self.start_up();
+        loop {
+            let wait = self.next_wake();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(command) => self.on_command(command),
+                },
+                Some(event) = events.recv() => self.on_event(event),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            self.on_tick();
+            self.publish();
+        }
+        debug!("engine stopped");
+    }
+
+    fn now(&self) -> u64 {
+        self.config.clock.unix_now()
+    }
+
+    fn jitter() -> f64 {
+        rand::random::<f64>()
+    }
+
+    fn start_up(&mut self) {
+        for id in self.server_ids(ServerMode::ClientCredentials) {
+            self.start_grant(&id);
+        }
+        if self.config.restore_session && self.config.policy.idp.is_some() {
+            self.idp.phase = IdpPhase::Restoring;
+            self.with_idp_client(AfterDiscovery::Restore);
+        }
+        self.publish();
+    }
+
+    fn server_ids(&self, mode: ServerMode) -> Vec<String> {
+        self.servers
+            .values()
+            .filter(|s| s.policy.mode == mode)
+            .map(|s| s.policy.id.clone())
+            .collect()
+    }
+
+    // ---- commands -------------------------------------------------------------------------
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::SignIn { reply } => self.begin_sign_in(reply, AfterDiscovery::BrowserSignIn),
+            Command::SignInWithDeviceCode { reply } => {
+                self.begin_sign_in(reply, AfterDiscovery::DeviceSignIn)
+            }
+            Command::SignOut { reply } => {
+                self.sign_out();
+                let _ = reply.send(());
+            }
+            Command::RefreshAll { reply } => {
+                let ids: Vec<String> = self.servers.keys().cloned().collect();
+                for id in ids {
+                    self.manual_refresh(&id);
+                }
+                let _ = reply.send(());
+            }
+            Command::Refresh { server, reply } => {
+                if !self.servers.contains_key(&server) {
+                    let _ = reply.send(Err(EngineError::UnknownServer(server)));
+                    return;
+                }
+                self.manual_refresh(&server);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Token {
+                server,
+                min_ttl,
+                reply,
+            } => self.on_token_request(server, min_ttl, reply),
+            Command::Shutdown => {}
+        }
+    }
+
+    fn begin_sign_in(
+        &mut self,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+        how: AfterDiscovery,
+    ) {
+        if self.config.policy.idp.is_none() {
+            let _ = reply.send(Err(EngineError::SignIn(
+                "the policy names no identity provider".into(),
+            )));
+            return;
+        }
+        self.idp.sign_in_waiters.push(reply);
+        if matches!(self.idp.phase, IdpPhase::SigningIn { .. }) {
+            return; // single-flight: the browser is already open once
+        }
+        self.idp.phase = IdpPhase::SigningIn {
+            user_code: None,
+            verification_uri: None,
+        };
+        self.with_idp_client(how);
+    }
+
+    fn manual_refresh(&mut self, id: &str) {
+        let Some(slot) = self.servers.get_mut(id) else {
+            return;
+        };
+        if slot.policy.mode == ServerMode::EnterpriseManaged
+            && !matches!(self.idp.phase, IdpPhase::SignedIn)
+        {
+            return;
+        }
+        if matches!(slot.state, ServerState::StepUpRequired { .. }) {
+            return; // needs a sign-in, not a retry
+        }
+        slot.attempts = 0;
+        slot.retried_after_refresh = false;
+        self.start_grant(id);
+    }
+
+    fn on_token_request(
+        &mut self,
+        id: String,
+        min_ttl: Duration,
+        reply: oneshot::Sender<Result<AccessToken, EngineError>>,
+    ) {
+        let now = self.now();
+        let signed_in = matches!(self.idp.phase, IdpPhase::SignedIn);
+        let Some(slot) = self.servers.get_mut(&id) else {
+            let _ = reply.send(Err(EngineError::UnknownServer(id)));
+            return;
+        };
+        if let Some(token) = slot.usable_token(now, min_ttl.as_secs()) {
+            let _ = reply.send(Ok(token));
+            return;
+        }
+        match &slot.state {
+            ServerState::Denied { code, description } => {
+                let _ = reply.send(Err(EngineError::Denied {
+                    code: code.clone(),
+                    description: description.clone(),
+                }));
+                return;
+            }
+            ServerState::StepUpRequired { .. } => {
+                let _ = reply.send(Err(EngineError::StepUpRequired));
+                return;
+            }
+            ServerState::Failing {
+                error, retry_at, ..
+            } if *retry_at > now && !slot.in_flight => {
+                let _ = reply.send(Err(EngineError::Unavailable {
+                    error: error.clone(),
+                    retry_at: *retry_at,
+                }));
+                return;
+            }
+            _ => {}
+        }
+        if slot.policy.mode == ServerMode::EnterpriseManaged && !signed_in {
+            let _ = reply.send(Err(EngineError::NotSignedIn));
+            return;
+        }
+        slot.waiters.push(reply);
+        if !slot.in_flight {
+            self.start_grant(&id);
+        }
+    }
+
+    // ---- IdP -------------------------------------------------------------------------------
+
+    fn with_idp_client(&mut self, then: AfterDiscovery) {
+        if self.idp.client.is_some() {
+            self.after_idp_discovery(then);
+            return;
+        }
+        self.idp.after_discovery.push(then);
+        if self.idp.discovering {
+            return;
+        }
+        let Some(idp_policy) = self.config.policy.idp.clone() else {
+            return;
+        };
+        self.idp.discovering = true;
+        let http = self.http.clone();
+        let store = self.config.store.clone();
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let client = tokio::task::spawn_blocking(move || {
+                credentials::resolve_client(
+                    &idp_policy.client_id,
+                    &idp_policy.client_auth,
+                    store.as_ref(),
+                )
+                .map(|c| (c, idp_policy))
+            })
+            .await;
+            let result = match client {
+                Ok(Ok((client, idp_policy))) => IdpClient::discover(
+                    &http,
+                    &idp_policy.issuer,
+                    client,
+                    idp_policy.scopes.clone(),
+                    idp_policy.extra_authorize_params.clone(),
+                )
+                .await
+                .map(Arc::new),
+                Ok(Err(e)) => Err(SignInError::Wire(WireError::ClientAuth(e))),
+                Err(e) => Err(SignInError::Wire(WireError::ClientAuth(e.to_string()))),
+            };
+            let _ = events.send(Event::IdpDiscovered(result));
+        });
+    }
+
+    fn after_idp_discovery(&mut self, then: AfterDiscovery) {
+        let Some(client) = self.idp.client.clone() else {
+            return;
+        };
+        let http = self.http.clone();
+        let clock = self.config.clock.clone();
+        let events = self.events_tx.clone();
+        match then {
+            AfterDiscovery::BrowserSignIn => {
+                let browser = self.config.browser.clone();
+                let timeout = self.config.sign_in_timeout;
+                let step_up = self.step_up_needed();
+                info!(
+                    step_up = step_up.is_some(),
+                    "opening the browser to sign in"
+                );
+                tokio::spawn(async move {
+                    let result = signin::sign_in_with_browser(
+                        &client,
+                        &http,
+                        clock.as_ref(),
+                        browser.as_ref(),
+                        step_up,
+                        timeout,
+                    )
+                    .await;
+                    let _ = events.send(Event::SignInDone {
+                        result,
+                        restored: false,
+                    });
+                });
+            }
+            AfterDiscovery::DeviceSignIn => {
+                tokio::spawn(async move {
+                    let result = match client.start_device_sign_in(&http, clock.as_ref()).await {
+                        Ok(device) => {
+                            let _ = events.send(Event::DeviceCode {
+                                user_code: device.user_code.clone(),
+                                verification_uri: device
+                                    .verification_uri_complete
+                                    .clone()
+                                    .unwrap_or_else(|| device.verification_uri.clone()),
+                            });
+                            client
+                                .poll_device_sign_in(&http, clock.as_ref(), &device)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = events.send(Event::SignInDone {
+                        result,
+                        restored: false,
+                    });
+                });
+            }
+            AfterDiscovery::Restore => {
+                let store = self.config.store.clone();
+                let key = refresh_token_key(client.issuer(), &client.client.client_id);
+                tokio::spawn(async move {
+                    let saved = tokio::task::spawn_blocking(move || store.get(&key)).await;
+                    let result = match saved {
+                        Ok(Ok(Some(refresh_token))) => {
+                            match client.refresh(&http, clock.as_ref(), &refresh_token).await {
+                                // Keep the saved refresh token when the IdP did not rotate it.
+                                Ok(mut tokens) => {
+                                    tokens.refresh_token.get_or_insert(refresh_token);
+                                    Ok(tokens)
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Ok(Ok(None)) => Err(SignInError::Unsupported("a saved session")),
+                        Ok(Err(e)) => {
+                            let _ = events.send(Event::KeychainResult(Err(e)));
+                            Err(SignInError::Unsupported("a saved session"))
+                        }
+                        Err(e) => Err(SignInError::Loopback(e.to_string())),
+                    };
+                    let _ = events.send(Event::SignInDone {
+                        result,
+                        restored: true,
+                    });
+                });
+            }
+        }
+    }
+
+    fn step_up_needed(&self) -> Option<StepUp> {
+        let mut needed: Option<StepUp> = None;
+        for slot in self.servers.values() {
+            if let ServerState::StepUpRequired { max_age } = slot.state {
+                let current = needed.get_or_insert(StepUp { max_age });
+                current.max_age = match (current.max_age, max_age) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        needed
+    }
+
+    fn on_signed_in(&mut self, tokens: IdpTokens) {
+        let now = self.now();
+        info!(subject = %tokens.info.subject, "signed in");
+        if let Some(refresh_token) = tokens.refresh_token.clone() {
+            self.save_refresh_token(refresh_token.clone());
+            self.idp.refresh_token = Some(refresh_token);
+        }
+        self.idp.refresh_due_at = self.rule.refresh_at(
+            now.min(tokens.info.issued_at),
+            tokens.info.expires_at,
+            Self::jitter(),
+        );
+        self.idp.tokens = Some(tokens);
+        self.idp.phase = IdpPhase::SignedIn;
+        self.idp.refresh_attempts = 0;
+        self.idp.refresh_error = None;
+        self.idp.generation += 1;
+        for waiter in self.idp.sign_in_waiters.drain(..) {
+            let _ = waiter.send(Ok(()));
+        }
+        for id in self.server_ids(ServerMode::EnterpriseManaged) {
+            if let Some(slot) = self.servers.get_mut(&id) {
+                slot.attempts = 0;
+                slot.retried_after_refresh = false;
+            }
+            self.start_grant(&id);
+        }
+    }
+
+    fn save_refresh_token(&mut self, refresh_token: Secret) {
+        let Some(client) = &self.idp.client else {
+            return;
+        };
+        let key = refresh_token_key(client.issuer(), &client.client.client_id);
+        let store = self.config.store.clone();
+        let events = self.events_tx.clone();
+        // Rotation: the new token is written before it is used again (the next refresh is scheduled
+        // minutes away, and single-flight keeps refreshes apart).
+        tokio::spawn(async move {
+            let result = tokio::task::spawn_blocking(move || store.set(&key, &refresh_token))
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Failed(e.to_string())));
+            let _ = events.send(Event::KeychainResult(result));
+        });
+    }
+
+    fn sign_out(&mut self) {
+        info!("signing out");
+        let refresh_token = self.idp.refresh_token.take();
+        if let Some(client) = self.idp.client.clone() {
+            let key = refresh_token_key(client.issuer(), &client.client.client_id);
+            let store = self.config.store.clone();
+            let http = self.http.clone();
+            let clock = self.config.clock.clone();
+            tokio::spawn(async move {
+                if let Some(token) = refresh_token {
+                    if let Err(e) = client.revoke(&http, clock.as_ref(), &token).await {
+                        warn!(error = %e, "revoking the refresh token failed (it is wiped locally anyway)");
+                    }
+                }
+                let _ = tokio::task::spawn_blocking(move || store.delete(&key)).await;
+            });
+        }
+        self.idp.tokens = None;
+        self.idp.phase = IdpPhase::SignedOut;
+        self.idp.generation += 1;
+        self.idp.refresh_in_flight = false;
+        for slot in self.servers.values_mut() {
+            if slot.policy.mode == ServerMode::EnterpriseManaged {
+                slot.generation += 1;
+                slot.token = None;
+                slot.in_flight = false;
+                slot.awaiting_idp = false;
+                slot.due_at = None;
+                slot.state = ServerState::NotSignedIn;
+                slot.answer_waiters(Err(EngineError::NotSignedIn));
+            }
+        }
+    }
+
+    fn id_token_fresh(&self, now: u64) -> bool {
+        self.idp
+            .tokens
+            .as_ref()
+            .is_some_and(|t| t.info.expires_at > now + self.rule.min_lead_secs)
+    }
+
+    fn start_idp_refresh(&mut self) {
+        if self.idp.refresh_in_flight || !matches!(self.idp.phase, IdpPhase::SignedIn) {
+            return;
+        }
+        let (Some(client), Some(refresh_token)) =
+            (self.idp.client.clone(), self.idp.refresh_token.clone())
+        else {
+            self.idp.phase =
+                IdpPhase::NeedsSignIn("the session cannot be renewed without signing in".into());
+            self.fail_awaiting_idp(EngineError::NotSignedIn);
+            return;
+        };
+        self.idp.refresh_in_flight = true;
+        let http = self.http.clone();
+        let clock = self.config.clock.clone();
+        let events = self.events_tx.clone();
+        let generation = self.idp.generation;
+        debug!("refreshing the identity provider session");
+        tokio::spawn(async move {
+            let result = client
+                .refresh(&http, clock.as_ref(), &refresh_token)
+                .await
+                .map(|mut tokens| {
+                    tokens.refresh_token.get_or_insert(refresh_token);
+                    tokens
+                });
+            let _ = events.send(Event::IdpRefreshDone { generation, result });
+        });
+    }
+
+    fn fail_awaiting_idp(&mut self, error: EngineError) {
+        for slot in self.servers.values_mut() {
+            if slot.awaiting_idp {
+                slot.awaiting_idp = false;
+                slot.in_flight = false;
+                slot.state = ServerState::NotSignedIn;
+                slot.answer_waiters(Err(error.clone()));
+            }
+        }
+    }
+
+    // ---- grants ----------------------------------------------------------------------------
+
+    fn start_grant(&mut self, id: &str) {
+        let now = self.now();
+        let id_fresh = self.id_token_fresh(now);
+        let signed_in = matches!(self.idp.phase, IdpPhase::SignedIn);
+        let idp = match (&self.idp.client, &self.idp.tokens) {
+            (Some(c), Some(t)) => Some((c.clone(), t.id_token.clone())),
+            _ => None,
+        };
+        let Some(slot) = self.servers.get_mut(id) else {
+            return;
+        };
+        if slot.in_flight && !slot.awaiting_idp {
+            return;
+        }
+        let mode = slot.policy.mode;
+        if mode == ServerMode::EnterpriseManaged {
+            if !signed_in {
+                slot.state = ServerState::NotSignedIn;
+                slot.answer_waiters(Err(EngineError::NotSignedIn));
+                return;
+            }
+            if !id_fresh {
+                slot.awaiting_idp = true;
+                slot.in_flight = true;
+                slot.state = ServerState::Granting;
+                self.start_idp_refresh();
+                return;
+            }
+        }
+        slot.awaiting_idp = false;
+        slot.in_flight = true;
+        if slot.token.is_none() {
+            slot.state = ServerState::Granting;
+        }
+        let Some(client) = slot.client.clone() else {
+            if !slot.resolving_client {
+                slot.resolving_client = true;
+                let store = self.config.store.clone();
+                let policy = slot.policy.clone();
+                let events = self.events_tx.clone();
+                let generation = slot.generation;
+                let server = id.to_owned();
+                tokio::spawn(async move {
+                    let result = tokio::task::spawn_blocking(move || {
+                        credentials::resolve_client(
+                            &policy.client_id,
+                            &policy.client_auth,
+                            store.as_ref(),
+                        )
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                    let _ = events.send(Event::ClientResolved {
+                        server,
+                        generation,
+                        result,
+                    });
+                });
+            }
+            return;
+        };
+        let inputs = GrantInputs {
+            http: self.http.clone(),
+            clock: self.config.clock.clone(),
+            server: slot.policy.clone(),
+            client,
+            target: slot.target.clone(),
+            idp: if mode == ServerMode::EnterpriseManaged {
+                idp
+            } else {
+                None
+            },
+        };
+        let semaphore = self.semaphore.clone();
+        let events = self.events_tx.clone();
+        let generation = slot.generation;
+        let server = id.to_owned();
+        tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let (target, result) = grant::run(inputs).await;
+            let _ = events.send(Event::GrantDone {
+                server,
+                generation,
+                target,
+                result,
+            });
+        });
+    }
+
+    fn on_grant_done(
+        &mut self,
+        id: String,
+        generation: u64,
+        target: Option<Arc<Target>>,
+        result: Result<Minted, GrantFailure>,
+    ) {
+        let now = self.now();
+        let backoff = self.config.backoff;
+        let rule = self.rule;
+        let mut refresh_idp = false;
+        let Some(slot) = self.servers.get_mut(&id) else {
+            return;
+        };
+        if slot.generation != generation {
+            return; // signed out meanwhile
+        }
+        slot.in_flight = false;
+        if target.is_some() {
+            slot.target = target;
+        }
+        match result {
+            Ok(minted) => {
+                let expires_at = now + minted.expires_in;
+                let refresh_at = rule.refresh_at(now, expires_at, Self::jitter());
+                info!(server = %id, expires_in = minted.expires_in, "token granted");
+                slot.token = Some(CurrentToken {
+                    access_token: minted.access_token,
+                    expires_at,
+                    scopes: minted.scopes.clone(),
+                });
+                slot.state = ServerState::Granted {
+                    expires_at,
+                    scopes: minted.scopes,
+                    refresh_at,
+                };
+                slot.due_at = Some(refresh_at);
+                slot.attempts = 0;
+                slot.retried_after_refresh = false;
+                slot.last_refresh = Some(now);
+                let token = slot.usable_token(now, 0);
+                slot.answer_waiters(token.ok_or(EngineError::Unavailable {
+                    error: "token already expired".into(),
+                    retry_at: now,
+                }));
+            }
+            Err(GrantFailure::Denied { code, description }) => {
+                warn!(server = %id, code = %code, "access denied by policy");
+                slot.token = None;
+                slot.due_at = None;
+                slot.state = ServerState::Denied {
+                    code: code.clone(),
+                    description: description.clone(),
+                };
+                slot.answer_waiters(Err(EngineError::Denied { code, description }));
+            }
+            Err(GrantFailure::StepUp { max_age }) => {
+                info!(server = %id, "the identity provider asks for a fresh sign-in");
+                slot.due_at = None;
+                slot.state = ServerState::StepUpRequired { max_age };
+                slot.answer_waiters(Err(EngineError::StepUpRequired));
+            }
+            Err(GrantFailure::SubjectRejected { description }) if !slot.retried_after_refresh => {
+                debug!(server = %id, "subject token rejected; renewing the session once");
+                slot.retried_after_refresh = true;
+                slot.awaiting_idp = true;
+                slot.in_flight = true;
+                slot.state = ServerState::Granting;
+                let _ = description;
+                refresh_idp = true;
+            }
+            Err(GrantFailure::SubjectRejected { description }) => {
+                warn!(server = %id, "access denied by the identity provider");
+                slot.token = None;
+                slot.due_at = None;
+                let code = "invalid_grant".to_owned();
+                slot.state = ServerState::Denied {
+                    code: code.clone(),
+                    description: description.clone(),
+                };
+                slot.answer_waiters(Err(EngineError::Denied { code, description }));
+            }
+            Err(GrantFailure::Retry(error)) => {
+                slot.attempts += 1;
+                let delay = backoff.delay(slot.attempts, Self::jitter());
+                let retry_at = now + delay.as_secs().max(1);
+                warn!(server = %id, attempts = slot.attempts, retry_in_secs = delay.as_secs(), error = %error, "grant failed");
+                // Discovery may be stale after a failure: look again next time.
+                slot.target = None;
+                slot.due_at = Some(retry_at);
+                slot.state = ServerState::Failing {
+                    error: error.clone(),
+                    retry_at,
+                    attempts: slot.attempts,
+                };
+                match slot.usable_token(now, 0) {
+                    // Waiters get the still-valid token; the state says it is failing to renew.
+                    Some(token) => slot.answer_waiters(Ok(token)),
+                    None => slot.answer_waiters(Err(EngineError::Unavailable { error, retry_at })),
+                }
+            }
+        }
+        if refresh_idp {
+            // Force a refresh even though the ID token looked fresh.
+            if let Some(tokens) = self.idp.tokens.as_mut() {
+                tokens.info.expires_at = now;
+            }
+            self.start_idp_refresh();
+        }
+    }
+
+    // ---- events ----------------------------------------------------------------------------
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::IdpDiscovered(result) => {
+                self.idp.discovering = false;
+                let pending: Vec<AfterDiscovery> = self.idp.after_discovery.drain(..).collect();
+                match result {
+                    Ok(client) => {
+                        self.idp.client = Some(client);
+                        for then in pending {
+                            self.after_idp_discovery(then);
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "the identity provider could not be reached");
+                        if pending.contains(&AfterDiscovery::Restore)
+                            && !pending.iter().any(|p| *p != AfterDiscovery::Restore)
+                        {
+                            // A saved session may still exist: keep it for the next sign-in attempt.
+                            self.idp.phase = IdpPhase::NeedsSignIn(format!(
+                                "the identity provider is unreachable: {e}"
+                            ));
+                        } else {
+                            self.idp.phase = IdpPhase::NeedsSignIn(e.to_string());
+                        }
+                        for waiter in self.idp.sign_in_waiters.drain(..) {
+                            let _ = waiter.send(Err(EngineError::SignIn(e.to_string())));
+                        }
+                    }
+                }
+            }
+            Event::DeviceCode {
+                user_code,
+                verification_uri,
+            } => {
+                if matches!(self.idp.phase, IdpPhase::SigningIn { .. }) {
+                    self.idp.phase = IdpPhase::SigningIn {
+                        user_code: Some(user_code),
+                        verification_uri: Some(verification_uri),
+                    };
+                }
+            }
+            Event::SignInDone { result, restored } => match result {
+                Ok(tokens) => self.on_signed_in(tokens),
+                Err(e) if restored => {
+                    // No saved session (or it is no longer valid): a normal signed-out start.
+                    if !matches!(self.idp.phase, IdpPhase::Restoring) {
+                        return;
+                    }
+                    self.idp.phase = match &e {
+                        SignInError::Unsupported(_) => IdpPhase::SignedOut,
+                        e if e.is_transient() => {
+                            IdpPhase::NeedsSignIn(format!("the session could not be resumed: {e}"))
+                        }
+                        _ => IdpPhase::NeedsSignIn("your session has ended; sign in again".into()),
+                    };
+                }
+                Err(e) => {
+                    warn!(error = %e, "sign-in failed");
+                    self.idp.phase = if self.idp.tokens.is_some() {
+                        IdpPhase::SignedIn
+                    } else {
+                        IdpPhase::NeedsSignIn(e.to_string())
+                    };
+                    for waiter in self.idp.sign_in_waiters.drain(..) {
+                        let _ = waiter.send(Err(EngineError::SignIn(e.to_string())));
+                    }
+                }
+            },
+            Event::IdpRefreshDone { generation, result } => {
+                if generation != self.idp.generation {
+                    return;
+                }
+                self.idp.refresh_in_flight = false;
+                let now = self.now();
+                match result {
+                    Ok(tokens) => {
+                        if let Some(new) = tokens.refresh_token.clone() {
+                            if self.idp.refresh_token.as_ref() != Some(&new) {
+                                self.save_refresh_token(new.clone());
+                            }
+                            self.idp.refresh_token = Some(new);
+                        }
+                        self.idp.refresh_due_at =
+                            self.rule
+                                .refresh_at(now, tokens.info.expires_at, Self::jitter());
+                        self.idp.tokens = Some(tokens);
+                        self.idp.refresh_attempts = 0;
+                        self.idp.refresh_error = None;
+                        let waiting: Vec<String> = self
+                            .servers
+                            .values()
+                            .filter(|s| s.awaiting_idp)
+                            .map(|s| s.policy.id.clone())
+                            .collect();
+                        for id in waiting {
+                            self.start_grant(&id);
+                        }
+                    }
+                    Err(e) if e.is_transient() => {
+                        self.idp.refresh_attempts += 1;
+                        let delay = self
+                            .config
+                            .backoff
+                            .delay(self.idp.refresh_attempts, Self::jitter());
+                        self.idp.refresh_retry_at = now + delay.as_secs().max(1);
+                        self.idp.refresh_error = Some(e.to_string());
+                        warn!(error = %e, attempts = self.idp.refresh_attempts, "renewing the session failed; will retry");
+                        let retry_at = self.idp.refresh_retry_at;
+                        for slot in self.servers.values_mut() {
+                            if slot.awaiting_idp {
+                                slot.awaiting_idp = false;
+                                slot.in_flight = false;
+                                slot.attempts += 1;
+                                slot.due_at = Some(retry_at);
+                                let error = format!("identity provider: {e}");
+                                slot.state = ServerState::Failing {
+                                    error: error.clone(),
+                                    retry_at,
+                                    attempts: slot.attempts,
+                                };
+                                match slot.usable_token(now, 0) {
+                                    Some(token) => slot.answer_waiters(Ok(token)),
+                                    None => slot.answer_waiters(Err(EngineError::Unavailable {
+                                        error,
+                                        retry_at,
+                                    })),
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "the session ended; sign in again");
+                        self.idp.phase = IdpPhase::NeedsSignIn(format!(
+                            "your session has ended ({e}); sign in again"
+                        ));
+                        self.idp.refresh_token = None;
+                        self.idp.tokens = None;
+                        if let Some(client) = &self.idp.client {
+                            let key = refresh_token_key(client.issuer(), &client.client.client_id);
+                            let store = self.config.store.clone();
+                            tokio::spawn(async move {
+                                let _ =
+                                    tokio::task::spawn_blocking(move || store.delete(&key)).await;
+                            });
+                        }
+                        self.fail_awaiting_idp(EngineError::NotSignedIn);
+                    }
+                }
+            }
+            Event::KeychainResult(result) => {
+                self.keychain = match result {
+                    Ok(()) => KeychainStatus::Available,
+                    Err(StoreError::Locked(reason)) => KeychainStatus::Locked { reason },
+                    Err(StoreError::Unavailable(reason)) | Err(StoreError::Failed(reason)) => {
+                        KeychainStatus::Unavailable { reason }
+                    }
+                };
+            }
+            Event::ClientResolved {
+                server,
+                generation,
+                result,
+            } => {
+                let now = self.now();
+                let backoff = self.config.backoff;
+                let Some(slot) = self.servers.get_mut(&server) else {
+                    return;
+                };
+                slot.resolving_client = false;
+                if slot.generation != generation {
+                    return;
+                }
+                match result {
+                    Ok(client) => {
+                        slot.client = Some(client);
+                        slot.in_flight = false;
+                        self.start_grant(&server);
+                    }
+                    Err(error) => {
+                        slot.in_flight = false;
+                        slot.attempts += 1;
+                        let retry_at = now
+                            + backoff
+                                .delay(slot.attempts, Self::jitter())
+                                .as_secs()
+                                .max(1);
+                        slot.due_at = Some(retry_at);
+                        let error = format!("client credentials: {error}");
+                        slot.state = ServerState::Failing {
+                            error: error.clone(),
+                            retry_at,
+                            attempts: slot.attempts,
+                        };
+                        slot.answer_waiters(Err(EngineError::Unavailable { error, retry_at }));
+                    }
+                }
+            }
+            Event::GrantDone {
+                server,
+                generation,
+                target,
+                result,
+            } => self.on_grant_done(server, generation, target, result),
+        }
+    }
+
+    // ---- time ------------------------------------------------------------------------------
+
+    /// Re-reads the wall clock and starts whatever is due.
+    fn on_tick(&mut self) {
+        let now = self.now();
+        let mono = tokio::time::Instant::now();
+        if let Some((last_wall, last_mono)) = self.last_tick {
+            let wall = now as i64 - last_wall as i64;
+            let elapsed = mono.duration_since(last_mono).as_secs() as i64;
+            if (wall - elapsed).abs() > 30 {
+                info!(
+                    wall_secs = wall,
+                    monotonic_secs = elapsed,
+                    "the clock jumped or the machine slept; checking every token"
+                );
+            }
+        }
+        self.last_tick = Some((now, mono));
+
+        if matches!(self.idp.phase, IdpPhase::SignedIn)
+            && !self.idp.refresh_in_flight
+            && now >= self.idp.refresh_due_at
+            && now >= self.idp.refresh_retry_at
+        {
+            self.start_idp_refresh();
+        }
+        let due: Vec<String> = self
+            .servers
+            .values()
+            .filter(|s| !s.in_flight && s.due_at.is_some_and(|d| d <= now))
+            .filter(|s| {
+                matches!(
+                    s.state,
+                    ServerState::Granted { .. } | ServerState::Failing { .. }
+                )
+            })
+            .map(|s| s.policy.id.clone())
+            .collect();
+        for id in due {
+            self.start_grant(&id);
+        }
+    }
+
+    fn next_wake(&self) -> Duration {
+        let now = self.now();
+        let mut next = self.config.tick;
+        let mut consider = |at: u64| {
+            let d = Duration::from_secs(at.saturating_sub(now));
+            if d < next {
+                next = d;
+            }
+        };
+        for slot in self.servers.values() {
+            if let (Some(due), false) = (slot.due_at, slot.in_flight) {
+                consider(due);
+            }
+        }
+        if matches!(self.idp.phase, IdpPhase::SignedIn) && !self.idp.refresh_in_flight {
+            consider(self.idp.refresh_due_at.max(self.idp.refresh_retry_at));
+        }
+        next.max(Duration::from_millis(10))
+    }
+
+    // ---- status ----------------------------------------------------------------------------
+
+    fn build_status(&self) -> Status {
+        let idp = match &self.idp.phase {
+            IdpPhase::SignedOut => IdpStatus::SignedOut,
+            IdpPhase::Restoring => IdpStatus::Restoring,
+            IdpPhase::SigningIn {
+                user_code,
+                verification_uri,
+            } => IdpStatus::SigningIn {
+                user_code: user_code.clone(),
+                verification_uri: verification_uri.clone(),
+            },
+            IdpPhase::SignedIn => match &self.idp.tokens {
+                Some(t) => IdpStatus::SignedIn {
+                    subject: t.info.subject.clone(),
+                    email: t.info.email.clone(),
+                    id_token_expires_at: t.info.expires_at,
+                    refresh_error: self.idp.refresh_error.clone(),
+                },
+                None => IdpStatus::NeedsSignIn {
+                    reason: "the session is being renewed".into(),
+                },
+            },
+            IdpPhase::NeedsSignIn(reason) => IdpStatus::NeedsSignIn {
+                reason: reason.clone(),
+            },
+        };
+        let servers = self
+            .servers
+            .values()
+            .map(|slot| ServerStatus {
+                id: slot.policy.id.clone(),
+                display_name: slot.policy.display_name.clone(),
+                url: slot.policy.url.clone(),
+                mode: slot.policy.mode,
+                state: slot.state.clone(),
+                last_refresh: slot.last_refresh,
+                authorization_server: slot
+                    .target
+                    .as_ref()
+                    .map(|t| t.authorization_server.issuer.clone()),
+            })
+            .collect();
+        Status {
+            idp,
+            servers,
+            keychain: self.keychain.clone(),
+            updated_at: self.now(),
+        }
+    }
+
+    fn publish(&mut self) {
+        let status = self.build_status();
+        self.status_tx.send_if_modified(|current| {
+            let changed = current.idp != status.idp
+                || current.servers != status.servers
+                || current.keychain != status.keychain;
+            if changed {
+                *current = status;
+            }
+            changed
+        });
+    }
+}

@@ -1,0 +1,154 @@
+//! The engine's published state: what the tray, the status window and `lanyard status` show.
+//!
+//! Every state is named after what the user can do about it. `Status` is plain serializable data
+//! with no secrets in it; the engine replaces it on its `watch` channel after every change.
+
+use serde::Serialize;
+
+use crate::policy::ServerMode;
+
+/// Everything the engine knows, minus secrets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    pub idp: IdpStatus,
+    pub servers: Vec<ServerStatus>,
+    pub keychain: KeychainStatus,
+    /// Wall-clock seconds when this snapshot was made.
+    pub updated_at: u64,
+}
+
+impl Status {
+    pub fn server(&self, id: &str) -> Option<&ServerStatus> {
+        self.servers.iter().find(|s| s.id == id)
+    }
+
+    /// Whether any server is still being worked on (for callers waiting for a settled state).
+    pub fn is_settled(&self) -> bool {
+        !matches!(self.idp, IdpStatus::SigningIn { .. } | IdpStatus::Restoring)
+            && self
+                .servers
+                .iter()
+                .all(|s| !matches!(s.state, ServerState::Granting))
+    }
+
+    /// One word for the tray: the worst thing going on.
+    pub fn health(&self) -> Health {
+        let mut health = match &self.idp {
+            IdpStatus::SignedOut
+                if self
+                    .servers
+                    .iter()
+                    .all(|s| s.mode == ServerMode::EnterpriseManaged) =>
+            {
+                return Health::SignedOut
+            }
+            IdpStatus::NeedsSignIn { .. } => Health::ActionNeeded,
+            _ => Health::AllGood,
+        };
+        for server in &self.servers {
+            let h = match server.state {
+                ServerState::Granted { .. } => Health::AllGood,
+                ServerState::NotSignedIn => Health::AllGood,
+                ServerState::Granting | ServerState::Failing { .. } => Health::Degraded,
+                ServerState::Denied { .. } | ServerState::StepUpRequired { .. } => {
+                    Health::ActionNeeded
+                }
+            };
+            health = health.max(h);
+        }
+        health
+    }
+}
+
+/// Overall health, ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    SignedOut,
+    AllGood,
+    Degraded,
+    ActionNeeded,
+}
+
+/// The IdP session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum IdpStatus {
+    /// Nobody is signed in; sign in to start.
+    SignedOut,
+    /// Resuming a saved session at start-up.
+    Restoring,
+    /// Waiting for the user in the browser (or to enter a device code).
+    SigningIn {
+        user_code: Option<String>,
+        verification_uri: Option<String>,
+    },
+    SignedIn {
+        subject: String,
+        email: Option<String>,
+        /// When the current ID token expires (it is refreshed before).
+        id_token_expires_at: u64,
+        /// Set while refreshing the session keeps failing.
+        refresh_error: Option<String>,
+    },
+    /// The session ended (refresh token expired or revoked, step-up): sign in again.
+    NeedsSignIn { reason: String },
+}
+
+/// The keychain that holds the refresh token and client secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum KeychainStatus {
+    Available,
+    /// No Secret Service / keychain: the session lasts only while Lanyard runs.
+    Unavailable {
+        reason: String,
+    },
+    /// The keychain is locked: unlock it.
+    Locked {
+        reason: String,
+    },
+}
+
+/// One MCP server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerStatus {
+    pub id: String,
+    pub display_name: String,
+    pub url: String,
+    pub mode: ServerMode,
+    pub state: ServerState,
+    /// When a token was last obtained.
+    pub last_refresh: Option<u64>,
+    /// The authorization server, once known.
+    pub authorization_server: Option<String>,
+}
+
+/// The grant of one server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ServerState {
+    /// Waiting for the user to sign in.
+    NotSignedIn,
+    Granting,
+    Granted {
+        expires_at: u64,
+        scopes: Vec<String>,
+        refresh_at: u64,
+    },
+    /// The organization's IdP policy said no. Lanyard does not retry by itself.
+    Denied {
+        code: String,
+        description: Option<String>,
+    },
+    /// The IdP wants a fresher sign-in for this server.
+    StepUpRequired {
+        max_age: Option<u64>,
+    },
+    /// Something went wrong; Lanyard retries at `retry_at`.
+    Failing {
+        error: String,
+        retry_at: u64,
+        attempts: u32,
+    },
+}
