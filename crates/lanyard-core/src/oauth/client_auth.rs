@@ -42,7 +42,9 @@ impl SigningKey {
             KeyAlgorithm::RS256 => EncodingKey::from_rsa_pem(pem),
             KeyAlgorithm::ES256 => EncodingKey::from_ec_pem(pem),
         }
-        .map_err(|e| WireError::ClientAuth(format!("the {alg:?} private key is unreadable: {e}")))?;
+        .map_err(|e| {
+            WireError::ClientAuth(format!("the {alg:?} private key is unreadable: {e}"))
+        })?;
         Ok(Self { alg, key, kid })
     }
 
@@ -123,7 +125,11 @@ struct ClientAssertionClaims<'a> {
 
 impl Client {
     /// Adds this client's authentication to `request`.
-    pub fn authenticate(&self, request: &mut HttpRequest, inputs: &AssertionInputs) -> Result<(), WireError> {
+    pub fn authenticate(
+        &self,
+        request: &mut HttpRequest,
+        inputs: &AssertionInputs,
+    ) -> Result<(), WireError> {
         match &self.auth {
             ClientAuth::None => {
                 request.field("client_id", &self.client_id);
@@ -172,24 +178,36 @@ mod tests {
     }
 
     fn inputs() -> AssertionInputs {
-        AssertionInputs { audience: "http://as".into(), now: 100, jti: "j1".into() }
+        AssertionInputs {
+            audience: "http://as".into(),
+            now: 100,
+            jti: "j1".into(),
+        }
     }
 
     #[test]
     fn basic_auth_form_encodes_before_base64() {
-        let client = Client { client_id: "a b".into(), auth: ClientAuth::SecretBasic(Secret::new("p:w&")) };
+        let client = Client {
+            client_id: "a b".into(),
+            auth: ClientAuth::SecretBasic(Secret::new("p:w&")),
+        };
         let mut req = request();
         client.authenticate(&mut req, &inputs()).expect("basic");
         let (_, value) = &req.headers[0];
         let encoded = value.expose().strip_prefix("Basic ").expect("basic prefix");
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64");
         assert_eq!(String::from_utf8(decoded).expect("utf8"), "a+b:p%3Aw%26");
         assert!(req.form.is_empty(), "basic auth puts nothing in the body");
     }
 
     #[test]
     fn post_auth_puts_id_and_secret_in_body() {
-        let client = Client { client_id: "c".into(), auth: ClientAuth::SecretPost(Secret::new("s")) };
+        let client = Client {
+            client_id: "c".into(),
+            auth: ClientAuth::SecretPost(Secret::new("s")),
+        };
         let mut req = request();
         client.authenticate(&mut req, &inputs()).expect("post");
         assert_eq!(req.form_value("client_id"), Some("c"));

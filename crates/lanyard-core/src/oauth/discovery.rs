@@ -50,7 +50,9 @@ pub fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
 
 fn split_token(s: &str) -> (&str, &str) {
     let s = s.trim_start();
-    let end = s.find(|c: char| c.is_whitespace() || c == ',').unwrap_or(s.len());
+    let end = s
+        .find(|c: char| c.is_whitespace() || c == ',')
+        .unwrap_or(s.len());
     (&s[..end], &s[end..])
 }
 
@@ -59,7 +61,9 @@ fn parse_auth_params(mut s: &str) -> (Vec<(String, String)>, &str) {
     let mut params = Vec::new();
     loop {
         s = s.trim_start_matches([' ', ',', '\t']);
-        let Some(eq) = s.find('=') else { return (params, s) };
+        let Some(eq) = s.find('=') else {
+            return (params, s);
+        };
         let key = &s[..eq];
         if key.is_empty() || key.contains(char::is_whitespace) {
             // A new scheme starts here.
@@ -180,12 +184,20 @@ impl AuthorizationServerMetadata {
     /// Whether the server says it takes ID-JAGs. Absent lists are not proof of the contrary, so
     /// callers use this for diagnostics, not to refuse.
     pub fn advertises_id_jag(&self) -> bool {
-        self.authorization_grant_profiles_supported.iter().any(|p| p == GRANT_PROFILE_ID_JAG)
-            || self.grant_types_supported.iter().any(|g| g == GRANT_JWT_BEARER)
+        self.authorization_grant_profiles_supported
+            .iter()
+            .any(|p| p == GRANT_PROFILE_ID_JAG)
+            || self
+                .grant_types_supported
+                .iter()
+                .any(|g| g == GRANT_JWT_BEARER)
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(response: &HttpResponse, what: &'static str) -> Result<T, WireError> {
+fn parse_json<T: serde::de::DeserializeOwned>(
+    response: &HttpResponse,
+    what: &'static str,
+) -> Result<T, WireError> {
     if !(200..300).contains(&response.status) {
         return Err(WireError::Status {
             url: redacted_url(&response.url),
@@ -205,7 +217,8 @@ pub fn parse_authorization_server_metadata(
     response: &HttpResponse,
     expected_issuer: &str,
 ) -> Result<AuthorizationServerMetadata, WireError> {
-    let metadata: AuthorizationServerMetadata = parse_json(response, "authorization server metadata")?;
+    let metadata: AuthorizationServerMetadata =
+        parse_json(response, "authorization server metadata")?;
     if metadata.issuer != expected_issuer {
         return Err(WireError::IssuerMismatch {
             url: redacted_url(&response.url),
@@ -216,7 +229,9 @@ pub fn parse_authorization_server_metadata(
     Ok(metadata)
 }
 
-pub fn parse_protected_resource_metadata(response: &HttpResponse) -> Result<ProtectedResourceMetadata, WireError> {
+pub fn parse_protected_resource_metadata(
+    response: &HttpResponse,
+) -> Result<ProtectedResourceMetadata, WireError> {
     parse_json(response, "protected resource metadata")
 }
 
@@ -232,8 +247,11 @@ pub async fn fetch_authorization_server_metadata(
     http: &HttpExecutor,
     issuer: &str,
 ) -> Result<AuthorizationServerMetadata, WireError> {
-    let issuer_url = Url::parse(issuer)
-        .map_err(|e| WireError::Discovery(format!("authorization server issuer {issuer:?} is not a URL: {e}")))?;
+    let issuer_url = Url::parse(issuer).map_err(|e| {
+        WireError::Discovery(format!(
+            "authorization server issuer {issuer:?} is not a URL: {e}"
+        ))
+    })?;
     let mut last = None;
     for url in authorization_server_metadata_urls(&issuer_url) {
         let response = http.execute(&HttpRequest::get(url)).await?;
@@ -267,10 +285,15 @@ const PROBE_BODY: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","param
 ///
 /// Sends an MCP request without a token and reads the 401 challenge; a server that answers
 /// anything else (or no `resource_metadata`) is looked up at the RFC 9728 well-knowns.
-pub async fn discover_server(http: &HttpExecutor, server_url: &Url) -> Result<DiscoveredServer, WireError> {
+pub async fn discover_server(
+    http: &HttpExecutor,
+    server_url: &Url,
+) -> Result<DiscoveredServer, WireError> {
     let response = http.probe_post_json(server_url, PROBE_BODY).await?;
     let challenge = if response.status == 401 {
-        response.header_values("www-authenticate").find_map(parse_bearer_challenge)
+        response
+            .header_values("www-authenticate")
+            .find_map(parse_bearer_challenge)
     } else {
         None
     };
@@ -278,7 +301,9 @@ pub async fn discover_server(http: &HttpExecutor, server_url: &Url) -> Result<Di
     let prm_urls: Vec<Url> = match challenge.resource_metadata.as_deref().map(Url::parse) {
         Some(Ok(url)) => vec![url],
         Some(Err(e)) => {
-            return Err(WireError::Discovery(format!("the server's resource_metadata is not a URL: {e}")));
+            return Err(WireError::Discovery(format!(
+                "the server's resource_metadata is not a URL: {e}"
+            )));
         }
         None => protected_resource_metadata_urls(server_url),
     };
@@ -308,14 +333,21 @@ pub async fn discover_server(http: &HttpExecutor, server_url: &Url) -> Result<Di
         )));
     }
     let issuer = prm.authorization_servers.first().ok_or_else(|| {
-        WireError::Discovery(format!("{} names no authorization server", redacted_url(server_url)))
+        WireError::Discovery(format!(
+            "{} names no authorization server",
+            redacted_url(server_url)
+        ))
     })?;
     let authorization_server = fetch_authorization_server_metadata(http, issuer).await?;
     let challenge_scopes = match challenge.scope.as_deref() {
         Some(scope) => super::token::split_scopes(scope),
         None => prm.scopes_supported.clone(),
     };
-    Ok(DiscoveredServer { resource: prm.resource, authorization_server, challenge_scopes })
+    Ok(DiscoveredServer {
+        resource: prm.resource,
+        authorization_server,
+        challenge_scopes,
+    })
 }
 
 #[cfg(test)]
@@ -332,11 +364,17 @@ mod tests {
             r#"Basic realm="x", Bearer resource_metadata="https://m.example/.well-known/oauth-protected-resource/mcp", scope="a b", error="invalid_token""#,
         )
         .expect("bearer");
-        assert_eq!(c.resource_metadata.as_deref(), Some("https://m.example/.well-known/oauth-protected-resource/mcp"));
+        assert_eq!(
+            c.resource_metadata.as_deref(),
+            Some("https://m.example/.well-known/oauth-protected-resource/mcp")
+        );
         assert_eq!(c.scope.as_deref(), Some("a b"));
         assert_eq!(c.error.as_deref(), Some("invalid_token"));
         assert_eq!(parse_bearer_challenge("Basic realm=\"x\""), None);
-        assert_eq!(parse_bearer_challenge("Bearer"), Some(BearerChallenge::default()));
+        assert_eq!(
+            parse_bearer_challenge("Bearer"),
+            Some(BearerChallenge::default())
+        );
     }
 
     #[test]
@@ -349,7 +387,10 @@ mod tests {
                 "https://m.example/.well-known/oauth-protected-resource"
             ]
         );
-        assert_eq!(protected_resource_metadata_urls(&url("https://m.example/")).len(), 1);
+        assert_eq!(
+            protected_resource_metadata_urls(&url("https://m.example/")).len(),
+            1
+        );
     }
 
     #[test]
@@ -379,10 +420,13 @@ mod tests {
             url: url("https://as.example/.well-known/oauth-authorization-server"),
             status: 200,
             headers: vec![],
-            body: br#"{"issuer":"https://as.example/","token_endpoint":"https://as.example/token"}"#.to_vec(),
+            body:
+                br#"{"issuer":"https://as.example/","token_endpoint":"https://as.example/token"}"#
+                    .to_vec(),
         };
         assert!(parse_authorization_server_metadata(&response, "https://as.example/").is_ok());
-        let err = parse_authorization_server_metadata(&response, "https://as.example").expect_err("mismatch");
+        let err = parse_authorization_server_metadata(&response, "https://as.example")
+            .expect_err("mismatch");
         assert!(matches!(err, WireError::IssuerMismatch { .. }));
     }
 }

@@ -54,17 +54,33 @@ pub enum TransportKind {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WireError {
     #[error("could not reach {url}: {message}")]
-    Transport { url: String, kind: TransportKind, message: String },
+    Transport {
+        url: String,
+        kind: TransportKind,
+        message: String,
+    },
     #[error("{url} answered with more than {limit} bytes; the response was dropped")]
     BodyTooLarge { url: String, limit: usize },
     #[error("{url} answered HTTP {status}: {excerpt}")]
-    Status { url: String, status: u16, excerpt: String },
+    Status {
+        url: String,
+        status: u16,
+        excerpt: String,
+    },
     #[error("{0}")]
     OAuth(OAuthErrorBody),
     #[error("{url} sent an unreadable {what}: {detail}")]
-    Malformed { url: String, what: &'static str, detail: String },
+    Malformed {
+        url: String,
+        what: &'static str,
+        detail: String,
+    },
     #[error("the metadata at {url} names issuer {found:?}, expected exactly {expected:?}")]
-    IssuerMismatch { url: String, expected: String, found: String },
+    IssuerMismatch {
+        url: String,
+        expected: String,
+        found: String,
+    },
     #[error("{0}")]
     Discovery(String),
     #[error("client authentication could not be prepared: {0}")]
@@ -80,12 +96,15 @@ impl WireError {
             WireError::OAuth(body) => {
                 body.status >= 500
                     || body.status == 429
-                    || matches!(body.error.as_str(), "temporarily_unavailable" | "server_error")
+                    || matches!(
+                        body.error.as_str(),
+                        "temporarily_unavailable" | "server_error"
+                    )
             }
             WireError::Malformed { .. } | WireError::BodyTooLarge { .. } => true,
-            WireError::IssuerMismatch { .. } | WireError::Discovery(_) | WireError::ClientAuth(_) => {
-                false
-            }
+            WireError::IssuerMismatch { .. }
+            | WireError::Discovery(_)
+            | WireError::ClientAuth(_) => false,
         }
     }
 

@@ -33,11 +33,21 @@ pub struct HttpRequest {
 
 impl HttpRequest {
     pub fn get(url: Url) -> Self {
-        Self { method: Method::Get, url, headers: Vec::new(), form: Vec::new() }
+        Self {
+            method: Method::Get,
+            url,
+            headers: Vec::new(),
+            form: Vec::new(),
+        }
     }
 
     pub fn post_form(url: Url) -> Self {
-        Self { method: Method::Post, url, headers: Vec::new(), form: Vec::new() }
+        Self {
+            method: Method::Post,
+            url,
+            headers: Vec::new(),
+            form: Vec::new(),
+        }
     }
 
     pub fn field(&mut self, name: &'static str, value: impl Into<String>) -> &mut Self {
@@ -57,7 +67,10 @@ impl HttpRequest {
 
     /// The value of form field `name`, for tests and diagnostics of non-secret fields.
     pub fn form_value(&self, name: &str) -> Option<&str> {
-        self.form.iter().find(|(k, _)| *k == name).map(|(_, v)| v.expose())
+        self.form
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.expose())
     }
 
     /// The form encoded as `application/x-www-form-urlencoded`.
@@ -103,7 +116,10 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// All values of header `name` (case-insensitive).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -148,8 +164,9 @@ impl HttpExecutor {
             .user_agent(concat!("lanyard/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64);
         for pem in &config.extra_ca_pem {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| WireError::Discovery(format!("an extra CA certificate is unreadable: {e}")))?;
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {
+                WireError::Discovery(format!("an extra CA certificate is unreadable: {e}"))
+            })?;
             builder = builder.add_root_certificate(cert);
         }
         if let Some(proxy) = &config.proxy {
@@ -160,7 +177,10 @@ impl HttpExecutor {
         let client = builder
             .build()
             .map_err(|e| WireError::Discovery(format!("the HTTP client could not start: {e}")))?;
-        Ok(Self { client, max_body_bytes: config.max_body_bytes })
+        Ok(Self {
+            client,
+            max_body_bytes: config.max_body_bytes,
+        })
     }
 
     /// The shared client, for callers (the MCP bridge) that stream.
@@ -183,31 +203,61 @@ impl HttpExecutor {
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(request.encoded_form());
         }
-        let mut response = builder.send().await.map_err(|e| transport_error(&shown, &e))?;
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|e| transport_error(&shown, &e))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
-        if response.content_length().is_some_and(|len| len > self.max_body_bytes as u64) {
-            return Err(WireError::BodyTooLarge { url: shown, limit: self.max_body_bytes });
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.max_body_bytes as u64)
+        {
+            return Err(WireError::BodyTooLarge {
+                url: shown,
+                limit: self.max_body_bytes,
+            });
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&shown, &e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(&shown, &e))?
+        {
             if body.len() + chunk.len() > self.max_body_bytes {
-                return Err(WireError::BodyTooLarge { url: shown, limit: self.max_body_bytes });
+                return Err(WireError::BodyTooLarge {
+                    url: shown,
+                    limit: self.max_body_bytes,
+                });
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse { url: request.url.clone(), status, headers, body })
+        Ok(HttpResponse {
+            url: request.url.clone(),
+            status,
+            headers,
+            body,
+        })
     }
 }
 
 impl HttpExecutor {
     /// POSTs a JSON body the way an MCP client does (`Accept` JSON and SSE) and returns the status
     /// and headers; the body is read under the same cap.
-    pub async fn probe_post_json(&self, url: &Url, body: &'static str) -> Result<HttpResponse, WireError> {
+    pub async fn probe_post_json(
+        &self,
+        url: &Url,
+        body: &'static str,
+    ) -> Result<HttpResponse, WireError> {
         let shown = redacted_url(url);
         let mut response = self
             .client
@@ -222,16 +272,30 @@ impl HttpExecutor {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&shown, &e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(&shown, &e))?
+        {
             if body.len() + chunk.len() > self.max_body_bytes {
                 break;
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse { url: url.clone(), status, headers, body })
+        Ok(HttpResponse {
+            url: url.clone(),
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -257,5 +321,9 @@ fn transport_error(url: &str, e: &reqwest::Error) -> WireError {
             text
         }
     };
-    WireError::Transport { url: url.to_owned(), kind, message }
+    WireError::Transport {
+        url: url.to_owned(),
+        kind,
+        message,
+    }
 }

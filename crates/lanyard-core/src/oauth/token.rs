@@ -161,7 +161,10 @@ pub fn revoke(
     token: &Secret,
     hint: &str,
 ) -> Result<HttpRequest, WireError> {
-    let endpoint = TokenEndpoint { url: revocation_url.clone(), issuer: issuer.to_owned() };
+    let endpoint = TokenEndpoint {
+        url: revocation_url.clone(),
+        issuer: issuer.to_owned(),
+    };
     let mut request = HttpRequest::post_form(endpoint.url.clone());
     request.secret_field("token", token);
     request.field("token_type_hint", hint);
@@ -267,12 +270,17 @@ pub fn parse_token_response(response: &HttpResponse) -> Result<TokenResponse, Wi
     if !(200..300).contains(&response.status) {
         return Err(parse_error(response));
     }
-    let parsed: TokenResponse = serde_json::from_slice(&response.body).map_err(|e| WireError::Malformed {
-        url: redacted_url(&response.url),
-        what: "token response",
-        // Never the body: a half-readable success body may contain a token.
-        detail: format!("{} bytes, not a token response ({})", response.body.len(), e.classify_name()),
-    })?;
+    let parsed: TokenResponse =
+        serde_json::from_slice(&response.body).map_err(|e| WireError::Malformed {
+            url: redacted_url(&response.url),
+            what: "token response",
+            // Never the body: a half-readable success body may contain a token.
+            detail: format!(
+                "{} bytes, not a token response ({})",
+                response.body.len(),
+                e.classify_name()
+            ),
+        })?;
     if parsed.access_token.is_empty() {
         return Err(WireError::Malformed {
             url: redacted_url(&response.url),
@@ -310,7 +318,9 @@ pub struct DeviceAuthorization {
     pub interval: Option<u64>,
 }
 
-pub fn parse_device_authorization(response: &HttpResponse) -> Result<DeviceAuthorization, WireError> {
+pub fn parse_device_authorization(
+    response: &HttpResponse,
+) -> Result<DeviceAuthorization, WireError> {
     if !(200..300).contains(&response.status) {
         return Err(parse_error(response));
     }
@@ -361,10 +371,19 @@ mod tests {
 
     #[test]
     fn token_exchange_has_every_field_the_spec_asks_for() {
-        let endpoint =
-            TokenEndpoint { url: Url::parse("http://idp/token").expect("static"), issuer: "http://idp".into() };
-        let client = Client { client_id: "app".into(), auth: ClientAuth::None };
-        let inputs = AssertionInputs { audience: "http://idp".into(), now: 1, jti: "j".into() };
+        let endpoint = TokenEndpoint {
+            url: Url::parse("http://idp/token").expect("static"),
+            issuer: "http://idp".into(),
+        };
+        let client = Client {
+            client_id: "app".into(),
+            auth: ClientAuth::None,
+        };
+        let inputs = AssertionInputs {
+            audience: "http://idp".into(),
+            now: 1,
+            jti: "j".into(),
+        };
         let subject = Secret::new("idtoken");
         let scopes = vec!["a".to_owned(), "b".to_owned()];
         let req = token_exchange_for_id_jag(
@@ -381,9 +400,15 @@ mod tests {
         )
         .expect("request");
         assert_eq!(req.form_value("grant_type"), Some(GRANT_TOKEN_EXCHANGE));
-        assert_eq!(req.form_value("requested_token_type"), Some(TOKEN_TYPE_ID_JAG));
+        assert_eq!(
+            req.form_value("requested_token_type"),
+            Some(TOKEN_TYPE_ID_JAG)
+        );
         assert_eq!(req.form_value("subject_token"), Some("idtoken"));
-        assert_eq!(req.form_value("subject_token_type"), Some(TOKEN_TYPE_ID_TOKEN));
+        assert_eq!(
+            req.form_value("subject_token_type"),
+            Some(TOKEN_TYPE_ID_TOKEN)
+        );
         assert_eq!(req.form_value("audience"), Some("https://as.example/"));
         assert_eq!(req.form_value("resource"), Some("https://mcp.example/mcp"));
         assert_eq!(req.form_value("scope"), Some("a b"));
@@ -410,7 +435,8 @@ mod tests {
 
     #[test]
     fn malformed_success_body_never_echoes_the_body() {
-        let err = parse_token_response(&response(200, r#"{"access_token":"SECRETTOKEN","#)).expect_err("bad");
+        let err = parse_token_response(&response(200, r#"{"access_token":"SECRETTOKEN","#))
+            .expect_err("bad");
         let text = format!("{err} {err:?}");
         assert!(!text.contains("SECRETTOKEN"), "{text}");
         assert!(!text.contains("x=1"), "query dropped from URL: {text}");
@@ -426,8 +452,11 @@ mod tests {
 
     #[test]
     fn expires_in_accepts_strings() {
-        let ok = parse_token_response(&response(200, r#"{"access_token":"t","token_type":"Bearer","expires_in":"300"}"#))
-            .expect("ok");
+        let ok = parse_token_response(&response(
+            200,
+            r#"{"access_token":"t","token_type":"Bearer","expires_in":"300"}"#,
+        ))
+        .expect("ok");
         assert_eq!(ok.expires_in, Some(300));
     }
 }
