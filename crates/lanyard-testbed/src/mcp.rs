@@ -100,7 +100,7 @@ impl McpState {
         resp
     }
 
-    fn authorize(&self, headers: &HeaderMap) -> Result<Caller, Response> {
+    fn authorize(&self, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -110,9 +110,9 @@ impl McpState {
             })
             .map(str::trim);
         let Some(token) = token else {
-            return Err(self.challenge(None));
+            return Err(Box::new(self.challenge(None)));
         };
-        let invalid = |why: &str| self.challenge(Some(("invalid_token", why)));
+        let invalid = |why: &str| Box::new(self.challenge(Some(("invalid_token", why))));
         let claims = verify_signature(token, self.as_key.decoding_key(), &[Algorithm::RS256])
             .map_err(|_| invalid("signature invalid or not a JWT"))?;
         if claims.get("iss").and_then(Value::as_str) != Some(self.as_issuer.as_str()) {
@@ -152,7 +152,7 @@ impl McpState {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
-            return Err(resp);
+            return Err(Box::new(resp));
         }
         Ok(Caller { claims })
     }
@@ -232,7 +232,7 @@ fn rpc_error(id: Value, code: i64, message: &str) -> Value {
 async fn mcp_post(State(state): State<Arc<McpState>>, headers: HeaderMap, body: Bytes) -> Response {
     let caller = match state.authorize(&headers) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     state.counters.requests.fetch_add(1, Ordering::SeqCst);
     let Ok(message) = serde_json::from_slice::<Value>(&body) else {
