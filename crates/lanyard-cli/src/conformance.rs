@@ -91,6 +91,11 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
             .context("MCP_CONFORMANCE_CONTEXT is not the expected JSON")?,
         Err(_) => Context::default(),
     };
+    if ![SCENARIO_BASIC, SCENARIO_JWT, SCENARIO_CROSS_APP].contains(&scenario.as_str()) {
+        bail!(
+            "unknown scenario {scenario:?} (expected {SCENARIO_BASIC}, {SCENARIO_JWT} or {SCENARIO_CROSS_APP})"
+        );
+    }
     let server = Url::parse(server_url).with_context(|| format!("{server_url:?} is not a URL"))?;
     say(format!("scenario {scenario}, server {server}"));
 
