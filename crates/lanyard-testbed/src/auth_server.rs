@@ -167,10 +167,10 @@ impl AsState {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| OAuthError::new("server_error", format!("IdP JWKS unreachable: {e}")))?
+            .map_err(|e| OAuthError::server_error(format!("IdP JWKS unreachable: {e}")))?
             .json()
             .await
-            .map_err(|e| OAuthError::new("server_error", format!("IdP JWKS unreadable: {e}")))?;
+            .map_err(|e| OAuthError::server_error(format!("IdP JWKS unreadable: {e}")))?;
         let mut keys = lock(&self.idp_keys);
         for jwk in jwks["keys"].as_array().into_iter().flatten() {
             let (Some(kid), Some(n), Some(e)) =
@@ -273,7 +273,7 @@ impl AsState {
         let token = self
             .key
             .sign("at+jwt", &claims)
-            .map_err(|e| OAuthError::new("server_error", format!("signing failed: {e}")))?;
+            .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))?;
         Ok(json!({
             "access_token": token,
             "token_type": "Bearer",

@@ -137,7 +137,7 @@ impl ClientVerifier<'_> {
         let mut seen = self
             .seen_jtis
             .lock()
-            .map_err(|_| OAuthError::new("server_error", "lock poisoned"))?;
+            .map_err(|_| OAuthError::server_error("lock poisoned"))?;
         if !seen.insert(format!("{id}\u{0}{jti}")) {
             return Err(OAuthError::invalid_client(
                 "client_assertion jti already used",
@@ -173,7 +173,7 @@ fn public_key(pem: &str) -> Result<(DecodingKey, Vec<Algorithm>), OAuthError> {
     }
     DecodingKey::from_ec_pem(pem.as_bytes())
         .map(|key| (key, vec![Algorithm::ES256, Algorithm::ES384]))
-        .map_err(|e| OAuthError::new("server_error", format!("registered key unusable: {e}")))
+        .map_err(|e| OAuthError::server_error(format!("registered key unusable: {e}")))
 }
 
 /// HTTP Basic client credentials (RFC 6749 §2.3.1: both parts form-urlencoded).

@@ -70,6 +70,13 @@ impl OAuthError {
         Self::new("invalid_grant", description)
     }
 
+    /// `server_error` (500): the fake itself failed (e.g. the IdP's JWKS was unreachable).
+    pub fn server_error(description: impl Into<String>) -> Self {
+        let mut e = Self::new("server_error", description);
+        e.status = StatusCode::INTERNAL_SERVER_ERROR;
+        e
+    }
+
     /// `invalid_client` (401).
     pub fn invalid_client(description: impl Into<String>) -> Self {
         let mut e = Self::new("invalid_client", description);

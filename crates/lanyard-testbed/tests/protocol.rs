@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use lanyard_testbed::oauth::{GRANT_DEVICE_CODE, GRANT_JWT_BEARER, TOKEN_TYPE_ID_JAG};
 use lanyard_testbed::{
-    complete_device, AsConfig, ClientAuth, Endpoint, Fault, FaultMode, McpConfig, RegisteredClient,
-    Testbed, TestbedConfig,
+    complete_device, AsConfig, ClientAuth, Endpoint, Fault, FaultMode, IdpConfig, McpConfig,
+    MetadataStyle, PrmLocation, RegisteredClient, Testbed, TestbedConfig,
 };
 use serde_json::{json, Value};
 use support::*;
@@ -1025,4 +1025,127 @@ async fn poll(tb: &Testbed, device_code: &str) -> (u16, Value) {
         ],
     )
     .await
+}
+
+#[tokio::test]
+async fn discovery_variants_and_idp_options() {
+    let mut idp = IdpConfig::default().with_issuer_path("/tenant-idp", true);
+    idp.advertise_iss_parameter = false;
+    idp.reject_unknown_audience = true;
+    let mut oidc_as = AsConfig::new("oidc", "lanyard-oidc").with_issuer_path("/realm", false);
+    oidc_as.metadata_style = MetadataStyle::OidcOnly;
+    let mut mcp = McpConfig::new("m", "oidc", &["x.read"]).with_path("/tenant/mcp");
+    mcp.prm_location = PrmLocation::Root;
+    mcp.advertise_resource_metadata = false;
+    let config = TestbedConfig {
+        idp,
+        auth_servers: vec![oidc_as],
+        mcp_servers: vec![mcp],
+        ..TestbedConfig::default()
+    };
+    let tb = Testbed::start(config).await.expect("start");
+    let auth = tb.auth_server("oidc").expect("as");
+    let mcp = tb.mcp_server("m").expect("mcp");
+
+    assert!(tb.idp().issuer().ends_with("/tenant-idp/"));
+    let meta: Value = http()
+        .get(tb.idp().discovery_url())
+        .send()
+        .await
+        .expect("d")
+        .json()
+        .await
+        .expect("j");
+    assert_eq!(meta["issuer"], tb.idp().issuer());
+    assert_eq!(
+        meta["authorization_response_iss_parameter_supported"],
+        false
+    );
+
+    let origin = auth.issuer().trim_end_matches("/realm");
+    let status =
+        |url: String| async move { http().get(url).send().await.expect("get").status().as_u16() };
+    assert_eq!(
+        status(format!(
+            "{origin}/.well-known/oauth-authorization-server/realm"
+        ))
+        .await,
+        404
+    );
+    assert_eq!(
+        status(format!("{origin}/.well-known/openid-configuration/realm")).await,
+        200
+    );
+    assert_eq!(
+        status(format!("{origin}/realm/.well-known/openid-configuration")).await,
+        200
+    );
+
+    let (code, headers, _) = rpc(mcp, None, "ping", json!({})).await;
+    assert_eq!(code, 401);
+    let challenge = headers["www-authenticate"].to_str().expect("s");
+    assert!(!challenge.contains("resource_metadata") && challenge.contains("scope=\"x.read\""));
+    let mcp_origin = mcp.url().trim_end_matches("/tenant/mcp");
+    assert_eq!(
+        status(format!("{mcp_origin}/.well-known/oauth-protected-resource")).await,
+        200
+    );
+    assert_eq!(
+        status(format!(
+            "{mcp_origin}/.well-known/oauth-protected-resource/tenant/mcp"
+        ))
+        .await,
+        404
+    );
+
+    // No RFC 9207 iss parameter in the redirect.
+    let redirect_uri = loopback().await;
+    let (verifier, challenge) = pkce();
+    let visit = lanyard_testbed::complete_login(
+        &authorize_url(&tb, &redirect_uri, &challenge, &[]),
+        "alice",
+    )
+    .await
+    .expect("login");
+    assert!(query_param(&visit.redirect_url, "iss").is_none());
+    let code = query_param(&visit.redirect_url, "code").expect("code");
+    let (_, body) = post_form(
+        &tb.idp().token_endpoint(),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &redirect_uri),
+            ("code_verifier", &verifier),
+            ("client_id", "lanyard-desktop"),
+        ],
+    )
+    .await;
+    let id_token = body["id_token"].as_str().expect("id");
+    assert!(body.get("refresh_token").is_some());
+
+    // Unknown audiences are refused at the IdP when configured so.
+    let (code, body) = exchange(
+        &tb,
+        id_token,
+        "http://127.0.0.1:1/nobody",
+        mcp.resource(),
+        "x.read",
+    )
+    .await;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (400, Some("invalid_target"))
+    );
+
+    // The AS cannot reach the IdP's JWKS: a server error, then recovery.
+    tb.idp()
+        .faults()
+        .inject(Endpoint::Jwks, Fault::Status(503), FaultMode::Once);
+    let (_, body) = exchange(&tb, id_token, auth.issuer(), mcp.resource(), "x.read").await;
+    let jag = body["access_token"].as_str().expect("jag");
+    let (code, body) = jwt_bearer(auth, jag, "lanyard-oidc", mcp.resource(), "x.read").await;
+    assert_eq!((code, body["error"].as_str()), (500, Some("server_error")));
+    let (code, body) = jwt_bearer(auth, jag, "lanyard-oidc", mcp.resource(), "x.read").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(auth.stats().jwks_fetches, 2);
 }

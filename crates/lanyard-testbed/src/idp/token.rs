@@ -127,7 +127,7 @@ fn id_token(
     state
         .key
         .sign("JWT", &claims)
-        .map_err(|e| OAuthError::new("server_error", format!("signing failed: {e}")))
+        .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))
 }
 
 fn authorization_code(
@@ -363,7 +363,7 @@ fn token_exchange(
     let token = state
         .key
         .sign(JWT_TYPE_ID_JAG, &Value::Object(jag))
-        .map_err(|e| OAuthError::new("server_error", format!("signing failed: {e}")))?;
+        .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))?;
     let mut body = json!({
         "issued_token_type": TOKEN_TYPE_ID_JAG,
         "access_token": token,
