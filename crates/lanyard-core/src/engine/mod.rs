@@ -261,12 +261,33 @@ pub fn refresh_token_key(issuer: &str, client_id: &str) -> String {
     format!("refresh-token:{issuer}:{client_id}")
 }
 
+/// Writes a newly issued refresh token to the keychain (skipped when unchanged). Returns the
+/// keychain's answer, or `None` when nothing was written.
+async fn persist_refresh_token(
+    store: Arc<dyn SecretStore>,
+    client: &IdpClient,
+    result: &Result<IdpTokens, SignInError>,
+    previous: Option<&Secret>,
+) -> Option<Result<(), StoreError>> {
+    let new = result.as_ref().ok()?.refresh_token.clone()?;
+    if previous == Some(&new) {
+        return None;
+    }
+    let key = refresh_token_key(client.issuer(), &client.client.client_id);
+    Some(
+        tokio::task::spawn_blocking(move || store.set(&key, &new))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Failed(e.to_string()))),
+    )
+}
+
 /// Results of spawned work, back to the actor.
 enum Event {
     IdpDiscovered(Result<Arc<IdpClient>, SignInError>),
     SignInDone {
         result: Result<IdpTokens, SignInError>,
         restored: bool,
+        keychain: Option<Result<(), StoreError>>,
     },
     DeviceCode {
         user_code: String,
@@ -275,6 +296,7 @@ enum Event {
     IdpRefreshDone {
         generation: u64,
         result: Result<IdpTokens, SignInError>,
+        keychain: Option<Result<(), StoreError>>,
     },
     KeychainResult(Result<(), StoreError>),
     GrantDone {
@@ -633,6 +655,7 @@ impl Actor {
             AfterDiscovery::BrowserSignIn => {
                 let browser = self.config.browser.clone();
                 let timeout = self.config.sign_in_timeout;
+                let store = self.config.store.clone();
                 let step_up = self.step_up_needed();
                 info!(
                     step_up = step_up.is_some(),
@@ -648,13 +671,16 @@ impl Actor {
                         timeout,
                     )
                     .await;
+                    let keychain = persist_refresh_token(store, &client, &result, None).await;
                     let _ = events.send(Event::SignInDone {
                         result,
                         restored: false,
+                        keychain,
                     });
                 });
             }
             AfterDiscovery::DeviceSignIn => {
+                let store = self.config.store.clone();
                 tokio::spawn(async move {
                     let result = match client.start_device_sign_in(&http, clock.as_ref()).await {
                         Ok(device) => {
@@ -671,9 +697,11 @@ impl Actor {
                         }
                         Err(e) => Err(e),
                     };
+                    let keychain = persist_refresh_token(store, &client, &result, None).await;
                     let _ = events.send(Event::SignInDone {
                         result,
                         restored: false,
+                        keychain,
                     });
                 });
             }
@@ -681,17 +709,14 @@ impl Actor {
                 let store = self.config.store.clone();
                 let key = refresh_token_key(client.issuer(), &client.client.client_id);
                 tokio::spawn(async move {
-                    let saved = tokio::task::spawn_blocking(move || store.get(&key)).await;
+                    let reader = store.clone();
+                    let saved = tokio::task::spawn_blocking(move || reader.get(&key)).await;
+                    let mut previous: Option<Secret> = None;
                     let result = match saved {
                         Ok(Ok(Some(refresh_token))) => {
-                            match client.refresh(&http, clock.as_ref(), &refresh_token).await {
-                                // Keep the saved refresh token when the IdP did not rotate it.
-                                Ok(mut tokens) => {
-                                    tokens.refresh_token.get_or_insert(refresh_token);
-                                    Ok(tokens)
-                                }
-                                Err(e) => Err(e),
-                            }
+                            let result = client.refresh(&http, clock.as_ref(), &refresh_token).await;
+                            previous = Some(refresh_token);
+                            result
                         }
                         Ok(Ok(None)) => Err(SignInError::Unsupported("a saved session")),
                         Ok(Err(e)) => {
@@ -700,9 +725,19 @@ impl Actor {
                         }
                         Err(e) => Err(SignInError::Loopback(e.to_string())),
                     };
+                    let keychain =
+                        persist_refresh_token(store, &client, &result, previous.as_ref()).await;
+                    let result = result.map(|mut tokens| {
+                        // Keep the saved refresh token when the IdP did not rotate it.
+                        if let Some(previous) = previous {
+                            tokens.refresh_token.get_or_insert(previous);
+                        }
+                        tokens
+                    });
                     let _ = events.send(Event::SignInDone {
                         result,
                         restored: true,
+                        keychain,
                     });
                 });
             }
@@ -727,7 +762,6 @@ impl Actor {
         let now = self.now();
         info!(subject = %tokens.info.subject, "signed in");
         if let Some(refresh_token) = tokens.refresh_token.clone() {
-            self.save_refresh_token(refresh_token.clone());
             self.idp.refresh_token = Some(refresh_token);
         }
         self.idp.refresh_due_at = self.rule.refresh_at(
@@ -750,23 +784,6 @@ impl Actor {
             }
             self.start_grant(&id);
         }
-    }
-
-    fn save_refresh_token(&mut self, refresh_token: Secret) {
-        let Some(client) = &self.idp.client else {
-            return;
-        };
-        let key = refresh_token_key(client.issuer(), &client.client.client_id);
-        let store = self.config.store.clone();
-        let events = self.events_tx.clone();
-        // Rotation: the new token is written before it is used again (the next refresh is scheduled
-        // minutes away, and single-flight keeps refreshes apart).
-        tokio::spawn(async move {
-            let result = tokio::task::spawn_blocking(move || store.set(&key, &refresh_token))
-                .await
-                .unwrap_or_else(|e| Err(StoreError::Failed(e.to_string())));
-            let _ = events.send(Event::KeychainResult(result));
-        });
     }
 
     fn sign_out(&mut self) {
@@ -827,16 +844,22 @@ impl Actor {
         let clock = self.config.clock.clone();
         let events = self.events_tx.clone();
         let generation = self.idp.generation;
+        let store = self.config.store.clone();
         debug!("refreshing the identity provider session");
         tokio::spawn(async move {
-            let result = client
-                .refresh(&http, clock.as_ref(), &refresh_token)
-                .await
-                .map(|mut tokens| {
-                    tokens.refresh_token.get_or_insert(refresh_token);
-                    tokens
-                });
-            let _ = events.send(Event::IdpRefreshDone { generation, result });
+            let result = client.refresh(&http, clock.as_ref(), &refresh_token).await;
+            // Rotation: the new refresh token is in the keychain before anything can use it.
+            let keychain =
+                persist_refresh_token(store, &client, &result, Some(&refresh_token)).await;
+            let result = result.map(|mut tokens| {
+                tokens.refresh_token.get_or_insert(refresh_token);
+                tokens
+            });
+            let _ = events.send(Event::IdpRefreshDone {
+                generation,
+                result,
+                keychain,
+            });
         });
     }
 
@@ -1096,34 +1119,12 @@ impl Actor {
                     };
                 }
             }
-            Event::SignInDone { result, restored } => match result {
-                Ok(tokens) => self.on_signed_in(tokens),
-                Err(e) if restored => {
-                    // No saved session (or it is no longer valid): a normal signed-out start.
-                    if !matches!(self.idp.phase, IdpPhase::Restoring) {
-                        return;
-                    }
-                    self.idp.phase = match &e {
-                        SignInError::Unsupported(_) => IdpPhase::SignedOut,
-                        e if e.is_transient() => {
-                            IdpPhase::NeedsSignIn(format!("the session could not be resumed: {e}"))
-                        }
-                        _ => IdpPhase::NeedsSignIn("your session has ended; sign in again".into()),
-                    };
-                }
-                Err(e) => {
-                    warn!(error = %e, "sign-in failed");
-                    self.idp.phase = if self.idp.tokens.is_some() {
-                        IdpPhase::SignedIn
-                    } else {
-                        IdpPhase::NeedsSignIn(e.to_string())
-                    };
-                    for waiter in self.idp.sign_in_waiters.drain(..) {
-                        let _ = waiter.send(Err(EngineError::SignIn(e.to_string())));
-                    }
-                }
-            },
-            Event::IdpRefreshDone { generation, result } => {
+            Event::SignInDone { result, restored, keychain } => {
+                self.note_keychain(keychain);
+                self.on_sign_in_done(result, restored);
+            }
+            Event::IdpRefreshDone { generation, result, keychain } => {
+                self.note_keychain(keychain);
                 if generation != self.idp.generation {
                     return;
                 }
@@ -1132,9 +1133,6 @@ impl Actor {
                 match result {
                     Ok(tokens) => {
                         if let Some(new) = tokens.refresh_token.clone() {
-                            if self.idp.refresh_token.as_ref() != Some(&new) {
-                                self.save_refresh_token(new.clone());
-                            }
                             self.idp.refresh_token = Some(new);
                         }
                         self.idp.refresh_due_at =
@@ -1204,15 +1202,7 @@ impl Actor {
                     }
                 }
             }
-            Event::KeychainResult(result) => {
-                self.keychain = match result {
-                    Ok(()) => KeychainStatus::Available,
-                    Err(StoreError::Locked(reason)) => KeychainStatus::Locked { reason },
-                    Err(StoreError::Unavailable(reason)) | Err(StoreError::Failed(reason)) => {
-                        KeychainStatus::Unavailable { reason }
-                    }
-                };
-            }
+            Event::KeychainResult(result) => self.note_keychain(Some(result)),
             Event::ClientResolved {
                 server,
                 generation,
@@ -1259,6 +1249,48 @@ impl Actor {
                 result,
             } => self.on_grant_done(server, generation, target, result),
         }
+    }
+
+
+    fn on_sign_in_done(&mut self, result: Result<IdpTokens, SignInError>, restored: bool) {
+        match result {
+Ok(tokens) => self.on_signed_in(tokens),
+                Err(e) if restored => {
+                    // No saved session (or it is no longer valid): a normal signed-out start.
+                    if !matches!(self.idp.phase, IdpPhase::Restoring) {
+                        return;
+                    }
+                    self.idp.phase = match &e {
+                        SignInError::Unsupported(_) => IdpPhase::SignedOut,
+                        e if e.is_transient() => {
+                            IdpPhase::NeedsSignIn(format!("the session could not be resumed: {e}"))
+                        }
+                        _ => IdpPhase::NeedsSignIn("your session has ended; sign in again".into()),
+                    };
+                }
+                Err(e) => {
+                    warn!(error = %e, "sign-in failed");
+                    self.idp.phase = if self.idp.tokens.is_some() {
+                        IdpPhase::SignedIn
+                    } else {
+                        IdpPhase::NeedsSignIn(e.to_string())
+                    };
+                    for waiter in self.idp.sign_in_waiters.drain(..) {
+                        let _ = waiter.send(Err(EngineError::SignIn(e.to_string())));
+                    }
+                }
+            }
+    }
+
+    fn note_keychain(&mut self, result: Option<Result<(), StoreError>>) {
+        let Some(result) = result else { return };
+        self.keychain = match result {
+            Ok(()) => KeychainStatus::Available,
+            Err(StoreError::Locked(reason)) => KeychainStatus::Locked { reason },
+            Err(StoreError::Unavailable(reason)) | Err(StoreError::Failed(reason)) => {
+                KeychainStatus::Unavailable { reason }
+            }
+        };
     }
 
     // ---- time ------------------------------------------------------------------------------

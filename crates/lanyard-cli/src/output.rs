@@ -1,0 +1,61 @@
+//! Human-readable rendering of the engine's status for the terminal.
+
+use lanyard_core::clock::{Clock, SystemClock};
+use lanyard_core::engine::{IdpStatus, KeychainStatus, ServerState, Status};
+
+/// "4m 05s", "2h 10m", "expired".
+pub fn remaining(until: u64, now: u64) -> String {
+    if until <= now {
+        return "expired".into();
+    }
+    let secs = until - now;
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+pub fn print_status(status: &Status) {
+    let now = SystemClock.unix_now();
+    match &status.idp {
+        IdpStatus::SignedOut => println!("Signed out. Run `lanyard login` to sign in."),
+        IdpStatus::Restoring => println!("Resuming your session…"),
+        IdpStatus::SigningIn { .. } => println!("Signing in…"),
+        IdpStatus::SignedIn { subject, email, refresh_error, .. } => {
+            println!("Signed in as {}.", email.as_deref().unwrap_or(subject));
+            if let Some(e) = refresh_error {
+                println!("  Renewing the session keeps failing ({e}); retrying.");
+            }
+        }
+        IdpStatus::NeedsSignIn { reason } => println!("Sign in again: {reason}. Run `lanyard login`."),
+    }
+    match &status.keychain {
+        KeychainStatus::Available => {}
+        KeychainStatus::Locked { reason } => println!("The keychain is locked ({reason}): unlock it to keep your session."),
+        KeychainStatus::Unavailable { reason } => {
+            println!("No keychain ({reason}): the session lasts only while Lanyard runs.")
+        }
+    }
+    if status.servers.is_empty() {
+        println!("No MCP servers are configured.");
+    }
+    for server in &status.servers {
+        let (state, detail) = match &server.state {
+            ServerState::NotSignedIn => ("not signed in", String::new()),
+            ServerState::Granting => ("granting", String::new()),
+            ServerState::Granted { expires_at, scopes, .. } => {
+                ("granted", format!("expires in {}  scopes: {}", remaining(*expires_at, now), scopes.join(" ")))
+            }
+            ServerState::Denied { description, code } => (
+                "denied",
+                format!("Blocked by your organization — contact IT ({})", description.as_deref().unwrap_or(code)),
+            ),
+            ServerState::StepUpRequired { .. } => ("step-up", "needs a fresh sign-in: run `lanyard login`".into()),
+            ServerState::Failing { error, retry_at, .. } => {
+                ("retrying", format!("{error}; next try in {}", remaining(*retry_at, now)))
+            }
+        };
+        println!("  {:<12} {:<20} {:<14} {}", server.id, server.display_name, state, detail);
+    }
+}
