@@ -52,6 +52,6 @@ pub use config::{
     RegisteredClient, TestUser, TestbedConfig,
 };
 pub use faults::{Endpoint, Fault, FaultMode, Faults};
-pub use idp::{IdpHandle, IdpStats, RevocationRecord};
+pub use idp::{IdpHandle, IdpStats, RevocationRecord, WireSecrets};
 pub use mcp::{McpHandle, McpStats};
 pub use testbed::Testbed;

@@ -122,6 +122,62 @@ pub(crate) struct IdpCounters {
     device_authorizations: AtomicU64,
     device_grants: AtomicU64,
     revocations: Mutex<Vec<RevocationRecord>>,
+    wire_secrets: Mutex<WireSecrets>,
+}
+
+/// Every secret that crossed the IdP's token endpoint, in order: what a leak test looks for in
+/// the client's logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WireSecrets {
+    /// Authorization codes presented (`code`).
+    pub codes: Vec<String>,
+    /// PKCE verifiers presented (`code_verifier`).
+    pub code_verifiers: Vec<String>,
+    /// Refresh tokens presented or issued.
+    pub refresh_tokens: Vec<String>,
+    /// ID tokens issued (and presented as subject tokens).
+    pub id_tokens: Vec<String>,
+    /// Access tokens issued: the IdP's own and ID-JAGs.
+    pub access_tokens: Vec<String>,
+}
+
+impl WireSecrets {
+    /// All of them.
+    pub fn all(&self) -> Vec<String> {
+        [
+            &self.codes,
+            &self.code_verifiers,
+            &self.refresh_tokens,
+            &self.id_tokens,
+            &self.access_tokens,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+
+    fn push(list: &mut Vec<String>, value: Option<&str>) {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            if !list.iter().any(|x| x == v) {
+                list.push(v.to_string());
+            }
+        }
+    }
+
+    pub(crate) fn record(&mut self, form: &HashMap<String, String>, issued: Option<&Value>) {
+        let f = |k: &str| form.get(k).map(String::as_str);
+        Self::push(&mut self.codes, f("code"));
+        Self::push(&mut self.code_verifiers, f("code_verifier"));
+        Self::push(&mut self.refresh_tokens, f("refresh_token"));
+        Self::push(&mut self.id_tokens, f("subject_token"));
+        if let Some(body) = issued {
+            let b = |k: &str| body.get(k).and_then(Value::as_str);
+            Self::push(&mut self.refresh_tokens, b("refresh_token"));
+            Self::push(&mut self.id_tokens, b("id_token"));
+            Self::push(&mut self.access_tokens, b("access_token"));
+        }
+    }
 }
 
 /// A snapshot of the IdP's counters.
@@ -482,5 +538,10 @@ impl IdpHandle {
             device_grants: n(&c.device_grants),
             revocations: lock(&c.revocations).clone(),
         }
+    }
+
+    /// Every code, PKCE verifier and token that crossed the token endpoint so far.
+    pub fn wire_secrets(&self) -> WireSecrets {
+        lock(&self.state.counters.wire_secrets).clone()
     }
 }

@@ -54,6 +54,7 @@ pub(crate) async fn token(
         )),
         None => Err(OAuthError::invalid_request("grant_type is required")),
     };
+    lock(&state.counters.wire_secrets).record(&form, result.as_ref().ok());
     match result {
         Ok(body) => token_response(body),
         Err(e) => e.into_response(),
