@@ -238,6 +238,10 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         last_tick: None,
         config,
     };
+    if actor.config.restore_session && actor.config.policy.idp.is_some() {
+        // Published from the first status on, so nobody mistakes "resuming" for "signed out".
+        actor.idp.phase = IdpPhase::Restoring;
+    }
     let (status_tx, status_rx) = watch::channel(actor.build_status());
     actor.status_tx = status_tx;
     tokio::spawn(actor.run(commands_rx, events_rx));
@@ -558,6 +562,7 @@ impl Actor {
     ) {
         let now = self.now();
         let signed_in = matches!(self.idp.phase, IdpPhase::SignedIn);
+        let restoring = matches!(self.idp.phase, IdpPhase::Restoring);
         let Some(slot) = self.servers.get_mut(&id) else {
             let _ = reply.send(Err(EngineError::UnknownServer(id)));
             return;
@@ -588,6 +593,11 @@ impl Actor {
                 return;
             }
             _ => {}
+        }
+        if slot.policy.mode == ServerMode::EnterpriseManaged && restoring {
+            // Answered once the saved session is resumed (or found missing).
+            slot.waiters.push(reply);
+            return;
         }
         if slot.policy.mode == ServerMode::EnterpriseManaged && !signed_in {
             let _ = reply.send(Err(EngineError::NotSignedIn));
@@ -714,7 +724,8 @@ impl Actor {
                     let mut previous: Option<Secret> = None;
                     let result = match saved {
                         Ok(Ok(Some(refresh_token))) => {
-                            let result = client.refresh(&http, clock.as_ref(), &refresh_token).await;
+                            let result =
+                                client.refresh(&http, clock.as_ref(), &refresh_token).await;
                             previous = Some(refresh_token);
                             result
                         }
@@ -1105,6 +1116,7 @@ impl Actor {
                         for waiter in self.idp.sign_in_waiters.drain(..) {
                             let _ = waiter.send(Err(EngineError::SignIn(e.to_string())));
                         }
+                        self.fail_parked_token_requests();
                     }
                 }
             }
@@ -1119,11 +1131,19 @@ impl Actor {
                     };
                 }
             }
-            Event::SignInDone { result, restored, keychain } => {
+            Event::SignInDone {
+                result,
+                restored,
+                keychain,
+            } => {
                 self.note_keychain(keychain);
                 self.on_sign_in_done(result, restored);
             }
-            Event::IdpRefreshDone { generation, result, keychain } => {
+            Event::IdpRefreshDone {
+                generation,
+                result,
+                keychain,
+            } => {
                 self.note_keychain(keychain);
                 if generation != self.idp.generation {
                     return;
@@ -1251,35 +1271,44 @@ impl Actor {
         }
     }
 
-
     fn on_sign_in_done(&mut self, result: Result<IdpTokens, SignInError>, restored: bool) {
         match result {
-Ok(tokens) => self.on_signed_in(tokens),
-                Err(e) if restored => {
-                    // No saved session (or it is no longer valid): a normal signed-out start.
-                    if !matches!(self.idp.phase, IdpPhase::Restoring) {
-                        return;
-                    }
-                    self.idp.phase = match &e {
-                        SignInError::Unsupported(_) => IdpPhase::SignedOut,
-                        e if e.is_transient() => {
-                            IdpPhase::NeedsSignIn(format!("the session could not be resumed: {e}"))
-                        }
-                        _ => IdpPhase::NeedsSignIn("your session has ended; sign in again".into()),
-                    };
+            Ok(tokens) => self.on_signed_in(tokens),
+            Err(e) if restored => {
+                // No saved session (or it is no longer valid): a normal signed-out start.
+                if !matches!(self.idp.phase, IdpPhase::Restoring) {
+                    return;
                 }
-                Err(e) => {
-                    warn!(error = %e, "sign-in failed");
-                    self.idp.phase = if self.idp.tokens.is_some() {
-                        IdpPhase::SignedIn
-                    } else {
-                        IdpPhase::NeedsSignIn(e.to_string())
-                    };
-                    for waiter in self.idp.sign_in_waiters.drain(..) {
-                        let _ = waiter.send(Err(EngineError::SignIn(e.to_string())));
+                self.idp.phase = match &e {
+                    SignInError::Unsupported(_) => IdpPhase::SignedOut,
+                    e if e.is_transient() => {
+                        IdpPhase::NeedsSignIn(format!("the session could not be resumed: {e}"))
                     }
+                    _ => IdpPhase::NeedsSignIn("your session has ended; sign in again".into()),
+                };
+                self.fail_parked_token_requests();
+            }
+            Err(e) => {
+                warn!(error = %e, "sign-in failed");
+                self.idp.phase = if self.idp.tokens.is_some() {
+                    IdpPhase::SignedIn
+                } else {
+                    IdpPhase::NeedsSignIn(e.to_string())
+                };
+                for waiter in self.idp.sign_in_waiters.drain(..) {
+                    let _ = waiter.send(Err(EngineError::SignIn(e.to_string())));
                 }
             }
+        }
+    }
+
+    /// Token requests parked while the session was being resumed, when it was not.
+    fn fail_parked_token_requests(&mut self) {
+        for slot in self.servers.values_mut() {
+            if slot.policy.mode == ServerMode::EnterpriseManaged && !slot.in_flight {
+                slot.answer_waiters(Err(EngineError::NotSignedIn));
+            }
+        }
     }
 
     fn note_keychain(&mut self, result: Option<Result<(), StoreError>>) {
