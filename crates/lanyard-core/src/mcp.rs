@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use url::Url;
 
 use crate::oauth::discovery::{parse_bearer_challenge, BearerChallenge};
-use crate::oauth::error::{excerpt, TransportKind, WireError};
-use crate::oauth::http::{redacted_url, HttpExecutor};
+use crate::oauth::error::{excerpt, WireError};
+use crate::oauth::http::{redacted_url, transport_error, HttpExecutor};
 use crate::secret::Secret;
 
 /// The protocol version this client speaks (with the `initialize` handshake).
@@ -601,28 +601,6 @@ async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-fn transport_error(url: &str, e: &reqwest::Error) -> WireError {
-    let (kind, message) = if e.is_timeout() {
-        (TransportKind::Timeout, "timed out".to_owned())
-    } else if e.is_connect() {
-        (TransportKind::Connect, "connection failed".to_owned())
-    } else {
-        // The innermost cause: reqwest's own Display repeats the URL with its query.
-        let mut text = String::from("request failed");
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            text = s.to_string();
-            source = s.source();
-        }
-        (TransportKind::Other, text)
-    };
-    WireError::Transport {
-        url: url.to_owned(),
-        kind,
-        message,
-    }
 }
 
 /// A JSON-RPC error object, before it knows which method it answers.

@@ -299,7 +299,10 @@ pub async fn discover_server(
     };
     let challenge = challenge.unwrap_or_default();
     let prm_urls: Vec<Url> = match challenge.resource_metadata.as_deref().map(Url::parse) {
-        Some(Ok(url)) => vec![url],
+        // The advertised location first; if it is gone, the well-knowns (servers get this wrong).
+        Some(Ok(url)) => std::iter::once(url)
+            .chain(protected_resource_metadata_urls(server_url))
+            .collect(),
         Some(Err(e)) => {
             return Err(WireError::Discovery(format!(
                 "the server's resource_metadata is not a URL: {e}"

@@ -299,7 +299,8 @@ impl HttpExecutor {
     }
 }
 
-fn transport_error(url: &str, e: &reqwest::Error) -> WireError {
+/// A transport failure without reqwest's own wording, which repeats the URL with its query.
+pub(crate) fn transport_error(url: &str, e: &reqwest::Error) -> WireError {
     let kind = if e.is_timeout() {
         TransportKind::Timeout
     } else if e.is_connect() {
