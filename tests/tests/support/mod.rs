@@ -322,3 +322,48 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A fresh path in the temp directory (not created).
+pub fn temp_path(name: &str) -> std::path::PathBuf {
+    let unique: u64 = rand::random();
+    std::env::temp_dir().join(format!(
+        "lanyard-e2e-{}-{unique:x}-{name}",
+        std::process::id()
+    ))
+}
+
+/// Writes `contents` to a fresh temp file and returns its path.
+pub fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let path = temp_path(name);
+    std::fs::write(&path, contents).expect("write temp file");
+    path
+}
+
+/// A key pair for `private_key_jwt`: (private key PEM file, public key PEM for the testbed).
+pub async fn rsa_client_key() -> (std::path::PathBuf, String) {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let (private, public) = tokio::task::spawn_blocking(|| {
+        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("rsa keygen");
+        let private = key.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string();
+        let public = key
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("pem");
+        (private, public)
+    })
+    .await
+    .expect("keygen task");
+    (temp_file("rsa.pem", &private), public)
+}
+
+/// A P-256 key pair for `private_key_jwt` with ES256.
+pub fn ec_client_key() -> (std::path::PathBuf, String) {
+    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let key = p256::SecretKey::random(&mut rand::thread_rng());
+    let private = key.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string();
+    let public = key
+        .public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .expect("pem");
+    (temp_file("ec.pem", &private), public)
+}
