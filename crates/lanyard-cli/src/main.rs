@@ -4,6 +4,7 @@
 //! resumed from the keychain's refresh token, so `lanyard login` in one process and `lanyard status`
 //! in the next share one sign-in. No command but `login` ever opens a browser.
 
+mod clients;
 mod conformance;
 mod output;
 
@@ -75,6 +76,9 @@ enum Command {
     },
     /// Run one scenario of the MCP conformance suite against SERVER_URL (used by the suite).
     ConformanceClient { server_url: String },
+    /// Wire AI clients (Claude Code, Claude Desktop, VS Code, Cursor) to every server.
+    #[command(subcommand)]
+    Clients(clients::command::ClientsCommand),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +111,9 @@ async fn run(cli: Cli) -> u8 {
                 exit::FAILURE
             }
         };
+    }
+    if let Command::Clients(command) = &cli.command {
+        return clients::command::run(command, &cli.policy);
     }
     let policy = match Policy::load(&cli.policy) {
         Ok(policy) => policy,
@@ -141,7 +148,7 @@ async fn run(cli: Cli) -> u8 {
         Command::Token { server, json, header_json, min_ttl } => {
             token(&engine, &server, json, header_json, min_ttl).await
         }
-        Command::Servers | Command::ConformanceClient { .. } => 0,
+        Command::Servers | Command::ConformanceClient { .. } | Command::Clients(_) => 0,
     };
     engine.shutdown().await;
     code
