@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod ipc;
 pub mod mcp;
 pub mod oauth;
 pub mod policy;

@@ -55,6 +55,8 @@ pub struct GrantInputs {
     pub target: Option<Arc<Target>>,
     /// For enterprise-managed servers: the IdP and a valid ID token.
     pub idp: Option<(Arc<IdpClient>, Secret)>,
+    /// Scopes asked for on top of the target's (a caller met `insufficient_scope`).
+    pub extra_scopes: Vec<String>,
 }
 
 /// Finds the server's authorization server and resource (policy first, discovery otherwise).
@@ -109,6 +111,12 @@ pub async fn run(inputs: GrantInputs) -> (Option<Arc<Target>>, Result<Minted, Gr
 
 async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFailure> {
     let as_meta = &target.authorization_server;
+    let mut scopes = target.scopes.clone();
+    for extra in &inputs.extra_scopes {
+        if !scopes.contains(extra) {
+            scopes.push(extra.clone());
+        }
+    }
     let as_endpoint = TokenEndpoint {
         url: as_meta.token_endpoint.clone(),
         issuer: as_meta.issuer.clone(),
@@ -124,7 +132,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
             &inputs.client,
             &as_inputs(),
             &target.resource,
-            &target.scopes,
+            &scopes,
         ),
         ServerMode::EnterpriseManaged => {
             let Some((idp, id_token)) = &inputs.idp else {
@@ -139,7 +147,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                     subject_token_type: TOKEN_TYPE_ID_TOKEN,
                     audience: &as_meta.issuer,
                     resource: &target.resource,
-                    scopes: &target.scopes,
+                    scopes: &scopes,
                 },
             )
             .map_err(|e| GrantFailure::Retry(e.to_string()))?;
@@ -158,7 +166,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                 &as_inputs(),
                 &id_jag,
                 &target.resource,
-                &target.scopes,
+                &scopes,
             )
         }
     }
@@ -171,7 +179,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         .map_err(classify_as_error)?;
     let scopes = match response.scope.as_deref() {
         Some(s) => token::split_scopes(s),
-        None => target.scopes.clone(),
+        None => scopes,
     };
     Ok(Minted {
         access_token: response.access_token,

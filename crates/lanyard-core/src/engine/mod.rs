@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{debug, info, warn};
 
 pub use schedule::{Backoff, RefreshRule};
-pub use status::{Health, IdpStatus, KeychainStatus, ServerState, ServerStatus, Status};
+pub use status::{
+    Health, IdpStatus, KeychainStatus, Requester, ServerState, ServerStatus, Status, TokenUse,
+};
 
 use crate::clock::Clock;
 use crate::oauth::{HttpConfig, HttpExecutor, WireError};
@@ -76,6 +78,26 @@ pub struct AccessToken {
     pub scopes: Vec<String>,
 }
 
+/// A token minted this recently counts as new for a `force_refresh` request, so a burst of callers
+/// that all saw the same 401 causes one mint, not one each.
+pub const FORCE_REFRESH_REUSE_SECS: u64 = 2;
+
+/// What a caller wants from [`EngineHandle::token_with`].
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    /// The token must stay valid at least this long.
+    pub min_ttl: Duration,
+    /// Mint anew even though the current token looks valid (the server rejected it with a 401).
+    /// A token minted within [`FORCE_REFRESH_REUSE_SECS`] counts as new.
+    pub force_refresh: bool,
+    /// Scopes wanted on top of the server's (the server answered 403 `insufficient_scope`). When
+    /// the current token lacks one, a token is minted with the union; the extra scopes then stick
+    /// to the server until sign-out or a failed grant.
+    pub extra_scopes: Vec<String>,
+    /// Who asks, as the host's OS vouches for it: recorded as the server's `last_used`.
+    pub requester: Option<Requester>,
+}
+
 /// Why a request to the engine failed, each with what the user can do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
@@ -119,11 +141,16 @@ pub enum Command {
         server: String,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
-    /// A token valid for at least `min_ttl` (or as fresh as the server issues).
+    /// A token valid for at least `request.min_ttl` (or as fresh as the server issues).
     Token {
         server: String,
-        min_ttl: Duration,
+        request: TokenRequest,
         reply: oneshot::Sender<Result<AccessToken, EngineError>>,
+    },
+    /// Audit: a host handed `server`'s token to a local process (now, by the engine's clock).
+    RecordUse {
+        server: String,
+        requester: Requester,
     },
     Shutdown,
 }
@@ -174,12 +201,41 @@ impl EngineHandle {
     }
 
     pub async fn token(&self, server: &str, min_ttl: Duration) -> Result<AccessToken, EngineError> {
-        self.ask(|reply| Command::Token {
-            server: server.to_owned(),
-            min_ttl,
-            reply,
-        })
-        .await?
+        self.token_with(
+            server,
+            TokenRequest {
+                min_ttl,
+                ..TokenRequest::default()
+            },
+        )
+        .await
+    }
+
+    /// A token as `request` says; a successful hand-out to a known requester is recorded as the
+    /// server's `last_used`.
+    pub async fn token_with(
+        &self,
+        server: &str,
+        request: TokenRequest,
+    ) -> Result<AccessToken, EngineError> {
+        let requester = request.requester.clone();
+        let token = self
+            .ask(|reply| Command::Token {
+                server: server.to_owned(),
+                request,
+                reply,
+            })
+            .await??;
+        if let Some(requester) = requester {
+            let _ = self
+                .commands
+                .send(Command::RecordUse {
+                    server: server.to_owned(),
+                    requester,
+                })
+                .await;
+        }
+        Ok(token)
     }
 
     pub async fn shutdown(&self) {
@@ -377,6 +433,13 @@ struct ServerSlot {
     client: Option<crate::oauth::Client>,
     resolving_client: bool,
     last_refresh: Option<u64>,
+    /// Scopes callers asked for on top of the target's (see [`TokenRequest::extra_scopes`]).
+    extra_scopes: Vec<String>,
+    /// The grant in flight asked for `extra_scopes`.
+    granting_extra: bool,
+    /// Scopes were added while a grant was in flight: mint again before answering.
+    regrant: bool,
+    last_used: Option<TokenUse>,
 }
 
 impl ServerSlot {
@@ -396,6 +459,10 @@ impl ServerSlot {
             client: None,
             resolving_client: false,
             last_refresh: None,
+            extra_scopes: Vec::new(),
+            granting_extra: false,
+            regrant: false,
+            last_used: None,
         }
     }
 
@@ -508,9 +575,15 @@ impl Actor {
             }
             Command::Token {
                 server,
-                min_ttl,
+                request,
                 reply,
-            } => self.on_token_request(server, min_ttl, reply),
+            } => self.on_token_request(server, request, reply),
+            Command::RecordUse { server, requester } => {
+                let at = self.now();
+                if let Some(slot) = self.servers.get_mut(&server) {
+                    slot.last_used = Some(TokenUse { at, requester });
+                }
+            }
             Command::Shutdown => {}
         }
     }
@@ -557,7 +630,7 @@ impl Actor {
     fn on_token_request(
         &mut self,
         id: String,
-        min_ttl: Duration,
+        request: TokenRequest,
         reply: oneshot::Sender<Result<AccessToken, EngineError>>,
     ) {
         let now = self.now();
@@ -567,9 +640,26 @@ impl Actor {
             let _ = reply.send(Err(EngineError::UnknownServer(id)));
             return;
         };
-        if let Some(token) = slot.usable_token(now, min_ttl.as_secs()) {
-            let _ = reply.send(Ok(token));
-            return;
+        let lacks_scope = request
+            .extra_scopes
+            .iter()
+            .any(|s| !slot.token.as_ref().is_some_and(|t| t.scopes.contains(s)));
+        let mut scopes_added = false;
+        for scope in &request.extra_scopes {
+            if !slot.extra_scopes.contains(scope) {
+                slot.extra_scopes.push(scope.clone());
+                scopes_added = true;
+            }
+        }
+        let minted_recently = slot
+            .last_refresh
+            .is_some_and(|at| now.saturating_sub(at) < FORCE_REFRESH_REUSE_SECS);
+        let may_reuse = !lacks_scope && (!request.force_refresh || minted_recently);
+        if may_reuse {
+            if let Some(token) = slot.usable_token(now, request.min_ttl.as_secs()) {
+                let _ = reply.send(Ok(token));
+                return;
+            }
         }
         match &slot.state {
             ServerState::Denied { code, description } => {
@@ -606,6 +696,9 @@ impl Actor {
         slot.waiters.push(reply);
         if !slot.in_flight {
             self.start_grant(&id);
+        } else if scopes_added && !slot.awaiting_idp {
+            // The grant in flight asks for fewer scopes than this caller needs.
+            slot.regrant = true;
         }
     }
 
@@ -825,6 +918,8 @@ impl Actor {
                 slot.in_flight = false;
                 slot.awaiting_idp = false;
                 slot.due_at = None;
+                slot.extra_scopes.clear();
+                slot.regrant = false;
                 slot.state = ServerState::NotSignedIn;
                 slot.answer_waiters(Err(EngineError::NotSignedIn));
             }
@@ -959,7 +1054,10 @@ impl Actor {
             } else {
                 None
             },
+            extra_scopes: slot.extra_scopes.clone(),
         };
+        slot.granting_extra = !slot.extra_scopes.is_empty();
+        slot.regrant = false;
         let semaphore = self.semaphore.clone();
         let events = self.events_tx.clone();
         let generation = slot.generation;
@@ -997,6 +1095,11 @@ impl Actor {
         if target.is_some() {
             slot.target = target;
         }
+        if result.is_err() && slot.granting_extra {
+            // The extra scopes may be what failed: the next grant asks for the configured ones.
+            slot.extra_scopes.clear();
+        }
+        let mut regrant = false;
         match result {
             Ok(minted) => {
                 let expires_at = now + minted.expires_in;
@@ -1016,11 +1119,16 @@ impl Actor {
                 slot.attempts = 0;
                 slot.retried_after_refresh = false;
                 slot.last_refresh = Some(now);
-                let token = slot.usable_token(now, 0);
-                slot.answer_waiters(token.ok_or(EngineError::Unavailable {
-                    error: "token already expired".into(),
-                    retry_at: now,
-                }));
+                if std::mem::take(&mut slot.regrant) {
+                    // A caller asked for more scopes meanwhile: everyone gets the next token.
+                    regrant = true;
+                } else {
+                    let token = slot.usable_token(now, 0);
+                    slot.answer_waiters(token.ok_or(EngineError::Unavailable {
+                        error: "token already expired".into(),
+                        retry_at: now,
+                    }));
+                }
             }
             Err(GrantFailure::Denied { code, description }) => {
                 warn!(server = %id, code = %code, "access denied by policy");
@@ -1077,6 +1185,9 @@ impl Actor {
                     None => slot.answer_waiters(Err(EngineError::Unavailable { error, retry_at })),
                 }
             }
+        }
+        if regrant {
+            self.start_grant(&id);
         }
         if refresh_idp {
             // Force a refresh even though the ID token looked fresh.
@@ -1427,6 +1538,7 @@ impl Actor {
                     .target
                     .as_ref()
                     .map(|t| t.authorization_server.issuer.clone()),
+                last_used: slot.last_used.clone(),
             })
             .collect();
         Status {

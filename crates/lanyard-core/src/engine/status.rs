@@ -3,12 +3,12 @@
 //! Every state is named after what the user can do about it. `Status` is plain serializable data
 //! with no secrets in it; the engine replaces it on its `watch` channel after every change.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::ServerMode;
 
 /// Everything the engine knows, minus secrets.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub idp: IdpStatus,
     pub servers: Vec<ServerStatus>,
@@ -61,7 +61,7 @@ impl Status {
 }
 
 /// Overall health, ordered from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     SignedOut,
@@ -71,7 +71,7 @@ pub enum Health {
 }
 
 /// The IdP session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum IdpStatus {
     /// Nobody is signed in; sign in to start.
@@ -96,7 +96,7 @@ pub enum IdpStatus {
 }
 
 /// The keychain that holds the refresh token and client secrets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum KeychainStatus {
     Available,
@@ -111,7 +111,7 @@ pub enum KeychainStatus {
 }
 
 /// One MCP server.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerStatus {
     pub id: String,
     pub display_name: String,
@@ -122,10 +122,29 @@ pub struct ServerStatus {
     pub last_refresh: Option<u64>,
     /// The authorization server, once known.
     pub authorization_server: Option<String>,
+    /// The last process a host handed this server's token to (audit; hosts that know the caller).
+    #[serde(default)]
+    pub last_used: Option<TokenUse>,
+}
+
+/// Who took a server's token, and when (recorded by the broker per hand-out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUse {
+    /// Wall-clock seconds of the hand-out.
+    pub at: u64,
+    pub requester: Requester,
+}
+
+/// The local process that asked for a token, as the OS vouches for it (peer credentials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requester {
+    pub pid: Option<u32>,
+    /// The executable's path, when the OS tells (Linux: `/proc/<pid>/exe`).
+    pub executable: Option<String>,
 }
 
 /// The grant of one server.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ServerState {
     /// Waiting for the user to sign in.

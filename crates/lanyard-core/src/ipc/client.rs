@@ -1,0 +1,276 @@
+//! The blocking broker client: std only (no tokio, no policy), so `lanyard token` and `lanyard
+//! proxy` reach the agent in about a millisecond. Owns one connection and the hello handshake; it
+//! never opens a browser, starts an agent or retries on its own.
+//!
+//! ```no_run
+//! use lanyard_core::ipc::{BlockingClient, TokenRequestOptions};
+//! use std::time::Duration;
+//!
+//! let endpoint = lanyard_core::ipc::default_endpoint()?;
+//! let token = BlockingClient::connect(&endpoint)?.token(
+//!     "docs",
+//!     TokenRequestOptions { min_ttl: Duration::from_secs(60), ..Default::default() },
+//! )?;
+//! println!("expires at {}", token.expires_at); // token.access_token is a Secret
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::engine::{AccessToken, Status};
+
+use super::protocol::{ErrorCode, ErrorReply, Request, Response, ServerInfo, PROTOCOL_VERSION};
+
+#[cfg(unix)]
+type Stream = std::os::unix::net::UnixStream;
+#[cfg(windows)]
+type Stream = std::fs::File;
+
+/// How long a reply may take: token requests may wait for a mint, sign-in for the user.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(660);
+
+/// What the caller wants of a token (see [`crate::engine::TokenRequest`]).
+#[derive(Debug, Clone)]
+pub struct TokenRequestOptions {
+    /// The token must stay valid at least this long. Default: 60 s.
+    pub min_ttl: Duration,
+    /// Mint anew even though the current token looks valid (the server answered 401).
+    pub force_refresh: bool,
+    /// Scopes wanted on top of the server's (the server answered 403 `insufficient_scope`).
+    pub extra_scopes: Vec<String>,
+}
+
+impl Default for TokenRequestOptions {
+    fn default() -> Self {
+        Self {
+            min_ttl: Duration::from_secs(60),
+            force_refresh: false,
+            extra_scopes: Vec::new(),
+        }
+    }
+}
+
+/// The agent at the other end, from its hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub protocol: u32,
+    pub version: String,
+    pub pid: u32,
+}
+
+/// Why a broker call failed. `Display` is one line for a person; nothing secret is in it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the Lanyard agent is not running (no agent at {}); start it with `lanyard agent`", endpoint.display())]
+    NotRunning { endpoint: PathBuf },
+    #[error("the Lanyard agent speaks protocol {agent}, this program {ours}: the agent is {}; restart it (`lanyard agent`)", if agent < ours { "older" } else { "newer" })]
+    VersionMismatch { agent: u32, ours: u32 },
+    /// The agent answered with an error (not signed in, denied, unknown server…).
+    #[error("{}", .0.message)]
+    Agent(ErrorReply),
+    #[error("talking to the Lanyard agent failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the Lanyard agent sent something unexpected: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The agent's error code, when the agent answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Agent(reply) => Some(reply.code),
+            _ => None,
+        }
+    }
+}
+
+/// One connection to the agent, greeted. Requests go one at a time; open several clients for
+/// parallel requests.
+pub struct BlockingClient {
+    reader: BufReader<Stream>,
+    writer: Stream,
+    agent: AgentInfo,
+    line: String,
+}
+
+impl BlockingClient {
+    /// Connects to the agent at `endpoint` and says hello. A missing endpoint or a refused
+    /// connection is [`ClientError::NotRunning`]; another protocol version is
+    /// [`ClientError::VersionMismatch`].
+    pub fn connect(endpoint: &Path) -> Result<Self, ClientError> {
+        let stream = open(endpoint).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                ClientError::NotRunning {
+                    endpoint: endpoint.to_path_buf(),
+                }
+            }
+            _ => ClientError::Io(e),
+        })?;
+        let reader = BufReader::new(stream.try_clone()?);
+        let mut client = Self {
+            reader,
+            writer: stream,
+            agent: AgentInfo {
+                protocol: 0,
+                version: String::new(),
+                pid: 0,
+            },
+            line: String::with_capacity(512),
+        };
+        let hello = Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            client: concat!("lanyard-core ", env!("CARGO_PKG_VERSION")).to_owned(),
+        };
+        match client.call(&hello, REPLY_TIMEOUT) {
+            Ok(Response::Hello {
+                protocol,
+                agent_version,
+                agent_pid,
+            }) => {
+                client.agent = AgentInfo {
+                    protocol,
+                    version: agent_version,
+                    pid: agent_pid,
+                };
+                Ok(client)
+            }
+            Ok(other) => Err(unexpected(&other)),
+            Err(ClientError::Agent(reply)) if reply.code == ErrorCode::VersionMismatch => {
+                Err(ClientError::VersionMismatch {
+                    agent: reply.agent_protocol.unwrap_or(0),
+                    ours: PROTOCOL_VERSION,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Connects to this user's default endpoint (see [`super::default_endpoint`]).
+    pub fn connect_default() -> Result<Self, ClientError> {
+        let endpoint = super::default_endpoint()
+            .map_err(|e| ClientError::Io(std::io::Error::other(e.to_string())))?;
+        Self::connect(&endpoint)
+    }
+
+    /// The agent's hello.
+    pub fn agent(&self) -> &AgentInfo {
+        &self.agent
+    }
+
+    /// A token for `server`. Never opens a browser: when sign-in is needed this is
+    /// `Agent(ErrorReply { code: NotSignedIn | StepUpRequired, .. })`.
+    pub fn token(
+        &mut self,
+        server: &str,
+        options: TokenRequestOptions,
+    ) -> Result<AccessToken, ClientError> {
+        let request = Request::Token {
+            server: server.to_owned(),
+            min_ttl_secs: options.min_ttl.as_secs(),
+            force_refresh: options.force_refresh,
+            extra_scopes: options.extra_scopes,
+        };
+        match self.call(&request, REPLY_TIMEOUT)? {
+            Response::Token {
+                access_token,
+                expires_at,
+                scopes,
+            } => Ok(AccessToken {
+                access_token,
+                expires_at,
+                scopes,
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn status(&mut self) -> Result<Status, ClientError> {
+        match self.call(&Request::Status, REPLY_TIMEOUT)? {
+            Response::Status { status } => Ok(*status),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn servers(&mut self) -> Result<Vec<ServerInfo>, ClientError> {
+        match self.call(&Request::Servers, REPLY_TIMEOUT)? {
+            Response::Servers { servers } => Ok(servers),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Asks the agent to sign in (it opens the browser, or starts a device-code sign-in whose
+    /// code appears in its status); returns when the sign-in finished.
+    pub fn sign_in(&mut self, device: bool) -> Result<(), ClientError> {
+        self.expect_done(&Request::SignIn { device }, SIGN_IN_TIMEOUT)
+    }
+
+    pub fn sign_out(&mut self) -> Result<(), ClientError> {
+        self.expect_done(&Request::SignOut, REPLY_TIMEOUT)
+    }
+
+    pub fn refresh_all(&mut self) -> Result<(), ClientError> {
+        self.expect_done(&Request::RefreshAll, REPLY_TIMEOUT)
+    }
+
+    pub fn refresh(&mut self, server: &str) -> Result<(), ClientError> {
+        let request = Request::Refresh {
+            server: server.to_owned(),
+        };
+        self.expect_done(&request, REPLY_TIMEOUT)
+    }
+
+    fn expect_done(&mut self, request: &Request, timeout: Duration) -> Result<(), ClientError> {
+        match self.call(request, timeout)? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sends one request and reads its reply; an error reply becomes [`ClientError::Agent`].
+    pub fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, ClientError> {
+        let mut bytes = serde_json::to_vec(request)
+            .map_err(|e| ClientError::Protocol(format!("encoding the request: {e}")))?;
+        bytes.push(b'\n');
+        #[cfg(unix)]
+        self.writer.set_read_timeout(Some(timeout))?;
+        #[cfg(not(unix))]
+        let _ = timeout;
+        self.writer.write_all(&bytes)?;
+        self.line.clear();
+        let n = self.reader.read_line(&mut self.line)?;
+        if n == 0 {
+            return Err(ClientError::Protocol(
+                "the agent closed the connection".into(),
+            ));
+        }
+        let response: Response = serde_json::from_str(self.line.trim_end())
+            .map_err(|e| ClientError::Protocol(format!("unreadable reply ({e})")))?;
+        // The reply line may hold a token: do not keep it around.
+        self.line.clear();
+        match response {
+            Response::Error(reply) => Err(ClientError::Agent(reply)),
+            other => Ok(other),
+        }
+    }
+}
+
+fn unexpected(response: &Response) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply {response:?}"))
+}
+
+#[cfg(unix)]
+fn open(endpoint: &Path) -> std::io::Result<Stream> {
+    Stream::connect(endpoint)
+}
+
+#[cfg(windows)]
+fn open(endpoint: &Path) -> std::io::Result<Stream> {
+    // A named pipe opens like a file; the server's pipe only admits this user (see the server).
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(endpoint)
+}

@@ -1,0 +1,352 @@
+//! The broker server: accepts local connections on the user's endpoint, checks each peer (same
+//! user, else refused and logged), reads newline-delimited requests with a size cap and answers them
+//! from an [`EngineHandle`]. Hosts (`lanyard agent`, the tray app) call [`serve`]; this module owns
+//! the socket file while serving and removes it on shutdown. It must not hold engine state, open a
+//! browser, or write a token anywhere but into the reply to the process that asked.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::engine::{EngineHandle, Requester, TokenRequest};
+
+use super::endpoint::EndpointError;
+use super::protocol::{
+    ErrorCode, ErrorReply, Request, Response, ServerInfo, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+};
+
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error("another Lanyard agent already answers at {0}")]
+    AlreadyServing(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Serves the broker on `endpoint` until `shutdown` completes, then removes the socket.
+///
+/// Creates the endpoint's private directory (0700) if needed, refuses to start when another agent
+/// answers there, replaces a stale socket file, and makes the socket 0600. Every connection's peer
+/// must run as this user (`SO_PEERCRED` / `getpeereid`); others get one `refused` reply and a log
+/// line. The host should hold an [`super::AgentLock`] for `endpoint` first, so a second host can be
+/// told which pid runs.
+#[cfg(unix)]
+pub async fn serve(
+    engine: EngineHandle,
+    endpoint: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    use std::os::unix::fs::PermissionsExt;
+
+    super::endpoint::prepare_directory(endpoint)?;
+    if endpoint.exists() {
+        if std::os::unix::net::UnixStream::connect(endpoint).is_ok() {
+            return Err(ServeError::AlreadyServing(endpoint.display().to_string()));
+        }
+        std::fs::remove_file(endpoint).map_err(|source| ServeError::Io {
+            context: format!("removing the stale socket {}", endpoint.display()),
+            source,
+        })?;
+    }
+    let listener = tokio::net::UnixListener::bind(endpoint).map_err(|source| ServeError::Io {
+        context: format!("listening on {}", endpoint.display()),
+        source,
+    })?;
+    // The directory is already private; the socket mode is the second lock on the door.
+    std::fs::set_permissions(endpoint, std::fs::Permissions::from_mode(0o600)).map_err(
+        |source| ServeError::Io {
+            context: format!("restricting {}", endpoint.display()),
+            source,
+        },
+    )?;
+    info!(endpoint = %endpoint.display(), "broker listening");
+    let my_uid = rustix::process::geteuid().as_raw();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break; // the semaphore is never closed
+        };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        warn!(error = %e, "accepting a connection failed");
+                        continue;
+                    }
+                };
+                let engine = engine.clone();
+                connections.spawn(async move {
+                    let _permit = permit;
+                    let (peer_uid, pid) = match stream.peer_cred() {
+                        Ok(cred) => (Some(cred.uid()), cred.pid().and_then(|p| u32::try_from(p).ok())),
+                        Err(e) => {
+                            warn!(error = %e, "no peer credentials; refusing the connection");
+                            (None, None)
+                        }
+                    };
+                    if peer_uid != Some(my_uid) {
+                        warn!(
+                            peer_uid = ?peer_uid,
+                            peer_pid = ?pid,
+                            "refused a broker connection from another user"
+                        );
+                        let reply = Response::Error(ErrorReply::new(
+                            ErrorCode::Refused,
+                            "this Lanyard agent serves only the user who runs it",
+                        ));
+                        let mut stream = stream;
+                        let _ = write_reply(&mut stream, &reply).await;
+                        return;
+                    }
+                    let requester = Requester {
+                        pid,
+                        executable: pid.and_then(executable_of),
+                    };
+                    serve_connection(engine, stream, requester).await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+    drop(listener);
+    if let Err(e) = std::fs::remove_file(endpoint) {
+        warn!(error = %e, "removing the socket failed");
+    }
+    info!("broker stopped");
+    Ok(())
+}
+
+/// Windows (compile-gated, minimal): serves on a named pipe. The pipe's default security
+/// descriptor gives read/write only to its creator, SYSTEM and administrators, remote clients are
+/// rejected and the first-instance flag makes a second agent fail. The peer's pid is not read yet
+/// (no `GetNamedPipeClientProcessId` without unsafe FFI), so the audit has no requester here.
+#[cfg(windows)]
+pub async fn serve(
+    engine: EngineHandle,
+    endpoint: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    use tokio::net::windows::named_pipe::ServerOptions;
+
+    let name = endpoint.as_os_str().to_owned();
+    let io = |context: &str| {
+        let context = context.to_owned();
+        move |source| ServeError::Io { context, source }
+    };
+    let mut server = ServerOptions::new()
+        .first_pipe_instance(true)
+        .reject_remote_clients(true)
+        .create(&name)
+        .map_err(|_| ServeError::AlreadyServing(endpoint.display().to_string()))?;
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            connected = server.connect() => {
+                connected.map_err(io("accepting a connection"))?;
+                let stream = server;
+                server = ServerOptions::new()
+                    .reject_remote_clients(true)
+                    .create(&name)
+                    .map_err(io("creating the next pipe instance"))?;
+                let engine = engine.clone();
+                connections.spawn(serve_connection(engine, stream, Requester { pid: None, executable: None }));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// The executable behind a pid, when the OS tells (Linux).
+fn executable_of(pid: u32) -> Option<String> {
+    if cfg!(target_os = "linux") {
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.display().to_string())
+    } else {
+        None
+    }
+}
+
+async fn write_reply<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    reply: &Response,
+) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    writer.write_all(&bytes).await?;
+    writer.flush().await
+}
+
+/// Reads requests from one peer and answers each in turn until the peer hangs up.
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    engine: EngineHandle,
+    stream: S,
+    requester: Requester,
+) {
+    let (read, mut write) = tokio::io::split(stream);
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::with_capacity(1024);
+    let mut greeted = false;
+    loop {
+        line.clear();
+        let limit = (MAX_REQUEST_BYTES + 2) as u64;
+        match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                debug!(error = %e, "reading a request failed");
+                return;
+            }
+        }
+        let complete = line.last() == Some(&b'\n');
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        if line.len() > MAX_REQUEST_BYTES || (!complete && line.len() as u64 >= limit) {
+            warn!(pid = ?requester.pid, "request over {MAX_REQUEST_BYTES} bytes; closing the connection");
+            let reply = ErrorReply::new(
+                ErrorCode::TooLarge,
+                format!("requests are limited to {MAX_REQUEST_BYTES} bytes"),
+            );
+            let _ = write_reply(&mut write, &Response::Error(reply)).await;
+            return;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let reply = match serde_json::from_slice::<Request>(&line) {
+            Err(e) => {
+                warn!(pid = ?requester.pid, line = e.line(), column = e.column(), "malformed request");
+                Response::Error(ErrorReply::new(
+                    ErrorCode::BadRequest,
+                    format!("not a valid request: {e}"),
+                ))
+            }
+            Ok(Request::Hello { protocol, client }) => {
+                if protocol != PROTOCOL_VERSION {
+                    info!(client = %client, protocol, "client speaks another protocol version");
+                    let mut reply = ErrorReply::new(
+                        ErrorCode::VersionMismatch,
+                        format!(
+                            "this agent speaks protocol {PROTOCOL_VERSION}, the client {protocol}"
+                        ),
+                    );
+                    reply.agent_protocol = Some(PROTOCOL_VERSION);
+                    let _ = write_reply(&mut write, &Response::Error(reply)).await;
+                    return;
+                }
+                greeted = true;
+                Response::Hello {
+                    protocol: PROTOCOL_VERSION,
+                    agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+                    agent_pid: std::process::id(),
+                }
+            }
+            Ok(_) if !greeted => Response::Error(ErrorReply::new(
+                ErrorCode::HelloRequired,
+                "say hello first: {\"op\":\"hello\",\"protocol\":1,\"client\":\"…\"}",
+            )),
+            Ok(request) => answer(&engine, request, &requester).await,
+        };
+        if write_reply(&mut write, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn answer(engine: &EngineHandle, request: Request, requester: &Requester) -> Response {
+    let done = |result: Result<(), crate::engine::EngineError>| match result {
+        Ok(()) => Response::Done,
+        Err(e) => Response::Error(ErrorReply::from(&e)),
+    };
+    match request {
+        Request::Hello { .. } => Response::Error(ErrorReply::new(
+            ErrorCode::BadRequest,
+            "hello was already said",
+        )),
+        Request::Status => Response::Status {
+            status: Box::new(engine.status()),
+        },
+        Request::Servers => Response::Servers {
+            servers: engine
+                .status()
+                .servers
+                .into_iter()
+                .map(|s| ServerInfo {
+                    id: s.id,
+                    display_name: s.display_name,
+                    url: s.url,
+                    mode: s.mode,
+                })
+                .collect(),
+        },
+        Request::SignIn { device } => {
+            info!(pid = ?requester.pid, device, "sign-in requested");
+            done(if device {
+                engine.sign_in_with_device_code().await
+            } else {
+                engine.sign_in().await
+            })
+        }
+        Request::SignOut => done(engine.sign_out().await),
+        Request::RefreshAll => done(engine.refresh_all().await),
+        Request::Refresh { server } => done(engine.refresh(&server).await),
+        Request::Token {
+            server,
+            min_ttl_secs,
+            force_refresh,
+            extra_scopes,
+        } => {
+            let request = TokenRequest {
+                min_ttl: std::time::Duration::from_secs(min_ttl_secs),
+                force_refresh,
+                extra_scopes,
+                requester: Some(requester.clone()),
+            };
+            match engine.token_with(&server, request).await {
+                Ok(token) => {
+                    info!(
+                        server = %server,
+                        pid = ?requester.pid,
+                        executable = requester.executable.as_deref().unwrap_or("?"),
+                        force_refresh,
+                        "token handed out"
+                    );
+                    Response::Token {
+                        access_token: token.access_token,
+                        expires_at: token.expires_at,
+                        scopes: token.scopes,
+                    }
+                }
+                Err(e) => {
+                    debug!(server = %server, pid = ?requester.pid, error = %e, "token refused");
+                    Response::Error(ErrorReply::from(&e))
+                }
+            }
+        }
+    }
+}
