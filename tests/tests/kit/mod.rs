@@ -1,0 +1,96 @@
+//! Shared by the secret-leak test, the keyring test and the sign-in benchmark (included there by
+//! path): a scripted browser that signs in through the testbed's login page, the testbed's clock
+//! as the engine's [`Clock`], and an engine configured for a running testbed.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use lanyard_core::clock::Clock;
+use lanyard_core::engine::EngineConfig;
+use lanyard_core::policy::Policy;
+use lanyard_core::signin::Browser;
+use lanyard_core::store::SecretStore;
+use lanyard_testbed::{complete_login, BrowserVisit, TestClock};
+use url::Url;
+
+/// A [`Browser`] that signs `user` in with the testbed's scripted browser, in a spawned task
+/// (the engine's `open` must not block). Remembers what it saw.
+#[derive(Debug)]
+pub struct ScriptedBrowser {
+    user: String,
+    opened: Mutex<Vec<String>>,
+    visits: Arc<Mutex<Vec<Result<BrowserVisit, String>>>>,
+}
+
+impl ScriptedBrowser {
+    pub fn new(user: &str) -> Arc<Self> {
+        Arc::new(Self {
+            user: user.to_owned(),
+            opened: Mutex::new(Vec::new()),
+            visits: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Authorization URLs opened so far.
+    pub fn opened(&self) -> Vec<String> {
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Finished logins (the redirect followed, or why the login failed).
+    pub fn visits(&self) -> Vec<Result<BrowserVisit, String>> {
+        self.visits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Browser for ScriptedBrowser {
+    fn open(&self, url: &Url) -> Result<(), String> {
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(url.to_string());
+        let (url, user, visits) = (url.to_string(), self.user.clone(), self.visits.clone());
+        tokio::spawn(async move {
+            let visit = complete_login(&url, &user)
+                .await
+                .map_err(|e| format!("{e:#}"));
+            visits.lock().unwrap_or_else(|p| p.into_inner()).push(visit);
+        });
+        Ok(())
+    }
+}
+
+/// The testbed's clock as the engine's clock: advancing one advances both.
+#[derive(Debug, Clone)]
+pub struct SharedClock(pub TestClock);
+
+impl Clock for SharedClock {
+    fn now(&self) -> SystemTime {
+        self.0.now()
+    }
+}
+
+/// An engine configuration for a testbed policy (JSON), with a short tick so that clock moves
+/// are noticed quickly.
+pub fn engine_config(
+    policy: &serde_json::Value,
+    store: Arc<dyn SecretStore>,
+    clock: &TestClock,
+    browser: Arc<dyn Browser>,
+) -> EngineConfig {
+    let policy = match Policy::from_json(&policy.to_string(), "testbed policy") {
+        Ok(p) => p,
+        Err(errors) => panic!("the testbed policy is invalid: {errors:?}"),
+    };
+    let mut config =
+        EngineConfig::new(policy, store, Arc::new(SharedClock(clock.clone())), browser);
+    config.tick = Duration::from_millis(100);
+    config.sign_in_timeout = Duration::from_secs(30);
+    config
+}
