@@ -307,6 +307,12 @@ pub struct McpConfig {
     pub prm_location: PrmLocation,
     /// Whether the 401 challenge carries `resource_metadata`.
     pub advertise_resource_metadata: bool,
+    /// Answer POSTed requests as a `text/event-stream` (a `tools/call` then sends its progress
+    /// and log notifications before the result) instead of one JSON body.
+    pub sse_responses: bool,
+    /// Offer the GET stream for server-initiated messages (else GET answers 405); see
+    /// `McpHandle::push`.
+    pub get_stream: bool,
 }
 
 impl McpConfig {
@@ -319,7 +325,16 @@ impl McpConfig {
             required_scopes: scopes.iter().map(|s| s.to_string()).collect(),
             prm_location: PrmLocation::Both,
             advertise_resource_metadata: true,
+            sse_responses: false,
+            get_stream: false,
         }
+    }
+
+    /// Answers requests as SSE streams and offers the GET stream.
+    pub fn streaming(mut self) -> Self {
+        self.sse_responses = true;
+        self.get_stream = true;
+        self
     }
 
     /// Sets the endpoint path.

@@ -27,7 +27,8 @@
 //! `/login`, `/token` (authorization_code, refresh_token with rotation, token-exchange → ID-JAG,
 //! device_code), `/device_authorization`, `/device`, `/revoke`. Authorization server: metadata,
 //! `/jwks`, `/token` (jwt-bearer, client_credentials), `/revoke`. MCP server: `POST <path>`
-//! (JSON-RPC), `GET` → 405, `DELETE` → 200, and protected resource metadata.
+//! (JSON-RPC, JSON or SSE replies), `GET` → 405 or the server-initiated stream, `DELETE` ends the
+//! session, and protected resource metadata.
 //!
 //! All times (`iat`, `exp`, `auth_time`, code and device-code expiry) come from the [`TestClock`].
 
@@ -53,5 +54,5 @@ pub use config::{
 };
 pub use faults::{Endpoint, Fault, FaultMode, Faults};
 pub use idp::{IdpHandle, IdpStats, RevocationRecord, WireSecrets};
-pub use mcp::{McpHandle, McpStats};
+pub use mcp::{McpHandle, McpStats, ReceivedMessage};
 pub use testbed::Testbed;

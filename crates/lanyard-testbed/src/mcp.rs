@@ -3,12 +3,20 @@
 //! and a handful of JSON-RPC methods (`initialize`, `ping`, `tools/list`, `tools/call` of `whoami`
 //! and `echo`). It validates access tokens with its authorization server's public key in-process
 //! and never calls the AS or the IdP.
+//!
+//! Sessions: `initialize` issues an `Mcp-Session-Id`; a request naming a session this server did
+//! not issue (or that was ended by `DELETE`) gets 404. With [`McpConfig::sse_responses`] requests
+//! are answered as SSE streams (a `tools/call` sends progress and log notifications first); with
+//! [`McpConfig::get_stream`] a GET opens the stream on which [`McpHandle::push`] delivers
+//! server-initiated messages. Every message received is recorded for tests
+//! ([`McpHandle::received`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 
 use crate::clock::TestClock;
 use crate::config::{McpConfig, PrmLocation};
@@ -25,12 +34,45 @@ use crate::oauth::{random_token, EXT_CLIENT_CREDENTIALS, EXT_ENTERPRISE_MANAGED}
 
 const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
 
+/// How many received messages [`McpHandle::received`] keeps.
+const RECEIVED_KEPT: usize = 256;
+
 #[derive(Default, Debug)]
 pub(crate) struct McpCounters {
     requests: AtomicU64,
     unauthorized: AtomicU64,
     insufficient_scope: AtomicU64,
     tool_calls: AtomicU64,
+    sessions_deleted: AtomicU64,
+    get_streams: AtomicU64,
+}
+
+/// One JSON-RPC message an MCP server received, with the transport headers it came with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedMessage {
+    /// The message as sent.
+    pub message: Value,
+    /// Its `Mcp-Session-Id` header.
+    pub session_id: Option<String>,
+    /// Its `MCP-Protocol-Version` header.
+    pub protocol_version: Option<String>,
+}
+
+/// Session bookkeeping, the GET-stream fan-out and the message log.
+pub(crate) struct McpRuntime {
+    sessions: Mutex<HashSet<String>>,
+    push: broadcast::Sender<Value>,
+    received: Mutex<VecDeque<ReceivedMessage>>,
+}
+
+impl Default for McpRuntime {
+    fn default() -> Self {
+        Self {
+            sessions: Mutex::default(),
+            push: broadcast::channel(256).0,
+            received: Mutex::default(),
+        }
+    }
 }
 
 /// A snapshot of an MCP server's counters.
@@ -44,6 +86,10 @@ pub struct McpStats {
     pub insufficient_scope: u64,
     /// `tools/call` requests served.
     pub tool_calls: u64,
+    /// Sessions ended by `DELETE`.
+    pub sessions_deleted: u64,
+    /// GET streams opened.
+    pub get_streams: u64,
 }
 
 pub(crate) struct McpState {
@@ -54,6 +100,7 @@ pub(crate) struct McpState {
     pub as_key: Arc<SigningKey>,
     pub clock: TestClock,
     pub counters: McpCounters,
+    pub runtime: McpRuntime,
 }
 
 /// What a validated access token says.
@@ -229,11 +276,83 @@ fn rpc_error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+impl McpState {
+    /// 404 for a session id this server did not issue or has ended.
+    fn check_session(&self, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
+        let Some(session) = header_text(headers, "mcp-session-id") else {
+            return Ok(None);
+        };
+        let known = self
+            .runtime
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&session);
+        if known {
+            Ok(Some(session))
+        } else {
+            Err(Box::new(
+                (
+                    StatusCode::NOT_FOUND,
+                    Json(rpc_error(Value::Null, -32001, "session not found")),
+                )
+                    .into_response(),
+            ))
+        }
+    }
+
+    fn record(&self, message: &Value, headers: &HeaderMap) {
+        let mut log = self
+            .runtime
+            .received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if log.len() == RECEIVED_KEPT {
+            log.pop_front();
+        }
+        log.push_back(ReceivedMessage {
+            message: message.clone(),
+            session_id: header_text(headers, "mcp-session-id"),
+            protocol_version: header_text(headers, "mcp-protocol-version"),
+        });
+    }
+
+    /// The notifications a streamed `tools/call` sends before its result.
+    fn call_notifications(&self, method: &str, params: &Value) -> Vec<Value> {
+        if method != "tools/call" {
+            return Vec::new();
+        }
+        let mut notes = Vec::new();
+        if let Some(token) = params.pointer("/_meta/progressToken") {
+            notes.push(json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                "params": {"progressToken": token, "progress": 1, "total": 2}}));
+        }
+        notes.push(json!({"jsonrpc": "2.0", "method": "notifications/message",
+            "params": {"level": "info", "logger": self.config.name,
+                "data": format!("calling {}", params.get("name").and_then(Value::as_str).unwrap_or("?"))}}));
+        notes
+    }
+}
+
+fn sse_event(message: &Value) -> String {
+    format!("event: message\ndata: {message}\n\n")
+}
+
 async fn mcp_post(State(state): State<Arc<McpState>>, headers: HeaderMap, body: Bytes) -> Response {
     let caller = match state.authorize(&headers) {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
+    if let Err(resp) = state.check_session(&headers) {
+        return *resp;
+    }
     state.counters.requests.fetch_add(1, Ordering::SeqCst);
     let Ok(message) = serde_json::from_slice::<Value>(&body) else {
         return (
@@ -242,12 +361,15 @@ async fn mcp_post(State(state): State<Arc<McpState>>, headers: HeaderMap, body: 
         )
             .into_response();
     };
+    state.record(&message, &headers);
     let method = message
         .get("method")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let Some(id) = message.get("id").cloned() else {
-        // A notification (e.g. notifications/initialized) or a response: accepted, no body.
+    let id = message.get("id").cloned();
+    let Some(id) = id.filter(|_| !method.is_empty()) else {
+        // A notification (e.g. notifications/initialized) or a response to a server request:
+        // accepted, no body.
         return StatusCode::ACCEPTED.into_response();
     };
     let params = message.get("params").cloned().unwrap_or(Value::Null);
@@ -255,21 +377,94 @@ async fn mcp_post(State(state): State<Arc<McpState>>, headers: HeaderMap, body: 
         Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
         Err((code, msg)) => rpc_error(id, code, &msg),
     };
-    let mut resp = Json(reply).into_response();
+    let mut resp = if state.config.sse_responses {
+        let mut events: Vec<Result<String, Infallible>> = state
+            .call_notifications(method, &params)
+            .iter()
+            .map(|n| Ok(sse_event(n)))
+            .collect();
+        events.push(Ok(sse_event(&reply)));
+        let mut resp = Body::from_stream(futures::stream::iter(events)).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        resp
+    } else {
+        Json(reply).into_response()
+    };
     if method == "initialize" {
-        if let Ok(v) = HeaderValue::from_str(&random_token(16)) {
+        let session = random_token(16);
+        if let Ok(v) = HeaderValue::from_str(&session) {
             resp.headers_mut().insert("mcp-session-id", v);
+            state
+                .runtime
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(session);
         }
     }
     resp
 }
 
-async fn mcp_get() -> Response {
-    StatusCode::METHOD_NOT_ALLOWED.into_response()
+async fn mcp_get(State(state): State<Arc<McpState>>, headers: HeaderMap) -> Response {
+    if !state.config.get_stream {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    if let Err(resp) = state.authorize(&headers) {
+        return *resp;
+    }
+    match state.check_session(&headers) {
+        Err(resp) => return *resp,
+        Ok(None) => return (StatusCode::BAD_REQUEST, "Mcp-Session-Id required").into_response(),
+        Ok(Some(_)) => {}
+    }
+    state.counters.get_streams.fetch_add(1, Ordering::SeqCst);
+    let receiver = state.runtime.push.subscribe();
+    let stream = futures::stream::unfold((receiver, 0u64), |(mut receiver, n)| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(message) => {
+                    let event = format!("id: {n}\n{}", sse_event(&message));
+                    return Some((Ok::<_, Infallible>(event), (receiver, n + 1)));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    // A comment first, so the client sees the stream open before any message.
+    let opening = futures::stream::once(async { Ok::<_, Infallible>(": open\n\n".to_owned()) });
+    let mut resp = Body::from_stream(futures::StreamExt::chain(opening, stream)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    resp
 }
 
-async fn mcp_delete() -> Response {
-    StatusCode::OK.into_response()
+async fn mcp_delete(State(state): State<Arc<McpState>>, headers: HeaderMap) -> Response {
+    if let Err(resp) = state.authorize(&headers) {
+        return *resp;
+    }
+    match state.check_session(&headers) {
+        Err(resp) => *resp,
+        Ok(None) => (StatusCode::BAD_REQUEST, "Mcp-Session-Id required").into_response(),
+        Ok(Some(session)) => {
+            state
+                .runtime
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&session);
+            state
+                .counters
+                .sessions_deleted
+                .fetch_add(1, Ordering::SeqCst);
+            StatusCode::OK.into_response()
+        }
+    }
 }
 
 async fn prm(State(state): State<Arc<McpState>>) -> Json<Value> {
@@ -380,6 +575,30 @@ impl McpHandle {
             unauthorized: n(&c.unauthorized),
             insufficient_scope: n(&c.insufficient_scope),
             tool_calls: n(&c.tool_calls),
+            sessions_deleted: n(&c.sessions_deleted),
+            get_streams: n(&c.get_streams),
         }
+    }
+
+    /// Sends `message` on every open GET stream; returns how many streams got it.
+    pub fn push(&self, message: Value) -> usize {
+        self.state.runtime.push.send(message).unwrap_or(0)
+    }
+
+    /// How many GET streams are open now.
+    pub fn open_streams(&self) -> usize {
+        self.state.runtime.push.receiver_count()
+    }
+
+    /// The last messages received (oldest first, at most 256).
+    pub fn received(&self) -> Vec<ReceivedMessage> {
+        self.state
+            .runtime
+            .received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }

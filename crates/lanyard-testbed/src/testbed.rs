@@ -194,6 +194,7 @@ impl Testbed {
                 as_key: Arc::clone(&protector.state.key),
                 clock: clock.clone(),
                 counters: Default::default(),
+                runtime: Default::default(),
                 config,
             });
             let handle = McpHandle {
