@@ -1,0 +1,502 @@
+//! The bridge's HTTP side: one streamable-HTTP MCP endpoint, reached with a bearer token fetched
+//! from the [`TokenSource`] for every request.
+//!
+//! It owns the session state the transport keeps in headers (`Mcp-Session-Id`, the negotiated
+//! `MCP-Protocol-Version`) and the extra scopes a 403 taught it, and it turns each HTTP exchange into
+//! lines for the client: a JSON body or every `message` event of an SSE body, forwarded as it
+//! arrives. 401 → force a new token, retry once; 403 `insufficient_scope` → a token with the union
+//! of scopes, retry once. It must not parse or alter what it forwards beyond framing, and never puts
+//! a token anywhere but the `Authorization` header.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use url::Url;
+
+use super::message::{negotiated_version, output_line, response_ids};
+use super::{TokenRequest, TokenSource, TokenUnavailable};
+use crate::mcp::SseParser;
+use crate::oauth::discovery::{parse_bearer_challenge, BearerChallenge};
+use crate::oauth::error::{excerpt, WireError};
+use crate::oauth::http::{redacted_url, transport_error};
+use crate::oauth::token::split_scopes;
+
+const HEADER_SESSION_ID: &str = "mcp-session-id";
+const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+const HEADER_LAST_EVENT_ID: &str = "last-event-id";
+
+/// Why a message could not be delivered or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("no token for this server: {0}")]
+    Token(#[from] TokenUnavailable),
+    #[error("{url} refused the access token even after a fresh one (HTTP {status}){}", describe(.challenge.as_ref()))]
+    Refused {
+        url: String,
+        status: u16,
+        challenge: Option<BearerChallenge>,
+    },
+    #[error("{url} no longer knows this MCP session (HTTP 404); reconnect to start a new one")]
+    SessionExpired { url: String },
+    #[error("{url} answered HTTP {status}: {excerpt}")]
+    Status {
+        url: String,
+        status: u16,
+        excerpt: String,
+    },
+    #[error("{url} sent a response larger than {limit} bytes")]
+    TooLarge { url: String, limit: usize },
+    #[error("{url} ended the response without answering the request")]
+    NoAnswer { url: String },
+    #[error("the access token contains characters that cannot be sent in a header")]
+    UnsendableToken,
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+impl ForwardError {
+    /// A short machine-readable kind for the JSON-RPC error `data`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ForwardError::Token(_) => "token_unavailable",
+            ForwardError::Refused { .. } => "token_refused",
+            ForwardError::SessionExpired { .. } => "session_expired",
+            ForwardError::Status { .. } => "upstream_status",
+            ForwardError::TooLarge { .. } => "response_too_large",
+            ForwardError::NoAnswer { .. } => "no_answer",
+            ForwardError::UnsendableToken => "unsendable_token",
+            ForwardError::Wire(_) => "transport",
+        }
+    }
+}
+
+fn describe(challenge: Option<&BearerChallenge>) -> String {
+    let Some(c) = challenge else {
+        return String::new();
+    };
+    let mut text = String::new();
+    if let Some(error) = &c.error {
+        text.push_str(&format!(": {error}"));
+        if let Some(d) = &c.error_description {
+            text.push_str(&format!(" ({d})"));
+        }
+    }
+    if let Some(scope) = &c.scope {
+        text.push_str(&format!("; required scope: {scope}"));
+    }
+    text
+}
+
+#[derive(Debug, Default, Clone)]
+struct SessionState {
+    session_id: Option<String>,
+    protocol_version: Option<String>,
+    /// Scopes a 403 `insufficient_scope` asked for, requested with every later token.
+    extra_scopes: Vec<String>,
+}
+
+/// Lines to the client. A send fails only when the client side is gone.
+pub(super) type Outbox = mpsc::Sender<String>;
+
+/// The request ids of one POST still waiting for their response.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    pub ids: Vec<Value>,
+    /// When the POST is `initialize`: its id, to read the negotiated version off the result.
+    pub initialize_id: Option<Value>,
+}
+
+/// How a GET stream ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum StreamEnd {
+    /// The server offers no GET stream (405) or no longer knows the session (404).
+    NotOffered,
+    /// The stream closed or broke; `delivered` tells whether it carried anything first.
+    Closed { delivered: bool },
+}
+
+/// One MCP endpoint and the session with it.
+pub(super) struct Upstream<S> {
+    http: reqwest::Client,
+    url: Url,
+    shown: String,
+    tokens: S,
+    state: Mutex<SessionState>,
+    max_body_bytes: usize,
+}
+
+impl<S: TokenSource> Upstream<S> {
+    pub fn new(http: reqwest::Client, url: Url, tokens: S, max_body_bytes: usize) -> Self {
+        Self {
+            shown: redacted_url(&url),
+            http,
+            url,
+            tokens,
+            state: Mutex::new(SessionState::default()),
+            max_body_bytes,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn session_id(&self) -> Option<String> {
+        self.state().session_id.clone()
+    }
+
+    async fn token(&self, force_refresh: bool) -> Result<HeaderValue, ForwardError> {
+        let extra_scopes = self.state().extra_scopes.clone();
+        let token = self
+            .tokens
+            .token(&TokenRequest {
+                force_refresh,
+                extra_scopes,
+            })
+            .await?;
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| ForwardError::UnsendableToken)?;
+        bearer.set_sensitive(true);
+        Ok(bearer)
+    }
+
+    /// Adds the session headers. `version_override` is a 2026-07-28 request's own version.
+    fn with_session(
+        &self,
+        mut builder: reqwest::RequestBuilder,
+        version_override: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let state = self.state().clone();
+        if let Some(session) = &state.session_id {
+            builder = builder.header(HEADER_SESSION_ID, session);
+        }
+        if let Some(version) = version_override.or(state.protocol_version.as_deref()) {
+            builder = builder.header(HEADER_PROTOCOL_VERSION, version);
+        }
+        builder
+    }
+
+    /// Sends `request` with a token; on 401 once more with a forced-fresh token, on 403
+    /// `insufficient_scope` once more with a token for the union of scopes. Returns the response
+    /// that is not an authorization failure (of any status).
+    async fn send_authorized(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ForwardError> {
+        let mut force_refresh = false;
+        let mut retried_unauthorized = false;
+        let mut retried_scope = false;
+        loop {
+            let bearer = self.token(force_refresh).await?;
+            let response = build()
+                .header(AUTHORIZATION, bearer)
+                .send()
+                .await
+                .map_err(|e| transport_error(&self.shown, &e))?;
+            let status = response.status().as_u16();
+            if status != 401 && status != 403 {
+                return Ok(response);
+            }
+            let challenge = response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(parse_bearer_challenge);
+            let insufficient_scope = status == 403
+                && challenge
+                    .as_ref()
+                    .is_some_and(|c| c.error.as_deref() == Some("insufficient_scope"));
+            if status == 401 && !retried_unauthorized {
+                tracing::info!(url = %self.shown, "the server refused the token (401): fetching a fresh one");
+                retried_unauthorized = true;
+                force_refresh = true;
+                continue;
+            }
+            if insufficient_scope && !retried_scope {
+                let wanted = challenge
+                    .as_ref()
+                    .and_then(|c| c.scope.as_deref())
+                    .map(split_scopes)
+                    .unwrap_or_default();
+                {
+                    let mut state = self.state();
+                    for scope in wanted {
+                        if !state.extra_scopes.contains(&scope) {
+                            state.extra_scopes.push(scope);
+                        }
+                    }
+                    tracing::info!(url = %self.shown, scopes = ?state.extra_scopes, "the server wants more scopes (403): fetching a token for them");
+                }
+                retried_scope = true;
+                force_refresh = true;
+                continue;
+            }
+            return Err(ForwardError::Refused {
+                url: self.shown.clone(),
+                status,
+                challenge,
+            });
+        }
+    }
+
+    /// POSTs one client message (already serialised) and forwards every message of the reply.
+    /// On success every id in `pending` has been answered; on error the ids still in it have not.
+    pub async fn post(
+        &self,
+        body: Vec<u8>,
+        version_override: Option<&str>,
+        pending: &mut Pending,
+        out: &Outbox,
+    ) -> Result<(), ForwardError> {
+        let had_session = self.session_id().is_some();
+        let response = self
+            .send_authorized(|| {
+                self.with_session(self.http.post(self.url.clone()), version_override)
+                    .header(ACCEPT, "application/json, text/event-stream")
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        let status = response.status().as_u16();
+        if status == 404 && had_session {
+            return Err(ForwardError::SessionExpired {
+                url: self.shown.clone(),
+            });
+        }
+        if pending.initialize_id.is_some() && (200..300).contains(&status) {
+            if let Some(session) = response
+                .headers()
+                .get(HEADER_SESSION_ID)
+                .and_then(|v| v.to_str().ok())
+            {
+                self.state().session_id = Some(session.to_owned());
+            }
+        }
+        self.forward_reply(response, status, pending, out).await
+    }
+
+    async fn forward_reply(
+        &self,
+        mut response: reqwest::Response,
+        status: u16,
+        pending: &mut Pending,
+        out: &Outbox,
+    ) -> Result<(), ForwardError> {
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(media_type)
+            .unwrap_or_default();
+        let success = (200..300).contains(&status);
+        if success && content_type == "text/event-stream" {
+            let mut parser = SseParser::default();
+            let mut read = 0usize;
+            loop {
+                let chunk = response
+                    .chunk()
+                    .await
+                    .map_err(|e| transport_error(&self.shown, &e))?;
+                let events = match &chunk {
+                    Some(bytes) => {
+                        read += bytes.len();
+                        if read > self.max_body_bytes {
+                            return Err(ForwardError::TooLarge {
+                                url: self.shown.clone(),
+                                limit: self.max_body_bytes,
+                            });
+                        }
+                        parser.push(bytes)
+                    }
+                    None => parser.finish(),
+                };
+                for event in events {
+                    if event.event == "message" {
+                        self.deliver(&event.data, pending, out).await;
+                    }
+                }
+                // The stream may stay open for later messages, but once every request of this
+                // POST is answered nothing more is owed to the client on it.
+                if chunk.is_none() || pending.ids.is_empty() {
+                    break;
+                }
+            }
+        } else {
+            let body = self.read_capped(&mut response).await?;
+            let is_json = serde_json::from_slice::<Value>(&body).is_ok();
+            if success || is_json {
+                // A JSON-RPC body is the server's answer even with an error status (e.g. 400 with
+                // a JSON-RPC error object): pass it on.
+                if !body.iter().all(u8::is_ascii_whitespace) {
+                    self.deliver(&String::from_utf8_lossy(&body), pending, out)
+                        .await;
+                }
+            }
+            if !success && !pending.ids.is_empty() {
+                return Err(ForwardError::Status {
+                    url: self.shown.clone(),
+                    status,
+                    excerpt: excerpt(&body),
+                });
+            }
+        }
+        if pending.ids.is_empty() {
+            Ok(())
+        } else {
+            Err(ForwardError::NoAnswer {
+                url: self.shown.clone(),
+            })
+        }
+    }
+
+    /// Forwards one message text to the client, ticking off the ids it answers.
+    async fn deliver(&self, text: &str, pending: &mut Pending, out: &Outbox) {
+        let message: Value = match serde_json::from_str(text) {
+            Ok(message) => message,
+            Err(e) => {
+                // Tool output may be in there: report the size only.
+                tracing::warn!(url = %self.shown, "dropped {} bytes from the server that are not JSON ({e})", text.len());
+                return;
+            }
+        };
+        if let Some(init) = &pending.initialize_id {
+            if let Some(version) = negotiated_version(&message, init) {
+                self.state().protocol_version = Some(version.to_owned());
+            }
+        }
+        for id in response_ids(&message) {
+            pending.ids.retain(|p| p != id);
+        }
+        // A closed outbox means the client is gone; nothing left to do with the message.
+        let _ = out.send(output_line(text, &message)).await;
+    }
+
+    async fn read_capped(&self, response: &mut reqwest::Response) -> Result<Vec<u8>, ForwardError> {
+        let too_large = || ForwardError::TooLarge {
+            url: self.shown.clone(),
+            limit: self.max_body_bytes,
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.max_body_bytes as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(&self.shown, &e))?
+        {
+            if body.len() + chunk.len() > self.max_body_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Opens the GET stream for server-initiated messages once and forwards what it carries until
+    /// it ends. `last_event_id` resumes after a break (and is updated as events arrive).
+    pub async fn listen_once(
+        &self,
+        last_event_id: &mut Option<String>,
+        out: &Outbox,
+    ) -> Result<StreamEnd, ForwardError> {
+        let resume = last_event_id.clone();
+        let mut response = self
+            .send_authorized(|| {
+                let mut builder = self
+                    .with_session(self.http.get(self.url.clone()), None)
+                    .header(ACCEPT, "text/event-stream")
+                    // The stream is long-lived by design: no overall deadline.
+                    .timeout(Duration::from_secs(365 * 24 * 3600));
+                if let Some(id) = &resume {
+                    builder = builder.header(HEADER_LAST_EVENT_ID, id);
+                }
+                builder
+            })
+            .await?;
+        let status = response.status().as_u16();
+        if status == 405 || status == 404 {
+            return Ok(StreamEnd::NotOffered);
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(media_type)
+            .unwrap_or_default();
+        if !(200..300).contains(&status) || content_type != "text/event-stream" {
+            let body = self.read_capped(&mut response).await.unwrap_or_default();
+            return Err(ForwardError::Status {
+                url: self.shown.clone(),
+                status,
+                excerpt: excerpt(&body),
+            });
+        }
+        let mut parser = SseParser::default();
+        let mut delivered = false;
+        let mut nobody_waits = Pending::default();
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    tracing::debug!(url = %self.shown, "the GET stream broke: {}", transport_error(&self.shown, &e));
+                    return Ok(StreamEnd::Closed { delivered });
+                }
+            };
+            let events = match &chunk {
+                Some(bytes) => parser.push(bytes),
+                None => parser.finish(),
+            };
+            for event in events {
+                if event.id.is_some() {
+                    last_event_id.clone_from(&event.id);
+                }
+                if event.event == "message" {
+                    self.deliver(&event.data, &mut nobody_waits, out).await;
+                    delivered = true;
+                }
+            }
+            if chunk.is_none() {
+                return Ok(StreamEnd::Closed { delivered });
+            }
+        }
+    }
+
+    /// Ends the session at the server (`DELETE` with the session id), best effort.
+    pub async fn close_session(&self) {
+        let Some(session) = self.session_id() else {
+            return;
+        };
+        let result = self
+            .send_authorized(|| {
+                self.http
+                    .delete(self.url.clone())
+                    .header(HEADER_SESSION_ID, &session)
+                    .timeout(Duration::from_secs(5))
+            })
+            .await;
+        match result {
+            Ok(response) => {
+                tracing::debug!(url = %self.shown, status = response.status().as_u16(), "session closed")
+            }
+            Err(e) => tracing::debug!(url = %self.shown, "closing the session failed: {e}"),
+        }
+    }
+}
+
+/// `type/subtype` of a `Content-Type`, lowercased, without parameters.
+fn media_type(value: &str) -> String {
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
