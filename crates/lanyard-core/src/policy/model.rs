@@ -1,0 +1,291 @@
+//! The policy's data model: the one set of Rust types every source (JSON files, macOS managed
+//! preferences, the Windows registry) is read into, and from which the JSON Schema is generated.
+//!
+//! Plain serde types with defaults and no behaviour beyond lookups; reading sources, merging,
+//! and validating live in sibling modules. A secret never appears here: a policy *refers* to a
+//! keychain entry, a protected file or an environment variable.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::oauth::KeyAlgorithm;
+
+/// The Lanyard policy: which identity provider to sign in at, which MCP servers to obtain tokens
+/// for, and how the app behaves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Lanyard policy")]
+pub struct Policy {
+    /// The corporate identity provider. Optional when every server uses client credentials.
+    #[serde(default)]
+    pub idp: Option<IdpPolicy>,
+    /// The MCP servers Lanyard obtains tokens for.
+    #[serde(default)]
+    pub servers: Vec<ServerPolicy>,
+    /// How the app behaves.
+    #[serde(default)]
+    pub settings: Settings,
+    /// Allows plain-HTTP loopback endpoints (the development testbed). Never set in production.
+    #[serde(default)]
+    pub dev_mode: bool,
+}
+
+/// The corporate identity provider (OpenID Connect).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdpPolicy {
+    /// The OpenID Connect issuer URL (HTTPS).
+    pub issuer: String,
+    /// Lanyard's client id at the identity provider.
+    pub client_id: String,
+    /// How Lanyard authenticates at the identity provider's token endpoint.
+    #[serde(default)]
+    pub client_auth: ClientAuthPolicy,
+    /// Scopes requested at sign-in; must include `openid`.
+    #[serde(default = "default_idp_scopes")]
+    #[schemars(default = "default_idp_scopes")]
+    pub scopes: Vec<String>,
+    /// Extra query parameters for the authorization request (e.g. `domain_hint`).
+    #[serde(default)]
+    pub extra_authorize_params: BTreeMap<String, String>,
+}
+
+fn default_idp_scopes() -> Vec<String> {
+    ["openid", "offline_access", "email"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// How an MCP server's token is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerMode {
+    /// Exchange the user's ID token for an ID-JAG at the IdP, then redeem it at the server's
+    /// authorization server.
+    #[default]
+    EnterpriseManaged,
+    /// The OAuth client-credentials grant (machines, CI).
+    ClientCredentials,
+}
+
+/// One MCP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerPolicy {
+    /// A stable identifier: letters, digits, `-`, `_` or `.`.
+    pub id: String,
+    /// The name users see.
+    pub display_name: String,
+    /// The MCP endpoint URL (HTTPS).
+    pub url: String,
+    /// The authorization server's issuer; discovered from the server when absent.
+    #[serde(default)]
+    pub authorization_server: Option<String>,
+    /// The RFC 9728 resource identifier; discovered (or the URL) when absent.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Lanyard's client id at the server's authorization server.
+    pub client_id: String,
+    /// How Lanyard authenticates at the server's authorization server.
+    #[serde(default)]
+    pub client_auth: ClientAuthPolicy,
+    /// Scopes to request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// How the token is obtained.
+    #[serde(default)]
+    pub mode: ServerMode,
+}
+
+/// Where a client secret comes from. Never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecretSource {
+    /// An entry of Lanyard's keychain service.
+    Keychain(String),
+    /// A root-deployed file (one trailing newline is ignored).
+    File(PathBuf),
+    /// An environment variable (CI and daemons).
+    Env(String),
+}
+
+/// Client authentication at a token endpoint, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientAuthPolicy {
+    /// A public client.
+    #[default]
+    None,
+    /// HTTP Basic with a client secret.
+    ClientSecretBasic {
+        /// Where the secret is.
+        secret: SecretSource,
+    },
+    /// The client secret in the form body.
+    ClientSecretPost {
+        /// Where the secret is.
+        secret: SecretSource,
+    },
+    /// A JWT client assertion signed with a private key (RFC 7523).
+    PrivateKeyJwt {
+        /// A PEM private key file deployed by the administrator.
+        key_file: PathBuf,
+        /// The signature algorithm.
+        #[serde(default = "default_alg")]
+        #[schemars(with = "KeyAlgorithmName", default = "default_alg_name")]
+        alg: KeyAlgorithm,
+        /// The key id announced in the assertion header.
+        #[serde(default)]
+        kid: Option<String>,
+    },
+}
+
+fn default_alg() -> KeyAlgorithm {
+    KeyAlgorithm::RS256
+}
+
+/// The schema's view of [`KeyAlgorithm`] (which lives in the wire layer).
+#[derive(JsonSchema)]
+#[allow(clippy::upper_case_acronyms, dead_code)]
+enum KeyAlgorithmName {
+    RS256,
+    ES256,
+}
+
+fn default_alg_name() -> &'static str {
+    "RS256"
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Error,
+    #[default]
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// An AI client whose MCP configuration Lanyard may wire up automatically.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AiClient {
+    ClaudeCode,
+    ClaudeDesktop,
+    Cursor,
+    Vscode,
+    Windsurf,
+    Codex,
+}
+
+/// How the app behaves. Every key has a safe default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Refresh a token when this fraction of its lifetime has passed (0.5–0.9).
+    pub refresh_at_fraction: f64,
+    /// Refresh at least this many seconds before a token expires.
+    pub min_refresh_lead_secs: u64,
+    /// How many grants run at once (1–256).
+    pub max_concurrency: usize,
+    /// Where "contact IT" points (HTTPS).
+    pub support_url: Option<String>,
+    /// An explicit HTTPS proxy URL (GUI apps do not inherit `HTTPS_PROXY`).
+    pub proxy: Option<String>,
+    /// Extra PEM CA bundles trusted on top of the OS trust store.
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Log verbosity.
+    pub log_level: LogLevel,
+    /// Start Lanyard when the user logs in.
+    pub autostart: bool,
+    /// Show desktop notifications (sign-in needed, access denied).
+    pub notifications: bool,
+    /// AI clients whose MCP configuration Lanyard wires up automatically.
+    pub ai_clients: Vec<AiClient>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            refresh_at_fraction: 0.75,
+            min_refresh_lead_secs: 60,
+            max_concurrency: 32,
+            support_url: None,
+            proxy: None,
+            extra_ca_files: Vec::new(),
+            log_level: LogLevel::Warn,
+            autostart: true,
+            notifications: true,
+            ai_clients: Vec::new(),
+        }
+    }
+}
+
+/// What an administrator can do with a setting, and when a change takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingSpec {
+    /// The key under `settings`.
+    pub key: &'static str,
+    /// Whether a mandatory value locks it (otherwise the administrator's value is only a default
+    /// the user may change).
+    pub lockable: bool,
+    /// Whether a change applies to a running Lanyard (otherwise at the next start).
+    pub dynamic: bool,
+}
+
+const fn spec(key: &'static str, lockable: bool, dynamic: bool) -> SettingSpec {
+    SettingSpec {
+        key,
+        lockable,
+        dynamic,
+    }
+}
+
+/// Every key of [`Settings`], with its lock and reload behaviour.
+pub const SETTING_SPECS: &[SettingSpec] = &[
+    spec("refresh_at_fraction", true, true),
+    spec("min_refresh_lead_secs", true, true),
+    spec("max_concurrency", true, true),
+    spec("support_url", true, true),
+    spec("proxy", true, false),
+    spec("extra_ca_files", true, false),
+    spec("log_level", false, false),
+    spec("autostart", true, false),
+    spec("notifications", false, true),
+    spec("ai_clients", true, true),
+];
+
+/// The spec of settings key `key`.
+pub fn setting_spec(key: &str) -> Option<&'static SettingSpec> {
+    SETTING_SPECS.iter().find(|s| s.key == key)
+}
+
+/// Top-level keys only an administrator may set (users' own configuration may not).
+pub const ADMIN_ONLY_KEYS: &[&str] = &["idp", "servers", "dev_mode"];
+
+impl Policy {
+    /// The server with id `id`.
+    pub fn server(&self, id: &str) -> Option<&ServerPolicy> {
+        self.servers.iter().find(|s| s.id == id)
+    }
+}
+
+/// The JSON Schema of the policy, as deployed in `deploy/policy.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(Policy).to_value();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert(
+            "$id".into(),
+            serde_json::Value::String("urn:lanyard:policy".into()),
+        );
+    }
+    schema
+}

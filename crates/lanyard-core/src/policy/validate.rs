@@ -1,0 +1,564 @@
+//! Policy validation: the shape of a source document checked against the JSON Schema generated
+//! from the model (unknown keys with "did you mean", wrong types, values outside an enumeration,
+//! missing keys), then the meaning of a parsed [`Policy`] (HTTPS endpoints, duplicate server ids,
+//! readable key files, ranges).
+//!
+//! Every problem becomes a [`PolicyError`] naming its source and key path. This module decides
+//! nothing about precedence or origins (that is `merge`) and reads no file but the ones a policy
+//! points to when asked to check that they are readable.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::model::{ClientAuthPolicy, Policy, SecretSource, ServerMode};
+
+/// A policy problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[error("{source_name}: {key_path}: {message}")]
+pub struct PolicyError {
+    /// The file (or other source) the problem is in.
+    pub source_name: String,
+    /// A dotted key path such as `servers[1].url` (`.` for the document).
+    pub key_path: String,
+    pub message: String,
+}
+
+impl PolicyError {
+    pub fn new(source_name: &str, key_path: &str, message: impl Into<String>) -> Self {
+        Self {
+            source_name: source_name.to_owned(),
+            key_path: if key_path.is_empty() {
+                ".".into()
+            } else {
+                key_path.to_owned()
+            },
+            message: message.into(),
+        }
+    }
+}
+
+/// `parent.key` (or `key` at the top).
+pub(crate) fn join_key(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// The closest of `candidates` to `unknown`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(unknown: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let lower = unknown.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::levenshtein(&lower, &c.to_ascii_lowercase()), *c))
+        .filter(|(distance, c)| *distance <= (c.len().max(unknown.len()) / 3).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
+fn unknown_message(what: &str, unknown: &str, candidates: &[&str]) -> String {
+    match did_you_mean(unknown, candidates) {
+        Some(suggestion) => format!("unknown {what}; did you mean \"{suggestion}\"?"),
+        None => format!("unknown {what}; expected one of: {}", candidates.join(", ")),
+    }
+}
+
+fn describe_value(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.chars().count() > 40 => {
+            format!("the text \"{}…\"", s.chars().take(40).collect::<String>())
+        }
+        Value::String(s) => format!("the text \"{s}\""),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+fn describe_type(name: &str) -> &'static str {
+    match name {
+        "string" => "text",
+        "integer" => "a whole number",
+        "number" => "a number",
+        "boolean" => "true or false",
+        "array" => "a list",
+        "object" => "an object",
+        "null" => "null",
+        _ => "a value of another type",
+    }
+}
+
+fn type_matches(name: &str, value: &Value) -> bool {
+    match name {
+        "string" => value.is_string(),
+        "integer" => value.is_u64() || value.is_i64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        "null" => value.is_null(),
+        _ => true,
+    }
+}
+
+fn schema_types(schema: &Value) -> Vec<&str> {
+    match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Checks a source document against the policy's JSON Schema. With `partial`, keys required
+/// inside sections that several sources may each contribute to (`idp`) are not yet required.
+pub fn check_shape(document: &Value, source_name: &str, partial: bool) -> Vec<PolicyError> {
+    let schema = super::model::json_schema();
+    let mut walker = ShapeWalker {
+        root: &schema,
+        source_name,
+        partial,
+        errors: Vec::new(),
+    };
+    walker.walk(document, &schema, "");
+    walker.errors
+}
+
+struct ShapeWalker<'a> {
+    root: &'a Value,
+    source_name: &'a str,
+    partial: bool,
+    errors: Vec<PolicyError>,
+}
+
+impl<'a> ShapeWalker<'a> {
+    fn error(&mut self, path: &str, message: String) {
+        self.errors
+            .push(PolicyError::new(self.source_name, path, message));
+    }
+
+    fn resolve(&self, mut schema: &'a Value) -> &'a Value {
+        // Definitions refer to each other only a few levels deep; the bound guards against a loop.
+        for _ in 0..8 {
+            let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
+                break;
+            };
+            match reference
+                .strip_prefix('#')
+                .and_then(|pointer| self.root.pointer(pointer))
+            {
+                Some(target) => schema = target,
+                None => break,
+            }
+        }
+        schema
+    }
+
+    fn walk(&mut self, value: &Value, schema: &'a Value, path: &str) {
+        let schema = self.resolve(schema);
+        if let Some(Value::Array(variants)) = schema.get("oneOf").or_else(|| schema.get("anyOf")) {
+            self.walk_variants(value, variants, path);
+            return;
+        }
+        let types = schema_types(schema);
+        if !types.is_empty() && !types.iter().any(|t| type_matches(t, value)) {
+            let expected: Vec<&str> = types
+                .iter()
+                .filter(|t| **t != "null")
+                .map(|t| describe_type(t))
+                .collect();
+            self.error(
+                path,
+                format!(
+                    "expected {}, found {}",
+                    expected.join(" or "),
+                    describe_value(value)
+                ),
+            );
+            return;
+        }
+        if let Some(Value::Array(allowed)) = schema.get("enum") {
+            self.check_allowed(value, allowed.iter().collect(), path);
+            return;
+        }
+        if let Some(constant) = schema.get("const") {
+            self.check_allowed(value, vec![constant], path);
+            return;
+        }
+        match value {
+            Value::Object(map) => self.walk_object(map, schema, path),
+            Value::Array(items) => {
+                if let Some(item_schema) = schema.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        self.walk(item, item_schema, &format!("{path}[{i}]"));
+                    }
+                }
+            }
+            Value::Number(n) => {
+                if let (Some(min), Some(v)) =
+                    (schema.get("minimum").and_then(Value::as_f64), n.as_f64())
+                {
+                    if v < min {
+                        self.error(path, format!("must be at least {min}"));
+                    }
+                }
+                if let (Some(max), Some(v)) =
+                    (schema.get("maximum").and_then(Value::as_f64), n.as_f64())
+                {
+                    if v > max {
+                        self.error(path, format!("must be at most {max}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check_allowed(&mut self, value: &Value, allowed: Vec<&Value>, path: &str) {
+        if allowed.contains(&value) {
+            return;
+        }
+        let names: Vec<&str> = allowed.iter().filter_map(|v| v.as_str()).collect();
+        let listed: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+        let mut message = format!(
+            "{} is not one of {}",
+            describe_value(value),
+            listed.join(", ")
+        );
+        if let Some(suggestion) = value.as_str().and_then(|v| did_you_mean(v, &names)) {
+            message.push_str(&format!("; did you mean \"{suggestion}\"?"));
+        }
+        self.error(path, message);
+    }
+
+    fn walk_object(&mut self, map: &Map<String, Value>, schema: &'a Value, path: &str) {
+        let properties = schema.get("properties").and_then(Value::as_object);
+        let additional = schema.get("additionalProperties");
+        let known: Vec<&str> = properties
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        for (key, child) in map {
+            let child_path = join_key(path, key);
+            if let Some(child_schema) = properties.and_then(|p| p.get(key)) {
+                self.walk(child, child_schema, &child_path);
+                continue;
+            }
+            match additional {
+                Some(Value::Bool(false)) => {
+                    let message = unknown_message("key", key, &known);
+                    self.error(&child_path, message);
+                }
+                Some(extra @ Value::Object(_)) => self.walk(child, extra, &child_path),
+                _ => {}
+            }
+        }
+        let partial_here = self.partial && (path.is_empty() || path == "idp");
+        if !partial_here {
+            if let Some(Value::Array(required)) = schema.get("required") {
+                for key in required.iter().filter_map(Value::as_str) {
+                    if !map.contains_key(key) {
+                        self.error(path, format!("missing required key \"{key}\""));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A value that may take one of several shapes (an optional value, a tagged or keyed enum).
+    fn walk_variants(&mut self, value: &Value, variants: &'a [Value], path: &str) {
+        let variants: Vec<&'a Value> = variants.iter().map(|v| self.resolve(v)).collect();
+        let fitting: Vec<&'a Value> = variants
+            .iter()
+            .copied()
+            .filter(|v| {
+                let types = schema_types(v);
+                types.is_empty() || types.iter().any(|t| type_matches(t, value))
+            })
+            .collect();
+        if value.is_null() && fitting.iter().any(|v| schema_types(v).contains(&"null")) {
+            return;
+        }
+        match value {
+            Value::String(_) if fitting.iter().all(|v| v.get("const").is_some()) => {
+                let allowed: Vec<&Value> = fitting.iter().filter_map(|v| v.get("const")).collect();
+                if !allowed.is_empty() {
+                    self.check_allowed(value, allowed, path);
+                    return;
+                }
+            }
+            Value::Object(map) if fitting.len() > 1 => {
+                self.walk_object_variants(value, map, &fitting, path);
+                return;
+            }
+            _ => {}
+        }
+        match fitting.as_slice() {
+            [only] => self.walk(value, only, path),
+            [] => {
+                let mut expected: Vec<&str> = Vec::new();
+                for variant in &variants {
+                    for t in schema_types(variant) {
+                        let shown = describe_type(t);
+                        if t != "null" && !expected.contains(&shown) {
+                            expected.push(shown);
+                        }
+                    }
+                }
+                self.error(
+                    path,
+                    format!(
+                        "expected {}, found {}",
+                        expected.join(" or "),
+                        describe_value(value)
+                    ),
+                );
+            }
+            [first, ..] => self.walk(value, first, path),
+        }
+    }
+
+    fn walk_object_variants(
+        &mut self,
+        value: &Value,
+        map: &Map<String, Value>,
+        variants: &[&'a Value],
+        path: &str,
+    ) {
+        let props = |v: &'a Value| v.get("properties").and_then(Value::as_object);
+        // A tag: one key whose constant value tells the variants apart (`method`).
+        let tag = variants.first().and_then(|first| {
+            props(first)?
+                .iter()
+                .find(|(k, _)| {
+                    variants.iter().all(|v| {
+                        props(v)
+                            .and_then(|p| p.get(k.as_str()))
+                            .is_some_and(|s| s.get("const").is_some())
+                    })
+                })
+                .map(|(k, _)| k.clone())
+        });
+        if let Some(tag) = tag {
+            let Some(tag_value) = map.get(&tag) else {
+                self.error(path, format!("missing required key \"{tag}\""));
+                return;
+            };
+            let chosen = variants.iter().find(|v| {
+                props(v)
+                    .and_then(|p| p.get(&tag))
+                    .and_then(|s| s.get("const"))
+                    == Some(tag_value)
+            });
+            match chosen {
+                Some(variant) => self.walk(value, variant, path),
+                None => {
+                    let allowed: Vec<&Value> = variants
+                        .iter()
+                        .filter_map(|v| props(v)?.get(&tag)?.get("const"))
+                        .collect();
+                    self.check_allowed(tag_value, allowed, &join_key(path, &tag));
+                }
+            }
+            return;
+        }
+        // Keyed: exactly one key names the variant (`{"keychain": "name"}`).
+        let all_keys: Vec<&str> = variants
+            .iter()
+            .filter_map(|v| props(v))
+            .flat_map(|p| p.keys().map(String::as_str))
+            .collect();
+        let chosen = variants.iter().find(|v| {
+            props(v).is_some_and(|p| !map.is_empty() && map.keys().all(|k| p.contains_key(k)))
+        });
+        match chosen {
+            Some(variant) if map.len() == 1 => self.walk(value, variant, path),
+            _ => {
+                for key in map.keys().filter(|k| !all_keys.contains(&k.as_str())) {
+                    let message = unknown_message("key", key, &all_keys);
+                    self.error(&join_key(path, key), message);
+                }
+                if map.keys().all(|k| all_keys.contains(&k.as_str())) {
+                    self.error(
+                        path,
+                        format!("expected exactly one of: {}", all_keys.join(", ")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether file references are checked for readability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileChecks {
+    /// Every key file, secret file and CA bundle must be readable now.
+    Readable,
+    /// Skip (validating a policy meant for another machine).
+    Skip,
+}
+
+/// The meaning of a parsed policy: `(key path, message)` for every problem.
+pub fn check_semantics(policy: &Policy, files: FileChecks) -> Vec<(String, String)> {
+    let mut errors: Vec<(String, String)> = Vec::new();
+    let mut err = |key_path: String, message: String| errors.push((key_path, message));
+    let check_url = |value: &str| -> Result<(), String> {
+        let url = Url::parse(value).map_err(|e| format!("\"{value}\" is not a URL ({e})"))?;
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if policy.dev_mode && is_loopback(&url) => Ok(()),
+            "http" if is_loopback(&url) => Err(format!(
+                "\"{value}\" uses plain HTTP; loopback HTTP is allowed only with dev_mode"
+            )),
+            _ => Err(format!("\"{value}\" must use https")),
+        }
+    };
+    let check_file = |path: &Path, what: &str| -> Result<(), String> {
+        if files == FileChecks::Skip {
+            return Ok(());
+        }
+        std::fs::File::open(path)
+            .map(|_| ())
+            .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+    };
+    let check_auth = |auth: &ClientAuthPolicy, at: &str, err: &mut dyn FnMut(String, String)| {
+        let (path, what, key) = match auth {
+            ClientAuthPolicy::ClientSecretBasic {
+                secret: SecretSource::File(path),
+            }
+            | ClientAuthPolicy::ClientSecretPost {
+                secret: SecretSource::File(path),
+            } => (path, "secret file", "secret.file"),
+            ClientAuthPolicy::PrivateKeyJwt { key_file, .. } => (key_file, "key file", "key_file"),
+            _ => return,
+        };
+        if let Err(m) = check_file(path, what) {
+            err(format!("{at}.{key}"), m);
+        }
+    };
+    if let Some(idp) = &policy.idp {
+        if let Err(m) = check_url(&idp.issuer) {
+            err("idp.issuer".into(), m);
+        }
+        if idp.client_id.trim().is_empty() {
+            err("idp.client_id".into(), "must not be empty".into());
+        }
+        if !idp.scopes.iter().any(|s| s == "openid") {
+            err("idp.scopes".into(), "must include \"openid\"".into());
+        }
+        check_auth(&idp.client_auth, "idp.client_auth", &mut err);
+    }
+    let mut seen = HashSet::new();
+    for (i, server) in policy.servers.iter().enumerate() {
+        let at = |k: &str| format!("servers[{i}].{k}");
+        let id_ok = !server.id.is_empty()
+            && server
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !id_ok {
+            err(
+                at("id"),
+                format!(
+                    "\"{}\" must be non-empty letters, digits, '-', '_' or '.'",
+                    server.id
+                ),
+            );
+        }
+        if !seen.insert(server.id.as_str()) {
+            err(at("id"), format!("duplicate server id \"{}\"", server.id));
+        }
+        if server.display_name.trim().is_empty() {
+            err(at("display_name"), "must not be empty".into());
+        }
+        if let Err(m) = check_url(&server.url) {
+            err(at("url"), m);
+        }
+        if let Some(issuer) = &server.authorization_server {
+            if let Err(m) = check_url(issuer) {
+                err(at("authorization_server"), m);
+            }
+        }
+        if let Some(resource) = &server.resource {
+            if let Err(e) = Url::parse(resource) {
+                err(at("resource"), format!("\"{resource}\" is not a URL ({e})"));
+            }
+        }
+        if server.client_id.trim().is_empty() {
+            err(at("client_id"), "must not be empty".into());
+        }
+        if server.mode == ServerMode::EnterpriseManaged && policy.idp.is_none() {
+            err(
+                at("mode"),
+                "enterprise-managed needs an `idp` section".into(),
+            );
+        }
+        if server.mode == ServerMode::ClientCredentials
+            && server.client_auth == ClientAuthPolicy::None
+        {
+            err(
+                at("client_auth"),
+                "client-credentials needs a secret or a private key".into(),
+            );
+        }
+        check_auth(&server.client_auth, &at("client_auth"), &mut err);
+    }
+    let s = &policy.settings;
+    if !(0.5..=0.9).contains(&s.refresh_at_fraction) {
+        err(
+            "settings.refresh_at_fraction".into(),
+            "must be between 0.5 and 0.9".into(),
+        );
+    }
+    if s.max_concurrency == 0 || s.max_concurrency > 256 {
+        err(
+            "settings.max_concurrency".into(),
+            "must be between 1 and 256".into(),
+        );
+    }
+    if let Some(support) = &s.support_url {
+        match Url::parse(support) {
+            Ok(url) if matches!(url.scheme(), "https" | "mailto") => {}
+            Ok(_) => err(
+                "settings.support_url".into(),
+                format!("\"{support}\" must use https or mailto"),
+            ),
+            Err(e) => err(
+                "settings.support_url".into(),
+                format!("\"{support}\" is not a URL ({e})"),
+            ),
+        }
+    }
+    if let Some(proxy) = &s.proxy {
+        match Url::parse(proxy) {
+            Ok(url) if matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h") => {}
+            Ok(_) => err(
+                "settings.proxy".into(),
+                format!("\"{proxy}\" must be an http, https or socks5 proxy URL"),
+            ),
+            Err(e) => err(
+                "settings.proxy".into(),
+                format!("\"{proxy}\" is not a URL ({e})"),
+            ),
+        }
+    }
+    for (i, path) in s.extra_ca_files.iter().enumerate() {
+        if let Err(m) = check_file(path, "CA bundle") {
+            err(format!("settings.extra_ca_files[{i}]"), m);
+        }
+    }
+    errors
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}

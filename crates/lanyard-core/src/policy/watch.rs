@@ -1,0 +1,97 @@
+//! Noticing policy changes: watches the directories that hold policy files (`notify`: inotify on
+//! Linux, FSEvents on macOS) and, once a burst of changes has settled, re-reads the policy and
+//! hands the result to the host, which applies it to the engine or reports why it could not.
+//!
+//! Watching directories rather than files catches editors and MDM agents that replace a file by
+//! renaming a new one over it, and directories created later (`policy.d`). Windows registry
+//! notifications are not implemented yet; there the host re-reads on its own schedule. This
+//! module never judges a policy and never talks to the engine.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::sources::linux_files::LinuxPolicyPaths;
+use super::{PolicyError, PolicySnapshot};
+
+/// A running watch; dropping it stops watching.
+#[derive(Debug)]
+pub struct PolicyWatcher {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PolicyWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How long changes must be quiet before the policy is re-read.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Calls `on_change` (on a tokio task) after changes in any of `dirs` settle for `debounce`.
+/// Directories that do not exist yet are watched once they appear (noticed through a change in a
+/// watched parent). Must be called inside a tokio runtime.
+pub fn watch_dirs(
+    dirs: Vec<PathBuf>,
+    debounce: Duration,
+    mut on_change: impl FnMut() + Send + 'static,
+) -> Result<PolicyWatcher, String> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(event) if event.kind.is_access() => {}
+            Ok(_) => {
+                let _ = tx.send(());
+            }
+            Err(e) => warn!(error = %e, "watching the policy failed"),
+        })
+        .map_err(|e| format!("cannot watch the policy files: {e}"))?;
+    let mut watched = BTreeSet::new();
+    let arm = move |watcher: &mut notify::RecommendedWatcher, watched: &mut BTreeSet<PathBuf>| {
+        for dir in &dirs {
+            if !watched.contains(dir) && dir.is_dir() {
+                match watcher.watch(dir, RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        debug!(dir = %dir.display(), "watching for policy changes");
+                        watched.insert(dir.clone());
+                    }
+                    Err(e) => warn!(dir = %dir.display(), error = %e, "cannot watch"),
+                }
+            }
+        }
+    };
+    arm(&mut watcher, &mut watched);
+    let task = tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Let a burst (write, rename, chmod) settle, then read once.
+            loop {
+                tokio::time::sleep(debounce).await;
+                let mut more = false;
+                while rx.try_recv().is_ok() {
+                    more = true;
+                }
+                if !more {
+                    break;
+                }
+            }
+            arm(&mut watcher, &mut watched);
+            on_change();
+        }
+    });
+    Ok(PolicyWatcher { task })
+}
+
+/// Watches the Linux policy files and calls `on_result` with every re-read policy.
+pub fn watch_linux(
+    paths: LinuxPolicyPaths,
+    debounce: Duration,
+    mut on_result: impl FnMut(Result<PolicySnapshot, Vec<PolicyError>>) + Send + 'static,
+) -> Result<PolicyWatcher, String> {
+    let dirs = paths.watched_dirs();
+    watch_dirs(dirs, debounce, move || on_result(paths.load()))
+}
