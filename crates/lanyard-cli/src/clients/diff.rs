@@ -126,12 +126,12 @@ fn line_ops(a: &[&str], b: &[&str]) -> Vec<Op> {
                 ops.push(Op::Same(head + i, head + j));
                 i += 1;
                 j += 1;
-            } else if j < m && (i == n || lcs[at(i, j + 1)] >= lcs[at(i + 1, j)]) {
-                ops.push(Op::Added(head + j));
-                j += 1;
-            } else {
+            } else if i < n && (j == m || lcs[at(i + 1, j)] >= lcs[at(i, j + 1)]) {
                 ops.push(Op::Removed(head + i));
                 i += 1;
+            } else {
+                ops.push(Op::Added(head + j));
+                j += 1;
             }
         }
     }

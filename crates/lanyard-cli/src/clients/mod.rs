@@ -348,14 +348,15 @@ pub fn plan(
         }
         Action::Install { servers, exe } => {
             let mut text = if blank {
-                // An empty (or comments-only) file becomes an empty object; comments stay.
+                // An empty (or comments-only) file becomes an empty object laid out on lines of
+                // its own; comments stay.
                 let newline = edit::Layout::detect(old).newline;
                 let separator = if old.is_empty() || old.ends_with('\n') {
                     ""
                 } else {
                     newline
                 };
-                format!("{old}{separator}{{}}{newline}")
+                format!("{old}{separator}{{{newline}}}{newline}")
             } else {
                 old.to_string()
             };

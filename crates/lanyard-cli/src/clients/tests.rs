@@ -409,7 +409,7 @@ fn malformed_files_are_reported_with_line_and_column() {
     .expect_err("trailing comma is not JSON");
     assert_eq!(
         err.to_string(),
-        "line 3, column 29: trailing comma before '}'"
+        "line 3, column 26: trailing comma before '}'"
     );
     let err = plan(Client::ClaudeCode, Some("// hi\n{}"), Action::Remove, "c")
         .expect_err("comments are not JSON");
