@@ -1,26 +1,23 @@
-//! The `lanyard` command. Thin: parse arguments, build the engine from policy, ask it, print.
+//! The `lanyard` command. Thin: parse arguments, then either host the engine (`lanyard agent`) or
+//! ask the running agent over the local broker (`login`, `logout`, `status`, `servers`, `token`).
 //!
-//! Until the local broker lands, each invocation hosts the engine in-process: the IdP session is
-//! resumed from the keychain's refresh token, so `lanyard login` in one process and `lanyard status`
-//! in the next share one sign-in. No command but `login` ever opens a browser.
+//! The helper commands are std-only and never open a browser: when no agent runs they exit with
+//! [`exit::AGENT_NOT_RUNNING`] (only `login` starts one in the background), and when a sign-in is
+//! needed with [`exit::NOT_SIGNED_IN`]. Only the agent opens the browser, when `login` asks it to.
 
+mod agent;
 mod clients;
 mod conformance;
 mod output;
+mod over_agent;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use lanyard_core::clock::SystemClock;
-use lanyard_core::engine::{self, EngineConfig, EngineError, EngineHandle, IdpStatus};
-use lanyard_core::policy::Policy;
-use lanyard_core::signin::SystemBrowser;
-use lanyard_core::store::{KeyringStore, MemoryStore, SecretStore};
 
-/// Exit codes other programs can rely on.
+/// Exit codes other programs can rely on (also listed in `lanyard --help`).
 mod exit {
     pub const FAILURE: u8 = 1;
     // 2: usage errors, reported by clap.
@@ -29,15 +26,46 @@ mod exit {
     pub const DENIED: u8 = 5;
     pub const UNAVAILABLE: u8 = 6;
     pub const UNKNOWN_SERVER: u8 = 7;
+    pub const AGENT_NOT_RUNNING: u8 = 8;
+    pub const VERSION_MISMATCH: u8 = 9;
+    pub const AGENT_ALREADY_RUNNING: u8 = 10;
 }
 
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0   success
+  1   other failure
+  2   usage error
+  3   misconfigured: the policy (or the agent's socket directory) is not usable
+  4   not signed in, or the server needs a fresh sign-in: run `lanyard login`
+  5   denied by your organization's policy
+  6   temporarily unavailable (the agent retries by itself)
+  7   no such server in the policy
+  8   the Lanyard agent is not running: start it with `lanyard agent` (or `lanyard login`)
+  9   the agent speaks another protocol version: restart it
+  10  `lanyard agent`: an agent already runs for this user (its pid is printed)
+
+Only `lanyard agent` hosts the session and opens a browser (when `lanyard login` asks it to);
+`token`, `status`, `servers` and `logout` talk to it and never open a browser. `login` starts the
+agent in the background when none runs (log: agent.log next to the socket).";
+
 #[derive(Parser)]
-#[command(name = "lanyard", version, about = "Sign in once; every MCP server gets its token.")]
+#[command(
+    name = "lanyard",
+    version,
+    about = "Sign in once; every MCP server gets its token.",
+    after_help = EXIT_CODES_HELP
+)]
 struct Cli {
-    /// The managed policy file.
-    #[arg(long, global = true, env = "LANYARD_POLICY", default_value = "/etc/lanyard/policy.json")]
+    /// The managed policy file (read by the agent, `servers` and `clients`).
+    #[arg(
+        long,
+        global = true,
+        env = "LANYARD_POLICY",
+        default_value = "/etc/lanyard/policy.json"
+    )]
     policy: PathBuf,
-    /// Keep the session in memory only (no keychain): it ends with this process.
+    /// The agent keeps the session in memory only (no keychain): it ends with the agent.
     #[arg(long, global = true, env = "LANYARD_NO_KEYCHAIN")]
     no_keychain: bool,
     #[command(subcommand)]
@@ -46,13 +74,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Sign in at the corporate identity provider (opens the browser) and grant every server.
+    /// Host the session and the local broker for this user (one per user), until SIGTERM/Ctrl-C.
+    Agent,
+    /// Sign in at the corporate identity provider (the agent opens the browser) and grant every server.
     Login {
         /// Sign in with a code on another device (no browser here).
         #[arg(long)]
         device: bool,
+        /// Do not start the agent when none runs (exit 8 instead).
+        #[arg(long)]
+        no_start: bool,
     },
-    /// Show the session and every server's grant.
+    /// Show the session and every server's grant, with who used each token last.
     Status {
         #[arg(long)]
         json: bool,
@@ -83,180 +116,89 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ExitCode::from(run(cli))
+}
+
+fn run(cli: Cli) -> u8 {
+    // The helpers' hot path (`token` above all) starts no runtime, no logger and reads no policy.
+    let endpoint = || match lanyard_core::ipc::default_endpoint() {
+        Ok(endpoint) => Ok(endpoint),
+        Err(e) => {
+            eprintln!("lanyard: {e}");
+            Err(exit::MISCONFIGURED)
+        }
+    };
+    match cli.command {
+        Command::Token {
+            server,
+            json,
+            header_json,
+            min_ttl,
+        } => {
+            let Ok(endpoint) = endpoint() else {
+                return exit::MISCONFIGURED;
+            };
+            let format = if json {
+                over_agent::TokenFormat::Json
+            } else if header_json {
+                over_agent::TokenFormat::HeaderJson
+            } else {
+                over_agent::TokenFormat::Plain
+            };
+            over_agent::token(&endpoint, &server, format, min_ttl)
+        }
+        Command::Status { json } => endpoint().map_or_else(|c| c, |e| over_agent::status(&e, json)),
+        Command::Servers => endpoint().map_or_else(|c| c, |e| over_agent::servers(&e, &cli.policy)),
+        Command::Logout => endpoint().map_or_else(|c| c, |e| over_agent::logout(&e)),
+        Command::Login { device, no_start } => endpoint().map_or_else(
+            |c| c,
+            |e| over_agent::login(&e, &cli.policy, cli.no_keychain, device, no_start),
+        ),
+        Command::Clients(command) => clients::command::run(&command, &cli.policy),
+        Command::Agent => {
+            init_logging("info");
+            endpoint().map_or_else(|c| c, |e| agent::run(&cli.policy, cli.no_keychain, e))
+        }
+        Command::ConformanceClient { server_url } => {
+            init_logging("error");
+            conformance_client(&server_url)
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `LANYARD_LOG` (default `default`). Nothing secret is ever logged.
+fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LANYARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+}
+
+fn conformance_client(server_url: &str) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("lanyard: cannot start: {e}");
-            return ExitCode::from(exit::FAILURE);
+            return exit::FAILURE;
         }
     };
-    let code = runtime.block_on(run(cli));
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    ExitCode::from(code)
-}
-
-async fn run(cli: Cli) -> u8 {
-    if let Command::ConformanceClient { server_url } = &cli.command {
-        return match conformance::run(server_url).await {
+    let code = runtime.block_on(async {
+        match conformance::run(server_url).await {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("lanyard conformance-client: FAILED: {e:#}");
                 exit::FAILURE
             }
-        };
-    }
-    if let Command::Clients(command) = &cli.command {
-        return clients::command::run(command, &cli.policy);
-    }
-    let policy = match Policy::load(&cli.policy) {
-        Ok(policy) => policy,
-        Err(errors) => {
-            eprintln!("lanyard: the policy is not usable:");
-            for e in errors {
-                eprintln!("  {e}");
-            }
-            return exit::MISCONFIGURED;
         }
-    };
-    if let Command::Servers = cli.command {
-        for s in &policy.servers {
-            println!("{:<16} {:<24} {}", s.id, s.display_name, s.url);
-        }
-        return 0;
-    }
-    let store: Arc<dyn SecretStore> =
-        if cli.no_keychain { Arc::new(MemoryStore::new()) } else { Arc::new(KeyringStore::new("lanyard")) };
-    let config = EngineConfig::new(policy, store, Arc::new(SystemClock), Arc::new(SystemBrowser));
-    let engine = match engine::start(config) {
-        Ok(engine) => engine,
-        Err(e) => {
-            eprintln!("lanyard: {e}");
-            return exit::FAILURE;
-        }
-    };
-    let code = match cli.command {
-        Command::Login { device } => login(&engine, device).await,
-        Command::Status { json } => status(&engine, json).await,
-        Command::Logout => logout(&engine).await,
-        Command::Token { server, json, header_json, min_ttl } => {
-            token(&engine, &server, json, header_json, min_ttl).await
-        }
-        Command::Servers | Command::ConformanceClient { .. } | Command::Clients(_) => 0,
-    };
-    engine.shutdown().await;
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
     code
 }
-
-/// Waits for the saved session (if any) to be resumed.
-async fn restored(engine: &EngineHandle) -> IdpStatus {
-    match engine.wait_for(|s| !matches!(s.idp, IdpStatus::Restoring)).await {
-        Ok(status) => status.idp,
-        Err(_) => IdpStatus::SignedOut,
-    }
-}
-
-/// Waits (bounded) until no server is still being granted.
-async fn settled(engine: &EngineHandle) {
-    let _ = tokio::time::timeout(Duration::from_secs(60), engine.wait_for(|s| s.is_settled())).await;
-}
-
-async fn login(engine: &EngineHandle, device: bool) -> u8 {
-    if let IdpStatus::SignedIn { email, subject, .. } = restored(engine).await {
-        eprintln!("Already signed in as {}.", email.unwrap_or(subject));
-    } else {
-        if device {
-            let waiter = engine.clone();
-            tokio::spawn(async move {
-                if let Ok(status) = waiter
-                    .wait_for(|s| matches!(&s.idp, IdpStatus::SigningIn { user_code: Some(_), .. }))
-                    .await
-                {
-                    if let IdpStatus::SigningIn { user_code: Some(code), verification_uri: Some(uri) } = status.idp {
-                        eprintln!("To sign in, open {uri} and enter the code {code}");
-                    }
-                }
-            });
-        } else {
-            eprintln!("Opening your browser to sign in…");
-        }
-        let result = if device { engine.sign_in_with_device_code().await } else { engine.sign_in().await };
-        if let Err(e) = result {
-            eprintln!("lanyard: {e}");
-            return exit::NOT_SIGNED_IN;
-        }
-    }
-    settled(engine).await;
-    output::print_status(&engine.status());
-    0
-}
-
-async fn status(engine: &EngineHandle, json: bool) -> u8 {
-    restored(engine).await;
-    settled(engine).await;
-    let status = engine.status();
-    if json {
-        match serde_json::to_string_pretty(&status) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("lanyard: {e}");
-                return exit::FAILURE;
-            }
-        }
-    } else {
-        output::print_status(&status);
-    }
-    0
-}
-
-async fn logout(engine: &EngineHandle) -> u8 {
-    restored(engine).await;
-    match engine.sign_out().await {
-        Ok(()) => {
-            // Give the best-effort revocation and the keychain wipe a moment to finish.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            eprintln!("Signed out.");
-            0
-        }
-        Err(e) => {
-            eprintln!("lanyard: {e}");
-            exit::FAILURE
-        }
-    }
-}
-
-async fn token(engine: &EngineHandle, server: &str, json: bool, header_json: bool, min_ttl: u64) -> u8 {
-    restored(engine).await;
-    match engine.token(server, Duration::from_secs(min_ttl)).await {
-        Ok(token) => {
-            let value = token.access_token.expose();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"access_token": value, "expires_at": token.expires_at, "scopes": token.scopes})
-                );
-            } else if header_json {
-                println!("{}", serde_json::json!({"Authorization": format!("Bearer {value}")}));
-            } else {
-                println!("{value}");
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("lanyard: {e}");
-            match e {
-                EngineError::UnknownServer(_) => exit::UNKNOWN_SERVER,
-                EngineError::NotSignedIn | EngineError::StepUpRequired => exit::NOT_SIGNED_IN,
-                EngineError::Denied { .. } => exit::DENIED,
-                EngineError::Unavailable { .. } | EngineError::SignIn(_) | EngineError::Stopped => exit::UNAVAILABLE,
-            }
-        }
-    }
-}
-

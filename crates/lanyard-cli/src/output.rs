@@ -22,17 +22,26 @@ pub fn print_status(status: &Status) {
         IdpStatus::SignedOut => println!("Signed out. Run `lanyard login` to sign in."),
         IdpStatus::Restoring => println!("Resuming your session…"),
         IdpStatus::SigningIn { .. } => println!("Signing in…"),
-        IdpStatus::SignedIn { subject, email, refresh_error, .. } => {
+        IdpStatus::SignedIn {
+            subject,
+            email,
+            refresh_error,
+            ..
+        } => {
             println!("Signed in as {}.", email.as_deref().unwrap_or(subject));
             if let Some(e) = refresh_error {
                 println!("  Renewing the session keeps failing ({e}); retrying.");
             }
         }
-        IdpStatus::NeedsSignIn { reason } => println!("Sign in again: {reason}. Run `lanyard login`."),
+        IdpStatus::NeedsSignIn { reason } => {
+            println!("Sign in again: {reason}. Run `lanyard login`.")
+        }
     }
     match &status.keychain {
         KeychainStatus::Available => {}
-        KeychainStatus::Locked { reason } => println!("The keychain is locked ({reason}): unlock it to keep your session."),
+        KeychainStatus::Locked { reason } => {
+            println!("The keychain is locked ({reason}): unlock it to keep your session.")
+        }
         KeychainStatus::Unavailable { reason } => {
             println!("No keychain ({reason}): the session lasts only while Lanyard runs.")
         }
@@ -44,18 +53,54 @@ pub fn print_status(status: &Status) {
         let (state, detail) = match &server.state {
             ServerState::NotSignedIn => ("not signed in", String::new()),
             ServerState::Granting => ("granting", String::new()),
-            ServerState::Granted { expires_at, scopes, .. } => {
-                ("granted", format!("expires in {}  scopes: {}", remaining(*expires_at, now), scopes.join(" ")))
-            }
+            ServerState::Granted {
+                expires_at, scopes, ..
+            } => (
+                "granted",
+                format!(
+                    "expires in {}  scopes: {}",
+                    remaining(*expires_at, now),
+                    scopes.join(" ")
+                ),
+            ),
             ServerState::Denied { description, code } => (
                 "denied",
-                format!("Blocked by your organization — contact IT ({})", description.as_deref().unwrap_or(code)),
+                format!(
+                    "Blocked by your organization — contact IT ({})",
+                    description.as_deref().unwrap_or(code)
+                ),
             ),
-            ServerState::StepUpRequired { .. } => ("step-up", "needs a fresh sign-in: run `lanyard login`".into()),
-            ServerState::Failing { error, retry_at, .. } => {
-                ("retrying", format!("{error}; next try in {}", remaining(*retry_at, now)))
-            }
+            ServerState::StepUpRequired { .. } => (
+                "step-up",
+                "needs a fresh sign-in: run `lanyard login`".into(),
+            ),
+            ServerState::Failing {
+                error, retry_at, ..
+            } => (
+                "retrying",
+                format!("{error}; next try in {}", remaining(*retry_at, now)),
+            ),
         };
-        println!("  {:<12} {:<20} {:<14} {}", server.id, server.display_name, state, detail);
+        println!(
+            "  {:<12} {:<20} {:<14} {}",
+            server.id, server.display_name, state, detail
+        );
+        if let Some(used) = &server.last_used {
+            let who = used
+                .requester
+                .executable
+                .as_deref()
+                .unwrap_or("an unknown program");
+            let pid = used
+                .requester
+                .pid
+                .map(|p| format!(" (pid {p})"))
+                .unwrap_or_default();
+            println!(
+                "  {:<12} last used {} ago by {who}{pid}",
+                "",
+                remaining(now, used.at.min(now)).replace("expired", "0s")
+            );
+        }
     }
 }

@@ -1,0 +1,182 @@
+//! `lanyard agent`: the headless host of the engine and the broker, one per user. Owns the agent
+//! lock, the engine's start-up from policy and the clean shutdown on SIGTERM / Ctrl-C (the socket is
+//! removed). The agent is the only `lanyard` process that opens a browser, and only when a client
+//! asks it to sign in.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lanyard_core::clock::SystemClock;
+use lanyard_core::engine::{self, EngineConfig};
+use lanyard_core::ipc::{self, AgentLock, EndpointError};
+use lanyard_core::policy::Policy;
+use lanyard_core::signin::SystemBrowser;
+use lanyard_core::store::{KeyringStore, MemoryStore, SecretStore};
+use tracing::{info, warn};
+
+use crate::exit;
+
+/// Runs the agent until SIGTERM / SIGINT. Returns the exit code.
+pub fn run(policy_path: &Path, no_keychain: bool, endpoint: PathBuf) -> u8 {
+    // The lock first: a second agent must say who runs, not fail on the policy or the socket.
+    let lock = match AgentLock::acquire(&endpoint) {
+        Ok(lock) => lock,
+        Err(EndpointError::AlreadyRunning { pid }) => {
+            let pid = pid
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            eprintln!(
+                "lanyard agent: an agent already runs for this user (pid {pid}) at {}",
+                endpoint.display()
+            );
+            return exit::AGENT_ALREADY_RUNNING;
+        }
+        Err(e) => {
+            eprintln!("lanyard agent: {e}");
+            return exit::MISCONFIGURED;
+        }
+    };
+    let policy = match Policy::load(policy_path) {
+        Ok(policy) => policy,
+        Err(errors) => {
+            eprintln!("lanyard agent: the policy is not usable:");
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            return exit::MISCONFIGURED;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("lanyard agent: cannot start: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let code = runtime.block_on(host(policy, no_keychain, &endpoint));
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    drop(lock);
+    code
+}
+
+async fn host(policy: Policy, no_keychain: bool, endpoint: &Path) -> u8 {
+    let store: Arc<dyn SecretStore> = if no_keychain {
+        Arc::new(MemoryStore::new())
+    } else {
+        Arc::new(KeyringStore::new("lanyard"))
+    };
+    let config = EngineConfig::new(
+        policy,
+        store,
+        Arc::new(SystemClock),
+        Arc::new(SystemBrowser),
+    );
+    let engine = match engine::start(config) {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("lanyard agent: {e}");
+            return exit::FAILURE;
+        }
+    };
+    info!(pid = std::process::id(), endpoint = %endpoint.display(), "agent starting");
+    let result = ipc::serve(engine.clone(), endpoint, shutdown_signal()).await;
+    engine.shutdown().await;
+    match result {
+        Ok(()) => {
+            info!("agent stopped");
+            0
+        }
+        Err(e) => {
+            eprintln!("lanyard agent: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    info!("shutting down");
+}
+
+/// Starts `lanyard agent` in the background (own process group, so the terminal's Ctrl-C does not
+/// reach it), logging to `agent.log` next to the socket, and waits until it answers.
+pub fn spawn_background(
+    policy_path: &Path,
+    no_keychain: bool,
+    endpoint: &Path,
+) -> Result<(), String> {
+    let dir = ipc::endpoint::prepare_directory(endpoint).map_err(|e| e.to_string())?;
+    let log_path = dir.join("agent.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let err_log = log.try_clone().map_err(|e| e.to_string())?;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the lanyard binary: {e}"))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("--policy")
+        .arg(policy_path)
+        .arg("agent")
+        .env(ipc::ENDPOINT_ENV, endpoint)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(err_log);
+    if no_keychain {
+        command.arg("--no-keychain");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("starting the agent: {e}"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if ipc::BlockingClient::connect(endpoint).is_ok() {
+            // Reap the agent when it ends, without ever blocking on it.
+            std::thread::spawn(move || child.wait());
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "the agent exited ({status}); see {}",
+                log_path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "the agent did not answer within 15 s; see {}",
+        log_path.display()
+    ))
+}

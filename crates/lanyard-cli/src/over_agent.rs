@@ -1,0 +1,227 @@
+//! The commands that talk to a running agent over the broker: `login`, `logout`, `status`,
+//! `servers`, `token`. Std only — no async runtime, no policy load — so `lanyard token` stays a
+//! millisecond-class helper. None of them opens a browser (the agent does, when `login` asks), and
+//! nothing secret goes to stderr: only `token` writes a token, to stdout.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lanyard_core::engine::{IdpStatus, Status};
+use lanyard_core::ipc::{BlockingClient, ClientError, ErrorCode, TokenRequestOptions};
+use lanyard_core::policy::Policy;
+
+use crate::{agent, exit, output};
+
+/// Prints one line for `e` and returns its exit code.
+pub fn fail(e: &ClientError) -> u8 {
+    eprintln!("lanyard: {e}");
+    exit_code(e)
+}
+
+/// The documented exit code of a broker error.
+pub fn exit_code(e: &ClientError) -> u8 {
+    match e {
+        ClientError::NotRunning { .. } => exit::AGENT_NOT_RUNNING,
+        ClientError::VersionMismatch { .. } => exit::VERSION_MISMATCH,
+        ClientError::Agent(reply) => match reply.code {
+            ErrorCode::NotSignedIn | ErrorCode::StepUpRequired => exit::NOT_SIGNED_IN,
+            ErrorCode::Denied => exit::DENIED,
+            ErrorCode::UnknownServer => exit::UNKNOWN_SERVER,
+            ErrorCode::Unavailable | ErrorCode::SignInFailed | ErrorCode::Stopped => {
+                exit::UNAVAILABLE
+            }
+            ErrorCode::VersionMismatch => exit::VERSION_MISMATCH,
+            _ => exit::FAILURE,
+        },
+        ClientError::Io(_) | ClientError::Protocol(_) => exit::FAILURE,
+    }
+}
+
+pub enum TokenFormat {
+    Plain,
+    Json,
+    HeaderJson,
+}
+
+/// `lanyard token SERVER`: the token on stdout, or a documented exit code and one line on stderr.
+pub fn token(endpoint: &Path, server: &str, format: TokenFormat, min_ttl: u64) -> u8 {
+    let options = TokenRequestOptions {
+        min_ttl: Duration::from_secs(min_ttl),
+        ..Default::default()
+    };
+    let token = match BlockingClient::connect(endpoint).and_then(|mut c| c.token(server, options)) {
+        Ok(token) => token,
+        Err(e) => return fail(&e),
+    };
+    let value = token.access_token.expose();
+    let text = match format {
+        TokenFormat::Plain => value.to_owned(),
+        TokenFormat::Json => serde_json::json!({
+            "access_token": value, "expires_at": token.expires_at, "scopes": token.scopes,
+        })
+        .to_string(),
+        TokenFormat::HeaderJson => {
+            serde_json::json!({"Authorization": format!("Bearer {value}")}).to_string()
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("lanyard: writing the token failed: {}", e.kind());
+            exit::FAILURE
+        }
+    }
+}
+
+/// Waits (bounded) until the agent has resumed its session and no server is being granted.
+fn settled(client: &mut BlockingClient, limit: Duration) -> Result<Status, ClientError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let status = client.status()?;
+        if status.is_settled() || Instant::now() >= deadline {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `lanyard status [--json]`.
+pub fn status(endpoint: &Path, json: bool) -> u8 {
+    let status = match BlockingClient::connect(endpoint)
+        .and_then(|mut c| settled(&mut c, Duration::from_secs(10)))
+    {
+        Ok(status) => status,
+        Err(e) => return fail(&e),
+    };
+    if json {
+        match serde_json::to_string_pretty(&status) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("lanyard: {e}");
+                return exit::FAILURE;
+            }
+        }
+    } else {
+        output::print_status(&status);
+    }
+    0
+}
+
+/// `lanyard servers`: from the agent, or from the policy file when no agent runs.
+pub fn servers(endpoint: &Path, policy_path: &Path) -> u8 {
+    match BlockingClient::connect(endpoint).and_then(|mut c| c.servers()) {
+        Ok(servers) => {
+            for s in servers {
+                println!("{:<16} {:<24} {}", s.id, s.display_name, s.url);
+            }
+            0
+        }
+        Err(ClientError::NotRunning { .. }) => match Policy::load(policy_path) {
+            Ok(policy) => {
+                for s in &policy.servers {
+                    println!("{:<16} {:<24} {}", s.id, s.display_name, s.url);
+                }
+                0
+            }
+            Err(errors) => {
+                eprintln!("lanyard: the policy is not usable:");
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+                exit::MISCONFIGURED
+            }
+        },
+        Err(e) => fail(&e),
+    }
+}
+
+/// `lanyard logout`.
+pub fn logout(endpoint: &Path) -> u8 {
+    match BlockingClient::connect(endpoint).and_then(|mut c| c.sign_out()) {
+        Ok(()) => {
+            eprintln!("Signed out.");
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `lanyard login [--device]`: asks the agent to sign in, starting the agent in the background
+/// first when none runs (unless `no_start`).
+pub fn login(
+    endpoint: &Path,
+    policy_path: &Path,
+    no_keychain: bool,
+    device: bool,
+    no_start: bool,
+) -> u8 {
+    let mut client = match BlockingClient::connect(endpoint) {
+        Ok(client) => client,
+        Err(ClientError::NotRunning { .. }) if !no_start => {
+            eprintln!("Starting the Lanyard agent in the background…");
+            if let Err(e) = agent::spawn_background(policy_path, no_keychain, endpoint) {
+                eprintln!("lanyard: {e}");
+                return exit::AGENT_NOT_RUNNING;
+            }
+            match BlockingClient::connect(endpoint) {
+                Ok(client) => client,
+                Err(e) => return fail(&e),
+            }
+        }
+        Err(e) => return fail(&e),
+    };
+    let status = match settled(&mut client, Duration::from_secs(30)) {
+        Ok(status) => status,
+        Err(e) => return fail(&e),
+    };
+    if let IdpStatus::SignedIn { email, subject, .. } = &status.idp {
+        eprintln!(
+            "Already signed in as {}.",
+            email.as_deref().unwrap_or(subject)
+        );
+    } else {
+        if device {
+            show_device_code(endpoint);
+        } else {
+            eprintln!("The agent is opening your browser to sign in…");
+        }
+        if let Err(e) = client.sign_in(device) {
+            return fail(&e);
+        }
+    }
+    match settled(&mut client, Duration::from_secs(60)) {
+        Ok(status) => {
+            output::print_status(&status);
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Prints the device code once the agent shows it (on a second connection, while the first waits).
+fn show_device_code(endpoint: &Path) {
+    let endpoint = endpoint.to_path_buf();
+    std::thread::spawn(move || {
+        let Ok(mut client) = BlockingClient::connect(&endpoint) else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Status {
+                idp:
+                    IdpStatus::SigningIn {
+                        user_code: Some(code),
+                        verification_uri: Some(uri),
+                    },
+                ..
+            }) = client.status()
+            {
+                eprintln!("To sign in, open {uri} and enter the code {code}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+}
