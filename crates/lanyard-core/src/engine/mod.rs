@@ -10,6 +10,7 @@
 
 pub mod credentials;
 pub mod grant;
+mod reload;
 pub mod schedule;
 pub mod status;
 
@@ -22,7 +23,7 @@ use tracing::{debug, info, warn};
 
 pub use schedule::{Backoff, RefreshRule};
 pub use status::{
-    Health, IdpStatus, KeychainStatus, Requester, ServerState, ServerStatus, Status, TokenUse,
+    Health, IdpStatus, KeychainStatus, PolicyStatus, Requester, ServerState, ServerStatus, Status, TokenUse,
 };
 
 use crate::clock::Clock;
@@ -47,6 +48,9 @@ pub struct EngineConfig {
     pub sign_in_timeout: Duration,
     /// Resume a saved session (refresh token in the keychain) at start.
     pub restore_session: bool,
+    /// Why no usable policy could be loaded: the engine starts `Misconfigured` (with `policy` then
+    /// empty) until a good one is applied.
+    pub policy_errors: Vec<String>,
 }
 
 impl EngineConfig {
@@ -66,6 +70,7 @@ impl EngineConfig {
             backoff: Backoff::default(),
             sign_in_timeout: Duration::from_secs(300),
             restore_session: true,
+            policy_errors: Vec::new(),
         }
     }
 }
@@ -151,6 +156,16 @@ pub enum Command {
     RecordUse {
         server: String,
         requester: Requester,
+    },
+    /// Replace the policy; the difference is applied live.
+    ApplyPolicy {
+        policy: Box<Policy>,
+        reply: oneshot::Sender<()>,
+    },
+    /// A changed policy could not be used: keep the last good one and report `errors`.
+    RejectPolicy {
+        errors: Vec<String>,
+        reply: oneshot::Sender<()>,
     },
     Shutdown,
 }
@@ -238,6 +253,21 @@ impl EngineHandle {
         Ok(token)
     }
 
+    /// Applies a new policy live (servers granted, revoked or re-granted; settings updated).
+    pub async fn apply_policy(&self, policy: Policy) -> Result<(), EngineError> {
+        self.ask(|reply| Command::ApplyPolicy {
+            policy: Box::new(policy),
+            reply,
+        })
+        .await
+    }
+
+    /// Reports a policy that could not be used; the last good one stays in force.
+    pub async fn reject_policy(&self, errors: Vec<String>) -> Result<(), EngineError> {
+        self.ask(|reply| Command::RejectPolicy { errors, reply })
+            .await
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
@@ -292,6 +322,13 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         status_tx: watch::channel(placeholder_status()).0,
         events_tx,
         last_tick: None,
+        policy_status: if config.policy_errors.is_empty() {
+            PolicyStatus::Applied
+        } else {
+            PolicyStatus::Misconfigured {
+                errors: config.policy_errors.clone(),
+            }
+        },
         config,
     };
     if actor.config.restore_session && actor.config.policy.idp.is_some() {
@@ -312,6 +349,7 @@ fn placeholder_status() -> Status {
         idp: IdpStatus::SignedOut,
         servers: Vec::new(),
         keychain: KeychainStatus::Available,
+        policy: PolicyStatus::Applied,
         updated_at: 0,
     }
 }
@@ -412,6 +450,7 @@ enum AfterDiscovery {
 
 struct CurrentToken {
     access_token: Secret,
+    issued_at: u64,
     expires_at: u64,
     scopes: Vec<String>,
 }
@@ -468,6 +507,9 @@ impl ServerSlot {
 
     fn usable_token(&self, now: u64, min_ttl: u64) -> Option<AccessToken> {
         let t = self.token.as_ref()?;
+        // A caller cannot get more than the server issues: asking for a longer life than half a
+        // fresh token's would otherwise mint anew on every call.
+        let min_ttl = min_ttl.min(t.expires_at.saturating_sub(t.issued_at) / 2);
         (t.expires_at > now + min_ttl).then(|| AccessToken {
             access_token: t.access_token.clone(),
             expires_at: t.expires_at,
@@ -494,6 +536,7 @@ struct Actor {
     events_tx: mpsc::UnboundedSender<Event>,
     /// (wall-clock seconds, monotonic instant) of the last tick, to notice sleep and clock jumps.
     last_tick: Option<(u64, tokio::time::Instant)>,
+    policy_status: PolicyStatus,
 }
 
 impl Actor {
@@ -583,6 +626,14 @@ impl Actor {
                 if let Some(slot) = self.servers.get_mut(&server) {
                     slot.last_used = Some(TokenUse { at, requester });
                 }
+            }
+            Command::ApplyPolicy { policy, reply } => {
+                self.apply_policy(*policy);
+                let _ = reply.send(());
+            }
+            Command::RejectPolicy { errors, reply } => {
+                self.reject_policy(errors);
+                let _ = reply.send(());
             }
             Command::Shutdown => {}
         }
@@ -1107,6 +1158,7 @@ impl Actor {
                 info!(server = %id, expires_in = minted.expires_in, "token granted");
                 slot.token = Some(CurrentToken {
                     access_token: minted.access_token,
+                    issued_at: now,
                     expires_at,
                     scopes: minted.scopes.clone(),
                 });
@@ -1545,6 +1597,7 @@ impl Actor {
             idp,
             servers,
             keychain: self.keychain.clone(),
+            policy: self.policy_status.clone(),
             updated_at: self.now(),
         }
     }
@@ -1554,7 +1607,8 @@ impl Actor {
         self.status_tx.send_if_modified(|current| {
             let changed = current.idp != status.idp
                 || current.servers != status.servers
-                || current.keychain != status.keychain;
+                || current.keychain != status.keychain
+                || current.policy != status.policy;
             if changed {
                 *current = status;
             }

@@ -13,6 +13,9 @@ pub struct Status {
     pub idp: IdpStatus,
     pub servers: Vec<ServerStatus>,
     pub keychain: KeychainStatus,
+    /// Whether the managed policy is in force (or why not).
+    #[serde(default)]
+    pub policy: PolicyStatus,
     /// Wall-clock seconds when this snapshot was made.
     pub updated_at: u64,
 }
@@ -33,6 +36,9 @@ impl Status {
 
     /// One word for the tray: the worst thing going on.
     pub fn health(&self) -> Health {
+        if let PolicyStatus::Misconfigured { .. } = self.policy {
+            return Health::ActionNeeded;
+        }
         let mut health = match &self.idp {
             IdpStatus::SignedOut
                 if self
@@ -93,6 +99,19 @@ pub enum IdpStatus {
     },
     /// The session ended (refresh token expired or revoked, step-up): sign in again.
     NeedsSignIn { reason: String },
+}
+
+/// The managed policy's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PolicyStatus {
+    /// The policy is valid and in force.
+    #[default]
+    Applied,
+    /// No usable policy: nothing works until IT fixes it (each error names its source and key).
+    Misconfigured { errors: Vec<String> },
+    /// A changed policy was invalid; the last good one stays in force.
+    ChangeRejected { errors: Vec<String> },
 }
 
 /// The keychain that holds the refresh token and client secrets.
