@@ -55,3 +55,20 @@ pub fn resolve_client(
         auth,
     })
 }
+
+/// The HTTP client settings a policy asks for on top of `base`: its proxy and its extra CA files
+/// (a TLS-inspecting corporate proxy). An unreadable CA file is an error, not a silent skip.
+pub fn http_config_for(
+    settings: &crate::policy::Settings,
+    mut base: crate::oauth::HttpConfig,
+) -> Result<crate::oauth::HttpConfig, String> {
+    if let Some(proxy) = &settings.proxy {
+        base.proxy = Some(proxy.clone());
+    }
+    for path in &settings.extra_ca_files {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+        base.extra_ca_pem.push(pem);
+    }
+    Ok(base)
+}

@@ -298,7 +298,9 @@ impl EngineHandle {
 
 /// Starts the engine on the current tokio runtime.
 pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
-    let http = HttpExecutor::new(&config.http)?;
+    let http_config = credentials::http_config_for(&config.policy.settings, config.http.clone())
+        .map_err(WireError::Discovery)?;
+    let http = HttpExecutor::new(&http_config)?;
     let (commands_tx, commands_rx) = mpsc::channel(256);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let servers = config
