@@ -319,7 +319,7 @@ pub fn remove_member(text: &str, object: &Node, index: usize, comment: Option<&s
             (None, None) => edits.push((member.key_start, member_end)),
         },
     }
-    edits.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    edits.sort_unstable_by_key(|&(start, _)| std::cmp::Reverse(start));
     let mut out = text.to_string();
     for (start, end) in edits {
         out.replace_range(start..end, "");
