@@ -10,6 +10,7 @@ mod clients;
 mod conformance;
 mod output;
 mod over_agent;
+mod policy_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,6 +113,9 @@ enum Command {
     /// Wire AI clients (Claude Code, Claude Desktop, VS Code, Cursor) to every server.
     #[command(subcommand)]
     Clients(clients::command::ClientsCommand),
+    /// Show the effective managed policy, or validate a policy file before deploying it.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +159,7 @@ fn run(cli: Cli) -> u8 {
             |e| over_agent::login(&e, &cli.policy, cli.no_keychain, device, no_start),
         ),
         Command::Clients(command) => clients::command::run(&command, &cli.policy),
+        Command::Policy(command) => policy_cmd::run(&command, &cli.policy),
         Command::Agent => {
             init_logging("info");
             endpoint().map_or_else(|c| c, |e| agent::run(&cli.policy, cli.no_keychain, e))

@@ -209,3 +209,14 @@ impl LinuxPolicyPaths {
         crate::policy::resolve(&read.layers, crate::policy::FileChecks::Readable)
     }
 }
+
+impl LinuxPolicyPaths {
+    /// The standard locations for the system file, else `file` as named by the user.
+    pub fn for_named_file(file: &Path) -> Self {
+        if file == Path::new(SYSTEM_POLICY_FILE) {
+            Self::system()
+        } else {
+            Self::for_policy_file(file)
+        }
+    }
+}

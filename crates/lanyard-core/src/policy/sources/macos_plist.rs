@@ -53,9 +53,7 @@ pub fn read_managed_preferences(root: &Path, user: Option<&str>) -> SourceRead {
 
 /// The layers of one managed-preferences plist (XML or binary).
 pub fn layers_from_plist(bytes: &[u8], source_name: &str) -> Result<Vec<Layer>, PolicyError> {
-    let value = plist::Value::from_reader(std::io::Cursor::new(bytes)).map_err(|e| {
-        PolicyError::new(source_name, "", format!("not a valid property list: {e}"))
-    })?;
+    let value = parse_plist(bytes, source_name)?;
     let Some(dict) = value.as_dictionary() else {
         return Err(PolicyError::new(
             source_name,
@@ -63,33 +61,8 @@ pub fn layers_from_plist(bytes: &[u8], source_name: &str) -> Result<Vec<Layer>, 
             "expected a dictionary at the top of the property list",
         ));
     };
-    if let Some(plist::Value::Dictionary(mcx)) = dict.get(PREFERENCE_DOMAIN) {
-        let mut layers = Vec::new();
-        for (state, scope) in [
-            ("Set-Once", Scope::Recommended),
-            ("Often", Scope::Recommended),
-            ("Forced", Scope::Mandatory),
-        ] {
-            let Some(plist::Value::Array(entries)) = mcx.get(state) else {
-                continue;
-            };
-            for (i, entry) in entries.iter().enumerate() {
-                let at = format!("{PREFERENCE_DOMAIN}.{state}[{i}].mcx_preference_settings");
-                let Some(settings) = entry
-                    .as_dictionary()
-                    .and_then(|e| e.get("mcx_preference_settings"))
-                else {
-                    return Err(PolicyError::new(source_name, &at, "missing"));
-                };
-                let document = plist_to_json(settings, &at, source_name)?;
-                layers.push(Layer::new(
-                    format!("{source_name} ({state})"),
-                    scope,
-                    without_payload_keys(document),
-                ));
-            }
-        }
-        return Ok(layers);
+    if let Some(layers) = managed_client_layers(dict, source_name) {
+        return layers;
     }
     let document = plist_to_json(&value, "", source_name)?;
     Ok(vec![Layer::new(
@@ -97,6 +70,50 @@ pub fn layers_from_plist(bytes: &[u8], source_name: &str) -> Result<Vec<Layer>, 
         Scope::Mandatory,
         without_payload_keys(document),
     )])
+}
+
+fn parse_plist(bytes: &[u8], source_name: &str) -> Result<plist::Value, PolicyError> {
+    plist::Value::from_reader(std::io::Cursor::new(bytes))
+        .map_err(|e| PolicyError::new(source_name, "", format!("not a valid property list: {e}")))
+}
+
+/// The Managed Client form `{domain: {Forced: [...], Set-Once: [...]}}`, if `dict` has it.
+fn managed_client_layers(
+    dict: &plist::Dictionary,
+    source_name: &str,
+) -> Option<Result<Vec<Layer>, PolicyError>> {
+    let Some(plist::Value::Dictionary(mcx)) = dict.get(PREFERENCE_DOMAIN) else {
+        return None;
+    };
+    let mut layers = Vec::new();
+    for (state, scope) in [
+        ("Set-Once", Scope::Recommended),
+        ("Often", Scope::Recommended),
+        ("Forced", Scope::Mandatory),
+    ] {
+        let Some(plist::Value::Array(entries)) = mcx.get(state) else {
+            continue;
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let at = format!("{PREFERENCE_DOMAIN}.{state}[{i}].mcx_preference_settings");
+            let Some(settings) = entry
+                .as_dictionary()
+                .and_then(|e| e.get("mcx_preference_settings"))
+            else {
+                return Some(Err(PolicyError::new(source_name, &at, "missing")));
+            };
+            let document = match plist_to_json(settings, &at, source_name) {
+                Ok(document) => document,
+                Err(e) => return Some(Err(e)),
+            };
+            layers.push(Layer::new(
+                format!("{source_name} ({state})"),
+                scope,
+                without_payload_keys(document),
+            ));
+        }
+    }
+    Some(Ok(layers))
 }
 
 /// Drops profile bookkeeping (`PayloadType`, `PayloadUUID`, …) from a top-level dictionary.
@@ -161,4 +178,60 @@ pub fn plist_to_json(value: &plist::Value, path: &str, source: &str) -> Result<V
             ))
         }
     })
+}
+
+/// The layers of a configuration profile (`.mobileconfig`, an XML plist): every payload of type
+/// [`PREFERENCE_DOMAIN`] (forced), and Managed Client payloads (`com.apple.ManagedClient.preferences`)
+/// for the domain, split into forced and set-once.
+pub fn layers_from_mobileconfig(
+    bytes: &[u8],
+    source_name: &str,
+) -> Result<Vec<Layer>, PolicyError> {
+    let value = parse_plist(bytes, source_name)?;
+    let payloads = value
+        .as_dictionary()
+        .and_then(|d| d.get("PayloadContent"))
+        .and_then(plist::Value::as_array)
+        .ok_or_else(|| {
+            PolicyError::new(
+                source_name,
+                "PayloadContent",
+                "missing: not a configuration profile",
+            )
+        })?;
+    let mut layers = Vec::new();
+    for (i, payload) in payloads.iter().enumerate() {
+        let at = format!("PayloadContent[{i}]");
+        let Some(dict) = payload.as_dictionary() else {
+            continue;
+        };
+        match dict.get("PayloadType").and_then(plist::Value::as_string) {
+            Some(PREFERENCE_DOMAIN) => {
+                let document = plist_to_json(payload, "", source_name)?;
+                layers.push(Layer::new(
+                    format!("{source_name} {at}"),
+                    Scope::Mandatory,
+                    without_payload_keys(document),
+                ));
+            }
+            Some("com.apple.ManagedClient.preferences") => {
+                let content = dict
+                    .get("PayloadContent")
+                    .and_then(plist::Value::as_dictionary);
+                let name = format!("{source_name} {at}");
+                if let Some(found) = content.and_then(|c| managed_client_layers(c, &name)) {
+                    layers.extend(found?);
+                }
+            }
+            _ => {}
+        }
+    }
+    if layers.is_empty() {
+        return Err(PolicyError::new(
+            source_name,
+            "PayloadContent",
+            format!("no payload for {PREFERENCE_DOMAIN}"),
+        ));
+    }
+    Ok(layers)
 }
