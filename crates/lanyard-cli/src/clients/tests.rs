@@ -501,3 +501,43 @@ fn config_paths_follow_each_clients_convention() {
     assert_eq!("vscode".parse::<Client>(), Ok(Client::VsCode));
     assert!("emacs".parse::<Client>().is_err());
 }
+
+#[test]
+fn unusual_layouts_parse_after_install_and_round_trip_through_remove() {
+    let layouts: &[(Client, &str)] = &[
+        (Client::VsCode, "{\"servers\": {\n  \"a\": {} /* spans\n lines */\n}}"),
+        (Client::VsCode, "{\n  \"servers\": {\n    // only a comment\n  }\n}\n"),
+        (Client::VsCode, "{\n  \"servers\": {\n    \"a\": {}, // note\n    \"b\": {} // last\n  }\n}"),
+        (Client::VsCode, "\u{feff}{\n  \"servers\": {\n    \"a\": {\n    }}\n}\n"),
+        (Client::Cursor, "{\n  \"mcpServers\": {\"a\": {\"command\": \"x\"}},\n  \"b\": 1\n}\n"),
+        (Client::Cursor, "{\"mcpServers\": {}}"),
+        (Client::ClaudeCode, "{\n   \"mcpServers\":\n   {\n      \"a\": {\"type\": \"http\", \"url\": \"https://a\"}\n   }\n}"),
+        (Client::ClaudeDesktop, "  {  \"mcpServers\" : {\n\"a\":{\"command\":\"x\"}\n}  }  \n"),
+    ];
+    for (client, before) in layouts {
+        let installed = install(*client, Some(before));
+        assert!(
+            jsonc::parse(&installed.new_text, client.dialect()).is_ok(),
+            "{client:?} produced unparsable text from {before:?}:\n{}",
+            installed.new_text
+        );
+        assert_eq!(
+            lanyard_entries(*client, &installed.new_text)
+                .expect("parses")
+                .len(),
+            2,
+            "{}",
+            installed.new_text
+        );
+        assert_eq!(
+            install(*client, Some(&installed.new_text)).new_text,
+            installed.new_text
+        );
+        let removed = remove(*client, &installed.new_text);
+        assert_eq!(
+            &removed.new_text, before,
+            "{client:?}: after install:\n{}",
+            installed.new_text
+        );
+    }
+}
