@@ -67,7 +67,12 @@ struct Cli {
     )]
     policy: PathBuf,
     /// The agent keeps the session in memory only (no keychain): it ends with the agent.
-    #[arg(long, global = true, env = "LANYARD_NO_KEYCHAIN")]
+    #[arg(
+        long,
+        global = true,
+        env = "LANYARD_NO_KEYCHAIN",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     no_keychain: bool,
     #[command(subcommand)]
     command: Command,

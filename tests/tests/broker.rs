@@ -1,0 +1,586 @@
+//! End-to-end tests of the local broker across processes: the testbed in this process, a real
+//! `lanyard agent` child with its own XDG_RUNTIME_DIR, and `lanyard` CLI children talking to it over
+//! the Unix socket. Sign-in goes through `$BROWSER` = `lanyard-testbed browse`, which submits the
+//! dev IdP's login page. The agent runs with `--no-keychain` (the keychain has its own tests).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lanyard_core::ipc::{BlockingClient, MAX_REQUEST_BYTES};
+use lanyard_testbed::{AsConfig, Endpoint, Fault, FaultMode, McpConfig, Testbed, TestbedConfig};
+use serde_json::Value;
+
+/// Exit codes documented in `lanyard --help`.
+const EXIT_FAILURE: i32 = 1;
+const EXIT_NOT_SIGNED_IN: i32 = 4;
+const EXIT_DENIED: i32 = 5;
+const EXIT_UNKNOWN_SERVER: i32 = 7;
+const EXIT_AGENT_NOT_RUNNING: i32 = 8;
+const EXIT_AGENT_ALREADY_RUNNING: i32 = 10;
+
+struct Binaries {
+    lanyard: PathBuf,
+    testbed: PathBuf,
+}
+
+/// Builds (once per test process) and finds the `lanyard` and `lanyard-testbed` binaries.
+fn binaries() -> &'static Binaries {
+    static BINS: OnceLock<Binaries> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "lanyard-cli",
+                "-p",
+                "lanyard-testbed",
+                "--bins",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let bins = Binaries {
+            lanyard: target.join("debug/lanyard"),
+            testbed: target.join("debug/lanyard-testbed"),
+        };
+        assert!(bins.lanyard.exists() && bins.testbed.exists());
+        bins
+    })
+}
+
+/// One isolated user session: a scratch dir, a policy for the testbed, a private runtime dir.
+struct World {
+    testbed: Testbed,
+    dir: PathBuf,
+    policy: PathBuf,
+    runtime_dir: PathBuf,
+}
+
+impl World {
+    fn new(testbed: Testbed) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "lanyard-broker-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let runtime_dir = dir.join("run");
+        std::fs::create_dir_all(&runtime_dir).expect("runtime dir");
+        let policy = dir.join("policy.json");
+        let json = lanyard_testbed::demo::lanyard_policy(&testbed);
+        std::fs::write(&policy, serde_json::to_vec_pretty(&json).expect("json")).expect("policy");
+        Self {
+            testbed,
+            dir,
+            policy,
+            runtime_dir,
+        }
+    }
+
+    fn endpoint(&self) -> PathBuf {
+        self.runtime_dir.join("lanyard/agent.sock")
+    }
+
+    /// `lanyard …` as this world's user.
+    fn lanyard(&self, args: &[&str]) -> Command {
+        let bins = binaries();
+        let mut command = Command::new(&bins.lanyard);
+        command
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env("LANYARD_POLICY", &self.policy)
+            .env("LANYARD_NO_KEYCHAIN", "1")
+            .env(
+                "BROWSER",
+                format!("{} browse --user alice@example.com", bins.testbed.display()),
+            )
+            .env_remove("LANYARD_AGENT_SOCKET")
+            .env_remove("LANYARD_LOG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs a CLI command to completion.
+    fn run(&self, args: &[&str]) -> Output {
+        self.lanyard(args).output().expect("run lanyard")
+    }
+
+    fn start_agent(&self) -> Agent {
+        let log = self
+            .dir
+            .join(format!("agent-{}.log", rand::random::<u32>()));
+        let child = self
+            .lanyard(&["agent"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn agent");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while BlockingClient::connect(&self.endpoint()).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not answer: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Agent { child, log }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.testbed.shutdown();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the agent ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+/// Asserts a helper failure: the exit code, nothing on stdout, exactly one line on stderr.
+fn assert_fails(o: &Output, expected: i32, what: &str) {
+    assert_eq!(code(o), expected, "{what}: stderr {}", stderr(o));
+    assert!(o.stdout.is_empty(), "{what}: stdout must stay empty");
+    assert_eq!(
+        stderr(o).lines().count(),
+        1,
+        "{what}: one line: {}",
+        stderr(o)
+    );
+}
+
+async fn demo_world() -> World {
+    let testbed = lanyard_testbed::demo::start_demo(Duration::ZERO)
+        .await
+        .expect("testbed");
+    World::new(testbed)
+}
+
+/// Blocking work (child processes) off the test's async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_and_cli_end_to_end() {
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        // No agent yet: helpers say so, fast, without opening anything.
+        let o = world.run(&["token", "docs"]);
+        assert_fails(&o, EXIT_AGENT_NOT_RUNNING, "token without agent");
+        assert!(stderr(&o).contains("lanyard agent"), "{}", stderr(&o));
+
+        let mut agent = world.start_agent();
+        assert_fails(
+            &world.run(&["token", "docs"]),
+            EXIT_NOT_SIGNED_IN,
+            "token before sign-in",
+        );
+
+        // One agent per user: a second start names the first.
+        let second = world.run(&["agent"]);
+        assert_eq!(
+            code(&second),
+            EXIT_AGENT_ALREADY_RUNNING,
+            "{}",
+            stderr(&second)
+        );
+        assert!(
+            stderr(&second).contains(&format!("pid {}", agent.pid())),
+            "{}",
+            stderr(&second)
+        );
+
+        let login = world.run(&["login", "--no-start"]);
+        assert_eq!(code(&login), 0, "login: {}", stderr(&login));
+        assert!(stdout(&login).contains("Signed in as alice@example.com"));
+
+        let plain = world.run(&["token", "docs"]);
+        assert_eq!(code(&plain), 0, "{}", stderr(&plain));
+        assert!(plain.stderr.is_empty());
+        let token = stdout(&plain).trim_end().to_owned();
+        assert_eq!(
+            stdout(&plain),
+            format!("{token}\n"),
+            "only the token on stdout"
+        );
+        assert_eq!(token.split('.').count(), 3, "a JWT access token");
+
+        let header = world.run(&["token", "docs", "--header-json"]);
+        assert_eq!(code(&header), 0);
+        let header: Value = serde_json::from_slice(&header.stdout).expect("header json");
+        let header = header.as_object().expect("an object");
+        assert_eq!(header.len(), 1, "only the Authorization header");
+        assert_eq!(header["Authorization"], format!("Bearer {token}"));
+
+        let json = world.run(&["token", "docs", "--json", "--min-ttl", "30"]);
+        assert_eq!(code(&json), 0);
+        let json: Value = serde_json::from_slice(&json.stdout).expect("token json");
+        assert_eq!(json["access_token"], token.as_str());
+        assert!(json["expires_at"].as_u64().expect("expires_at") > 0);
+        assert_eq!(json["scopes"], serde_json::json!(["docs.read"]));
+
+        assert_fails(
+            &world.run(&["token", "payroll"]),
+            EXIT_DENIED,
+            "denied server",
+        );
+        assert_fails(
+            &world.run(&["token", "nope"]),
+            EXIT_UNKNOWN_SERVER,
+            "unknown server",
+        );
+
+        // Audit: the last hand-out of docs names this CLI binary and a pid.
+        let status = world.run(&["status", "--json"]);
+        assert_eq!(code(&status), 0);
+        let status: Value = serde_json::from_slice(&status.stdout).expect("status json");
+        let docs = status["servers"]
+            .as_array()
+            .expect("servers")
+            .iter()
+            .find(|s| s["id"] == "docs")
+            .expect("docs")
+            .clone();
+        let requester = &docs["last_used"]["requester"];
+        assert!(requester["pid"].as_u64().is_some(), "{docs}");
+        let exe = requester["executable"].as_str().expect("executable");
+        assert!(exe.ends_with("/lanyard"), "{exe}");
+        let text = world.run(&["status"]);
+        assert!(stdout(&text).contains("last used"), "{}", stdout(&text));
+
+        let servers = world.run(&["servers"]);
+        assert_eq!(stdout(&servers).lines().count(), 3, "{}", stdout(&servers));
+
+        // Nothing secret in the agent's log.
+        assert!(agent.log().contains("token handed out"));
+        assert!(
+            !agent.log().contains(&token),
+            "the token leaked into the agent log"
+        );
+
+        let logout = world.run(&["logout"]);
+        assert_eq!(code(&logout), 0, "{}", stderr(&logout));
+        assert_fails(
+            &world.run(&["token", "docs"]),
+            EXIT_NOT_SIGNED_IN,
+            "after logout",
+        );
+
+        // SIGTERM: a clean exit that removes the socket.
+        let status = agent.terminate();
+        assert!(status.success(), "agent exit {status:?}: {}", agent.log());
+        assert!(!world.endpoint().exists(), "the socket must be removed");
+        assert_fails(
+            &world.run(&["token", "docs"]),
+            EXIT_AGENT_NOT_RUNNING,
+            "after stop",
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn login_starts_an_agent_in_the_background() {
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let login = world.run(&["login"]);
+        assert_eq!(code(&login), 0, "{}", stderr(&login));
+        assert!(stderr(&login).contains("Starting the Lanyard agent"));
+        let client = BlockingClient::connect(&world.endpoint()).expect("the agent runs");
+        let agent_pid = client.agent().pid;
+        assert_ne!(agent_pid, 0);
+        let token = world.run(&["token", "tickets"]);
+        assert_eq!(code(&token), 0, "{}", stderr(&token));
+        let killed = Command::new("kill")
+            .args(["-TERM", &agent_pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while world.endpoint().exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the background agent did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await;
+}
+
+/// 200 concurrent `lanyard token` processes for 5 servers, all arriving while the sign-in's grants
+/// are still in flight (the authorization servers answer slowly), share one mint per server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_token_calls_mint_once_per_server() {
+    const SERVERS: usize = 5;
+    const CALLS: usize = 200;
+    let mut config = TestbedConfig::default();
+    for i in 0..SERVERS {
+        let id = format!("s{i}");
+        let scope = format!("{id}.read");
+        config.auth_servers.push(
+            AsConfig::new(&id, &format!("lanyard-{id}"))
+                .with_issuer_path(&format!("/oauth2/{id}"), false)
+                .with_scopes(&[&scope]),
+        );
+        config
+            .mcp_servers
+            .push(McpConfig::new(&id, &id, &[scope.as_str()]));
+    }
+    let testbed = Testbed::start(config).await.expect("testbed");
+    for auth_server in testbed.auth_servers() {
+        auth_server.faults().inject(
+            Endpoint::Token,
+            Fault::Slow(Duration::from_millis(2500)),
+            FaultMode::Persistent,
+        );
+    }
+    let world = std::sync::Arc::new(World::new(testbed));
+    let w = world.clone();
+    let outputs = blocking(move || {
+        let world = w;
+        let agent = world.start_agent();
+        let mut client = BlockingClient::connect(&world.endpoint()).expect("connect");
+        client.sign_in(false).expect("sign in");
+        // The grants started with the sign-in; every call below arrives while they are slow.
+        let children: Vec<(usize, Child)> = (0..CALLS)
+            .map(|i| {
+                let server = format!("s{}", i % SERVERS);
+                let child = world
+                    .lanyard(&["token", &server])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn lanyard token");
+                (i % SERVERS, child)
+            })
+            .collect();
+        let outputs: Vec<(usize, Output)> = children
+            .into_iter()
+            .map(|(server, child)| (server, child.wait_with_output().expect("wait")))
+            .collect();
+        drop(agent);
+        outputs
+    })
+    .await;
+    let mut tokens: Vec<Option<String>> = vec![None; SERVERS];
+    for (server, output) in &outputs {
+        assert_eq!(code(output), 0, "s{server}: {}", stderr(output));
+        let token = stdout(output).trim_end().to_owned();
+        assert!(!token.is_empty());
+        match &tokens[*server] {
+            None => tokens[*server] = Some(token),
+            Some(first) => assert_eq!(first, &token, "s{server}: every caller gets the one token"),
+        }
+    }
+    assert_eq!(outputs.len(), CALLS);
+    for auth_server in world.testbed.auth_servers() {
+        assert_eq!(
+            auth_server.stats().jwt_bearer_mints,
+            1,
+            "{}: one mint for all callers",
+            auth_server.name()
+        );
+    }
+}
+
+fn read_reply(reader: &mut impl BufRead) -> Value {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read reply");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply {line:?}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_and_oversized_requests_get_an_error_and_the_broker_keeps_serving() {
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let agent = world.start_agent();
+        let stream = UnixStream::connect(world.endpoint()).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut writer = stream;
+
+        writer.write_all(b"this is not json\n").expect("write");
+        let reply = read_reply(&mut reader);
+        assert_eq!(reply["type"], "error");
+        assert_eq!(reply["code"], "bad_request");
+
+        writer.write_all(b"{\"op\":\"status\"}\n").expect("write");
+        assert_eq!(read_reply(&mut reader)["code"], "hello_required");
+
+        writer
+            .write_all(b"{\"op\":\"hello\",\"protocol\":1,\"client\":\"test\"}\n")
+            .expect("write");
+        let hello = read_reply(&mut reader);
+        assert_eq!(hello["type"], "hello", "{hello}");
+        assert_eq!(hello["agent_pid"], agent.pid());
+
+        writer
+            .write_all(b"{\"op\":\"launch_missiles\"}\n")
+            .expect("write");
+        assert_eq!(read_reply(&mut reader)["code"], "bad_request");
+        writer.write_all(b"{\"op\":\"status\"}\n").expect("write");
+        assert_eq!(read_reply(&mut reader)["type"], "status");
+
+        // Oversized: an error, then the connection is closed.
+        let mut big = vec![b'x'; MAX_REQUEST_BYTES + 100];
+        big.push(b'\n');
+        let _ = writer.write_all(&big);
+        assert_eq!(read_reply(&mut reader)["code"], "too_large");
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "nothing after too_large");
+
+        // A client of another protocol version is told which one the agent speaks.
+        let mut other = UnixStream::connect(world.endpoint()).expect("connect");
+        other
+            .write_all(b"{\"op\":\"hello\",\"protocol\":99,\"client\":\"future\"}\n")
+            .expect("write");
+        let reply = read_reply(&mut BufReader::new(other));
+        assert_eq!(reply["code"], "version_mismatch");
+        assert_eq!(reply["agent_protocol"], 1);
+
+        // The broker still serves everyone.
+        let status = world.run(&["status", "--json"]);
+        assert_eq!(code(&status), 0, "{}", stderr(&status));
+        assert!(agent.log().contains("malformed request"));
+        assert!(agent.log().contains("request over"));
+    })
+    .await;
+}
+
+/// A process of another user is refused by the peer-credential check. The socket directory
+/// (0700) would stop it first, so the test opens the directory and socket to everyone to reach
+/// the check itself. Needs root (to run as `nobody`); CI runs as root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_from_another_user_is_refused_and_logged() {
+    if !running_as_root() {
+        eprintln!("SKIPPED: needs root to run a client as another user");
+        return;
+    }
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        use std::os::unix::fs::PermissionsExt;
+        let world = w;
+        let agent = world.start_agent();
+        // The other user needs to reach and run the client binary: copy it into the open dir.
+        let open = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        let client = world.dir.join("lanyard-client");
+        std::fs::copy(&binaries().lanyard, &client).expect("copy binary");
+        open(&world.dir, 0o755);
+        open(&client, 0o755);
+        open(&world.runtime_dir, 0o755);
+        open(&world.runtime_dir.join("lanyard"), 0o755);
+        open(&world.endpoint(), 0o666);
+        let output = Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(&client)
+            .args(["token", "docs"])
+            .env("LANYARD_AGENT_SOCKET", world.endpoint())
+            .stdin(Stdio::null())
+            .output()
+            .expect("runuser");
+        assert_eq!(code(&output), EXIT_FAILURE, "{}", stderr(&output));
+        assert!(output.stdout.is_empty());
+        assert!(
+            stderr(&output).contains("serves only the user who runs it"),
+            "{}",
+            stderr(&output)
+        );
+        let log = agent.log();
+        assert!(
+            log.contains("refused a broker connection from another user"),
+            "{log}"
+        );
+        assert!(log.contains("65534"), "the refused uid is logged: {log}");
+        // The owner is still served.
+        assert_fails(
+            &world.run(&["token", "docs"]),
+            EXIT_NOT_SIGNED_IN,
+            "owner after refusal",
+        );
+    })
+    .await;
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
