@@ -4,7 +4,7 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint unit conformance bench
+.PHONY: help deps build demo test lint unit conformance bench ui ui-test webview tray-bench
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and sign in with the CLI"
@@ -14,26 +14,44 @@ help:
 deps:
 	scripts/install-deps.sh
 
-build: deps
+# The status window's bundle (ui/dist), embedded into the tray app at compile time: every cargo
+# build of the workspace needs it first.
+ui:
+	cd ui && npm run build --silent
+
+build: deps ui
 	$(CARGO) build --workspace --bins
 
 demo: build
 	scripts/demo.sh
 
-lint:
+lint: ui
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Every test tier: unit + testbed + engine end-to-end (real HTTP on 127.0.0.1), with a real
 # Secret Service (gnome-keyring in a private D-Bus session) for the keychain tests.
-unit:
+unit: ui
 	scripts/with-keyring.sh $(CARGO) nextest run --workspace --no-fail-fast
 
 conformance:
 	$(CARGO) build -p lanyard-cli
 	scripts/conformance.sh
 
-test: deps lint unit conformance
+# The status window's unit tests (Vitest, jsdom).
+ui-test:
+	cd ui && npx vitest run
+
+# The tray app in a real webview (tauri-driver + WebKitWebDriver) under Xvfb, against the testbed;
+# screenshots land in target/artifacts/webview/.
+webview: ui
+	scripts/webview-e2e.sh
+
+test: deps lint unit ui-test conformance
+
+# Tray app measurements (RSS window open/closed, idle wake-ups, launch -> tray ready).
+tray-bench: deps ui
+	scripts/tray-bench.sh
 
 bench: deps
 	$(CARGO) bench -p lanyard-tests --bench signin_to_granted

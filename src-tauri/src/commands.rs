@@ -1,0 +1,76 @@
+//! The status window's commands: one line each, over `actions` and the [`Host`]. Errors reach the
+//! window as `{code, message}`. Generic over [`Runtime`] so `tauri::test::mock_builder()` runs them
+//! without a display.
+
+use std::sync::Arc;
+
+use tauri::{AppHandle, Runtime, State};
+
+use crate::actions::{self, CommandError, MenuAction};
+use crate::host::Host;
+use crate::notices::Notice;
+use crate::snapshot::Snapshot;
+use crate::tray::TrayLook;
+
+type HostState<'a> = State<'a, Arc<Host>>;
+
+/// Everything the window shows.
+#[tauri::command]
+pub fn snapshot(host: HostState<'_>) -> Snapshot {
+    host.snapshot()
+}
+
+/// Signs in in the system browser; returns when the sign-in finished (or failed).
+#[tauri::command]
+pub async fn sign_in<R: Runtime>(app: AppHandle<R>) -> Result<(), CommandError> {
+    actions::perform(&app, MenuAction::SignIn).await
+}
+
+#[tauri::command]
+pub async fn sign_out<R: Runtime>(app: AppHandle<R>) -> Result<(), CommandError> {
+    actions::perform(&app, MenuAction::SignOut).await
+}
+
+#[tauri::command]
+pub async fn refresh_all<R: Runtime>(app: AppHandle<R>) -> Result<(), CommandError> {
+    actions::perform(&app, MenuAction::RefreshAll).await
+}
+
+/// Retries one server now.
+#[tauri::command]
+pub async fn refresh_server(host: HostState<'_>, server: String) -> Result<(), CommandError> {
+    Ok(host.engine()?.refresh(&server).await?)
+}
+
+/// Opens the organization's support page (the policy's `support_url`) in the browser.
+#[tauri::command]
+pub fn open_support<R: Runtime>(app: AppHandle<R>, host: HostState<'_>) -> Result<(), CommandError> {
+    let url = host.support_url().ok_or_else(|| {
+        CommandError::new("no_support_url", "Your organization has not set a support page")
+    })?;
+    crate::open_url(&app, url)
+}
+
+/// Turns start-at-login on or off (unless the organization locked it).
+#[tauri::command]
+pub fn set_autostart<R: Runtime>(
+    app: AppHandle<R>,
+    host: HostState<'_>,
+    enabled: bool,
+) -> Result<(), CommandError> {
+    crate::autostart::set(&app, &host, enabled)?;
+    crate::host::present(&app, &host);
+    Ok(())
+}
+
+/// What the tray shows now (for tests and diagnostics; the window does not need it).
+#[tauri::command]
+pub fn tray_look(host: HostState<'_>) -> Option<TrayLook> {
+    host.tray_look()
+}
+
+/// Every notification shown since start (for tests and diagnostics).
+#[tauri::command]
+pub fn notices_sent(host: HostState<'_>) -> Vec<Notice> {
+    host.notices_sent()
+}

@@ -1,0 +1,245 @@
+//! The host: loads the policy, runs the engine, and turns every engine status into what the tray,
+//! the window and the notifications show.
+//!
+//! It owns the engine handle and the little state only a host has (the last tray look, the notices
+//! already shown, autostart). It never reads tokens: the engine keeps them, the broker hands them
+//! out. A policy that cannot be used is a state to show, not a reason to exit.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use lanyard_core::clock::Clock;
+use lanyard_core::engine::{self, EngineConfig, EngineHandle};
+use lanyard_core::policy::{Policy, PolicyError};
+use lanyard_core::signin::Browser;
+use lanyard_core::store::SecretStore;
+use tauri::{AppHandle, Emitter, Manager, Runtime};
+use tracing::{debug, warn};
+
+use crate::actions::CommandError;
+use crate::clients::AiClient;
+use crate::notices::{Notice, NoticeTracker};
+use crate::snapshot::{AutostartView, PolicyView, Snapshot};
+use crate::tray::{self, PanelTheme, TrayLook};
+
+/// The window event that carries a new [`Snapshot`].
+pub const STATUS_EVENT: &str = "lanyard://status";
+
+/// How the host is built.
+pub struct HostOptions {
+    pub policy_path: PathBuf,
+    pub store: Arc<dyn SecretStore>,
+    pub browser: Arc<dyn Browser>,
+    pub clock: Arc<dyn Clock>,
+    /// How often the engine re-reads the wall clock when nothing else happens. Every tick wakes
+    /// the process, so the tray app keeps it long (idle wake-ups are a battery cost).
+    pub tick: Duration,
+    pub theme: PanelTheme,
+    /// The `lanyard` CLI, for "Connect AI clients".
+    pub cli: Option<PathBuf>,
+}
+
+/// The engine and everything shown about it.
+pub struct Host {
+    policy_path: PathBuf,
+    policy_view: PolicyView,
+    engine: Option<EngineHandle>,
+    clock: Arc<dyn Clock>,
+    theme: PanelTheme,
+    cli: Option<PathBuf>,
+    clients: Mutex<Vec<AiClient>>,
+    autostart: Mutex<AutostartView>,
+    tray_look: Mutex<Option<TrayLook>>,
+    tracker: Mutex<NoticeTracker>,
+    notices_sent: Mutex<Vec<Notice>>,
+}
+
+/// Locks a mutex, carrying on with the data when another thread panicked while holding it (the
+/// values here are plain display state, valid at every point).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Host {
+    /// Loads the policy and starts the engine on the current tokio runtime. A policy that cannot be
+    /// used leaves the host without an engine, showing the problems.
+    pub fn start(options: HostOptions) -> Host {
+        let loaded = Policy::load(&options.policy_path);
+        Self::with_policy(loaded, options)
+    }
+
+    /// Like [`Host::start`] with an already loaded (or rejected) policy.
+    pub fn with_policy(loaded: Result<Policy, Vec<PolicyError>>, options: HostOptions) -> Host {
+        let source = options.policy_path.display().to_string();
+        let (policy_view, engine) = match loaded {
+            Ok(policy) => {
+                let support_url = policy.settings.support_url.clone();
+                let mut config = EngineConfig::new(
+                    policy,
+                    options.store,
+                    options.clock.clone(),
+                    options.browser,
+                );
+                config.tick = options.tick;
+                match engine::start(config) {
+                    Ok(engine) => {
+                        let mut view = PolicyView::from_errors(&source, &[]);
+                        view.support_url = support_url;
+                        (view, Some(engine))
+                    }
+                    Err(e) => {
+                        let problem = PolicyError {
+                            source_name: source.clone(),
+                            key_path: "settings".into(),
+                            message: format!("the HTTP client cannot be set up: {e}"),
+                        };
+                        (PolicyView::from_errors(&source, &[problem]), None)
+                    }
+                }
+            }
+            Err(errors) => {
+                warn!(problems = errors.len(), "the policy is not usable");
+                (PolicyView::from_errors(&source, &errors), None)
+            }
+        };
+        Host {
+            policy_path: options.policy_path,
+            policy_view,
+            engine,
+            clock: options.clock,
+            theme: options.theme,
+            cli: options.cli,
+            clients: Mutex::new(Vec::new()),
+            autostart: Mutex::new(AutostartView {
+                enabled: false,
+                locked: false,
+            }),
+            tray_look: Mutex::new(None),
+            tracker: Mutex::new(NoticeTracker::default()),
+            notices_sent: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The engine, or why there is none.
+    pub fn engine(&self) -> Result<&EngineHandle, CommandError> {
+        self.engine.as_ref().ok_or_else(|| {
+            CommandError::new(
+                "policy_invalid",
+                "Lanyard's settings from your organization are not usable; contact IT",
+            )
+        })
+    }
+
+    pub fn policy_path(&self) -> &Path {
+        &self.policy_path
+    }
+
+    pub fn cli(&self) -> Option<&Path> {
+        self.cli.as_deref()
+    }
+
+    pub fn support_url(&self) -> Option<&str> {
+        self.policy_view.support_url.as_deref()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(
+            self.engine.as_ref().map(EngineHandle::status),
+            self.policy_view.clone(),
+            *lock(&self.autostart),
+            self.clock.unix_now(),
+        )
+    }
+
+    pub fn set_clients(&self, clients: Vec<AiClient>) {
+        *lock(&self.clients) = clients;
+    }
+
+    pub fn set_autostart(&self, view: AutostartView) {
+        *lock(&self.autostart) = view;
+    }
+
+    pub fn autostart(&self) -> AutostartView {
+        *lock(&self.autostart)
+    }
+
+    /// The look the tray shows now.
+    pub fn tray_look(&self) -> Option<TrayLook> {
+        lock(&self.tray_look).clone()
+    }
+
+    /// Every notice shown since start.
+    pub fn notices_sent(&self) -> Vec<Notice> {
+        lock(&self.notices_sent).clone()
+    }
+
+    /// The look `snapshot` calls for.
+    pub fn look_for(&self, snapshot: &Snapshot) -> TrayLook {
+        tray::look(snapshot, self.theme, &lock(&self.clients))
+    }
+
+    /// Decides which notices a snapshot calls for and records them as sent.
+    fn take_notices(&self, snapshot: &Snapshot) -> Vec<Notice> {
+        let Some(status) = &snapshot.status else {
+            return Vec::new();
+        };
+        let notices = lock(&self.tracker).observe(status, snapshot.now);
+        lock(&self.notices_sent).extend(notices.iter().cloned());
+        notices
+    }
+}
+
+/// Shows the host's current state everywhere: window event, tray, notifications.
+pub fn present<R: Runtime>(app: &AppHandle<R>, host: &Host) {
+    let snapshot = host.snapshot();
+    if let Err(e) = app.emit(STATUS_EVENT, &snapshot) {
+        debug!("no window took the status: {e}");
+    }
+    let look = host.look_for(&snapshot);
+    if lock(&host.tray_look).as_ref() != Some(&look) {
+        if let Err(e) = tray::apply(app, &look) {
+            warn!("the tray icon could not be updated: {e}");
+        }
+        *lock(&host.tray_look) = Some(look);
+    }
+    for notice in host.take_notices(&snapshot) {
+        show_notice(app, &notice);
+    }
+}
+
+/// Shows a desktop notification when the notification plugin is there (not under the mock
+/// runtime). A missing notification daemon is logged, not fatal.
+pub fn show_notice<R: Runtime>(app: &AppHandle<R>, notice: &Notice) {
+    use tauri_plugin_notification::NotificationExt;
+    if app
+        .try_state::<tauri_plugin_notification::Notification<R>>()
+        .is_none()
+    {
+        return;
+    }
+    if let Err(e) = app
+        .notification()
+        .builder()
+        .title(&notice.title)
+        .body(&notice.body)
+        .show()
+    {
+        debug!("notification not shown: {e}");
+    }
+}
+
+/// Presents every engine status change until the engine stops.
+pub fn watch<R: Runtime>(app: AppHandle<R>, host: Arc<Host>) {
+    present(&app, &host);
+    let Some(engine) = host.engine.clone() else {
+        return;
+    };
+    tauri::async_runtime::spawn(async move {
+        let mut statuses = engine.subscribe();
+        while statuses.changed().await.is_ok() {
+            present(&app, &host);
+        }
+        debug!("engine stopped; status watcher ends");
+    });
+}

@@ -1,0 +1,133 @@
+//! Lanyard's tray app: a thin Tauri v2 host around the engine. It loads the policy, runs the engine
+//! (and, once it lands, the broker), shows overall health as a tray icon with a menu of every
+//! action, and opens a status window (`ui/`) on demand. Closing the window frees the webview; the
+//! app keeps running in the tray.
+//!
+//! Everything the window can do is a `#[tauri::command]` in [`commands`], generic over
+//! [`tauri::Runtime`] so `tauri::test::mock_builder()` tests it without a display. Tokens never
+//! pass through this crate: the engine keeps them.
+
+pub mod actions;
+pub mod autostart;
+pub mod broker;
+pub mod clients;
+pub mod commands;
+pub mod host;
+pub mod notices;
+pub mod snapshot;
+pub mod tray;
+pub mod window;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tauri::{AppHandle, Manager, RunEvent, Runtime};
+use tracing::{info, warn};
+
+use actions::CommandError;
+use host::{Host, HostOptions};
+
+/// Registers the host and every command on a builder (the real one or `mock_builder()`).
+pub fn configure<R: Runtime>(builder: tauri::Builder<R>, host: Arc<Host>) -> tauri::Builder<R> {
+    builder
+        .manage(host)
+        .invoke_handler(tauri::generate_handler![
+            commands::snapshot,
+            commands::sign_in,
+            commands::sign_out,
+            commands::refresh_all,
+            commands::refresh_server,
+            commands::open_support,
+            commands::set_autostart,
+            commands::tray_look,
+            commands::notices_sent,
+        ])
+}
+
+/// Opens a web page in the user's browser (through the opener plugin when it is there).
+pub fn open_url<R: Runtime>(app: &AppHandle<R>, url: &str) -> Result<(), CommandError> {
+    use tauri_plugin_opener::OpenerExt;
+    if app.try_state::<tauri_plugin_opener::Opener<R>>().is_none() {
+        return Err(CommandError::new("unsupported", "Cannot open a browser here"));
+    }
+    app.opener()
+        .open_url(url, None::<&str>)
+        .map_err(|e| CommandError::new("open_failed", format!("Cannot open {url}: {e}")))
+}
+
+/// How the app starts.
+pub struct RunOptions {
+    /// Open the status window at start (the demo, the end-to-end tests).
+    pub show_window: bool,
+}
+
+/// Runs the tray app until Quit. Returns only on a start-up failure.
+pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String> {
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lanyard-rt")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    tauri::async_runtime::set(runtime.handle().clone());
+    let host = {
+        let _inside = runtime.enter();
+        Arc::new(Host::start(host_options))
+    };
+    if let Ok(engine) = host.engine() {
+        if let broker::BrokerState::NotAvailable { reason } = broker::serve(engine) {
+            info!("not hosting the broker: {reason}");
+        }
+    }
+    let show_window = options.show_window;
+    let setup_host = host.clone();
+    let builder = tauri::Builder::default()
+        // First, so a second launch is caught before anything else starts.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            if let Err(e) = window::show_status(app) {
+                warn!("a second launch could not open the status window: {e}");
+            }
+        }))
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ))
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_opener::init());
+    let app = configure(builder, host)
+        .setup(move |app| {
+            let handle = app.handle();
+            let host = setup_host;
+            autostart::init(handle, &host);
+            tray::create(handle, &host.look_for(&host.snapshot()))?;
+            host::watch(handle.clone(), host.clone());
+            info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "tray ready"
+            );
+            if show_window {
+                window::show_status(handle)?;
+            }
+            // Looking for `lanyard clients` runs a process: keep it off the start-up path.
+            let handle = handle.clone();
+            std::thread::spawn(move || {
+                host.set_clients(clients::offered(host.cli()));
+                host::present(&handle, &host);
+            });
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .map_err(|e| format!("cannot start the tray app: {e}"))?;
+    app.run(|_app, event| {
+        // Closing the last window must not quit: Lanyard lives in the tray. Quit passes a code.
+        if let RunEvent::ExitRequested {
+            code: None, api, ..
+        } = event
+        {
+            api.prevent_exit();
+        }
+    });
+    drop(runtime);
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! What the tray and the status window show: the engine's [`Status`] plus what only the host knows
+//! (the policy's own problems and support URL, autostart), as one serializable [`Snapshot`].
+//!
+//! Pure: builds values from values. It performs no I/O and holds no secrets (a `Status` has none).
+
+use lanyard_core::engine::{Health, IdpStatus, ServerState, Status};
+use lanyard_core::policy::PolicyError;
+use serde::Serialize;
+
+/// Overall health as the tray shows it: the engine's [`Health`] plus "the policy is unusable".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrayHealth {
+    SignedOut,
+    AllGood,
+    Degraded,
+    ActionNeeded,
+}
+
+impl From<Health> for TrayHealth {
+    fn from(health: Health) -> Self {
+        match health {
+            Health::SignedOut => TrayHealth::SignedOut,
+            Health::AllGood => TrayHealth::AllGood,
+            Health::Degraded => TrayHealth::Degraded,
+            Health::ActionNeeded => TrayHealth::ActionNeeded,
+        }
+    }
+}
+
+/// One problem of the policy, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyProblem {
+    pub key_path: String,
+    pub message: String,
+}
+
+/// The managed policy as the window needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyView {
+    /// Where the policy came from (a file path).
+    pub source: String,
+    /// Where "contact IT" points, when the organization set it.
+    pub support_url: Option<String>,
+    /// Empty when the policy is usable.
+    pub problems: Vec<PolicyProblem>,
+}
+
+impl PolicyView {
+    pub fn from_errors(source: &str, errors: &[PolicyError]) -> Self {
+        Self {
+            source: source.to_owned(),
+            support_url: None,
+            problems: errors
+                .iter()
+                .map(|e| PolicyProblem {
+                    key_path: e.key_path.clone(),
+                    message: e.message.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Start at login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AutostartView {
+    pub enabled: bool,
+    /// Set by the organization: the window shows the switch but cannot change it.
+    pub locked: bool,
+}
+
+/// Everything the window renders, in one message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub health: TrayHealth,
+    /// The state in a few words (also the tray tooltip).
+    pub headline: String,
+    /// The host's wall-clock seconds when this was made (the window's countdowns start from it).
+    pub now: u64,
+    /// `None` when the policy is unusable and no engine runs.
+    pub status: Option<Status>,
+    pub policy: PolicyView,
+    pub autostart: AutostartView,
+}
+
+impl Snapshot {
+    pub fn new(
+        status: Option<Status>,
+        policy: PolicyView,
+        autostart: AutostartView,
+        now: u64,
+    ) -> Self {
+        let (health, headline) = match &status {
+            None => (
+                TrayHealth::ActionNeeded,
+                "Settings from your organization are not usable".to_owned(),
+            ),
+            Some(status) => (status.health().into(), headline(status)),
+        };
+        Self {
+            health,
+            headline,
+            now,
+            status,
+            policy,
+            autostart,
+        }
+    }
+
+    /// The signed-in user's email (or subject), when someone is signed in.
+    pub fn user(&self) -> Option<&str> {
+        match self.status.as_ref().map(|s| &s.idp) {
+            Some(IdpStatus::SignedIn { email, subject, .. }) => {
+                Some(email.as_deref().unwrap_or(subject))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn names(status: &Status, pred: impl Fn(&ServerState) -> bool) -> Vec<&str> {
+    status
+        .servers
+        .iter()
+        .filter(|s| pred(&s.state))
+        .map(|s| s.display_name.as_str())
+        .collect()
+}
+
+fn list(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [first @ .., last] => format!("{} and {last}", first.join(", ")),
+    }
+}
+
+/// The worst thing going on, in words a person would use.
+pub fn headline(status: &Status) -> String {
+    match &status.idp {
+        IdpStatus::Restoring => return "Resuming your session…".into(),
+        IdpStatus::SigningIn { .. } => return "Waiting for you to sign in in your browser".into(),
+        IdpStatus::NeedsSignIn { .. } => return "Sign in again to keep your servers working".into(),
+        IdpStatus::SignedOut if status.health() == Health::SignedOut => {
+            return "Signed out".into()
+        }
+        _ => {}
+    }
+    let step_up = names(status, |s| matches!(s, ServerState::StepUpRequired { .. }));
+    if !step_up.is_empty() {
+        return format!("{} needs you to sign in again", list(&step_up));
+    }
+    let denied = names(status, |s| matches!(s, ServerState::Denied { .. }));
+    let failing = names(status, |s| matches!(s, ServerState::Failing { .. }));
+    let granting = names(status, |s| matches!(s, ServerState::Granting));
+    let granted = names(status, |s| matches!(s, ServerState::Granted { .. }));
+    let mut parts = Vec::new();
+    if !failing.is_empty() {
+        parts.push(format!("retrying {}", list(&failing)));
+    }
+    if !granting.is_empty() && failing.is_empty() {
+        parts.push(format!("getting access to {}", list(&granting)));
+    }
+    if !denied.is_empty() {
+        parts.push(format!("{} blocked by your organization", list(&denied)));
+    }
+    if parts.is_empty() {
+        return match granted.len() {
+            0 if status.servers.is_empty() => "Signed in; no servers are configured".into(),
+            0 => "Signed in".into(),
+            1 => "1 server ready".into(),
+            n => format!("All {n} servers ready"),
+        };
+    }
+    let mut text = parts.join("; ");
+    if let Some(first) = text.get(..1) {
+        text = first.to_uppercase() + &text[1..];
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanyard_core::engine::{KeychainStatus, ServerStatus};
+
+    fn server(id: &str, state: ServerState) -> ServerStatus {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "display_name": id.to_uppercase(), "url": format!("https://{id}.example"),
+            "mode": "enterprise-managed", "state": state, "last_refresh": null,
+            "authorization_server": null,
+        }))
+        .expect("a server status")
+    }
+
+    fn status(idp: IdpStatus, servers: Vec<ServerStatus>) -> Status {
+        Status {
+            idp,
+            servers,
+            keychain: KeychainStatus::Available,
+            policy: Default::default(),
+            updated_at: 0,
+        }
+    }
+
+    fn signed_in() -> IdpStatus {
+        IdpStatus::SignedIn {
+            subject: "alice".into(),
+            email: Some("alice@example.com".into()),
+            id_token_expires_at: 100,
+            refresh_error: None,
+        }
+    }
+
+    fn granted() -> ServerState {
+        ServerState::Granted {
+            expires_at: 10,
+            scopes: vec![],
+            refresh_at: 5,
+        }
+    }
+
+    #[test]
+    fn headline_names_the_worst_thing_in_words() {
+        let s = status(IdpStatus::SignedOut, vec![server("a", ServerState::NotSignedIn)]);
+        assert_eq!(headline(&s), "Signed out");
+        let s = status(signed_in(), vec![server("a", granted()), server("b", granted())]);
+        assert_eq!(headline(&s), "All 2 servers ready");
+        let denied = ServerState::Denied {
+            code: "access_denied".into(),
+            description: None,
+        };
+        let failing = ServerState::Failing {
+            error: "HTTP 503".into(),
+            retry_at: 9,
+            attempts: 1,
+        };
+        let s = status(
+            signed_in(),
+            vec![server("a", failing), server("p", denied), server("b", granted())],
+        );
+        assert_eq!(headline(&s), "Retrying A; P blocked by your organization");
+        let s = status(
+            IdpStatus::NeedsSignIn {
+                reason: "expired".into(),
+            },
+            vec![],
+        );
+        assert_eq!(headline(&s), "Sign in again to keep your servers working");
+    }
+
+    #[test]
+    fn unusable_policy_is_action_needed_without_status() {
+        let errors = vec![PolicyError {
+            source_name: "p.json".into(),
+            key_path: "servers[0].url".into(),
+            message: "must use https".into(),
+        }];
+        let snap = Snapshot::new(
+            None,
+            PolicyView::from_errors("p.json", &errors),
+            AutostartView {
+                enabled: true,
+                locked: false,
+            },
+            1,
+        );
+        assert_eq!(snap.health, TrayHealth::ActionNeeded);
+        assert_eq!(snap.policy.problems[0].key_path, "servers[0].url");
+        assert_eq!(snap.user(), None);
+        let json = serde_json::to_value(&snap).expect("serializes");
+        assert_eq!(json["health"], "action_needed");
+        assert!(json["status"].is_null());
+    }
+
+    #[test]
+    fn user_is_the_email_or_the_subject() {
+        let view = PolicyView::from_errors("p", &[]);
+        let auto = AutostartView {
+            enabled: false,
+            locked: false,
+        };
+        let snap = Snapshot::new(Some(status(signed_in(), vec![])), view.clone(), auto, 0);
+        assert_eq!(snap.user(), Some("alice@example.com"));
+        let no_email = IdpStatus::SignedIn {
+            subject: "bob".into(),
+            email: None,
+            id_token_expires_at: 1,
+            refresh_error: None,
+        };
+        let snap = Snapshot::new(Some(status(no_email, vec![])), view, auto, 0);
+        assert_eq!(snap.user(), Some("bob"));
+    }
+}

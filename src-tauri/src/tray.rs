@@ -1,0 +1,317 @@
+//! The tray icon: which icon, tooltip and menu a [`Snapshot`] calls for ([`TrayLook`], pure), and
+//! applying a look to the real tray icon.
+//!
+//! Linux tray hosts send no click events, so every action is a menu item. This module decides what
+//! the menu says; what an item *does* lives in `actions`, shared with the window's commands.
+
+use serde::Serialize;
+use tauri::image::Image;
+use tauri::menu::{Menu, MenuItem, PredefinedMenuItem, Submenu};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::{AppHandle, Runtime};
+
+use crate::actions::MenuAction;
+use crate::clients::AiClient;
+use crate::snapshot::{Snapshot, TrayHealth};
+use lanyard_core::engine::IdpStatus;
+
+/// The id of Lanyard's one tray icon.
+pub const TRAY_ID: &str = "lanyard";
+
+/// The colour of the panel the icon sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PanelTheme {
+    Light,
+    Dark,
+}
+
+impl PanelTheme {
+    /// `LANYARD_TRAY_THEME=light|dark` wins; otherwise dark, which is what Linux panels (GNOME's
+    /// top bar, KDE's default, trayer) mostly are, whatever the window theme.
+    pub fn from_env(value: Option<&str>) -> Self {
+        match value.map(str::trim) {
+            Some(v) if v.eq_ignore_ascii_case("light") => PanelTheme::Light,
+            _ => PanelTheme::Dark,
+        }
+    }
+}
+
+/// One menu line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MenuEntry {
+    /// `None` for an information line that does nothing.
+    pub action: Option<MenuAction>,
+    pub label: String,
+    pub enabled: bool,
+}
+
+/// Everything the tray shows for one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrayLook {
+    /// The icon file's stem under `icons/`, e.g. `tray-all_good-dark`.
+    pub icon: &'static str,
+    pub tooltip: String,
+    pub menu: Vec<MenuEntry>,
+    /// The "Connect AI clients ▸" submenu; empty when `lanyard clients` is not available.
+    pub clients: Vec<MenuEntry>,
+}
+
+/// The icon for a health on a panel.
+pub fn icon_name(health: TrayHealth, theme: PanelTheme) -> &'static str {
+    use PanelTheme::*;
+    use TrayHealth::*;
+    match (health, theme) {
+        (SignedOut, Light) => "tray-signed_out-light",
+        (SignedOut, Dark) => "tray-signed_out-dark",
+        (AllGood, Light) => "tray-all_good-light",
+        (AllGood, Dark) => "tray-all_good-dark",
+        (Degraded, Light) => "tray-degraded-light",
+        (Degraded, Dark) => "tray-degraded-dark",
+        (ActionNeeded, Light) => "tray-action_needed-light",
+        (ActionNeeded, Dark) => "tray-action_needed-dark",
+    }
+}
+
+/// The PNG bytes of an icon named by [`icon_name`].
+pub fn icon_png(name: &str) -> Option<&'static [u8]> {
+    macro_rules! icons {
+        ($($stem:literal),*) => {
+            match name {
+                $($stem => Some(include_bytes!(concat!("../icons/", $stem, ".png")).as_slice()),)*
+                _ => None,
+            }
+        };
+    }
+    icons!(
+        "tray-signed_out-light",
+        "tray-signed_out-dark",
+        "tray-all_good-light",
+        "tray-all_good-dark",
+        "tray-degraded-light",
+        "tray-degraded-dark",
+        "tray-action_needed-light",
+        "tray-action_needed-dark"
+    )
+}
+
+fn entry(action: MenuAction, label: impl Into<String>, enabled: bool) -> MenuEntry {
+    MenuEntry {
+        action: Some(action),
+        label: label.into(),
+        enabled,
+    }
+}
+
+/// What the tray should show for `snapshot`.
+pub fn look(snapshot: &Snapshot, theme: PanelTheme, clients: &[AiClient]) -> TrayLook {
+    let mut menu = vec![MenuEntry {
+        action: None,
+        label: snapshot.headline.clone(),
+        enabled: false,
+    }];
+    let idp = snapshot.status.as_ref().map(|s| &s.idp);
+    let has_idp = snapshot.status.is_some();
+    match idp {
+        Some(IdpStatus::SignedIn { .. }) => {
+            let who = snapshot.user().unwrap_or("your account");
+            menu.push(entry(MenuAction::SignOut, format!("Sign out {who}"), true));
+        }
+        Some(IdpStatus::SigningIn { .. }) => {
+            menu.push(entry(MenuAction::SignIn, "Signing in…", false));
+        }
+        Some(IdpStatus::Restoring) => {
+            menu.push(entry(MenuAction::SignIn, "Resuming session…", false));
+        }
+        _ => menu.push(entry(MenuAction::SignIn, "Sign in…", has_idp)),
+    }
+    menu.push(entry(MenuAction::OpenStatus, "Open status…", true));
+    let signed_in = matches!(idp, Some(IdpStatus::SignedIn { .. }));
+    menu.push(entry(MenuAction::RefreshAll, "Refresh all", signed_in));
+    let clients = clients
+        .iter()
+        .map(|c| entry(MenuAction::ConnectClient(c.id.clone()), &c.name, true))
+        .collect();
+    menu.push(entry(MenuAction::Quit, "Quit Lanyard", true));
+    TrayLook {
+        icon: icon_name(snapshot.health, theme),
+        tooltip: format!("Lanyard — {}", snapshot.headline),
+        menu,
+        clients,
+    }
+}
+
+/// Builds the native menu for a look.
+fn native_menu<R: Runtime>(app: &AppHandle<R>, look: &TrayLook) -> tauri::Result<Menu<R>> {
+    let menu = Menu::new(app)?;
+    for (index, item) in look.menu.iter().enumerate() {
+        let id = item
+            .action
+            .as_ref()
+            .map(MenuAction::id)
+            .unwrap_or_else(|| format!("info-{index}"));
+        if item.action == Some(MenuAction::Quit) {
+            if !look.clients.is_empty() {
+                let submenu = Submenu::with_id(app, "clients", "Connect AI clients", true)?;
+                for client in &look.clients {
+                    let id = client.action.as_ref().map(MenuAction::id).unwrap_or_default();
+                    submenu.append(&MenuItem::with_id(
+                        app,
+                        id,
+                        &client.label,
+                        client.enabled,
+                        None::<&str>,
+                    )?)?;
+                }
+                menu.append(&submenu)?;
+            }
+            menu.append(&PredefinedMenuItem::separator(app)?)?;
+        }
+        menu.append(&MenuItem::with_id(
+            app,
+            id,
+            &item.label,
+            item.enabled,
+            None::<&str>,
+        )?)?;
+        if index == 0 {
+            menu.append(&PredefinedMenuItem::separator(app)?)?;
+        }
+    }
+    Ok(menu)
+}
+
+fn image(look: &TrayLook) -> tauri::Result<Image<'static>> {
+    // The names come from `icon_name`, every one of which `icon_png` embeds.
+    let bytes = icon_png(look.icon).unwrap_or_default();
+    Image::from_bytes(bytes)
+}
+
+/// Creates the tray icon showing `look`; menu clicks go to `actions::perform`.
+pub fn create<R: Runtime>(app: &AppHandle<R>, look: &TrayLook) -> tauri::Result<TrayIcon<R>> {
+    TrayIconBuilder::with_id(TRAY_ID)
+        .icon(image(look)?)
+        .tooltip(&look.tooltip)
+        .menu(&native_menu(app, look)?)
+        .show_menu_on_left_click(true)
+        .on_menu_event(|app, event| {
+            if let Some(action) = MenuAction::from_id(event.id().as_ref()) {
+                crate::actions::spawn(app.clone(), action);
+            }
+        })
+        .build(app)
+}
+
+/// Shows `look` on the existing tray icon (a no-op when there is none, as under the mock runtime).
+pub fn apply<R: Runtime>(app: &AppHandle<R>, look: &TrayLook) -> tauri::Result<()> {
+    let Some(tray) = app.tray_by_id(TRAY_ID) else {
+        return Ok(());
+    };
+    tray.set_icon(Some(image(look)?))?;
+    tray.set_tooltip(Some(&look.tooltip))?;
+    tray.set_menu(Some(native_menu(app, look)?))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{AutostartView, PolicyView};
+    use lanyard_core::engine::{KeychainStatus, Status};
+
+    fn snap(idp: IdpStatus) -> Snapshot {
+        Snapshot::new(
+            Some(Status {
+                idp,
+                servers: vec![],
+                keychain: KeychainStatus::Available,
+                policy: Default::default(),
+                updated_at: 0,
+            }),
+            PolicyView::from_errors("p", &[]),
+            AutostartView {
+                enabled: true,
+                locked: false,
+            },
+            0,
+        )
+    }
+
+    #[test]
+    fn every_health_and_theme_has_its_own_embedded_icon() {
+        let mut seen = std::collections::HashSet::new();
+        for health in [
+            TrayHealth::SignedOut,
+            TrayHealth::AllGood,
+            TrayHealth::Degraded,
+            TrayHealth::ActionNeeded,
+        ] {
+            for theme in [PanelTheme::Light, PanelTheme::Dark] {
+                let name = icon_name(health, theme);
+                assert!(seen.insert(name), "{name} used twice");
+                let png = icon_png(name).expect("embedded");
+                assert_eq!(&png[1..4], b"PNG");
+                Image::from_bytes(png).expect("decodes");
+            }
+        }
+        assert_eq!(icon_png("nope"), None);
+    }
+
+    #[test]
+    fn theme_defaults_to_dark_panels() {
+        assert_eq!(PanelTheme::from_env(None), PanelTheme::Dark);
+        assert_eq!(PanelTheme::from_env(Some(" Light ")), PanelTheme::Light);
+        assert_eq!(PanelTheme::from_env(Some("bogus")), PanelTheme::Dark);
+    }
+
+    #[test]
+    fn signed_out_menu_offers_sign_in_and_no_refresh() {
+        let look = look(&snap(IdpStatus::SignedOut), PanelTheme::Dark, &[]);
+        assert_eq!(look.icon, "tray-signed_out-dark");
+        assert_eq!(look.tooltip, "Lanyard — Signed out");
+        let sign_in = look
+            .menu
+            .iter()
+            .find(|e| e.action == Some(MenuAction::SignIn))
+            .expect("sign in");
+        assert!(sign_in.enabled);
+        let refresh = look
+            .menu
+            .iter()
+            .find(|e| e.action == Some(MenuAction::RefreshAll))
+            .expect("refresh");
+        assert!(!refresh.enabled);
+        assert!(look.clients.is_empty());
+    }
+
+    #[test]
+    fn signed_in_menu_names_the_user_on_sign_out() {
+        let idp = IdpStatus::SignedIn {
+            subject: "alice".into(),
+            email: Some("alice@example.com".into()),
+            id_token_expires_at: 9,
+            refresh_error: None,
+        };
+        let clients = [AiClient {
+            id: "claude-code".into(),
+            name: "Claude Code".into(),
+        }];
+        let look = look(&snap(idp), PanelTheme::Light, &clients);
+        assert_eq!(look.icon, "tray-all_good-light");
+        let labels: Vec<_> = look.menu.iter().map(|e| e.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "Signed in; no servers are configured",
+                "Sign out alice@example.com",
+                "Open status…",
+                "Refresh all",
+                "Quit Lanyard"
+            ]
+        );
+        assert_eq!(
+            look.clients[0].action,
+            Some(MenuAction::ConnectClient("claude-code".into()))
+        );
+    }
+}

@@ -1,0 +1,29 @@
+// The one module that talks to Tauri: commands to the host and the status event from it.
+import { invoke } from '@tauri-apps/api/core';
+import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import type { CommandError, Snapshot } from './types';
+
+export const STATUS_EVENT = 'lanyard://status';
+
+export const api = {
+  snapshot: (): Promise<Snapshot> => invoke('snapshot'),
+  signIn: (): Promise<void> => invoke('sign_in'),
+  signOut: (): Promise<void> => invoke('sign_out'),
+  refreshAll: (): Promise<void> => invoke('refresh_all'),
+  refreshServer: (server: string): Promise<void> => invoke('refresh_server', { server }),
+  openSupport: (): Promise<void> => invoke('open_support'),
+  setAutostart: (enabled: boolean): Promise<void> => invoke('set_autostart', { enabled }),
+  onStatus: (handler: (snapshot: Snapshot) => void): Promise<UnlistenFn> =>
+    listen<Snapshot>(STATUS_EVENT, (event) => handler(event.payload)),
+};
+
+export type Api = typeof api;
+
+/** The sentence to show for a rejected command. */
+export function errorMessage(error: unknown): string {
+  if (error && typeof error === 'object' && 'message' in error) {
+    return String((error as CommandError).message);
+  }
+  if (typeof error === 'string') return error;
+  return 'Something went wrong';
+}

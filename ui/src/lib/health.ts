@@ -1,0 +1,58 @@
+// What each server state looks like and what the user can do about it.
+import type { ServerState } from './types';
+
+export type Tone = 'good' | 'busy' | 'warn' | 'bad' | 'idle';
+
+export type Remedy = 'retry' | 'sign_in' | 'contact_it' | null;
+
+export interface Badge {
+  label: string;
+  tone: Tone;
+}
+
+export function badge(state: ServerState): Badge {
+  switch (state.state) {
+    case 'granted':
+      return { label: 'Granted', tone: 'good' };
+    case 'granting':
+      return { label: 'Getting access…', tone: 'busy' };
+    case 'failing':
+      return { label: 'Retrying', tone: 'warn' };
+    case 'denied':
+      return { label: 'Blocked', tone: 'bad' };
+    case 'step_up_required':
+      return { label: 'Sign in again', tone: 'bad' };
+    case 'not_signed_in':
+      return { label: 'Waiting for sign-in', tone: 'idle' };
+  }
+}
+
+/** The button that fixes a state, if any. */
+export function remedy(state: ServerState): Remedy {
+  switch (state.state) {
+    case 'failing':
+      return 'retry';
+    case 'step_up_required':
+      return 'sign_in';
+    case 'denied':
+      return 'contact_it';
+    default:
+      return null;
+  }
+}
+
+/** The state's problem in words (null when there is none). */
+export function problem(state: ServerState): string | null {
+  switch (state.state) {
+    case 'failing':
+      return `Can't get a token right now: ${state.error}.`;
+    case 'denied':
+      return state.description
+        ? `Blocked by your organization: ${state.description}.`
+        : 'Blocked by your organization — contact IT if you need access.';
+    case 'step_up_required':
+      return 'This server asks for a recent sign-in.';
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,74 @@
+// The host's Snapshot as JSON (src-tauri/src/snapshot.rs and lanyard-core's engine::status).
+
+export type Health = 'signed_out' | 'all_good' | 'degraded' | 'action_needed';
+
+export type IdpStatus =
+  | { state: 'signed_out' }
+  | { state: 'restoring' }
+  | { state: 'signing_in'; user_code: string | null; verification_uri: string | null }
+  | {
+      state: 'signed_in';
+      subject: string;
+      email: string | null;
+      id_token_expires_at: number;
+      refresh_error: string | null;
+    }
+  | { state: 'needs_sign_in'; reason: string };
+
+export type ServerState =
+  | { state: 'not_signed_in' }
+  | { state: 'granting' }
+  | { state: 'granted'; expires_at: number; scopes: string[]; refresh_at: number }
+  | { state: 'denied'; code: string; description: string | null }
+  | { state: 'step_up_required'; max_age: number | null }
+  | { state: 'failing'; error: string; retry_at: number; attempts: number };
+
+export interface TokenUse {
+  at: number;
+  requester: { pid: number | null; executable: string | null };
+}
+
+export interface ServerStatus {
+  id: string;
+  display_name: string;
+  url: string;
+  mode: 'enterprise-managed' | 'client-credentials';
+  state: ServerState;
+  last_refresh: number | null;
+  authorization_server: string | null;
+  /** Present once the broker records who took a token. */
+  last_used?: TokenUse | null;
+}
+
+export type KeychainStatus =
+  | { state: 'available' }
+  | { state: 'unavailable'; reason: string }
+  | { state: 'locked'; reason: string };
+
+export interface Status {
+  idp: IdpStatus;
+  servers: ServerStatus[];
+  keychain: KeychainStatus;
+  updated_at: number;
+}
+
+export interface PolicyView {
+  source: string;
+  support_url: string | null;
+  problems: { key_path: string; message: string }[];
+}
+
+export interface Snapshot {
+  health: Health;
+  headline: string;
+  now: number;
+  status: Status | null;
+  policy: PolicyView;
+  autostart: { enabled: boolean; locked: boolean };
+}
+
+/** A failed command, as the host sends it. */
+export interface CommandError {
+  code: string;
+  message: string;
+}

@@ -1,0 +1,109 @@
+import { render, screen, waitFor } from '@testing-library/svelte';
+import userEvent from '@testing-library/user-event';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import App from '../src/App.svelte';
+import type { Api } from '../src/lib/api';
+import type { Snapshot } from '../src/lib/types';
+import { NOW, alice, granted, server, snapshot, status } from './fixtures';
+
+/** An api that answers from a snapshot and lets the test push status events. */
+function fakeApi(first: Snapshot, over: Partial<Api> = {}) {
+  let push: (s: Snapshot) => void = () => {};
+  const api: Api = {
+    snapshot: vi.fn(async () => first),
+    signIn: vi.fn(async () => {}),
+    signOut: vi.fn(async () => {}),
+    refreshAll: vi.fn(async () => {}),
+    refreshServer: vi.fn(async () => {}),
+    openSupport: vi.fn(async () => {}),
+    setAutostart: vi.fn(async () => {}),
+    onStatus: vi.fn(async (handler) => {
+      push = handler;
+      return () => {};
+    }),
+    ...over,
+  };
+  return { api, push: (s: Snapshot) => push(s) };
+}
+
+afterEach(() => vi.useRealTimers());
+
+describe('App', () => {
+  it('starts signed out with a Sign in button, then shows the account after the status event', async () => {
+    const signedOut = snapshot(status({ state: 'signed_out' }, [server('docs', { state: 'not_signed_in' })]), {
+      health: 'signed_out',
+      headline: 'Signed out',
+    });
+    const { api, push } = fakeApi(signedOut);
+    render(App, { api });
+    await userEvent.click(await screen.findByRole('button', { name: 'Sign in' }));
+    expect(api.signIn).toHaveBeenCalledOnce();
+    push(snapshot(status(alice, [server('docs', granted())])));
+    expect(await screen.findByTestId('user')).toHaveProperty('textContent', 'alice@example.com');
+    expect(screen.getByTestId('headline').textContent).toBe('All 2 servers ready');
+    expect(screen.queryByRole('button', { name: 'Sign in' })).toBeNull();
+  });
+
+  it('ticks countdowns every second from the host clock', async () => {
+    vi.useFakeTimers({ now: (NOW + 1000) * 1000 });
+    // The page clock is 1000 s ahead of the host: countdowns must follow the host.
+    const { api } = fakeApi(snapshot(status(alice, [server('docs', granted(120))])));
+    render(App, { api });
+    await vi.advanceTimersByTimeAsync(0); // the snapshot promise resolves; no timer has fired
+    expect(screen.getByTestId('countdown').textContent).toBe('2:00');
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(screen.getByTestId('countdown').textContent).toBe('1:57');
+  });
+
+  it('shows the policy problems with their key paths when the settings are unusable', async () => {
+    const bad = snapshot(null, {
+      health: 'action_needed',
+      headline: 'Settings from your organization are not usable',
+      policy: {
+        source: '/etc/lanyard/policy.json',
+        support_url: null,
+        problems: [{ key_path: 'servers[1].url', message: '"ftp://x" must use https' }],
+      },
+    });
+    const { api } = fakeApi(bad);
+    render(App, { api });
+    expect(await screen.findByRole('heading', { name: "Your organization's settings can't be used" })).toBeTruthy();
+    expect(screen.getByText('servers[1].url')).toBeTruthy();
+    expect(screen.getByText(/must use https/)).toBeTruthy();
+    expect(screen.queryByRole('button', { name: 'Contact IT' })).toBeNull();
+  });
+
+  it('says so when no servers are configured', async () => {
+    const { api } = fakeApi(snapshot(status(alice, [])));
+    render(App, { api });
+    expect(await screen.findByRole('heading', { name: 'No servers yet' })).toBeTruthy();
+  });
+
+  it('shows a failed command in words and keeps working', async () => {
+    const { api } = fakeApi(snapshot(status(alice, [server('docs', granted())])), {
+      refreshAll: vi.fn(async () => {
+        throw { code: 'unavailable', message: 'Temporarily unavailable: HTTP 503 (retrying)' };
+      }),
+    });
+    render(App, { api });
+    await userEvent.click(await screen.findByRole('button', { name: 'Refresh all' }));
+    expect((await screen.findByRole('alert')).textContent).toContain('Temporarily unavailable: HTTP 503');
+    await userEvent.click(screen.getByRole('button', { name: 'Dismiss' }));
+    await waitFor(() => expect(screen.queryByRole('alert')).toBeNull());
+  });
+
+  it('toggles start at login, and not when the organization locked it', async () => {
+    const { api } = fakeApi(snapshot(status(alice, [])));
+    const { unmount } = render(App, { api });
+    const toggle = await screen.findByRole('switch', { name: 'Start Lanyard when I log in' });
+    expect(toggle.getAttribute('aria-checked')).toBe('true');
+    await userEvent.click(toggle);
+    expect(api.setAutostart).toHaveBeenCalledWith(false);
+    unmount();
+    const locked = fakeApi(snapshot(status(alice, []), { autostart: { enabled: true, locked: true } }));
+    render(App, { api: locked.api });
+    const lockedToggle = await screen.findByRole('switch');
+    expect((lockedToggle as HTMLButtonElement).disabled).toBe(true);
+    expect(screen.getAllByText('Set by your organization').length).toBeGreaterThan(1);
+  });
+});

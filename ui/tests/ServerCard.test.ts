@@ -1,0 +1,61 @@
+import { render, screen } from '@testing-library/svelte';
+import userEvent from '@testing-library/user-event';
+import { describe, expect, it, vi } from 'vitest';
+import ServerCard from '../src/components/ServerCard.svelte';
+import { NOW, granted, server } from './fixtures';
+
+function setup(props: Record<string, unknown>) {
+  const handlers = { onRetry: vi.fn(), onSignIn: vi.fn(), onContact: vi.fn() };
+  const view = render(ServerCard, { now: NOW, supportUrl: 'https://it.example.com', ...handlers, ...props });
+  return { ...handlers, ...view };
+}
+
+describe('ServerCard', () => {
+  it('shows a granted server with its scopes, a live countdown and the last refresh', async () => {
+    const { rerender } = setup({
+      server: server('docs', granted(300, ['docs.read', 'docs.write']), { last_refresh: NOW - 120 }),
+    });
+    expect(screen.getByRole('heading', { name: 'Docs' })).toBeTruthy();
+    expect(screen.getByTestId('badge').textContent).toContain('Granted');
+    expect(screen.getByText('http://127.0.0.1:4000/docs/mcp')).toBeTruthy();
+    expect(screen.getByRole('list', { name: 'Granted scopes' }).textContent).toContain('docs.write');
+    expect(screen.getByTestId('countdown').textContent).toBe('5:00');
+    expect(screen.getByText('2 min ago')).toBeTruthy();
+    await rerender({ now: NOW + 1 });
+    expect(screen.getByTestId('countdown').textContent).toBe('4:59');
+    expect(screen.queryByRole('button')).toBeNull();
+  });
+
+  it('offers Contact IT for a denied server only when the policy has a support page', async () => {
+    const denied = server('payroll', { state: 'denied', code: 'access_denied', description: null });
+    const { onContact, unmount } = setup({ server: denied });
+    expect(screen.getByText(/Blocked by your organization/)).toBeTruthy();
+    await userEvent.click(screen.getByRole('button', { name: 'Contact IT' }));
+    expect(onContact).toHaveBeenCalledOnce();
+    unmount();
+    setup({ server: denied, supportUrl: null });
+    expect(screen.queryByRole('button', { name: 'Contact IT' })).toBeNull();
+  });
+
+  it('explains a failing server and retries it by id', async () => {
+    const failing = server('tickets', { state: 'failing', error: 'HTTP 503', retry_at: NOW + 8, attempts: 2 });
+    const { onRetry } = setup({ server: failing });
+    expect(screen.getByTestId('badge').textContent).toContain('Retrying');
+    expect(screen.getByRole('status').textContent).toContain('Next try in 8 s (attempt 2)');
+    await userEvent.click(screen.getByRole('button', { name: 'Retry now' }));
+    expect(onRetry).toHaveBeenCalledWith('tickets');
+  });
+
+  it('asks for a fresh sign-in on step-up and names the last user when the broker knows it', async () => {
+    const { onSignIn, unmount } = setup({ server: server('docs', { state: 'step_up_required', max_age: 60 }) });
+    await userEvent.click(screen.getByRole('button', { name: 'Sign in again' }));
+    expect(onSignIn).toHaveBeenCalledOnce();
+    unmount();
+    setup({
+      server: server('docs', granted(), {
+        last_used: { at: NOW - 30, requester: { pid: 42, executable: '/usr/bin/claude' } },
+      }),
+    });
+    expect(screen.getByText('claude, just now')).toBeTruthy();
+  });
+});
