@@ -11,6 +11,7 @@ mod conformance;
 mod output;
 mod over_agent;
 mod policy_cmd;
+mod proxy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,6 +114,9 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         min_ttl: u64,
     },
+    /// Serve SERVER to an AI client as a stdio MCP server, with a fresh token on every request
+    /// (for clients that cannot send headers, e.g. Claude Desktop). Needs a running agent.
+    Proxy { server: String },
     /// Run one scenario of the MCP conformance suite against SERVER_URL (used by the suite).
     ConformanceClient { server_url: String },
     /// Wire AI clients (Claude Code, Claude Desktop, VS Code, Cursor) to every server.
@@ -168,6 +172,10 @@ fn run(cli: Cli) -> u8 {
         Command::Agent => {
             init_logging("info");
             endpoint().map_or_else(|c| c, |e| agent::run(&cli.policy, cli.no_keychain, e))
+        }
+        Command::Proxy { server } => {
+            init_logging("warn");
+            endpoint().map_or_else(|c| c, |e| proxy::run(&e, &server))
         }
         Command::ConformanceClient { server_url } => {
             init_logging("error");
