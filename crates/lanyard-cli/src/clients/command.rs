@@ -296,7 +296,7 @@ fn list(locations: &Locations, policy_path: &Path) -> u8 {
         println!("{:<15} {}", client.name(), path.display());
         let state = match read_config(&path) {
             Ok(None) => {
-                let found = path.parent().is_some_and(Path::is_dir);
+                let found = client.presence_dir(locations).is_dir();
                 format!(
                     "no config file ({})",
                     if found {

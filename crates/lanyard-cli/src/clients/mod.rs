@@ -134,6 +134,17 @@ impl Client {
         }
     }
 
+    /// A directory that exists once the client has run on this machine (a hint for `list`).
+    pub fn presence_dir(self, at: &Locations) -> PathBuf {
+        match self {
+            Client::ClaudeCode => at.home.join(".claude"),
+            _ => self
+                .config_path(at)
+                .parent()
+                .map_or_else(|| at.home.clone(), Path::to_path_buf),
+        }
+    }
+
     /// VS Code reads its settings dialect; the others parse strict JSON, so we do too (and never
     /// hand them a file they would reject).
     fn dialect(self) -> Dialect {
