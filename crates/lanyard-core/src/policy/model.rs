@@ -148,7 +148,8 @@ fn default_alg() -> KeyAlgorithm {
     KeyAlgorithm::RS256
 }
 
-/// The schema's view of [`KeyAlgorithm`] (which lives in the wire layer).
+// The schema's view of `KeyAlgorithm`, which lives in the wire layer.
+/// A signature algorithm for `private_key_jwt`.
 #[derive(JsonSchema)]
 #[allow(clippy::upper_case_acronyms, dead_code)]
 enum KeyAlgorithmName {
