@@ -2,7 +2,7 @@
 //! authorization server), with 50 ms latency added to every testbed request (RTT = 50 ms).
 //!
 //!     cargo bench -p lanyard-tests --bench signin_to_granted        (make bench)
-//!     … -- --runs 3 --n 1,10                                       (fewer runs / sizes)
+//!     … -- --runs 3 --n 1,10 --latency-ms 0                        (fewer runs, sizes; no latency)
 //!
 //! Per N and variant: one warm-up run (the testbed's authorization servers fetch the IdP's JWKS
 //! once, on their first jwt-bearer request; that is testbed start-up, not engine work), then
@@ -55,13 +55,32 @@ impl Variant {
 struct Sample {
     sign_in: Duration,
     grants: Duration,
+    /// CPU time of the whole process (engine and testbed) during the grants phase.
+    grants_cpu: Duration,
 }
 
-fn world(n: usize) -> TestbedConfig {
+/// CPU time (user + system) this process has used so far: `/proc/self/stat`, in clock ticks of
+/// 10 ms. Zero where there is no procfs.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
+}
+
+fn world(n: usize, latency: Duration) -> TestbedConfig {
     let mut config = TestbedConfig {
         auth_servers: Vec::new(),
         mcp_servers: Vec::new(),
-        latency: RTT,
+        latency,
         ..TestbedConfig::default()
     };
     for i in 0..n {
@@ -115,6 +134,7 @@ async fn sign_in_and_grant(engine: &EngineHandle, n: usize) -> Sample {
     let start = Instant::now();
     engine.sign_in().await.expect("sign-in");
     let signed_in = Instant::now();
+    let cpu_before = process_cpu();
     let mut failure = None;
     let waited = tokio::time::timeout(
         Duration::from_secs(120),
@@ -128,6 +148,7 @@ async fn sign_in_and_grant(engine: &EngineHandle, n: usize) -> Sample {
     )
     .await;
     let done = Instant::now();
+    let grants_cpu = process_cpu().saturating_sub(cpu_before);
     if let Some(e) = failure {
         panic!("a grant failed: {e}");
     }
@@ -137,6 +158,7 @@ async fn sign_in_and_grant(engine: &EngineHandle, n: usize) -> Sample {
     Sample {
         sign_in: signed_in - start,
         grants: done - signed_in,
+        grants_cpu,
     }
 }
 
@@ -179,12 +201,15 @@ fn rtts(d: Duration) -> String {
 struct Args {
     runs: usize,
     sizes: Vec<usize>,
+    /// Latency per request; 0 shows the processing floor (CPU of engine + testbed).
+    latency: Duration,
 }
 
 fn args() -> Args {
     let mut args = Args {
         runs: 5,
         sizes: vec![1, 10, 50, 200],
+        latency: RTT,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -200,6 +225,13 @@ fn args() -> Args {
                     .next()
                     .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
                     .expect("--n <n,n,…>")
+            }
+            "--latency-ms" => {
+                args.latency = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .map(Duration::from_millis)
+                    .expect("--latency-ms <ms>")
             }
             _ => {} // `cargo bench` passes `--bench`
         }
@@ -217,21 +249,24 @@ fn main() {
     let target = RTT * TARGET_RTTS + TARGET_SLACK;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "sign-in → all N granted; latency {} per request (1 RTT); {} measured runs after 1 warm-up; \
-         {cores} CPU cores; target for grants ≤ {TARGET_RTTS} RTT + {} = {}\n",
+        "sign-in → all N granted; latency {} per request (RTT = {}); {} measured runs after 1 \
+         warm-up; {cores} CPU cores; target for grants ≤ {TARGET_RTTS} RTT + {} = {}\n",
+        ms(args.latency),
         ms(RTT),
         args.runs,
         ms(TARGET_SLACK),
         ms(target),
     );
     println!(
-        "| N | variant | sign-in (median) | grants median | grants min | grants median (RTT) | total median | grants ≤ target |"
+        "| N | variant | sign-in (median) | grants median | grants min | grants median (RTT) | total median | grants ≤ target | CPU in grants (median) |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|:---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|:---:|---:|");
     runtime.block_on(async {
         for &n in &args.sizes {
             let started = Instant::now();
-            let tb = Testbed::start(world(n)).await.expect("testbed");
+            let tb = Testbed::start(world(n, args.latency))
+                .await
+                .expect("testbed");
             eprintln!("N = {n}: testbed up in {}", ms(started.elapsed()));
             for variant in [Variant::Discovered, Variant::PolicyAs, Variant::ReSignIn] {
                 let policy = policy(&tb, variant);
@@ -243,10 +278,11 @@ fn main() {
                 let grants: Vec<Duration> = samples.iter().map(|s| s.grants).collect();
                 let sign_in = median(samples.iter().map(|s| s.sign_in).collect());
                 let totals = median(samples.iter().map(|s| s.sign_in + s.grants).collect());
+                let cpu = median(samples.iter().map(|s| s.grants_cpu).collect());
                 let min = grants.iter().min().copied().unwrap_or_default();
                 let med = median(grants);
                 println!(
-                    "| {n} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     variant.name(),
                     ms(sign_in),
                     ms(med),
@@ -254,6 +290,7 @@ fn main() {
                     rtts(med),
                     ms(totals),
                     if med <= target { "yes" } else { "no" },
+                    ms(cpu),
                 );
             }
         }
