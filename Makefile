@@ -4,12 +4,13 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint unit conformance bench ui ui-test webview tray-bench
+.PHONY: help deps build demo test lint unit conformance bench ui ui-test webview tray-bench bench-proxy
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and sign in with the CLI"
 	@echo "make test   install what is missing, then lint, every test tier and the conformance suite"
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
+	@echo "make bench-proxy  lanyard proxy vs mcp-remote: added latency per tools/call, peak RSS"
 
 deps:
 	scripts/install-deps.sh
@@ -57,3 +58,7 @@ tray-bench: deps ui
 
 bench: deps
 	$(CARGO) bench -p lanyard-tests --bench signin_to_granted
+
+# P3: `lanyard proxy` vs npm mcp-remote, 1,000 tools/call each: added latency p50/p99, peak RSS.
+bench-proxy: deps
+	scripts/bench-proxy.sh
