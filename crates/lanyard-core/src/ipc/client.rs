@@ -238,9 +238,16 @@ impl BlockingClient {
         self.writer.set_read_timeout(Some(timeout))?;
         #[cfg(not(unix))]
         let _ = timeout;
-        self.writer.write_all(&bytes)?;
+        let written = self.writer.write_all(&bytes);
         self.line.clear();
-        let n = self.reader.read_line(&mut self.line)?;
+        let read = self.reader.read_line(&mut self.line);
+        // An agent that refuses a peer answers and hangs up before reading: its answer, when
+        // there is one, explains a failed write better than "broken pipe".
+        let n = match (written, read) {
+            (Ok(()), read) => read?,
+            (Err(_), Ok(n)) if n > 0 => n,
+            (Err(e), _) => return Err(ClientError::Io(e)),
+        };
         if n == 0 {
             return Err(ClientError::Protocol(
                 "the agent closed the connection".into(),
