@@ -1,5 +1,5 @@
 //! `lanyard agent`: the headless host of the engine and the broker, one per user. Owns the agent
-//! lock, the engine's start-up from policy and the clean shutdown on SIGTERM / Ctrl-C (the socket is
+//! lock, the engine's start-up from policy (watched: changes apply live) and the clean shutdown on SIGTERM / Ctrl-C (the socket is
 //! removed). The agent is the only `lanyard` process that opens a browser, and only when a client
 //! asks it to sign in.
 
@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lanyard_core::clock::SystemClock;
-use lanyard_core::engine::{self, EngineConfig};
+use lanyard_core::engine::{self, EngineConfig, EngineHandle};
 use lanyard_core::ipc::{self, AgentLock, EndpointError};
+use lanyard_core::policy::sources::linux_files::LinuxPolicyPaths;
+use lanyard_core::policy::watch::{watch_linux, PolicyWatcher, DEFAULT_DEBOUNCE};
 use lanyard_core::policy::Policy;
 use lanyard_core::signin::SystemBrowser;
 use lanyard_core::store::{KeyringStore, MemoryStore, SecretStore};
@@ -37,14 +39,20 @@ pub fn run(policy_path: &Path, no_keychain: bool, endpoint: PathBuf) -> u8 {
             return exit::MISCONFIGURED;
         }
     };
-    let policy = match Policy::load(policy_path) {
-        Ok(policy) => policy,
+    // An unusable policy does not stop the agent: it runs Misconfigured (shown by `lanyard
+    // status`) and picks up the fixed policy live.
+    let policy_paths = LinuxPolicyPaths::for_named_file(policy_path);
+    let (policy, policy_errors) = match policy_paths.load() {
+        Ok(snapshot) => (snapshot.policy, Vec::new()),
         Err(errors) => {
-            eprintln!("lanyard agent: the policy is not usable:");
-            for e in errors {
+            eprintln!("lanyard agent: the policy is not usable (running Misconfigured until it is fixed):");
+            for e in &errors {
                 eprintln!("  {e}");
             }
-            return exit::MISCONFIGURED;
+            (
+                Policy::default(),
+                errors.iter().map(|e| e.to_string()).collect(),
+            )
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -58,24 +66,37 @@ pub fn run(policy_path: &Path, no_keychain: bool, endpoint: PathBuf) -> u8 {
             return exit::FAILURE;
         }
     };
-    let code = runtime.block_on(host(policy, no_keychain, &endpoint));
+    let code = runtime.block_on(host(
+        policy,
+        policy_errors,
+        policy_paths,
+        no_keychain,
+        &endpoint,
+    ));
     runtime.shutdown_timeout(Duration::from_secs(2));
     drop(lock);
     code
 }
 
-async fn host(policy: Policy, no_keychain: bool, endpoint: &Path) -> u8 {
+async fn host(
+    policy: Policy,
+    policy_errors: Vec<String>,
+    policy_paths: LinuxPolicyPaths,
+    no_keychain: bool,
+    endpoint: &Path,
+) -> u8 {
     let store: Arc<dyn SecretStore> = if no_keychain {
         Arc::new(MemoryStore::new())
     } else {
         Arc::new(KeyringStore::new("lanyard"))
     };
-    let config = EngineConfig::new(
+    let mut config = EngineConfig::new(
         policy,
         store,
         Arc::new(SystemClock),
         Arc::new(SystemBrowser),
     );
+    config.policy_errors = policy_errors;
     let engine = match engine::start(config) {
         Ok(engine) => engine,
         Err(e) => {
@@ -83,6 +104,7 @@ async fn host(policy: Policy, no_keychain: bool, endpoint: &Path) -> u8 {
             return exit::FAILURE;
         }
     };
+    let _policy_watcher = watch_policy(policy_paths, &engine);
     info!(pid = std::process::id(), endpoint = %endpoint.display(), "agent starting");
     let result = ipc::serve(engine.clone(), endpoint, shutdown_signal()).await;
     engine.shutdown().await;
@@ -179,4 +201,32 @@ pub fn spawn_background(
         "the agent did not answer within 15 s; see {}",
         log_path.display()
     ))
+}
+
+/// Applies every change of the policy files to the engine (or reports why it could not).
+fn watch_policy(paths: LinuxPolicyPaths, engine: &EngineHandle) -> Option<PolicyWatcher> {
+    let engine = engine.clone();
+    let watched = watch_linux(paths, DEFAULT_DEBOUNCE, move |result| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let _ = match result {
+                Ok(snapshot) => engine.apply_policy(snapshot.policy).await,
+                Err(errors) => {
+                    for e in &errors {
+                        warn!(error = %e, "the changed policy is not usable");
+                    }
+                    engine
+                        .reject_policy(errors.iter().map(|e| e.to_string()).collect())
+                        .await
+                }
+            };
+        });
+    });
+    match watched {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            warn!(error = %e, "policy changes will apply at the next start");
+            None
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Human-readable rendering of the engine's status for the terminal.
 
 use lanyard_core::clock::{Clock, SystemClock};
-use lanyard_core::engine::{IdpStatus, KeychainStatus, ServerState, Status};
+use lanyard_core::engine::{IdpStatus, KeychainStatus, PolicyStatus, ServerState, Status};
 
 /// "4m 05s", "2h 10m", "expired".
 pub fn remaining(until: u64, now: u64) -> String {
@@ -35,6 +35,21 @@ pub fn print_status(status: &Status) {
         }
         IdpStatus::NeedsSignIn { reason } => {
             println!("Sign in again: {reason}. Run `lanyard login`.")
+        }
+    }
+    match &status.policy {
+        PolicyStatus::Applied => {}
+        PolicyStatus::Misconfigured { errors } => {
+            println!("Misconfigured: the managed policy is not usable; ask IT to fix it:");
+            for e in errors {
+                println!("  {e}");
+            }
+        }
+        PolicyStatus::ChangeRejected { errors } => {
+            println!("A policy change was refused; the previous policy stays in force:");
+            for e in errors {
+                println!("  {e}");
+            }
         }
     }
     match &status.keychain {
