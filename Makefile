@@ -4,13 +4,14 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint unit conformance bench ui ui-test webview tray-bench bench-proxy
+.PHONY: help deps build demo test lint unit conformance bench ui ui-test webview tray-bench bench-proxy bench-token
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and sign in with the CLI"
 	@echo "make test   install what is missing, then lint, every test tier and the conformance suite"
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
 	@echo "make bench-proxy  lanyard proxy vs mcp-remote: added latency per tools/call, peak RSS"
+	@echo "make bench-token  cold `lanyard token X` with a warm agent vs a Node one-liner, p50 (P2)"
 
 deps:
 	scripts/install-deps.sh
@@ -62,3 +63,6 @@ bench: deps
 # P3: `lanyard proxy` vs npm mcp-remote, 1,000 tools/call each: added latency p50/p99, peak RSS.
 bench-proxy: deps
 	scripts/bench-proxy.sh
+
+bench-token: deps
+	scripts/bench-token.sh
