@@ -11,7 +11,7 @@ help:
 	@echo "make test   install what is missing, then lint, every test tier and the conformance suite"
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
 	@echo "make bench-proxy  lanyard proxy vs mcp-remote: added latency per tools/call, peak RSS"
-	@echo "make bench-token  cold `lanyard token X` with a warm agent vs a Node one-liner, p50 (P2)"
+	@echo "make bench-token  cold lanyard token X with a warm agent vs a Node one-liner, p50 (P2)"
 
 deps:
 	scripts/install-deps.sh
