@@ -101,14 +101,18 @@ fn host<R: Runtime>(app: &AppHandle<R>) -> Arc<Host> {
 }
 
 /// Runs `action` to completion.
-pub async fn perform<R: Runtime>(app: &AppHandle<R>, action: MenuAction) -> Result<(), CommandError> {
+pub async fn perform<R: Runtime>(
+    app: &AppHandle<R>,
+    action: MenuAction,
+) -> Result<(), CommandError> {
     let host = host(app);
     match action {
         MenuAction::SignIn => Ok(host.engine()?.sign_in().await?),
         MenuAction::SignOut => Ok(host.engine()?.sign_out().await?),
         MenuAction::RefreshAll => Ok(host.engine()?.refresh_all().await?),
-        MenuAction::OpenStatus => crate::window::show_status(app)
-            .map_err(|e| CommandError::new("window", format!("Cannot open the status window: {e}"))),
+        MenuAction::OpenStatus => crate::window::show_status(app).map_err(|e| {
+            CommandError::new("window", format!("Cannot open the status window: {e}"))
+        }),
         MenuAction::ConnectClient(client) => {
             crate::clients::connect(host.cli(), host.policy_path(), &client).await
         }

@@ -44,9 +44,15 @@ pub async fn refresh_server(host: HostState<'_>, server: String) -> Result<(), C
 
 /// Opens the organization's support page (the policy's `support_url`) in the browser.
 #[tauri::command]
-pub fn open_support<R: Runtime>(app: AppHandle<R>, host: HostState<'_>) -> Result<(), CommandError> {
+pub fn open_support<R: Runtime>(
+    app: AppHandle<R>,
+    host: HostState<'_>,
+) -> Result<(), CommandError> {
     let url = host.support_url().ok_or_else(|| {
-        CommandError::new("no_support_url", "Your organization has not set a support page")
+        CommandError::new(
+            "no_support_url",
+            "Your organization has not set a support page",
+        )
     })?;
     crate::open_url(&app, url)
 }

@@ -18,6 +18,7 @@ use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tracing::{debug, warn};
 
 use crate::actions::CommandError;
+use crate::broker::BrokerState;
 use crate::clients::AiClient;
 use crate::notices::{Notice, NoticeTracker};
 use crate::snapshot::{AutostartView, PolicyView, Snapshot};
@@ -50,6 +51,7 @@ pub struct Host {
     cli: Option<PathBuf>,
     clients: Mutex<Vec<AiClient>>,
     autostart: Mutex<AutostartView>,
+    broker: Mutex<Option<BrokerState>>,
     tray_look: Mutex<Option<TrayLook>>,
     tracker: Mutex<NoticeTracker>,
     notices_sent: Mutex<Vec<Notice>>,
@@ -71,6 +73,10 @@ impl Host {
 
     /// Like [`Host::start`] with an already loaded (or rejected) policy.
     pub fn with_policy(loaded: Result<Policy, Vec<PolicyError>>, options: HostOptions) -> Host {
+        // The engine spawns its actor on the current runtime, else on tauri's (ours, set at start).
+        let runtime = tokio::runtime::Handle::try_current()
+            .unwrap_or_else(|_| tauri::async_runtime::handle().inner().clone());
+        let _inside = runtime.enter();
         let source = options.policy_path.display().to_string();
         let (policy_view, engine) = match loaded {
             Ok(policy) => {
@@ -115,20 +121,43 @@ impl Host {
                 enabled: false,
                 locked: false,
             }),
+            broker: Mutex::new(None),
             tray_look: Mutex::new(None),
             tracker: Mutex::new(NoticeTracker::default()),
             notices_sent: Mutex::new(Vec::new()),
         }
     }
 
+    /// A host without an engine because another host already serves this user.
+    pub fn beside_other_host(options: HostOptions, other: BrokerState) -> Host {
+        let mut host = Self::with_policy(Err(Vec::new()), options);
+        host.policy_view = PolicyView::from_errors(&host.policy_path.display().to_string(), &[]);
+        host.set_broker(other);
+        host
+    }
+
     /// The engine, or why there is none.
     pub fn engine(&self) -> Result<&EngineHandle, CommandError> {
-        self.engine.as_ref().ok_or_else(|| {
-            CommandError::new(
-                "policy_invalid",
-                "Lanyard's settings from your organization are not usable; contact IT",
-            )
-        })
+        self.engine
+            .as_ref()
+            .ok_or_else(|| match &*lock(&self.broker) {
+                Some(BrokerState::OtherHost { pid, .. }) => CommandError::new(
+                    "other_host",
+                    format!(
+                        "Another Lanyard already runs for you (pid {}); use that one or quit it",
+                        pid.map(|p| p.to_string())
+                            .unwrap_or_else(|| "unknown".into())
+                    ),
+                ),
+                _ => CommandError::new(
+                    "policy_invalid",
+                    "Lanyard's settings from your organization are not usable; contact IT",
+                ),
+            })
+    }
+
+    pub fn set_broker(&self, state: BrokerState) {
+        *lock(&self.broker) = Some(state);
     }
 
     pub fn policy_path(&self) -> &Path {
@@ -148,6 +177,7 @@ impl Host {
             self.engine.as_ref().map(EngineHandle::status),
             self.policy_view.clone(),
             *lock(&self.autostart),
+            lock(&self.broker).clone(),
             self.clock.unix_now(),
         )
     }

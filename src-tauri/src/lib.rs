@@ -27,28 +27,34 @@ use tracing::{info, warn};
 use actions::CommandError;
 use host::{Host, HostOptions};
 
-/// Registers the host and every command on a builder (the real one or `mock_builder()`).
+/// Registers every command on a builder (the real one or `mock_builder()`).
+pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
+    builder.invoke_handler(tauri::generate_handler![
+        commands::snapshot,
+        commands::sign_in,
+        commands::sign_out,
+        commands::refresh_all,
+        commands::refresh_server,
+        commands::open_support,
+        commands::set_autostart,
+        commands::tray_look,
+        commands::notices_sent,
+    ])
+}
+
+/// Registers the commands and a ready host (what the mock-runtime tests use).
 pub fn configure<R: Runtime>(builder: tauri::Builder<R>, host: Arc<Host>) -> tauri::Builder<R> {
-    builder
-        .manage(host)
-        .invoke_handler(tauri::generate_handler![
-            commands::snapshot,
-            commands::sign_in,
-            commands::sign_out,
-            commands::refresh_all,
-            commands::refresh_server,
-            commands::open_support,
-            commands::set_autostart,
-            commands::tray_look,
-            commands::notices_sent,
-        ])
+    with_commands(builder).manage(host)
 }
 
 /// Opens a web page in the user's browser (through the opener plugin when it is there).
 pub fn open_url<R: Runtime>(app: &AppHandle<R>, url: &str) -> Result<(), CommandError> {
     use tauri_plugin_opener::OpenerExt;
     if app.try_state::<tauri_plugin_opener::Opener<R>>().is_none() {
-        return Err(CommandError::new("unsupported", "Cannot open a browser here"));
+        return Err(CommandError::new(
+            "unsupported",
+            "Cannot open a browser here",
+        ));
     }
     app.opener()
         .open_url(url, None::<&str>)
@@ -71,19 +77,10 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     tauri::async_runtime::set(runtime.handle().clone());
-    let host = {
-        let _inside = runtime.enter();
-        Arc::new(Host::start(host_options))
-    };
-    if let Ok(engine) = host.engine() {
-        if let broker::BrokerState::NotAvailable { reason } = broker::serve(engine) {
-            info!("not hosting the broker: {reason}");
-        }
-    }
     let show_window = options.show_window;
-    let setup_host = host.clone();
     let builder = tauri::Builder::default()
-        // First, so a second launch is caught before anything else starts.
+        // First: a second launch hands over to the first (which opens its window) and exits here,
+        // before it could touch the agent lock or the engine.
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
             if let Err(e) = window::show_status(app) {
                 warn!("a second launch could not open the status window: {e}");
@@ -95,10 +92,26 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
         ))
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_opener::init());
-    let app = configure(builder, host)
+    let app = with_commands(builder)
         .setup(move |app| {
             let handle = app.handle();
-            let host = setup_host;
+            // One host per user: the agent lock decides whether this app runs the engine.
+            let host = match broker::claim() {
+                Ok(claim) => {
+                    let host = Arc::new(Host::start(host_options));
+                    if let Ok(engine) = host.engine() {
+                        let (serving, state) = broker::serve(engine.clone(), claim);
+                        host.set_broker(state);
+                        app.manage(serving);
+                    }
+                    host
+                }
+                Err(other) => {
+                    warn!(?other, "not starting the engine: {other:?}");
+                    Arc::new(Host::beside_other_host(host_options, other))
+                }
+            };
+            app.manage(host.clone());
             autostart::init(handle, &host);
             tray::create(handle, &host.look_for(&host.snapshot()))?;
             host::watch(handle.clone(), host.clone());
@@ -119,14 +132,17 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
         })
         .build(tauri::generate_context!())
         .map_err(|e| format!("cannot start the tray app: {e}"))?;
-    app.run(|_app, event| {
+    app.run(|app, event| match event {
         // Closing the last window must not quit: Lanyard lives in the tray. Quit passes a code.
-        if let RunEvent::ExitRequested {
+        RunEvent::ExitRequested {
             code: None, api, ..
-        } = event
-        {
-            api.prevent_exit();
+        } => api.prevent_exit(),
+        RunEvent::Exit => {
+            if let Some(serving) = app.try_state::<broker::Serving>() {
+                serving.stop();
+            }
         }
+        _ => {}
     });
     drop(runtime);
     Ok(())

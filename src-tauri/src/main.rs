@@ -15,13 +15,25 @@ use lanyard_tray::tray::PanelTheme;
 use lanyard_tray::{clients, RunOptions};
 
 #[derive(Parser)]
-#[command(name = "lanyard-tray", version, about = "Lanyard in the tray: sign in once, health at a glance.")]
+#[command(
+    name = "lanyard-tray",
+    version,
+    about = "Lanyard in the tray: sign in once, health at a glance."
+)]
 struct Args {
     /// The managed policy file.
-    #[arg(long, env = "LANYARD_POLICY", default_value = "/etc/lanyard/policy.json")]
+    #[arg(
+        long,
+        env = "LANYARD_POLICY",
+        default_value = "/etc/lanyard/policy.json"
+    )]
     policy: PathBuf,
     /// Keep the session in memory only (no keychain): it ends with this process.
-    #[arg(long, env = "LANYARD_NO_KEYCHAIN")]
+    #[arg(
+        long,
+        env = "LANYARD_NO_KEYCHAIN",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     no_keychain: bool,
     /// Open the status window at start.
     #[arg(long)]
@@ -67,7 +79,12 @@ fn main() -> ExitCode {
         theme: PanelTheme::from_env(std::env::var("LANYARD_TRAY_THEME").ok().as_deref()),
         cli: clients::find_cli(),
     };
-    match lanyard_tray::run(RunOptions { show_window: args.show }, host_options) {
+    match lanyard_tray::run(
+        RunOptions {
+            show_window: args.show,
+        },
+        host_options,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lanyard-tray: {e}");

@@ -76,18 +76,22 @@ impl NoticeTracker {
         }
         self.sign_in_needed = needs;
 
-        let denied_now: BTreeSet<String> = status
-            .servers
-            .iter()
-            .filter(|s| matches!(s.state, ServerState::Denied { .. }))
-            .map(|s| s.id.clone())
-            .collect();
-        let newly: Vec<String> = status
-            .servers
-            .iter()
-            .filter(|s| denied_now.contains(&s.id) && !self.denied.contains(&s.id))
-            .map(|s| s.display_name.clone())
-            .collect();
+        // A denial is remembered across a re-try (Granting), so "Refresh all" on a denied server
+        // does not announce the same denial again; it is forgotten once the state moves on.
+        let mut newly = Vec::new();
+        for server in &status.servers {
+            match server.state {
+                ServerState::Denied { .. } => {
+                    if self.denied.insert(server.id.clone()) {
+                        newly.push(server.display_name.clone());
+                    }
+                }
+                ServerState::Granting => {}
+                _ => {
+                    self.denied.remove(&server.id);
+                }
+            }
+        }
         if !newly.is_empty() {
             let verb = if newly.len() == 1 { "was" } else { "were" };
             notices.push(Notice {
@@ -99,7 +103,6 @@ impl NoticeTracker {
                 ),
             });
         }
-        self.denied = denied_now;
 
         let mut lapsing = Vec::new();
         for server in &status.servers {
@@ -187,7 +190,10 @@ mod tests {
     #[test]
     fn a_denial_is_announced_once_and_again_only_after_it_cleared() {
         let mut t = NoticeTracker::default();
-        let s = status(signed_in(), vec![server("p", denied()), server("q", denied())]);
+        let s = status(
+            signed_in(),
+            vec![server("p", denied()), server("q", denied())],
+        );
         let first = t.observe(&s, 0);
         assert_eq!(first.len(), 1, "one notice for both: {first:?}");
         assert_eq!(first[0].kind, NoticeKind::Denied);
@@ -198,7 +204,18 @@ mod tests {
         for _ in 0..50 {
             assert!(t.observe(&s, 0).is_empty(), "no storm");
         }
-        let cleared = status(signed_in(), vec![server("p", ServerState::Granting)]);
+        let retried = status(signed_in(), vec![server("p", ServerState::Granting)]);
+        assert!(t.observe(&retried, 0).is_empty());
+        assert!(
+            t.observe(&s, 0).is_empty(),
+            "denied again after a retry: same denial"
+        );
+        let granted = ServerState::Granted {
+            expires_at: 10,
+            scopes: vec![],
+            refresh_at: 5,
+        };
+        let cleared = status(signed_in(), vec![server("p", granted)]);
         assert!(t.observe(&cleared, 0).is_empty());
         let again = status(signed_in(), vec![server("p", denied())]);
         assert_eq!(t.observe(&again, 0).len(), 1);

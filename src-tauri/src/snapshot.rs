@@ -7,6 +7,8 @@ use lanyard_core::engine::{Health, IdpStatus, ServerState, Status};
 use lanyard_core::policy::PolicyError;
 use serde::Serialize;
 
+use crate::broker::BrokerState;
+
 /// Overall health as the tray shows it: the engine's [`Health`] plus "the policy is unusable".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,6 +84,8 @@ pub struct Snapshot {
     pub status: Option<Status>,
     pub policy: PolicyView,
     pub autostart: AutostartView,
+    /// Whether this app serves `lanyard token` / `proxy` (`None` until decided).
+    pub broker: Option<BrokerState>,
 }
 
 impl Snapshot {
@@ -89,14 +93,19 @@ impl Snapshot {
         status: Option<Status>,
         policy: PolicyView,
         autostart: AutostartView,
+        broker: Option<BrokerState>,
         now: u64,
     ) -> Self {
-        let (health, headline) = match &status {
-            None => (
+        let (health, headline) = match (&status, &broker) {
+            (Some(status), _) => (status.health().into(), headline(status)),
+            (None, Some(BrokerState::OtherHost { .. })) => (
+                TrayHealth::ActionNeeded,
+                "Another Lanyard already runs for you".to_owned(),
+            ),
+            (None, _) => (
                 TrayHealth::ActionNeeded,
                 "Settings from your organization are not usable".to_owned(),
             ),
-            Some(status) => (status.health().into(), headline(status)),
         };
         Self {
             health,
@@ -105,6 +114,7 @@ impl Snapshot {
             status,
             policy,
             autostart,
+            broker,
         }
     }
 
@@ -141,10 +151,10 @@ pub fn headline(status: &Status) -> String {
     match &status.idp {
         IdpStatus::Restoring => return "Resuming your session…".into(),
         IdpStatus::SigningIn { .. } => return "Waiting for you to sign in in your browser".into(),
-        IdpStatus::NeedsSignIn { .. } => return "Sign in again to keep your servers working".into(),
-        IdpStatus::SignedOut if status.health() == Health::SignedOut => {
-            return "Signed out".into()
+        IdpStatus::NeedsSignIn { .. } => {
+            return "Sign in again to keep your servers working".into()
         }
+        IdpStatus::SignedOut if status.health() == Health::SignedOut => return "Signed out".into(),
         _ => {}
     }
     let step_up = names(status, |s| matches!(s, ServerState::StepUpRequired { .. }));
@@ -223,9 +233,15 @@ mod tests {
 
     #[test]
     fn headline_names_the_worst_thing_in_words() {
-        let s = status(IdpStatus::SignedOut, vec![server("a", ServerState::NotSignedIn)]);
+        let s = status(
+            IdpStatus::SignedOut,
+            vec![server("a", ServerState::NotSignedIn)],
+        );
         assert_eq!(headline(&s), "Signed out");
-        let s = status(signed_in(), vec![server("a", granted()), server("b", granted())]);
+        let s = status(
+            signed_in(),
+            vec![server("a", granted()), server("b", granted())],
+        );
         assert_eq!(headline(&s), "All 2 servers ready");
         let denied = ServerState::Denied {
             code: "access_denied".into(),
@@ -238,7 +254,11 @@ mod tests {
         };
         let s = status(
             signed_in(),
-            vec![server("a", failing), server("p", denied), server("b", granted())],
+            vec![
+                server("a", failing),
+                server("p", denied),
+                server("b", granted()),
+            ],
         );
         assert_eq!(headline(&s), "Retrying A; P blocked by your organization");
         let s = status(
@@ -264,6 +284,7 @@ mod tests {
                 enabled: true,
                 locked: false,
             },
+            None,
             1,
         );
         assert_eq!(snap.health, TrayHealth::ActionNeeded);
@@ -281,7 +302,13 @@ mod tests {
             enabled: false,
             locked: false,
         };
-        let snap = Snapshot::new(Some(status(signed_in(), vec![])), view.clone(), auto, 0);
+        let snap = Snapshot::new(
+            Some(status(signed_in(), vec![])),
+            view.clone(),
+            auto,
+            None,
+            0,
+        );
         assert_eq!(snap.user(), Some("alice@example.com"));
         let no_email = IdpStatus::SignedIn {
             subject: "bob".into(),
@@ -289,7 +316,30 @@ mod tests {
             id_token_expires_at: 1,
             refresh_error: None,
         };
-        let snap = Snapshot::new(Some(status(no_email, vec![])), view, auto, 0);
+        let snap = Snapshot::new(Some(status(no_email, vec![])), view, auto, None, 0);
         assert_eq!(snap.user(), Some("bob"));
+    }
+
+    #[test]
+    fn another_host_is_named_instead_of_a_policy_problem() {
+        let other = BrokerState::OtherHost {
+            pid: Some(42),
+            endpoint: "/run/user/1/lanyard/agent.sock".into(),
+        };
+        let auto = AutostartView {
+            enabled: false,
+            locked: false,
+        };
+        let snap = Snapshot::new(
+            None,
+            PolicyView::from_errors("p", &[]),
+            auto,
+            Some(other),
+            0,
+        );
+        assert_eq!(snap.headline, "Another Lanyard already runs for you");
+        let json = serde_json::to_value(&snap).expect("serializes");
+        assert_eq!(json["broker"]["state"], "other_host");
+        assert_eq!(json["broker"]["pid"], 42);
     }
 }

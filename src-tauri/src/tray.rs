@@ -154,7 +154,11 @@ fn native_menu<R: Runtime>(app: &AppHandle<R>, look: &TrayLook) -> tauri::Result
             if !look.clients.is_empty() {
                 let submenu = Submenu::with_id(app, "clients", "Connect AI clients", true)?;
                 for client in &look.clients {
-                    let id = client.action.as_ref().map(MenuAction::id).unwrap_or_default();
+                    let id = client
+                        .action
+                        .as_ref()
+                        .map(MenuAction::id)
+                        .unwrap_or_default();
                     submenu.append(&MenuItem::with_id(
                         app,
                         id,
@@ -233,6 +237,7 @@ mod tests {
                 enabled: true,
                 locked: false,
             },
+            None,
             0,
         )
     }

@@ -73,6 +73,19 @@ describe('App', () => {
     expect(screen.queryByRole('button', { name: 'Contact IT' })).toBeNull();
   });
 
+  it('names the other Lanyard when one already runs for this user', async () => {
+    const other = snapshot(null, {
+      health: 'action_needed',
+      headline: 'Another Lanyard already runs for you',
+      broker: { state: 'other_host', pid: 4242, endpoint: '/run/user/1000/lanyard/agent.sock' },
+    });
+    const { api } = fakeApi(other);
+    render(App, { api });
+    expect(await screen.findByRole('heading', { name: 'Lanyard is already running' })).toBeTruthy();
+    expect(screen.getByText(/process 4242/)).toBeTruthy();
+    expect(screen.queryByText(/settings can't be used/)).toBeNull();
+  });
+
   it('says so when no servers are configured', async () => {
     const { api } = fakeApi(snapshot(status(alice, [])));
     render(App, { api });

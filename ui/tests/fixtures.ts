@@ -31,6 +31,7 @@ export function snapshot(status: Status | null, over: Partial<Snapshot> = {}): S
     status,
     policy: { source: '/etc/lanyard/policy.json', support_url: 'https://it.example.com/help', problems: [] },
     autostart: { enabled: true, locked: false },
+    broker: { state: 'serving', endpoint: '/run/user/1000/lanyard/agent.sock' },
     ...over,
   };
 }

@@ -58,6 +58,11 @@ export interface PolicyView {
   problems: { key_path: string; message: string }[];
 }
 
+export type BrokerState =
+  | { state: 'serving'; endpoint: string }
+  | { state: 'other_host'; pid: number | null; endpoint: string }
+  | { state: 'unavailable'; reason: string };
+
 export interface Snapshot {
   health: Health;
   headline: string;
@@ -65,6 +70,8 @@ export interface Snapshot {
   status: Status | null;
   policy: PolicyView;
   autostart: { enabled: boolean; locked: boolean };
+  /** Whether this app serves `lanyard token`; null until decided. */
+  broker: BrokerState | null;
 }
 
 /** A failed command, as the host sends it. */
