@@ -23,7 +23,8 @@ use tracing::{debug, info, warn};
 
 pub use schedule::{Backoff, RefreshRule};
 pub use status::{
-    Health, IdpStatus, KeychainStatus, PolicyStatus, Requester, ServerState, ServerStatus, Status, TokenUse,
+    Health, IdpStatus, KeychainStatus, PolicyStatus, Requester, ServerState, ServerStatus, Status,
+    TokenUse,
 };
 
 use crate::clock::Clock;

@@ -26,7 +26,10 @@ impl Actor {
         let was_misconfigured = matches!(self.policy_status, PolicyStatus::Misconfigured { .. });
         self.policy_status = PolicyStatus::Applied;
         let old = std::mem::replace(&mut self.config.policy, policy);
-        info!(servers = self.config.policy.servers.len(), "applying a new policy");
+        info!(
+            servers = self.config.policy.servers.len(),
+            "applying a new policy"
+        );
 
         let settings = &self.config.policy.settings;
         self.rule = RefreshRule {
@@ -136,9 +139,11 @@ impl Actor {
 
     /// Revokes `slot`'s access token at its authorization server (best effort, in the background).
     fn revoke_server_token(&self, id: &str, slot: &ServerSlot) {
-        let (Some(current), Some(target), Some(client)) =
-            (slot.token.as_ref(), slot.target.clone(), slot.client.clone())
-        else {
+        let (Some(current), Some(target), Some(client)) = (
+            slot.token.as_ref(),
+            slot.target.clone(),
+            slot.client.clone(),
+        ) else {
             return;
         };
         let Some(endpoint) = target.authorization_server.revocation_endpoint.clone() else {
