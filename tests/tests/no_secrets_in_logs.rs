@@ -2,9 +2,10 @@
 //!
 //! One full run of the engine against the testbed over real HTTP, with a TRACE subscriber for every
 //! target (reqwest, hyper and the testbed included) writing into memory: sign-in through the login
-//! page, four servers (one denied by IdP policy, one with `client_secret_basic`, one client-
-//! credentials server with `client_secret_post`), injected faults, a jump of the shared clock that
-//! makes the engine renew the session and every token, and sign-out. Then every secret that
+//! page, five servers (one denied by IdP policy, one whose authorization server always fails, one
+//! with `client_secret_basic`, one client-credentials server with `client_secret_post`), injected
+//! faults, a jump of the shared clock that makes the engine renew the session and every token, and
+//! sign-out. Then every secret that
 //! crossed the wire — authorization code, PKCE verifier, ID tokens, refresh tokens, ID-JAGs, access
 //! tokens, client secrets — is looked for in the log and in the `Debug`/`Display` output.
 //!
@@ -91,8 +92,9 @@ fn world(basic_secret: &str, post_secret: &str) -> TestbedConfig {
                 ClientAuth::ClientSecretPost(post_secret.into()),
             ))
             .with_scopes(&["ci.read"]),
+        public("wiki").with_scopes(&["wiki.read"]),
     ];
-    for name in ["docs", "payroll", "tickets", "ci"] {
+    for name in ["docs", "payroll", "tickets", "ci", "wiki"] {
         let scope = format!("{name}.read");
         config
             .mcp_servers
@@ -220,15 +222,22 @@ async fn no_secret_reaches_logs_status_or_errors() {
         .expect("store");
     let browser = kit::ScriptedBrowser::new("alice");
     let config = kit::engine_config(&policy(&tb), store.clone(), tb.clock(), browser.clone());
+    // wiki's authorization server fails every token request: a server with no token at all.
+    tb.auth_server("wiki").expect("wiki AS").faults().inject(
+        Endpoint::Token,
+        Fault::Status(503),
+        FaultMode::Persistent,
+    );
     let engine = engine::start(config).expect("engine");
 
-    // Sign in; every server settles: three granted, payroll denied by the IdP.
+    // Sign in; every server settles: three granted, payroll denied by the IdP, wiki failing.
     engine.sign_in().await.expect("sign-in");
     let settled = wait_until(&engine, "every server settled", |s| {
         ["docs", "tickets", "ci"]
             .iter()
             .all(|id| granted_after(s, id, 0))
             && matches!(state(s, "payroll"), ServerState::Denied { .. })
+            && matches!(state(s, "wiki"), ServerState::Failing { .. })
     })
     .await;
 
@@ -265,11 +274,13 @@ async fn no_secret_reaches_logs_status_or_errors() {
     .await;
     shown.extend([format!("{failing:?}"), format!("{failing:#?}")]);
     let unavailable = engine
-        .token("docs", Duration::from_secs(100_000))
+        .token("wiki", Duration::ZERO)
         .await
-        .expect_err("no docs token lives that long");
+        .expect_err("wiki's authorization server never answers");
     shown.extend([format!("{unavailable:?}"), unavailable.to_string()]);
-    tb.clear_faults();
+    for name in ["docs", "tickets"] {
+        faulty(name).clear();
+    }
 
     // Jump past the ID token's refresh point and every access token's expiry: the engine renews
     // the session (refresh-token rotation) and re-grants every server.
