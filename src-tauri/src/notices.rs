@@ -76,8 +76,8 @@ impl NoticeTracker {
         }
         self.sign_in_needed = needs;
 
-        // A denial is remembered across a re-try (Granting), so "Refresh all" on a denied server
-        // does not announce the same denial again; it is forgotten once the state moves on.
+        // A denial is remembered across re-tries (Granting, Failing), so "Refresh all" or an outage
+        // does not announce the same denial again; it is forgotten once the server is granted.
         let mut newly = Vec::new();
         for server in &status.servers {
             match server.state {
@@ -86,7 +86,7 @@ impl NoticeTracker {
                         newly.push(server.display_name.clone());
                     }
                 }
-                ServerState::Granting => {}
+                ServerState::Granting | ServerState::Failing { .. } => {}
                 _ => {
                     self.denied.remove(&server.id);
                 }

@@ -15,7 +15,7 @@ pub fn show_status<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     }
     WebviewWindowBuilder::new(app, STATUS_WINDOW, WebviewUrl::App("index.html".into()))
         .title("Lanyard")
-        .inner_size(460.0, 640.0)
+        .inner_size(460.0, 680.0)
         .min_inner_size(380.0, 420.0)
         .center()
         .build()?;

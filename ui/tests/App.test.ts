@@ -17,6 +17,7 @@ function fakeApi(first: Snapshot, over: Partial<Api> = {}) {
     refreshServer: vi.fn(async () => {}),
     openSupport: vi.fn(async () => {}),
     setAutostart: vi.fn(async () => {}),
+    closeWindow: vi.fn(async () => {}),
     onStatus: vi.fn(async (handler) => {
       push = handler;
       return () => {};
@@ -84,6 +85,14 @@ describe('App', () => {
     expect(await screen.findByRole('heading', { name: 'Lanyard is already running' })).toBeTruthy();
     expect(screen.getByText(/process 4242/)).toBeTruthy();
     expect(screen.queryByText(/settings can't be used/)).toBeNull();
+  });
+
+  it('closes the window on Escape', async () => {
+    const { api } = fakeApi(snapshot(status(alice, [])));
+    render(App, { api });
+    await screen.findByTestId('user');
+    await userEvent.keyboard('{Escape}');
+    expect(api.closeWindow).toHaveBeenCalledOnce();
   });
 
   it('says so when no servers are configured', async () => {

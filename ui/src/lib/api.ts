@@ -1,6 +1,7 @@
 // The one module that talks to Tauri: commands to the host and the status event from it.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import { getCurrentWindow } from '@tauri-apps/api/window';
 import type { CommandError, Snapshot } from './types';
 
 export const STATUS_EVENT = 'lanyard://status';
@@ -13,6 +14,8 @@ export const api = {
   refreshServer: (server: string): Promise<void> => invoke('refresh_server', { server }),
   openSupport: (): Promise<void> => invoke('open_support'),
   setAutostart: (enabled: boolean): Promise<void> => invoke('set_autostart', { enabled }),
+  /** Closes the window for real: the webview is freed, Lanyard stays in the tray. */
+  closeWindow: (): Promise<void> => getCurrentWindow().close(),
   onStatus: (handler: (snapshot: Snapshot) => void): Promise<UnlistenFn> =>
     listen<Snapshot>(STATUS_EVENT, (event) => handler(event.payload)),
 };

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The tray app's real-webview end-to-end tests: tauri-driver + WebKitWebDriver under Xvfb, in a
+# private D-Bus session with an unlocked gnome-keyring (scripts/with-keyring.sh), against the
+# testbed. Screenshots land in target/artifacts/webview/.
+#
+#   scripts/webview-e2e.sh            # what `make webview` runs
+# Needs what scripts/install-deps.sh installs (xvfb, webkit2gtk-driver, trayer, tauri-driver) and
+# the status window's bundle (`make ui`).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CARGO="${CARGO:-cargo}"
+
+# The scripted browser and the app itself must be built before the test launches them.
+"$CARGO" build -q -p lanyard-testbed -p lanyard-tray --bins
+
+# xvfb-run gives the display; with-keyring.sh the private session bus + Secret Service.
+# `timeout` so a wedged webview can never hang the suite.
+exec timeout --signal=TERM --kill-after=20 600 \
+  xvfb-run -a -s '-screen 0 1280x800x24' \
+  scripts/with-keyring.sh \
+  "$CARGO" nextest run -p lanyard-tray --test webview --run-ignored only --no-fail-fast \
+  2> >(grep -v -e 'Failed to set fd limit' >&2)

@@ -1,0 +1,311 @@
+//! The tray app in a real webview: tauri-driver + Debian's WebKitWebDriver, under Xvfb with a
+//! private D-Bus session and a real (gnome-keyring) Secret Service, against the testbed over real
+//! HTTP. Start signed out → Sign in (the scripted `$BROWSER` submits the IdP's login page) →
+//! allowed servers Granted with ticking countdowns → the denied one shows the organization's
+//! message → an injected IdP outage shows Retrying and recovers by itself → the tray icon follows →
+//! closing the window keeps the app in the tray → a second launch opens the window again.
+//! Every step saves a screenshot under target/artifacts/webview/.
+//!
+//! Needs a display: run by `make webview` (scripts/webview-e2e.sh), ignored by the plain test run.
+
+mod kit;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kit::webdriver::{self, Session};
+use lanyard_testbed::{Endpoint, Fault, FaultMode};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// What the page shows, read from the DOM.
+const PROBE: &str = r#"
+const text = (el) => (el ? el.textContent.trim() : null);
+return {
+  headline: text(document.querySelector('[data-testid=headline]')),
+  user: text(document.querySelector('[data-testid=user]')),
+  body: document.body.innerText,
+  cards: [...document.querySelectorAll('[data-server]')].map((c) => ({
+    id: c.dataset.server,
+    badge: text(c.querySelector('[data-testid=badge]')),
+    countdown: text(c.querySelector('[data-testid=countdown]')),
+    text: c.innerText,
+  })),
+};"#;
+
+async fn page(session: &Session) -> Value {
+    session.execute(PROBE).await.unwrap_or(Value::Null)
+}
+
+fn card<'a>(page: &'a Value, id: &str) -> &'a Value {
+    page["cards"]
+        .as_array()
+        .and_then(|cards| cards.iter().find(|c| c["id"] == id))
+        .unwrap_or(&Value::Null)
+}
+
+async fn until(session: &Session, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = page(session).await;
+        if pred(&now) {
+            return now;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}\nlast page: {now:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn until_icon(session: &Session, icon: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let look = session.invoke("tray_look").await.expect("tray_look");
+        if look["icon"] == icon {
+            return look;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("the tray icon never became {icon}: {look:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn is_countdown(text: &Value) -> bool {
+    text.as_str().is_some_and(|t| {
+        let mut parts = t.split(':');
+        matches!((parts.next(), parts.next(), parts.next()),
+            (Some(m), Some(s), None) if m.parse::<u32>().is_ok() && s.len() == 2 && s.parse::<u32>().is_ok())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Xvfb, D-Bus and tauri-driver: run by `make webview`"]
+async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered() {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "no DISPLAY: run through scripts/webview-e2e.sh"
+    );
+    let shots = kit::artifacts("webview");
+    let scratch = kit::Scratch::new("webview");
+    let tb = lanyard_testbed::demo::start_demo(Duration::ZERO)
+        .await
+        .expect("testbed");
+    let policy = kit::write_policy(&tb, &scratch.0);
+    let env = kit::app_env(&policy, &scratch.0);
+    let socket = scratch.0.join("run/agent.sock");
+    let _trayer = kit::start_trayer();
+
+    let port = kit::free_port();
+    let native_port = kit::free_port();
+    let driver = Command::new(kit::tauri_driver())
+        .args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native_port.to_string(),
+        ])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("tauri-driver starts");
+    let _driver = kit::Stopper(driver);
+    webdriver::wait_ready(port).await.expect("driver ready");
+    let session = Session::start(port, &kit::tray_binary(), &["--show"])
+        .await
+        .expect("a WebDriver session on the tray app's window");
+
+    // 1. Signed out: the window says so and offers one button.
+    let now = until(&session, "the signed-out state", |p| {
+        p["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("You're signed out"))
+    })
+    .await;
+    assert_eq!(now["headline"], "Signed out");
+    assert_eq!(card(&now, "docs")["badge"], "Waiting for sign-in");
+    until_icon(&session, "tray-signed_out-dark").await;
+    session
+        .screenshot(&shots.join("01-signed-out.png"))
+        .await
+        .expect("shot");
+
+    // 2. Sign in: the scripted browser submits the IdP's login page as alice.
+    session
+        .click_button("Sign in")
+        .await
+        .expect("click Sign in");
+    let now = until(&session, "docs and tickets granted, payroll blocked", |p| {
+        card(p, "docs")["badge"] == "Granted"
+            && card(p, "tickets")["badge"] == "Granted"
+            && card(p, "payroll")["badge"] == "Blocked"
+    })
+    .await;
+    assert_eq!(now["user"], "alice@example.com");
+    assert!(is_countdown(&card(&now, "docs")["countdown"]), "{now:#}");
+    assert!(is_countdown(&card(&now, "tickets")["countdown"]), "{now:#}");
+    session
+        .screenshot(&shots.join("02-granted.png"))
+        .await
+        .expect("shot");
+    // The countdown ticks by itself.
+    let before = card(&now, "docs")["countdown"].clone();
+    let later = until(&session, "the countdown to tick", |p| {
+        is_countdown(&card(p, "docs")["countdown"]) && card(p, "docs")["countdown"] != before
+    })
+    .await;
+    assert_ne!(card(&later, "docs")["countdown"], before);
+
+    // 3. The denied server: the organization's message and a Contact IT button.
+    let payroll = card(&now, "payroll")["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        payroll.contains("Blocked by your organization"),
+        "{payroll}"
+    );
+    assert!(payroll.contains("Contact IT"), "{payroll}");
+    session
+        .execute("document.querySelector('[data-server=payroll]').scrollIntoView({block: 'end'}); return true;")
+        .await
+        .expect("scroll");
+    session
+        .screenshot(&shots.join("03-denied.png"))
+        .await
+        .expect("shot");
+    // Payroll is denied, so the tray asks for action; and it was announced exactly once.
+    let look = until_icon(&session, "tray-action_needed-dark").await;
+    assert!(
+        look["tooltip"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Payroll blocked"),
+        "{look:#}"
+    );
+    kit::screenshot_root(&shots.join("03-tray-and-window.png"));
+    kit::crop_tray(
+        &shots.join("03-tray-and-window.png"),
+        &shots.join("03-tray-icon.png"),
+    );
+    let notices = session.invoke("notices_sent").await.expect("notices");
+    let denied = notices
+        .as_array()
+        .map(|n| n.iter().filter(|n| n["kind"] == "denied").count())
+        .unwrap_or(0);
+    assert_eq!(denied, 1, "{notices:#}");
+
+    // 4. The IdP goes down: Refresh all fails, servers show Retrying with the problem in words.
+    tb.idp()
+        .faults()
+        .inject(Endpoint::Token, Fault::Status(503), FaultMode::Persistent);
+    session
+        .execute("window.scrollTo(0, 0); return true;")
+        .await
+        .expect("scroll");
+    session
+        .click_button("Refresh all")
+        .await
+        .expect("click Refresh all");
+    let now = until(&session, "docs retrying", |p| {
+        card(p, "docs")["badge"] == "Retrying"
+    })
+    .await;
+    let docs = card(&now, "docs")["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(docs.contains("Can't get a token right now"), "{docs}");
+    assert!(docs.contains("Retry now"), "{docs}");
+    session
+        .screenshot(&shots.join("04-retrying.png"))
+        .await
+        .expect("shot");
+    // Every server (Payroll too) is now waiting on the IdP: the tray shows the clock icon.
+    let look = until_icon(&session, "tray-degraded-dark").await;
+    assert!(
+        look["tooltip"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Retrying"),
+        "{look:#}"
+    );
+
+    // 5. The IdP is back: the engine's own retry recovers, nobody clicks.
+    tb.idp().faults().clear();
+    until(&session, "docs and tickets granted again", |p| {
+        card(p, "docs")["badge"] == "Granted" && card(p, "tickets")["badge"] == "Granted"
+    })
+    .await;
+    session
+        .screenshot(&shots.join("05-recovered.png"))
+        .await
+        .expect("shot");
+    until(&session, "payroll blocked again", |p| {
+        card(p, "payroll")["badge"] == "Blocked"
+    })
+    .await;
+    until_icon(&session, "tray-action_needed-dark").await;
+    let notices = session.invoke("notices_sent").await.expect("notices");
+    let denied = notices
+        .as_array()
+        .map(|n| n.iter().filter(|n| n["kind"] == "denied").count())
+        .unwrap_or(0);
+    assert_eq!(
+        denied, 1,
+        "the same denial is not announced again: {notices:#}"
+    );
+
+    // 6. Closing the window frees it; the app stays in the tray (the broker keeps answering).
+    let pid = kit::agent_pid(&socket).expect("the tray app holds the agent lock");
+    session.press_key("\u{E00C}").await.expect("press Escape");
+    let deadline = std::time::Instant::now() + WAIT;
+    while kit::status_window_shown() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!kit::status_window_shown(), "the window is gone");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the app still runs"
+    );
+    assert!(
+        socket.exists(),
+        "the broker still serves at {}",
+        socket.display()
+    );
+
+    // 7. A second launch hands over to the first, which opens its window again.
+    let second = Command::new(kit::tray_binary())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("second launch");
+    assert!(second.success(), "the second instance exits cleanly");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !kit::status_window_shown() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        kit::status_window_shown(),
+        "the first instance opened its window"
+    );
+    // Wait until the new webview has painted the status (an unpainted window is one flat colour).
+    let reopened = shots.join("06-reopened-by-second-launch.png");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        kit::screenshot_root(&reopened);
+        if kit::colour_count(&reopened) > 100 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reopened window never painted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    session.end().await;
+}
