@@ -301,7 +301,10 @@ async fn errors_reach_the_window_as_code_and_message() {
         .expect_err("no plugin");
     assert_eq!(e["code"], "unsupported");
     // The app keeps answering after the errors.
-    assert_eq!(rig.snapshot()["status"]["idp"]["state"], "signed_out");
+    rig.until("signed out", |s| {
+        s["status"]["idp"]["state"] == "signed_out"
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
