@@ -584,3 +584,63 @@ fn running_as_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// The proxy's retries: `force_refresh` mints anew (once for a burst), `extra_scopes` mints the
+/// union once and then the token carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn force_refresh_and_extra_scopes_mint_anew_once() {
+    use lanyard_core::ipc::TokenRequestOptions;
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let _agent = world.start_agent();
+        let mut client = BlockingClient::connect(&world.endpoint()).expect("connect");
+        client.sign_in(false).expect("sign in");
+        let mints = || {
+            world
+                .testbed
+                .auth_server("docs")
+                .expect("docs AS")
+                .stats()
+                .jwt_bearer_mints
+        };
+        let first = client
+            .token("docs", TokenRequestOptions::default())
+            .expect("token");
+        assert_eq!(mints(), 1);
+        // Older than the reuse window, a forced refresh mints; a second one right after does not.
+        std::thread::sleep(Duration::from_millis(2100));
+        let force = TokenRequestOptions {
+            force_refresh: true,
+            ..Default::default()
+        };
+        let forced = client.token("docs", force.clone()).expect("forced");
+        assert_ne!(forced.access_token, first.access_token);
+        assert_eq!(mints(), 2);
+        let again = client.token("docs", force).expect("forced again");
+        assert_eq!(again.access_token, forced.access_token);
+        assert_eq!(mints(), 2);
+
+        let wider = TokenRequestOptions {
+            extra_scopes: vec!["docs.write".into()],
+            ..Default::default()
+        };
+        let token = client.token("docs", wider.clone()).expect("wider");
+        assert!(
+            token.scopes.contains(&"docs.write".to_owned()),
+            "{:?}",
+            token.scopes
+        );
+        assert!(
+            token.scopes.contains(&"docs.read".to_owned()),
+            "{:?}",
+            token.scopes
+        );
+        assert_eq!(mints(), 3);
+        let same = client.token("docs", wider).expect("wider again");
+        assert_eq!(same.access_token, token.access_token);
+        assert_eq!(mints(), 3);
+    })
+    .await;
+}
