@@ -46,10 +46,24 @@ pub fn default_endpoint() -> Result<PathBuf, EndpointError> {
 fn platform_endpoint() -> Result<PathBuf, EndpointError> {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(dir) if dir.is_absolute() => Ok(dir.join("lanyard").join("agent.sock")),
-        // No session runtime dir (cron, some SSH setups): a private per-uid directory instead.
-        _ => Ok(std::env::temp_dir()
-            .join(format!("lanyard-{}", rustix::process::geteuid().as_raw()))
-            .join("agent.sock")),
+        _ => {
+            // MCP SDKs start stdio servers with a trimmed environment (no XDG_RUNTIME_DIR), so a
+            // proxy started by one must still find the agent of the user's desktop session:
+            // systemd's /run/user/<uid>, when it exists and is ours. Otherwise (cron, some SSH
+            // setups) a private per-uid directory.
+            let uid = rustix::process::geteuid().as_raw();
+            let session_dir = PathBuf::from(format!("/run/user/{uid}"));
+            let ours = std::fs::metadata(&session_dir)
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid && m.is_dir())
+                .unwrap_or(false);
+            if ours {
+                Ok(session_dir.join("lanyard").join("agent.sock"))
+            } else {
+                Ok(std::env::temp_dir()
+                    .join(format!("lanyard-{uid}"))
+                    .join("agent.sock"))
+            }
+        }
     }
 }
 
