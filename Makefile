@@ -7,7 +7,7 @@ CARGO ?= cargo
 .PHONY: help deps build demo test lint unit conformance bench ui ui-test webview tray-bench bench-proxy bench-token
 
 help:
-	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and sign in with the CLI"
+	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
 	@echo "make test   install what is missing, then lint, every test tier and the conformance suite"
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
 	@echo "make bench-proxy  lanyard proxy vs mcp-remote: added latency per tools/call, peak RSS"

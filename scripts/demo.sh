@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # The demo on the embedded default: the dev testbed (an IdP and three MCP servers, alice denied
-# Payroll by policy) and the headless CLI flow against it: `lanyard login` opens the IdP's login
-# page, `lanyard status` shows each server, `lanyard token docs` proves a token works.
+# Payroll by policy) and, on a desktop, the Lanyard tray app against it: its status window opens,
+# Sign in opens the dev IdP's login page in your browser, and the window and the tray icon follow.
+# `lanyard token docs` works against the tray app meanwhile (it hosts the broker).
+#
+# Without a display (or with LANYARD_DEMO_MODE=cli) the demo says so and runs the headless agent
+# flow instead: `lanyard login` opens the IdP's login page, `lanyard status` shows each server,
+# `lanyard token docs` proves a token works.
 #
 # Browser: on a desktop with $DISPLAY, the system browser opens and you pick a user. Without a
 # display (or with LANYARD_DEMO_BROWSER=scripted) a scripted browser submits the login page as
@@ -23,6 +28,30 @@ echo
 
 export LANYARD_POLICY="$WORK/policy.json"
 export PATH="$BIN:$PATH"
+# The demo's own broker socket, so it never meets a real agent of this user.
+export LANYARD_AGENT_SOCKET="$WORK/agent.sock"
+
+if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ "${LANYARD_DEMO_MODE:-tray}" = "tray" ]; then
+  if [ "${LANYARD_DEMO_BROWSER:-system}" != "system" ]; then
+    export BROWSER="lanyard-testbed browse --user alice@example.com"
+    echo "demo: a scripted browser will sign in as alice@example.com when you click Sign in."
+  else
+    echo "demo: click Sign in in the Lanyard window (or in its tray menu); the dev IdP's login page"
+    echo "      opens in your browser — pick alice (Payroll is blocked for her) or bob."
+  fi
+  echo "demo: meanwhile, in another terminal: LANYARD_AGENT_SOCKET=$LANYARD_AGENT_SOCKET $BIN/lanyard token docs"
+  echo "demo: quit with the tray menu's \"Quit Lanyard\" (or Ctrl-C here)."
+  if [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] && [ "${LANYARD_DEMO_KEYRING:-}" != "private" ]; then
+    lanyard-tray --show
+  else
+    # No desktop session bus: a private one with an unlocked gnome-keyring for the demo's length.
+    scripts/with-keyring.sh lanyard-tray --show 2> >(grep -v 'fd limit' >&2)
+  fi
+  exit
+fi
+if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+  echo "demo: no display, so no tray app — running the headless agent flow with the CLI instead."
+fi
 if [ -n "${DISPLAY:-}" ] && [ "${LANYARD_DEMO_BROWSER:-system}" = "system" ]; then
   echo "demo: signing in with your browser — pick a user on the login page."
 else

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Measures the tray app (report numbers; nothing here passes or fails on a threshold):
+#   - launch -> tray ready (process start to the "tray ready" log line), 5 runs
+#   - RSS with the status window open (app + its WebKit processes), and after it is closed
+#   - idle wake-ups per minute with the window closed (context switches of every thread of the
+#     app and its children over 60 s; each wake-up of a sleeping thread is one switch)
+# Runs under Xvfb with a private D-Bus + keyring, signed in against the testbed (via `lanyard login`
+# over the tray app's own broker). Writes target/artifacts/tray-bench/results.json.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CARGO="${CARGO:-cargo}"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+IDLE_SECS="${IDLE_SECS:-60}"
+
+if [ "${_TRAY_BENCH_INNER:-}" != "1" ]; then
+  if [ "${PROFILE:-debug}" = "release" ]; then release=--release; else release=; fi
+  "$CARGO" build -q $release -p lanyard-testbed -p lanyard-tray -p lanyard-cli --bins
+  export _TRAY_BENCH_INNER=1
+  exec timeout 900 xvfb-run -a -s '-screen 0 1280x800x24' scripts/with-keyring.sh "$0" "$@" \
+    2> >(grep -v -e 'Failed to set fd limit' >&2)
+fi
+
+PROFILE="${PROFILE:-debug}"   # PROFILE=release measures an optimised build (cargo build --release)
+BIN="$TARGET/$PROFILE"
+OUT="$ROOT/target/artifacts/tray-bench"
+rm -rf "$OUT"; mkdir -p "$OUT"
+WORK="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+"$BIN/lanyard-testbed" serve --demo --write-policy "$WORK/policy.json" >"$WORK/testbed.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$WORK/policy.json" ] && break; sleep 0.1; done
+export LANYARD_POLICY="$WORK/policy.json"
+export BROWSER="$BIN/lanyard-testbed browse --user alice@example.com"
+export HOME="$WORK/home"; mkdir -p "$HOME"
+export LANYARD_AGENT_SOCKET="$WORK/run/agent.sock"
+export LANYARD_LOG="warn,lanyard_tray=info"
+trayer --edge bottom --align right --widthtype request --height 32 --SetDockType true >/dev/null 2>&1 &
+pids+=($!)
+sleep 0.5
+
+now_ms() { date +%s%3N; }
+# Resident memory (kB) of a pid.
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# The pid and all its descendants.
+family() {
+  local all=("$1") i=0
+  while [ "$i" -lt "${#all[@]}" ]; do
+    for c in $(cat /proc/"${all[$i]}"/task/*/children 2>/dev/null); do all+=("$c"); done
+    i=$((i + 1))
+  done
+  echo "${all[@]}"
+}
+family_rss() { local t=0; for p in $(family "$1"); do t=$((t + $(rss "$p"))); done; echo "$t"; }
+# "tid switches" for every thread of the pid and its descendants (voluntary + involuntary).
+switches() {
+  for p in $(family "$1"); do
+    for s in /proc/"$p"/task/*/status; do
+      awk -v tid="$(basename "$(dirname "$s")")" '/ctxt_switches/ {n += $2} END {print tid, n + 0}' "$s" 2>/dev/null || true
+    done
+  done | sort
+}
+# Switches between two samples, over the threads present in both.
+switch_delta() { join "$1" "$2" | awk '{d += $3 - $2} END {print d + 0}'; }
+wait_line() { # file pattern timeout_s
+  for _ in $(seq $(($3 * 20))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}
+stop_app() { kill -TERM "$1" 2>/dev/null || true; for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -KILL "$1" 2>/dev/null || true; }
+
+# ---- launch -> tray ready -------------------------------------------------------------------
+launch=()
+for run in 1 2 3 4 5; do
+  log="$WORK/launch-$run.log"
+  t0=$(now_ms)
+  "$BIN/lanyard-tray" >"$log" 2>&1 &
+  app=$!
+  wait_line "$log" "tray ready" 30 || { cat "$log"; echo "tray-bench: no 'tray ready'" >&2; exit 1; }
+  t1=$(now_ms)
+  launch+=($((t1 - t0)))
+  stop_app "$app"
+  sleep 0.5
+done
+sorted=($(printf '%s\n' "${launch[@]}" | sort -n))
+echo "launch -> tray ready (ms): ${launch[*]} (median ${sorted[2]})"
+
+# ---- steady state: signed in through the tray app's broker ------------------------------------
+"$BIN/lanyard-tray" --show >"$WORK/app.log" 2>&1 &
+app=$!
+pids+=($app)
+wait_line "$WORK/app.log" "tray ready" 30
+for _ in $(seq 100); do [ -S "$LANYARD_AGENT_SOCKET" ] && break; sleep 0.1; done
+"$BIN/lanyard" login --no-start >/dev/null 2>"$WORK/login.err" || { cat "$WORK/login.err"; exit 1; }
+"$BIN/lanyard" token docs >/dev/null
+sleep 5
+import -window root "$OUT/window-open.png"
+open_app=$(rss "$app"); open_total=$(family_rss "$app")
+echo "RSS window open: app ${open_app} kB, app + WebKit ${open_total} kB"
+
+# Close the window the way a keyboard user does: focus it, press Escape.
+win=$(xdotool search --onlyvisible --name '^Lanyard$' | head -n1)
+xdotool windowfocus --sync "$win" key Escape
+for _ in $(seq 50); do xdotool search --onlyvisible --name '^Lanyard$' >/dev/null || break; sleep 0.1; done
+if xdotool search --onlyvisible --name '^Lanyard$' >/dev/null; then echo "tray-bench: the window did not close" >&2; exit 1; fi
+sleep 10
+closed_app=$(rss "$app"); closed_total=$(family_rss "$app")
+echo "RSS window closed: app ${closed_app} kB, app + WebKit ${closed_total} kB"
+
+switches "$app" >"$WORK/s0"; sleep "$IDLE_SECS"; switches "$app" >"$WORK/s1"
+threads=$(ls /proc/"$app"/task | wc -l)
+wakeups=$(( $(switch_delta "$WORK/s0" "$WORK/s1") * 60 / IDLE_SECS ))
+# Which threads woke, for the record.
+join "$WORK/s0" "$WORK/s1" | while read -r tid a b; do
+  [ "$b" -gt "$a" ] && echo "  $(cat /proc/*/task/"$tid"/comm 2>/dev/null | head -n1) (tid $tid): $((b - a))"
+done >"$OUT/wakers.txt" || true
+echo "idle wake-ups/min with the window closed: $wakeups ($threads threads, $(family "$app" | wc -w) processes)"
+import -window root "$OUT/window-closed.png"
+
+cat >"$OUT/results.json" <<JSON
+{
+  "launch_to_tray_ready_ms": [$(IFS=,; echo "${launch[*]}")],
+  "launch_to_tray_ready_median_ms": ${sorted[2]},
+  "rss_kb_window_open": {"app": $open_app, "app_and_webkit": $open_total},
+  "rss_kb_window_closed": {"app": $closed_app, "app_and_webkit": $closed_total},
+  "idle_wakeups_per_min_window_closed": $wakeups,
+  "idle_window_secs": $IDLE_SECS,
+  "threads": $threads,
+  "profile": "$PROFILE"
+}
+JSON
+cat "$OUT/results.json"
+echo "threads that woke while idle:"; cat "$OUT/wakers.txt"
