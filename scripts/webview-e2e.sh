@@ -11,8 +11,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CARGO="${CARGO:-cargo}"
 
-# The scripted browser and the app itself must be built before the test launches them.
-"$CARGO" build -q -p lanyard-testbed -p lanyard-tray --bins
+# The scripted browser, the CLI (`lanyard token`, `lanyard clients`) and the app itself must be
+# built before the test launches them.
+"$CARGO" build -q -p lanyard-testbed -p lanyard-tray -p lanyard-cli --bins
 
 # xvfb-run gives the display; with-keyring.sh the private session bus + Secret Service.
 # `timeout` so a wedged webview can never hang the suite.

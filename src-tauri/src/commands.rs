@@ -69,6 +69,15 @@ pub fn set_autostart<R: Runtime>(
     Ok(())
 }
 
+/// Connects an AI client (`lanyard clients install <client>`), as the tray's submenu does.
+#[tauri::command]
+pub async fn connect_client<R: Runtime>(
+    app: AppHandle<R>,
+    client: String,
+) -> Result<(), CommandError> {
+    actions::perform(&app, MenuAction::ConnectClient(client)).await
+}
+
 /// What the tray shows now (for tests and diagnostics; the window does not need it).
 #[tauri::command]
 pub fn tray_look(host: HostState<'_>) -> Option<TrayLook> {

@@ -37,6 +37,7 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         commands::refresh_server,
         commands::open_support,
         commands::set_autostart,
+        commands::connect_client,
         commands::tray_look,
         commands::notices_sent,
     ])

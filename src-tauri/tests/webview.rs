@@ -159,6 +159,61 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
     .await;
     assert_ne!(card(&later, "docs")["countdown"], before);
 
+    // 2b. The tray app hosts the broker: `lanyard token` gets a token from it (no browser, no
+    //     engine of its own), and the denied server answers with the "denied" exit code.
+    let token = Command::new(kit::cli_binary())
+        .args(["token", "docs"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("lanyard token");
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    assert!(token.stdout.len() > 20, "a token came back");
+    let denied = Command::new(kit::cli_binary())
+        .args(["token", "payroll"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("lanyard token");
+    assert_eq!(denied.status.code(), Some(5), "exit code 5 = denied");
+    let snapshot = session.invoke("snapshot").await.expect("snapshot");
+    assert_eq!(snapshot["broker"]["state"], "serving", "{snapshot:#}");
+
+    // 2c. "Connect AI clients": the `lanyard` beside the app knows `clients`, so the tray offers
+    //     them, and connecting one writes Lanyard's entries into that client's config.
+    let deadline = std::time::Instant::now() + WAIT;
+    let look = loop {
+        let look = session.invoke("tray_look").await.expect("tray_look");
+        if look["clients"].as_array().is_some_and(|c| !c.is_empty())
+            || std::time::Instant::now() > deadline
+        {
+            break look;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let names: Vec<&str> = look["clients"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|e| e["label"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(names.contains(&"Claude Code"), "{look:#}");
+    session
+        .invoke_with(
+            "connect_client",
+            serde_json::json!({"client": "claude-code"}),
+        )
+        .await
+        .expect("connect Claude Code");
+    let claude =
+        std::fs::read_to_string(scratch.0.join("home/.claude.json")).expect("~/.claude.json");
+    assert!(claude.contains("lanyard-docs"), "{claude}");
+    let e = session
+        .invoke_with("connect_client", serde_json::json!({"client": "emacs"}))
+        .await
+        .expect_err("unknown client");
+    assert!(e.to_string().contains("unknown_client"), "{e}");
+
     // 3. The denied server: the organization's message and a Contact IT button.
     let payroll = card(&now, "payroll")["text"]
         .as_str()

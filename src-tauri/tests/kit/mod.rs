@@ -34,6 +34,16 @@ pub fn tray_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lanyard-tray"))
 }
 
+pub fn cli_binary() -> PathBuf {
+    let path = bin_dir().join("lanyard");
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo build -p lanyard-cli` first (scripts/webview-e2e.sh does)",
+        path.display()
+    );
+    path
+}
+
 pub fn testbed_binary() -> PathBuf {
     let path = bin_dir().join("lanyard-testbed");
     assert!(

@@ -97,9 +97,14 @@ impl Session {
 
     /// Invokes one of the app's commands from the page, as the window would.
     pub async fn invoke(&self, command: &str) -> anyhow::Result<Value> {
+        self.invoke_with(command, json!({})).await
+    }
+
+    /// Invokes a command with arguments.
+    pub async fn invoke_with(&self, command: &str, args: Value) -> anyhow::Result<Value> {
         let script = format!(
             "const done = arguments[arguments.length - 1];\
-             window.__TAURI_INTERNALS__.invoke({command:?}).then(\
+             window.__TAURI_INTERNALS__.invoke({command:?}, {args}).then(\
                v => done({{ok: v}}), e => done({{err: e}}));"
         );
         let reply = self.execute_async(&script).await?;
