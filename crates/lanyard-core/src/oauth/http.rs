@@ -203,10 +203,23 @@ impl HttpExecutor {
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(request.encoded_form());
         }
-        let mut response = builder
+        let response = builder
             .send()
             .await
             .map_err(|e| transport_error(&shown, &e))?;
+        self.collect(response, &request.url, shown, BodyOverflow::Reject)
+            .await
+    }
+
+    /// Reads status, headers and a body of at most `max_body_bytes` (by `Content-Length` and
+    /// while streaming), rejecting or truncating what is beyond.
+    async fn collect(
+        &self,
+        mut response: reqwest::Response,
+        url: &Url,
+        shown: String,
+        overflow: BodyOverflow,
+    ) -> Result<HttpResponse, WireError> {
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -218,14 +231,16 @@ impl HttpExecutor {
                 )
             })
             .collect();
-        if response
-            .content_length()
-            .is_some_and(|len| len > self.max_body_bytes as u64)
+        let too_large = || WireError::BodyTooLarge {
+            url: shown.clone(),
+            limit: self.max_body_bytes,
+        };
+        if overflow == BodyOverflow::Reject
+            && response
+                .content_length()
+                .is_some_and(|len| len > self.max_body_bytes as u64)
         {
-            return Err(WireError::BodyTooLarge {
-                url: shown,
-                limit: self.max_body_bytes,
-            });
+            return Err(too_large());
         }
         let mut body = Vec::new();
         while let Some(chunk) = response
@@ -234,20 +249,28 @@ impl HttpExecutor {
             .map_err(|e| transport_error(&shown, &e))?
         {
             if body.len() + chunk.len() > self.max_body_bytes {
-                return Err(WireError::BodyTooLarge {
-                    url: shown,
-                    limit: self.max_body_bytes,
-                });
+                match overflow {
+                    BodyOverflow::Reject => return Err(too_large()),
+                    BodyOverflow::Truncate => break,
+                }
             }
             body.extend_from_slice(&chunk);
         }
         Ok(HttpResponse {
-            url: request.url.clone(),
+            url: url.clone(),
             status,
             headers,
             body,
         })
     }
+}
+
+/// What to do with a body beyond the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyOverflow {
+    Reject,
+    /// Only the status and headers matter (a discovery probe).
+    Truncate,
 }
 
 impl HttpExecutor {
@@ -259,7 +282,7 @@ impl HttpExecutor {
         body: &'static str,
     ) -> Result<HttpResponse, WireError> {
         let shown = redacted_url(url);
-        let mut response = self
+        let response = self
             .client
             .post(url.clone())
             .header("accept", "application/json, text/event-stream")
@@ -268,34 +291,8 @@ impl HttpExecutor {
             .send()
             .await
             .map_err(|e| transport_error(&shown, &e))?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        self.collect(response, url, shown, BodyOverflow::Truncate)
             .await
-            .map_err(|e| transport_error(&shown, &e))?
-        {
-            if body.len() + chunk.len() > self.max_body_bytes {
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(HttpResponse {
-            url: url.clone(),
-            status,
-            headers,
-            body,
-        })
     }
 }
 
