@@ -1,6 +1,7 @@
-//! Start at login (tauri-plugin-autostart): on by default the first time Lanyard runs for a user,
-//! then whatever the user chose. The plugin writes the login item (an XDG autostart entry on
-//! Linux); this module only decides and records, it never touches the engine.
+//! Start at login (tauri-plugin-autostart): the organization's `settings.autostart` (on by
+//! default) the first time Lanyard runs for a user, then whatever the user chose — unless the
+//! organization made it mandatory, which locks it and is re-applied at every start. The plugin
+//! writes the login item (an XDG autostart entry on Linux); this module only decides and records.
 
 use tauri::{AppHandle, Manager, Runtime};
 use tracing::warn;
@@ -23,22 +24,32 @@ pub fn init<R: Runtime>(app: &AppHandle<R>, host: &Host) {
         return;
     }
     let launcher = app.autolaunch();
-    if let Ok(dir) = app.path().app_config_dir() {
+    let policy = host.autostart_policy();
+    let apply = |enabled: bool| {
+        let result = if enabled {
+            launcher.enable()
+        } else {
+            launcher.disable()
+        };
+        if let Err(e) = result {
+            warn!("start at login could not be set: {e}");
+        }
+    };
+    if policy.locked {
+        apply(policy.enabled);
+    } else if let Ok(dir) = app.path().app_config_dir() {
         let marker = dir.join(DEFAULT_APPLIED);
         if !marker.exists() {
-            if let Err(e) = launcher.enable() {
-                warn!("start at login could not be turned on: {e}");
-            }
+            apply(policy.enabled);
             let written = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&marker, b""));
             if let Err(e) = written {
                 warn!("cannot remember the autostart default: {e}");
             }
         }
     }
-    // SEAM(policy): the organization's `settings.autostart` lock (issue 5) sets `locked` here.
     host.set_autostart(AutostartView {
         enabled: launcher.is_enabled().unwrap_or(false),
-        locked: false,
+        locked: policy.locked,
     });
 }
 
@@ -74,7 +85,7 @@ pub fn set<R: Runtime>(app: &AppHandle<R>, host: &Host, enabled: bool) -> Result
     })?;
     host.set_autostart(AutostartView {
         enabled: launcher.is_enabled().unwrap_or(enabled),
-        locked: false,
+        locked: host.autostart_policy().locked,
     });
     Ok(())
 }

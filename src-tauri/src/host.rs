@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use lanyard_core::clock::Clock;
 use lanyard_core::engine::{self, EngineConfig, EngineHandle};
-use lanyard_core::policy::{Policy, PolicyError};
+use lanyard_core::policy::sources::linux_files::LinuxPolicyPaths;
+use lanyard_core::policy::watch::{watch_linux, PolicyWatcher, DEFAULT_DEBOUNCE};
+use lanyard_core::policy::{Policy, PolicyError, PolicySnapshot};
 use lanyard_core::signin::Browser;
 use lanyard_core::store::SecretStore;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
@@ -55,6 +57,10 @@ pub struct Host {
     tray_look: Mutex<Option<TrayLook>>,
     tracker: Mutex<NoticeTracker>,
     notices_sent: Mutex<Vec<Notice>>,
+    /// The organization's start-at-login setting and whether it is locked (mandatory).
+    autostart_policy: AutostartView,
+    /// Applies policy file changes to the running engine; dropped with the host.
+    policy_watcher: Mutex<Option<PolicyWatcher>>,
 }
 
 /// Locks a mutex, carrying on with the data when another thread panicked while holding it (the
@@ -64,22 +70,81 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Host {
-    /// Loads the policy and starts the engine on the current tokio runtime. A policy that cannot be
-    /// used leaves the host without an engine, showing the problems.
+    /// Loads the policy the way `lanyard agent` does (the managed file and its drop-ins, merged,
+    /// with mandatory values locked), starts the engine on the current tokio runtime and watches
+    /// the policy files so a fixed or changed policy applies live.
     pub fn start(options: HostOptions) -> Host {
-        let loaded = Policy::load(&options.policy_path);
-        Self::with_policy(loaded, options)
+        let paths = LinuxPolicyPaths::for_named_file(&options.policy_path);
+        let host = Self::with_snapshot(paths.load(), options);
+        if let Some(engine) = host.engine.clone() {
+            // The watcher spawns onto the current runtime: ours.
+            let runtime = tokio::runtime::Handle::try_current()
+                .unwrap_or_else(|_| tauri::async_runtime::handle().inner().clone());
+            let _inside = runtime.enter();
+            let watched = watch_linux(paths, DEFAULT_DEBOUNCE, move |result| {
+                let engine = engine.clone();
+                tauri::async_runtime::spawn(async move {
+                    let _ = match result {
+                        Ok(snapshot) => engine.apply_policy(snapshot.policy).await,
+                        Err(errors) => {
+                            warn!(problems = errors.len(), "the changed policy is not usable");
+                            let errors = errors.iter().map(|e| e.to_string()).collect();
+                            engine.reject_policy(errors).await
+                        }
+                    };
+                });
+            });
+            match watched {
+                Ok(watcher) => *lock(&host.policy_watcher) = Some(watcher),
+                Err(e) => warn!("policy changes will apply at the next start: {e}"),
+            }
+        }
+        host
     }
 
-    /// Like [`Host::start`] with an already loaded (or rejected) policy.
+    /// Like [`Host::start`] with an already loaded (or rejected) policy, without watching files.
     pub fn with_policy(loaded: Result<Policy, Vec<PolicyError>>, options: HostOptions) -> Host {
+        let snapshot = loaded.map(|policy| PolicySnapshot {
+            policy,
+            origins: Default::default(),
+        });
+        Self::with_snapshot(snapshot, options)
+    }
+
+    fn with_snapshot(
+        loaded: Result<PolicySnapshot, Vec<PolicyError>>,
+        options: HostOptions,
+    ) -> Host {
         // The engine spawns its actor on the current runtime, else on tauri's (ours, set at start).
         let runtime = tokio::runtime::Handle::try_current()
             .unwrap_or_else(|_| tauri::async_runtime::handle().inner().clone());
         let _inside = runtime.enter();
         let source = options.policy_path.display().to_string();
-        let (policy_view, engine) = match loaded {
-            Ok(policy) => {
+        let autostart_policy = match &loaded {
+            Ok(snapshot) => AutostartView {
+                enabled: snapshot.policy.settings.autostart,
+                locked: snapshot
+                    .origins
+                    .get("settings.autostart")
+                    .is_some_and(|origin| origin.locked),
+            },
+            Err(_) => AutostartView {
+                enabled: true,
+                locked: false,
+            },
+        };
+        // An unusable policy does not stop the host (as with `lanyard agent`): the engine runs
+        // Misconfigured, the window shows each problem, and a fixed policy applies live.
+        let (policy, policy_errors, problems) = match loaded {
+            Ok(snapshot) => (snapshot.policy, Vec::new(), Vec::new()),
+            Err(errors) => {
+                warn!(problems = errors.len(), "the policy is not usable");
+                let lines = errors.iter().map(|e| e.to_string()).collect();
+                (Policy::default(), lines, errors)
+            }
+        };
+        let (policy_view, engine) = {
+            {
                 let support_url = policy.settings.support_url.clone();
                 let mut config = EngineConfig::new(
                     policy,
@@ -88,9 +153,10 @@ impl Host {
                     options.browser,
                 );
                 config.tick = options.tick;
+                config.policy_errors = policy_errors;
                 match engine::start(config) {
                     Ok(engine) => {
-                        let mut view = PolicyView::from_errors(&source, &[]);
+                        let mut view = PolicyView::from_errors(&source, &problems);
                         view.support_url = support_url;
                         (view, Some(engine))
                     }
@@ -103,10 +169,6 @@ impl Host {
                         (PolicyView::from_errors(&source, &[problem]), None)
                     }
                 }
-            }
-            Err(errors) => {
-                warn!(problems = errors.len(), "the policy is not usable");
-                (PolicyView::from_errors(&source, &errors), None)
             }
         };
         Host {
@@ -125,13 +187,41 @@ impl Host {
             tray_look: Mutex::new(None),
             tracker: Mutex::new(NoticeTracker::default()),
             notices_sent: Mutex::new(Vec::new()),
+            autostart_policy,
+            policy_watcher: Mutex::new(None),
         }
+    }
+
+    /// The organization's start-at-login value, and whether it is locked.
+    pub fn autostart_policy(&self) -> AutostartView {
+        self.autostart_policy
     }
 
     /// A host without an engine because another host already serves this user.
     pub fn beside_other_host(options: HostOptions, other: BrokerState) -> Host {
-        let mut host = Self::with_policy(Err(Vec::new()), options);
-        host.policy_view = PolicyView::from_errors(&host.policy_path.display().to_string(), &[]);
+        let source = options.policy_path.display().to_string();
+        let host = Host {
+            policy_path: options.policy_path,
+            policy_view: PolicyView::from_errors(&source, &[]),
+            engine: None,
+            clock: options.clock,
+            theme: options.theme,
+            cli: options.cli,
+            clients: Mutex::new(Vec::new()),
+            autostart: Mutex::new(AutostartView {
+                enabled: false,
+                locked: false,
+            }),
+            broker: Mutex::new(None),
+            tray_look: Mutex::new(None),
+            tracker: Mutex::new(NoticeTracker::default()),
+            notices_sent: Mutex::new(Vec::new()),
+            autostart_policy: AutostartView {
+                enabled: false,
+                locked: false,
+            },
+            policy_watcher: Mutex::new(None),
+        };
         host.set_broker(other);
         host
     }

@@ -3,7 +3,7 @@
 //!
 //! Pure: builds values from values. It performs no I/O and holds no secrets (a `Status` has none).
 
-use lanyard_core::engine::{Health, IdpStatus, ServerState, Status};
+use lanyard_core::engine::{Health, IdpStatus, PolicyStatus, ServerState, Status};
 use lanyard_core::policy::PolicyError;
 use serde::Serialize;
 
@@ -148,6 +148,9 @@ fn list(names: &[&str]) -> String {
 
 /// The worst thing going on, in words a person would use.
 pub fn headline(status: &Status) -> String {
+    if let PolicyStatus::Misconfigured { .. } = status.policy {
+        return "Settings from your organization are not usable".into();
+    }
     match &status.idp {
         IdpStatus::Restoring => return "Resuming your session…".into(),
         IdpStatus::SigningIn { .. } => return "Waiting for you to sign in in your browser".into(),

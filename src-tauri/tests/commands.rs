@@ -308,16 +308,26 @@ async fn errors_reach_the_window_as_code_and_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unusable_policy_is_shown_with_its_key_path_and_commands_say_why() {
+async fn an_unusable_policy_runs_misconfigured_with_its_key_path_shown() {
     let bad = r#"{"idp": {"issuer": "http://idp.example.com", "client_id": "x"}, "servers": []}"#;
     let errors = Policy::from_json(bad, "/etc/lanyard/policy.json").expect_err("invalid");
     let rig = rig(Err(errors));
-    let snap = rig.snapshot();
-    assert!(snap["status"].is_null());
+    let snap = rig
+        .until("misconfigured", |s| {
+            s["status"]["policy"]["state"] == "misconfigured"
+        })
+        .await;
+    let lines = snap["status"]["policy"]["errors"].to_string();
+    assert!(lines.contains("idp.issuer"), "{snap:#}");
     assert_eq!(snap["health"], "action_needed");
+    assert_eq!(
+        snap["headline"],
+        "Settings from your organization are not usable"
+    );
     assert_eq!(snap["policy"]["problems"][0]["key_path"], "idp.issuer");
-    let e = rig.invoke("sign_in", json!({})).expect_err("no engine");
-    assert_eq!(e["code"], "policy_invalid");
+    // Nothing to sign in to; the answer says so instead of hanging or crashing.
+    let e = rig.invoke("sign_in", json!({})).expect_err("no IdP");
+    assert!(e["code"].is_string() && e["message"].is_string(), "{e}");
     let e = rig
         .invoke("open_support", json!({}))
         .expect_err("no support url");

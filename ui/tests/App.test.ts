@@ -74,6 +74,28 @@ describe('App', () => {
     expect(screen.queryByRole('button', { name: 'Contact IT' })).toBeNull();
   });
 
+  it('shows a Misconfigured engine with its errors, and a rejected change as a notice', async () => {
+    const misconfigured = status({ state: 'signed_out' }, []);
+    misconfigured.policy = { state: 'misconfigured', errors: ['/etc/lanyard/policy.json: idp.issuer: must use https'] };
+    const { api } = fakeApi(
+      snapshot(misconfigured, {
+        health: 'action_needed',
+        policy: { source: '/etc/lanyard/policy.json', support_url: null, problems: [] },
+      }),
+    );
+    const { unmount } = render(App, { api });
+    expect(await screen.findByRole('heading', { name: "Your organization's settings can't be used" })).toBeTruthy();
+    expect(screen.getByText(/idp.issuer: must use https/)).toBeTruthy();
+    expect(screen.queryByRole('button', { name: 'Sign in' })).toBeNull();
+    unmount();
+    const rejected = status(alice, [server('docs', granted())]);
+    rejected.policy = { state: 'change_rejected', errors: ['policy.json: servers[0].url: must use https'] };
+    render(App, { api: fakeApi(snapshot(rejected)).api });
+    expect((await screen.findByText(/previous settings stay in force/)).textContent).toBeTruthy();
+    expect(screen.getByText(/servers\[0\].url/)).toBeTruthy();
+    expect(screen.getByTestId('countdown')).toBeTruthy();
+  });
+
   it('names the other Lanyard when one already runs for this user', async () => {
     const other = snapshot(null, {
       health: 'action_needed',

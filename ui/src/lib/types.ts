@@ -45,10 +45,17 @@ export type KeychainStatus =
   | { state: 'unavailable'; reason: string }
   | { state: 'locked'; reason: string };
 
+export type PolicyStatus =
+  | { state: 'applied' }
+  | { state: 'misconfigured'; errors: string[] }
+  | { state: 'change_rejected'; errors: string[] };
+
 export interface Status {
   idp: IdpStatus;
   servers: ServerStatus[];
   keychain: KeychainStatus;
+  /** Whether the organization's policy is in force (absent from older hosts: applied). */
+  policy?: PolicyStatus;
   updated_at: number;
 }
 
