@@ -214,6 +214,33 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         .expect_err("unknown client");
     assert!(e.to_string().contains("unknown_client"), "{e}");
 
+    // 2d. Start at login: on by default at the first start (an XDG autostart entry), and the
+    //     window's switch turns it off and on again.
+    let autostart_dir = scratch.0.join("home/.config/autostart");
+    let entries = || {
+        std::fs::read_dir(&autostart_dir)
+            .map(|d| d.filter_map(Result::ok).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        entries(),
+        1,
+        "one autostart entry in {}",
+        autostart_dir.display()
+    );
+    let snapshot = session.invoke("snapshot").await.expect("snapshot");
+    assert_eq!(snapshot["autostart"]["enabled"], true, "{snapshot:#}");
+    session
+        .invoke_with("set_autostart", serde_json::json!({"enabled": false}))
+        .await
+        .expect("autostart off");
+    assert_eq!(entries(), 0, "the entry is gone");
+    session
+        .invoke_with("set_autostart", serde_json::json!({"enabled": true}))
+        .await
+        .expect("autostart on");
+    assert_eq!(entries(), 1, "the entry is back");
+
     // 3. The denied server: the organization's message and a Contact IT button.
     let payroll = card(&now, "payroll")["text"]
         .as_str()
