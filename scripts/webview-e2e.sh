@@ -11,9 +11,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CARGO="${CARGO:-cargo}"
 
-# The scripted browser, the CLI (`lanyard token`, `lanyard clients`) and the app itself must be
-# built before the test launches them.
-"$CARGO" build -q -p lanyard-testbed -p lanyard-tray -p lanyard-cli --bins
+# The scripted browser and the CLI (`lanyard token`, `lanyard clients`) must be built before the
+# test launches them; the app itself is built by nextest for the test (CARGO_BIN_EXE_lanyard-tray),
+# with the same features as the unit tier, so tauri is not compiled once more.
+"$CARGO" build -q -p lanyard-testbed -p lanyard-cli --bins
 
 # xvfb-run gives the display; with-keyring.sh the private session bus + Secret Service.
 # `timeout` so a wedged webview can never hang the suite.
