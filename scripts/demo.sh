@@ -16,7 +16,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 BIN="$ROOT/target/debug"
 WORK="$(mktemp -d)"
-cleanup() { [ -n "${TESTBED_PID:-}" ] && kill "$TESTBED_PID" 2>/dev/null; rm -rf "$WORK"; }
+stop_agent() {
+  # `lanyard login` started an agent for the demo's private socket; its lock file holds its pid.
+  local pid
+  pid="$(tr -dc '0-9' <"$WORK/agent.lock" 2>/dev/null || true)"
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  # Wait for it to go, so that it is not still talking to the demo's keyring when that stops.
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+}
+cleanup() { stop_agent; [ -n "${TESTBED_PID:-}" ] && kill "$TESTBED_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 "$BIN/lanyard-testbed" serve --demo --write-policy "$WORK/policy.json" >"$WORK/testbed.log" 2>&1 &
@@ -68,8 +77,10 @@ run_flow() {
   echo; echo "\$ lanyard token payroll"
   lanyard token payroll || echo "(exit $? — blocked by policy, as configured)"
   echo; echo "\$ lanyard logout";     lanyard logout
+  stop_agent
 }
-export -f run_flow
+export WORK
+export -f run_flow stop_agent
 if [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] && [ "${LANYARD_DEMO_KEYRING:-}" != "private" ]; then
   run_flow
 else
