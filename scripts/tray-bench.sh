@@ -30,10 +30,12 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-"$BIN/lanyard-testbed" serve --demo --write-policy "$WORK/policy.json" >"$WORK/testbed.log" 2>&1 &
+# The policy in a directory of its own, as /etc/lanyard is: the app watches it for changes.
+mkdir -p "$WORK/etc"
+"$BIN/lanyard-testbed" serve --demo --write-policy "$WORK/etc/policy.json" >"$WORK/testbed.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do [ -s "$WORK/policy.json" ] && break; sleep 0.1; done
-export LANYARD_POLICY="$WORK/policy.json"
+for _ in $(seq 100); do [ -s "$WORK/etc/policy.json" ] && break; sleep 0.1; done
+export LANYARD_POLICY="$WORK/etc/policy.json"
 export BROWSER="$BIN/lanyard-testbed browse --user alice@example.com"
 export HOME="$WORK/home"; mkdir -p "$HOME"
 export LANYARD_AGENT_SOCKET="$WORK/run/agent.sock"

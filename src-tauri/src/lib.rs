@@ -93,6 +93,8 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
         ))
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_opener::init());
+    // Inside the runtime while plugins start, so their D-Bus connections (zbus) run on it.
+    let inside = runtime.enter();
     let app = with_commands(builder)
         .setup(move |app| {
             let handle = app.handle();
@@ -133,6 +135,7 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
         })
         .build(tauri::generate_context!())
         .map_err(|e| format!("cannot start the tray app: {e}"))?;
+    drop(inside);
     app.run(|app, event| match event {
         // Closing the last window must not quit: Lanyard lives in the tray. Quit passes a code.
         RunEvent::ExitRequested {
