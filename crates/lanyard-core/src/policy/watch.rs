@@ -42,9 +42,13 @@ pub fn watch_dirs(
     mut on_change: impl FnMut() + Send + 'static,
 ) -> Result<PolicyWatcher, String> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let policy_dirs = dirs.clone();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) if event.kind.is_access() => {}
+            // Only policy files (and the policy directories appearing) count: a log or socket
+            // that shares a directory with the policy must not wake the agent, let alone loop.
+            Ok(event) if !event.paths.iter().any(|p| is_policy_path(p, &policy_dirs)) => {}
             Ok(_) => {
                 let _ = tx.send(());
             }
@@ -84,6 +88,15 @@ pub fn watch_dirs(
         }
     });
     Ok(PolicyWatcher { task })
+}
+
+/// Whether a changed path can matter to the policy: a policy file, or a watched directory itself.
+fn is_policy_path(path: &std::path::Path, dirs: &[PathBuf]) -> bool {
+    let is_policy_file = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "json" | "plist" | "mobileconfig"));
+    is_policy_file || dirs.iter().any(|d| d == path)
 }
 
 /// Watches the Linux policy files and calls `on_result` with every re-read policy.
