@@ -453,12 +453,7 @@ impl McpClient {
             // A notification: 202 (any 2xx) and nothing to read that matters.
             return Ok(Reply::Accepted);
         };
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(media_type)
-            .unwrap_or_default();
+        let content_type = response_media_type(response.headers());
 
         if content_type == "text/event-stream" {
             let mut parser = SseParser::default();
@@ -561,6 +556,15 @@ pub fn initialize_params(
 }
 
 /// `type/subtype` of a `Content-Type`, lowercased, without parameters.
+/// The media type of a response (`Content-Type` without parameters, lower-cased; empty if absent).
+pub(crate) fn response_media_type(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(media_type)
+        .unwrap_or_default()
+}
+
 fn media_type(value: &str) -> String {
     value
         .split(';')

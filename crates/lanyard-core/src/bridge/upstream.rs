@@ -18,7 +18,7 @@ use url::Url;
 
 use super::message::{negotiated_version, output_line, response_ids};
 use super::{TokenRequest, TokenSource, TokenUnavailable};
-use crate::mcp::SseParser;
+use crate::mcp::{response_media_type, SseParser};
 use crate::oauth::discovery::{parse_bearer_challenge, BearerChallenge};
 use crate::oauth::error::{excerpt, WireError};
 use crate::oauth::http::{redacted_url, transport_error};
@@ -286,12 +286,7 @@ impl<S: TokenSource> Upstream<S> {
         pending: &mut Pending,
         out: &Outbox,
     ) -> Result<(), ForwardError> {
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(media_type)
-            .unwrap_or_default();
+        let content_type = response_media_type(response.headers());
         let success = (200..300).contains(&status);
         if success && content_type == "text/event-stream" {
             let mut parser = SseParser::default();
@@ -425,12 +420,7 @@ impl<S: TokenSource> Upstream<S> {
         if status == 405 || status == 404 {
             return Ok(StreamEnd::NotOffered);
         }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(media_type)
-            .unwrap_or_default();
+        let content_type = response_media_type(response.headers());
         if !(200..300).contains(&status) || content_type != "text/event-stream" {
             let body = self.read_capped(&mut response).await.unwrap_or_default();
             return Err(ForwardError::Status {
@@ -489,14 +479,4 @@ impl<S: TokenSource> Upstream<S> {
             Err(e) => tracing::debug!(url = %self.shown, "closing the session failed: {e}"),
         }
     }
-}
-
-/// `type/subtype` of a `Content-Type`, lowercased, without parameters.
-fn media_type(value: &str) -> String {
-    value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
