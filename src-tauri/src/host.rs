@@ -148,9 +148,9 @@ impl Host {
                 let support_url = policy.settings.support_url.clone();
                 let mut config = EngineConfig::new(
                     policy,
-                    options.store,
+                    options.store.clone(),
                     options.clock.clone(),
-                    options.browser,
+                    options.browser.clone(),
                 );
                 config.tick = options.tick;
                 config.policy_errors = policy_errors;
@@ -171,6 +171,16 @@ impl Host {
                 }
             }
         };
+        Self::assemble(options, policy_view, engine, autostart_policy)
+    }
+
+    /// A host from its parts; every piece of runtime state starts empty.
+    fn assemble(
+        options: HostOptions,
+        policy_view: PolicyView,
+        engine: Option<EngineHandle>,
+        autostart_policy: AutostartView,
+    ) -> Host {
         Host {
             policy_path: options.policy_path,
             policy_view,
@@ -200,28 +210,15 @@ impl Host {
     /// A host without an engine because another host already serves this user.
     pub fn beside_other_host(options: HostOptions, other: BrokerState) -> Host {
         let source = options.policy_path.display().to_string();
-        let host = Host {
-            policy_path: options.policy_path,
-            policy_view: PolicyView::from_errors(&source, &[]),
-            engine: None,
-            clock: options.clock,
-            theme: options.theme,
-            cli: options.cli,
-            clients: Mutex::new(Vec::new()),
-            autostart: Mutex::new(AutostartView {
-                enabled: false,
-                locked: false,
-            }),
-            broker: Mutex::new(None),
-            tray_look: Mutex::new(None),
-            tracker: Mutex::new(NoticeTracker::default()),
-            notices_sent: Mutex::new(Vec::new()),
-            autostart_policy: AutostartView {
+        let host = Self::assemble(
+            options,
+            PolicyView::from_errors(&source, &[]),
+            None,
+            AutostartView {
                 enabled: false,
                 locked: false,
             },
-            policy_watcher: Mutex::new(None),
-        };
+        );
         host.set_broker(other);
         host
     }
