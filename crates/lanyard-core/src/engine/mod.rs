@@ -382,6 +382,21 @@ async fn persist_refresh_token(
     )
 }
 
+/// Ends an interactive sign-in: the refresh token goes to the keychain, then the actor hears of it.
+async fn report_sign_in(
+    store: Arc<dyn SecretStore>,
+    client: &IdpClient,
+    result: Result<IdpTokens, SignInError>,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let keychain = persist_refresh_token(store, client, &result, None).await;
+    let _ = events.send(Event::SignInDone {
+        result,
+        restored: false,
+        keychain,
+    });
+}
+
 /// Results of spawned work, back to the actor.
 enum Event {
     IdpDiscovered(Result<Arc<IdpClient>, SignInError>),
@@ -872,12 +887,7 @@ impl Actor {
                         timeout,
                     )
                     .await;
-                    let keychain = persist_refresh_token(store, &client, &result, None).await;
-                    let _ = events.send(Event::SignInDone {
-                        result,
-                        restored: false,
-                        keychain,
-                    });
+                    report_sign_in(store, &client, result, &events).await;
                 });
             }
             AfterDiscovery::DeviceSignIn => {
@@ -898,12 +908,7 @@ impl Actor {
                         }
                         Err(e) => Err(e),
                     };
-                    let keychain = persist_refresh_token(store, &client, &result, None).await;
-                    let _ = events.send(Event::SignInDone {
-                        result,
-                        restored: false,
-                        keychain,
-                    });
+                    report_sign_in(store, &client, result, &events).await;
                 });
             }
             AfterDiscovery::Restore => {
