@@ -82,6 +82,7 @@ impl From<EngineError> for CommandError {
             EngineError::StepUpRequired => "step_up_required",
             EngineError::Unavailable { .. } => "unavailable",
             EngineError::SignIn(_) => "sign_in_failed",
+            EngineError::Misconfigured(_) => "misconfigured",
             EngineError::Stopped => "stopped",
         };
         CommandError::new(code, capitalized(&e.to_string()))

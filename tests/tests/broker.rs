@@ -16,6 +16,7 @@ use serde_json::Value;
 
 /// Exit codes documented in `lanyard --help`.
 const EXIT_FAILURE: i32 = 1;
+const EXIT_MISCONFIGURED: i32 = 3;
 const EXIT_NOT_SIGNED_IN: i32 = 4;
 const EXIT_DENIED: i32 = 5;
 const EXIT_UNKNOWN_SERVER: i32 = 7;
@@ -371,6 +372,76 @@ async fn login_starts_an_agent_in_the_background() {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    })
+    .await;
+}
+
+/// With no policy installed, `lanyard login` says so in `lanyard status`'s words, exits 3
+/// (misconfigured) and opens no browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn login_without_a_policy_says_so_and_opens_nothing() {
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let missing = world.dir.join("nowhere/policy.json");
+        let opened = world.dir.join("browser-opened");
+        let browser = world.dir.join("browser.sh");
+        std::fs::write(
+            &browser,
+            format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
+        )
+        .expect("browser script");
+        let chmod = Command::new("chmod")
+            .args(["+x", &browser.display().to_string()])
+            .status()
+            .expect("chmod");
+        assert!(chmod.success());
+        let run = |args: &[&str]| {
+            world
+                .lanyard(args)
+                .env("LANYARD_POLICY", &missing)
+                .env("BROWSER", &browser)
+                .output()
+                .expect("run lanyard")
+        };
+        let login = run(&["login"]);
+        let said = format!("{}{}", stdout(&login), stderr(&login));
+        assert_eq!(code(&login), EXIT_MISCONFIGURED, "{said}");
+        assert!(said.contains("no policy is installed"), "{said}");
+        assert!(
+            !said.contains("opening your browser"),
+            "login must not promise a browser: {said}"
+        );
+        let status = run(&["status"]);
+        let first_line = "Misconfigured: the managed policy is not usable; ask IT to fix it:";
+        assert!(stdout(&status).contains(first_line), "{}", stdout(&status));
+        assert!(
+            said.contains(first_line),
+            "the same words as status: {said}"
+        );
+        // A sign-in asked of the agent directly is refused as misconfigured, not "unavailable".
+        let mut client = BlockingClient::connect(&world.endpoint()).expect("the agent runs");
+        match client.sign_in(false) {
+            Err(lanyard_core::ipc::ClientError::Agent(reply)) => {
+                assert_eq!(
+                    reply.code,
+                    lanyard_core::ipc::ErrorCode::Misconfigured,
+                    "{reply:?}"
+                );
+                assert!(
+                    reply.message.contains("no policy is installed"),
+                    "{reply:?}"
+                );
+            }
+            other => panic!("expected a misconfigured refusal, got {other:?}"),
+        }
+        assert!(!opened.exists(), "a browser was opened");
+        let killed = Command::new("kill")
+            .args(["-TERM", &client.agent().pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
     })
     .await;
 }

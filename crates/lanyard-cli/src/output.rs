@@ -16,6 +16,14 @@ pub fn remaining(until: u64, now: u64) -> String {
     }
 }
 
+/// The policy problems, in the words `lanyard status` and `lanyard login` share.
+pub fn print_misconfigured(errors: &[String]) {
+    println!("Misconfigured: the managed policy is not usable; ask IT to fix it:");
+    for e in errors {
+        println!("  {e}");
+    }
+}
+
 pub fn print_status(status: &Status) {
     let now = SystemClock.unix_now();
     match &status.idp {
@@ -39,12 +47,7 @@ pub fn print_status(status: &Status) {
     }
     match &status.policy {
         PolicyStatus::Applied => {}
-        PolicyStatus::Misconfigured { errors } => {
-            println!("Misconfigured: the managed policy is not usable; ask IT to fix it:");
-            for e in errors {
-                println!("  {e}");
-            }
-        }
+        PolicyStatus::Misconfigured { errors } => print_misconfigured(errors),
         PolicyStatus::ChangeRejected { errors } => {
             println!("A policy change was refused; the previous policy stays in force:");
             for e in errors {

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lanyard_core::engine::{IdpStatus, Status};
+use lanyard_core::engine::{IdpStatus, PolicyStatus, Status};
 use lanyard_core::ipc::{BlockingClient, ClientError, ErrorCode, TokenRequestOptions};
 use lanyard_core::policy::Policy;
 
@@ -32,6 +32,7 @@ pub fn exit_code(e: &ClientError) -> u8 {
                 exit::UNAVAILABLE
             }
             ErrorCode::VersionMismatch => exit::VERSION_MISMATCH,
+            ErrorCode::Misconfigured => exit::MISCONFIGURED,
             _ => exit::FAILURE,
         },
         ClientError::Io(_) | ClientError::Protocol(_) => exit::FAILURE,
@@ -176,6 +177,11 @@ pub fn login(
         Ok(status) => status,
         Err(e) => return fail(&e),
     };
+    // Nothing to sign in to: say so in `lanyard status`'s words, and open no browser.
+    if let PolicyStatus::Misconfigured { errors } = &status.policy {
+        output::print_misconfigured(errors);
+        return exit::MISCONFIGURED;
+    }
     if let IdpStatus::SignedIn { email, subject, .. } = &status.idp {
         eprintln!(
             "Already signed in as {}.",

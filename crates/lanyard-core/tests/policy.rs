@@ -202,6 +202,8 @@ fn errors_in_a_merged_policy_name_the_source_and_its_own_key_path() {
         errors,
         [
             "/etc/lanyard/policy.d/20-ci.json: servers[1].id: duplicate server id \"docs\" (already defined by /etc/lanyard/policy.json)",
+            // Reported in the same run (not only once the duplicate is fixed).
+            "/etc/lanyard/policy.d/20-ci.json: servers[0].url: \"http://ci.example/mcp\" must use https",
         ]
     );
     // With the duplicate gone, the meaning error is attributed the same way.
@@ -244,6 +246,55 @@ fn a_user_file_may_not_set_administrator_keys_and_missing_keys_name_the_section_
 }
 
 // ---- every validation message ------------------------------------------------------------------
+
+/// An administrator fixing a policy from an MDM console sees every problem in one run: shape
+/// errors of different sections and the meaning of the values that could be read, together.
+#[test]
+fn every_problem_of_a_policy_is_reported_in_one_go() {
+    let errors = errors_of(json!({"idp": {"issuer": "http://x"}, "servers": [{"id": "a"}]}));
+    for expected in [
+        "p.json: servers[0]: missing required key \"display_name\"",
+        "p.json: servers[0]: missing required key \"url\"",
+        "p.json: servers[0]: missing required key \"client_id\"",
+        "p.json: idp: missing required key \"client_id\"",
+        "p.json: idp.issuer: \"http://x\" must use https",
+    ] {
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "missing {expected:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), 5, "each problem once: {errors:#?}");
+
+    // A section of the wrong type hides no other problem, and invents none: the server is not
+    // told it lacks an `idp` section, and a second server's plain-HTTP URL is still named.
+    let errors = errors_of(json!({
+        "idp": {"issuer": 5, "client_id": "lanyard"},
+        "servers": [
+            {"id": "a", "display_name": "A", "url": 7, "client_id": "c"},
+            {"id": "b", "display_name": "B", "url": "http://b.example/mcp", "client_id": "c"}
+        ],
+        "settings": {"refresh_at_fraction": 0.99}
+    }));
+    for expected in [
+        "p.json: idp.issuer: expected text, found the number 5",
+        "p.json: servers[0].url: expected text, found the number 7",
+        "p.json: servers[1].url: \"http://b.example/mcp\" must use https",
+        "p.json: settings.refresh_at_fraction: must be between 0.5 and 0.9",
+    ] {
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "missing {expected:?} in {errors:#?}"
+        );
+    }
+    assert!(
+        !errors
+            .iter()
+            .any(|e| e.contains("needs an `idp` section") || e.contains("stand-in")),
+        "{errors:#?}"
+    );
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+}
 
 #[test]
 fn every_validation_error_has_its_exact_message() {

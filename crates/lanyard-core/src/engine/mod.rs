@@ -122,6 +122,9 @@ pub enum EngineError {
     Unavailable { error: String, retry_at: u64 },
     #[error("sign-in failed: {0}")]
     SignIn(String),
+    /// The managed policy is missing or unusable: nothing to sign in to until IT fixes it.
+    #[error("the managed policy is not usable ({0}); ask IT to fix it")]
+    Misconfigured(String),
     #[error("the engine has stopped")]
     Stopped,
 }
@@ -706,8 +709,12 @@ impl Actor {
         reply: oneshot::Sender<Result<(), EngineError>>,
         how: AfterDiscovery,
     ) {
+        if let PolicyStatus::Misconfigured { errors } = &self.policy_status {
+            let _ = reply.send(Err(EngineError::Misconfigured(errors.join("; "))));
+            return;
+        }
         if self.config.policy.idp.is_none() {
-            let _ = reply.send(Err(EngineError::SignIn(
+            let _ = reply.send(Err(EngineError::Misconfigured(
                 "the policy names no identity provider".into(),
             )));
             return;

@@ -125,6 +125,8 @@ pub enum ErrorCode {
     UnknownServer,
     Unavailable,
     SignInFailed,
+    /// The managed policy is missing or unusable.
+    Misconfigured,
     /// The engine stopped (the agent is shutting down).
     Stopped,
     VersionMismatch,
@@ -160,6 +162,7 @@ impl From<&EngineError> for ErrorReply {
             EngineError::StepUpRequired => ErrorCode::StepUpRequired,
             EngineError::Unavailable { .. } => ErrorCode::Unavailable,
             EngineError::SignIn(_) => ErrorCode::SignInFailed,
+            EngineError::Misconfigured(_) => ErrorCode::Misconfigured,
             EngineError::Stopped => ErrorCode::Stopped,
         };
         let mut reply = Self::new(code, e.to_string());

@@ -69,40 +69,120 @@ pub struct PolicySnapshot {
 pub const MERGED_SOURCE: &str = "(merged policy)";
 
 /// Merges `layers` (in increasing precedence within each scope) and validates the result.
+///
+/// Every problem is reported in one go — each source's shape, the merged shape (keys required in
+/// sections that several sources contribute to) and the meaning of every value that could be read
+/// — so an administrator fixing a policy from an MDM console sees the whole list at once.
 pub fn resolve(layers: &[Layer], files: FileChecks) -> Result<PolicySnapshot, Vec<PolicyError>> {
     let mut errors = Vec::new();
     for layer in layers {
         errors.extend(check_layer(layer));
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
     let (merged, origins, merge_errors) = merge(layers);
     errors.extend(merge_errors);
-    // Keys required in sections that several sources contribute to are checked once merged.
     for e in check_shape(&merged, MERGED_SOURCE, false) {
         errors.push(attribute(&origins, &e.key_path, e.message));
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let policy: Policy = match serde_path_to_error::deserialize(&merged) {
-        Ok(policy) => policy,
-        Err(e) => {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            return Err(vec![attribute(&origins, &path, e.into_inner().to_string())]);
+    if errors.is_empty() {
+        match serde_path_to_error::deserialize::<_, Policy>(&merged) {
+            Ok(policy) => {
+                let semantic: Vec<PolicyError> = check_semantics(&policy, files)
+                    .into_iter()
+                    .map(|(path, message)| attribute(&origins, &path, message))
+                    .collect();
+                if semantic.is_empty() {
+                    return Ok(PolicySnapshot { policy, origins });
+                }
+                return Err(semantic);
+            }
+            Err(e) => {
+                let path = e.path().to_string();
+                let path = if path == "." { String::new() } else { path };
+                errors.push(attribute(&origins, &path, e.into_inner().to_string()));
+            }
         }
-    };
-    let semantic: Vec<PolicyError> = check_semantics(&policy, files)
-        .into_iter()
-        .map(|(path, message)| attribute(&origins, &path, message))
-        .collect();
-    if semantic.is_empty() {
-        Ok(PolicySnapshot { policy, origins })
-    } else {
-        Err(semantic)
     }
+    // The shape is wrong somewhere: still judge the meaning of every part that can be read.
+    for (path, message) in best_effort_semantics(&merged, files) {
+        errors.push(attribute(&origins, &path, message));
+    }
+    let mut seen = std::collections::HashSet::new();
+    errors.retain(|e| seen.insert((e.source_name.clone(), e.key_path.clone(), e.message.clone())));
+    Err(errors)
+}
+
+/// The meaning checks of a document whose shape is wrong: each section is read on its own, with
+/// neutral stand-ins for missing required keys (already reported) so that, say, a plain-HTTP
+/// issuer is named in the same run as a missing `client_id`. Sections that still cannot be read
+/// (a wrong type) are skipped; their shape errors say why.
+fn best_effort_semantics(merged: &Value, files: FileChecks) -> Vec<(String, String)> {
+    let Some(map) = merged.as_object() else {
+        return Vec::new();
+    };
+    let mut partial = Map::new();
+    if let Some(Value::Object(idp)) = map.get("idp") {
+        let mut idp = idp.clone();
+        stand_in(&mut idp, "issuer", "https://stand-in.invalid/");
+        stand_in(&mut idp, "client_id", "stand-in");
+        if serde_json::from_value::<super::model::IdpPolicy>(Value::Object(idp.clone())).is_ok() {
+            partial.insert("idp".into(), Value::Object(idp));
+        }
+    }
+    // A section that cannot be read is replaced by a neutral one whose own checks are dropped, so
+    // that others (a server's "needs an `idp` section") are judged as if it were there, and
+    // servers keep their index, so key paths point at the right entry.
+    let mut neutral = std::collections::HashSet::new();
+    if map.contains_key("idp") && !partial.contains_key("idp") {
+        neutral.insert("idp.".to_owned());
+        partial.insert(
+            "idp".into(),
+            serde_json::json!({"issuer": "https://stand-in.invalid/", "client_id": "stand-in"}),
+        );
+    }
+    if let Some(Value::Array(servers)) = map.get("servers") {
+        let mut list = Vec::new();
+        for (i, server) in servers.iter().enumerate() {
+            let mut entry = server.as_object().cloned().unwrap_or_default();
+            stand_in(&mut entry, "id", &format!("stand-in-{i}"));
+            stand_in(&mut entry, "display_name", "stand-in");
+            stand_in(&mut entry, "url", "https://stand-in.invalid/");
+            stand_in(&mut entry, "client_id", "stand-in");
+            let entry = Value::Object(entry);
+            if serde_json::from_value::<super::model::ServerPolicy>(entry.clone()).is_ok() {
+                list.push(entry);
+            } else {
+                neutral.insert(format!("servers[{i}]."));
+                list.push(serde_json::json!({
+                    "id": format!("stand-in-{i}"), "display_name": "stand-in",
+                    "url": "https://stand-in.invalid/", "client_id": "stand-in",
+                    "mode": "client-credentials", "client_auth": {"method": "none"},
+                }));
+            }
+        }
+        partial.insert("servers".into(), Value::Array(list));
+    }
+    for key in ["settings", "dev_mode"] {
+        if let Some(value) = map.get(key) {
+            let mut probe = Map::new();
+            probe.insert(key.into(), value.clone());
+            if serde_json::from_value::<Policy>(Value::Object(probe)).is_ok() {
+                partial.insert(key.into(), value.clone());
+            }
+        }
+    }
+    let Ok(policy) = serde_json::from_value::<Policy>(Value::Object(partial)) else {
+        return Vec::new();
+    };
+    check_semantics(&policy, files)
+        .into_iter()
+        .filter(|(path, _)| !neutral.iter().any(|n| path.starts_with(n.as_str())))
+        .collect()
+}
+
+/// Puts `value` under `key` when the key is missing.
+fn stand_in(map: &mut Map<String, Value>, key: &str, value: &str) {
+    map.entry(key)
+        .or_insert_with(|| Value::String(value.into()));
 }
 
 fn check_layer(layer: &Layer) -> Vec<PolicyError> {
