@@ -228,6 +228,45 @@ fn install_all_then_again_then_dry_run_then_remove() {
     assert!(listed.contains("installed: no Lanyard entries"), "{listed}");
 }
 
+/// A server whose key file this machine cannot read is still wired (wiring needs no secret); the
+/// install warns about it by name and succeeds.
+#[test]
+fn a_server_with_an_unreadable_key_file_is_wired_with_a_warning() {
+    let home = TempHome::new("unreadable-key");
+    let missing_key = home.0.join("keys").join("crm.pem");
+    let policy = serde_json::json!({
+        "idp": {"issuer": "https://idp.example", "client_id": "lanyard"},
+        "servers": [
+            {"id": "docs", "display_name": "Docs", "url": "https://docs.example/mcp", "client_id": "c1"},
+            {"id": "crm", "display_name": "CRM", "url": "https://crm.example/mcp", "client_id": "c2",
+             "client_auth": {"method": "private_key_jwt", "key_file": missing_key, "alg": "ES256"}}
+        ]
+    });
+    std::fs::write(home.0.join("policy.json"), policy.to_string()).expect("policy");
+    let out = home.lanyard(&["clients", "install", "cursor"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cursor = read(&home.cursor());
+    for id in ["docs", "crm"] {
+        assert!(
+            cursor.contains(&format!("\"{id}\"")),
+            "{id} not wired: {cursor}"
+        );
+    }
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning") && err.contains("servers[1].client_auth.key_file"),
+        "the unreadable key file must be named: {err}"
+    );
+    assert!(err.contains(&missing_key.display().to_string()), "{err}");
+    // Validation for deployment still refuses the policy on this machine.
+    let validate = home.lanyard(&[
+        "policy",
+        "validate",
+        &home.0.join("policy.json").display().to_string(),
+    ]);
+    assert_eq!(validate.status.code(), Some(3), "{}", stderr(&validate));
+}
+
 #[test]
 fn a_malformed_file_is_reported_and_left_alone() {
     let home = TempHome::new("malformed");

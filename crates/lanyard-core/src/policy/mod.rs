@@ -34,10 +34,18 @@ impl Policy {
 
     /// Reads and validates one policy file (no ownership checks: see [`sources::linux_files`]).
     pub fn load(path: &Path) -> Result<Policy, Vec<PolicyError>> {
+        Self::load_with(path, FileChecks::Readable)
+    }
+
+    /// Like [`Policy::load`], choosing whether the key, secret and CA files it names must be
+    /// readable here (`Skip` for work that needs no secret, such as wiring AI clients).
+    pub fn load_with(path: &Path, files: FileChecks) -> Result<Policy, Vec<PolicyError>> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| vec![PolicyError::new(&name, "", format!("cannot read: {e}"))])?;
-        Self::from_json(&text, &name)
+        let document = parse_json(&text, &name)?;
+        resolve(&[Layer::new(&name, Scope::Mandatory, document)], files)
+            .map(|snapshot| snapshot.policy)
     }
 
     /// Every problem of a parsed policy, attributed to `source_name`.
