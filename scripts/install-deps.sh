@@ -16,6 +16,8 @@
 #                                                             of `lanyard proxy` and its P3 peer (pinned by
 #                                                             scripts/proxy-interop/package-lock.json)
 #   .tools/proxy-py/bin/python                                venv with the Python MCP SDK (mcp==$PY_MCP_VERSION)
+#   .tools/claude-code/node_modules/.bin/claude               Claude Code (pinned by scripts/claude-code/package-lock.json):
+#                                                             its `claude mcp list` loads MCP configs offline
 # Test runner: cargo-nextest is used when `cargo nextest` works; otherwise the Makefile falls back to
 # `cargo test` (this script only reports which one is available; it does not build nextest).
 set -euo pipefail
@@ -148,6 +150,23 @@ else
   "$PROXY_PY_DIR/bin/pip" install --quiet --disable-pip-version-check "mcp==$PY_MCP_VERSION"
   proxy_py_ok || die "proxy-py: mcp==$PY_MCP_VERSION not importable after install"
   say "proxy-py: installed"
+fi
+
+# ---- Claude Code: a real AI client whose config loading the tests drive offline -------------------
+CLAUDE_DIR="$ROOT/.tools/claude-code"
+claude_ok() {
+  [ -x "$CLAUDE_DIR/node_modules/.bin/claude" ] &&
+    cmp -s "$ROOT/scripts/claude-code/package-lock.json" "$CLAUDE_DIR/package-lock.json"
+}
+if claude_ok; then
+  say "claude-code: present"
+else
+  say "claude-code: installing Claude Code into .tools/claude-code (npm ci, Node 22)"
+  mkdir -p "$CLAUDE_DIR"
+  cp "$ROOT/scripts/claude-code/package.json" "$ROOT/scripts/claude-code/package-lock.json" "$CLAUDE_DIR/"
+  PATH="$(dirname "$NODE"):$PATH" npm ci --prefix "$CLAUDE_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+  claude_ok || die "claude-code: install did not produce .bin/claude"
+  say "claude-code: installed ($("$CLAUDE_DIR/node_modules/.bin/claude" --version 2>/dev/null || echo '?'))"
 fi
 
 # ---- test runner --------------------------------------------------------------------------------

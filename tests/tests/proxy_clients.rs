@@ -8,6 +8,10 @@
 //! proxy-py/ for the Python venv). When one is missing the test FAILS if
 //! `LANYARD_REQUIRE_PROXY_CLIENTS=1` (the Makefile sets it for `make test`), and otherwise skips
 //! with a loud message naming the install command.
+//!
+//! Claude Code (npm `@anthropic-ai/claude-code`, under .tools/claude-code) is driven the same way
+//! through its own loading of MCP configs: `claude mcp list` works offline, runs each server's
+//! `headersHelper` (`lanyard token --header-json`) and health-checks the server with it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -58,6 +62,13 @@ fn inspector(test: &str) -> Option<(PathBuf, PathBuf)> {
     Some((node, cli))
 }
 
+fn claude(test: &str) -> Option<PathBuf> {
+    tool(
+        test,
+        root().join(".tools/claude-code/node_modules/.bin/claude"),
+    )
+}
+
 fn python(test: &str) -> Option<PathBuf> {
     tool(test, root().join(".tools/proxy-py/bin/python"))
 }
@@ -101,7 +112,11 @@ struct SignedIn {
 
 impl SignedIn {
     async fn start(config: TestbedConfig) -> Self {
-        let testbed = Testbed::start(config).await.expect("testbed");
+        Self::signed_in_at(Testbed::start(config).await.expect("testbed")).await
+    }
+
+    /// Signs in against a running testbed.
+    async fn signed_in_at(testbed: Testbed) -> Self {
         let scratch = std::env::temp_dir().join(format!(
             "lanyard-proxy-{}-{}",
             std::process::id(),
@@ -544,4 +559,151 @@ async fn proxy_refuses_to_start_for_an_unknown_server_or_without_an_agent() {
     );
     assert!(text(&no_agent.stderr).contains("lanyard agent"));
     assert!(no_agent.stdout.is_empty());
+}
+
+/// `claude mcp list` in a scratch home: one line per server, `name: url (HTTP) - <state>`.
+fn claude_mcp_list(world: &SignedIn, claude: &Path, wrap: Option<&str>) -> String {
+    let home = world.scratch.join("claude-home");
+    std::fs::create_dir_all(&home).expect("claude home");
+    let mut command = match wrap {
+        // Runs the command line `wrap` in a private mount namespace, as `sh -c`.
+        Some(script) => {
+            let mut c = Command::new("unshare");
+            c.args(["-m", "sh", "-c", script, "sh"]).arg(claude);
+            c
+        }
+        None => Command::new(claude),
+    };
+    command
+        .args(["mcp", "list"])
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &world.runtime_dir)
+        .env_remove("LANYARD_AGENT_SOCKET")
+        .stdin(Stdio::null());
+    let out = command.output().expect("run claude");
+    let text = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "claude mcp list failed: {text}");
+    text
+}
+
+/// The state Claude Code shows for the server named `name`, or `None` when it lists no such server.
+fn claude_state<'a>(listing: &'a str, name: &str) -> Option<&'a str> {
+    listing
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}: ")))
+        .and_then(|l| l.rsplit_once(" - "))
+        .map(|(_, state)| state)
+}
+
+/// Granted servers show as connected through the headers helper, the denied one does not.
+fn assert_claude_sees_the_grants(listing: &str, prefix: &str) {
+    for id in ["docs", "tickets"] {
+        let state = claude_state(listing, &format!("{prefix}{id}"));
+        assert!(
+            state.is_some_and(|s| s.contains("Connected")),
+            "{id}: {state:?} in {listing}"
+        );
+    }
+    let payroll = claude_state(listing, &format!("{prefix}payroll"));
+    assert!(
+        payroll.is_some_and(|s| !s.contains("Connected")),
+        "payroll is denied by the IdP, yet: {payroll:?} in {listing}"
+    );
+}
+
+/// Claude Code after `lanyard clients install claude-code`: every granted server connects through
+/// the headers helper; after `clients remove`, none of Lanyard's entries is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_connects_through_the_headers_helper_lanyard_installs() {
+    let Some(claude) = claude("claude_code_connects_through_the_headers_helper_lanyard_installs")
+    else {
+        return;
+    };
+    let testbed = lanyard_testbed::demo::start_demo(Duration::ZERO)
+        .await
+        .expect("testbed");
+    let world = SignedIn::signed_in_at(testbed).await;
+    let home = world.scratch.join("claude-home");
+    let mut install = world.lanyard(&["clients", "install", "claude-code"]);
+    install.env("LANYARD_CLIENTS_HOME", &home);
+    let installed = output(install).await;
+    assert!(installed.status.success(), "{}", text(&installed.stderr));
+
+    let listing = {
+        let claude = claude.clone();
+        let world = &world;
+        tokio::task::block_in_place(|| claude_mcp_list(world, &claude, None))
+    };
+    assert_claude_sees_the_grants(&listing, "lanyard-");
+
+    let mut remove = world.lanyard(&["clients", "remove", "claude-code"]);
+    remove.env("LANYARD_CLIENTS_HOME", &home);
+    let removed = output(remove).await;
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    let listing = tokio::task::block_in_place(|| claude_mcp_list(&world, &claude, None));
+    assert!(
+        !listing.contains("lanyard-"),
+        "entries left behind: {listing}"
+    );
+}
+
+/// The administrator's `managed-mcp.json` from `lanyard clients export claude-code-managed`, put
+/// where Claude Code looks for it (`/etc/claude-code`, bind-mounted in a private mount namespace
+/// so this machine's own file is never touched), wires every granted server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_loads_the_managed_mcp_json_lanyard_exports() {
+    let test = "claude_code_loads_the_managed_mcp_json_lanyard_exports";
+    let Some(claude) = claude(test) else {
+        return;
+    };
+    let managed_dir = Path::new("/etc/claude-code");
+    let created_mount_point = !managed_dir.is_dir();
+    if created_mount_point {
+        // An empty directory to mount over (the mount namespace needs a mount point).
+        if let Err(e) = std::fs::create_dir_all(managed_dir) {
+            let message = format!(
+                "{test}: cannot create {} ({e}): run as root",
+                managed_dir.display()
+            );
+            if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+                panic!("{message}");
+            }
+            eprintln!("\n!!!!!!!! SKIPPED {message} !!!!!!!!\n");
+            return;
+        }
+    }
+    let testbed = lanyard_testbed::demo::start_demo(Duration::ZERO)
+        .await
+        .expect("testbed");
+    let world = SignedIn::signed_in_at(testbed).await;
+    let export_dir = world.scratch.join("managed");
+    std::fs::create_dir_all(&export_dir).expect("export dir");
+    let file = export_dir.join("managed-mcp.json");
+    let exported = world
+        .run(&[
+            "clients",
+            "export",
+            "claude-code-managed",
+            "--output",
+            &file.display().to_string(),
+        ])
+        .await;
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("exported file"))
+            .expect("json");
+    assert_eq!(
+        document["mcpServers"].as_object().map(|m| m.len()),
+        Some(3),
+        "every server of the policy: {document}"
+    );
+    let script = format!(
+        "mount --bind '{}' /etc/claude-code && exec \"$@\"",
+        export_dir.display()
+    );
+    let listing = tokio::task::block_in_place(|| claude_mcp_list(&world, &claude, Some(&script)));
+    if created_mount_point {
+        let _ = std::fs::remove_dir(managed_dir);
+    }
+    assert_claude_sees_the_grants(&listing, "lanyard-");
 }

@@ -35,6 +35,19 @@ pub enum ClientsCommand {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Write an administrator's file that wires every server of the policy for a whole fleet.
+    /// `claude-code-managed`: Claude Code's `managed-mcp.json` (deploy it with the same MDM
+    /// channel as Lanyard's policy; when present, Claude Code takes its server list from it alone).
+    Export {
+        /// What to write: claude-code-managed.
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Where `lanyard` is installed on the employees' machines (default: this executable).
+        #[arg(long, value_name = "PATH")]
+        lanyard_path: Option<PathBuf>,
+    },
     /// Take every Lanyard entry out of CLIENT's config, leaving all others.
     Remove {
         client: String,
@@ -107,6 +120,16 @@ pub fn run(command: &ClientsCommand, policy_path: &Path) -> u8 {
                 )
             })
         }
+        ClientsCommand::Export {
+            format,
+            output,
+            lanyard_path,
+        } => export(
+            policy_path,
+            format,
+            output.as_deref(),
+            lanyard_path.as_deref(),
+        ),
         ClientsCommand::Remove {
             client,
             dry_run,
@@ -114,6 +137,63 @@ pub fn run(command: &ClientsCommand, policy_path: &Path) -> u8 {
         } => each_client(client, config.as_deref(), &locations, |c, path| {
             apply(c, path, Action::Remove, *dry_run)
         }),
+    }
+}
+
+/// `lanyard clients export FORMAT`: a whole file for an administrator to deploy.
+fn export(
+    policy_path: &Path,
+    format: &str,
+    output: Option<&Path>,
+    lanyard_path: Option<&Path>,
+) -> u8 {
+    if format != "claude-code-managed" {
+        eprintln!("lanyard: unknown export format {format:?} (known: claude-code-managed)");
+        return FAILURE;
+    }
+    // Generated on an administrator's machine for the fleet: key files need not exist here.
+    let policy = match Policy::load_with(policy_path, FileChecks::Skip) {
+        Ok(policy) => policy,
+        Err(errors) => {
+            eprintln!("lanyard: the policy is not usable:");
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            return MISCONFIGURED;
+        }
+    };
+    let exe = match lanyard_path
+        .map(Path::to_path_buf)
+        .map_or_else(std::env::current_exe, Ok)
+    {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("lanyard: cannot find the path of this lanyard executable: {e}");
+            return FAILURE;
+        }
+    };
+    let servers: Vec<ServerSpec> = policy.servers.iter().map(ServerSpec::from).collect();
+    let text = super::claude_code_managed_mcp(&servers, &exe);
+    match output {
+        None => {
+            print!("{text}");
+            0
+        }
+        Some(path) => match std::fs::write(path, &text) {
+            Ok(()) => {
+                eprintln!(
+                    "Wrote {} ({} servers). Deploy it as {}/managed-mcp.json, owned by the administrator.",
+                    path.display(),
+                    servers.len(),
+                    super::claude_code_managed_dir()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("lanyard: writing {}: {e}", path.display());
+                FAILURE
+            }
+        },
     }
 }
 

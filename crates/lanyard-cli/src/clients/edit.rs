@@ -79,6 +79,26 @@ pub fn render_pretty(value: &Out, indent: &str, layout: &Layout) -> String {
 }
 
 /// Renders `value` on one line.
+impl Out {
+    /// The same value as a JSON tree (for documents written whole, not edited in place).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Out::Str(s) => serde_json::Value::String(s.clone()),
+            Out::List(items) => items
+                .iter()
+                .cloned()
+                .map(serde_json::Value::String)
+                .collect(),
+            Out::Map(members) => serde_json::Value::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
 pub fn render_compact(value: &Out) -> String {
     match value {
         Out::Str(s) => quote(s),

@@ -216,6 +216,38 @@ impl std::str::FromStr for Client {
     }
 }
 
+/// Claude Code's admin-owned `managed-mcp.json` for `servers`: the same entries `clients install
+/// claude-code` writes into a user's `~/.claude.json`, as a whole document. When the file is
+/// present Claude Code takes its server list from it alone, so it holds every server of the
+/// policy, each fetching its headers from the `lanyard` at `exe` on the employee's machine.
+pub fn claude_code_managed_mcp(servers: &[ServerSpec], exe: &Path) -> String {
+    let entries: serde_json::Map<String, serde_json::Value> = servers
+        .iter()
+        .map(|server| {
+            (
+                format!("{KEY_PREFIX}{}", server.id),
+                Client::ClaudeCode.entry(server, exe).to_json(),
+            )
+        })
+        .collect();
+    let document = serde_json::json!({ "mcpServers": entries });
+    // A map of strings always serializes.
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Where Claude Code looks for `managed-mcp.json` on each operating system.
+pub fn claude_code_managed_dir() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "/Library/Application Support/ClaudeCode"
+    } else if cfg!(windows) {
+        r"C:\Program Files\ClaudeCode"
+    } else {
+        "/etc/claude-code"
+    }
+}
+
 /// Quotes `s` for the shell that runs Claude Code's `headersHelper`, only when it needs it.
 fn shell_quote(s: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c);
