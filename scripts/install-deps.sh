@@ -18,6 +18,8 @@
 #   .tools/proxy-py/bin/python                                venv with the Python MCP SDK (mcp==$PY_MCP_VERSION)
 #   .tools/claude-code/node_modules/.bin/claude               Claude Code (pinned by scripts/claude-code/package-lock.json):
 #                                                             its `claude mcp list` loads MCP configs offline
+#   .tools/zig/bin/{cargo-zigbuild,python-zig}                venv with ziglang==$ZIG_VERSION + cargo-zigbuild==$ZIGBUILD_VERSION:
+#                                                             the macOS compile checks (scripts/check-macos.sh)
 # Test runner: cargo-nextest is used when `cargo nextest` works; otherwise the Makefile falls back to
 # `cargo test` (this script only reports which one is available; it does not build nextest).
 set -euo pipefail
@@ -168,6 +170,31 @@ else
   claude_ok || die "claude-code: install did not produce .bin/claude"
   say "claude-code: installed ($("$CLAUDE_DIR/node_modules/.bin/claude" --version 2>/dev/null || echo '?'))"
 fi
+
+# ---- macOS compile checks: Zig as the C compiler/linker for the apple-darwin targets (PyPI) -------
+ZIG_DIR="$ROOT/.tools/zig"
+ZIG_VERSION="0.15.2"
+ZIGBUILD_VERSION="0.24.1"
+zig_ok() {
+  [ -x "$ZIG_DIR/bin/cargo-zigbuild" ] &&
+    "$ZIG_DIR/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('ziglang') != '$ZIG_VERSION' or m.version('cargo-zigbuild') != '$ZIGBUILD_VERSION')" 2>/dev/null
+}
+if zig_ok; then
+  say "zig: present (ziglang==$ZIG_VERSION, cargo-zigbuild==$ZIGBUILD_VERSION)"
+else
+  say "zig: installing ziglang==$ZIG_VERSION + cargo-zigbuild==$ZIGBUILD_VERSION into .tools/zig"
+  python3 -m venv "$ZIG_DIR"
+  "$ZIG_DIR/bin/pip" install --quiet --disable-pip-version-check \
+    "ziglang==$ZIG_VERSION" "cargo-zigbuild==$ZIGBUILD_VERSION"
+  zig_ok || die "zig: ziglang/cargo-zigbuild not at the pinned versions after install"
+  say "zig: installed"
+fi
+for target in aarch64-apple-darwin x86_64-apple-darwin; do
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    say "rust: adding target $target"
+    rustup target add "$target" >/dev/null
+  fi
+done
 
 # ---- test runner --------------------------------------------------------------------------------
 if cargo nextest --version >/dev/null 2>&1; then
