@@ -115,7 +115,7 @@ pub async fn perform<R: Runtime>(
             CommandError::new("window", format!("Cannot open the status window: {e}"))
         }),
         MenuAction::ConnectClient(client) => {
-            crate::clients::connect(host.cli(), host.policy_path(), &client).await
+            crate::clients::connect(host.cli(), host.policy_file(), &client).await
         }
         MenuAction::Quit => {
             if let Ok(engine) = host.engine() {

@@ -62,8 +62,12 @@ pub fn offered(cli: Option<&Path>) -> Vec<AiClient> {
         .collect()
 }
 
-/// Runs `lanyard --policy <policy> clients install <client>`; its own message is the error.
-pub async fn connect(cli: Option<&Path>, policy: &Path, client: &str) -> Result<(), CommandError> {
+/// Runs `lanyard [--policy <policy>] clients install <client>`; its own message is the error.
+pub async fn connect(
+    cli: Option<&Path>,
+    policy: Option<&Path>,
+    client: &str,
+) -> Result<(), CommandError> {
     if !KNOWN.iter().any(|(id, _)| *id == client) {
         return Err(CommandError::new(
             "unknown_client",
@@ -76,9 +80,11 @@ pub async fn connect(cli: Option<&Path>, policy: &Path, client: &str) -> Result<
             "The lanyard command is not installed next to the tray app",
         )
     })?;
-    let output = tokio::process::Command::new(cli)
-        .arg("--policy")
-        .arg(policy)
+    let mut command = tokio::process::Command::new(cli);
+    if let Some(policy) = policy {
+        command.arg("--policy").arg(policy);
+    }
+    let output = command
         .args(["clients", "install", client])
         .stdin(Stdio::null())
         .output()
@@ -112,17 +118,21 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_clients_and_a_missing_cli_are_named_errors() {
-        let e = connect(Some(Path::new("/bin/true")), Path::new("p"), "emacs")
+        let e = connect(Some(Path::new("/bin/true")), Some(Path::new("p")), "emacs")
             .await
             .expect_err("unknown");
         assert_eq!(e.code, "unknown_client");
-        let e = connect(None, Path::new("p"), "cursor")
+        let e = connect(None, Some(Path::new("p")), "cursor")
             .await
             .expect_err("no cli");
         assert_eq!(e.code, "cli_missing");
-        let e = connect(Some(Path::new("/bin/false")), Path::new("p"), "cursor")
-            .await
-            .expect_err("fails");
+        let e = connect(
+            Some(Path::new("/bin/false")),
+            Some(Path::new("p")),
+            "cursor",
+        )
+        .await
+        .expect_err("fails");
         assert_eq!(e.code, "cli_failed");
     }
 }

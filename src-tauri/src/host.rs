@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use lanyard_core::clock::Clock;
 use lanyard_core::engine::{self, EngineConfig, EngineHandle};
-use lanyard_core::policy::sources::linux_files::LinuxPolicyPaths;
-use lanyard_core::policy::watch::{watch_linux, PolicyWatcher, DEFAULT_DEBOUNCE};
+use lanyard_core::policy::sources::platform::{PolicySources, SourcesWatcher};
+use lanyard_core::policy::watch::DEFAULT_DEBOUNCE;
 use lanyard_core::policy::{Policy, PolicyError, PolicySnapshot};
 use lanyard_core::signin::Browser;
 use lanyard_core::store::SecretStore;
@@ -31,7 +31,8 @@ pub const STATUS_EVENT: &str = "lanyard://status";
 
 /// How the host is built.
 pub struct HostOptions {
-    pub policy_path: PathBuf,
+    /// Where the policy comes from: this OS's managed policy, or a file named on the command line.
+    pub policy: PolicySources,
     pub store: Arc<dyn SecretStore>,
     pub browser: Arc<dyn Browser>,
     pub clock: Arc<dyn Clock>,
@@ -45,7 +46,7 @@ pub struct HostOptions {
 
 /// The engine and everything shown about it.
 pub struct Host {
-    policy_path: PathBuf,
+    policy: PolicySources,
     policy_view: PolicyView,
     engine: Option<EngineHandle>,
     clock: Arc<dyn Clock>,
@@ -60,7 +61,7 @@ pub struct Host {
     /// The organization's start-at-login setting and whether it is locked (mandatory).
     autostart_policy: AutostartView,
     /// Applies policy file changes to the running engine; dropped with the host.
-    policy_watcher: Mutex<Option<PolicyWatcher>>,
+    policy_watcher: Mutex<Option<SourcesWatcher>>,
 }
 
 /// Locks a mutex, carrying on with the data when another thread panicked while holding it (the
@@ -70,18 +71,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Host {
-    /// Loads the policy the way `lanyard agent` does (the managed file and its drop-ins, merged,
-    /// with mandatory values locked), starts the engine on the current tokio runtime and watches
-    /// the policy files so a fixed or changed policy applies live.
+    /// Loads the policy the way `lanyard agent` does (this OS's sources, merged, with mandatory
+    /// values locked), starts the engine on the current tokio runtime and watches the policy's
+    /// sources so a fixed or changed policy applies live.
     pub fn start(options: HostOptions) -> Host {
-        let paths = LinuxPolicyPaths::for_named_file(&options.policy_path);
-        let host = Self::with_snapshot(paths.load(), options);
+        let sources = options.policy.clone();
+        let host = Self::with_snapshot(sources.load(), options);
         if let Some(engine) = host.engine.clone() {
             // The watcher spawns onto the current runtime: ours.
             let runtime = tokio::runtime::Handle::try_current()
                 .unwrap_or_else(|_| tauri::async_runtime::handle().inner().clone());
             let _inside = runtime.enter();
-            let watched = watch_linux(paths, DEFAULT_DEBOUNCE, move |result| {
+            let watched = sources.watch(DEFAULT_DEBOUNCE, move |result| {
                 let engine = engine.clone();
                 tauri::async_runtime::spawn(async move {
                     let _ = match result {
@@ -119,7 +120,7 @@ impl Host {
         let runtime = tokio::runtime::Handle::try_current()
             .unwrap_or_else(|_| tauri::async_runtime::handle().inner().clone());
         let _inside = runtime.enter();
-        let source = options.policy_path.display().to_string();
+        let source = options.policy.name();
         let autostart_policy = match &loaded {
             Ok(snapshot) => AutostartView {
                 enabled: snapshot.policy.settings.autostart,
@@ -182,7 +183,7 @@ impl Host {
         autostart_policy: AutostartView,
     ) -> Host {
         Host {
-            policy_path: options.policy_path,
+            policy: options.policy,
             policy_view,
             engine,
             clock: options.clock,
@@ -209,7 +210,7 @@ impl Host {
 
     /// A host without an engine because another host already serves this user.
     pub fn beside_other_host(options: HostOptions, other: BrokerState) -> Host {
-        let source = options.policy_path.display().to_string();
+        let source = options.policy.name();
         let host = Self::assemble(
             options,
             PolicyView::from_errors(&source, &[]),
@@ -247,8 +248,9 @@ impl Host {
         *lock(&self.broker) = Some(state);
     }
 
-    pub fn policy_path(&self) -> &Path {
-        &self.policy_path
+    /// The policy file named on the command line, if any (the CLI is then pointed at it too).
+    pub fn policy_file(&self) -> Option<&Path> {
+        self.policy.explicit_file()
     }
 
     pub fn cli(&self) -> Option<&Path> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use lanyard_core::clock::SystemClock;
+use lanyard_core::policy::sources::platform::PolicySources;
 use lanyard_core::signin::SystemBrowser;
 use lanyard_core::store::{KeyringStore, MemoryStore, SecretStore};
 use lanyard_tray::host::HostOptions;
@@ -21,13 +22,9 @@ use lanyard_tray::{clients, RunOptions};
     about = "Lanyard in the tray: sign in once, health at a glance."
 )]
 struct Args {
-    /// The managed policy file.
-    #[arg(
-        long,
-        env = "LANYARD_POLICY",
-        default_value = "/etc/lanyard/policy.json"
-    )]
-    policy: PathBuf,
+    /// A policy file to use instead of this OS's managed policy (as `lanyard --policy`).
+    #[arg(long, env = "LANYARD_POLICY")]
+    policy: Option<PathBuf>,
     /// Keep the session in memory only (no keychain): it ends with this process.
     #[arg(
         long,
@@ -71,7 +68,7 @@ fn main() -> ExitCode {
         Arc::new(KeyringStore::new("lanyard"))
     };
     let host_options = HostOptions {
-        policy_path: args.policy,
+        policy: PolicySources::chosen(args.policy.as_deref()),
         store,
         browser: Arc::new(SystemBrowser),
         clock: Arc::new(SystemClock),

@@ -2,11 +2,12 @@
 //! display), against the testbed's IdP and MCP servers over real HTTP on 127.0.0.1: the same
 //! functions the real app calls, the tray look they produce, and the notices they decide on.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lanyard_core::clock::SystemClock;
+use lanyard_core::policy::sources::platform::PolicySources;
 use lanyard_core::policy::Policy;
 use lanyard_core::signin::Browser;
 use lanyard_core::store::MemoryStore;
@@ -46,7 +47,7 @@ fn policy_json(tb: &Testbed) -> Value {
 
 fn options() -> HostOptions {
     HostOptions {
-        policy_path: PathBuf::from("/etc/lanyard/test-policy.json"),
+        policy: PolicySources::file(Path::new("/etc/lanyard/test-policy.json")),
         store: Arc::new(MemoryStore::new()),
         browser: Arc::new(ScriptedBrowser),
         clock: Arc::new(SystemClock),

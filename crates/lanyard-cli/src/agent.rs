@@ -1,5 +1,5 @@
 //! `lanyard agent`: the headless host of the engine and the broker, one per user. Owns the agent
-//! lock, the engine's start-up from policy (watched: changes apply live) and the clean shutdown on SIGTERM / Ctrl-C (the socket is
+//! lock, the engine's start-up from this OS's policy sources (watched: changes apply live) and the clean shutdown on SIGTERM / Ctrl-C (the socket is
 //! removed). The agent is the only `lanyard` process that opens a browser, and only when a client
 //! asks it to sign in.
 
@@ -10,8 +10,8 @@ use std::time::Duration;
 use lanyard_core::clock::SystemClock;
 use lanyard_core::engine::{self, EngineConfig, EngineHandle};
 use lanyard_core::ipc::{self, AgentLock, EndpointError};
-use lanyard_core::policy::sources::linux_files::LinuxPolicyPaths;
-use lanyard_core::policy::watch::{watch_linux, PolicyWatcher, DEFAULT_DEBOUNCE};
+use lanyard_core::policy::sources::platform::{PolicySources, SourcesWatcher};
+use lanyard_core::policy::watch::DEFAULT_DEBOUNCE;
 use lanyard_core::policy::Policy;
 use lanyard_core::signin::SystemBrowser;
 use lanyard_core::store::{KeyringStore, MemoryStore, SecretStore};
@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::exit;
 
 /// Runs the agent until SIGTERM / SIGINT. Returns the exit code.
-pub fn run(policy_path: &Path, no_keychain: bool, endpoint: PathBuf) -> u8 {
+pub fn run(policy_sources: PolicySources, no_keychain: bool, endpoint: PathBuf) -> u8 {
     // The lock first: a second agent must say who runs, not fail on the policy or the socket.
     let lock = match AgentLock::acquire(&endpoint) {
         Ok(lock) => lock,
@@ -41,8 +41,7 @@ pub fn run(policy_path: &Path, no_keychain: bool, endpoint: PathBuf) -> u8 {
     };
     // An unusable policy does not stop the agent: it runs Misconfigured (shown by `lanyard
     // status`) and picks up the fixed policy live.
-    let policy_paths = LinuxPolicyPaths::for_named_file(policy_path);
-    let (policy, policy_errors) = match policy_paths.load() {
+    let (policy, policy_errors) = match policy_sources.load() {
         Ok(snapshot) => (snapshot.policy, Vec::new()),
         Err(errors) => {
             eprintln!("lanyard agent: the policy is not usable (running Misconfigured until it is fixed):");
@@ -69,7 +68,7 @@ pub fn run(policy_path: &Path, no_keychain: bool, endpoint: PathBuf) -> u8 {
     let code = runtime.block_on(host(
         policy,
         policy_errors,
-        policy_paths,
+        policy_sources,
         no_keychain,
         &endpoint,
     ));
@@ -81,7 +80,7 @@ pub fn run(policy_path: &Path, no_keychain: bool, endpoint: PathBuf) -> u8 {
 async fn host(
     policy: Policy,
     policy_errors: Vec<String>,
-    policy_paths: LinuxPolicyPaths,
+    policy_sources: PolicySources,
     no_keychain: bool,
     endpoint: &Path,
 ) -> u8 {
@@ -104,7 +103,7 @@ async fn host(
             return exit::FAILURE;
         }
     };
-    let _policy_watcher = watch_policy(policy_paths, &engine);
+    let _policy_watcher = watch_policy(&policy_sources, &engine);
     info!(pid = std::process::id(), endpoint = %endpoint.display(), "agent starting");
     let result = ipc::serve(engine.clone(), endpoint, shutdown_signal()).await;
     engine.shutdown().await;
@@ -148,7 +147,7 @@ async fn shutdown_signal() {
 /// Starts `lanyard agent` in the background (own process group, so the terminal's Ctrl-C does not
 /// reach it), logging to `agent.log` next to the socket, and waits until it answers.
 pub fn spawn_background(
-    policy_path: &Path,
+    policy_sources: &PolicySources,
     no_keychain: bool,
     endpoint: &Path,
 ) -> Result<(), String> {
@@ -163,9 +162,11 @@ pub fn spawn_background(
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the lanyard binary: {e}"))?;
     let mut command = std::process::Command::new(exe);
+    // The agent reads the same policy: the named file, or (none named) the platform's sources.
+    if let Some(file) = policy_sources.explicit_file() {
+        command.arg("--policy").arg(file);
+    }
     command
-        .arg("--policy")
-        .arg(policy_path)
         .arg("agent")
         .env(ipc::ENDPOINT_ENV, endpoint)
         .stdin(std::process::Stdio::null())
@@ -203,10 +204,10 @@ pub fn spawn_background(
     ))
 }
 
-/// Applies every change of the policy files to the engine (or reports why it could not).
-fn watch_policy(paths: LinuxPolicyPaths, engine: &EngineHandle) -> Option<PolicyWatcher> {
+/// Applies every change of the policy to the engine (or reports why it could not).
+fn watch_policy(sources: &PolicySources, engine: &EngineHandle) -> Option<SourcesWatcher> {
     let engine = engine.clone();
-    let watched = watch_linux(paths, DEFAULT_DEBOUNCE, move |result| {
+    let watched = sources.watch(DEFAULT_DEBOUNCE, move |result| {
         let engine = engine.clone();
         tokio::spawn(async move {
             let _ = match result {

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use lanyard_core::policy::sources::platform::PolicySources;
 
 /// Exit codes other programs can rely on (also listed in `lanyard --help`).
 mod exit {
@@ -59,14 +60,12 @@ agent in the background when none runs (log: agent.log next to the socket).";
     after_help = EXIT_CODES_HELP
 )]
 struct Cli {
-    /// The managed policy file (read by the agent, `servers` and `clients`).
-    #[arg(
-        long,
-        global = true,
-        env = "LANYARD_POLICY",
-        default_value = "/etc/lanyard/policy.json"
-    )]
-    policy: PathBuf,
+    /// A policy file to use instead of this OS's managed policy (read by the agent, `servers`,
+    /// `clients` and `policy show`). Default: /etc/lanyard/policy.json (+ policy.d/) on Linux,
+    /// managed preferences (dev.lanyard.tray) + /Library/Application Support/Lanyard/policy.json
+    /// on macOS, HKLM/HKCU\SOFTWARE\Policies\Lanyard + %ProgramData%\Lanyard\policy.json on Windows.
+    #[arg(long, global = true, env = "LANYARD_POLICY")]
+    policy: Option<PathBuf>,
     /// The agent keeps the session in memory only (no keychain): it ends with the agent.
     #[arg(
         long,
@@ -141,6 +140,8 @@ fn run(cli: Cli) -> u8 {
             Err(exit::MISCONFIGURED)
         }
     };
+    // Where the policy comes from: the named file, else this OS's management channel.
+    let sources = || PolicySources::chosen(cli.policy.as_deref());
     match cli.command {
         Command::Token {
             server,
@@ -161,17 +162,17 @@ fn run(cli: Cli) -> u8 {
             over_agent::token(&endpoint, &server, format, min_ttl)
         }
         Command::Status { json } => endpoint().map_or_else(|c| c, |e| over_agent::status(&e, json)),
-        Command::Servers => endpoint().map_or_else(|c| c, |e| over_agent::servers(&e, &cli.policy)),
+        Command::Servers => endpoint().map_or_else(|c| c, |e| over_agent::servers(&e, &sources())),
         Command::Logout => endpoint().map_or_else(|c| c, |e| over_agent::logout(&e)),
         Command::Login { device, no_start } => endpoint().map_or_else(
             |c| c,
-            |e| over_agent::login(&e, &cli.policy, cli.no_keychain, device, no_start),
+            |e| over_agent::login(&e, &sources(), cli.no_keychain, device, no_start),
         ),
-        Command::Clients(command) => clients::command::run(&command, &cli.policy),
-        Command::Policy(command) => policy_cmd::run(&command, &cli.policy),
+        Command::Clients(command) => clients::command::run(&command, &sources()),
+        Command::Policy(command) => policy_cmd::run(&command, &sources()),
         Command::Agent => {
             init_logging("info");
-            endpoint().map_or_else(|c| c, |e| agent::run(&cli.policy, cli.no_keychain, e))
+            endpoint().map_or_else(|c| c, |e| agent::run(sources(), cli.no_keychain, e))
         }
         Command::Proxy { server } => {
             init_logging("warn");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use lanyard_core::engine::{IdpStatus, PolicyStatus, Status};
 use lanyard_core::ipc::{BlockingClient, ClientError, ErrorCode, TokenRequestOptions};
-use lanyard_core::policy::Policy;
+use lanyard_core::policy::sources::platform::PolicySources;
 
 use crate::{agent, exit, output};
 
@@ -111,7 +111,7 @@ pub fn status(endpoint: &Path, json: bool) -> u8 {
 }
 
 /// `lanyard servers`: from the agent, or from the policy file when no agent runs.
-pub fn servers(endpoint: &Path, policy_path: &Path) -> u8 {
+pub fn servers(endpoint: &Path, policy_sources: &PolicySources) -> u8 {
     match BlockingClient::connect(endpoint).and_then(|mut c| c.servers()) {
         Ok(servers) => {
             for s in servers {
@@ -119,8 +119,9 @@ pub fn servers(endpoint: &Path, policy_path: &Path) -> u8 {
             }
             0
         }
-        Err(ClientError::NotRunning { .. }) => match Policy::load(policy_path) {
-            Ok(policy) => {
+        Err(ClientError::NotRunning { .. }) => match policy_sources.load() {
+            Ok(snapshot) => {
+                let policy = snapshot.policy;
                 for s in &policy.servers {
                     println!("{:<16} {:<24} {}", s.id, s.display_name, s.url);
                 }
@@ -153,7 +154,7 @@ pub fn logout(endpoint: &Path) -> u8 {
 /// first when none runs (unless `no_start`).
 pub fn login(
     endpoint: &Path,
-    policy_path: &Path,
+    policy_sources: &PolicySources,
     no_keychain: bool,
     device: bool,
     no_start: bool,
@@ -162,7 +163,7 @@ pub fn login(
         Ok(client) => client,
         Err(ClientError::NotRunning { .. }) if !no_start => {
             eprintln!("Starting the Lanyard agent in the background…");
-            if let Err(e) = agent::spawn_background(policy_path, no_keychain, endpoint) {
+            if let Err(e) = agent::spawn_background(policy_sources, no_keychain, endpoint) {
                 eprintln!("lanyard: {e}");
                 return exit::AGENT_NOT_RUNNING;
             }

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use lanyard_core::policy::sources::linux_files::LinuxPolicyPaths;
 use lanyard_core::policy::sources::macos_plist;
+use lanyard_core::policy::sources::platform::PolicySources;
 use lanyard_core::policy::{
     self, parse_json, FileChecks, Layer, PolicyError, PolicySnapshot, Scope, SETTING_SPECS,
 };
@@ -35,9 +35,9 @@ pub enum PolicyCommand {
     },
 }
 
-pub fn run(command: &PolicyCommand, policy_path: &Path) -> u8 {
+pub fn run(command: &PolicyCommand, policy_sources: &PolicySources) -> u8 {
     match command {
-        PolicyCommand::Show { origins } => show(policy_path, *origins),
+        PolicyCommand::Show { origins } => show(policy_sources, *origins),
         PolicyCommand::Validate {
             file,
             skip_file_checks,
@@ -57,12 +57,22 @@ fn report(errors: &[PolicyError]) -> u8 {
     exit::MISCONFIGURED
 }
 
-fn show(policy_path: &Path, origins: bool) -> u8 {
-    let snapshot = match LinuxPolicyPaths::for_named_file(policy_path).load() {
+fn show(policy_sources: &PolicySources, origins: bool) -> u8 {
+    let snapshot = match policy_sources.load() {
         Ok(snapshot) => snapshot,
-        Err(errors) => return report(&errors),
+        Err(errors) => {
+            eprintln!("lanyard: the policy is read from (later parts win):");
+            for line in policy_sources.locations() {
+                eprintln!("  {line}");
+            }
+            return report(&errors);
+        }
     };
     if origins {
+        println!("# read from (later parts win):");
+        for line in policy_sources.locations() {
+            println!("#   {line}");
+        }
         print_origins(&snapshot);
         return 0;
     }

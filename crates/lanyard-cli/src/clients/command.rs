@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
-use lanyard_core::policy::{FileChecks, Policy};
+use lanyard_core::policy::sources::platform::PolicySources;
+use lanyard_core::policy::FileChecks;
 
 use super::{lanyard_entries, plan, Action, Change, Client, Locations, ServerSpec};
 
@@ -61,7 +62,7 @@ pub enum ClientsCommand {
 }
 
 /// Runs one `lanyard clients …` command; returns the process exit code.
-pub fn run(command: &ClientsCommand, policy_path: &Path) -> u8 {
+pub fn run(command: &ClientsCommand, policy_sources: &PolicySources) -> u8 {
     let locations = match Locations::from_env() {
         Ok(locations) => locations,
         Err(e) => {
@@ -70,7 +71,7 @@ pub fn run(command: &ClientsCommand, policy_path: &Path) -> u8 {
         }
     };
     match command {
-        ClientsCommand::List => list(&locations, policy_path),
+        ClientsCommand::List => list(&locations, policy_sources),
         ClientsCommand::Install {
             client,
             dry_run,
@@ -78,9 +79,12 @@ pub fn run(command: &ClientsCommand, policy_path: &Path) -> u8 {
         } => {
             // Wiring a client needs no secret: a key file this machine cannot read is the
             // agent's problem to report (its status names it), not a reason to wire nothing.
-            let policy = match Policy::load_with(policy_path, FileChecks::Skip) {
-                Ok(policy) => {
-                    let source = policy_path.display().to_string();
+            let policy = match policy_sources.load_with(FileChecks::Skip) {
+                Ok(snapshot) => {
+                    let policy = snapshot.policy;
+                    let source = policy_sources
+                        .explicit_file()
+                        .map_or_else(|| "the managed policy".into(), |f| f.display().to_string());
                     for e in policy.validate(&source) {
                         eprintln!(
                             "lanyard: warning: {e} — the entry is written anyway; \
@@ -125,7 +129,7 @@ pub fn run(command: &ClientsCommand, policy_path: &Path) -> u8 {
             output,
             lanyard_path,
         } => export(
-            policy_path,
+            policy_sources,
             format,
             output.as_deref(),
             lanyard_path.as_deref(),
@@ -142,7 +146,7 @@ pub fn run(command: &ClientsCommand, policy_path: &Path) -> u8 {
 
 /// `lanyard clients export FORMAT`: a whole file for an administrator to deploy.
 fn export(
-    policy_path: &Path,
+    policy_sources: &PolicySources,
     format: &str,
     output: Option<&Path>,
     lanyard_path: Option<&Path>,
@@ -152,8 +156,8 @@ fn export(
         return FAILURE;
     }
     // Generated on an administrator's machine for the fleet: key files need not exist here.
-    let policy = match Policy::load_with(policy_path, FileChecks::Skip) {
-        Ok(policy) => policy,
+    let policy = match policy_sources.load_with(FileChecks::Skip) {
+        Ok(snapshot) => snapshot.policy,
         Err(errors) => {
             eprintln!("lanyard: the policy is not usable:");
             for e in errors {
@@ -376,11 +380,12 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-fn list(locations: &Locations, policy_path: &Path) -> u8 {
+fn list(locations: &Locations, policy_sources: &PolicySources) -> u8 {
     // The policy is optional here: with it, entries are compared with the servers it lists.
-    let policy_ids: Option<Vec<String>> = Policy::load(policy_path)
+    let policy_ids: Option<Vec<String>> = policy_sources
+        .load()
         .ok()
-        .map(|p| p.servers.iter().map(|s| s.id.clone()).collect());
+        .map(|s| s.policy.servers.iter().map(|s| s.id.clone()).collect());
     let mut code = 0;
     for client in Client::ALL {
         let path = client.config_path(locations);

@@ -1,0 +1,82 @@
+//! Windows: Group Policy in the registry (`HKCU` then `HKLM` `SOFTWARE\Policies\Lanyard`, the
+//! machine winning) over an optional `%ProgramData%\Lanyard\policy.json`; registry changes are
+//! noticed by [`windows_registry::watch_registry`], the file's by `notify`. This module composes
+//! the two; the registry rules are [`windows_registry`]'s.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::PolicySource;
+use crate::policy::sources::{read_json_file, windows_registry, SourceRead};
+use crate::policy::watch::{watch_dirs, PolicyWatcher};
+use crate::policy::{PolicyError, Scope};
+
+/// The registry keys and the optional JSON file.
+struct WindowsSources {
+    json_file: Option<PathBuf>,
+}
+
+pub(super) fn default_source() -> Arc<dyn PolicySource> {
+    let json_file = std::env::var_os("ProgramData")
+        .filter(|v| !v.is_empty())
+        .map(|dir| PathBuf::from(dir).join("Lanyard").join("policy.json"));
+    Arc::new(WindowsSources { json_file })
+}
+
+impl PolicySource for WindowsSources {
+    fn read(&self) -> SourceRead {
+        let mut read = SourceRead::default();
+        // %ProgramData%'s default ACL lets only administrators create files in a new folder.
+        if let Some(file) = &self.json_file {
+            read_json_file(file, Scope::Mandatory, &mut read, |_| Ok(()));
+        }
+        let registry = windows_registry::read_registry();
+        read.layers.extend(registry.layers);
+        read.errors.extend(registry.errors);
+        if read.layers.is_empty() && read.errors.is_empty() {
+            read.errors.push(PolicyError::new(
+                windows_registry::MACHINE_KEY,
+                "",
+                "no policy is installed (neither policy key exists, nor %ProgramData%\\Lanyard\\policy.json)",
+            ));
+        }
+        read
+    }
+
+    fn locations(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(file) = &self.json_file {
+            lines.push(format!("{} (mandatory, optional)", file.display()));
+        }
+        lines.push(format!("{} (mandatory)", windows_registry::USER_KEY));
+        lines.push(format!(
+            "{} (mandatory, wins)",
+            windows_registry::MACHINE_KEY
+        ));
+        lines
+    }
+
+    fn watch(
+        &self,
+        debounce: Duration,
+        on_change: Box<dyn FnMut() + Send>,
+    ) -> Result<Vec<PolicyWatcher>, String> {
+        let shared = Arc::new(Mutex::new(on_change));
+        let notify = move |shared: &Arc<Mutex<Box<dyn FnMut() + Send>>>| {
+            let shared = Arc::clone(shared);
+            move || {
+                // A poisoned lock means an earlier re-read panicked; the next one may succeed.
+                let mut on_change = shared.lock().unwrap_or_else(|e| e.into_inner());
+                on_change();
+            }
+        };
+        let mut watchers = vec![windows_registry::watch_registry(debounce, notify(&shared))?];
+        if let Some(dir) = self.json_file.as_ref().and_then(|f| f.parent()) {
+            let parent = dir.parent().map(|p| p.to_owned());
+            let dirs = std::iter::once(dir.to_owned()).chain(parent).collect();
+            watchers.push(watch_dirs(dirs, debounce, notify(&shared))?);
+        }
+        Ok(watchers)
+    }
+}
