@@ -194,9 +194,9 @@ pub fn user_config_file() -> Option<PathBuf> {
     Some(base.join("lanyard").join("config.json"))
 }
 
-/// The uid this process runs as (the owner of `/proc/self`), without unsafe code.
+/// The uid this process runs as (rustix: no unsafe code here, and no `/proc`, which macOS lacks).
 fn current_uid() -> Option<u32> {
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+    Some(rustix::process::getuid().as_raw())
 }
 
 impl LinuxPolicyPaths {
