@@ -160,6 +160,17 @@ fn show_origins_names_each_source_and_lock() {
         line("settings.log_level"),
         "settings.log_level \"warn\" <- built-in default"
     );
+    // The parts read, in precedence order, head the listing.
+    let header: Vec<&str> = shown.lines().take_while(|l| l.starts_with('#')).collect();
+    assert_eq!(
+        header,
+        [
+            "# read from (later parts win):".to_owned(),
+            format!("#   {} (mandatory)", policy.display()),
+            format!("#   {}/*.json (mandatory)", dir.join("policy.d").display()),
+            format!("#   {} (user settings)", user.display()),
+        ]
+    );
 
     let out = lanyard(&["--policy", policy_arg, "policy", "show"], &dir);
     let effective: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
