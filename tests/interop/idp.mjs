@@ -44,6 +44,7 @@ const state = {
   exchange_errors: [],
   refresh_tokens: [],
   grants_revoked: 0,
+  grants: {}, // token endpoint successes by grant_type
 };
 
 const provider = new Provider(issuer, {
@@ -99,6 +100,11 @@ provider.on('interaction.started', (_ctx, prompt) => {
 provider.on('refresh_token.saved', (token) => {
   // Opaque refresh tokens: the value is the jti (oidc-provider's opaque format).
   state.refresh_tokens.push(token.jti);
+});
+provider.on('grant.success', (ctx) => {
+  if (ctx.status !== 200) return; // the ID-JAG grant answers its own errors
+  const type = ctx.oidc.params.grant_type;
+  state.grants[type] = (state.grants[type] || 0) + 1;
 });
 provider.on('grant.revoked', () => {
   state.grants_revoked += 1;

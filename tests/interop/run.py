@@ -57,6 +57,7 @@ CLAUDE = TOOLS / "claude-code/node_modules/.bin/claude"
 
 USER = "alice@example.com"
 TOKEN_TTL = 20  # seconds, at both authorization servers: tokens expire during the run
+ID_TOKEN_TTL = 30  # seconds, at the IdP: the session is refreshed (refresh token) during the run
 DENIAL = "Payroll is limited to the HR group (policy HR-ONLY-7)"
 EMA = "io.modelcontextprotocol/enterprise-managed-authorization"
 
@@ -197,7 +198,7 @@ class World:
         self.run_dir.mkdir(mode=0o700)
         self.peers = {}
         self.agent = None
-        p = self.ports = {n: free_port() for n in ("idp", "fast", "authlib", "wiki", "payroll")}
+        p = self.ports = {n: free_port() for n in ("idp", "fast", "authlib", "wiki", "payroll", "ghost")}
         self.idp_issuer = f"http://127.0.0.1:{p['idp']}"
         # fastmcp's issuer ends in "/" (see servers.py); Authlib's is spelled as configured.
         self.fast_issuer = f"http://127.0.0.1:{p['fast']}/"
@@ -206,6 +207,7 @@ class World:
             "notes": f"http://127.0.0.1:{p['fast']}/mcp",
             "wiki": f"http://127.0.0.1:{p['wiki']}/mcp",
             "payroll": f"http://127.0.0.1:{p['payroll']}/mcp",
+            "ghost": f"http://127.0.0.1:{p['ghost']}/mcp",
         }
         self.authlib_client = ("lanyard-authlib", secrets.token_urlsafe(24))
         self.auditor = ("interop-auditor", secrets.token_urlsafe(24))
@@ -238,7 +240,8 @@ class World:
                 "signing_jwk": idp_key,
                 "lanyard_client_id": "lanyard-desktop",
                 "auditor": {"client_id": self.auditor[0], "client_secret": self.auditor[1]},
-                "id_token_ttl": 600,
+                # Short ID tokens: Lanyard renews the session with the refresh token mid-run.
+                "id_token_ttl": ID_TOKEN_TTL,
                 # Per-audience client ids: the id Lanyard has at each authorization server.
                 "audiences": {
                     self.fast_issuer: {"client_id": "lanyard-notes"},
@@ -286,6 +289,9 @@ class World:
                 "servers": [
                     {"name": "wiki", "port": self.ports["wiki"], "scopes": ["wiki.read"]},
                     {"name": "payroll", "port": self.ports["payroll"], "scopes": ["payroll.read"]},
+                    # Its AS is one the IdP has no client at.
+                    {"name": "ghost", "port": self.ports["ghost"], "scopes": ["wiki.read"],
+                     "as_issuer": f"{self.authlib_issuer}/unregistered"},
                 ],
             },
         )
@@ -319,6 +325,8 @@ class World:
                      client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"]),
                 dict(server, id="payroll", display_name="Payroll (Authlib)", url=self.urls["payroll"],
                      client_id=self.authlib_client[0], client_auth=secret, scopes=["payroll.read"]),
+                dict(server, id="ghost", display_name="Ghost (AS unknown to the IdP)", url=self.urls["ghost"],
+                     client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"]),
             ],
             # Short tokens: refresh at 75 % of 20 s, not the default 60 s lead.
             "settings": {"refresh_at_fraction": 0.75, "min_refresh_lead_secs": 3},
@@ -569,6 +577,16 @@ def run_checks(world, suite):
 
     suite.check("a policy-denied audience shows Denied with the IdP's message", denied)
 
+    def unknown_audience():
+        ghost = w.wait_states({"ghost": "denied"})["ghost"]
+        expect(ghost.get("code") == "invalid_target", f"ghost: {ghost}")
+        expect("is registered at this IdP" in (ghost.get("description") or ""), f"ghost: {ghost}")
+        errors = [e for e in w.idp_state()["exchange_errors"] if e["error"] == "invalid_target"]
+        expect(errors, "the IdP recorded no invalid_target")
+        return f"ghost (issuer with a path, found at the path-inserted RFC 8414 URL): {ghost['code']}: {ghost['description']!r}"
+
+    suite.check("an audience unknown to the IdP is an error (invalid_target -> Denied)", unknown_audience)
+
     def id_jag_shape():
         jags = w.idp_state()["id_jags"]
         expect(jags, "no ID-JAG issued")
@@ -698,9 +716,17 @@ def run_checks(world, suite):
         logins = w.idp_state()["logins"]
         peer = w.peers["authlib-as"]
         peer.stop()
-        states = w.wait_states({"wiki": "failing"}, timeout=TOKEN_TTL + 15)
-        out = w.lanyard("token", "wiki")
+        # A client asking for a long-lived token makes the agent mint as soon as the one it holds
+        # is under 90 % of its life (no waiting for it to run out); that mint fails while the AS
+        # is down, and the client is told so (exit 6, "temporarily unavailable").
+        deadline = time.monotonic() + TOKEN_TTL + 15
+        while True:
+            out = w.lanyard("token", "wiki", "--min-ttl", "3600")
+            if out.returncode != 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         expect(out.returncode == 6, f"lanyard token wiki during the outage: exit {out.returncode} {out.stderr.strip()}")
+        states = w.wait_states({"wiki": "failing"}, timeout=TOKEN_TTL + 15)
         time.sleep(2)
         peer.start()
         peer.wait_ready()
@@ -718,6 +744,21 @@ def run_checks(world, suite):
         return f"wiki failing during the outage ({states['wiki'].get('error', '')[:80]!r}), granted again after; no new sign-in"
 
     suite.check("an AS outage and restart recover without a new sign-in", outage)
+
+    def session_refresh():
+        idp = w.idp_state()
+        refreshed = idp["grants"].get("refresh_token", 0)
+        expect(refreshed >= 1, f"no refresh_token grant at the IdP yet: {idp['grants']}")
+        expect(idp["logins"] == 1, f"logins: {idp['logins']}")
+        session = w.status()["idp"]
+        expect(session.get("state") == "signed_in" and not session.get("refresh_error"), f"session: {session}")
+        expect(session["id_token_expires_at"] > time.time(), f"the ID token is stale: {session}")
+        # The renewed ID token is accepted as the subject token: a fresh mint works.
+        me = json.loads(header_json_call(w, "notes"))
+        expect(me["sub"] == USER, f"notes: {me}")
+        return f"{refreshed} refresh_token grant(s) at oidc-provider ({ID_TOKEN_TTL}s ID tokens), {len(idp['refresh_tokens'])} refresh tokens issued (rotation); still one sign-in"
+
+    suite.check("the IdP session renews with offline_access refresh tokens (rotation), no new sign-in", session_refresh)
 
     def sign_out():
         before = w.idp_state()

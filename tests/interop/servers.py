@@ -309,18 +309,23 @@ def authlib_as(config):
             stats["rejected"][reason] = stats["rejected"].get(reason, 0) + 1
         return response
 
-    async def metadata(_request):
-        return JSONResponse(
-            {
-                "issuer": issuer,
-                "token_endpoint": f"{issuer}/token",
-                "jwks_uri": f"{issuer}/jwks",
-                "grant_types_supported": [IDJAGGrant.GRANT_TYPE],
-                "token_endpoint_auth_methods_supported": ["client_secret_basic"],
-                "authorization_grant_profiles_supported": ["urn:ietf:params:oauth:grant-profile:id-jag"],
-                "scopes_supported": server.scopes_supported,
-            }
-        )
+    def metadata_for(name):
+        async def metadata(_request):
+            return JSONResponse(
+                {
+                    "issuer": name,
+                    "token_endpoint": f"{issuer}/token",
+                    "jwks_uri": f"{issuer}/jwks",
+                    "grant_types_supported": [IDJAGGrant.GRANT_TYPE],
+                    "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                    "authorization_grant_profiles_supported": [
+                        "urn:ietf:params:oauth:grant-profile:id-jag"
+                    ],
+                    "scopes_supported": server.scopes_supported,
+                }
+            )
+
+        return metadata
 
     async def jwks(_request):
         return JSONResponse(public_jwks)
@@ -330,7 +335,13 @@ def authlib_as(config):
 
     app = Starlette(
         routes=[
-            Route("/.well-known/oauth-authorization-server", metadata),
+            Route("/.well-known/oauth-authorization-server", metadata_for(issuer)),
+            # A second issuer with a path (RFC 8414 path-inserted well-known) that the IdP has no
+            # client at: the IdP must refuse ID-JAGs for it (an unknown audience).
+            Route(
+                "/.well-known/oauth-authorization-server/unregistered",
+                metadata_for(f"{issuer}/unregistered"),
+            ),
             Route("/token", token, methods=["POST"]),
             Route("/jwks", jwks),
             Route("/_interop/state", state),
@@ -357,7 +368,7 @@ def jwks_mcp(config):
         )
         auth = RemoteAuthProvider(
             token_verifier=verifier,
-            authorization_servers=[config["as_issuer"]],
+            authorization_servers=[server.get("as_issuer", config["as_issuer"])],
             base_url=base,
             scopes_supported=server["scopes"],
         )
