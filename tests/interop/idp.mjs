@@ -111,7 +111,8 @@ provider.on('grant.revoked', () => {
 });
 
 function fail(ctx, error, description) {
-  state.exchange_errors.push({ error, description });
+  const { audience, resource } = ctx.oidc.params;
+  state.exchange_errors.push({ error, description, audience, resource });
   ctx.status = 400;
   ctx.body = { error, error_description: description };
 }

@@ -59,6 +59,7 @@ USER = "alice@example.com"
 TOKEN_TTL = 20  # seconds, at both authorization servers: tokens expire during the run
 ID_TOKEN_TTL = 30  # seconds, at the IdP: the session is refreshed (refresh token) during the run
 DENIAL = "Payroll is limited to the HR group (policy HR-ONLY-7)"
+HR_DENIAL = "HR records need a managed device (policy DEV-2)"
 EMA = "io.modelcontextprotocol/enterprise-managed-authorization"
 
 
@@ -198,7 +199,7 @@ class World:
         self.run_dir.mkdir(mode=0o700)
         self.peers = {}
         self.agent = None
-        p = self.ports = {n: free_port() for n in ("idp", "fast", "authlib", "wiki", "payroll", "ghost")}
+        p = self.ports = {n: free_port() for n in ("idp", "fast", "authlib", "wiki", "payroll", "ghost", "hr")}
         self.idp_issuer = f"http://127.0.0.1:{p['idp']}"
         # fastmcp's issuer ends in "/" (see servers.py); Authlib's is spelled as configured.
         self.fast_issuer = f"http://127.0.0.1:{p['fast']}/"
@@ -208,6 +209,7 @@ class World:
             "wiki": f"http://127.0.0.1:{p['wiki']}/mcp",
             "payroll": f"http://127.0.0.1:{p['payroll']}/mcp",
             "ghost": f"http://127.0.0.1:{p['ghost']}/mcp",
+            "hr": f"http://127.0.0.1:{p['hr']}/mcp",
         }
         self.authlib_client = ("lanyard-authlib", secrets.token_urlsafe(24))
         self.auditor = ("interop-auditor", secrets.token_urlsafe(24))
@@ -254,7 +256,16 @@ class World:
                         "resource": self.urls["payroll"],
                         "error": "access_denied",
                         "description": DENIAL,
-                    }
+                    },
+                    {
+                        # The ambiguous refusal: invalid_grant (policy, or a subject token the IdP
+                        # no longer takes). Lanyard renews the session once, retries, then stops.
+                        "sub": USER,
+                        "audience": self.authlib_issuer,
+                        "resource": self.urls["hr"],
+                        "error": "invalid_grant",
+                        "description": HR_DENIAL,
+                    },
                 ],
             },
         )
@@ -278,7 +289,8 @@ class World:
                 "signing_jwk": as_key,
                 "public_jwk": as_public,
                 "clients": [{"client_id": self.authlib_client[0], "client_secret": self.authlib_client[1]}],
-                "resources": {self.urls["wiki"]: ["wiki.read"], self.urls["payroll"]: ["payroll.read"]},
+                "resources": {self.urls["wiki"]: ["wiki.read"], self.urls["payroll"]: ["payroll.read"],
+                              self.urls["hr"]: ["hr.read"]},
                 "token_ttl": TOKEN_TTL,
             },
         )
@@ -289,6 +301,7 @@ class World:
                 "servers": [
                     {"name": "wiki", "port": self.ports["wiki"], "scopes": ["wiki.read"]},
                     {"name": "payroll", "port": self.ports["payroll"], "scopes": ["payroll.read"]},
+                    {"name": "hr", "port": self.ports["hr"], "scopes": ["hr.read"]},
                     # Its AS is one the IdP has no client at.
                     {"name": "ghost", "port": self.ports["ghost"], "scopes": ["wiki.read"],
                      "as_issuer": f"{self.authlib_issuer}/unregistered"},
@@ -325,6 +338,8 @@ class World:
                      client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"]),
                 dict(server, id="payroll", display_name="Payroll (Authlib)", url=self.urls["payroll"],
                      client_id=self.authlib_client[0], client_auth=secret, scopes=["payroll.read"]),
+                dict(server, id="hr", display_name="HR (Authlib)", url=self.urls["hr"],
+                     client_id=self.authlib_client[0], client_auth=secret, scopes=["hr.read"]),
                 dict(server, id="ghost", display_name="Ghost (AS unknown to the IdP)", url=self.urls["ghost"],
                      client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"]),
             ],
@@ -577,6 +592,15 @@ def run_checks(world, suite):
 
     suite.check("a policy-denied audience shows Denied with the IdP's message", denied)
 
+    def invalid_grant_denial():
+        hr = w.wait_states({"hr": "denied"})["hr"]
+        expect(hr.get("code") == "invalid_grant" and HR_DENIAL in (hr.get("description") or ""), f"hr: {hr}")
+        tries = [e for e in w.idp_state()["exchange_errors"] if e["resource"] == w.urls["hr"]]
+        expect(len(tries) == 2, f"token exchanges refused for hr: {len(tries)} (want: one, then one retry after renewing the session)")
+        return f"hr: invalid_grant twice (renewed session in between), then Denied: {hr['description']!r}"
+
+    suite.check("an IdP invalid_grant is retried once after renewing the session, then Denied", invalid_grant_denial)
+
     def unknown_audience():
         ghost = w.wait_states({"ghost": "denied"})["ghost"]
         expect(ghost.get("code") == "invalid_target", f"ghost: {ghost}")
@@ -738,6 +762,9 @@ def run_checks(world, suite):
         fast.stop()
         fast.start()
         fast.wait_ready()
+        # If the agent needed notes while its server was down, it is backing off (1 s, 2 s, …):
+        # clients get "temporarily unavailable" until the next attempt succeeds.
+        w.wait_states({"notes": "granted"}, timeout=60)
         me = json.loads(header_json_call(w, "notes"))
         expect(me["sub"] == USER, f"notes after the restart: {me}")
         expect(w.idp_state()["logins"] == logins, "a new sign-in happened")
@@ -759,6 +786,15 @@ def run_checks(world, suite):
         return f"{refreshed} refresh_token grant(s) at oidc-provider ({ID_TOKEN_TTL}s ID tokens), {len(idp['refresh_tokens'])} refresh tokens issued (rotation); still one sign-in"
 
     suite.check("the IdP session renews with offline_access refresh tokens (rotation), no new sign-in", session_refresh)
+
+    def never_retried():
+        errors = w.idp_state()["exchange_errors"]
+        count = {name: sum(1 for e in errors if e["resource"] == w.urls[name]) for name in ("payroll", "hr", "ghost")}
+        # Over the whole run (clients asked for payroll through every path meanwhile).
+        expect(count == {"payroll": 1, "hr": 2, "ghost": 1}, f"refused token exchanges per server: {count}")
+        return f"refused exchanges over the run: {count}"
+
+    suite.check("a denied server is not retried by itself, whatever the clients ask", never_retried)
 
     def sign_out():
         before = w.idp_state()
