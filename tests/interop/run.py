@@ -61,6 +61,7 @@ ID_TOKEN_TTL = 30  # seconds, at the IdP: the session is refreshed (refresh toke
 DENIAL = "Payroll is limited to the HR group (policy HR-ONLY-7)"
 HR_DENIAL = "HR records need a managed device (policy DEV-2)"
 EMA = "io.modelcontextprotocol/enterprise-managed-authorization"
+WATCHDOG = 480  # seconds for the whole run (it takes about one minute)
 
 
 # ---- small helpers -----------------------------------------------------------------------------
@@ -119,11 +120,6 @@ def basic(client_id, secret):
     q = urllib.parse.quote
     raw = f"{q(client_id, safe='')}:{q(secret, safe='')}".encode()
     return "Basic " + base64.b64encode(raw).decode()
-
-
-def jwt_claims(token):
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 class Failure(Exception):
@@ -231,9 +227,8 @@ class World:
         return path
 
     def start_peers(self):
-        idp_key, idp_public = rsa_jwk("idp-1")
+        idp_key, _ = rsa_jwk("idp-1")
         as_key, as_public = rsa_jwk("authlib-1")
-        self.idp_public = idp_public
         idp = self.write(
             "idp.json",
             {
@@ -463,12 +458,12 @@ class SdkClient:
     """tests/proxy-clients/python_client.py (PyPI `mcp`) driving `lanyard proxy SERVER`."""
 
     def __init__(self, world, server):
-        env = dict(world.env)
-        self.proc = subprocess.Popen(
-            [str(SDK_PY), str(SDK_CLIENT), str(LANYARD), server],
-            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=open(world.scratch / f"sdk-{server}.log", "ab"), text=True,
-        )
+        with open(world.scratch / f"sdk-{server}.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(SDK_PY), str(SDK_CLIENT), str(LANYARD), server],
+                env=dict(world.env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, text=True,
+            )
         self.ready = self.next()
         expect(self.ready.get("event") == "ready", f"sdk client for {server}: {self.ready}")
 
@@ -690,14 +685,12 @@ def run_checks(world, suite):
         first = {s: c.first for s, c in sdk.items()}
         wait = max(first[s]["exp"] for s in first) - time.time() + 2
         time.sleep(max(0, wait))
-        done = {}
         for server, client in sdk.items():
             me = json.loads(client.command("whoami"))
             expect(me["sub"] == USER, f"{server}: {me}")
             expect(me["jti"] != first[server]["jti"] and me["exp"] > first[server]["exp"],
                    f"{server}: the token was not replaced: {first[server]} -> {me}")
             expect(time.time() > first[server]["exp"], "the first token has not expired yet")
-            done[server] = me["exp"] - first[server]["exp"]
         for client in sdk.values():
             client.close()
         return f"same SDK sessions kept working after their first tokens expired ({TOKEN_TTL}s lifetimes)"
@@ -833,6 +826,18 @@ def main(argv):
     world = World(scratch)
     suite = Suite(world)
     started = time.monotonic()
+
+    def watchdog():
+        # A hung peer or client must fail the run, not stall CI.
+        print(f"[FAIL] the suite did not finish in {WATCHDOG}s (logs: {scratch})", flush=True)
+        world.stop()
+        passed = sum(1 for _, ok in suite.results if ok)
+        print(f"interop: {passed} passed, {len(suite.results) - passed + 1} failed (timed out)", flush=True)
+        os._exit(1)
+
+    timer = threading.Timer(WATCHDOG, watchdog)
+    timer.daemon = True
+    timer.start()
     try:
         world.start_peers()
         print(f"interop: peers up in {time.monotonic() - started:.1f}s (logs: {scratch})", flush=True)
@@ -843,6 +848,7 @@ def main(argv):
         print(f"[FAIL] suite set-up: {type(e).__name__}: {e}", flush=True)
         traceback.print_exc()
     finally:
+        timer.cancel()
         world.stop()
     passed = sum(1 for _, ok in suite.results if ok)
     failed = len(suite.results) - passed
