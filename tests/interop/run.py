@@ -618,6 +618,23 @@ def run_checks(world, suite):
         expect(by_aud.get(w.authlib_issuer) == w.authlib_client[0], f"Authlib audience: {by_aud}")
         return f"audience -> client_id: {by_aud}"
 
+    def discovery():
+        # What the peers publish, as Lanyard had to find it.
+        meta = get_json(f"{w.fast_issuer}.well-known/oauth-authorization-server")
+        expect(meta["issuer"] == w.fast_issuer, f"fastmcp issuer: {meta['issuer']!r}")
+        expect("urn:ietf:params:oauth:grant-type:jwt-bearer" in meta.get("grant_types_supported", []), f"fastmcp grants: {meta}")
+        root, _, _ = http("GET", f"http://127.0.0.1:{w.ports['fast']}/.well-known/oauth-protected-resource")
+        inserted = get_json(f"http://127.0.0.1:{w.ports['fast']}/.well-known/oauth-protected-resource/mcp")
+        expect(root == 404 and inserted["authorization_servers"] == [w.fast_issuer],
+               f"fastmcp PRM: root {root}, path-inserted {inserted}")
+        servers = {s["id"]: s for s in w.status()["servers"]}
+        expect(servers["notes"]["authorization_server"] == w.fast_issuer, f"notes AS: {servers['notes']}")
+        expect(servers["wiki"]["authorization_server"] == w.authlib_issuer, f"wiki AS: {servers['wiki']}")
+        return (f"fastmcp issuer {meta['issuer']!r} (trailing '/'), PRM only path-inserted (root: {root}); "
+                f"Authlib issuer {w.authlib_issuer!r}")
+
+    suite.check("discovery: fastmcp's issuer with '/', PRM only at the path-inserted URL; Authlib's issuer without", discovery)
+
     suite.check("ID-JAGs: typ oauth-id-jag+jwt, RS256, audience = each AS issuer byte for byte (trailing '/' at fastmcp), per-audience client_id", id_jag_shape)
 
     def http_client():
@@ -626,6 +643,8 @@ def run_checks(world, suite):
             me = json.loads(header_json_call(w, server))
             expect(me["sub"] == USER and me["server"] == server, f"{server}: {me}")
             got[server] = me["iss"]
+        # wiki's bearer is Authlib's RFC 9068 JWT, checked by FastMCP against Authlib's JWKS.
+        expect(got["wiki"] == w.authlib_issuer, f"wiki token issuer: {got['wiki']!r}")
         echoed = header_json_call(w, "wiki", "echo", {"text": "over plain HTTP"})
         expect(echoed == "over plain HTTP", f"echo: {echoed!r}")
         return f"whoami as {USER} at {sorted(got)}"
