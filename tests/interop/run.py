@@ -830,7 +830,15 @@ def run_checks(world, suite):
         expect(session.get("state") == "signed_out", f"session after logout: {session}")
         out = w.lanyard("token", "wiki")
         expect(out.returncode == 4, f"lanyard token after logout: exit {out.returncode}")
-        return "introspection: active before, inactive after; the IdP revoked the grant"
+        # Signed out is no reason for per-server OAuth either: Claude Code shows every server failed.
+        env = dict(w.env, LANYARD_CLIENTS_HOME=str(w.scratch / "claude-home"))
+        expect(w.lanyard("clients", "install", "claude-code", env=env).returncode == 0, "clients install")
+        states, text = claude_mcp_list(w)
+        ours = {n: st for n, st in states.items() if n.startswith("lanyard-")}
+        expect(len(ours) == 5 and all("Failed" in st and "Needs authentication" not in st for st in ours.values()),
+               f"Claude Code after sign-out: {ours}")
+        expect(w.lanyard("clients", "remove", "claude-code", env=env).returncode == 0, "clients remove")
+        return "introspection: active before, inactive after; the IdP revoked the grant; Claude Code shows all 5 failed, none 'Needs authentication'"
 
     suite.check("sign-out revokes at the IdP (introspection says inactive)", sign_out)
 
