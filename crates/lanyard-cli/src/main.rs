@@ -156,6 +156,17 @@ fn run(cli: Cli) -> u8 {
             min_ttl,
         } => {
             let Ok(endpoint) = endpoint() else {
+                if no_oauth_fallback {
+                    // The reason is on stderr already; the header keeps the client off OAuth.
+                    let header = over_agent::refusal_header("misconfigured");
+                    return match std::io::Write::write_all(
+                        &mut std::io::stdout(),
+                        format!("{header}\n").as_bytes(),
+                    ) {
+                        Ok(()) => 0,
+                        Err(_) => exit::MISCONFIGURED,
+                    };
+                }
                 return exit::MISCONFIGURED;
             };
             let format = if json {

@@ -70,6 +70,11 @@ pub fn refusal(e: &ClientError) -> String {
         },
         ClientError::Io(_) | ClientError::Protocol(_) => "failure",
     };
+    refusal_header(reason)
+}
+
+/// The headers helper's answer for `reason` (see [`refusal`]).
+pub fn refusal_header(reason: &str) -> String {
     serde_json::json!({"Authorization": format!("Lanyard error=\"{reason}\"")}).to_string()
 }
 
