@@ -9,8 +9,9 @@
 - authorization servers that accept ID-JAGs: PyPI fastmcp's OAuthProxy + IdentityAssertion (public
   client, issuer with a trailing slash; it also serves MCP server "notes") and PyPI Authlib's
   IDJAGGrant (confidential client, client_secret_basic, JWT access tokens) — servers.py;
-- MCP servers "wiki" and "payroll" (FastMCP, bearer checked against the Authlib AS's JWKS); the IdP's
-  policy denies payroll to the user;
+- MCP servers "wiki", "payroll", "hr" and "ghost" (FastMCP, bearer checked against the Authlib AS's
+  JWKS); the IdP denies payroll (access_denied) and hr (invalid_grant) to the user, and has no client
+  at ghost's authorization server (an issuer with a path);
 - `lanyard agent` (debug build, no keychain, private XDG_RUNTIME_DIR) with a policy naming them,
 
 and drives the AI clients through each path Lanyard offers: the Python MCP SDK and the MCP Inspector

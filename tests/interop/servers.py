@@ -8,8 +8,9 @@ and restart one of them:
     servers.py authlib-as  CONFIG_JSON   Authlib's IDJAGGrant behind a small Starlette adapter
                                          (confidential client, client_secret_basic, RFC 9068 JWT
                                          access tokens, jti replay rejected)
-    servers.py jwks-mcp    CONFIG_JSON   FastMCP servers ("wiki", "payroll") that accept the Authlib
-                                         AS's JWT access tokens, verified against its JWKS
+    servers.py jwks-mcp    CONFIG_JSON   FastMCP servers ("wiki", "payroll", "hr", "ghost") that
+                                         accept the Authlib AS's JWT access tokens, verified against
+                                         its JWKS
 
 Each prints `ready <role>` on stdout once every listener is up. `GET /_interop/state` (test-only)
 on the authorization servers counts grants and rejections (replays by reason) for the checks.
