@@ -4,11 +4,12 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint unit conformance bench ui ui-test webview tray-bench bench-proxy bench-token
+.PHONY: help deps build demo test lint unit conformance interop bench ui ui-test webview tray-bench bench-proxy bench-token
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
 	@echo "make test   install what is missing, then lint, every test tier and the conformance suite"
+	@echo "make interop  the interop suite: real IdP (oidc-provider), ASes (fastmcp, Authlib), MCP servers and AI clients (SDK, Inspector, Claude Code)"
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
 	@echo "make bench-proxy  lanyard proxy vs mcp-remote: added latency per tools/call, peak RSS"
 	@echo "make bench-token  cold lanyard token X with a warm agent vs a Node one-liner, p50 (P2)"
@@ -42,6 +43,12 @@ conformance:
 	$(CARGO) build -p lanyard-cli
 	scripts/conformance.sh
 
+# The interop suite (tests/interop): a real lanyard agent against pinned peers nobody on the team
+# wrote (npm oidc-provider + our ID-JAG grant, PyPI fastmcp and Authlib, FastMCP servers) and real
+# AI clients; prints `N passed, M failed`. About 1-2 min once .tools/ is installed.
+interop: deps
+	INTEROP_NO_INSTALL=1 scripts/interop.sh
+
 # The status window's unit tests (Vitest, jsdom).
 ui-test:
 	cd ui && npx vitest run
@@ -51,7 +58,7 @@ ui-test:
 webview: ui
 	scripts/webview-e2e.sh
 
-test: deps lint unit ui-test webview conformance
+test: deps lint unit ui-test webview conformance interop
 
 # Tray app measurements (RSS window open/closed, idle wake-ups, launch -> tray ready).
 tray-bench: deps ui

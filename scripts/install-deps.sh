@@ -18,6 +18,9 @@
 #   .tools/proxy-py/bin/python                                venv with the Python MCP SDK (mcp==$PY_MCP_VERSION)
 #   .tools/claude-code/node_modules/.bin/claude               Claude Code (pinned by scripts/claude-code/package-lock.json):
 #                                                             its `claude mcp list` loads MCP configs offline
+#   .tools/interop/node/node_modules/oidc-provider            the interop suite's IdP (pinned by tests/interop/package-lock.json)
+#   .tools/interop/py/bin/python                              venv with fastmcp + Authlib, the interop suite's authorization
+#                                                             and MCP servers (exact versions: tests/interop/requirements.txt)
 #   .tools/zig/bin/{cargo-zigbuild,python-zig}                venv with ziglang==$ZIG_VERSION + cargo-zigbuild==$ZIGBUILD_VERSION:
 #                                                             the macOS compile checks (scripts/check-macos.sh)
 # Test runner: cargo-nextest is used when `cargo nextest` works; otherwise the Makefile falls back to
@@ -171,6 +174,42 @@ else
   say "claude-code: installed ($("$CLAUDE_DIR/node_modules/.bin/claude" --version 2>/dev/null || echo '?'))"
 fi
 
+# ---- interop suite peers (tests/interop): oidc-provider (npm), fastmcp + Authlib (PyPI) ------------
+INTEROP_NODE_DIR="$ROOT/.tools/interop/node"
+INTEROP_PY_DIR="$ROOT/.tools/interop/py"
+interop_node_ok() {
+  [ -f "$INTEROP_NODE_DIR/node_modules/oidc-provider/package.json" ] &&
+    cmp -s "$ROOT/tests/interop/package-lock.json" "$INTEROP_NODE_DIR/package-lock.json"
+}
+if interop_node_ok; then
+  say "interop-node: present (oidc-provider)"
+else
+  say "interop-node: installing oidc-provider into .tools/interop/node (npm ci, Node 22)"
+  mkdir -p "$INTEROP_NODE_DIR"
+  cp "$ROOT/tests/interop/package.json" "$ROOT/tests/interop/package-lock.json" "$INTEROP_NODE_DIR/"
+  PATH="$(dirname "$NODE"):$PATH" npm ci --prefix "$INTEROP_NODE_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+  interop_node_ok || die "interop-node: install did not produce oidc-provider"
+  say "interop-node: installed"
+fi
+# The stamp is the requirements file the venv was built from: a changed pin rebuilds it.
+interop_py_ok() {
+  [ -x "$INTEROP_PY_DIR/bin/python" ] &&
+    cmp -s "$ROOT/tests/interop/requirements.txt" "$INTEROP_PY_DIR/.lanyard-requirements" &&
+    "$INTEROP_PY_DIR/bin/python" -c "import fastmcp, authlib.oauth2.drafts, cryptography" 2>/dev/null
+}
+if interop_py_ok; then
+  say "interop-py: present (fastmcp, Authlib)"
+else
+  say "interop-py: installing fastmcp + Authlib (tests/interop/requirements.txt) into .tools/interop/py"
+  rm -rf "$INTEROP_PY_DIR"
+  python3 -m venv "$INTEROP_PY_DIR"
+  # --no-deps: the requirements file lists every package at its exact version, nothing floats.
+  "$INTEROP_PY_DIR/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+    -r "$ROOT/tests/interop/requirements.txt"
+  cp "$ROOT/tests/interop/requirements.txt" "$INTEROP_PY_DIR/.lanyard-requirements"
+  interop_py_ok || die "interop-py: fastmcp/Authlib not importable after install"
+  say "interop-py: installed"
+fi
 # ---- macOS compile checks: Zig as the C compiler/linker for the apple-darwin targets (PyPI) -------
 ZIG_DIR="$ROOT/.tools/zig"
 ZIG_VERSION="0.15.2"

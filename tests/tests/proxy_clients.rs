@@ -609,6 +609,12 @@ fn assert_claude_sees_the_grants(listing: &str, prefix: &str) {
         payroll.is_some_and(|s| !s.contains("Connected")),
         "payroll is denied by the IdP, yet: {payroll:?} in {listing}"
     );
+    // Denied must not read as "sign in here" (per-server OAuth): the helper's credential-free
+    // `Authorization: Lanyard error="denied"` turns Claude Code's OAuth fallback off.
+    assert!(
+        payroll.is_some_and(|s| s.contains("Failed") && !s.contains("Needs authentication")),
+        "payroll must show as failed, not as needing authentication: {payroll:?} in {listing}"
+    );
 }
 
 /// Claude Code after `lanyard clients install claude-code`: every granted server connects through

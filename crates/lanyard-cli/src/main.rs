@@ -109,6 +109,12 @@ enum Command {
         /// Print {"Authorization": "Bearer …"} (Claude Code's headersHelper).
         #[arg(long)]
         header_json: bool,
+        /// With --header-json: when no token can be had (denied, not signed in, no agent, …) say
+        /// why on stderr, print {"Authorization": "Lanyard error=\"<reason>\""} (no credential)
+        /// and exit 0, so the AI client shows the server as failed instead of offering its own
+        /// OAuth sign-in (Claude Code ignores a failing helper's output and falls back to OAuth).
+        #[arg(long, requires = "header_json")]
+        no_oauth_fallback: bool,
         /// The token must stay valid at least this long.
         #[arg(long, default_value_t = 60)]
         min_ttl: u64,
@@ -147,13 +153,27 @@ fn run(cli: Cli) -> u8 {
             server,
             json,
             header_json,
+            no_oauth_fallback,
             min_ttl,
         } => {
             let Ok(endpoint) = endpoint() else {
+                if no_oauth_fallback {
+                    // The reason is on stderr already; the header keeps the client off OAuth.
+                    let header = over_agent::refusal_header("misconfigured");
+                    return match std::io::Write::write_all(
+                        &mut std::io::stdout(),
+                        format!("{header}\n").as_bytes(),
+                    ) {
+                        Ok(()) => 0,
+                        Err(_) => exit::MISCONFIGURED,
+                    };
+                }
                 return exit::MISCONFIGURED;
             };
             let format = if json {
                 over_agent::TokenFormat::Json
+            } else if no_oauth_fallback {
+                over_agent::TokenFormat::HeadersHelper
             } else if header_json {
                 over_agent::TokenFormat::HeaderJson
             } else {

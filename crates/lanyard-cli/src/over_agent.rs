@@ -43,6 +43,39 @@ pub enum TokenFormat {
     Plain,
     Json,
     HeaderJson,
+    /// `HeaderJson` for an AI client's headers helper: never a failing exit (see [`refusal`]).
+    HeadersHelper,
+}
+
+/// What a headers helper prints when it has no token: an `Authorization` header with Lanyard's own
+/// scheme and the reason, carrying no credential. An AI client that ran a helper and got an
+/// `Authorization` header does not start its own per-server OAuth (Claude Code then shows the
+/// server as failed: "Server rejected the Authorization header minted by the configured
+/// headersHelper … OAuth fallback is disabled"); a failing helper would make it offer exactly that
+/// OAuth sign-in, which enterprise-managed authorization exists to remove. The MCP server answers
+/// 401 to it, as to any credential it cannot verify.
+pub fn refusal(e: &ClientError) -> String {
+    let reason = match e {
+        ClientError::NotRunning { .. } => "agent_not_running",
+        ClientError::VersionMismatch { .. } => "version_mismatch",
+        ClientError::Agent(reply) => match reply.code {
+            ErrorCode::Denied => "denied",
+            ErrorCode::NotSignedIn => "not_signed_in",
+            ErrorCode::StepUpRequired => "step_up_required",
+            ErrorCode::UnknownServer => "unknown_server",
+            ErrorCode::Misconfigured => "misconfigured",
+            ErrorCode::VersionMismatch => "version_mismatch",
+            ErrorCode::Unavailable | ErrorCode::SignInFailed | ErrorCode::Stopped => "unavailable",
+            _ => "failure",
+        },
+        ClientError::Io(_) | ClientError::Protocol(_) => "failure",
+    };
+    refusal_header(reason)
+}
+
+/// The headers helper's answer for `reason` (see [`refusal`]).
+pub fn refusal_header(reason: &str) -> String {
+    serde_json::json!({"Authorization": format!("Lanyard error=\"{reason}\"")}).to_string()
 }
 
 /// `lanyard token SERVER`: the token on stdout, or a documented exit code and one line on stderr.
@@ -53,6 +86,14 @@ pub fn token(endpoint: &Path, server: &str, format: TokenFormat, min_ttl: u64) -
     };
     let token = match BlockingClient::connect(endpoint).and_then(|mut c| c.token(server, options)) {
         Ok(token) => token,
+        Err(e) if matches!(format, TokenFormat::HeadersHelper) => {
+            eprintln!("lanyard: {e}");
+            let mut stdout = std::io::stdout().lock();
+            return match writeln!(stdout, "{}", refusal(&e)).and_then(|()| stdout.flush()) {
+                Ok(()) => 0,
+                Err(_) => exit_code(&e),
+            };
+        }
         Err(e) => return fail(&e),
     };
     let value = token.access_token.expose();
@@ -62,7 +103,7 @@ pub fn token(endpoint: &Path, server: &str, format: TokenFormat, min_ttl: u64) -
             "access_token": value, "expires_at": token.expires_at, "scopes": token.scopes,
         })
         .to_string(),
-        TokenFormat::HeaderJson => {
+        TokenFormat::HeaderJson | TokenFormat::HeadersHelper => {
             serde_json::json!({"Authorization": format!("Bearer {value}")}).to_string()
         }
     };
@@ -231,4 +272,36 @@ fn show_device_code(endpoint: &Path) {
             std::thread::sleep(Duration::from_millis(100));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanyard_core::ipc::ErrorReply;
+
+    fn header(e: &ClientError) -> String {
+        let printed: serde_json::Value = serde_json::from_str(&refusal(e)).expect("json");
+        let object = printed.as_object().expect("an object of headers");
+        assert_eq!(object.len(), 1, "only Authorization: {printed}");
+        object["Authorization"]
+            .as_str()
+            .expect("a string")
+            .to_owned()
+    }
+
+    #[test]
+    fn a_refusal_header_names_the_reason_and_carries_no_credential() {
+        let denied = ClientError::Agent(ErrorReply {
+            code: ErrorCode::Denied,
+            message: "blocked by your organization".into(),
+            retry_at: None,
+            agent_protocol: None,
+        });
+        assert_eq!(header(&denied), "Lanyard error=\"denied\"");
+        let gone = ClientError::NotRunning {
+            endpoint: "/nowhere".into(),
+        };
+        assert_eq!(header(&gone), "Lanyard error=\"agent_not_running\"");
+        assert!(!refusal(&denied).contains("Bearer"));
+    }
 }

@@ -129,7 +129,7 @@ fn install_all_then_again_then_dry_run_then_remove() {
     );
     assert_eq!(
         claude["mcpServers"]["lanyard-crm"]["headersHelper"],
-        format!("{exe} token --header-json crm")
+        format!("{exe} token --header-json --no-oauth-fallback crm")
     );
     let desktop: serde_json::Value =
         serde_json::from_str(&read(&home.desktop())).expect("desktop json");

@@ -4,7 +4,8 @@
 //! `plan` is a pure function of the file's current text: it finds the client's server map and
 //! inserts, replaces or removes only Lanyard's members as minimal textual edits, so every other
 //! entry, comment and the file's formatting stay byte-for-byte. It never writes a token: entries
-//! hold the command that fetches one (`lanyard proxy <id>` or `lanyard token --header-json <id>`).
+//! hold the command that fetches one (`lanyard proxy <id>` or `lanyard token --header-json
+//! --no-oauth-fallback <id>`, which never lets Claude Code fall back to its own OAuth).
 //! File I/O (backups, atomic writes) lives in [`command`]; nothing here touches the disk.
 //!
 //! How an entry is recognised as Lanyard's, per client (no client documents extra fields as
@@ -183,7 +184,7 @@ impl Client {
                 (
                     "headersHelper".into(),
                     Out::Str(format!(
-                        "{} token --header-json {}",
+                        "{} token --header-json --no-oauth-fallback {}",
                         shell_quote(&exe),
                         shell_quote(&server.id)
                     )),

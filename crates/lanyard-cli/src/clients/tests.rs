@@ -137,7 +137,10 @@ fn golden_round_trip(client: Client) {
                     entry.get("url").and_then(Node::as_str),
                     Some(server.url.as_str())
                 );
-                let helper = format!("{EXE} token --header-json {}", server.id);
+                let helper = format!(
+                    "{EXE} token --header-json --no-oauth-fallback {}",
+                    server.id
+                );
                 assert_eq!(
                     entry.get("headersHelper").and_then(Node::as_str),
                     Some(helper.as_str())
@@ -462,9 +465,9 @@ fn a_lanyard_path_with_spaces_is_quoted_for_the_helper_shell() {
         .and_then(|e| e.get("headersHelper"))
         .and_then(Node::as_str);
     let expected = if cfg!(windows) {
-        "\"/Users/me/Application Support/lanyard\" token --header-json docs"
+        "\"/Users/me/Application Support/lanyard\" token --header-json --no-oauth-fallback docs"
     } else {
-        "'/Users/me/Application Support/lanyard' token --header-json docs"
+        "'/Users/me/Application Support/lanyard' token --header-json --no-oauth-fallback docs"
     };
     assert_eq!(helper, Some(expected));
     assert_eq!(

