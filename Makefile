@@ -4,7 +4,7 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint unit conformance interop bench ui ui-test webview tray-bench bench-proxy bench-token
+.PHONY: help deps build demo test lint check-macos unit conformance interop bench ui ui-test webview tray-bench bench-proxy bench-token
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
@@ -49,6 +49,11 @@ conformance:
 interop: deps
 	INTEROP_NO_INSTALL=1 scripts/interop.sh
 
+# macOS compile checks: clippy -D warnings for aarch64/x86_64-apple-darwin through cargo-zigbuild
+# (core + CLI; nothing is linked or run: no macOS SDK here, see README "Platforms").
+check-macos: deps
+	scripts/check-macos.sh
+
 # The status window's unit tests (Vitest, jsdom).
 ui-test:
 	cd ui && npx vitest run
@@ -58,7 +63,7 @@ ui-test:
 webview: ui
 	scripts/webview-e2e.sh
 
-test: deps lint unit ui-test webview conformance interop
+test: deps lint check-macos unit ui-test webview conformance interop
 
 # Tray app measurements (RSS window open/closed, idle wake-ups, launch -> tray ready).
 tray-bench: deps ui
