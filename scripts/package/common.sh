@@ -67,8 +67,8 @@ stage_linux_tree() {
   install -D -m 0755 "$cli" "$dest/usr/bin/lanyard"
   install -D -m 0755 "$tray" "$dest/usr/bin/lanyard-tray"
   strip --strip-unneeded "$dest/usr/bin/lanyard" "$dest/usr/bin/lanyard-tray"
-  # The agent: a systemd user unit, enabled for every user by the vendor symlink next to it (no
-  # maintainer script; `systemctl --global mask lanyard-agent.service` opts out).
+  # The agent: a systemd user unit, started for every user by the vendor symlink next to it, as
+  # Debian ships ssh-agent (no [Install], no maintainer script; `systemctl --global mask` opts out).
   install -D -m 0644 "$DEPLOY_DIR/linux/lanyard-agent.service" "$dest/usr/lib/systemd/user/lanyard-agent.service"
   mkdir -p "$dest/usr/lib/systemd/user/default.target.wants"
   ln -s ../lanyard-agent.service "$dest/usr/lib/systemd/user/default.target.wants/lanyard-agent.service"
