@@ -82,9 +82,12 @@ cat >"$admin_policy" <<'EOF'
 EOF
 # The installed lanyard reads the admin's file from its default path (no --policy): `policy show`.
 # A scratch XDG_CONFIG_HOME keeps this user's own settings out of it.
+# (The output is taken whole first: `grep -q` on a pipe would close it early, and lanyard, like any
+# Rust program printing with println!, panics on the broken pipe.)
 reads_admin_policy() {
-  env -u LANYARD_POLICY XDG_CONFIG_HOME="$work/no-user-config" "$1" policy show --origins |
-    grep -q "^settings.max_concurrency  *7  <- /etc/lanyard/policy.json"
+  local out
+  out="$(env -u LANYARD_POLICY XDG_CONFIG_HOME="$work/no-user-config" "$1" policy show --origins)" || return 1
+  grep -q "^settings.max_concurrency  *7  <- /etc/lanyard/policy.json" <<<"$out"
 }
 
 # ==== .deb, on this machine ==========================================================================
