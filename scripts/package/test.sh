@@ -40,7 +40,6 @@ summary() {
   exit 0
 }
 same_file() { cmp -s "$1" "$2"; }
-absent() { [ ! -e "$1" ] && [ ! -L "$1" ]; }
 start=$(date +%s)
 
 v1="$PKG_VERSION"
@@ -88,6 +87,31 @@ reads_admin_policy() {
   local out
   out="$(env -u LANYARD_POLICY XDG_CONFIG_HOME="$work/no-user-config" "$1" policy show --origins)" || return 1
   grep -q "^settings.max_concurrency  *7  <- /etc/lanyard/policy.json" <<<"$out"
+}
+
+# Runs the installed unit's ExecStart the way a user's systemd would (a private XDG_RUNTIME_DIR, no
+# keychain here), asks it for `lanyard status` (the admin's server must be listed), stops it with the
+# unit's KillSignal and expects a clean exit with the socket removed.
+unit_agent_runs() {
+  local unit="$1" exec_start rt pid rc status
+  exec_start="$(sed -n 's/^ExecStart=//p' "$unit")"
+  [ "$(sed -n 's/^KillSignal=//p' "$unit")" = SIGTERM ] || { echo "KillSignal is not SIGTERM"; return 1; }
+  rt="$(mktemp -d)" && chmod 0700 "$rt"
+  # shellcheck disable=SC2086 # ExecStart is a command line: word splitting is the point.
+  env -u LANYARD_POLICY -u LANYARD_AGENT_SOCKET XDG_RUNTIME_DIR="$rt" HOME="$rt" LANYARD_NO_KEYCHAIN=1 \
+    $exec_start 2>"$rt/agent.log" &
+  pid=$!
+  for _ in $(seq 50); do [ -S "$rt/lanyard/agent.sock" ] && break; sleep 0.1; done
+  status="$(XDG_RUNTIME_DIR="$rt" HOME="$rt" /usr/bin/lanyard status 2>&1)"
+  rc=$?
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+  local agent_rc=$?
+  local sock_left=no
+  [ -e "$rt/lanyard/agent.sock" ] && sock_left=yes
+  echo "status (exit $rc): $status"; echo "agent exit $agent_rc, socket left: $sock_left"; tail -n 3 "$rt/agent.log"
+  rm -rf "$rt"
+  [ "$rc" = 0 ] && grep -q 'wiki' <<<"$status" && [ "$agent_rc" = 0 ] && [ "$sock_left" = no ]
 }
 
 # ==== .deb, on this machine ==========================================================================
@@ -148,6 +172,7 @@ else
 
   install -m 0644 "$admin_policy" /etc/lanyard/policy.json
   check "installed lanyard reads the admin's /etc/lanyard/policy.json" reads_admin_policy /usr/bin/lanyard
+  check "the unit's ExecStart: agent serves status on its socket, stops cleanly on SIGTERM" unit_agent_runs "$unit"
   check "dpkg -i lanyard $v2 (upgrade)" dpkg -i "$deb2"
   check "upgraded: version $v2" sh -c "[ \"\$(dpkg-query -W -f='\${Version}' lanyard)\" = '$v2' ]"
   check "admin policy.json survives the upgrade byte for byte" same_file /etc/lanyard/policy.json "$admin_policy"
