@@ -50,9 +50,15 @@ rm -rf "$work"
 mkdir -p "$work"
 
 # ---- inputs: the binaries (incremental: usually already built by `make test`) --------------------
-profile_flag=(); [ "$PKG_PROFILE" = release ] && profile_flag=(--release)
+# debug: the same command as `make build`, so the binaries `make test` built are reused as they are;
+# release: the same as `make package` (scripts/package/build.sh).
+if [ "$PKG_PROFILE" = release ]; then
+  profile_flag=(--release); linux_pkgs=(-p lanyard-cli -p lanyard-tray)
+else
+  profile_flag=(); linux_pkgs=(--workspace --bins)
+fi
 echo "package-test: building the binaries ($PKG_PROFILE)"
-"$CARGO" build "${profile_flag[@]}" --workspace --bins >"$work/build-linux.log" 2>&1 ||
+"$CARGO" build "${profile_flag[@]}" "${linux_pkgs[@]}" >"$work/build-linux.log" 2>&1 ||
   fatal "cargo build (Linux)" "$(tail -n 5 "$work/build-linux.log")"
 if [ -z "${LANYARD_MSI_BIN_DIR:-}" ]; then
   win_pkgs=(-p lanyard-cli); [ "$MSI_TRAY" = 1 ] && win_pkgs+=(-p lanyard-tray)
