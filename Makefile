@@ -4,7 +4,7 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint unit conformance bench ui ui-test webview tray-bench bench-proxy bench-token package package-test
+.PHONY: help deps build demo test lint unit conformance bench ui ui-test webview tray-bench bench-proxy bench-token windows-e2e package package-test
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
@@ -54,6 +54,15 @@ webview: ui
 	scripts/webview-e2e.sh
 
 test: deps lint unit ui-test webview conformance package-test
+
+# The Windows lanyard.exe (debug, x86_64-pc-windows-gnu) under Wine against the testbed on 127.0.0.1
+# (tests/tests/windows_wine.rs): the prefix is created once (.tools/wine-prefix, scripts/wine/),
+# then named steps: registry policy, sign-in, named pipe, token, proxy under the Python MCP SDK,
+# Credential Manager across a restart, live registry change. Missing Wine/mingw/Python fails it.
+windows-e2e: deps
+	scripts/wine/prefix.sh
+	$(CARGO) build --target x86_64-pc-windows-gnu -p lanyard-cli --bin lanyard
+	LANYARD_REQUIRE_WINE=1 $(CARGO) nextest run -p lanyard-tests --test windows_wine --run-ignored only --no-capture
 
 # Tray app measurements (RSS window open/closed, idle wake-ups, launch -> tray ready).
 tray-bench: deps ui
