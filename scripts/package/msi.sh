@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds Lanyard-<version>-x64.msi into $LANYARD_PKG_OUT with wixl (Debian's wixl, from msitools)
+# from deploy/windows/lanyard.wxs: lanyard.exe (+ lanyard-tray.exe with LANYARD_MSI_TRAY=1), the
+# HKLM Run entry for the agent, and the ADMX/ADML under PolicyDefinitions\. The Windows binaries
+# come from target/x86_64-pc-windows-gnu/<profile>/ (LANYARD_MSI_BIN_DIR overrides, e.g. to prove
+# the installer with another build). Prints the package's path.
+set -euo pipefail
+# shellcheck source=scripts/package/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+need_tool wixl wixl
+need_tool x86_64-w64-mingw32-strip binutils-mingw-w64-x86-64
+
+bin_dir="${LANYARD_MSI_BIN_DIR:-$WIN_BIN_DIR}"
+exes=(lanyard.exe)
+[ "$MSI_TRAY" = "1" ] && exes+=(lanyard-tray.exe)
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/lanyard-msi.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+# wixl resolves Source= relative to the working directory (absolute paths are not accepted), so
+# the inputs are laid out under one folder and wixl runs there.
+mkdir -p "$work/bin" "$work/deploy/windows/en-US"
+for exe in "${exes[@]}"; do
+  need_file "$bin_dir/$exe" "cargo build --target $WIN_TARGET --profile $PKG_PROFILE"
+  cp "$bin_dir/$exe" "$work/bin/$exe"
+done
+x86_64-w64-mingw32-strip --strip-unneeded "${exes[@]/#/$work/bin/}"
+cp "$DEPLOY_DIR/windows/lanyard.admx" "$work/deploy/windows/"
+cp "$DEPLOY_DIR/windows/en-US/lanyard.adml" "$work/deploy/windows/en-US/"
+
+# The upgrade rule's exclusive upper bound: this version with its third field plus one.
+IFS=. read -r major minor patch <<<"$PKG_VERSION"
+version_next="$major.$minor.$((patch + 1))"
+
+mkdir -p "$PKG_OUT"
+out="$PKG_OUT/Lanyard-$PKG_VERSION-x64.msi"
+(cd "$work" && wixl -a x64 \
+  -D "Version=$PKG_VERSION" -D "VersionNext=$version_next" \
+  -D BinDir=bin -D DeployDir=deploy -D "WithTray=$MSI_TRAY" \
+  -o "$out" "$DEPLOY_DIR/windows/lanyard.wxs") >"$work/wixl.log" 2>&1 ||
+  pkg_die "wixl failed: $(cat "$work/wixl.log")"
+# wixl prints GLib warnings for attributes it ignores; any is a change in what the .wxs means.
+if grep -q 'WARNING\|CRITICAL' "$work/wixl.log"; then
+  pkg_die "wixl warned (an attribute in lanyard.wxs is ignored): $(cat "$work/wixl.log")"
+fi
+pkg_say "msi: $out ($(du -h "$out" | cut -f1); tray: $([ "$MSI_TRAY" = 1 ] && echo yes || echo no))"
+echo "$out"

@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# `make package-test`: every package is really installed, run, upgraded and removed.
+#   .deb  dpkg -i on this machine (root), the installed binaries run, the unit checked by
+#         systemd-analyze, the desktop files by desktop-file-validate; an administrator's
+#         /etc/lanyard/policy.json survives an upgrade, a removal and a purge byte for byte.
+#   .rpm  rpm -i into a scratch root with its own database; the installed binary runs there; the
+#         package's file list, config files and requirements; upgrade and erase keep the admin file.
+#   .msi  msiexec /i … /qn in a private Wine prefix (scripts/wine/prefix.sh); the installed
+#         lanyard.exe runs; the HKLM Run entry; a newer .msi replaces it (one product left), an older
+#         one is refused; msiexec /x … /qn removes it.
+# The packages are built for the test from the debug binaries (the same builds `make test` uses,
+# target/debug and target/x86_64-pc-windows-gnu/debug) at two versions: the workspace's and one with
+# the third field plus one. LANYARD_PKG_PROFILE=release tests release builds instead.
+# The machine is left as found: the package is purged and /etc/lanyard restored, even on failure.
+# Prints one line per check and "N passed, M failed"; exits 1 when any check failed.
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export LANYARD_PKG_PROFILE="${LANYARD_PKG_PROFILE:-debug}"
+export LANYARD_PKG_FAST="${LANYARD_PKG_FAST:-1}"
+# shellcheck source=scripts/package/common.sh
+. "$HERE/common.sh"
+set +e
+cd "$PKG_ROOT"
+CARGO="${CARGO:-cargo}"
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); printf '  ok    %s\n' "$1"; }
+bad() { failed=$((failed + 1)); printf '  FAIL  %s%s\n' "$1" "${2:+: $2}"; }
+# check NAME COMMAND…: the command's success is the check; its output is shown only on failure.
+check() {
+  local name="$1" out
+  shift
+  if out="$("$@" 2>&1)"; then ok "$name"; else bad "$name" "$(printf '%s' "$out" | tail -n 5)"; fi
+}
+fatal() { bad "$1" "${2:-}"; summary; }
+summary() {
+  echo "package-test: $passed passed, $failed failed ($(($(date +%s) - start)) s)"
+  [ "$failed" -eq 0 ] || exit 1
+  exit 0
+}
+same_file() { cmp -s "$1" "$2"; }
+start=$(date +%s)
+
+v1="$PKG_VERSION"
+IFS=. read -r major minor patch <<<"$v1"
+v2="$major.$minor.$((patch + 1))"
+work="$PKG_ROOT/target/package-test"
+rm -rf "$work"
+mkdir -p "$work"
+
+# ---- inputs: the binaries (incremental: usually already built by `make test`) --------------------
+# debug: the same command as `make build`, so the binaries `make test` built are reused as they are;
+# release: the same as `make package` (scripts/package/build.sh).
+if [ "$PKG_PROFILE" = release ]; then
+  profile_flag=(--release); linux_pkgs=(-p lanyard-cli -p lanyard-tray)
+else
+  profile_flag=(); linux_pkgs=(--workspace --bins)
+fi
+echo "package-test: building the binaries ($PKG_PROFILE)"
+"$CARGO" build "${profile_flag[@]}" "${linux_pkgs[@]}" >"$work/build-linux.log" 2>&1 ||
+  fatal "cargo build (Linux)" "$(tail -n 5 "$work/build-linux.log")"
+if [ -z "${LANYARD_MSI_BIN_DIR:-}" ]; then
+  win_pkgs=(-p lanyard-cli); [ "$MSI_TRAY" = 1 ] && win_pkgs+=(-p lanyard-tray)
+  "$CARGO" build "${profile_flag[@]}" --target "$WIN_TARGET" "${win_pkgs[@]}" >"$work/build-windows.log" 2>&1 ||
+    fatal "cargo build ($WIN_TARGET)" "$(tail -n 5 "$work/build-windows.log")"
+fi
+echo "package-test: packaging $v1 and $v2"
+for v in "$v1" "$v2"; do
+  for kind in deb rpm msi; do
+    LANYARD_PKG_VERSION="$v" LANYARD_PKG_OUT="$work/$v" "$HERE/$kind.sh" >/dev/null 2>"$work/$kind-$v.log" ||
+      fatal "build the .$kind $v" "$(tail -n 5 "$work/$kind-$v.log")"
+  done
+done
+arch="$(dpkg --print-architecture)"
+deb1="$work/$v1/lanyard_${v1}_$arch.deb" deb2="$work/$v2/lanyard_${v2}_$arch.deb"
+rpm1="$work/$v1/lanyard-$v1-1.x86_64.rpm" rpm2="$work/$v2/lanyard-$v2-1.x86_64.rpm"
+msi1="$work/$v1/Lanyard-$v1-x64.msi" msi2="$work/$v2/Lanyard-$v2-x64.msi"
+ok "built .deb, .rpm, .msi at $v1 and $v2 ($(du -h "$deb1" "$rpm1" "$msi1" | cut -f1 | paste -sd/))"
+
+# An administrator's policy (valid, with no key files), distinct from anything the package ships.
+admin_policy="$work/admin-policy.json"
+cat >"$admin_policy" <<'EOF'
+{"idp": {"issuer": "https://login.corp.example", "client_id": "lanyard-desktop"},
+ "servers": [{"id": "wiki", "display_name": "Wiki", "url": "https://wiki.corp.example/mcp", "client_id": "lanyard-wiki"}],
+ "settings": {"max_concurrency": 7}}
+EOF
+# The installed lanyard reads the admin's file from its default path (no --policy): `policy show`.
+# A scratch XDG_CONFIG_HOME keeps this user's own settings out of it.
+# (The output is taken whole first: `grep -q` on a pipe would close it early, and lanyard, like any
+# Rust program printing with println!, panics on the broken pipe.)
+reads_admin_policy() {
+  local out
+  out="$(env -u LANYARD_POLICY XDG_CONFIG_HOME="$work/no-user-config" "$1" policy show --origins)" || return 1
+  grep -q "^settings.max_concurrency  *7  <- /etc/lanyard/policy.json" <<<"$out"
+}
+
+# Runs the installed unit's ExecStart the way a user's systemd would (a private XDG_RUNTIME_DIR, no
+# keychain here), asks it for `lanyard status` (the admin's server must be listed), stops it with the
+# unit's KillSignal and expects a clean exit with the socket removed.
+unit_agent_runs() {
+  local unit="$1" exec_start rt pid rc status
+  exec_start="$(sed -n 's/^ExecStart=//p' "$unit")"
+  [ "$(sed -n 's/^KillSignal=//p' "$unit")" = SIGTERM ] || { echo "KillSignal is not SIGTERM"; return 1; }
+  rt="$(mktemp -d)" && chmod 0700 "$rt"
+  # shellcheck disable=SC2086 # ExecStart is a command line: word splitting is the point.
+  env -u LANYARD_POLICY -u LANYARD_AGENT_SOCKET XDG_RUNTIME_DIR="$rt" HOME="$rt" LANYARD_NO_KEYCHAIN=1 \
+    $exec_start 2>"$rt/agent.log" &
+  pid=$!
+  for _ in $(seq 50); do [ -S "$rt/lanyard/agent.sock" ] && break; sleep 0.1; done
+  status="$(XDG_RUNTIME_DIR="$rt" HOME="$rt" /usr/bin/lanyard status 2>&1)"
+  rc=$?
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+  local agent_rc=$?
+  local sock_left=no
+  [ -e "$rt/lanyard/agent.sock" ] && sock_left=yes
+  echo "status (exit $rc): $status"; echo "agent exit $agent_rc, socket left: $sock_left"; tail -n 3 "$rt/agent.log"
+  rm -rf "$rt"
+  [ "$rc" = 0 ] && grep -q 'wiki' <<<"$status" && [ "$agent_rc" = 0 ] && [ "$sock_left" = no ]
+}
+
+# ==== .deb, on this machine ==========================================================================
+echo "package-test: .deb (dpkg on this machine)"
+if [ "$(id -u)" -ne 0 ]; then
+  bad ".deb tests" "need root (dpkg -i)"
+elif dpkg-query -W -f='${Status}' lanyard 2>/dev/null | grep -q 'installed\|config-files'; then
+  bad ".deb tests" "a lanyard package is already on this machine; not touching it (dpkg -P lanyard to run this test)"
+else
+  # Leave /etc/lanyard as found: set whatever is there aside, put it back at exit.
+  etc_backup=""
+  if [ -e /etc/lanyard ]; then
+    etc_backup="$work/etc-lanyard.orig"
+    mv /etc/lanyard "$etc_backup"
+  fi
+  restore_machine() {
+    if dpkg-query -W -f='${Status}' lanyard 2>/dev/null | grep -q 'installed\|config-files'; then
+      dpkg --purge lanyard >/dev/null 2>&1
+    fi
+    rm -rf /etc/lanyard
+    [ -n "$etc_backup" ] && mv "$etc_backup" /etc/lanyard
+  }
+  trap restore_machine EXIT
+
+  check "dpkg -i lanyard $v1" dpkg -i "$deb1"
+  check "installed lanyard --version is $v1" sh -c "[ \"\$(/usr/bin/lanyard --version)\" = 'lanyard $v1' ]"
+  check "installed lanyard-tray --version" sh -c "/usr/bin/lanyard-tray --version | grep -qx 'lanyard-tray $v1'"
+  # --skip-file-checks: the example names key files (/etc/lanyard/keys/…) no test machine has.
+  check "lanyard policy validate --skip-file-checks /etc/lanyard/policy.example.json" \
+    /usr/bin/lanyard policy validate --skip-file-checks /etc/lanyard/policy.example.json
+  check "schema installed = deploy/policy.schema.json" same_file /etc/lanyard/policy.schema.json "$DEPLOY_DIR/policy.schema.json"
+  check "conffiles: the example, the schema, the autostart entry" sh -c \
+    "dpkg-query -W -f='\${Conffiles}\n' lanyard | awk 'NF {print \$1}' | sort | tr '\n' ' ' |
+       grep -qx '/etc/lanyard/policy.example.json /etc/lanyard/policy.schema.json /etc/xdg/autostart/Lanyard.desktop '"
+  check "/etc/lanyard/policy.json belongs to no package" sh -c "! dpkg -S /etc/lanyard/policy.json"
+  check "Depends computed: libwebkit2gtk-4.1-0, libayatana-appindicator3-1" sh -c \
+    "dpkg-query -W -f='\${Depends}' lanyard | grep -q 'libwebkit2gtk-4.1-0' && dpkg-query -W -f='\${Depends}' lanyard | grep -q 'libayatana-appindicator3-1'"
+  check "every Depends satisfied here (dpkg --audit, apt-get check)" sh -c "[ -z \"\$(dpkg --audit)\" ] && apt-get check -qq"
+  unit=/usr/lib/systemd/user/lanyard-agent.service
+  if command -v systemd-analyze >/dev/null; then
+    # --user verify needs a runtime dir; warnings (unknown keys, …) count as failures.
+    check "systemd-analyze --user verify $unit" sh -c \
+      "d=\$(mktemp -d) && out=\$(XDG_RUNTIME_DIR=\$d systemd-analyze --user verify $unit 2>&1); rc=\$?; rm -rf \$d; echo \"\$out\"; [ \$rc -eq 0 ] && [ -z \"\$out\" ]"
+  else
+    bad "systemd-analyze verify" "systemd-analyze not available"
+  fi
+  # Started for every user by the vendor symlink (like Debian's ssh-agent): "static" to systemctl.
+  check "agent unit wanted by every user's default.target (vendor symlink; is-enabled: static)" sh -c \
+    "[ \"\$(readlink -f /usr/lib/systemd/user/default.target.wants/lanyard-agent.service)\" = $unit ] &&
+     [ \"\$(systemctl --global is-enabled lanyard-agent.service)\" = static ]"
+  if command -v desktop-file-validate >/dev/null; then
+    check "desktop-file-validate menu + autostart entries" sh -c \
+      "out=\$(desktop-file-validate /usr/share/applications/dev.lanyard.tray.desktop /etc/xdg/autostart/Lanyard.desktop 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
+  else
+    bad "desktop-file-validate" "not available (Debian desktop-file-utils)"
+  fi
+  check "icon installed" test -s /usr/share/icons/hicolor/128x128/apps/lanyard.png
+
+  install -m 0644 "$admin_policy" /etc/lanyard/policy.json
+  check "installed lanyard reads the admin's /etc/lanyard/policy.json" reads_admin_policy /usr/bin/lanyard
+  check "the unit's ExecStart: agent serves status on its socket, stops cleanly on SIGTERM" unit_agent_runs "$unit"
+  check "dpkg -i lanyard $v2 (upgrade)" dpkg -i "$deb2"
+  check "upgraded: version $v2" sh -c "[ \"\$(dpkg-query -W -f='\${Version}' lanyard)\" = '$v2' ]"
+  check "admin policy.json survives the upgrade byte for byte" same_file /etc/lanyard/policy.json "$admin_policy"
+  check "upgraded lanyard still reads it" reads_admin_policy /usr/bin/lanyard
+  check "dpkg -r lanyard" dpkg -r lanyard
+  check "removed: binaries, unit, menu entry gone" sh -c \
+    "for f in /usr/bin/lanyard /usr/bin/lanyard-tray $unit /usr/lib/systemd/user/default.target.wants/lanyard-agent.service /usr/share/applications/dev.lanyard.tray.desktop; do [ ! -e \$f ] && [ ! -L \$f ] || { echo \"still there: \$f\"; exit 1; }; done"
+  check "admin policy.json survives the removal byte for byte" same_file /etc/lanyard/policy.json "$admin_policy"
+  check "dpkg --purge lanyard" dpkg --purge lanyard
+  check "purged: shipped config files gone" sh -c "[ ! -e /etc/lanyard/policy.example.json ] && [ ! -e /etc/xdg/autostart/Lanyard.desktop ]"
+  check "admin policy.json survives the purge byte for byte" same_file /etc/lanyard/policy.json "$admin_policy"
+  restore_machine
+  trap - EXIT
+  check "machine as found: no lanyard package, /etc/lanyard restored" sh -c \
+    "! dpkg-query -W lanyard >/dev/null 2>&1 && { [ -z '$etc_backup' ] && [ ! -e /etc/lanyard ] || [ -d /etc/lanyard ]; }"
+fi
+
+# ==== .rpm, into a scratch root ======================================================================
+echo "package-test: .rpm (rpm --root into a scratch root)"
+root="$work/rpm-root"
+mkdir -p "$root"
+# Debian's rpm says it should not be used directly; the scratch root is what it is for.
+rpmq() { rpm --define '_dbpath /var/lib/rpm' "$@" 2>&1 | grep -v '^rpm: \(RPM should not be used\|However assuming\)'; return "${PIPESTATUS[0]}"; }
+check "rpm -qpl: binaries, unit, entries; no policy.json" sh -c \
+  "l=\$(rpm -qpl '$rpm1' 2>/dev/null); for f in /usr/bin/lanyard /usr/bin/lanyard-tray /usr/lib/systemd/user/lanyard-agent.service /usr/share/applications/dev.lanyard.tray.desktop /etc/xdg/autostart/Lanyard.desktop /etc/lanyard/policy.example.json /etc/lanyard/policy.schema.json; do echo \"\$l\" | grep -qx \$f || { echo \"missing \$f\"; exit 1; }; done; ! echo \"\$l\" | grep -qx /etc/lanyard/policy.json"
+check "rpm -qpc: shipped /etc files are config" sh -c \
+  "[ \"\$(rpm -qpc '$rpm1' 2>/dev/null | tr '\n' ' ')\" = '/etc/lanyard/policy.example.json /etc/lanyard/policy.schema.json /etc/xdg/autostart/Lanyard.desktop ' ]"
+check "rpm -qpR: webkit2gtk-4.1 and app indicator by soname" sh -c \
+  "r=\$(rpm -qpR '$rpm1' 2>/dev/null); echo \"\$r\" | grep -qx 'libwebkit2gtk-4.1.so.0()(64bit)' && echo \"\$r\" | grep -q 'libayatana-appindicator3.so.1()(64bit)'"
+check "rpm --initdb in the scratch root" rpmq --root "$root" --initdb
+check "rpm -i --nodeps lanyard $v1" rpmq --root "$root" -i --nodeps "$rpm1"
+check "installed (scratch root) lanyard --version is $v1" sh -c "[ \"\$('$root/usr/bin/lanyard' --version)\" = 'lanyard $v1' ]"
+check "installed (scratch root) lanyard policy validate --skip-file-checks on the example" \
+  "$root/usr/bin/lanyard" policy validate --skip-file-checks "$root/etc/lanyard/policy.example.json"
+install -m 0644 "$admin_policy" "$root/etc/lanyard/policy.json"
+# A locally edited shipped config file must be kept too (%config(noreplace)).
+echo ' ' >>"$root/etc/lanyard/policy.example.json"
+cp "$root/etc/lanyard/policy.example.json" "$work/edited-example.json"
+check "rpm -U lanyard $v2 (upgrade)" rpmq --root "$root" -U --nodeps "$rpm2"
+check "upgraded: exactly lanyard-$v2-1 installed" sh -c \
+  "[ \"\$(rpm --define '_dbpath /var/lib/rpm' --root '$root' -qa 2>/dev/null)\" = 'lanyard-$v2-1.x86_64' ]"
+check "admin policy.json survives the upgrade byte for byte" same_file "$root/etc/lanyard/policy.json" "$admin_policy"
+check "edited example (config noreplace) survives the upgrade" same_file "$root/etc/lanyard/policy.example.json" "$work/edited-example.json"
+check "rpm -e lanyard" rpmq --root "$root" -e lanyard
+check "erased: binaries and unit gone" sh -c "[ ! -e '$root/usr/bin/lanyard' ] && [ ! -e '$root/usr/bin/lanyard-tray' ] && [ ! -e '$root/usr/lib/systemd/user/lanyard-agent.service' ]"
+check "admin policy.json survives the erase byte for byte" same_file "$root/etc/lanyard/policy.json" "$admin_policy"
+
+# ==== .msi, under Wine ===============================================================================
+echo "package-test: .msi (msiexec under Wine)"
+# A prefix of its own: the end-to-end test's prefix never sees an installer.
+export LANYARD_WINEPREFIX="${LANYARD_PKG_WINEPREFIX:-$PKG_ROOT/.tools/wine-prefix-packages}"
+if [ ! -x "$PKG_ROOT/scripts/wine/prefix.sh" ]; then
+  bad ".msi tests" "scripts/wine/prefix.sh is missing (the Wine prefix + ProcessPrng shim; merge the windows branch)"
+elif ! "$PKG_ROOT/scripts/wine/prefix.sh" >"$work/wine-prefix.log" 2>&1; then
+  bad ".msi tests" "Wine prefix: $(tail -n 3 "$work/wine-prefix.log")"
+else
+  # shellcheck source=scripts/wine/env.sh
+  . "$PKG_ROOT/scripts/wine/env.sh"
+  winpath() { printf 'Z:%s' "${1//\//\\}"; }
+  exe_dir="$WINEPREFIX/drive_c/Program Files/Lanyard"
+  run_key='HKLM\Software\Microsoft\Windows\CurrentVersion\Run'
+  # Installed Lanyard products: one "<ProductCode> <DisplayVersion>" line each.
+  lanyard_products() {
+    "$WINE" reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s 2>/dev/null | tr -d '\r' | awk '
+      /^HKEY_/ { key = $0; sub(/.*\\/, "", key); name = ""; ver = "" }
+      $1 == "DisplayName" { name = $3 } $1 == "DisplayVersion" { ver = $3 }
+      name == "Lanyard" && ver != "" && !seen[key]++ { print key, ver }'
+  }
+  # A previous run that died half way: remove what it left.
+  lanyard_products | while read -r code _; do "$WINE" msiexec /x "$code" /qn >/dev/null 2>&1; done
+  msi_cleanup() { lanyard_products | while read -r code _; do "$WINE" msiexec /x "$code" /qn >/dev/null 2>&1; done; }
+  trap msi_cleanup EXIT
+
+  check "msiexec /i Lanyard $v1 /qn" "$WINE" msiexec /i "$(winpath "$msi1")" /qn
+  check "installed C:\\Program Files\\Lanyard\\lanyard.exe --version is $v1" sh -c \
+    "[ \"\$('$WINE' 'C:\\Program Files\\Lanyard\\lanyard.exe' --version | tr -d '\r')\" = 'lanyard $v1' ]"
+  if [ "$MSI_TRAY" = 1 ]; then
+    check "installed lanyard-tray.exe" test -s "$exe_dir/lanyard-tray.exe"
+  fi
+  check "Run key: \"…\\lanyard.exe\" agent at every sign-in (HKLM)" sh -c \
+    "'$WINE' reg query '$run_key' /v 'Lanyard Agent' | tr -d '\r' | grep -qF 'REG_SZ    \"C:\\Program Files\\Lanyard\\lanyard.exe\" agent'"
+  check "ADMX/ADML installed in PolicyDefinitions" sh -c \
+    "cmp '$exe_dir/PolicyDefinitions/lanyard.admx' '$DEPLOY_DIR/windows/lanyard.admx' && cmp '$exe_dir/PolicyDefinitions/en-US/lanyard.adml' '$DEPLOY_DIR/windows/en-US/lanyard.adml'"
+  p="$(lanyard_products)"
+  if [ "$(printf '%s\n' "$p" | grep -c .)" = 1 ] && [ "${p##* }" = "$v1" ]; then ok "one Lanyard product, $v1"; else bad "one Lanyard product, $v1" "$p"; fi
+  code1="${p%% *}"
+
+  check "msiexec /i Lanyard $v2 /qn (major upgrade)" "$WINE" msiexec /i "$(winpath "$msi2")" /qn
+  p="$(lanyard_products)"
+  if [ "$(printf '%s\n' "$p" | grep -c .)" = 1 ] && [ "${p##* }" = "$v2" ] && [ "${p%% *}" != "$code1" ]; then
+    ok "one Lanyard product left, $v2, a new ProductCode"
+  else
+    bad "one Lanyard product left, $v2, a new ProductCode" "$p"
+  fi
+  check "upgraded lanyard.exe runs" sh -c "'$WINE' 'C:\\Program Files\\Lanyard\\lanyard.exe' --version | grep -q '^lanyard '"
+  check "older $v1 over $v2 is refused" sh -c "! '$WINE' msiexec /i '$(winpath "$msi1")' /qn"
+  p="$(lanyard_products)"
+  if [ "${p##* }" = "$v2" ] && [ "$(printf '%s\n' "$p" | grep -c .)" = 1 ]; then ok "still $v2 after the refused downgrade"; else bad "still $v2 after the refused downgrade" "$p"; fi
+  check "msiexec /x Lanyard $v2 /qn" "$WINE" msiexec /x "$(winpath "$msi2")" /qn
+  p="$(lanyard_products)"
+  check "removed: no product, no files, no Run entry" sh -c \
+    "[ -z '$p' ] && [ ! -e '$exe_dir' ] && ! '$WINE' reg query '$run_key' /v 'Lanyard Agent' >/dev/null 2>&1"
+  msi_cleanup
+  trap - EXIT
+fi
+
+summary
