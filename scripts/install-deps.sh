@@ -232,7 +232,8 @@ else
   zig_ok || die "zig: ziglang/cargo-zigbuild not at the pinned versions after install"
   say "zig: installed"
 fi
-for target in aarch64-apple-darwin x86_64-apple-darwin; do
+# Cross targets: macOS (checked through cargo-zigbuild) and Windows (built with mingw, run under Wine).
+for target in aarch64-apple-darwin x86_64-apple-darwin x86_64-pc-windows-gnu; do
   if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
     say "rust: adding target $target"
     rustup target add "$target" >/dev/null
