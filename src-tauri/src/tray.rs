@@ -78,7 +78,7 @@ pub fn icon_png(name: &str) -> Option<&'static [u8]> {
     macro_rules! icons {
         ($($stem:literal),*) => {
             match name {
-                $($stem => Some(include_bytes!(concat!("../icons/", $stem, ".png")).as_slice()),)*
+                $($stem => Some(include_bytes!(concat!("../../icons/", $stem, ".png")).as_slice()),)*
                 _ => None,
             }
         };
