@@ -10,6 +10,7 @@ pub mod client;
 pub mod endpoint;
 pub mod protocol;
 pub mod server;
+pub mod subscription;
 
 pub use client::{AgentInfo, BlockingClient, ClientError, TokenRequestOptions};
 pub use endpoint::{default_endpoint, AgentLock, EndpointError, ENDPOINT_ENV};
@@ -17,3 +18,4 @@ pub use protocol::{
     ErrorCode, ErrorReply, Request, Response, ServerInfo, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
 };
 pub use server::{serve, ServeError};
+pub use subscription::StatusSubscription;
