@@ -89,9 +89,9 @@ impl RecordingAgent {
 
     /// A new status for every subscriber.
     fn publish(&self, status: Value) {
-        *self.status.lock().unwrap() = status.clone();
+        *self.status.lock().expect("lock") = status.clone();
         let line = format!("{}\n", json!({"type": "status", "status": status}));
-        for sub in self.subscribers.lock().unwrap().iter_mut() {
+        for sub in self.subscribers.lock().expect("lock").iter_mut() {
             let _ = sub.write_all(line.as_bytes());
         }
     }
@@ -99,7 +99,7 @@ impl RecordingAgent {
     /// The agent exits: its socket goes, every connection closes.
     fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
-        for sub in self.subscribers.lock().unwrap().drain(..) {
+        for sub in self.subscribers.lock().expect("lock").drain(..) {
             let _ = sub.shutdown(std::net::Shutdown::Both);
         }
         let _ = std::fs::remove_file(&self.listener_path);
@@ -117,16 +117,16 @@ fn serve(
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { return };
         let request: Value = serde_json::from_str(&line).expect("a JSON request");
-        seen.lock().unwrap().push(request.clone());
+        seen.lock().expect("lock").push(request.clone());
         let reply = match request["op"].as_str() {
             Some("hello") => json!({"type": "hello", "protocol": request["protocol"],
                                    "agent_version": "test", "agent_pid": 4242}),
             Some("subscribe") => {
-                let current = status.lock().unwrap().clone();
+                let current = status.lock().expect("lock").clone();
                 let line = format!("{}\n", json!({"type": "status", "status": current}));
                 let _ = writer.write_all(line.as_bytes());
                 subs.lock()
-                    .unwrap()
+                    .expect("lock")
                     .push(writer.try_clone().expect("clone"));
                 continue;
             }
@@ -162,7 +162,7 @@ fn host(endpoint: &Path) -> Host {
 #[test]
 fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
     let dir = std::env::temp_dir().join(format!("lanyard-tray-link-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("temp dir");
     let endpoint = dir.join("agent.sock");
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     let agent = RecordingAgent::start(
@@ -184,7 +184,7 @@ fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
         },
         move |event| {
             tee.observe(event.clone());
-            let _ = tx.lock().unwrap().send(event);
+            let _ = tx.lock().expect("lock").send(event);
         },
     )
     .expect("link starts");
@@ -196,7 +196,7 @@ fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
     assert_eq!(shown.snapshot().health, TrayHealth::SignedOut);
 
     // The tray's actions are broker requests.
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         ask_agent(endpoint.clone(), Request::SignIn { device: false })
             .await
@@ -253,7 +253,7 @@ fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
     // Attempts during the 3 s outage were spaced out (200 ms doubling): a handful, not hundreds.
     let hellos = seen
         .lock()
-        .unwrap()
+        .expect("lock")
         .iter()
         .filter(|r| r["op"] == "hello")
         .count();
@@ -262,7 +262,7 @@ fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
     // Everything the tray said, on every connection: never a token.
     let ops: Vec<String> = seen
         .lock()
-        .unwrap()
+        .expect("lock")
         .iter()
         .map(|r| r["op"].as_str().unwrap_or("?").to_owned())
         .collect();
