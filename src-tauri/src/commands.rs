@@ -85,6 +85,12 @@ pub fn tray_look(host: HostState<'_>) -> Option<TrayLook> {
     host.tray_look()
 }
 
+/// The window's first paint with live data (logged with the time since it was opened).
+#[tauri::command]
+pub fn window_painted() -> Option<u64> {
+    crate::window::painted()
+}
+
 /// Every notification shown since start (for tests and diagnostics).
 #[tauri::command]
 pub fn notices_sent(host: HostState<'_>) -> Vec<Notice> {

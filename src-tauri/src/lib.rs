@@ -41,6 +41,7 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         commands::connect_client,
         commands::tray_look,
         commands::notices_sent,
+        commands::window_painted,
     ])
 }
 

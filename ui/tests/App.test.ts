@@ -18,6 +18,7 @@ function fakeApi(first: Snapshot, over: Partial<Api> = {}) {
     openSupport: vi.fn(async () => {}),
     setAutostart: vi.fn(async () => {}),
     closeWindow: vi.fn(async () => {}),
+    painted: vi.fn(async () => {}),
     onStatus: vi.fn(async (handler) => {
       push = handler;
       return () => {};
