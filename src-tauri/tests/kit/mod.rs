@@ -141,6 +141,8 @@ pub fn app_env(policy: &Path, scratch: &Path) -> Vec<(String, String)> {
             scratch.join("run/agent.sock").display().to_string(),
         ),
         ("LANYARD_TRAY_THEME".into(), "dark".into()),
+        // A dark desktop: the window follows it (prefers-color-scheme), so the shots are dark.
+        ("GTK_THEME".into(), "Adwaita:dark".into()),
         // Should the tray start an agent itself, it starts this build's.
         ("LANYARD_CLI".into(), cli_binary().display().to_string()),
         ("LANYARD_LOG".into(), "warn,lanyard_tray=info".into()),
