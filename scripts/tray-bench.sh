@@ -122,7 +122,7 @@ for run in 1 2 3 4 5; do
   for _ in $(seq 200); do
     [ "$(grep -c "status window painted" "$WORK/app.log" || true)" -gt "$before" ] && break; sleep 0.05
   done
-  ms=$(grep "status window painted" "$WORK/app.log" | tail -n1 | sed -E 's/.*elapsed_ms=([0-9]+).*/\1/')
+  ms=$(grep "status window painted" "$WORK/app.log" | tail -n1 | sed -E 's/\x1b\[[0-9;]*m//g; s/.*elapsed_ms=([0-9]+).*/\1/')
   paint+=("${ms:-0}")
   sleep 1
   [ "$run" -lt 5 ] && { close_window; sleep 1; }
