@@ -152,7 +152,7 @@ impl Host {
                     options.clock.clone(),
                     options.browser.clone(),
                 );
-                config.tick = options.tick;
+                config.tick = Some(options.tick);
                 config.policy_errors = policy_errors;
                 match engine::start(config) {
                     Ok(engine) => {
