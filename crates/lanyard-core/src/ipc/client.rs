@@ -66,7 +66,7 @@ pub struct AgentInfo {
 pub enum ClientError {
     #[error("the Lanyard agent is not running (no agent at {}); start it with `lanyard agent`", endpoint.display())]
     NotRunning { endpoint: PathBuf },
-    #[error("the Lanyard agent speaks protocol {agent}, this program {ours}: the agent is {}; restart it (`lanyard agent`)", if agent < ours { "older" } else { "newer" })]
+    #[error("the Lanyard agent speaks protocol {agent}, this program {ours}: {}", if agent < ours { "the running agent is older; stop it (it was started before an update) and start `lanyard agent` again" } else { "this program is older than the running agent; update it" })]
     VersionMismatch { agent: u32, ours: u32 },
     /// The agent answered with an error (not signed in, denied, unknown server…).
     #[error("{}", .0.message)]
