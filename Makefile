@@ -58,7 +58,7 @@ ui-test:
 webview: ui
 	scripts/webview-e2e.sh
 
-test: deps lint unit ui-test webview conformance
+test: deps lint unit ui-test webview conformance interop
 
 # Tray app measurements (RSS window open/closed, idle wake-ups, launch -> tray ready).
 tray-bench: deps ui

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lanyard_core::engine::Status;
-use lanyard_core::ipc::{AgentInfo, ClientError, StatusSubscription};
+use lanyard_core::ipc::{AgentInfo, BlockingClient, ClientError, StatusUpdates};
 use tracing::{info, warn};
 
 /// Names the `lanyard` binary to start (tests point it at their build).
@@ -136,23 +136,31 @@ pub fn start(
     Ok(Link { stopped })
 }
 
+/// Opens the agent's status stream (hello, then subscribe; its first item is the current status).
+fn subscribe(endpoint: &Path) -> Result<StatusUpdates, ClientError> {
+    BlockingClient::connect(endpoint)?.subscribe()
+}
+
 fn run(options: LinkOptions, stopped: Arc<AtomicBool>, on_event: impl Fn(LinkEvent)) {
-    let client = concat!("lanyard-tray ", env!("CARGO_PKG_VERSION"));
     let mut backoff = FIRST_BACKOFF;
     // Start the agent at most once per outage: a second start would only meet the first's lock.
     let mut started_this_outage = false;
     while !stopped.load(Ordering::SeqCst) {
-        match StatusSubscription::open(&options.endpoint, client) {
-            Ok(mut sub) => {
+        match subscribe(&options.endpoint) {
+            Ok(updates) => {
                 backoff = FIRST_BACKOFF;
                 started_this_outage = false;
-                on_event(LinkEvent::Connected(sub.agent().clone()));
-                let reason = loop {
-                    match sub.next_status() {
+                on_event(LinkEvent::Connected(updates.agent().clone()));
+                let mut reason = "the agent closed the connection".to_owned();
+                for update in updates {
+                    match update {
                         Ok(status) => on_event(LinkEvent::Status(Box::new(status))),
-                        Err(e) => break e.to_string(),
+                        Err(e) => {
+                            reason = e.to_string();
+                            break;
+                        }
                     }
-                };
+                }
                 warn!("lost the agent: {reason}");
                 on_event(LinkEvent::Lost { reason });
             }
