@@ -104,7 +104,11 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
             let handle = app.handle();
             let link_options = LinkOptions {
                 endpoint: host_options.endpoint.clone(),
-                cli: host_options.cli.clone(),
+                // `LANYARD_TRAY_START_AGENT=0`: only wait for an agent (tests start their own).
+                cli: host_options
+                    .cli
+                    .clone()
+                    .filter(|_| std::env::var("LANYARD_TRAY_START_AGENT").as_deref() != Ok("0")),
                 policy_path: host_options.policy_path.clone(),
                 no_keychain,
             };

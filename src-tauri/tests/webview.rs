@@ -349,11 +349,42 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         "the same denial is not announced again: {notices:#}"
     );
 
+    // 5b. The agent restarts while the tray runs: the tray says so, then reconnects by itself and
+    //    shows the restored session (the keychain kept it).
+    drop(agent.take());
+    let now = until(&session, "the reconnecting state", |p| {
+        p["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("Reconnecting to the Lanyard agent"))
+    })
+    .await;
+    assert_eq!(now["headline"], "Reconnecting to the Lanyard agent…");
+    until_icon(&session, "tray-signed_out-dark").await;
+    session
+        .screenshot(&shots.join("07-reconnecting.png"))
+        .await
+        .expect("shot");
+    agent = Some(kit::start_agent(&policy, &env, &socket));
+    until(&session, "docs granted after the agent restart", |p| {
+        card(p, "docs")["badge"] == "Granted"
+    })
+    .await;
+    let snapshot = session.invoke("snapshot").await.expect("snapshot");
+    assert_eq!(
+        snapshot["agent"]["pid"].as_u64().map(|p| p as u32),
+        agent.as_ref().map(|a| a.0.id()),
+        "{snapshot:#}"
+    );
+    session
+        .screenshot(&shots.join("08-after-agent-restart.png"))
+        .await
+        .expect("shot");
+
     // 6. Closing the window frees it; the app stays in the tray (the agent keeps answering).
     let pid = kit::agent_pid(&socket).expect("the agent holds the agent lock");
     assert_eq!(
         Some(pid),
-        agent_pid,
+        agent.as_ref().map(|a| a.0.id()),
         "the lock is the agent's, not the tray's"
     );
     session.press_key("\u{E00C}").await.expect("press Escape");
@@ -403,35 +434,5 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // 8. The agent restarts while the tray runs: the tray says so, then reconnects by itself and
-    //    shows the restored session (the keychain kept it).
-    drop(agent.take());
-    let now = until(&session, "the reconnecting state", |p| {
-        p["body"]
-            .as_str()
-            .is_some_and(|b| b.contains("Reconnecting to the Lanyard agent"))
-    })
-    .await;
-    assert_eq!(now["headline"], "Reconnecting to the Lanyard agent…");
-    until_icon(&session, "tray-signed_out-dark").await;
-    session
-        .screenshot(&shots.join("07-reconnecting.png"))
-        .await
-        .expect("shot");
-    let agent = kit::start_agent(&policy, &env, &socket);
-    until(&session, "docs granted after the agent restart", |p| {
-        card(p, "docs")["badge"] == "Granted"
-    })
-    .await;
-    let snapshot = session.invoke("snapshot").await.expect("snapshot");
-    assert_eq!(
-        snapshot["agent"]["pid"].as_u64().map(|p| p as u32),
-        Some(agent.0.id()),
-        "{snapshot:#}"
-    );
-    session
-        .screenshot(&shots.join("08-after-agent-restart.png"))
-        .await
-        .expect("shot");
     session.end().await;
 }

@@ -143,8 +143,9 @@ pub fn app_env(policy: &Path, scratch: &Path) -> Vec<(String, String)> {
         ("LANYARD_TRAY_THEME".into(), "dark".into()),
         // A dark desktop: the window follows it (prefers-color-scheme), so the shots are dark.
         ("GTK_THEME".into(), "Adwaita:dark".into()),
-        // Should the tray start an agent itself, it starts this build's.
         ("LANYARD_CLI".into(), cli_binary().display().to_string()),
+        // The test starts (and restarts) the agent itself, so the tray's "Reconnecting" shows.
+        ("LANYARD_TRAY_START_AGENT".into(), "0".into()),
         ("LANYARD_LOG".into(), "warn,lanyard_tray=info".into()),
     ]
 }
