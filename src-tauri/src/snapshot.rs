@@ -142,17 +142,14 @@ impl Snapshot {
     ) -> Self {
         let (health, headline) = match (&status, &agent) {
             (Some(status), _) => (tray_health(status), headline(status)),
-            (None, AgentView::Connecting) => (
+            // Connected but no status yet (the agent's first status is on its way): still waiting.
+            (None, AgentView::Connecting | AgentView::Connected { .. }) => (
                 TrayHealth::Reconnecting,
                 "Connecting to the Lanyard agent…".to_owned(),
             ),
             (None, AgentView::Reconnecting { .. }) => {
                 (TrayHealth::Reconnecting, RECONNECTING.to_owned())
             }
-            (None, AgentView::Connected { .. }) => (
-                TrayHealth::ActionNeeded,
-                "Settings from your organization are not usable".to_owned(),
-            ),
         };
         Self {
             health,
@@ -324,14 +321,18 @@ mod tests {
     }
 
     #[test]
-    fn unusable_policy_is_action_needed_without_status() {
+    fn unusable_policy_reported_by_the_agent_is_action_needed() {
         let errors = vec![PolicyError {
             source_name: "p.json".into(),
             key_path: "servers[0].url".into(),
             message: "must use https".into(),
         }];
+        let mut agent_status = status(IdpStatus::SignedOut, vec![]);
+        agent_status.policy = PolicyStatus::Misconfigured {
+            errors: vec!["servers[0].url: must use https".into()],
+        };
         let snap = Snapshot::new(
-            None,
+            Some(agent_status),
             PolicyView::from_errors("p.json", &errors),
             AutostartView {
                 enabled: true,
@@ -348,7 +349,7 @@ mod tests {
         assert_eq!(snap.user(), None);
         let json = serde_json::to_value(&snap).expect("serializes");
         assert_eq!(json["health"], "action_needed");
-        assert!(json["status"].is_null());
+        assert_eq!(json["status"]["policy"]["state"], "misconfigured");
     }
 
     #[test]
