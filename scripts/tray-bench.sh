@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Measures the tray app (report numbers; nothing here passes or fails on a threshold):
 #   - launch -> tray ready (process start to the "tray ready" log line), 5 runs
+#   - window open -> first paint with live data (the tray's "status window painted" log line:
+#     from asking for the window to the webview's second frame after the first status), 5 runs
 #   - RSS with the status window open (app + its WebKit processes), and after it is closed
 #   - idle wake-ups per minute with the window closed (context switches of every thread of the
 #     app and its children over 60 s; each wake-up of a sleeping thread is one switch)
 # Runs under Xvfb with a private D-Bus + keyring, signed in against the testbed (via `lanyard login`
-# over the tray app's own broker). Writes target/artifacts/tray-bench/results.json.
+# to a separately started `lanyard agent`; the tray is its client and is measured without it). Writes target/artifacts/tray-bench/results.json.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -73,6 +75,12 @@ wait_line() { # file pattern timeout_s
 }
 stop_app() { kill -TERM "$1" 2>/dev/null || true; for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -KILL "$1" 2>/dev/null || true; }
 
+# The agent, as the OS starts it at login; the tray only subscribes to it.
+"$BIN/lanyard" agent >"$WORK/agent.log" 2>&1 &
+agent=$!
+pids+=($agent)
+for _ in $(seq 200); do [ -S "$LANYARD_AGENT_SOCKET" ] && break; sleep 0.1; done
+
 # ---- launch -> tray ready -------------------------------------------------------------------
 launch=()
 for run in 1 2 3 4 5; do
@@ -89,24 +97,45 @@ done
 sorted=($(printf '%s\n' "${launch[@]}" | sort -n))
 echo "launch -> tray ready (ms): ${launch[*]} (median ${sorted[2]})"
 
-# ---- steady state: signed in through the tray app's broker ------------------------------------
-"$BIN/lanyard-tray" --show >"$WORK/app.log" 2>&1 &
+# ---- steady state: signed in through the agent ------------------------------------------------
+"$BIN/lanyard" login --no-start >/dev/null 2>"$WORK/login.err" || { cat "$WORK/login.err"; exit 1; }
+"$BIN/lanyard" token docs >/dev/null
+"$BIN/lanyard-tray" >"$WORK/app.log" 2>&1 &
 app=$!
 pids+=($app)
 wait_line "$WORK/app.log" "tray ready" 30
-for _ in $(seq 100); do [ -S "$LANYARD_AGENT_SOCKET" ] && break; sleep 0.1; done
-"$BIN/lanyard" login --no-start >/dev/null 2>"$WORK/login.err" || { cat "$WORK/login.err"; exit 1; }
-"$BIN/lanyard" token docs >/dev/null
-sleep 5
+sleep 2
+
+# ---- window open -> first paint with live data --------------------------------------------------
+# A second launch asks the running tray to open its window (as a click on "Open status…" does).
+close_window() {
+  local win
+  win=$(xdotool search --onlyvisible --name '^Lanyard$' | head -n1)
+  xdotool windowfocus --sync "$win" key Escape
+  for _ in $(seq 50); do xdotool search --onlyvisible --name '^Lanyard$' >/dev/null || return 0; sleep 0.1; done
+  echo "tray-bench: the window did not close" >&2; exit 1
+}
+paint=()
+for run in 1 2 3 4 5; do
+  before=$(grep -c "status window painted" "$WORK/app.log" || true)
+  "$BIN/lanyard-tray" >/dev/null 2>&1
+  for _ in $(seq 200); do
+    [ "$(grep -c "status window painted" "$WORK/app.log" || true)" -gt "$before" ] && break; sleep 0.05
+  done
+  ms=$(grep "status window painted" "$WORK/app.log" | tail -n1 | sed -E 's/\x1b\[[0-9;]*m//g; s/.*elapsed_ms=([0-9]+).*/\1/')
+  paint+=("${ms:-0}")
+  sleep 1
+  [ "$run" -lt 5 ] && { close_window; sleep 1; }
+done
+psorted=($(printf '%s\n' "${paint[@]}" | sort -n))
+echo "window open -> first paint with live data (ms): ${paint[*]} (median ${psorted[2]})"
+sleep 3
 import -window root "$OUT/window-open.png"
 open_app=$(rss "$app"); open_total=$(family_rss "$app")
 echo "RSS window open: app ${open_app} kB, app + WebKit ${open_total} kB"
 
 # Close the window the way a keyboard user does: focus it, press Escape.
-win=$(xdotool search --onlyvisible --name '^Lanyard$' | head -n1)
-xdotool windowfocus --sync "$win" key Escape
-for _ in $(seq 50); do xdotool search --onlyvisible --name '^Lanyard$' >/dev/null || break; sleep 0.1; done
-if xdotool search --onlyvisible --name '^Lanyard$' >/dev/null; then echo "tray-bench: the window did not close" >&2; exit 1; fi
+close_window
 sleep 10
 closed_app=$(rss "$app"); closed_total=$(family_rss "$app")
 echo "RSS window closed: app ${closed_app} kB, app + WebKit ${closed_total} kB"
@@ -125,6 +154,9 @@ cat >"$OUT/results.json" <<JSON
 {
   "launch_to_tray_ready_ms": [$(IFS=,; echo "${launch[*]}")],
   "launch_to_tray_ready_median_ms": ${sorted[2]},
+  "window_open_to_first_paint_ms": [$(IFS=,; echo "${paint[*]}")],
+  "window_open_to_first_paint_median_ms": ${psorted[2]},
+  "agent_rss_kb": $(rss "$agent"),
   "rss_kb_window_open": {"app": $open_app, "app_and_webkit": $open_total},
   "rss_kb_window_closed": {"app": $closed_app, "app_and_webkit": $closed_total},
   "idle_wakeups_per_min_window_closed": $wakeups,

@@ -2,7 +2,8 @@
 //! through the very functions it calls.
 //!
 //! Every action answers `Result<(), CommandError>`: a `{code, message}` the window shows in words.
-//! Actions ask the engine; they never touch tokens, so no secret can pass through here.
+//! Actions are broker requests to the agent (sign in, sign out, refresh); none asks for a token,
+//! so no secret can pass through here.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use tracing::warn;
 
 use crate::host::Host;
 use lanyard_core::engine::EngineError;
+use lanyard_core::ipc::{BlockingClient, ClientError, ErrorCode, Request};
 
 /// A menu item's meaning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,6 +91,50 @@ impl From<EngineError> for CommandError {
     }
 }
 
+impl From<ClientError> for CommandError {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::NotRunning { .. } | ClientError::Io(_) => "agent_unreachable",
+            ClientError::VersionMismatch { .. } => "agent_version",
+            ClientError::Protocol(_) => "agent_protocol",
+            ClientError::Agent(reply) => match reply.code {
+                ErrorCode::NotSignedIn => "not_signed_in",
+                ErrorCode::Denied => "denied",
+                ErrorCode::UnknownServer => "unknown_server",
+                _ => "agent_error",
+            },
+        };
+        CommandError::new(code, capitalized(&e.to_string()))
+    }
+}
+
+/// How long a broker request may take: sign-in waits for the user in the browser.
+const SIGN_IN_WAIT: std::time::Duration = std::time::Duration::from_secs(660);
+const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Sends one request to the agent on its own connection (off the async workers) and expects
+/// `Done`. The only requests the tray sends: sign in, sign out, refresh (never a token).
+pub async fn ask_agent(endpoint: std::path::PathBuf, request: Request) -> Result<(), CommandError> {
+    debug_assert!(!matches!(request, Request::Token { .. }));
+    let wait = match request {
+        Request::SignIn { .. } => SIGN_IN_WAIT,
+        _ => REQUEST_WAIT,
+    };
+    let answer = tauri::async_runtime::spawn_blocking(move || {
+        let mut client = BlockingClient::connect(&endpoint)?;
+        client.call(&request, wait)
+    })
+    .await
+    .map_err(|e| CommandError::new("internal", format!("The request did not finish: {e}")))?;
+    match answer? {
+        lanyard_core::ipc::Response::Done => Ok(()),
+        _ => Err(CommandError::new(
+            "agent_protocol",
+            "The Lanyard agent answered something unexpected",
+        )),
+    }
+}
+
 fn capitalized(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
@@ -107,20 +153,19 @@ pub async fn perform<R: Runtime>(
     action: MenuAction,
 ) -> Result<(), CommandError> {
     let host = host(app);
+    let endpoint = host.endpoint().to_path_buf();
     match action {
-        MenuAction::SignIn => Ok(host.engine()?.sign_in().await?),
-        MenuAction::SignOut => Ok(host.engine()?.sign_out().await?),
-        MenuAction::RefreshAll => Ok(host.engine()?.refresh_all().await?),
+        MenuAction::SignIn => ask_agent(endpoint, Request::SignIn { device: false }).await,
+        MenuAction::SignOut => ask_agent(endpoint, Request::SignOut).await,
+        MenuAction::RefreshAll => ask_agent(endpoint, Request::RefreshAll).await,
         MenuAction::OpenStatus => crate::window::show_status(app).map_err(|e| {
             CommandError::new("window", format!("Cannot open the status window: {e}"))
         }),
         MenuAction::ConnectClient(client) => {
-            crate::clients::connect(host.cli(), host.policy_file(), &client).await
+            crate::clients::connect(host.cli(), host.policy_path(), &client).await
         }
+        // Quitting the tray leaves the agent running: it serves the command-line tools.
         MenuAction::Quit => {
-            if let Ok(engine) = host.engine() {
-                engine.shutdown().await;
-            }
             app.exit(0);
             Ok(())
         }

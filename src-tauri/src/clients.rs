@@ -27,17 +27,9 @@ const KNOWN: [(&str, &str); 4] = [
     ("cursor", "Cursor"),
 ];
 
-/// The `lanyard` CLI: beside this executable first (an install puts both in one place), then `PATH`.
+/// The `lanyard` CLI (see [`crate::link::find_cli`]).
 pub fn find_cli() -> Option<PathBuf> {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("lanyard")));
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("lanyard"))
-            .find(|p| p.is_file())
-    });
-    beside.filter(|p| p.is_file()).or(on_path)
+    crate::link::find_cli()
 }
 
 /// The clients to offer: all of them when `cli` answers `clients --help`, none otherwise.

@@ -39,7 +39,8 @@ pub async fn refresh_all<R: Runtime>(app: AppHandle<R>) -> Result<(), CommandErr
 /// Retries one server now.
 #[tauri::command]
 pub async fn refresh_server(host: HostState<'_>, server: String) -> Result<(), CommandError> {
-    Ok(host.engine()?.refresh(&server).await?)
+    let endpoint = host.endpoint().to_path_buf();
+    actions::ask_agent(endpoint, lanyard_core::ipc::Request::Refresh { server }).await
 }
 
 /// Opens the organization's support page (the policy's `support_url`) in the browser.
@@ -82,6 +83,12 @@ pub async fn connect_client<R: Runtime>(
 #[tauri::command]
 pub fn tray_look(host: HostState<'_>) -> Option<TrayLook> {
     host.tray_look()
+}
+
+/// The window's first paint with live data (logged with the time since it was opened).
+#[tauri::command]
+pub fn window_painted() -> Option<u64> {
+    crate::window::painted()
 }
 
 /// Every notification shown since start (for tests and diagnostics).

@@ -1,29 +1,24 @@
-//! The host: loads the policy, runs the engine, and turns every engine status into what the tray,
-//! the window and the notifications show.
+//! The host: what the tray app knows about the agent (its last status, whether it is reachable)
+//! and turns into what the tray, the window and the notifications show.
 //!
-//! It owns the engine handle and the little state only a host has (the last tray look, the notices
-//! already shown, autostart). It never reads tokens: the engine keeps them, the broker hands them
-//! out. A policy that cannot be used is a state to show, not a reason to exit.
+//! It runs no engine and no broker and never holds a token: statuses come from the agent's
+//! subscription ([`crate::link`]), actions go to the agent as broker requests
+//! ([`crate::actions`]). It owns only display state (the last tray look, the notices already
+//! shown, autostart).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use lanyard_core::clock::Clock;
-use lanyard_core::engine::{self, EngineConfig, EngineHandle};
-use lanyard_core::policy::sources::platform::{PolicySources, SourcesWatcher};
-use lanyard_core::policy::watch::DEFAULT_DEBOUNCE;
-use lanyard_core::policy::{Policy, PolicyError, PolicySnapshot};
-use lanyard_core::signin::Browser;
-use lanyard_core::store::SecretStore;
+use lanyard_core::engine::{PolicyStatus, Status};
+use lanyard_core::ipc::AgentInfo;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tracing::{debug, warn};
 
-use crate::actions::CommandError;
-use crate::broker::BrokerState;
 use crate::clients::AiClient;
+use crate::link::LinkEvent;
 use crate::notices::{Notice, NoticeTracker};
-use crate::snapshot::{AutostartView, PolicyView, Snapshot};
+use crate::snapshot::{AgentView, AutostartView, PolicyProblem, PolicyView, Snapshot};
 use crate::tray::{self, PanelTheme, TrayLook};
 
 /// The window event that carries a new [`Snapshot`].
@@ -31,37 +26,30 @@ pub const STATUS_EVENT: &str = "lanyard://status";
 
 /// How the host is built.
 pub struct HostOptions {
-    /// Where the policy comes from: this OS's managed policy, or a file named on the command line.
-    pub policy: PolicySources,
-    pub store: Arc<dyn SecretStore>,
-    pub browser: Arc<dyn Browser>,
+    /// The agent's endpoint (socket or pipe).
+    pub endpoint: PathBuf,
+    /// The managed policy file (passed to an agent the tray starts, shown in the window).
+    pub policy_path: Option<PathBuf>,
     pub clock: Arc<dyn Clock>,
-    /// How often the engine re-reads the wall clock when nothing else happens. Every tick wakes
-    /// the process, so the tray app keeps it long (idle wake-ups are a battery cost).
-    pub tick: Duration,
     pub theme: PanelTheme,
-    /// The `lanyard` CLI, for "Connect AI clients".
+    /// The `lanyard` CLI, for "Connect AI clients" and to start the agent.
     pub cli: Option<PathBuf>,
 }
 
-/// The engine and everything shown about it.
+/// The agent as the tray sees it.
 pub struct Host {
-    policy: PolicySources,
-    policy_view: PolicyView,
-    engine: Option<EngineHandle>,
+    endpoint: PathBuf,
+    policy_path: Option<PathBuf>,
     clock: Arc<dyn Clock>,
     theme: PanelTheme,
     cli: Option<PathBuf>,
+    agent: Mutex<AgentView>,
+    status: Mutex<Option<Status>>,
     clients: Mutex<Vec<AiClient>>,
     autostart: Mutex<AutostartView>,
-    broker: Mutex<Option<BrokerState>>,
     tray_look: Mutex<Option<TrayLook>>,
     tracker: Mutex<NoticeTracker>,
     notices_sent: Mutex<Vec<Notice>>,
-    /// The organization's start-at-login setting and whether it is locked (mandatory).
-    autostart_policy: AutostartView,
-    /// Applies policy file changes to the running engine; dropped with the host.
-    policy_watcher: Mutex<Option<SourcesWatcher>>,
 }
 
 /// Locks a mutex, carrying on with the data when another thread panicked while holding it (the
@@ -71,202 +59,106 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Host {
-    /// Loads the policy the way `lanyard agent` does (this OS's sources, merged, with mandatory
-    /// values locked), starts the engine on the current tokio runtime and watches the policy's
-    /// sources so a fixed or changed policy applies live.
-    pub fn start(options: HostOptions) -> Host {
-        let sources = options.policy.clone();
-        let host = Self::with_snapshot(sources.load(), options);
-        if let Some(engine) = host.engine.clone() {
-            // The watcher spawns onto the current runtime: ours.
-            let runtime = tokio::runtime::Handle::try_current()
-                .unwrap_or_else(|_| tauri::async_runtime::handle().inner().clone());
-            let _inside = runtime.enter();
-            let watched = sources.watch(DEFAULT_DEBOUNCE, move |result| {
-                let engine = engine.clone();
-                tauri::async_runtime::spawn(async move {
-                    let _ = match result {
-                        Ok(snapshot) => engine.apply_policy(snapshot.policy).await,
-                        Err(errors) => {
-                            warn!(problems = errors.len(), "the changed policy is not usable");
-                            let errors = errors.iter().map(|e| e.to_string()).collect();
-                            engine.reject_policy(errors).await
-                        }
-                    };
-                });
-            });
-            match watched {
-                Ok(watcher) => *lock(&host.policy_watcher) = Some(watcher),
-                Err(e) => warn!("policy changes will apply at the next start: {e}"),
-            }
-        }
-        host
-    }
-
-    /// Like [`Host::start`] with an already loaded (or rejected) policy, without watching files.
-    pub fn with_policy(loaded: Result<Policy, Vec<PolicyError>>, options: HostOptions) -> Host {
-        let snapshot = loaded.map(|policy| PolicySnapshot {
-            policy,
-            origins: Default::default(),
-        });
-        Self::with_snapshot(snapshot, options)
-    }
-
-    fn with_snapshot(
-        loaded: Result<PolicySnapshot, Vec<PolicyError>>,
-        options: HostOptions,
-    ) -> Host {
-        // The engine spawns its actor on the current runtime, else on tauri's (ours, set at start).
-        let runtime = tokio::runtime::Handle::try_current()
-            .unwrap_or_else(|_| tauri::async_runtime::handle().inner().clone());
-        let _inside = runtime.enter();
-        let source = options.policy.name();
-        let autostart_policy = match &loaded {
-            Ok(snapshot) => AutostartView {
-                enabled: snapshot.policy.settings.autostart,
-                locked: snapshot
-                    .origins
-                    .get("settings.autostart")
-                    .is_some_and(|origin| origin.locked),
-            },
-            Err(_) => AutostartView {
-                enabled: true,
-                locked: false,
-            },
-        };
-        // An unusable policy does not stop the host (as with `lanyard agent`): the engine runs
-        // Misconfigured, the window shows each problem, and a fixed policy applies live.
-        let (policy, policy_errors, problems) = match loaded {
-            Ok(snapshot) => (snapshot.policy, Vec::new(), Vec::new()),
-            Err(errors) => {
-                warn!(problems = errors.len(), "the policy is not usable");
-                let lines = errors.iter().map(|e| e.to_string()).collect();
-                (Policy::default(), lines, errors)
-            }
-        };
-        let (policy_view, engine) = {
-            {
-                let support_url = policy.settings.support_url.clone();
-                let mut config = EngineConfig::new(
-                    policy,
-                    options.store.clone(),
-                    options.clock.clone(),
-                    options.browser.clone(),
-                );
-                config.tick = options.tick;
-                config.policy_errors = policy_errors;
-                match engine::start(config) {
-                    Ok(engine) => {
-                        let mut view = PolicyView::from_errors(&source, &problems);
-                        view.support_url = support_url;
-                        (view, Some(engine))
-                    }
-                    Err(e) => {
-                        let problem = PolicyError {
-                            source_name: source.clone(),
-                            key_path: "settings".into(),
-                            message: format!("the HTTP client cannot be set up: {e}"),
-                        };
-                        (PolicyView::from_errors(&source, &[problem]), None)
-                    }
-                }
-            }
-        };
-        Self::assemble(options, policy_view, engine, autostart_policy)
-    }
-
-    /// A host from its parts; every piece of runtime state starts empty.
-    fn assemble(
-        options: HostOptions,
-        policy_view: PolicyView,
-        engine: Option<EngineHandle>,
-        autostart_policy: AutostartView,
-    ) -> Host {
+    /// A host that has not heard from the agent yet.
+    pub fn new(options: HostOptions) -> Host {
         Host {
-            policy: options.policy,
-            policy_view,
-            engine,
+            endpoint: options.endpoint,
+            policy_path: options.policy_path,
             clock: options.clock,
             theme: options.theme,
             cli: options.cli,
+            agent: Mutex::new(AgentView::Connecting),
+            status: Mutex::new(None),
             clients: Mutex::new(Vec::new()),
             autostart: Mutex::new(AutostartView {
                 enabled: false,
                 locked: false,
             }),
-            broker: Mutex::new(None),
             tray_look: Mutex::new(None),
             tracker: Mutex::new(NoticeTracker::default()),
             notices_sent: Mutex::new(Vec::new()),
-            autostart_policy,
-            policy_watcher: Mutex::new(None),
         }
     }
 
-    /// The organization's start-at-login value, and whether it is locked.
-    pub fn autostart_policy(&self) -> AutostartView {
-        self.autostart_policy
+    /// Takes one event of the agent link. Returns whether anything shown changed.
+    pub fn observe(&self, event: LinkEvent) -> bool {
+        match event {
+            LinkEvent::Connected(AgentInfo { pid, version, .. }) => {
+                *lock(&self.agent) = AgentView::Connected { pid, version };
+                true
+            }
+            LinkEvent::Status(status) => {
+                *lock(&self.status) = Some(*status);
+                true
+            }
+            LinkEvent::Lost { reason } => {
+                let had_status = lock(&self.status).take().is_some();
+                let mut agent = lock(&self.agent);
+                let was_connected = matches!(*agent, AgentView::Connected { .. });
+                // Before the first contact the state is "starting", after it "reconnecting".
+                let next = match &*agent {
+                    AgentView::Connecting => AgentView::Connecting,
+                    _ => AgentView::Reconnecting { reason },
+                };
+                let changed = had_status || was_connected || *agent != next;
+                *agent = next;
+                changed
+            }
+        }
     }
 
-    /// A host without an engine because another host already serves this user.
-    pub fn beside_other_host(options: HostOptions, other: BrokerState) -> Host {
-        let source = options.policy.name();
-        let host = Self::assemble(
-            options,
-            PolicyView::from_errors(&source, &[]),
-            None,
-            AutostartView {
-                enabled: false,
-                locked: false,
-            },
-        );
-        host.set_broker(other);
-        host
+    /// The agent's endpoint.
+    pub fn endpoint(&self) -> &Path {
+        &self.endpoint
     }
 
-    /// The engine, or why there is none.
-    pub fn engine(&self) -> Result<&EngineHandle, CommandError> {
-        self.engine
-            .as_ref()
-            .ok_or_else(|| match &*lock(&self.broker) {
-                Some(BrokerState::OtherHost { pid, .. }) => CommandError::new(
-                    "other_host",
-                    format!(
-                        "Another Lanyard already runs for you (pid {}); use that one or quit it",
-                        pid.map(|p| p.to_string())
-                            .unwrap_or_else(|| "unknown".into())
-                    ),
-                ),
-                _ => CommandError::new(
-                    "policy_invalid",
-                    "Lanyard's settings from your organization are not usable; contact IT",
-                ),
-            })
-    }
-
-    pub fn set_broker(&self, state: BrokerState) {
-        *lock(&self.broker) = Some(state);
-    }
-
-    /// The policy file named on the command line, if any (the CLI is then pointed at it too).
-    pub fn policy_file(&self) -> Option<&Path> {
-        self.policy.explicit_file()
+    pub fn policy_path(&self) -> Option<&Path> {
+        self.policy_path.as_deref()
     }
 
     pub fn cli(&self) -> Option<&Path> {
         self.cli.as_deref()
     }
 
+    /// The organization's start-at-login value: the agent does not share the policy's settings,
+    /// so the tray offers the switch unlocked.
+    pub fn autostart_policy(&self) -> AutostartView {
+        AutostartView {
+            enabled: true,
+            locked: false,
+        }
+    }
+
+    /// The organization's support page (not shared by the agent yet).
     pub fn support_url(&self) -> Option<&str> {
-        self.policy_view.support_url.as_deref()
+        None
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        let status = lock(&self.status).clone();
+        let source = self.policy_path.as_ref().map_or_else(
+            || "the managed policy".to_owned(),
+            |p| p.display().to_string(),
+        );
+        let problems = match status.as_ref().map(|s| &s.policy) {
+            Some(PolicyStatus::Misconfigured { errors }) => errors
+                .iter()
+                .map(|line| PolicyProblem {
+                    key_path: String::new(),
+                    message: line.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Snapshot::new(
-            self.engine.as_ref().map(EngineHandle::status),
-            self.policy_view.clone(),
+            status,
+            PolicyView {
+                source,
+                support_url: None,
+                problems,
+            },
             *lock(&self.autostart),
-            lock(&self.broker).clone(),
+            lock(&self.agent).clone(),
             self.clock.unix_now(),
         )
     }
@@ -346,19 +238,4 @@ pub fn show_notice<R: Runtime>(app: &AppHandle<R>, notice: &Notice) {
     {
         debug!("notification not shown: {e}");
     }
-}
-
-/// Presents every engine status change until the engine stops.
-pub fn watch<R: Runtime>(app: AppHandle<R>, host: Arc<Host>) {
-    present(&app, &host);
-    let Some(engine) = host.engine.clone() else {
-        return;
-    };
-    tauri::async_runtime::spawn(async move {
-        let mut statuses = engine.subscribe();
-        while statuses.changed().await.is_ok() {
-            present(&app, &host);
-        }
-        debug!("engine stopped; status watcher ends");
-    });
 }

@@ -1,18 +1,18 @@
-//! Lanyard's tray app: a thin Tauri v2 host around the engine. It loads the policy, runs the engine
-//! (and, once it lands, the broker), shows overall health as a tray icon with a menu of every
-//! action, and opens a status window (`ui/`) on demand. Closing the window frees the webview; the
-//! app keeps running in the tray.
+//! Lanyard's tray app: a small window onto `lanyard agent`. It subscribes to the agent's status
+//! (starting the agent when none runs, reconnecting when it restarts), shows overall health as a
+//! tray icon with a menu of every action, and opens a status window (`ui/`) on demand. Closing the
+//! window destroys the webview; the app keeps running in the tray.
 //!
 //! Everything the window can do is a `#[tauri::command]` in [`commands`], generic over
 //! [`tauri::Runtime`] so `tauri::test::mock_builder()` tests it without a display. Tokens never
-//! pass through this crate: the engine keeps them.
+//! pass through this crate: the agent keeps them, and the tray never asks for one.
 
 pub mod actions;
 pub mod autostart;
-pub mod broker;
 pub mod clients;
 pub mod commands;
 pub mod host;
+pub mod link;
 pub mod notices;
 pub mod snapshot;
 pub mod tray;
@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use actions::CommandError;
 use host::{Host, HostOptions};
+use link::LinkOptions;
 
 /// Registers every command on a builder (the real one or `mock_builder()`).
 pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
@@ -40,6 +41,7 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         commands::connect_client,
         commands::tray_look,
         commands::notices_sent,
+        commands::window_painted,
     ])
 }
 
@@ -66,6 +68,8 @@ pub fn open_url<R: Runtime>(app: &AppHandle<R>, url: &str) -> Result<(), Command
 pub struct RunOptions {
     /// Open the status window at start (the demo, the end-to-end tests).
     pub show_window: bool,
+    /// Passed to an agent the tray starts.
+    pub no_keychain: bool,
 }
 
 /// Runs the tray app until Quit. Returns only on a start-up failure.
@@ -79,9 +83,9 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     tauri::async_runtime::set(runtime.handle().clone());
     let show_window = options.show_window;
+    let no_keychain = options.no_keychain;
     let builder = tauri::Builder::default()
-        // First: a second launch hands over to the first (which opens its window) and exits here,
-        // before it could touch the agent lock or the engine.
+        // First: a second launch hands over to the first (which opens its window) and exits here.
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
             if let Err(e) = window::show_status(app) {
                 warn!("a second launch could not open the status window: {e}");
@@ -98,26 +102,27 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
     let app = with_commands(builder)
         .setup(move |app| {
             let handle = app.handle();
-            // One host per user: the agent lock decides whether this app runs the engine.
-            let host = match broker::claim() {
-                Ok(claim) => {
-                    let host = Arc::new(Host::start(host_options));
-                    if let Ok(engine) = host.engine() {
-                        let (serving, state) = broker::serve(engine.clone(), claim);
-                        host.set_broker(state);
-                        app.manage(serving);
-                    }
-                    host
-                }
-                Err(other) => {
-                    warn!(?other, "not starting the engine: {other:?}");
-                    Arc::new(Host::beside_other_host(host_options, other))
-                }
+            let link_options = LinkOptions {
+                endpoint: host_options.endpoint.clone(),
+                // `LANYARD_TRAY_START_AGENT=0`: only wait for an agent (tests start their own).
+                cli: host_options
+                    .cli
+                    .clone()
+                    .filter(|_| std::env::var("LANYARD_TRAY_START_AGENT").as_deref() != Ok("0")),
+                policy_path: host_options.policy_path.clone(),
+                no_keychain,
             };
+            let host = Arc::new(Host::new(host_options));
             app.manage(host.clone());
             autostart::init(handle, &host);
             tray::create(handle, &host.look_for(&host.snapshot()))?;
-            host::watch(handle.clone(), host.clone());
+            let (events, shown) = (handle.clone(), host.clone());
+            let link = link::start(link_options, move |event| {
+                if shown.observe(event) {
+                    host::present(&events, &shown);
+                }
+            })?;
+            app.manage(link);
             info!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "tray ready"
@@ -142,8 +147,8 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
             code: None, api, ..
         } => api.prevent_exit(),
         RunEvent::Exit => {
-            if let Some(serving) = app.try_state::<broker::Serving>() {
-                serving.stop();
+            if let Some(link) = app.try_state::<link::Link>() {
+                link.stop();
             }
         }
         _ => {}

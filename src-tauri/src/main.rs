@@ -4,16 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use lanyard_core::clock::SystemClock;
-use lanyard_core::policy::sources::platform::PolicySources;
-use lanyard_core::signin::SystemBrowser;
-use lanyard_core::store::{KeyringStore, MemoryStore, SecretStore};
 use lanyard_tray::host::HostOptions;
 use lanyard_tray::tray::PanelTheme;
-use lanyard_tray::{clients, RunOptions};
+use lanyard_tray::{link, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -22,10 +18,11 @@ use lanyard_tray::{clients, RunOptions};
     about = "Lanyard in the tray: sign in once, health at a glance."
 )]
 struct Args {
-    /// A policy file to use instead of this OS's managed policy (as `lanyard --policy`).
+    /// A policy file for an agent the tray starts, instead of this OS's managed policy (as
+    /// `lanyard --policy`).
     #[arg(long, env = "LANYARD_POLICY")]
     policy: Option<PathBuf>,
-    /// Keep the session in memory only (no keychain): it ends with this process.
+    /// An agent the tray starts keeps the session in memory only (no keychain).
     #[arg(
         long,
         env = "LANYARD_NO_KEYCHAIN",
@@ -36,9 +33,6 @@ struct Args {
     #[arg(long)]
     show: bool,
 }
-
-/// How often the engine re-reads the wall clock when idle: one wake-up a minute at most from it.
-const IDLE_TICK: Duration = Duration::from_secs(60);
 
 fn has_display() -> bool {
     ["DISPLAY", "WAYLAND_DISPLAY"]
@@ -62,23 +56,24 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let store: Arc<dyn SecretStore> = if args.no_keychain {
-        Arc::new(MemoryStore::new())
-    } else {
-        Arc::new(KeyringStore::new("lanyard"))
+    let endpoint = match lanyard_core::ipc::default_endpoint() {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            eprintln!("lanyard-tray: cannot find the agent's endpoint: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let host_options = HostOptions {
-        policy: PolicySources::chosen(args.policy.as_deref()),
-        store,
-        browser: Arc::new(SystemBrowser),
+        endpoint,
+        policy_path: args.policy,
         clock: Arc::new(SystemClock),
-        tick: IDLE_TICK,
-        theme: PanelTheme::from_env(std::env::var("LANYARD_TRAY_THEME").ok().as_deref()),
-        cli: clients::find_cli(),
+        theme: PanelTheme::detect(),
+        cli: link::find_cli(),
     };
     match lanyard_tray::run(
         RunOptions {
             show_window: args.show,
+            no_keychain: args.no_keychain,
         },
         host_options,
     ) {

@@ -1,5 +1,9 @@
-//! What the tray and the status window show: the engine's [`Status`] plus what only the host knows
-//! (the policy's own problems and support URL, autostart), as one serializable [`Snapshot`].
+//! What the tray and the status window show: the agent's [`Status`] plus what only the tray knows
+//! (whether the agent is reachable, autostart), as one serializable [`Snapshot`].
+//!
+//! "Calm by default": a server the organization's policy denies is a standing fact, so it does not
+//! turn the tray health amber or red ([`tray_health`]); only what the user can fix or must know now
+//! does.
 //!
 //! Pure: builds values from values. It performs no I/O and holds no secrets (a `Status` has none).
 
@@ -7,12 +11,13 @@ use lanyard_core::engine::{Health, IdpStatus, PolicyStatus, ServerState, Status}
 use lanyard_core::policy::PolicyError;
 use serde::Serialize;
 
-use crate::broker::BrokerState;
-
-/// Overall health as the tray shows it: the engine's [`Health`] plus "the policy is unusable".
+/// Overall health as the tray shows it: the engine's [`Health`] (calmed, see [`tray_health`]) plus
+/// "the agent cannot be reached" and "the policy is unusable".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrayHealth {
+    /// The tray is (re)connecting to the agent: nothing is known, nothing is alarming yet.
+    Reconnecting,
     SignedOut,
     AllGood,
     Degraded,
@@ -64,6 +69,45 @@ impl PolicyView {
     }
 }
 
+/// The tray's link to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AgentView {
+    /// Not reached yet (the tray may be starting it).
+    Connecting,
+    Connected {
+        pid: u32,
+        version: String,
+    },
+    /// The agent went away; the tray tries again by itself.
+    Reconnecting {
+        reason: String,
+    },
+}
+
+/// The tray's health for a status: the engine's, except that a denied server is a standing fact
+/// (said once by a notice and in the window), not an alarm, while every other server is fine.
+pub fn tray_health(status: &Status) -> TrayHealth {
+    let health = status.health();
+    if health != Health::ActionNeeded || matches!(status.policy, PolicyStatus::Misconfigured { .. })
+    {
+        return health.into();
+    }
+    if matches!(status.idp, IdpStatus::NeedsSignIn { .. }) {
+        return TrayHealth::ActionNeeded;
+    }
+    let mut calm = TrayHealth::AllGood;
+    for server in &status.servers {
+        let h = match server.state {
+            ServerState::StepUpRequired { .. } => TrayHealth::ActionNeeded,
+            ServerState::Granting | ServerState::Failing { .. } => TrayHealth::Degraded,
+            _ => TrayHealth::AllGood,
+        };
+        calm = calm.max(h);
+    }
+    calm
+}
+
 /// Start at login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AutostartView {
@@ -84,8 +128,8 @@ pub struct Snapshot {
     pub status: Option<Status>,
     pub policy: PolicyView,
     pub autostart: AutostartView,
-    /// Whether this app serves `lanyard token` / `proxy` (`None` until decided).
-    pub broker: Option<BrokerState>,
+    /// Whether the tray reaches the agent.
+    pub agent: AgentView,
 }
 
 impl Snapshot {
@@ -93,19 +137,19 @@ impl Snapshot {
         status: Option<Status>,
         policy: PolicyView,
         autostart: AutostartView,
-        broker: Option<BrokerState>,
+        agent: AgentView,
         now: u64,
     ) -> Self {
-        let (health, headline) = match (&status, &broker) {
-            (Some(status), _) => (status.health().into(), headline(status)),
-            (None, Some(BrokerState::OtherHost { .. })) => (
-                TrayHealth::ActionNeeded,
-                "Another Lanyard already runs for you".to_owned(),
+        let (health, headline) = match (&status, &agent) {
+            (Some(status), _) => (tray_health(status), headline(status)),
+            // Connected but no status yet (the agent's first status is on its way): still waiting.
+            (None, AgentView::Connecting | AgentView::Connected { .. }) => (
+                TrayHealth::Reconnecting,
+                "Connecting to the Lanyard agent…".to_owned(),
             ),
-            (None, _) => (
-                TrayHealth::ActionNeeded,
-                "Settings from your organization are not usable".to_owned(),
-            ),
+            (None, AgentView::Reconnecting { .. }) => {
+                (TrayHealth::Reconnecting, RECONNECTING.to_owned())
+            }
         };
         Self {
             health,
@@ -114,7 +158,7 @@ impl Snapshot {
             status,
             policy,
             autostart,
-            broker,
+            agent,
         }
     }
 
@@ -128,6 +172,9 @@ impl Snapshot {
         }
     }
 }
+
+/// The headline while the agent is away.
+pub const RECONNECTING: &str = "Reconnecting to the Lanyard agent…";
 
 fn names(status: &Status, pred: impl Fn(&ServerState) -> bool) -> Vec<&str> {
     status
@@ -274,20 +321,27 @@ mod tests {
     }
 
     #[test]
-    fn unusable_policy_is_action_needed_without_status() {
+    fn unusable_policy_reported_by_the_agent_is_action_needed() {
         let errors = vec![PolicyError {
             source_name: "p.json".into(),
             key_path: "servers[0].url".into(),
             message: "must use https".into(),
         }];
+        let mut agent_status = status(IdpStatus::SignedOut, vec![]);
+        agent_status.policy = PolicyStatus::Misconfigured {
+            errors: vec!["servers[0].url: must use https".into()],
+        };
         let snap = Snapshot::new(
-            None,
+            Some(agent_status),
             PolicyView::from_errors("p.json", &errors),
             AutostartView {
                 enabled: true,
                 locked: false,
             },
-            None,
+            AgentView::Connected {
+                pid: 1,
+                version: "0".into(),
+            },
             1,
         );
         assert_eq!(snap.health, TrayHealth::ActionNeeded);
@@ -295,7 +349,7 @@ mod tests {
         assert_eq!(snap.user(), None);
         let json = serde_json::to_value(&snap).expect("serializes");
         assert_eq!(json["health"], "action_needed");
-        assert!(json["status"].is_null());
+        assert_eq!(json["status"]["policy"]["state"], "misconfigured");
     }
 
     #[test]
@@ -309,7 +363,7 @@ mod tests {
             Some(status(signed_in(), vec![])),
             view.clone(),
             auto,
-            None,
+            AgentView::Connecting,
             0,
         );
         assert_eq!(snap.user(), Some("alice@example.com"));
@@ -319,30 +373,67 @@ mod tests {
             id_token_expires_at: 1,
             refresh_error: None,
         };
-        let snap = Snapshot::new(Some(status(no_email, vec![])), view, auto, None, 0);
+        let snap = Snapshot::new(
+            Some(status(no_email, vec![])),
+            view,
+            auto,
+            AgentView::Connecting,
+            0,
+        );
         assert_eq!(snap.user(), Some("bob"));
     }
 
     #[test]
-    fn another_host_is_named_instead_of_a_policy_problem() {
-        let other = BrokerState::OtherHost {
-            pid: Some(42),
-            endpoint: "/run/user/1/lanyard/agent.sock".into(),
-        };
+    fn while_the_agent_is_away_the_tray_says_so_calmly() {
         let auto = AutostartView {
             enabled: false,
             locked: false,
         };
-        let snap = Snapshot::new(
-            None,
-            PolicyView::from_errors("p", &[]),
-            auto,
-            Some(other),
-            0,
-        );
-        assert_eq!(snap.headline, "Another Lanyard already runs for you");
+        let away = AgentView::Reconnecting {
+            reason: "the agent closed the connection".into(),
+        };
+        let snap = Snapshot::new(None, PolicyView::from_errors("p", &[]), auto, away, 0);
+        assert_eq!(snap.headline, RECONNECTING);
+        assert_eq!(snap.health, TrayHealth::Reconnecting);
         let json = serde_json::to_value(&snap).expect("serializes");
-        assert_eq!(json["broker"]["state"], "other_host");
-        assert_eq!(json["broker"]["pid"], 42);
+        assert_eq!(json["agent"]["state"], "reconnecting");
+        assert_eq!(json["health"], "reconnecting");
+    }
+
+    #[test]
+    fn a_denied_server_is_calm_a_failing_or_step_up_one_is_not() {
+        let denied = || ServerState::Denied {
+            code: "access_denied".into(),
+            description: None,
+        };
+        let s = status(
+            signed_in(),
+            vec![server("a", granted()), server("p", denied())],
+        );
+        assert_eq!(s.health(), Health::ActionNeeded, "the engine calls it red");
+        assert_eq!(tray_health(&s), TrayHealth::AllGood, "the tray stays calm");
+        let failing = ServerState::Failing {
+            error: "HTTP 503".into(),
+            retry_at: 9,
+            attempts: 1,
+        };
+        let s = status(
+            signed_in(),
+            vec![server("a", failing), server("p", denied())],
+        );
+        assert_eq!(tray_health(&s), TrayHealth::Degraded);
+        let step_up = ServerState::StepUpRequired { max_age: Some(60) };
+        let s = status(
+            signed_in(),
+            vec![server("a", step_up), server("p", denied())],
+        );
+        assert_eq!(tray_health(&s), TrayHealth::ActionNeeded);
+        let s = status(
+            IdpStatus::NeedsSignIn {
+                reason: "expired".into(),
+            },
+            vec![server("p", denied())],
+        );
+        assert_eq!(tray_health(&s), TrayHealth::ActionNeeded);
     }
 }

@@ -35,6 +35,65 @@ impl PanelTheme {
             _ => PanelTheme::Dark,
         }
     }
+
+    /// The panel's theme, best effort: `LANYARD_TRAY_THEME` wins; then `GTK_THEME` (a `:dark`
+    /// variant or a `-dark` name); then the desktop's colour scheme
+    /// (`org.gnome.desktop.interface color-scheme`, read with `gsettings`, Linux only):
+    /// `prefer-light` is a light panel, `prefer-dark` and `default` a dark one (GNOME's top bar
+    /// stays dark by default). Anything unknown: dark.
+    pub fn detect() -> Self {
+        if let Ok(value) = std::env::var("LANYARD_TRAY_THEME") {
+            return Self::from_env(Some(&value));
+        }
+        if let Some(theme) = std::env::var("GTK_THEME")
+            .ok()
+            .and_then(|t| Self::from_gtk_theme(&t))
+        {
+            return theme;
+        }
+        Self::from_color_scheme(desktop_color_scheme().as_deref())
+    }
+
+    /// A light or dark theme named by `GTK_THEME` (`Adwaita:dark`, `Yaru-dark`), if it says.
+    pub fn from_gtk_theme(value: &str) -> Option<Self> {
+        let value = value.trim().to_ascii_lowercase();
+        if value.is_empty() {
+            return None;
+        }
+        if value.ends_with(":dark") || value.ends_with("-dark") {
+            Some(PanelTheme::Dark)
+        } else if value.ends_with(":light") || value.ends_with("-light") {
+            Some(PanelTheme::Light)
+        } else {
+            None
+        }
+    }
+
+    /// The theme for `gsettings get org.gnome.desktop.interface color-scheme`'s answer.
+    pub fn from_color_scheme(value: Option<&str>) -> Self {
+        match value.map(|v| v.trim().trim_matches('\'')) {
+            Some("prefer-light") => PanelTheme::Light,
+            _ => PanelTheme::Dark,
+        }
+    }
+}
+
+/// The desktop's colour scheme, when `gsettings` answers quickly.
+#[cfg(target_os = "linux")]
+fn desktop_color_scheme() -> Option<String> {
+    let out = std::process::Command::new("gsettings")
+        .args(["get", "org.gnome.desktop.interface", "color-scheme"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn desktop_color_scheme() -> Option<String> {
+    None
 }
 
 /// One menu line.
@@ -62,8 +121,9 @@ pub fn icon_name(health: TrayHealth, theme: PanelTheme) -> &'static str {
     use PanelTheme::*;
     use TrayHealth::*;
     match (health, theme) {
-        (SignedOut, Light) => "tray-signed_out-light",
-        (SignedOut, Dark) => "tray-signed_out-dark",
+        // Neutral while the agent is away: nothing to fix yet.
+        (Reconnecting | SignedOut, Light) => "tray-signed_out-light",
+        (Reconnecting | SignedOut, Dark) => "tray-signed_out-dark",
         (AllGood, Light) => "tray-all_good-light",
         (AllGood, Dark) => "tray-all_good-dark",
         (Degraded, Light) => "tray-degraded-light",
@@ -78,7 +138,7 @@ pub fn icon_png(name: &str) -> Option<&'static [u8]> {
     macro_rules! icons {
         ($($stem:literal),*) => {
             match name {
-                $($stem => Some(include_bytes!(concat!("../icons/", $stem, ".png")).as_slice()),)*
+                $($stem => Some(include_bytes!(concat!("../../icons/", $stem, ".png")).as_slice()),)*
                 _ => None,
             }
         };
@@ -237,7 +297,7 @@ mod tests {
                 enabled: true,
                 locked: false,
             },
-            None,
+            crate::snapshot::AgentView::Connecting,
             0,
         )
     }
@@ -260,6 +320,32 @@ mod tests {
             }
         }
         assert_eq!(icon_png("nope"), None);
+    }
+
+    #[test]
+    fn theme_follows_gtk_theme_and_the_colour_scheme() {
+        assert_eq!(
+            PanelTheme::from_gtk_theme("Adwaita:dark"),
+            Some(PanelTheme::Dark)
+        );
+        assert_eq!(
+            PanelTheme::from_gtk_theme("Yaru-light"),
+            Some(PanelTheme::Light)
+        );
+        assert_eq!(PanelTheme::from_gtk_theme("Adwaita"), None);
+        assert_eq!(
+            PanelTheme::from_color_scheme(Some("'prefer-light'\n")),
+            PanelTheme::Light
+        );
+        assert_eq!(
+            PanelTheme::from_color_scheme(Some("'prefer-dark'")),
+            PanelTheme::Dark
+        );
+        assert_eq!(
+            PanelTheme::from_color_scheme(Some("'default'")),
+            PanelTheme::Dark
+        );
+        assert_eq!(PanelTheme::from_color_scheme(None), PanelTheme::Dark);
     }
 
     #[test]

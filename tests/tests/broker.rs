@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use lanyard_core::engine::{IdpStatus, ServerState};
 use lanyard_core::ipc::{BlockingClient, MAX_REQUEST_BYTES};
 use lanyard_testbed::{AsConfig, Endpoint, Fault, FaultMode, McpConfig, Testbed, TestbedConfig};
 use serde_json::Value;
@@ -551,7 +552,7 @@ async fn malformed_and_oversized_requests_get_an_error_and_the_broker_keeps_serv
         assert_eq!(read_reply(&mut reader)["code"], "hello_required");
 
         writer
-            .write_all(b"{\"op\":\"hello\",\"protocol\":1,\"client\":\"test\"}\n")
+            .write_all(b"{\"op\":\"hello\",\"protocol\":2,\"client\":\"test\"}\n")
             .expect("write");
         let hello = read_reply(&mut reader);
         assert_eq!(hello["type"], "hello", "{hello}");
@@ -580,7 +581,7 @@ async fn malformed_and_oversized_requests_get_an_error_and_the_broker_keeps_serv
             .expect("write");
         let reply = read_reply(&mut BufReader::new(other));
         assert_eq!(reply["code"], "version_mismatch");
-        assert_eq!(reply["agent_protocol"], 1);
+        assert_eq!(reply["agent_protocol"], 2);
 
         // The broker still serves everyone.
         let status = world.run(&["status", "--json"]);
@@ -712,6 +713,183 @@ async fn force_refresh_and_extra_scopes_mint_anew_once() {
         let same = client.token("docs", wider).expect("wider again");
         assert_eq!(same.access_token, token.access_token);
         assert_eq!(mints(), 3);
+    })
+    .await;
+}
+
+/// Says hello (protocol 2) on a raw connection and returns its reader and writer.
+fn raw_hello(endpoint: &Path) -> (BufReader<UnixStream>, UnixStream) {
+    let stream = UnixStream::connect(endpoint).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    writer
+        .write_all(b"{\"op\":\"hello\",\"protocol\":2,\"client\":\"test\"}\n")
+        .expect("write");
+    assert_eq!(read_reply(&mut reader)["type"], "hello");
+    (reader, writer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribe_sends_the_current_status_then_each_change() {
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let _agent = world.start_agent();
+        let mut updates = BlockingClient::connect(&world.endpoint())
+            .expect("connect")
+            .subscribe()
+            .expect("subscribe");
+        let first = updates.next().expect("a first status").expect("status");
+        assert!(
+            matches!(first.idp, IdpStatus::SignedOut | IdpStatus::Restoring),
+            "{:?}",
+            first.idp
+        );
+
+        // A sign-in by another client shows up on the stream, up to every server granted.
+        let login = world.run(&["login", "--no-start"]);
+        assert_eq!(code(&login), 0, "login: {}", stderr(&login));
+        let mut seen_signed_in = false;
+        for status in updates.by_ref() {
+            let status = status.expect("status");
+            seen_signed_in |= matches!(status.idp, IdpStatus::SignedIn { .. });
+            if status
+                .servers
+                .iter()
+                .filter(|s| s.id != "payroll")
+                .all(|s| matches!(s.state, ServerState::Granted { .. }))
+                && seen_signed_in
+            {
+                break;
+            }
+        }
+        assert!(seen_signed_in);
+
+        // And so does a sign-out.
+        let logout = world.run(&["logout"]);
+        assert_eq!(code(&logout), 0, "logout: {}", stderr(&logout));
+        let signed_out = updates
+            .by_ref()
+            .map(|s| s.expect("status"))
+            .find(|s| matches!(s.idp, IdpStatus::SignedOut));
+        assert!(signed_out.is_some(), "the sign-out reached the subscriber");
+
+        // `lanyard status --watch --json`: one object per line, the current status first.
+        let mut watch = world
+            .lanyard(&["status", "--watch", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn status --watch");
+        let mut lines = BufReader::new(watch.stdout.take().expect("stdout"));
+        let first = read_reply(&mut lines);
+        assert_eq!(first["idp"]["state"], "signed_out", "{first}");
+        let login = world.run(&["login", "--no-start"]);
+        assert_eq!(code(&login), 0, "login: {}", stderr(&login));
+        let mut signed_in = false;
+        for _ in 0..50 {
+            if read_reply(&mut lines)["idp"]["state"] == "signed_in" {
+                signed_in = true;
+                break;
+            }
+        }
+        assert!(signed_in, "status --watch printed the sign-in");
+        let _ = watch.kill();
+        let _ = watch.wait();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_1_client_is_refused_with_what_to_do() {
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let _agent = world.start_agent();
+        let mut old = UnixStream::connect(world.endpoint()).expect("connect");
+        old.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        old.write_all(b"{\"op\":\"hello\",\"protocol\":1,\"client\":\"lanyard-cli 0.0.9\"}\n")
+            .expect("write");
+        let mut reader = BufReader::new(old);
+        let reply = read_reply(&mut reader);
+        assert_eq!(reply["code"], "version_mismatch", "{reply}");
+        assert_eq!(reply["agent_protocol"], 2);
+        let message = reply["message"].as_str().expect("message");
+        assert!(
+            message.contains("protocol 2") && message.contains("client 1"),
+            "{message}"
+        );
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "the agent hangs up after refusing");
+    })
+    .await;
+}
+
+/// A subscriber that never reads while the status changes a few hundred times: its socket buffer
+/// fills, the agent keeps answering everyone else promptly, and when it finally reads it catches
+/// up to the latest status (coalesced, not a queue of every change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_subscriber_does_not_hold_up_the_agent() {
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let _agent = world.start_agent();
+        let login = world.run(&["login", "--no-start"]);
+        assert_eq!(code(&login), 0, "login: {}", stderr(&login));
+
+        let (mut stalled, mut stalled_writer) = raw_hello(&world.endpoint());
+        stalled_writer
+            .write_all(b"{\"op\":\"subscribe\"}\n")
+            .expect("subscribe");
+        // From here on the stalled subscriber reads nothing until the end.
+
+        let mut client = BlockingClient::connect(&world.endpoint()).expect("connect");
+        let mut slowest = Duration::ZERO;
+        for _ in 0..120 {
+            let started = Instant::now();
+            client.refresh("docs").expect("refresh");
+            client.status().expect("status");
+            slowest = slowest.max(started.elapsed());
+        }
+        assert!(
+            slowest < Duration::from_secs(5),
+            "a request took {slowest:?} while a subscriber stalled"
+        );
+
+        // The stalled reader drains what the kernel buffered, then sees the latest status.
+        stalled
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let mut last = None;
+        let mut lines = 0;
+        loop {
+            let mut line = String::new();
+            match stalled.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    lines += 1;
+                    last = Some(line);
+                }
+            }
+        }
+        // Read after the stream went quiet: a `done` reply can overtake the status it caused.
+        let latest = client.status().expect("status");
+        let last: Value = serde_json::from_str(&last.expect("status lines")).expect("json");
+        assert_eq!(last["type"], "status");
+        let want = serde_json::to_value(&latest).expect("json");
+        assert_eq!(
+            last["status"]["servers"], want["servers"],
+            "caught up to the latest"
+        );
+        eprintln!("the stalled subscriber got {lines} lines for 120 refreshes");
     })
     .await;
 }

@@ -18,6 +18,7 @@ function fakeApi(first: Snapshot, over: Partial<Api> = {}) {
     openSupport: vi.fn(async () => {}),
     setAutostart: vi.fn(async () => {}),
     closeWindow: vi.fn(async () => {}),
+    painted: vi.fn(async () => {}),
     onStatus: vi.fn(async (handler) => {
       push = handler;
       return () => {};
@@ -96,16 +97,17 @@ describe('App', () => {
     expect(screen.getByTestId('countdown')).toBeTruthy();
   });
 
-  it('names the other Lanyard when one already runs for this user', async () => {
-    const other = snapshot(null, {
-      health: 'action_needed',
-      headline: 'Another Lanyard already runs for you',
-      broker: { state: 'other_host', pid: 4242, endpoint: '/run/user/1000/lanyard/agent.sock' },
+  it('says it is reconnecting while the agent is away, calmly', async () => {
+    const away = snapshot(null, {
+      health: 'reconnecting',
+      headline: 'Reconnecting to the Lanyard agent…',
+      agent: { state: 'reconnecting', reason: 'the agent closed the connection' },
     });
-    const { api } = fakeApi(other);
+    const { api } = fakeApi(away);
     render(App, { api });
-    expect(await screen.findByRole('heading', { name: 'Lanyard is already running' })).toBeTruthy();
-    expect(screen.getByText(/process 4242/)).toBeTruthy();
+    expect(
+      await screen.findByRole('heading', { name: 'Reconnecting to the Lanyard agent…' }),
+    ).toBeTruthy();
     expect(screen.queryByText(/settings can't be used/)).toBeNull();
   });
 

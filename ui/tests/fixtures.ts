@@ -31,7 +31,7 @@ export function snapshot(status: Status | null, over: Partial<Snapshot> = {}): S
     status,
     policy: { source: '/etc/lanyard/policy.json', support_url: 'https://it.example.com/help', problems: [] },
     autostart: { enabled: true, locked: false },
-    broker: { state: 'serving', endpoint: '/run/user/1000/lanyard/agent.sock' },
+    agent: { state: 'connected', pid: 4242, version: '0.1.0' },
     ...over,
   };
 }

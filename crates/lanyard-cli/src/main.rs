@@ -95,6 +95,10 @@ enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        /// Keep running and print the status again each time it changes (with --json: one object
+        /// per line). Ends when the agent stops.
+        #[arg(long)]
+        watch: bool,
     },
     /// Sign out: revoke the session at the IdP and wipe it from the keychain.
     Logout,
@@ -181,7 +185,12 @@ fn run(cli: Cli) -> u8 {
             };
             over_agent::token(&endpoint, &server, format, min_ttl)
         }
-        Command::Status { json } => endpoint().map_or_else(|c| c, |e| over_agent::status(&e, json)),
+        Command::Status { json, watch: false } => {
+            endpoint().map_or_else(|c| c, |e| over_agent::status(&e, json))
+        }
+        Command::Status { json, watch: true } => {
+            endpoint().map_or_else(|c| c, |e| over_agent::status_watch(&e, json))
+        }
         Command::Servers => endpoint().map_or_else(|c| c, |e| over_agent::servers(&e, &sources())),
         Command::Logout => endpoint().map_or_else(|c| c, |e| over_agent::logout(&e)),
         Command::Login { device, no_start } => endpoint().map_or_else(

@@ -151,6 +151,42 @@ pub fn status(endpoint: &Path, json: bool) -> u8 {
     0
 }
 
+/// `lanyard status --watch`: the status now and after every change, until the agent stops (then
+/// exit code "unavailable") or stdout closes (exit 0).
+pub fn status_watch(endpoint: &Path, json: bool) -> u8 {
+    let updates = match BlockingClient::connect(endpoint).and_then(BlockingClient::subscribe) {
+        Ok(updates) => updates,
+        Err(e) => return fail(&e),
+    };
+    for (n, status) in updates.enumerate() {
+        let status = match status {
+            Ok(status) => status,
+            Err(e) => return fail(&e),
+        };
+        let mut stdout = std::io::stdout();
+        let written = if json {
+            match serde_json::to_string(&status) {
+                Ok(line) => writeln!(stdout, "{line}"),
+                Err(e) => {
+                    eprintln!("lanyard: {e}");
+                    return exit::FAILURE;
+                }
+            }
+        } else {
+            if n > 0 {
+                println!();
+            }
+            output::print_status(&status);
+            Ok(())
+        };
+        if written.and_then(|()| stdout.flush()).is_err() {
+            return 0; // the reader went away (`| head`): not an error
+        }
+    }
+    eprintln!("lanyard: the agent stopped");
+    exit::UNAVAILABLE
+}
+
 /// `lanyard servers`: from the agent, or from the policy file when no agent runs.
 pub fn servers(endpoint: &Path, policy_sources: &PolicySources) -> u8 {
     match BlockingClient::connect(endpoint).and_then(|mut c| c.servers()) {

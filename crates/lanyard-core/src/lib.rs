@@ -16,3 +16,4 @@ pub mod policy;
 pub mod secret;
 pub mod signin;
 pub mod store;
+pub mod wake;

@@ -41,6 +41,29 @@ pub fn demo_config(latency: Duration) -> TestbedConfig {
     config
 }
 
+/// A world of `n` MCP servers (`srv01`…), each behind its own authorization server, nobody denied:
+/// what a benchmark of a busy agent (`scripts/agent-idle-bench.sh`) signs in to.
+pub fn wide_config(n: usize, latency: Duration) -> TestbedConfig {
+    let mut config = TestbedConfig {
+        idp: IdpConfig::default(),
+        auth_servers: Vec::new(),
+        mcp_servers: Vec::new(),
+        latency,
+        ..TestbedConfig::default()
+    };
+    for i in 1..=n {
+        let id = format!("srv{i:02}");
+        let scope = format!("{id}.read");
+        config.auth_servers.push(
+            AsConfig::new(&id, &format!("lanyard-{id}"))
+                .with_issuer_path(&format!("/oauth2/{id}"), false)
+                .with_scopes(&[&scope]),
+        );
+        config.mcp_servers.push(McpConfig::new(&id, &id, &[&scope]));
+    }
+    config
+}
+
 /// Starts the demo world and applies its policy (alice may not use Payroll).
 pub async fn start_demo(latency: Duration) -> anyhow::Result<Testbed> {
     let testbed = Testbed::start(demo_config(latency)).await?;

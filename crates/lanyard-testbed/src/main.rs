@@ -27,6 +27,9 @@ enum Command {
         /// Start the demo world (Docs, Tickets, Payroll; alice is denied Payroll).
         #[arg(long)]
         demo: bool,
+        /// Instead of the demo, a world of this many MCP servers (srv01…), nobody denied.
+        #[arg(long, conflicts_with = "demo")]
+        servers: Option<usize>,
         /// Latency added to every request, in milliseconds.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
@@ -72,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve {
             demo: demo_world,
+            servers,
             latency_ms,
             write_policy,
             port_file,
@@ -79,6 +83,8 @@ async fn main() -> anyhow::Result<()> {
             let latency = Duration::from_millis(latency_ms);
             let testbed = if demo_world {
                 demo::start_demo(latency).await?
+            } else if let Some(n) = servers {
+                Testbed::start(demo::wide_config(n, latency)).await?
             } else {
                 Testbed::start(TestbedConfig::default().with_latency(latency)).await?
             };

@@ -141,8 +141,38 @@ pub fn app_env(policy: &Path, scratch: &Path) -> Vec<(String, String)> {
             scratch.join("run/agent.sock").display().to_string(),
         ),
         ("LANYARD_TRAY_THEME".into(), "dark".into()),
+        // A dark desktop: the window follows it (prefers-color-scheme), so the shots are dark.
+        ("GTK_THEME".into(), "Adwaita:dark".into()),
+        ("LANYARD_CLI".into(), cli_binary().display().to_string()),
+        // The test starts (and restarts) the agent itself, so the tray's "Reconnecting" shows.
+        ("LANYARD_TRAY_START_AGENT".into(), "0".into()),
         ("LANYARD_LOG".into(), "warn,lanyard_tray=info".into()),
     ]
+}
+
+/// Starts `lanyard agent` on `socket` with the test's policy and environment, and waits until it
+/// answers.
+pub fn start_agent(policy: &Path, env: &[(String, String)], socket: &Path) -> Stopper {
+    let child = Command::new(cli_binary())
+        .arg("--policy")
+        .arg(policy)
+        .arg("agent")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("lanyard agent starts");
+    let agent = Stopper(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while lanyard_core::ipc::BlockingClient::connect(socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never answered at {}",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent
 }
 
 /// A child process stopped with SIGTERM on drop (SIGKILL would orphan WebKitWebDriver).

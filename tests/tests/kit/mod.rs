@@ -11,6 +11,7 @@ use lanyard_core::engine::EngineConfig;
 use lanyard_core::policy::Policy;
 use lanyard_core::signin::Browser;
 use lanyard_core::store::SecretStore;
+use lanyard_core::wake::{watch_drift, WakeNotices};
 use lanyard_testbed::{complete_login, BrowserVisit, TestClock};
 use url::Url;
 
@@ -74,10 +75,16 @@ impl Clock for SharedClock {
     fn now(&self) -> SystemTime {
         self.0.now()
     }
+
+    /// The testbed's clock moves without telling anyone, so its jumps are found by the portable
+    /// drift check (the macOS/Windows fallback path), run often.
+    fn notices(&self) -> WakeNotices {
+        watch_drift(Arc::new(self.clone()), Duration::from_millis(50))
+    }
 }
 
-/// An engine configuration for a testbed policy (JSON), with a short tick so that clock moves
-/// are noticed quickly.
+/// An engine configuration for a testbed policy (JSON); jumps of the testbed clock reach it through
+/// [`SharedClock::notices`].
 pub fn engine_config(
     policy: &serde_json::Value,
     store: Arc<dyn SecretStore>,
@@ -90,7 +97,6 @@ pub fn engine_config(
     };
     let mut config =
         EngineConfig::new(policy, store, Arc::new(SharedClock(clock.clone())), browser);
-    config.tick = Duration::from_millis(100);
     config.sign_in_timeout = Duration::from_secs(30);
     config
 }

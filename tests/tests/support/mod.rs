@@ -129,7 +129,8 @@ impl Default for Options {
     }
 }
 
-/// Starts an engine on `policy` with a [`ManualClock`] set to the testbed's time, a short tick and
+/// Starts an engine on `policy` with a [`ManualClock`] set to the testbed's time (its moves reach the
+/// engine as wake notices, the production path; no polling tick), a short sign-in timeout and
 /// backoff, and the scripted browser signing in as [`USER`].
 pub fn start_engine(tb: &Testbed, policy: &Value, options: Options) -> Lanyard {
     let clock = ManualClock::new(tb.clock().now());
@@ -141,7 +142,6 @@ pub fn start_engine(tb: &Testbed, policy: &Value, options: Options) -> Lanyard {
         Arc::new(clock.clone()),
         dyn_browser,
     );
-    config.tick = Duration::from_millis(50);
     config.sign_in_timeout = Duration::from_secs(15);
     (options.tweak)(&mut config);
     let engine = engine::start(config).expect("engine start");

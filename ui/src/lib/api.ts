@@ -16,6 +16,8 @@ export const api = {
   setAutostart: (enabled: boolean): Promise<void> => invoke('set_autostart', { enabled }),
   /** Closes the window for real: the webview is freed, Lanyard stays in the tray. */
   closeWindow: (): Promise<void> => getCurrentWindow().close(),
+  /** Tells the host the first live status is on screen (it logs window open -> first paint). */
+  painted: (): Promise<void> => invoke('window_painted'),
   onStatus: (handler: (snapshot: Snapshot) => void): Promise<UnlistenFn> =>
     listen<Snapshot>(STATUS_EVENT, (event) => handler(event.payload)),
 };

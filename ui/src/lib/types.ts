@@ -1,6 +1,6 @@
 // The host's Snapshot as JSON (src-tauri/src/snapshot.rs and lanyard-core's engine::status).
 
-export type Health = 'signed_out' | 'all_good' | 'degraded' | 'action_needed';
+export type Health = 'reconnecting' | 'signed_out' | 'all_good' | 'degraded' | 'action_needed';
 
 export type IdpStatus =
   | { state: 'signed_out' }
@@ -65,10 +65,11 @@ export interface PolicyView {
   problems: { key_path: string; message: string }[];
 }
 
-export type BrokerState =
-  | { state: 'serving'; endpoint: string }
-  | { state: 'other_host'; pid: number | null; endpoint: string }
-  | { state: 'unavailable'; reason: string };
+/** The tray's link to `lanyard agent`. */
+export type AgentView =
+  | { state: 'connecting' }
+  | { state: 'connected'; pid: number; version: string }
+  | { state: 'reconnecting'; reason: string };
 
 export interface Snapshot {
   health: Health;
@@ -78,7 +79,7 @@ export interface Snapshot {
   policy: PolicyView;
   autostart: { enabled: boolean; locked: boolean };
   /** Whether this app serves `lanyard token`; null until decided. */
-  broker: BrokerState | null;
+  agent: AgentView;
 }
 
 /** A failed command, as the host sends it. */

@@ -5,8 +5,10 @@
 //! runs in spawned tasks that report back as events, so the actor never waits on the network and
 //! stays the single writer of state. Single-flight is a property of that state: a server has at most
 //! one grant in flight, the IdP at most one refresh or sign-in, and every caller asking meanwhile
-//! waits for that one. Time is read from the [`Clock`] port after every wake-up, so a laptop that
-//! slept for eight hours, or a clock that jumped, is noticed on the next short tick.
+//! waits for that one. The actor does not poll: it sleeps until the earliest refresh or retry is
+//! due, or until a command, an event or a wake notice (the clock was set, the machine resumed; see
+//! [`crate::wake`]) arrives. Time is read from the [`Clock`] port after every wake-up, so a laptop
+//! that slept for eight hours, or a clock that jumped, is caught up at once.
 
 pub mod credentials;
 pub mod grant;
@@ -42,8 +44,9 @@ pub struct EngineConfig {
     pub clock: Arc<dyn Clock>,
     pub browser: Arc<dyn Browser>,
     pub http: HttpConfig,
-    /// How often wall-clock time is re-read while nothing else happens.
-    pub tick: Duration,
+    /// A backstop: the longest the engine sleeps without re-reading the wall clock. `None` (the
+    /// default) relies on deadlines and the clock's wake notices alone; each tick is a wake-up.
+    pub tick: Option<Duration>,
     pub backoff: Backoff,
     /// How long a browser sign-in may take.
     pub sign_in_timeout: Duration,
@@ -67,7 +70,7 @@ impl EngineConfig {
             clock,
             browser,
             http: HttpConfig::default(),
-            tick: Duration::from_secs(5),
+            tick: None,
             backoff: Backoff::default(),
             sign_in_timeout: Duration::from_secs(300),
             restore_session: true,
@@ -327,7 +330,6 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         keychain: KeychainStatus::Available,
         status_tx: watch::channel(placeholder_status()).0,
         events_tx,
-        last_tick: None,
         policy_status: if config.policy_errors.is_empty() {
             PolicyStatus::Applied
         } else {
@@ -563,8 +565,6 @@ struct Actor {
     keychain: KeychainStatus,
     status_tx: watch::Sender<Status>,
     events_tx: mpsc::UnboundedSender<Event>,
-    /// (wall-clock seconds, monotonic instant) of the last tick, to notice sleep and clock jumps.
-    last_tick: Option<(u64, tokio::time::Instant)>,
     policy_status: PolicyStatus,
 }
 
@@ -574,16 +574,26 @@ impl Actor {
         mut commands: mpsc::Receiver<Command>,
         mut events: mpsc::UnboundedReceiver<Event>,
     ) {
+        let mut notices = self.config.clock.notices();
         self.start_up();
         loop {
             let wait = self.next_wake();
+            let deadline = async move {
+                match wait {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
                 },
                 Some(event) = events.recv() => self.on_event(event),
-                _ = tokio::time::sleep(wait) => {}
+                notice = notices.next() => {
+                    info!(?notice, "the wall clock moved unlike the timers; checking every token");
+                }
+                () = deadline => {}
             }
             self.on_tick();
             self.publish();
@@ -1560,19 +1570,6 @@ impl Actor {
     /// Re-reads the wall clock and starts whatever is due.
     fn on_tick(&mut self) {
         let now = self.now();
-        let mono = tokio::time::Instant::now();
-        if let Some((last_wall, last_mono)) = self.last_tick {
-            let wall = now as i64 - last_wall as i64;
-            let elapsed = mono.duration_since(last_mono).as_secs() as i64;
-            if (wall - elapsed).abs() > 30 {
-                info!(
-                    wall_secs = wall,
-                    monotonic_secs = elapsed,
-                    "the clock jumped or the machine slept; checking every token"
-                );
-            }
-        }
-        self.last_tick = Some((now, mono));
 
         if matches!(self.idp.phase, IdpPhase::SignedIn)
             && !self.idp.refresh_in_flight
@@ -1598,13 +1595,15 @@ impl Actor {
         }
     }
 
-    fn next_wake(&self) -> Duration {
+    /// How long to sleep: until the earliest deadline (a due refresh or retry), capped by the
+    /// backstop tick if one is set; `None` is "until something happens".
+    fn next_wake(&self) -> Option<Duration> {
         let now = self.now();
         let mut next = self.config.tick;
         let mut consider = |at: u64| {
             let d = Duration::from_secs(at.saturating_sub(now));
-            if d < next {
-                next = d;
+            if next.is_none_or(|n| d < n) {
+                next = Some(d);
             }
         };
         for slot in self.servers.values() {
@@ -1615,7 +1614,7 @@ impl Actor {
         if matches!(self.idp.phase, IdpPhase::SignedIn) && !self.idp.refresh_in_flight {
             consider(self.idp.refresh_due_at.max(self.idp.refresh_retry_at));
         }
-        next.max(Duration::from_millis(10))
+        next.map(|n| n.max(Duration::from_millis(10)))
     }
 
     // ---- status ----------------------------------------------------------------------------

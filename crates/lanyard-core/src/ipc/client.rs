@@ -66,7 +66,7 @@ pub struct AgentInfo {
 pub enum ClientError {
     #[error("the Lanyard agent is not running (no agent at {}); start it with `lanyard agent`", endpoint.display())]
     NotRunning { endpoint: PathBuf },
-    #[error("the Lanyard agent speaks protocol {agent}, this program {ours}: the agent is {}; restart it (`lanyard agent`)", if agent < ours { "older" } else { "newer" })]
+    #[error("the Lanyard agent speaks protocol {agent}, this program {ours}: {}", if agent < ours { "the running agent is older; stop it (it was started before an update) and start `lanyard agent` again" } else { "this program is older than the running agent; update it" })]
     VersionMismatch { agent: u32, ours: u32 },
     /// The agent answered with an error (not signed in, denied, unknown server…).
     #[error("{}", .0.message)]
@@ -201,6 +201,35 @@ impl BlockingClient {
         }
     }
 
+    /// Subscribes to the agent's status: the iterator yields the current status first, then the
+    /// latest status after each change (intermediate states may be skipped when the reader is
+    /// slower than the changes). It blocks between changes with no timeout and ends (`None`) when
+    /// the agent hangs up, e.g. on shutdown; a caller that must notice a dead agent sooner should
+    /// keep its own watchdog. Drop it to unsubscribe. The connection carries nothing else from
+    /// then on, so open another [`BlockingClient`] for requests.
+    ///
+    /// ```no_run
+    /// use lanyard_core::ipc::BlockingClient;
+    ///
+    /// for status in BlockingClient::connect_default()?.subscribe()? {
+    ///     let status = status?;
+    ///     println!("{} servers", status.servers.len());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe(mut self) -> Result<StatusUpdates, ClientError> {
+        let first = match self.call(&Request::Subscribe, REPLY_TIMEOUT)? {
+            Response::Status { status } => *status,
+            other => return Err(unexpected(&other)),
+        };
+        #[cfg(unix)]
+        self.writer.set_read_timeout(None)?;
+        Ok(StatusUpdates {
+            client: self,
+            first: Some(first),
+        })
+    }
+
     /// Asks the agent to sign in (it opens the browser, or starts a device-code sign-in whose
     /// code appears in its status); returns when the sign-in finished.
     pub fn sign_in(&mut self, device: bool) -> Result<(), ClientError> {
@@ -260,6 +289,41 @@ impl BlockingClient {
         match response {
             Response::Error(reply) => Err(ClientError::Agent(reply)),
             other => Ok(other),
+        }
+    }
+}
+
+/// The status stream of [`BlockingClient::subscribe`]: `Ok(status)` per change, an `Err` for a line
+/// that makes no sense, `None` once the agent hung up.
+pub struct StatusUpdates {
+    client: BlockingClient,
+    first: Option<Status>,
+}
+
+impl StatusUpdates {
+    /// The agent at the other end.
+    pub fn agent(&self) -> &AgentInfo {
+        &self.client.agent
+    }
+}
+
+impl Iterator for StatusUpdates {
+    type Item = Result<Status, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(first) = self.first.take() {
+            return Some(Ok(first));
+        }
+        let line = &mut self.client.line;
+        line.clear();
+        match self.client.reader.read_line(line) {
+            Ok(0) => None,
+            Err(e) => Some(Err(ClientError::Io(e))),
+            Ok(_) => Some(match serde_json::from_str::<Response>(line.trim_end()) {
+                Ok(Response::Status { status }) => Ok(*status),
+                Ok(other) => Err(unexpected(&other)),
+                Err(e) => Err(ClientError::Protocol(format!("unreadable status ({e})"))),
+            }),
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod endpoint;
 pub mod protocol;
 pub mod server;
 
-pub use client::{AgentInfo, BlockingClient, ClientError, TokenRequestOptions};
+pub use client::{AgentInfo, BlockingClient, ClientError, StatusUpdates, TokenRequestOptions};
 pub use endpoint::{default_endpoint, AgentLock, EndpointError, ENDPOINT_ENV};
 pub use protocol::{
     ErrorCode, ErrorReply, Request, Response, ServerInfo, MAX_REQUEST_BYTES, PROTOCOL_VERSION,

@@ -9,6 +9,13 @@
 //! answered with [`ErrorCode::TooLarge`] and the connection is closed; a line that does not parse
 //! is answered with [`ErrorCode::BadRequest`] and the connection stays usable.
 //!
+//! [`Request::Subscribe`] (protocol 2) turns the connection into a one-way status stream: the
+//! agent answers with the current [`Response::Status`], then writes one more `Status` line each
+//! time the status changes, until the client hangs up (the only way to end it; anything the client
+//! writes afterwards is ignored). A reader slower than the changes sees only the latest status:
+//! lines are never queued for it, so a stalled subscriber costs the agent one connection and one
+//! status, never more.
+//!
 //! Access tokens cross this protocol, so `Response` has no `Debug` that could print one.
 
 use serde::{Deserialize, Serialize};
@@ -18,7 +25,8 @@ use crate::policy::ServerMode;
 use crate::secret::Secret;
 
 /// Bumped on any change that an older peer would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: `subscribe`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The longest request line the agent reads (bytes, newline excluded).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -59,6 +67,9 @@ pub enum Request {
     },
     /// The configured servers.
     Servers,
+    /// The current status, then one `status` line per change until the client hangs up (see the
+    /// module doc). No other request can follow on this connection.
+    Subscribe,
 }
 
 /// The agent's answer to one request.
@@ -219,6 +230,16 @@ mod tests {
         assert!(!format!("{reply:?}").contains("tok-123"));
         let back: Response = serde_json::from_str(&line).expect("parse");
         assert_eq!(back, reply);
+    }
+
+    #[test]
+    fn subscribe_is_a_bare_op() {
+        let r: Request = serde_json::from_str(r#"{"op":"subscribe"}"#).expect("parse");
+        assert_eq!(r, Request::Subscribe);
+        assert_eq!(
+            serde_json::to_string(&Request::Subscribe).expect("serialize"),
+            r#"{"op":"subscribe"}"#
+        );
     }
 
     #[test]

@@ -268,12 +268,53 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(_) if !greeted => Response::Error(ErrorReply::new(
                 ErrorCode::HelloRequired,
-                "say hello first: {\"op\":\"hello\",\"protocol\":1,\"client\":\"…\"}",
+                format!(
+                    "say hello first: {{\"op\":\"hello\",\"protocol\":{PROTOCOL_VERSION},\"client\":\"…\"}}"
+                ),
             )),
+            Ok(Request::Subscribe) => {
+                debug!(pid = ?requester.pid, "status subscriber");
+                stream_status(&engine, reader, &mut write).await;
+                return;
+            }
             Ok(request) => answer(&engine, request, &requester).await,
         };
         if write_reply(&mut write, &reply).await.is_err() {
             return;
+        }
+    }
+}
+
+/// A subscription: the current status, then the latest one after each change, until the peer hangs
+/// up or the engine stops. The `watch` channel holds one status, so a slow reader (its socket
+/// buffer full, `write` waiting) skips to the newest status instead of queueing lines; only this
+/// connection's task waits for it, never the engine.
+async fn stream_status<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    engine: &EngineHandle,
+    mut reader: R,
+    write: &mut W,
+) {
+    let mut updates = engine.subscribe();
+    let mut ignored = [0u8; 512];
+    loop {
+        let status = Box::new(updates.borrow_and_update().clone());
+        if write_reply(write, &Response::Status { status })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            tokio::select! {
+                changed = updates.changed() => match changed {
+                    Ok(()) => break,
+                    Err(_) => return, // the engine stopped
+                },
+                read = reader.read(&mut ignored) => match read {
+                    Ok(0) | Err(_) => return, // the subscriber hung up
+                    Ok(_) => {}               // nothing to answer on a subscription
+                },
+            }
         }
     }
 }
@@ -287,6 +328,11 @@ async fn answer(engine: &EngineHandle, request: Request, requester: &Requester) 
         Request::Hello { .. } => Response::Error(ErrorReply::new(
             ErrorCode::BadRequest,
             "hello was already said",
+        )),
+        // Handled by `serve_connection`, which hands the connection over to `stream_status`.
+        Request::Subscribe => Response::Error(ErrorReply::new(
+            ErrorCode::BadRequest,
+            "subscribe is answered by the connection loop",
         )),
         Request::Status => Response::Status {
             status: Box::new(engine.status()),

@@ -4,7 +4,7 @@
 One glyph per overall health (signed out, all granted, expiring or retrying, action needed), each in
 a light-panel and a dark-panel variant, at 32 px (1x) and 64 px (2x), plus the 128 px app icon.
 Shapes are signed-distance functions sampled 4x4 per pixel, so edges are anti-aliased and the output
-is byte-for-byte reproducible: `python3 src-tauri/icons/generate.py` rewrites every file in place.
+is byte-for-byte reproducible: `python3 icons/generate.py` rewrites every file in place.
 """
 import math
 import os
