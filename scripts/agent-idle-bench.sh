@@ -8,7 +8,7 @@
 # Starts the testbed with N servers (`lanyard-testbed serve --servers N`) and signs in with the
 # scripted browser (`lanyard-testbed browse`) through `lanyard login`. Uses a private D-Bus and
 # keyring (scripts/with-keyring.sh) unless NO_KEYCHAIN=1. Writes
-# target/artifacts/agent-idle-bench/results.json.
+# target/artifacts/agent-idle-bench/PROFILE/results.json.
 # Access tokens live TOKEN_SECS (default 3600, a common real lifetime): with the testbed's usual
 # 300 s every server refreshes inside the window, and the count then includes that work.
 #   PROFILE=release (default) | debug    IDLE_SECS=300    SERVERS=10    TOKEN_SECS=3600
@@ -31,7 +31,7 @@ if [ "${_AGENT_BENCH_INNER:-}" != "1" ]; then
 fi
 
 BIN="$TARGET/$PROFILE"
-OUT="$ROOT/target/artifacts/agent-idle-bench"
+OUT="$ROOT/target/artifacts/agent-idle-bench/$PROFILE"
 rm -rf "$OUT"; mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 pids=()
