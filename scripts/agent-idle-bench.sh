@@ -8,8 +8,10 @@
 # Starts the testbed with N servers (`lanyard-testbed serve --servers N`) and signs in with the
 # scripted browser (`lanyard-testbed browse`) through `lanyard login`. Uses a private D-Bus and
 # keyring (scripts/with-keyring.sh) unless NO_KEYCHAIN=1. Writes
-# target/artifacts/agent-idle-bench/results.json.
-#   PROFILE=release (default) | debug    IDLE_SECS=300    SERVERS=10
+# target/artifacts/agent-idle-bench/PROFILE/results.json.
+# Access tokens live TOKEN_SECS (default 3600, a common real lifetime): with the testbed's usual
+# 300 s every server refreshes inside the window, and the count then includes that work.
+#   PROFILE=release (default) | debug    IDLE_SECS=300    SERVERS=10    TOKEN_SECS=3600
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -18,6 +20,7 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 PROFILE="${PROFILE:-release}"
 IDLE_SECS="${IDLE_SECS:-300}"
 SERVERS="${SERVERS:-10}"
+TOKEN_SECS="${TOKEN_SECS:-3600}"
 
 if [ "${_AGENT_BENCH_INNER:-}" != "1" ]; then
   if [ "$PROFILE" = "release" ]; then release=--release; else release=; fi
@@ -28,7 +31,7 @@ if [ "${_AGENT_BENCH_INNER:-}" != "1" ]; then
 fi
 
 BIN="$TARGET/$PROFILE"
-OUT="$ROOT/target/artifacts/agent-idle-bench"
+OUT="$ROOT/target/artifacts/agent-idle-bench/$PROFILE"
 rm -rf "$OUT"; mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 pids=()
@@ -36,7 +39,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 mkdir -p "$WORK/etc" "$WORK/home" "$WORK/run"
-"$BIN/lanyard-testbed" serve --servers "$SERVERS" --write-policy "$WORK/etc/policy.json" \
+chmod 700 "$WORK/run"
+"$BIN/lanyard-testbed" serve --servers "$SERVERS" --token-secs "$TOKEN_SECS" --write-policy "$WORK/etc/policy.json" \
   >"$WORK/testbed.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$WORK/etc/policy.json" ] && break; sleep 0.1; done
@@ -86,6 +90,7 @@ cat >"$OUT/results.json" <<JSON
 {
   "profile": "$PROFILE",
   "servers": $SERVERS,
+  "token_secs": $TOKEN_SECS,
   "idle_secs": $IDLE_SECS,
   "rss_kb_start_of_idle": $rss0,
   "rss_kb_end_of_idle": $rss1,

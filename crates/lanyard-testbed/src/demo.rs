@@ -41,9 +41,10 @@ pub fn demo_config(latency: Duration) -> TestbedConfig {
     config
 }
 
-/// A world of `n` MCP servers (`srv01`…), each behind its own authorization server, nobody denied:
-/// what a benchmark of a busy agent (`scripts/agent-idle-bench.sh`) signs in to.
-pub fn wide_config(n: usize, latency: Duration) -> TestbedConfig {
+/// A world of `n` MCP servers (`srv01`…), each behind its own authorization server issuing access
+/// tokens that live `token_lifetime`, nobody denied: what a benchmark of a busy agent
+/// (`scripts/agent-idle-bench.sh`) signs in to.
+pub fn wide_config(n: usize, latency: Duration, token_lifetime: Duration) -> TestbedConfig {
     let mut config = TestbedConfig {
         idp: IdpConfig::default(),
         auth_servers: Vec::new(),
@@ -54,11 +55,11 @@ pub fn wide_config(n: usize, latency: Duration) -> TestbedConfig {
     for i in 1..=n {
         let id = format!("srv{i:02}");
         let scope = format!("{id}.read");
-        config.auth_servers.push(
-            AsConfig::new(&id, &format!("lanyard-{id}"))
-                .with_issuer_path(&format!("/oauth2/{id}"), false)
-                .with_scopes(&[&scope]),
-        );
+        let mut auth_server = AsConfig::new(&id, &format!("lanyard-{id}"))
+            .with_issuer_path(&format!("/oauth2/{id}"), false)
+            .with_scopes(&[&scope]);
+        auth_server.access_token_lifetime = token_lifetime;
+        config.auth_servers.push(auth_server);
         config.mcp_servers.push(McpConfig::new(&id, &id, &[&scope]));
     }
     config

@@ -30,6 +30,9 @@ enum Command {
         /// Instead of the demo, a world of this many MCP servers (srv01…), nobody denied.
         #[arg(long, conflicts_with = "demo")]
         servers: Option<usize>,
+        /// With --servers: the access-token lifetime of their authorization servers, in seconds.
+        #[arg(long, default_value_t = 300, requires = "servers")]
+        token_secs: u64,
         /// Latency added to every request, in milliseconds.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
@@ -76,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             demo: demo_world,
             servers,
+            token_secs,
             latency_ms,
             write_policy,
             port_file,
@@ -84,7 +88,12 @@ async fn main() -> anyhow::Result<()> {
             let testbed = if demo_world {
                 demo::start_demo(latency).await?
             } else if let Some(n) = servers {
-                Testbed::start(demo::wide_config(n, latency)).await?
+                Testbed::start(demo::wide_config(
+                    n,
+                    latency,
+                    Duration::from_secs(token_secs),
+                ))
+                .await?
             } else {
                 Testbed::start(TestbedConfig::default().with_latency(latency)).await?
             };
