@@ -12,6 +12,7 @@ pub mod engine;
 pub mod ipc;
 pub mod mcp;
 pub mod oauth;
+pub mod os;
 pub mod policy;
 pub mod secret;
 pub mod signin;

@@ -2,8 +2,9 @@
 //!
 //! Owns the per-user endpoint path (Unix socket in `$XDG_RUNTIME_DIR/lanyard/`, a private
 //! `lanyard-<uid>` directory under the temp dir when that is unset, `~/Library/Application
-//! Support/Lanyard/` on macOS, a named pipe on Windows), the checks that its directory is private
-//! (owned by this user, mode 0700) and [`AgentLock`]. It opens no connections and knows nothing of
+//! Support/Lanyard/` on macOS, the named pipe `\\.\pipe\lanyard-agent-<SID>` on Windows), the
+//! checks that its directory is private (owned by this user, mode 0700; on Windows the agent's
+//! directory is `%LOCALAPPDATA%\Lanyard`) and [`AgentLock`]. It opens no connections and knows nothing of
 //! the protocol.
 
 use std::path::{Path, PathBuf};
@@ -79,12 +80,69 @@ fn platform_endpoint() -> Result<PathBuf, EndpointError> {
 
 #[cfg(windows)]
 fn platform_endpoint() -> Result<PathBuf, EndpointError> {
-    let user = std::env::var("USERNAME").unwrap_or_else(|_| "user".into());
+    // The SID, not the user name: pipe names are global to the machine, and two accounts on one
+    // terminal server can share a name (DOMAIN1\bob, DOMAIN2\bob), never a SID.
+    let user = match crate::os::windows::current_user_sid() {
+        Ok(sid) => sid,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read this user's SID; naming the pipe by user name");
+            std::env::var("USERNAME").unwrap_or_else(|_| "user".into())
+        }
+    };
+    Ok(pipe_name(&user))
+}
+
+/// The broker's pipe for the user `user` (a SID, or a name): `\\.\pipe\lanyard-agent-<user>`,
+/// with anything but ASCII letters, digits and `-` turned into `_`.
+pub fn pipe_name(user: &str) -> PathBuf {
     let user: String = user
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    Ok(PathBuf::from(format!(r"\\.\pipe\lanyard-agent-{user}")))
+    PathBuf::from(format!(r"\\.\pipe\lanyard-agent-{user}"))
+}
+
+/// Windows: the agent's own directory, `%LOCALAPPDATA%\Lanyard` (for the lock and the log),
+/// created if needed. It inherits the profile's ACL: this user, SYSTEM and administrators. The
+/// endpoint (a pipe) has no directory; it is accepted for the same signature as on Unix.
+#[cfg(windows)]
+pub fn prepare_directory(_endpoint: &Path) -> Result<PathBuf, EndpointError> {
+    let base = std::env::var_os("LOCALAPPDATA")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| EndpointError::NoLocation("LOCALAPPDATA is not set".into()))?;
+    let dir = base.join("Lanyard");
+    std::fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
+    Ok(dir)
+}
+
+/// The lock file's name for `endpoint`: `agent.lock` for the default pipe, else one per pipe
+/// name (tests and side-by-side agents name their own pipe).
+pub fn lock_file_name(endpoint: &Path, default: Option<&Path>) -> String {
+    if default == Some(endpoint) {
+        return "agent.lock".into();
+    }
+    let whole = endpoint.to_string_lossy();
+    let name: String = whole
+        .rsplit(['\\', '/'])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("agent-{name}.lock")
 }
 
 /// Creates the endpoint's directory (mode 0700) if needed and checks that it is private: a real
@@ -183,22 +241,86 @@ impl AgentLock {
         Ok(Self { _file: file, path })
     }
 
-    /// Windows: the first pipe instance is the lock (see the server); nothing to hold here.
+    /// Windows: `agent.lock` in `%LOCALAPPDATA%\Lanyard`, opened for writing with sharing limited
+    /// to readers, so a second agent's open fails (sharing violation) until this process ends or
+    /// drops the lock; that agent then reads the pid from the file.
     #[cfg(windows)]
     pub fn acquire(endpoint: &Path) -> Result<Self, EndpointError> {
-        let _ = endpoint;
-        let path = std::env::temp_dir().join("lanyard-agent.lock");
-        let file = std::fs::OpenOptions::new()
+        use std::io::{Read, Write};
+        use std::os::windows::fs::OpenOptionsExt;
+
+        const FILE_SHARE_READ: u32 = 0x1;
+        const FILE_SHARE_WRITE: u32 = 0x2;
+        const ERROR_SHARING_VIOLATION: i32 = 32;
+
+        let dir = prepare_directory(endpoint)?;
+        let default = platform_endpoint().ok();
+        let path = dir.join(lock_file_name(endpoint, default.as_deref()));
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&path)
-            .map_err(io_error(format!("opening {}", path.display())))?;
+            .share_mode(FILE_SHARE_READ)
+            .open(&path);
+        let mut file = match opened {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(ERROR_SHARING_VIOLATION) => {
+                let mut text = String::new();
+                if let Ok(mut held) = std::fs::OpenOptions::new()
+                    .read(true)
+                    .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE)
+                    .open(&path)
+                {
+                    let _ = held.read_to_string(&mut text);
+                }
+                return Err(EndpointError::AlreadyRunning {
+                    pid: text.trim().parse().ok(),
+                });
+            }
+            Err(e) => return Err(io_error(format!("opening {}", path.display()))(e)),
+        };
+        writeln!(file, "{}", std::process::id())
+            .and_then(|()| file.flush())
+            .map_err(io_error(format!("writing {}", path.display())))?;
         Ok(Self { _file: file, path })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn pipe_names_are_per_user_and_tame() {
+        assert_eq!(
+            pipe_name("S-1-5-21-1-2-3-1001"),
+            PathBuf::from(r"\\.\pipe\lanyard-agent-S-1-5-21-1-2-3-1001")
+        );
+        assert_eq!(
+            pipe_name(r"DOM\bob smith"),
+            PathBuf::from(r"\\.\pipe\lanyard-agent-DOM_bob_smith")
+        );
+        assert_ne!(
+            pipe_name("S-1-5-21-1-2-3-1001"),
+            pipe_name("S-1-5-21-1-2-3-1002")
+        );
+    }
+
+    #[test]
+    fn the_default_pipe_has_the_plain_lock_others_their_own() {
+        let default = pipe_name("S-1-5-21-1-2-3-1001");
+        assert_eq!(lock_file_name(&default, Some(&default)), "agent.lock");
+        let other = PathBuf::from(r"\\.\pipe\lanyard-test-42");
+        assert_eq!(
+            lock_file_name(&other, Some(&default)),
+            "agent-lanyard-test-42.lock"
+        );
+        assert_eq!(lock_file_name(&other, None), "agent-lanyard-test-42.lock");
     }
 }
 

@@ -136,51 +136,112 @@ pub async fn serve(
     Ok(())
 }
 
-/// Windows (compile-gated, minimal): serves on a named pipe. The pipe's default security
-/// descriptor gives read/write only to its creator, SYSTEM and administrators, remote clients are
-/// rejected and the first-instance flag makes a second agent fail. The peer's pid is not read yet
-/// (no `GetNamedPipeClientProcessId` without unsafe FFI), so the audit has no requester here.
+/// Windows: serves on a named pipe whose DACL admits only this user's SID (see
+/// [`crate::os::pipe_sddl`]), rejecting remote clients; the first instance is created with
+/// `first_pipe_instance`, so a pipe that already exists (another agent, or a squatter) is
+/// [`ServeError::AlreadyServing`]. Each client's pid comes from `GetNamedPipeClientProcessId`, its
+/// executable from `QueryFullProcessImageNameW`; its process must run as this user (SID compared),
+/// else it gets one `refused` reply and a log line, as on Unix. A pipe has no file to remove.
 #[cfg(windows)]
 pub async fn serve(
     engine: EngineHandle,
     endpoint: &Path,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    use crate::os::windows::{pipe_client_pid, process_image, process_user_sid, PipeSecurity};
     use tokio::net::windows::named_pipe::ServerOptions;
 
-    let name = endpoint.as_os_str().to_owned();
+    const ERROR_ACCESS_DENIED: i32 = 5;
     let io = |context: &str| {
         let context = context.to_owned();
         move |source| ServeError::Io { context, source }
     };
-    let mut server = ServerOptions::new()
-        .first_pipe_instance(true)
-        .reject_remote_clients(true)
-        .create(&name)
-        .map_err(|_| ServeError::AlreadyServing(endpoint.display().to_string()))?;
+    let name = endpoint.as_os_str().to_owned();
+    let my_sid = crate::os::windows::current_user_sid().map_err(io("reading this user's SID"))?;
+    let sddl = crate::os::pipe_sddl(&my_sid)
+        .map_err(|e| io("building the pipe's access list")(std::io::Error::other(e)))?;
+    let security =
+        PipeSecurity::from_sddl(&sddl).map_err(io("building the pipe's security descriptor"))?;
+    let mut options = ServerOptions::new();
+    options.reject_remote_clients(true);
+    let mut first = options.clone();
+    first.first_pipe_instance(true);
+    let mut server = security.create(&first, &name).map_err(|e| {
+        if e.raw_os_error() == Some(ERROR_ACCESS_DENIED) {
+            ServeError::AlreadyServing(endpoint.display().to_string())
+        } else {
+            io(&format!("creating the pipe {}", endpoint.display()))(e)
+        }
+    })?;
+    info!(endpoint = %endpoint.display(), "broker listening");
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break; // the semaphore is never closed
+        };
         tokio::select! {
             _ = &mut shutdown => break,
             connected = server.connect() => {
-                connected.map_err(io("accepting a connection"))?;
-                let stream = server;
-                server = ServerOptions::new()
-                    .reject_remote_clients(true)
-                    .create(&name)
+                // Whatever happened to this instance, the next client needs a fresh one.
+                let next = security
+                    .create(&options, &name)
                     .map_err(io("creating the next pipe instance"))?;
+                let stream = std::mem::replace(&mut server, next);
+                if let Err(e) = connected {
+                    warn!(error = %e, "accepting a connection failed");
+                    continue;
+                }
                 let engine = engine.clone();
-                connections.spawn(serve_connection(engine, stream, Requester { pid: None, executable: None }));
+                let my_sid = my_sid.clone();
+                connections.spawn(async move {
+                    let _permit = permit;
+                    let pid = match pipe_client_pid(&stream) {
+                        Ok(pid) => Some(pid),
+                        Err(e) => {
+                            warn!(error = %e, "no client process id; refusing the connection");
+                            None
+                        }
+                    };
+                    let peer_sid = pid.and_then(|pid| match process_user_sid(pid) {
+                        Ok(sid) => Some(sid),
+                        Err(e) => {
+                            warn!(peer_pid = pid, error = %e, "cannot read the client's user");
+                            None
+                        }
+                    });
+                    if peer_sid.as_deref() != Some(my_sid.as_str()) {
+                        warn!(
+                            peer_sid = ?peer_sid,
+                            peer_pid = ?pid,
+                            "refused a broker connection from another user"
+                        );
+                        let reply = Response::Error(ErrorReply::new(
+                            ErrorCode::Refused,
+                            "this Lanyard agent serves only the user who runs it",
+                        ));
+                        let mut stream = stream;
+                        let _ = write_reply(&mut stream, &reply).await;
+                        return;
+                    }
+                    let requester = Requester {
+                        pid,
+                        executable: pid.and_then(|pid| process_image(pid).ok()),
+                    };
+                    serve_connection(engine, stream, requester).await;
+                });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
     connections.shutdown().await;
+    info!("broker stopped");
     Ok(())
 }
 
 /// The executable behind a pid, when the OS tells (Linux).
+#[cfg(unix)]
 fn executable_of(pid: u32) -> Option<String> {
     if cfg!(target_os = "linux") {
         std::fs::read_link(format!("/proc/{pid}/exe"))

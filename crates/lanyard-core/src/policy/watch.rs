@@ -3,8 +3,8 @@
 //! hands the result to the host, which applies it to the engine or reports why it could not.
 //!
 //! Watching directories rather than files catches editors and MDM agents that replace a file by
-//! renaming a new one over it, and directories created later (`policy.d`). Windows registry
-//! notifications are not implemented yet; there the host re-reads on its own schedule. This
+//! renaming a new one over it, and directories created later (`policy.d`). The Windows registry is
+//! watched by [`super::sources::windows_registry`] and settles through the same [`settle`]. This
 //! module never judges a policy and never talks to the engine.
 
 use std::collections::BTreeSet;
@@ -72,22 +72,34 @@ pub fn watch_dirs(
     arm(&mut watcher, &mut watched);
     let task = tokio::spawn(async move {
         while rx.recv().await.is_some() {
-            // Let a burst (write, rename, chmod) settle, then read once.
-            loop {
-                tokio::time::sleep(debounce).await;
-                let mut more = false;
-                while rx.try_recv().is_ok() {
-                    more = true;
-                }
-                if !more {
-                    break;
-                }
-            }
+            settle(&mut rx, debounce).await;
             arm(&mut watcher, &mut watched);
             on_change();
         }
     });
     Ok(PolicyWatcher { task })
+}
+
+/// Waits until no change has arrived on `rx` for `debounce`: a burst (write, rename, chmod; a
+/// Group Policy refresh rewriting many values) is read once.
+pub(crate) async fn settle(rx: &mut mpsc::UnboundedReceiver<()>, debounce: Duration) {
+    loop {
+        tokio::time::sleep(debounce).await;
+        let mut more = false;
+        while rx.try_recv().is_ok() {
+            more = true;
+        }
+        if !more {
+            return;
+        }
+    }
+}
+
+impl PolicyWatcher {
+    /// A watcher whose work is `task` (aborted, with everything it owns, when the watcher drops).
+    pub(crate) fn from_task(task: tokio::task::JoinHandle<()>) -> Self {
+        Self { task }
+    }
 }
 
 /// Whether a changed path can matter to the policy: a policy file, or a watched directory itself.

@@ -1,8 +1,10 @@
 //! Opening a URL in the user's browser: the [`Browser`] port and the system implementation.
 //!
-//! [`SystemBrowser`] honours `$BROWSER` (a `:`-separated list of commands; `%s` is replaced by the
-//! URL, otherwise the URL is appended as the last argument), so tests and the demo can plug in a
-//! scripted browser, and otherwise uses the platform opener. Only the engine's sign-in opens a
+//! [`SystemBrowser`] honours `$BROWSER` (a list of commands separated by `:`, or by `;` on Windows,
+//! whose paths hold colons; `%s` is replaced by the URL, otherwise the URL is appended as the last
+//! argument), so tests and the demo can plug in a scripted browser, and otherwise uses the platform
+//! opener: `open` on macOS, the shell's URL handler (`ShellExecuteW`, no command line to mangle `&`)
+//! on Windows, `xdg-open` elsewhere. Only the engine's sign-in opens a
 //! browser; token helpers never do.
 
 use std::process::{Command, Stdio};
@@ -22,12 +24,18 @@ impl Browser for SystemBrowser {
     fn open(&self, url: &Url) -> Result<(), String> {
         let mut failures = Vec::new();
         if let Ok(list) = std::env::var("BROWSER") {
-            for entry in list.split(':').filter(|e| !e.trim().is_empty()) {
+            let separator = if cfg!(windows) { ';' } else { ':' };
+            for entry in list.split(separator).filter(|e| !e.trim().is_empty()) {
                 match spawn_command(entry, url.as_str()) {
                     Ok(()) => return Ok(()),
                     Err(e) => failures.push(e),
                 }
             }
+        }
+        #[cfg(windows)]
+        match crate::os::windows::shell_open(url.as_str()) {
+            Ok(()) => return Ok(()),
+            Err(e) => failures.push(format!("the default browser: {e}")),
         }
         for opener in platform_openers() {
             match spawn_command(opener, url.as_str()) {
@@ -46,7 +54,7 @@ fn platform_openers() -> &'static [&'static str] {
     if cfg!(target_os = "macos") {
         &["open"]
     } else if cfg!(windows) {
-        &["explorer"]
+        &[] // ShellExecuteW above
     } else {
         &["xdg-open", "sensible-browser"]
     }

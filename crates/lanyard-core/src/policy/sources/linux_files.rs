@@ -6,7 +6,6 @@
 //! writable by group or others. The user's file needs no such check: it can only hold settings an
 //! administrator did not lock. This module reads files; it does not merge or validate meaning.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::SourceRead;
@@ -153,7 +152,10 @@ impl LinuxPolicyPaths {
     }
 
     /// Refuses a mandatory file or directory that someone other than root could change.
+    #[cfg(unix)]
     pub fn check_protected(&self, meta: &std::fs::Metadata) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+
         let uid = meta.uid();
         if uid != 0 && Some(uid) != self.trusted_owner {
             return Err(format!(
@@ -166,6 +168,16 @@ impl LinuxPolicyPaths {
                 "refused: mode {mode:04o} lets group or others write it; use chmod go-w"
             ));
         }
+        Ok(())
+    }
+}
+
+/// Windows has no owner and mode bits in std's metadata; a policy file there is one the user named
+/// (`--policy`) or one under `%ProgramData%`, whose default ACL lets only administrators write. The
+/// registry is the managed channel on Windows.
+#[cfg(not(unix))]
+impl LinuxPolicyPaths {
+    pub fn check_protected(&self, _meta: &std::fs::Metadata) -> Result<(), String> {
         Ok(())
     }
 }
@@ -185,6 +197,12 @@ fn fragment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// No uids on Windows.
+#[cfg(not(unix))]
+fn current_uid() -> Option<u32> {
+    None
+}
+
 /// `$XDG_CONFIG_HOME/lanyard/config.json`, else `~/.config/lanyard/config.json`.
 pub fn user_config_file() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")
@@ -195,6 +213,7 @@ pub fn user_config_file() -> Option<PathBuf> {
 }
 
 /// The uid this process runs as (rustix: no unsafe code here, and no `/proc`, which macOS lacks).
+#[cfg(unix)]
 fn current_uid() -> Option<u32> {
     Some(rustix::process::getuid().as_raw())
 }

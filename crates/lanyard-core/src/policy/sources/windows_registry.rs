@@ -244,6 +244,36 @@ fn natural(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// Calls `on_change` (on a tokio task) once changes under either policy key (HKLM, HKCU) have
+/// settled for `debounce`: a Group Policy refresh or an Intune push applies live. The keys may not
+/// exist yet; their creation is noticed too. Must be called inside a tokio runtime; dropping the
+/// watcher stops the notification thread.
+#[cfg(windows)]
+pub fn watch_registry(
+    debounce: std::time::Duration,
+    mut on_change: impl FnMut() + Send + 'static,
+) -> Result<crate::policy::watch::PolicyWatcher, String> {
+    use crate::policy::watch::{settle, PolicyWatcher};
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let registry = crate::os::windows::watch_registry_keys(POLICY_SUBKEY, move || {
+        let _ = tx.send(());
+    })
+    .map_err(|e| format!("cannot watch the policy keys in the registry: {e}"))?;
+    let task = tokio::spawn(async move {
+        // Owned by the task: aborting it drops the watch, which stops its thread.
+        let _registry = registry;
+        while rx.recv().await.is_some() {
+            settle(&mut rx, debounce).await;
+            on_change();
+        }
+    });
+    Ok(PolicyWatcher::from_task(task))
+}
+
+/// The policy key under HKLM and HKCU.
+pub const POLICY_SUBKEY: &str = r"SOFTWARE\Policies\Lanyard";
+
 /// Reads both policy keys from the live registry.
 #[cfg(windows)]
 pub fn read_registry() -> super::SourceRead {
@@ -284,7 +314,7 @@ pub fn read_registry() -> super::SourceRead {
         out
     }
 
-    let path = r"SOFTWARE\Policies\Lanyard";
+    let path = POLICY_SUBKEY;
     let machine = RegKey::predef(HKEY_LOCAL_MACHINE)
         .open_subkey_with_flags(path, KEY_READ)
         .ok()
