@@ -4,7 +4,7 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint check-macos unit conformance interop bench ui ui-test webview tray-bench bench-proxy bench-token windows-e2e package package-test
+.PHONY: help deps build demo test lint check-windows check-macos unit conformance interop bench ui ui-test webview tray-bench bench-proxy bench-token windows-e2e package package-test
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
@@ -51,6 +51,11 @@ conformance:
 interop: deps
 	INTEROP_NO_INSTALL=1 scripts/interop.sh
 
+# Windows compile checks: clippy -D warnings for x86_64-pc-windows-gnu over the whole workspace,
+# the tray app included (mingw-w64). The exe itself runs under Wine in `make windows-e2e`.
+check-windows: deps ui
+	scripts/check-windows.sh
+
 # macOS compile checks: clippy -D warnings for aarch64/x86_64-apple-darwin through cargo-zigbuild
 # (core + CLI; nothing is linked or run: no macOS SDK here, see README "Platforms").
 check-macos: deps
@@ -65,7 +70,7 @@ ui-test:
 webview: ui
 	scripts/webview-e2e.sh
 
-test: deps lint check-macos unit ui-test webview conformance interop windows-e2e package-test
+test: deps lint check-windows check-macos unit ui-test webview conformance interop windows-e2e package-test
 
 # The Windows lanyard.exe (debug, x86_64-pc-windows-gnu) under Wine against the testbed on 127.0.0.1
 # (tests/tests/windows_wine.rs): the prefix is created once (.tools/wine-prefix, scripts/wine/),

@@ -100,6 +100,11 @@ def render(layers, size):
     return rows
 
 
+def png_bytes(rows, size):
+    """The PNG encoding of `rows` (not written anywhere)."""
+    return write_png(None, rows, size)
+
+
 def write_png(path, rows, size):
     def chunk(kind, data):
         body = kind + data
@@ -110,8 +115,23 @@ def write_png(path, rows, size):
            + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0))
            + chunk(b"IDAT", zlib.compress(raw, 9))
            + chunk(b"IEND", b""))
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(png)
+    return png
+
+
+def write_ico(path, images):
+    """A Windows .ico holding PNG images (allowed since Vista): header, one entry per image, data."""
+    header = struct.pack("<HHH", 0, 1, len(images))
+    offset = len(header) + 16 * len(images)
+    entries, data = b"", b""
+    for size, png in images:
+        side = 0 if size >= 256 else size  # 0 means 256
+        entries += struct.pack("<BBBBHHII", side, side, 0, 0, 1, 32, len(png), offset + len(data))
+        data += png
     with open(path, "wb") as f:
-        f.write(png)
+        f.write(header + entries + data)
 
 
 def main():
@@ -123,7 +143,11 @@ def main():
                 write_png(os.path.join(HERE, name), render(layers, size), size)
     # The app icon: the all-good badge on a rounded light tile.
     tile = (lambda u, v: max(abs(u - 0.5), abs(v - 0.5)) <= 0.46, (0xF4, 0xF6, 0xF8))
-    write_png(os.path.join(HERE, "icon.png"), render([tile] + badge_layers("all_good", False), 128), 128)
+    app = [tile] + badge_layers("all_good", False)
+    icon = write_png(os.path.join(HERE, "icon.png"), render(app, 128), 128)
+    # The Windows executable's icon (tauri-build embeds it as a resource), small sizes first.
+    small = [(size, png_bytes(render(app, size), size)) for size in (16, 32, 48)]
+    write_ico(os.path.join(HERE, "icon.ico"), small + [(128, icon)])
 
 
 if __name__ == "__main__":

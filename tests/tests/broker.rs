@@ -3,6 +3,9 @@
 //! the Unix socket. Sign-in goes through `$BROWSER` = `lanyard-testbed browse`, which submits the
 //! dev IdP's login page. The agent runs with `--no-keychain` (the keychain has its own tests).
 
+// The Unix-socket broker; the Windows named pipe is covered end to end by windows_wine.rs.
+#![cfg(unix)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,9 @@
 //! sign-in. An invalid change keeps the last good policy and is reported; an invalid policy at
 //! start shows as Misconfigured until a good one arrives.
 
+// Linux policy files (owner and mode checks); the Windows registry watch is covered by windows_wine.rs.
+#![cfg(unix)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

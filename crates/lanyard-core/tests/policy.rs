@@ -2,9 +2,11 @@
 //! every validation message, Linux file ownership, macOS plists, the Windows registry mapping, the
 //! generated schema and README table, the deployed examples, and a bounded fuzz of the parser.
 
+#[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+#[cfg(unix)]
 use lanyard_core::policy::sources::linux_files::LinuxPolicyPaths;
 use lanyard_core::policy::sources::macos_plist::{
     layers_from_mobileconfig, layers_from_plist, read_managed_preferences,
@@ -496,11 +498,13 @@ fn the_testbed_demo_shape_still_parses() {
 
 // ---- Linux files ---------------------------------------------------------------------------
 
+#[cfg(unix)]
 fn write(path: &Path, text: &str, mode: u32) {
     std::fs::write(path, text).expect("write");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+#[cfg(unix)]
 fn linux_paths(dir: &Path) -> LinuxPolicyPaths {
     LinuxPolicyPaths {
         mandatory_file: dir.join("policy.json"),
@@ -510,9 +514,11 @@ fn linux_paths(dir: &Path) -> LinuxPolicyPaths {
     }
 }
 
+#[cfg(unix)]
 const NOBODY: u32 = 65534;
 
 #[test]
+#[cfg(unix)]
 fn linux_mandatory_files_must_be_root_owned_and_not_writable_by_others() {
     let dir = temp_dir("perms");
     let paths = linux_paths(&dir);
@@ -580,6 +586,7 @@ fn linux_mandatory_files_must_be_root_owned_and_not_writable_by_others() {
 }
 
 #[test]
+#[cfg(unix)]
 fn linux_fragments_apply_in_name_order_and_the_user_file_fills_unlocked_settings() {
     let dir = temp_dir("order");
     let paths = linux_paths(&dir);

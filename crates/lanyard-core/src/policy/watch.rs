@@ -97,6 +97,7 @@ pub(crate) async fn settle(rx: &mut mpsc::UnboundedReceiver<()>, debounce: Durat
 
 impl PolicyWatcher {
     /// A watcher whose work is `task` (aborted, with everything it owns, when the watcher drops).
+    #[cfg_attr(not(windows), allow(dead_code))] // the Windows registry watch
     pub(crate) fn from_task(task: tokio::task::JoinHandle<()>) -> Self {
         Self { task }
     }
