@@ -8,7 +8,7 @@
 #   LANYARD_PKG_OUT       where the .deb/.rpm/.msi land (default: target/packages)
 #   LANYARD_PKG_FAST=1    fastest compression (tests); default: xz for .deb/.rpm, MSI's own cab
 #   LANYARD_MSI_TRAY=1    put lanyard-tray.exe into the .msi (default 0 until the tray builds for Windows)
-#   LANYARD_ICONS_DIR     the app icons (default: src-tauri/icons; icon.png is the 128x128 app icon)
+#   LANYARD_ICONS_DIR     the app icons (default: icons/; icon.png is the 128x128 app icon)
 
 PKG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PKG_NAME=lanyard
@@ -25,7 +25,7 @@ PKG_PROFILE="${LANYARD_PKG_PROFILE:-release}"
 PKG_OUT="${LANYARD_PKG_OUT:-$PKG_ROOT/target/packages}"
 PKG_FAST="${LANYARD_PKG_FAST:-0}"
 MSI_TRAY="${LANYARD_MSI_TRAY:-0}"
-ICONS_DIR="${LANYARD_ICONS_DIR:-$PKG_ROOT/src-tauri/icons}"
+ICONS_DIR="${LANYARD_ICONS_DIR:-$PKG_ROOT/icons}"
 DEPLOY_DIR="$PKG_ROOT/deploy"
 LINUX_BIN_DIR="$PKG_ROOT/target/$PKG_PROFILE"
 WIN_TARGET=x86_64-pc-windows-gnu
