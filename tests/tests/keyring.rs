@@ -38,6 +38,91 @@ fn unique_service(what: &str) -> String {
     format!("lanyard-test-{what}-{}-{nanos:x}", std::process::id())
 }
 
+/// Values longer than one entry may hold (Windows' Credential Manager: 2,560 bytes) are kept in
+/// parts; exercised here against the real Secret Service with a tiny part size. Parts of an
+/// overwritten or deleted value do not linger, and a lost part is a named error, never a wrong
+/// secret.
+#[test]
+fn keyring_keeps_long_values_in_parts_without_leftovers() {
+    if !keyring_or_skip("keyring_keeps_long_values_in_parts_without_leftovers") {
+        return;
+    }
+    let service = unique_service("parts");
+    let store = KeyringStore::with_part_size(service.clone(), 16);
+    let key = "refresh-token:https://idp.test:parts";
+    let long: String = (0..100)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    store
+        .set(key, &Secret::new(long.clone()))
+        .expect("set long");
+    assert_eq!(
+        store.get(key).expect("get").expect("present").expose(),
+        long
+    );
+
+    // What the OS keychain holds: a marker naming the parts, never the secret in one piece.
+    let raw = |k: &str| keyring::Entry::new(&service, k).and_then(|e| e.get_password());
+    let head = raw(key).expect("head entry");
+    assert!(
+        head.starts_with("lanyard-parts:v1:") && head.ends_with(":7"),
+        "{head}"
+    );
+    let generation = head.split(':').nth(2).expect("generation").to_owned();
+    let part = |g: &str, i: usize| format!("{key}#{g}.{i}");
+    assert_eq!(raw(&part(&generation, 0)).expect("part 0"), long[..16]);
+
+    // A longer value replaces it; the old generation's parts are gone.
+    let longer = format!("{long}{long}");
+    store
+        .set(key, &Secret::new(longer.clone()))
+        .expect("overwrite");
+    assert_eq!(
+        store.get(key).expect("get").expect("present").expose(),
+        longer
+    );
+    for i in 0..7 {
+        assert!(raw(&part(&generation, i)).is_err(), "old part {i} lingers");
+    }
+    // A short value is kept whole, and the parts go.
+    let head = raw(key).expect("head entry");
+    let generation = head.split(':').nth(2).expect("generation").to_owned();
+    store.set(key, &Secret::new("short")).expect("short");
+    assert_eq!(raw(key).expect("whole"), "short");
+    assert!(
+        raw(&part(&generation, 0)).is_err(),
+        "parts of the long value linger"
+    );
+
+    // A lost part (someone deleted it in the keychain app) is named, not glued over.
+    store
+        .set(key, &Secret::new(long.clone()))
+        .expect("set long again");
+    let head = raw(key).expect("head entry");
+    let generation = head.split(':').nth(2).expect("generation").to_owned();
+    keyring::Entry::new(&service, &part(&generation, 3))
+        .and_then(|e| e.delete_credential())
+        .expect("delete one part");
+    match store.get(key) {
+        Err(StoreError::Failed(message)) => {
+            assert!(message.contains("part 4 of 7"), "{message}");
+            assert!(
+                !message.contains(&long[..16]),
+                "no secret in the error: {message}"
+            );
+        }
+        other => panic!("expected a named failure, got {other:?}"),
+    }
+    store.delete(key).expect("delete");
+    assert_eq!(store.get(key), Ok(None));
+    for i in 0..7 {
+        assert!(
+            raw(&part(&generation, i)).is_err(),
+            "part {i} outlived delete"
+        );
+    }
+}
+
 #[test]
 fn keyring_set_get_overwrite_delete() {
     if !keyring_or_skip("keyring_set_get_overwrite_delete") {
