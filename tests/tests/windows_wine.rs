@@ -135,24 +135,54 @@ fn run_for(mut command: Command, timeout: Duration) -> anyhow::Result<Output> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {what}"))?;
-    let mut out = child.stdout.take().context("stdout")?;
-    let mut err = child.stderr.take().context("stderr")?;
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf);
-        buf
-    });
+    let out = collect(child.stdout.take().context("stdout")?);
+    let err = collect(child.stderr.take().context("stderr")?);
     let status = wait_for_exit(&mut child, timeout).with_context(|| what.clone())?;
     Ok(Output {
         status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
+        stdout: out.taken_after_exit(),
+        stderr: err.taken_after_exit(),
     })
+}
+
+/// What a reader thread has read so far from one of a child's pipes.
+struct Collected(std::sync::Arc<std::sync::Mutex<(Vec<u8>, bool)>>);
+
+/// Reads `pipe` on a thread until EOF, keeping what arrives.
+fn collect(mut pipe: impl Read + Send + 'static) -> Collected {
+    let shared = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), false)));
+    let sink = shared.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+                    .extend_from_slice(&chunk[..n]),
+            }
+        }
+        sink.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+    });
+    Collected(shared)
+}
+
+impl Collected {
+    /// The output once the child has exited. A wineserver (and Wine's services) started by this
+    /// command inherit its pipes and keep them open after it exits, so EOF may never come: wait
+    /// for it briefly, then take what was written.
+    fn taken_after_exit(self) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let done = self.0.lock().unwrap_or_else(|p| p.into_inner()).1;
+            if done || Instant::now() >= deadline {
+                return std::mem::take(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()).0);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// Waits for `child` to exit; kills it and fails after `timeout`.

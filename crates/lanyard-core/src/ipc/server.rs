@@ -104,17 +104,7 @@ pub async fn serve(
                         }
                     };
                     if peer_uid != Some(my_uid) {
-                        warn!(
-                            peer_uid = ?peer_uid,
-                            peer_pid = ?pid,
-                            "refused a broker connection from another user"
-                        );
-                        let reply = Response::Error(ErrorReply::new(
-                            ErrorCode::Refused,
-                            "this Lanyard agent serves only the user who runs it",
-                        ));
-                        let mut stream = stream;
-                        let _ = write_reply(&mut stream, &reply).await;
+                        refuse_other_user(stream, &peer_uid, pid).await;
                         return;
                     }
                     let requester = Requester {
@@ -212,17 +202,7 @@ pub async fn serve(
                         }
                     });
                     if peer_sid.as_deref() != Some(my_sid.as_str()) {
-                        warn!(
-                            peer_sid = ?peer_sid,
-                            peer_pid = ?pid,
-                            "refused a broker connection from another user"
-                        );
-                        let reply = Response::Error(ErrorReply::new(
-                            ErrorCode::Refused,
-                            "this Lanyard agent serves only the user who runs it",
-                        ));
-                        let mut stream = stream;
-                        let _ = write_reply(&mut stream, &reply).await;
+                        refuse_other_user(stream, &peer_sid, pid).await;
                         return;
                     }
                     let requester = Requester {
@@ -250,6 +230,25 @@ fn executable_of(pid: u32) -> Option<String> {
     } else {
         None
     }
+}
+
+/// A peer running as another user (`peer_user`: its uid or SID, when known) gets one `refused`
+/// reply and a warning in the log, then the connection ends.
+async fn refuse_other_user<S: AsyncWrite + Unpin>(
+    mut stream: S,
+    peer_user: &(dyn std::fmt::Debug + Sync),
+    pid: Option<u32>,
+) {
+    warn!(
+        peer_user = ?peer_user,
+        peer_pid = ?pid,
+        "refused a broker connection from another user"
+    );
+    let reply = Response::Error(ErrorReply::new(
+        ErrorCode::Refused,
+        "this Lanyard agent serves only the user who runs it",
+    ));
+    let _ = write_reply(&mut stream, &reply).await;
 }
 
 async fn write_reply<W: AsyncWrite + Unpin>(
