@@ -95,8 +95,12 @@ fn platform_endpoint() -> Result<PathBuf, EndpointError> {
 /// The broker's pipe for the user `user` (a SID, or a name): `\\.\pipe\lanyard-agent-<user>`,
 /// with anything but ASCII letters, digits and `-` turned into `_`.
 pub fn pipe_name(user: &str) -> PathBuf {
-    let user: String = user
-        .chars()
+    PathBuf::from(format!(r"\\.\pipe\lanyard-agent-{}", name_safe(user)))
+}
+
+/// `s` with anything but ASCII letters, digits and `-` turned into `_` (for pipe and file names).
+fn name_safe(s: &str) -> String {
+    s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
                 c
@@ -104,8 +108,7 @@ pub fn pipe_name(user: &str) -> PathBuf {
                 '_'
             }
         })
-        .collect();
-    PathBuf::from(format!(r"\\.\pipe\lanyard-agent-{user}"))
+        .collect()
 }
 
 /// Windows: the agent's own directory, `%LOCALAPPDATA%\Lanyard` (for the lock and the log),
@@ -129,19 +132,7 @@ pub fn lock_file_name(endpoint: &Path, default: Option<&Path>) -> String {
         return "agent.lock".into();
     }
     let whole = endpoint.to_string_lossy();
-    let name: String = whole
-        .rsplit(['\\', '/'])
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = name_safe(whole.rsplit(['\\', '/']).next().unwrap_or_default());
     format!("agent-{name}.lock")
 }
 
