@@ -45,9 +45,11 @@ fn serve(
     routes: HashMap<String, Endpoint>,
     faults: Faults,
     latency: Latency,
+    clock: TestClock,
 ) -> JoinHandle<()> {
     let layer = FaultLayer {
         faults,
+        clock,
         latency,
         routes: Arc::new(routes),
     };
@@ -123,11 +125,12 @@ impl Testbed {
         let mut tasks = Vec::new();
         let mut key_iter = keys.into_iter();
         let idp_key = key_iter.next().context("no IdP key")?;
+        let idp_clock = clock.with_own_skew();
         let idp_state = Arc::new(IdpState::new(
             idp_config,
             &idp_origin,
             idp_key,
-            clock.clone(),
+            idp_clock.clone(),
             audiences,
         ));
         let idp = IdpHandle {
@@ -141,6 +144,7 @@ impl Testbed {
             routes,
             idp.faults.clone(),
             latency.clone(),
+            idp_clock,
         ));
 
         let mut as_handles = Vec::new();
@@ -157,11 +161,12 @@ impl Testbed {
                 .trusted_idp
                 .clone()
                 .unwrap_or_else(|| (idp_issuer.clone(), idp_jwks.clone()));
+            let as_clock = clock.with_own_skew();
             let state = Arc::new(AsState::new(
                 config,
                 &origin,
                 key,
-                clock.clone(),
+                as_clock.clone(),
                 trusted,
                 resources,
                 http.clone(),
@@ -177,6 +182,7 @@ impl Testbed {
                 routes,
                 handle.faults.clone(),
                 latency.clone(),
+                as_clock,
             ));
             as_handles.push(handle);
         }
@@ -192,7 +198,8 @@ impl Testbed {
                 prm_url: crate::mcp::prm_url(&origin, &config),
                 as_issuer: protector.issuer().to_string(),
                 as_key: Arc::clone(&protector.state.key),
-                clock: clock.clone(),
+                // A resource server keeps the time of the authorization server it trusts.
+                clock: protector.state.clock.clone(),
                 counters: Default::default(),
                 runtime: Default::default(),
                 config,
@@ -201,6 +208,7 @@ impl Testbed {
                 state: Arc::clone(&state),
                 faults: Faults::default(),
             };
+            let mcp_clock = state.clock.clone();
             let (router, routes) = crate::mcp::router(state);
             tasks.push(serve(
                 listener,
@@ -208,6 +216,7 @@ impl Testbed {
                 routes,
                 handle.faults.clone(),
                 latency.clone(),
+                mcp_clock,
             ));
             mcp_handles.push(handle);
         }

@@ -42,11 +42,26 @@ pub fn excerpt(body: &[u8]) -> String {
     text
 }
 
-/// Whether a transport failure could not even reach the server, or got no timely answer.
+/// Why a request got no HTTP answer: each kind has its own message, so the user and the helpdesk
+/// can tell a typo in a host name from a server that is down or a network that swallows packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
-    Connect,
+    /// The host name did not resolve.
+    Dns,
+    /// Nothing listens at that address and port (the host answered with a refusal).
+    Refused,
+    /// No answer in time (connecting, or waiting for the response).
     Timeout,
+    /// The server's certificate is signed by no authority Lanyard trusts.
+    TlsUntrusted,
+    /// The server's certificate has expired (or is not valid yet).
+    TlsExpired,
+    /// Another TLS failure (wrong name, handshake refused).
+    Tls,
+    /// The configured proxy could not be reached or would not open a tunnel.
+    Proxy,
+    /// Another failure while connecting.
+    Connect,
     Other,
 }
 

@@ -121,6 +121,7 @@ pub(crate) struct IdpCounters {
     rejected_token_exchanges: AtomicU64,
     device_authorizations: AtomicU64,
     device_grants: AtomicU64,
+    jwks_fetches: AtomicU64,
     revocations: Mutex<Vec<RevocationRecord>>,
     wire_secrets: Mutex<WireSecrets>,
 }
@@ -203,6 +204,8 @@ pub struct IdpStats {
     pub device_grants: u64,
     /// Revocation requests received.
     pub revocations: Vec<RevocationRecord>,
+    /// `GET /jwks` requests.
+    pub jwks_fetches: u64,
 }
 
 pub(crate) struct IdpState {
@@ -211,7 +214,10 @@ pub(crate) struct IdpState {
     /// Origin + issuer path, no trailing slash: endpoint URLs hang off it.
     pub base_url: String,
     pub base_path: String,
-    pub key: Arc<SigningKey>,
+    /// The key that signs now; the JWKS publishes it alone.
+    key: Mutex<Arc<SigningKey>>,
+    /// Keys rotated out: tokens they signed are still accepted as subject tokens.
+    retired_keys: Mutex<Vec<Arc<SigningKey>>>,
     pub clock: TestClock,
     /// Known audiences: AS issuer → client id for the ID-JAG `client_id` claim.
     pub audiences: HashMap<String, String>,
@@ -248,7 +254,8 @@ impl IdpState {
             issuer,
             base_url: format!("{origin}{base_path}"),
             base_path,
-            key,
+            key: Mutex::new(key),
+            retired_keys: Mutex::new(Vec::new()),
             clock,
             audiences,
             data: Mutex::new(IdpData::default()),
@@ -261,6 +268,18 @@ impl IdpState {
             ],
             config,
         }
+    }
+
+    /// The key that signs ID tokens and ID-JAGs now.
+    pub(crate) fn signing_key(&self) -> Arc<SigningKey> {
+        Arc::clone(&lock(&self.key))
+    }
+
+    /// The current key followed by the retired ones.
+    pub(crate) fn verification_keys(&self) -> Vec<Arc<SigningKey>> {
+        let mut keys = vec![self.signing_key()];
+        keys.extend(lock(&self.retired_keys).iter().cloned());
+        keys
     }
 
     fn data(&self) -> MutexGuard<'_, IdpData> {
@@ -375,7 +394,8 @@ async fn metadata(State(state): State<Arc<IdpState>>) -> Json<Value> {
 }
 
 async fn jwks(State(state): State<Arc<IdpState>>) -> Json<Value> {
-    Json(state.key.jwks())
+    state.counters.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    Json(state.signing_key().jwks())
 }
 
 async fn revoke(State(state): State<Arc<IdpState>>, headers: HeaderMap, body: Body) -> Response {
@@ -537,7 +557,22 @@ impl IdpHandle {
             device_authorizations: n(&c.device_authorizations),
             device_grants: n(&c.device_grants),
             revocations: lock(&c.revocations).clone(),
+            jwks_fetches: n(&c.jwks_fetches),
         }
+    }
+
+    /// Rotates the signing key: a new key (new `kid`) signs from now on and the JWKS publishes only
+    /// it; tokens signed by the old one stay acceptable as subject tokens.
+    pub async fn rotate_signing_key(&self) -> anyhow::Result<()> {
+        let new = tokio::task::spawn_blocking(SigningKey::generate).await??;
+        let old = std::mem::replace(&mut *lock(&self.state.key), Arc::new(new));
+        lock(&self.state.retired_keys).push(old);
+        Ok(())
+    }
+
+    /// Sets how far the IdP's clock is off (negative = behind); its tokens and `Date` follow it.
+    pub fn set_clock_skew(&self, skew_secs: i64) {
+        self.state.clock.set_skew_secs(skew_secs);
     }
 
     /// Every code, PKCE verifier and token that crossed the token endpoint so far.
