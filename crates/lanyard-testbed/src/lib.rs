@@ -55,7 +55,7 @@ pub mod oauth;
 mod testbed;
 
 pub use auth_server::{AsHandle, AsStats};
-pub use browser::{complete_device, complete_login, BrowserVisit};
+pub use browser::{complete_device, complete_login, complete_login_trusting, BrowserVisit};
 pub use clock::TestClock;
 pub use config::{
     AsConfig, ClientAuth, IdpConfig, IssuerPath, McpConfig, MetadataStyle, PrmLocation,

@@ -56,6 +56,8 @@ pub enum TransportKind {
     TlsUntrusted,
     /// The server's certificate has expired (or is not valid yet).
     TlsExpired,
+    /// The connection closed (or was reset) before the answer was complete.
+    Cut,
     /// Another TLS failure (wrong name, handshake refused).
     Tls,
     /// The configured proxy could not be reached or would not open a tunnel.

@@ -349,6 +349,7 @@ pub(crate) fn transport_error(url: &str, e: &reqwest::Error) -> WireError {
         TransportKind::Dns => "the host name could not be resolved (DNS)".to_owned(),
         TransportKind::Refused => "the connection was refused (nothing listens there)".to_owned(),
         TransportKind::Timeout => "timed out (no answer in time)".to_owned(),
+        TransportKind::Cut => "the connection was cut before the answer came".to_owned(),
         TransportKind::TlsUntrusted => "its TLS certificate is not trusted (unknown issuer); \
             if your network inspects TLS, IT must provide its CA in settings.extra_ca_files"
             .to_owned(),
@@ -382,9 +383,21 @@ fn transport_kind(e: &reqwest::Error) -> TransportKind {
     if e.is_timeout() {
         return TransportKind::Timeout;
     }
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+    let mut causes: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(cause) = next {
+        causes.push(cause);
+        // An io::Error's `source()` skips the error it wraps (rustls' verdict travels so).
+        next = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => std::error::Error::source(io),
+            },
+            None => cause.source(),
+        };
+    }
+    for cause in &causes {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
             return match tls {
                 rustls::Error::InvalidCertificate(
                     rustls::CertificateError::UnknownIssuer
@@ -399,10 +412,16 @@ fn transport_kind(e: &reqwest::Error) -> TransportKind {
                 _ => TransportKind::Tls,
             };
         }
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+    }
+    for cause in &causes {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => return TransportKind::Refused,
                 std::io::ErrorKind::TimedOut => return TransportKind::Timeout,
+                std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe => return TransportKind::Cut,
                 _ => {}
             }
             // A CONNECT the proxy answered with anything but 2xx.
@@ -411,10 +430,9 @@ fn transport_kind(e: &reqwest::Error) -> TransportKind {
             }
         }
         // hyper-util's connector names a resolver failure "dns error" (its type is private).
-        if s.to_string() == "dns error" {
+        if cause.to_string() == "dns error" {
             return TransportKind::Dns;
         }
-        source = s.source();
     }
     if e.is_connect() {
         TransportKind::Connect
