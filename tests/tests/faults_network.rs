@@ -458,3 +458,245 @@ async fn connect_proxy_from_the_policy_carries_the_traffic_and_its_loss_heals() 
         "the recovery went around the proxy"
     );
 }
+
+// ---- clocks ten minutes off -------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Skewed {
+    Idp,
+    AuthorizationServer,
+}
+
+/// One server's clock is `skew_secs` off; ID tokens live 5 minutes and ID-JAGs 5 minutes, so ten
+/// minutes is beyond any lifetime. Sign-in works and the session is scheduled on this computer's
+/// clock; the grant fails as "clock skew" naming which side is ahead; fixing the clock heals it.
+async fn clock_row(who: Skewed, skew_secs: i64, expect: &str) {
+    let mut config = one_server();
+    config.idp.id_token_lifetime = Duration::from_secs(300);
+    let tb = testbed(config).await;
+    match who {
+        Skewed::Idp => tb.idp().set_clock_skew(skew_secs),
+        Skewed::AuthorizationServer => tb
+            .auth_server("docs")
+            .expect("as")
+            .set_clock_skew(skew_secs),
+    }
+    let lanyard = start_engine(&tb, &policy_json(&tb), quick());
+    lanyard.sign_in().await;
+    let status = lanyard.engine.status();
+    let IdpStatus::SignedIn {
+        id_token_expires_at,
+        ..
+    } = status.idp
+    else {
+        panic!("not signed in: {:?}", status.idp);
+    };
+    // On this computer's clock, whatever the IdP's says: five minutes from now.
+    let life = id_token_expires_at as i64 - lanyard.now() as i64;
+    assert!((290..=310).contains(&life), "ID token life {life} s");
+
+    let (error, retry_at) = failing_error(&lanyard).await;
+    assert!(error.starts_with("clock skew: "), "{error}");
+    assert!(error.contains(expect), "{error:?} should say {expect:?}");
+    assert!(error.contains("synchronize"), "{error}");
+    assert_no_secret(&tb, &lanyard.engine.status());
+    // Not a policy refusal: the server is retried, never shown as denied.
+    assert_eq!(tb.idp().stats().rejected_token_exchanges, 0);
+
+    match who {
+        Skewed::Idp => tb.idp().set_clock_skew(0),
+        Skewed::AuthorizationServer => tb.auth_server("docs").expect("as").set_clock_skew(0),
+    }
+    recovers(&tb, &lanyard, retry_at, None).await;
+}
+
+#[tokio::test]
+async fn idp_clock_10_min_ahead_is_named_clock_skew_and_heals() {
+    clock_row(
+        Skewed::Idp,
+        600,
+        "the identity provider's clock is 10 min ahead of the authorization server's",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn idp_clock_10_min_behind_is_named_clock_skew_and_heals() {
+    // Without the IdP's `Date`, its five-minute ID token would look expired at sign-in.
+    clock_row(
+        Skewed::Idp,
+        -600,
+        "the identity provider's clock is 10 min behind the authorization server's",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn as_clock_10_min_ahead_is_named_clock_skew_and_heals() {
+    clock_row(
+        Skewed::AuthorizationServer,
+        600,
+        "the identity provider's clock is 10 min behind the authorization server's",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn as_clock_10_min_behind_is_named_clock_skew_and_heals() {
+    clock_row(
+        Skewed::AuthorizationServer,
+        -600,
+        "the identity provider's clock is 10 min ahead of the authorization server's",
+    )
+    .await;
+}
+
+// ---- keys and metadata that change under a live session -------------------------------------
+
+/// JWKS fetches made by Lanyard (the authorization server fetches the IdP's keys too).
+fn lanyard_jwks_fetches(tb: &Testbed) -> u64 {
+    tb.idp().stats().jwks_fetches - tb.auth_server("docs").expect("as").stats().jwks_fetches
+}
+
+#[tokio::test]
+async fn idp_signing_key_rotation_refetches_the_keys_once_and_rate_limited() {
+    let tb = testbed(one_server()).await;
+    let lanyard = start_engine(&tb, &policy_json(&tb), quick());
+    lanyard.sign_in().await;
+    lanyard.wait_granted("docs").await;
+    assert_eq!(
+        lanyard_jwks_fetches(&tb),
+        1,
+        "discovery fetches the keys once"
+    );
+
+    // The IdP rotates: its JWKS now holds only the new key. The next renewal verifies with it.
+    tb.idp().rotate_signing_key().await.expect("rotate");
+    let refreshes = tb.idp().stats().refresh_grants;
+    lanyard.advance(&tb, Duration::from_secs(50 * 60));
+    eventually("the session renewed", || {
+        tb.idp().stats().refresh_grants > refreshes
+    })
+    .await;
+    let renewed_from = lanyard.now();
+    let status = lanyard
+        .wait("renewed with the new key", |s| {
+            matches!(&s.idp, IdpStatus::SignedIn { id_token_expires_at, refresh_error: None, .. }
+                if *id_token_expires_at > renewed_from)
+        })
+        .await;
+    assert_no_secret(&tb, &status);
+    lanyard
+        .wait_server(
+            "docs",
+            "granted after the rotation",
+            |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > renewed_from),
+        )
+        .await;
+    // (Counted once the grant is done: the authorization server fetches the new key too.)
+    assert_eq!(
+        lanyard_jwks_fetches(&tb),
+        2,
+        "one refetch for the new key id"
+    );
+
+    // A second rotation within the minute: no second fetch; a sign-in then says why and the
+    // session in hand stays usable.
+    tb.idp().rotate_signing_key().await.expect("rotate");
+    let error = tokio::time::timeout(WAIT, lanyard.engine.sign_in())
+        .await
+        .expect("sign-in timed out")
+        .expect_err("a key id unknown within the minute");
+    assert!(
+        error
+            .to_string()
+            .contains("signed by a key the identity provider does not publish"),
+        "{error}"
+    );
+    assert_eq!(lanyard_jwks_fetches(&tb), 2, "rate-limited");
+    assert!(matches!(
+        lanyard.engine.status().idp,
+        IdpStatus::SignedIn { .. }
+    ));
+    let token = lanyard.token("docs", 60).await;
+    assert_accepted(
+        tb.mcp_server("docs").expect("mcp"),
+        token.access_token.expose(),
+    )
+    .await;
+
+    // A minute on, the keys are fetched again and the sign-in succeeds.
+    lanyard.advance(&tb, Duration::from_secs(61));
+    let signed_in_from = lanyard.now();
+    lanyard.sign_in().await;
+    lanyard
+        .wait_server(
+            "docs",
+            "granted after the second rotation",
+            |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > signed_in_from),
+        )
+        .await;
+    assert_eq!(lanyard_jwks_fetches(&tb), 3);
+}
+
+#[tokio::test]
+async fn authorization_server_metadata_change_is_rediscovered_between_grants() {
+    let tb = testbed(one_server()).await;
+    let lanyard = start_engine(&tb, &policy_json(&tb), quick());
+    lanyard.sign_in().await;
+    let first_exp = lanyard.wait_granted("docs").await;
+    let as_handle = tb.auth_server("docs").expect("as");
+    let mints = as_handle.stats().jwt_bearer_mints;
+
+    // Between two grants the authorization server moves its token endpoint.
+    let old_endpoint = as_handle.token_endpoint();
+    as_handle.move_token_endpoint();
+    assert_ne!(as_handle.token_endpoint(), old_endpoint);
+    let mut states = lanyard.engine.subscribe();
+    let saw_failing = tokio::spawn(async move {
+        let mut failing = false;
+        while states.changed().await.is_ok() {
+            let status = states.borrow_and_update().clone();
+            failing |= matches!(
+                status.server("docs").map(|s| &s.state),
+                Some(ServerState::Failing { .. })
+            );
+            if matches!(status.server("docs").map(|s| &s.state),
+                Some(ServerState::Granted { expires_at, .. }) if *expires_at > first_exp)
+            {
+                break;
+            }
+        }
+        failing
+    });
+    lanyard.advance(&tb, Duration::from_secs(10));
+    lanyard.engine.refresh("docs").await.expect("refresh");
+    let exp = lanyard.wait_granted("docs").await;
+    let exp = if exp > first_exp {
+        exp
+    } else {
+        lanyard
+            .wait_server(
+                "docs",
+                "granted anew",
+                |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > first_exp),
+            )
+            .await;
+        first_exp + 10
+    };
+    assert!(exp > first_exp);
+    assert!(
+        !tokio::time::timeout(WAIT, saw_failing)
+            .await
+            .expect("watcher")
+            .expect("join"),
+        "the move must not surface as a failure"
+    );
+    assert_eq!(as_handle.stats().jwt_bearer_mints, mints + 1);
+    let token = lanyard.token("docs", 60).await;
+    assert_accepted(
+        tb.mcp_server("docs").expect("mcp"),
+        token.access_token.expose(),
+    )
+    .await;
+}

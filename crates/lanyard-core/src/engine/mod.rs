@@ -1287,7 +1287,7 @@ impl Actor {
                 };
                 slot.answer_waiters(Err(EngineError::Denied { code, description }));
             }
-            Err(GrantFailure::Retry(error)) => {
+            Err(GrantFailure::Retry(error) | GrantFailure::EndpointGone(error)) => {
                 slot.attempts += 1;
                 let delay = backoff.delay(slot.attempts, Self::jitter());
                 let retry_at = now + delay.as_secs().max(1);

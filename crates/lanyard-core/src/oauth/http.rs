@@ -127,6 +127,19 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// The server's time from its `Date` header, in Unix seconds.
+    pub fn server_time(&self) -> Option<u64> {
+        let date = self.header_values("date").next()?;
+        let parsed = chrono::DateTime::parse_from_rfc2822(date.trim()).ok()?;
+        u64::try_from(parsed.timestamp()).ok()
+    }
+
+    /// How far the server's clock is ahead of `local_now` (negative: behind), by its `Date`.
+    pub fn clock_offset(&self, local_now: u64) -> Option<i64> {
+        let server = i64::try_from(self.server_time()?).ok()?;
+        Some(server - i64::try_from(local_now).ok()?)
+    }
+
     /// All values of header `name` (case-insensitive).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
