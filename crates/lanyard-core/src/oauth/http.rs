@@ -453,3 +453,33 @@ fn transport_kind(e: &reqwest::Error) -> TransportKind {
         TransportKind::Other
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dated(date: &str) -> HttpResponse {
+        HttpResponse {
+            url: Url::parse("https://idp.example/token").expect("url"),
+            status: 200,
+            headers: vec![("Date".into(), date.into())],
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_date_header_gives_the_servers_clock_offset() {
+        let response = dated("Sat, 28 Nov 2026 10:50:00 GMT");
+        assert_eq!(response.server_time(), Some(1_795_863_000));
+        assert_eq!(response.clock_offset(1_795_862_400), Some(600));
+        assert_eq!(response.clock_offset(1_795_863_600), Some(-600));
+        assert_eq!(dated("yesterday-ish").clock_offset(1_795_863_000), None);
+    }
+
+    #[test]
+    fn a_proxy_is_shown_without_its_credentials() {
+        let shown = shown_proxy("http://alice:hunter2@proxy.corp.example:3128");
+        assert_eq!(shown, "http://proxy.corp.example:3128");
+        assert_eq!(shown_proxy("not a url"), "(unreadable proxy setting)");
+    }
+}
