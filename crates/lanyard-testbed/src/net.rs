@@ -180,8 +180,14 @@ pub(crate) fn spawn_front(
                         continue;
                     }
                     relays.retain(|r| !r.is_finished());
-                    let tls = tls.as_ref().and_then(TlsCertificate::current);
-                    relays.push(tokio::spawn(relay_to(stream, backend, tls)).abort_handle());
+                    let config = match &tls {
+                        Some(certificate) => match certificate.current() {
+                            Some(config) => Some(config),
+                            None => continue, // never plain HTTP on an HTTPS port
+                        },
+                        None => None,
+                    };
+                    relays.push(tokio::spawn(relay_to(stream, backend, config)).abort_handle());
                 }
             }
         }
