@@ -551,6 +551,37 @@ async fn as_clock_10_min_behind_is_named_clock_skew_and_heals() {
     .await;
 }
 
+#[tokio::test]
+async fn this_computers_clock_10_min_ahead_is_corrected_for() {
+    // Both servers agree; this computer is ten minutes ahead of them. A five-minute ID token would
+    // look expired by our clock: Lanyard checks it on the IdP's (`Date`) and schedules on ours.
+    let mut config = one_server();
+    config.idp.id_token_lifetime = Duration::from_secs(300);
+    let tb = testbed(config).await;
+    let lanyard = start_engine(&tb, &policy_json(&tb), quick());
+    lanyard
+        .clock
+        .set(tb.clock().now() + Duration::from_secs(600));
+    lanyard.sign_in().await;
+    let IdpStatus::SignedIn {
+        id_token_expires_at,
+        ..
+    } = lanyard.engine.status().idp
+    else {
+        panic!("not signed in: {:?}", lanyard.engine.status().idp);
+    };
+    let life = id_token_expires_at as i64 - lanyard.now() as i64;
+    assert!((290..=310).contains(&life), "ID token life {life} s");
+    let expires_at = lanyard.wait_granted("docs").await;
+    assert!(expires_at > lanyard.now() + 250, "scheduled on our clock");
+    let token = lanyard.token("docs", 60).await;
+    assert_accepted(
+        tb.mcp_server("docs").expect("mcp"),
+        token.access_token.expose(),
+    )
+    .await;
+}
+
 // ---- keys and metadata that change under a live session -------------------------------------
 
 /// JWKS fetches made by Lanyard (the authorization server fetches the IdP's keys too).
