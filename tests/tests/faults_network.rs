@@ -197,6 +197,8 @@ async fn gate_fault(mode: GateMode, expect: &str, not: &[&str]) {
         .expect("gate")
         .clone();
     gate.set(mode);
+    // Let the client's pool see its kept-alive connections cut before the next grant.
+    let_ticks_pass(5).await;
     lanyard.engine.refresh("docs").await.expect("refresh");
     let (error, retry_at) = failing_error(&lanyard).await;
     assert!(error.contains(expect), "{error:?} should say {expect:?}");
@@ -441,7 +443,8 @@ async fn connect_proxy_from_the_policy_carries_the_traffic_and_its_loss_heals() 
 
     // The proxy goes away (its port closes, its tunnels are cut).
     proxy.stop();
-    let_ticks_pass(3).await;
+    // Let the client's pool see its tunnels cut before the next grant.
+    let_ticks_pass(5).await;
     lanyard.engine.refresh("docs").await.expect("refresh");
     let (error, retry_at) = failing_error(&lanyard).await;
     assert!(
