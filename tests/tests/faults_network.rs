@@ -149,9 +149,21 @@ async fn dns_failure_is_named_and_heals_when_the_policy_is_fixed() {
     let tb = testbed(one_server()).await;
     let mut policy = policy_json(&tb);
     let good_url = server_entry(&mut policy, "docs")["url"].clone();
-    // RFC 6761: `.invalid` never resolves.
+    // RFC 6761: `.invalid` never resolves. The resolver may be slow to say so (a machine whose
+    // name server is unreachable retries it): the timeouts leave it room, so a slow "no" still
+    // reads as DNS, not as a timeout.
     server_entry(&mut policy, "docs")["url"] = json!("https://docs.lanyard-faults.invalid/mcp");
-    let lanyard = start_engine(&tb, &policy, quick());
+    let lanyard = start_engine(
+        &tb,
+        &policy,
+        Options {
+            tweak: Box::new(|c| {
+                c.http.connect_timeout = Duration::from_secs(8);
+                c.http.request_timeout = Duration::from_secs(8);
+            }),
+            ..Options::default()
+        },
+    );
     lanyard.sign_in().await;
     let (error, _) = failing_error(&lanyard).await;
     assert!(error.contains("could not be resolved (DNS)"), "{error}");
