@@ -746,3 +746,40 @@ async fn authorization_server_metadata_change_is_rediscovered_between_grants() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn idp_metadata_change_is_rediscovered_without_ending_the_session() {
+    let tb = testbed(one_server()).await;
+    let lanyard = start_engine(&tb, &policy_json(&tb), quick());
+    lanyard.sign_in().await;
+    lanyard.wait_granted("docs").await;
+    let refreshes = tb.idp().stats().refresh_grants;
+
+    // The IdP moves its token endpoint under the live session; 50 minutes on, the session is
+    // renewed (and the access token re-granted) through the new one, with no sign-in.
+    tb.idp().move_token_endpoint();
+    lanyard.advance(&tb, Duration::from_secs(50 * 60));
+    let renewed_from = lanyard.now();
+    lanyard
+        .wait_server(
+            "docs",
+            "granted through the moved endpoint",
+            |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > renewed_from),
+        )
+        .await;
+    let status = lanyard.engine.status();
+    assert!(
+        matches!(&status.idp, IdpStatus::SignedIn { id_token_expires_at, refresh_error: None, .. }
+            if *id_token_expires_at > renewed_from),
+        "{:?}",
+        status.idp
+    );
+    assert_eq!(tb.idp().stats().refresh_grants, refreshes + 1);
+    assert_eq!(tb.idp().stats().logins, 1, "no new sign-in");
+    let token = lanyard.token("docs", 60).await;
+    assert_accepted(
+        tb.mcp_server("docs").expect("mcp"),
+        token.access_token.expose(),
+    )
+    .await;
+}

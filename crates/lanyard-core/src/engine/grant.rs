@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::oauth::discovery::{self, AuthorizationServerMetadata};
 use crate::oauth::token::{self, IdJagExchange, TokenEndpoint, TOKEN_TYPE_ID_TOKEN};
-use crate::oauth::{AssertionInputs, Client, HttpExecutor, TransportKind, WireError};
+use crate::oauth::{AssertionInputs, Client, HttpExecutor, WireError};
 use crate::policy::{ServerMode, ServerPolicy};
 use crate::secret::Secret;
 use crate::signin::{random_id, IdpClient};
@@ -45,6 +45,9 @@ pub enum GrantFailure {
     /// The authorization server's token endpoint is not where its (cached) metadata said: look
     /// again before anything else.
     EndpointGone(String),
+    /// The IdP's token endpoint (`endpoint`) is not where its metadata said: renew the session
+    /// (which reads the IdP's metadata again), then retry.
+    IdpEndpointGone { error: String, endpoint: url::Url },
 }
 
 /// The lifetime assumed when a server omits `expires_in`.
@@ -191,7 +194,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                     id_jag_lifetime = r.expires_in;
                     r.access_token
                 }
-                Err(e) => return Err(classify_idp_error(e)),
+                Err(e) => return Err(classify_idp_error(e, &idp.metadata.token_endpoint)),
             };
             token::jwt_bearer(
                 &as_endpoint,
@@ -234,7 +237,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
 }
 
 /// Errors of the token exchange at the IdP.
-fn classify_idp_error(e: WireError) -> GrantFailure {
+fn classify_idp_error(e: WireError, endpoint: &url::Url) -> GrantFailure {
     match &e {
         WireError::OAuth(body) => match body.error.as_str() {
             "access_denied" | "invalid_target" | "unauthorized_client" => GrantFailure::Denied {
@@ -249,6 +252,10 @@ fn classify_idp_error(e: WireError) -> GrantFailure {
             },
             _ => GrantFailure::Retry(format!("identity provider: {e}")),
         },
+        _ if e.is_endpoint_gone() => GrantFailure::IdpEndpointGone {
+            error: format!("identity provider: {e}"),
+            endpoint: endpoint.clone(),
+        },
         _ => GrantFailure::Retry(format!("identity provider: {e}")),
     }
 }
@@ -260,14 +267,9 @@ fn classify_as_error(e: WireError) -> GrantFailure {
             code: body.error.clone(),
             description: body.description.clone(),
         },
-        WireError::Status {
-            status: 404 | 405 | 410,
-            ..
+        _ if e.is_endpoint_gone() => {
+            GrantFailure::EndpointGone(format!("authorization server: {e}"))
         }
-        | WireError::Transport {
-            kind: TransportKind::Refused | TransportKind::Dns,
-            ..
-        } => GrantFailure::EndpointGone(format!("authorization server: {e}")),
         _ => GrantFailure::Retry(format!("authorization server: {e}")),
     }
 }

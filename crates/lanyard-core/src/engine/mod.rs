@@ -418,6 +418,8 @@ enum Event {
         generation: u64,
         result: Result<IdpTokens, SignInError>,
         keychain: Option<Result<(), StoreError>>,
+        /// The IdP's metadata, read again because its token endpoint had moved.
+        rediscovered: Option<Arc<IdpClient>>,
     },
     KeychainResult(Result<(), StoreError>),
     /// Discovery done ahead of the first grant (while the user is still signing in).
@@ -1073,7 +1075,10 @@ impl Actor {
         let store = self.config.store.clone();
         debug!("refreshing the identity provider session");
         tokio::spawn(async move {
-            let result = client.refresh(&http, clock.as_ref(), &refresh_token).await;
+            let (rediscovered, result) = client
+                .refresh_rediscovering(&http, clock.as_ref(), &refresh_token)
+                .await;
+            let client = rediscovered.clone().unwrap_or(client);
             // Rotation: the new refresh token is in the keychain before anything can use it.
             let keychain =
                 persist_refresh_token(store, &client, &result, Some(&refresh_token)).await;
@@ -1085,6 +1090,7 @@ impl Actor {
                 generation,
                 result,
                 keychain,
+                rediscovered,
             });
         });
     }
@@ -1220,6 +1226,17 @@ impl Actor {
             slot.extra_scopes.clear();
         }
         let mut regrant = false;
+        // The IdP's token endpoint moved: renewing the session reads its metadata again; when
+        // that already happened since this grant started, the grant goes again at once.
+        let idp_gone = match &result {
+            Err(GrantFailure::IdpEndpointGone { endpoint, .. }) => Some(
+                self.idp
+                    .client
+                    .as_ref()
+                    .is_some_and(|c| c.metadata.token_endpoint != *endpoint),
+            ),
+            _ => None,
+        };
         match result {
             Ok(minted) => {
                 let expires_at = now + minted.expires_in;
@@ -1287,7 +1304,11 @@ impl Actor {
                 };
                 slot.answer_waiters(Err(EngineError::Denied { code, description }));
             }
-            Err(GrantFailure::Retry(error) | GrantFailure::EndpointGone(error)) => {
+            Err(
+                GrantFailure::Retry(error)
+                | GrantFailure::EndpointGone(error)
+                | GrantFailure::IdpEndpointGone { error, .. },
+            ) => {
                 slot.attempts += 1;
                 let delay = backoff.delay(slot.attempts, Self::jitter());
                 let retry_at = now + delay.as_secs().max(1);
@@ -1309,6 +1330,11 @@ impl Actor {
         }
         if regrant {
             self.start_grant(&id);
+        }
+        match idp_gone {
+            Some(true) => self.start_grant(&id),
+            Some(false) => self.start_idp_refresh(),
+            None => {}
         }
         if refresh_idp {
             // Force a refresh even though the ID token looked fresh.
@@ -1375,10 +1401,15 @@ impl Actor {
                 generation,
                 result,
                 keychain,
+                rediscovered,
             } => {
                 self.note_keychain(keychain);
                 if generation != self.idp.generation {
                     return;
+                }
+                let moved = rediscovered.is_some();
+                if let Some(client) = rediscovered {
+                    self.idp.client = Some(client);
                 }
                 self.idp.refresh_in_flight = false;
                 let now = self.now();
@@ -1393,10 +1424,16 @@ impl Actor {
                         self.idp.tokens = Some(tokens);
                         self.idp.refresh_attempts = 0;
                         self.idp.refresh_error = None;
+                        // After a move, servers that failed on the old endpoint go again now.
                         let waiting: Vec<String> = self
                             .servers
                             .values()
-                            .filter(|s| s.awaiting_idp)
+                            .filter(|s| {
+                                s.awaiting_idp
+                                    || (moved
+                                        && !s.in_flight
+                                        && matches!(s.state, ServerState::Failing { .. }))
+                            })
                             .map(|s| s.policy.id.clone())
                             .collect();
                         for id in waiting {

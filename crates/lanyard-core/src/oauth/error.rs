@@ -125,6 +125,21 @@ impl WireError {
         }
     }
 
+    /// The endpoint is not (or no longer) there: 404, 405 or 410 without an OAuth error, or a
+    /// host that refuses connections or does not resolve. Cached metadata is worth reading again.
+    pub fn is_endpoint_gone(&self) -> bool {
+        matches!(
+            self,
+            WireError::Status {
+                status: 404 | 405 | 410,
+                ..
+            } | WireError::Transport {
+                kind: TransportKind::Refused | TransportKind::Dns,
+                ..
+            }
+        )
+    }
+
     /// The OAuth error code, if the server sent one.
     pub fn oauth_code(&self) -> Option<&str> {
         match self {

@@ -68,7 +68,8 @@ impl SignInError {
     /// Worth retrying by itself later (network, 5xx).
     pub fn is_transient(&self) -> bool {
         match self {
-            SignInError::Wire(w) => w.is_transient(),
+            // A moved endpoint is the server's doing, not the session's end.
+            SignInError::Wire(w) => w.is_transient() || w.is_endpoint_gone(),
             // A key rotation still spreading through the IdP's caches: worth a later try.
             SignInError::UnknownSigningKey => true,
             _ => false,
@@ -278,6 +279,35 @@ impl IdpClient {
         let response = token::parse_token_response(&answer)?;
         self.tokens_from(http, response, clock, offset, Some(&pending.nonce))
             .await
+    }
+
+    /// [`IdpClient::refresh`], reading the IdP's metadata again when its token endpoint has gone
+    /// (moved): the new client comes back when it differs, for the caller to keep.
+    pub async fn refresh_rediscovering(
+        &self,
+        http: &HttpExecutor,
+        clock: &dyn Clock,
+        refresh_token: &Secret,
+    ) -> (Option<Arc<IdpClient>>, Result<IdpTokens, SignInError>) {
+        let result = self.refresh(http, clock, refresh_token).await;
+        if !matches!(&result, Err(SignInError::Wire(w)) if w.is_endpoint_gone()) {
+            return (None, result);
+        }
+        let fresh = match IdpClient::discover(
+            http,
+            self.issuer(),
+            self.client.clone(),
+            self.scopes.clone(),
+            self.extra_authorize_params.clone(),
+        )
+        .await
+        {
+            Ok(fresh) if fresh.metadata.token_endpoint != self.metadata.token_endpoint => fresh,
+            _ => return (None, result),
+        };
+        tracing::info!("the identity provider's metadata changed; renewing against the new one");
+        let result = fresh.refresh(http, clock, refresh_token).await;
+        (Some(Arc::new(fresh)), result)
     }
 
     /// Refreshes the session. A rotated refresh token comes back in `refresh_token`.

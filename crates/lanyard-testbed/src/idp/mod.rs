@@ -227,6 +227,8 @@ pub(crate) struct IdpState {
     pub client_jtis: Mutex<HashSet<String>>,
     /// Acceptable `aud` values of client assertions: issuer and token endpoint.
     pub assertion_audiences: Vec<String>,
+    /// The token endpoint has moved to `{base}/v2/token`; the old path answers 404.
+    pub token_moved: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -262,6 +264,7 @@ impl IdpState {
             policy: Mutex::new(policy),
             counters: IdpCounters::default(),
             client_jtis: Mutex::new(HashSet::new()),
+            token_moved: std::sync::atomic::AtomicBool::new(false),
             assertion_audiences: vec![
                 issuer_for_aud.clone(),
                 format!("{origin}{base_path_for_aud}/token"),
@@ -287,7 +290,11 @@ impl IdpState {
     }
 
     fn token_endpoint(&self) -> String {
-        format!("{}/token", self.base_url)
+        if self.token_moved.load(Ordering::SeqCst) {
+            format!("{}/v2/token", self.base_url)
+        } else {
+            format!("{}/token", self.base_url)
+        }
     }
 
     fn verifier(&self) -> ClientVerifier<'_> {
@@ -316,7 +323,7 @@ impl IdpState {
         json!({
             "issuer": self.issuer,
             "authorization_endpoint": format!("{b}/authorize"),
-            "token_endpoint": format!("{b}/token"),
+            "token_endpoint": self.token_endpoint(),
             "jwks_uri": format!("{b}/jwks"),
             "revocation_endpoint": format!("{b}/revoke"),
             "device_authorization_endpoint": format!("{b}/device_authorization"),
@@ -371,11 +378,13 @@ pub(crate) fn router(state: Arc<IdpState>) -> (Router, HashMap<String, Endpoint>
     for (suffix, endpoint) in endpoints {
         routes.insert(format!("{bp}{suffix}"), endpoint);
     }
+    routes.insert(format!("{bp}/v2/token"), Endpoint::Token);
     let router = router
         .route(&format!("{bp}/jwks"), get(jwks))
         .route(&format!("{bp}/authorize"), get(login::authorize))
         .route(&format!("{bp}/login"), post(login::login))
-        .route(&format!("{bp}/token"), post(token::token))
+        .route(&format!("{bp}/token"), post(old_token))
+        .route(&format!("{bp}/v2/token"), post(moved_token))
         .route(&format!("{bp}/revoke"), post(revoke))
         .route(
             &format!("{bp}/device_authorization"),
@@ -423,6 +432,22 @@ async fn revoke(State(state): State<Arc<IdpState>>, headers: HeaderMap, body: Bo
         revoked: revoked.to_string(),
     });
     axum::http::StatusCode::OK.into_response()
+}
+
+/// The token endpoint at its first path: 404 once it has moved.
+async fn old_token(state: State<Arc<IdpState>>, headers: HeaderMap, body: Body) -> Response {
+    if state.token_moved.load(Ordering::SeqCst) {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    token::token(state, headers, body).await
+}
+
+/// The token endpoint at its new path: 404 until it has moved.
+async fn moved_token(state: State<Arc<IdpState>>, headers: HeaderMap, body: Body) -> Response {
+    if !state.token_moved.load(Ordering::SeqCst) {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    token::token(state, headers, body).await
 }
 
 /// Runtime control of the IdP: URLs, policy, sessions, faults and counters. Cheap to clone.
@@ -568,6 +593,12 @@ impl IdpHandle {
         let old = std::mem::replace(&mut *lock(&self.state.key), Arc::new(new));
         lock(&self.state.retired_keys).push(old);
         Ok(())
+    }
+
+    /// Moves the token endpoint to `{base}/v2/token`: the metadata names the new URL and the old
+    /// path answers 404.
+    pub fn move_token_endpoint(&self) {
+        self.state.token_moved.store(true, Ordering::SeqCst);
     }
 
     /// Sets how far the IdP's clock is off (negative = behind); its tokens and `Date` follow it.
