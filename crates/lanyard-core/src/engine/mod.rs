@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 
 pub use schedule::{Backoff, RefreshRule};
 pub use status::{
-    Health, IdpStatus, KeychainStatus, PolicyStatus, Requester, ServerState, ServerStatus, Status,
-    TokenUse,
+    Health, IdpStatus, KeychainStatus, OrganizationSettings, PolicyStatus, Requester, ServerState,
+    ServerStatus, Status, TokenUse,
 };
 
 use crate::clock::Clock;
@@ -358,6 +358,7 @@ fn placeholder_status() -> Status {
         servers: Vec::new(),
         keychain: KeychainStatus::Available,
         policy: PolicyStatus::Applied,
+        organization: OrganizationSettings::default(),
         updated_at: 0,
     }
 }
@@ -1704,6 +1705,7 @@ impl Actor {
             servers,
             keychain: self.keychain.clone(),
             policy: self.policy_status.clone(),
+            organization: OrganizationSettings::from(&self.config.policy.settings),
             updated_at: self.now(),
         }
     }
@@ -1714,7 +1716,8 @@ impl Actor {
             let changed = current.idp != status.idp
                 || current.servers != status.servers
                 || current.keychain != status.keychain
-                || current.policy != status.policy;
+                || current.policy != status.policy
+                || current.organization != status.organization;
             if changed {
                 *current = status;
             }

@@ -190,7 +190,11 @@ impl HttpExecutor {
             .timeout(config.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("lanyard/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(64);
+            .pool_max_idle_per_host(64)
+            // Grants come in bursts (sign-in, a refresh) with long quiet stretches between: a
+            // connection idle for 10 s is closed then, not held (and later reaped) for a minute
+            // and a half, which would wake an idle agent for nothing.
+            .pool_idle_timeout(Duration::from_secs(10));
         for pem in &config.extra_ca_pem {
             let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {
                 WireError::Discovery(format!("an extra CA certificate is unreadable: {e}"))
