@@ -339,7 +339,9 @@ fn keychain(report: &mut Report, policy: Option<&Policy>, no_keychain: bool) {
     let mut shown = Vec::new();
     for (what, key) in &entries {
         match store.contains(key) {
-            Ok(present) => shown.push(json!({"entry": what, "key": key, "present": present})),
+            // The entry's name holds the issuer after `refresh-token:`, which redaction would
+            // blank; the label says which entry it is.
+            Ok(present) => shown.push(json!({"entry": what, "present": present})),
             Err(e) => {
                 state = match e {
                     StoreError::Locked(_) => "locked",
@@ -353,7 +355,7 @@ fn keychain(report: &mut Report, policy: Option<&Policy>, no_keychain: bool) {
     }
     report.json(
         "keychain.json",
-        &json!({"keychain": state, "error": detail, "entries": shown}),
+        &json!({"keychain": state, "service": "lanyard", "error": detail, "entries": shown}),
     );
     match detail {
         None => {

@@ -88,6 +88,8 @@ fn descriptive_value(value: &str) -> bool {
         value.to_ascii_lowercase().as_str(),
         "null" | "none" | "true" | "false" | "present" | "absent" | "[redacted]" | "redacted"
     ) || value.starts_with('[') && value.ends_with(']')
+        // Already redacted by an earlier pattern (`[redacted jwt]` is cut at its space).
+        || value.starts_with("[redacted")
         || value.starts_with('{')
 }
 
@@ -179,6 +181,20 @@ mod tests {
         hides("Cookie: sid=s3ss10n; other=1", "s3ss10n");
         hides("set-cookie: __Host-sid=xyz; Path=/", "xyz");
         hides("sent Basic dXNlcjpwYXNz to the IdP", "dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn one_marker_per_value_when_patterns_overlap() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        assert_eq!(
+            redact(&format!("authorization: Bearer {jwt}")),
+            "authorization: [redacted]"
+        );
+        assert_eq!(
+            redact(&format!(r#"{{"id_token":"{jwt}"}}"#)),
+            r#"{"id_token":"[redacted jwt]"}"#
+        );
+        assert_eq!(redact("Cookie: sid=abc"), "Cookie: [redacted]");
     }
 
     #[test]
