@@ -11,6 +11,7 @@ pub mod actions;
 pub mod autostart;
 pub mod clients;
 pub mod commands;
+pub mod diagnostics;
 pub mod host;
 pub mod link;
 pub mod notices;
