@@ -606,6 +606,24 @@ async fn only_the_keychain_holds_secrets_at_rest() {
             .expect("the session is in the keychain");
         secrets.push(("refresh token (keychain)".into(), saved.expose().to_owned()));
         let agent = world.agent_pid();
+        // The keychain is the one place at rest for the refresh token. gnome-keyring (from
+        // scripts/with-keyring.sh) keeps its collections under XDG_DATA_HOME/keyrings, encrypted
+        // with the login password: while signed in the token is in there, but not as plain text.
+        let keyrings = std::env::var_os("XDG_DATA_HOME")
+            .map(|d| Path::new(&d).join("keyrings"))
+            .expect("with-keyring.sh sets XDG_DATA_HOME");
+        let mut in_keyring_files = Vec::new();
+        let keyring_files = search_dir(&keyrings, &secrets, &mut in_keyring_files);
+        assert!(
+            keyring_files >= 1,
+            "no keyring file in {}",
+            keyrings.display()
+        );
+        assert!(
+            in_keyring_files.is_empty(),
+            "plain text in the keyring's files:\n{}",
+            in_keyring_files.join("\n")
+        );
 
         world.run_ok(&["logout"]);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -640,11 +658,6 @@ async fn only_the_keychain_holds_secrets_at_rest() {
             world.agent_log().exists() && files >= 2,
             "the search saw the agent's files ({files})"
         );
-        // gnome-keyring keeps its collections under XDG_DATA_HOME/keyrings, encrypted with the
-        // login password: the refresh token was there while signed in, but never as plain text.
-        if let Some(data) = std::env::var_os("XDG_DATA_HOME") {
-            search_dir(&Path::new(&data).join("keyrings"), &secrets, &mut found);
-        }
         assert!(found.is_empty(), "secrets at rest:\n{}", found.join("\n"));
 
         // The search can fail: a secret written under home is found.
