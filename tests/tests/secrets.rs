@@ -313,6 +313,20 @@ impl World {
         ] {
             secrets.extend(values.iter().map(|v| (label.to_owned(), v.clone())));
         }
+        // What the authorization servers saw or issued: ID-JAGs, client assertions, client
+        // secrets, access tokens.
+        for name in ["docs", "tickets", "ci", "keyed"] {
+            let wire = self
+                .testbed
+                .auth_server(name)
+                .expect("authorization server")
+                .wire_secrets();
+            assert!(!wire.is_empty(), "{name}'s token endpoint saw nothing");
+            secrets.extend(
+                wire.into_iter()
+                    .map(|v| (format!("secret at {name}'s token endpoint"), v)),
+            );
+        }
         secrets.extend(self.made.iter().cloned());
         for (label, value) in secrets.iter() {
             assert!(value.len() >= 16, "{label} is too short to search for");
@@ -631,15 +645,17 @@ async fn only_the_keychain_holds_secrets_at_rest() {
             assert!(Instant::now() < deadline, "sign-out revoked nothing");
             std::thread::sleep(Duration::from_millis(20));
         }
-        // The agent wipes the keychain entry right after the revocation; allow it a moment.
-        while keychain
-            .get(&world.refresh_token_key())
-            .expect("keychain")
-            .is_some()
-        {
+        // The agent wipes the keychain entry right after the revocation; allow it a moment. A read
+        // that races the deletion may fail (the item vanishes between search and read): retry.
+        loop {
+            let left = keychain.get(&world.refresh_token_key());
+            if matches!(left, Ok(None)) {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
-                "sign-out wipes the session from the keychain"
+                "sign-out wipes the session from the keychain: {:?}",
+                left.map(|s| s.is_some())
             );
             std::thread::sleep(Duration::from_millis(20));
         }
