@@ -25,6 +25,8 @@ pub enum MenuAction {
     RefreshAll,
     /// Connect an AI client (by its `lanyard clients` id) to Lanyard.
     ConnectClient(String),
+    /// Write a redacted diagnostics archive (`lanyard diagnose`) to Downloads and show it.
+    CopyDiagnostics,
     Quit,
 }
 
@@ -39,6 +41,7 @@ impl MenuAction {
             MenuAction::OpenStatus => "open-status".into(),
             MenuAction::RefreshAll => "refresh-all".into(),
             MenuAction::ConnectClient(client) => format!("{CLIENT_PREFIX}{client}"),
+            MenuAction::CopyDiagnostics => "copy-diagnostics".into(),
             MenuAction::Quit => "quit".into(),
         }
     }
@@ -50,6 +53,7 @@ impl MenuAction {
             "sign-out" => MenuAction::SignOut,
             "open-status" => MenuAction::OpenStatus,
             "refresh-all" => MenuAction::RefreshAll,
+            "copy-diagnostics" => MenuAction::CopyDiagnostics,
             "quit" => MenuAction::Quit,
             other => MenuAction::ConnectClient(other.strip_prefix(CLIENT_PREFIX)?.to_owned()),
         })
@@ -164,12 +168,41 @@ pub async fn perform<R: Runtime>(
         MenuAction::ConnectClient(client) => {
             crate::clients::connect(host.cli(), host.policy_path(), &client).await
         }
+        MenuAction::CopyDiagnostics => copy_diagnostics(app, &host).await,
         // Quitting the tray leaves the agent running: it serves the command-line tools.
         MenuAction::Quit => {
             app.exit(0);
             Ok(())
         }
     }
+}
+
+/// Writes the diagnostics archive to Downloads (else Desktop, else home), shows it in the file
+/// manager and names it in a notification.
+async fn copy_diagnostics<R: Runtime>(app: &AppHandle<R>, host: &Host) -> Result<(), CommandError> {
+    let paths = app.path();
+    let folder = paths
+        .download_dir()
+        .or_else(|_| paths.desktop_dir())
+        .or_else(|_| paths.home_dir())
+        .map_err(|e| CommandError::new("no_folder", format!("No folder to save into: {e}")))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let archive = crate::diagnostics::archive_path(&folder, now);
+    let archive = crate::diagnostics::save(host.cli(), host.policy_path(), &archive).await?;
+    if let Err(e) = tauri_plugin_opener::reveal_item_in_dir(&archive) {
+        warn!("cannot show {} in the file manager: {e}", archive.display());
+    }
+    crate::host::show_message(
+        app,
+        "Diagnostics saved",
+        &format!(
+            "{} — send it to your helpdesk (no secrets in it).",
+            archive.display()
+        ),
+    );
+    Ok(())
 }
 
 /// Runs `action` in the background (menu clicks must not block the UI thread); failures are
@@ -195,6 +228,7 @@ mod tests {
             MenuAction::OpenStatus,
             MenuAction::RefreshAll,
             MenuAction::ConnectClient("claude-code".into()),
+            MenuAction::CopyDiagnostics,
             MenuAction::Quit,
         ] {
             assert_eq!(MenuAction::from_id(&action.id()), Some(action));

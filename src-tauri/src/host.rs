@@ -270,6 +270,11 @@ fn report(host: &Host) {
 /// Shows a desktop notification when the notification plugin is there (not under the mock
 /// runtime). A missing notification daemon is logged, not fatal.
 pub fn show_notice<R: Runtime>(app: &AppHandle<R>, notice: &Notice) {
+    show_message(app, &notice.title, &notice.body);
+}
+
+/// A desktop notification with `title` and `body` (same rules as [`show_notice`]).
+pub fn show_message<R: Runtime>(app: &AppHandle<R>, title: &str, body: &str) {
     use tauri_plugin_notification::NotificationExt;
     if app
         .try_state::<tauri_plugin_notification::Notification<R>>()
@@ -277,13 +282,7 @@ pub fn show_notice<R: Runtime>(app: &AppHandle<R>, notice: &Notice) {
     {
         return;
     }
-    if let Err(e) = app
-        .notification()
-        .builder()
-        .title(&notice.title)
-        .body(&notice.body)
-        .show()
-    {
+    if let Err(e) = app.notification().builder().title(title).body(body).show() {
         debug!("notification not shown: {e}");
     }
 }

@@ -14,6 +14,7 @@ pub mod actions;
 pub mod autostart;
 pub mod clients;
 pub mod commands;
+pub mod diagnostics;
 pub mod host;
 pub mod link;
 pub mod notices;

@@ -192,6 +192,11 @@ pub fn look(snapshot: &Snapshot, theme: PanelTheme, clients: &[AiClient]) -> Tra
         .iter()
         .map(|c| entry(MenuAction::ConnectClient(c.id.clone()), &c.name, true))
         .collect();
+    menu.push(entry(
+        MenuAction::CopyDiagnostics,
+        "Copy diagnostics…",
+        true,
+    ));
     menu.push(entry(MenuAction::Quit, "Quit Lanyard", true));
     TrayLook {
         icon: icon_name(snapshot.health, theme),
@@ -398,6 +403,7 @@ mod tests {
                 "Sign out alice@example.com",
                 "Open status…",
                 "Refresh all",
+                "Copy diagnostics…",
                 "Quit Lanyard"
             ]
         );

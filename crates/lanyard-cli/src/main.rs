@@ -8,6 +8,7 @@
 mod agent;
 mod clients;
 mod conformance;
+mod diagnose;
 mod output;
 mod over_agent;
 mod policy_cmd;
@@ -134,6 +135,14 @@ enum Command {
     /// Show the effective managed policy, or validate a policy file before deploying it.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Write a diagnostics archive (.zip) for your helpdesk: versions, policy, status, discovery,
+    /// clock skew, keychain state and the agent's last log lines, all redacted. Exits 0 whenever
+    /// the archive is written (problems found are listed in it); never prints or stores a secret.
+    Diagnose {
+        /// Where to write the archive (e.g. lanyard-diagnostics.zip).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -199,6 +208,7 @@ fn run(cli: Cli) -> u8 {
         ),
         Command::Clients(command) => clients::command::run(&command, &sources()),
         Command::Policy(command) => policy_cmd::run(&command, &sources()),
+        Command::Diagnose { output } => diagnose::run(&output, &sources(), cli.no_keychain),
         Command::Agent => {
             init_logging("info");
             endpoint().map_or_else(|c| c, |e| agent::run(sources(), cli.no_keychain, e))

@@ -97,6 +97,14 @@ fn scope_name(scope: Scope) -> &'static str {
 }
 
 fn print_origins(snapshot: &PolicySnapshot) {
+    for line in origin_lines(snapshot) {
+        println!("{line}");
+    }
+}
+
+/// `policy show --origins`' table, one line per setting: `key  value  <- source key path (scope)`.
+/// Also the diagnostics archive's `policy-origins.txt`.
+pub fn origin_lines(snapshot: &PolicySnapshot) -> Vec<String> {
     let document = serde_json::to_value(&snapshot.policy).unwrap_or(Value::Null);
     let mut rows: Vec<(String, String, String)> = Vec::new();
     for (key, origin) in &snapshot.origins {
@@ -131,9 +139,9 @@ fn print_origins(snapshot: &PolicySnapshot) {
     }
     rows.sort();
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    for (key, value, origin) in rows {
-        println!("{key:<width$}  {value}  <- {origin}");
-    }
+    rows.into_iter()
+        .map(|(key, value, origin)| format!("{key:<width$}  {value}  <- {origin}"))
+        .collect()
 }
 
 /// `servers[2].url` as a JSON pointer (`/servers/2/url`).

@@ -14,6 +14,7 @@ pub mod mcp;
 pub mod oauth;
 pub mod os;
 pub mod policy;
+pub mod redact;
 pub mod secret;
 pub mod signin;
 pub mod store;

@@ -83,6 +83,17 @@ impl KeyringStore {
         }
     }
 
+    /// Whether the keychain has an entry `key`, without handing its value to the caller (the
+    /// diagnostics archive reports presence only). Reads the entry's attributes; keychains without
+    /// attributes read the value internally and drop it.
+    pub fn contains(&self, key: &str) -> Result<bool, StoreError> {
+        match self.entry(key)?.get_attributes() {
+            Ok(_) => Ok(true),
+            Err(keyring::Error::NoEntry) => Ok(false),
+            Err(e) => Err(map_keyring_error(e)),
+        }
+    }
+
     fn raw_delete(&self, key: &str) -> Result<(), StoreError> {
         match self.entry(key)?.delete_credential() {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),

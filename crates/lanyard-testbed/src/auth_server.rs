@@ -40,6 +40,42 @@ pub(crate) struct AsCounters {
     rejected_replays: AtomicU64,
     jwks_fetches: AtomicU64,
     revocations: Mutex<Vec<RevocationRecord>>,
+    /// Secrets that crossed the token endpoint: ID-JAGs, client assertions, client secrets
+    /// (form or Basic) and the access tokens issued. What a leak test looks for.
+    wire_secrets: Mutex<Vec<String>>,
+}
+
+impl AsCounters {
+    fn record_wire(
+        &self,
+        headers: &HeaderMap,
+        form: &HashMap<String, String>,
+        issued: Option<&Value>,
+    ) {
+        let mut seen: Vec<String> = ["assertion", "client_assertion", "client_secret"]
+            .iter()
+            .filter_map(|k| form.get(*k).cloned())
+            .collect();
+        seen.extend(
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Basic "))
+                .map(str::to_owned),
+        );
+        seen.extend(
+            issued
+                .and_then(|b| b.get("access_token"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        );
+        let mut wire = lock(&self.wire_secrets);
+        for value in seen.into_iter().filter(|v| !v.is_empty()) {
+            if !wire.contains(&value) {
+                wire.push(value);
+            }
+        }
+    }
 }
 
 /// A snapshot of an authorization server's counters.
@@ -467,6 +503,9 @@ async fn token(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Byte
             None => Err(OAuthError::invalid_request("grant_type is required")),
         },
     };
+    state
+        .counters
+        .record_wire(&headers, &form, result.as_ref().ok());
     match result {
         Ok(body) => token_response(body),
         Err(e) => {
@@ -578,6 +617,11 @@ impl AsHandle {
     /// Forgets the cached IdP keys (the next ID-JAG refetches the JWKS).
     pub fn forget_idp_keys(&self) {
         lock(&self.state.idp_keys).clear();
+    }
+
+    /// Every secret that crossed this server's token endpoint (see `AsCounters::wire_secrets`).
+    pub fn wire_secrets(&self) -> Vec<String> {
+        lock(&self.state.counters.wire_secrets).clone()
     }
 
     /// A snapshot of the counters.
