@@ -954,9 +954,10 @@ async fn fault_refresh_rotation_races_sign_out() {
     engine.shutdown().await;
 }
 
-/// The agent is killed (SIGKILL) while its refresh is at the IdP (held there by testbed latency).
-/// The keychain holds the previous refresh token whole (one entry, no parts or marker left), and
-/// the next agent resumes the session with it: no new sign-in.
+/// The agent is killed (SIGKILL) while its refresh is at the IdP (held there by testbed latency,
+/// before the IdP acts on it). The keychain holds the previous refresh token whole (one entry, no
+/// parts or marker left), and the next agent resumes the session with it: no new sign-in. When the
+/// IdP had already rotated the token, the next agent names the state (`needs_sign_in`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_agent_sigkill_mid_refresh() {
     if !keyring_or_skip("fault_agent_sigkill_mid_refresh") {
@@ -1038,6 +1039,44 @@ async fn fault_agent_sigkill_mid_refresh() {
             saved,
             "the rotated refresh token replaced the old one"
         );
+        assert!(agent.stop("-TERM").success(), "{}", agent.log());
+
+        // The limit: the IdP rotated the token and the agent died before hearing of it. The
+        // keychain's token is spent (an IdP without a reuse grace period refuses it), so the next
+        // agent says "sign in again" — a named state, never a crash — and a sign-in recovers.
+        faults.inject(
+            Endpoint::Token,
+            Fault::SlowAnswer(Duration::from_secs(3)),
+            FaultMode::Once,
+        );
+        let refreshes = world.testbed.idp().stats().refresh_grants;
+        let mut agent = world.start_agent();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while world.testbed.idp().stats().refresh_grants == refreshes {
+            assert!(Instant::now() < deadline, "no rotation at the IdP");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!agent.stop("-KILL").success());
+        std::thread::sleep(Duration::from_millis(3300));
+        let item = world.keychain_item().expect("still saved");
+        assert!(!item.starts_with("lanyard-parts:"), "a parts marker was left");
+        let mut agent = world.start_agent();
+        let status = world.wait_status("restored", |s| !matches!(s.idp, IdpStatus::Restoring));
+        match &status.idp {
+            IdpStatus::NeedsSignIn { reason } => {
+                assert!(reason.contains("sign in again"), "{reason}")
+            }
+            other => panic!("expected needs_sign_in, got {other:?}"),
+        }
+        let token = world.run(&["token", "docs"]);
+        assert_eq!(
+            token.status.code(),
+            Some(EXIT_NOT_SIGNED_IN),
+            "{}",
+            text(&token)
+        );
+        world.login();
+        assert_eq!(world.testbed.idp().stats().logins, 2);
         assert!(agent.stop("-TERM").success(), "{}", agent.log());
     })
     .await;
