@@ -1059,7 +1059,10 @@ async fn fault_agent_sigkill_mid_refresh() {
         assert!(!agent.stop("-KILL").success());
         std::thread::sleep(Duration::from_millis(3300));
         let item = world.keychain_item().expect("still saved");
-        assert!(!item.starts_with("lanyard-parts:"), "a parts marker was left");
+        assert!(
+            !item.starts_with("lanyard-parts:"),
+            "a parts marker was left"
+        );
         let mut agent = world.start_agent();
         let status = world.wait_status("restored", |s| !matches!(s.idp, IdpStatus::Restoring));
         match &status.idp {
