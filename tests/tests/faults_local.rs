@@ -447,8 +447,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// The keychain is locked mid-session (screen lock, `Lock` over D-Bus) and unlocked later. While
 /// locked, the rotated refresh token cannot be saved: the status says `locked` and tokens keep
-/// coming from memory. After the unlock the engine writes the session again by itself (within
-/// [`engine::KEYCHAIN_RETRY_SECS`]), so a restart resumes it without a browser.
+/// coming from memory. After the unlock the engine writes the session again by itself (retries
+/// from [`engine::KEYCHAIN_RETRY_SECS`], backing off), so a restart resumes it without a browser.
 ///
 /// Locking the collection would disturb every other keychain test on the shared bus, so the row
 /// re-runs itself under a Secret Service of its own (`scripts/with-keyring.sh`, nested).
@@ -541,8 +541,9 @@ async fn keychain_locked_then_unlocked() {
     let password =
         std::env::var("LANYARD_TEST_KEYRING_PASSWORD").unwrap_or_else(|_| "test-pass".into());
     secret_service::unlock_default(&password).await;
+    // The retry after a second refusal comes twice as late.
     tb.clock()
-        .advance(Duration::from_secs(engine::KEYCHAIN_RETRY_SECS + 1));
+        .advance(Duration::from_secs(2 * engine::KEYCHAIN_RETRY_SECS + 1));
     wait_until(&engine, "the keychain available again", |s| {
         s.keychain == KeychainStatus::Available
     })

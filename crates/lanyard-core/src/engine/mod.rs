@@ -92,8 +92,12 @@ pub struct AccessToken {
 pub const FORCE_REFRESH_REUSE_SECS: u64 = 2;
 
 /// After the keychain refused the session's refresh token (locked, unavailable), the write is
-/// tried again this often while the session lasts.
+/// tried again after this long, then twice as long each time it fails again (a locked keychain
+/// may show its unlock prompt on every write), up to [`KEYCHAIN_RETRY_MAX_SECS`].
 pub const KEYCHAIN_RETRY_SECS: u64 = 30;
+
+/// The longest wait between two writes of the session to a keychain that refuses them.
+pub const KEYCHAIN_RETRY_MAX_SECS: u64 = 600;
 
 /// What a caller wants from [`EngineHandle::token_with`].
 #[derive(Debug, Clone, Default)]
@@ -464,6 +468,8 @@ struct IdpSlot {
     /// When to write the refresh token in memory to the keychain again, after the keychain
     /// refused it (locked, unavailable): the session then survives a restart once it is back.
     keychain_retry_at: Option<u64>,
+    /// Keychain writes refused in a row.
+    keychain_failures: u32,
     generation: u64,
     sign_in_waiters: Vec<oneshot::Sender<Result<(), EngineError>>>,
     /// What to do once the IdP client is discovered.
@@ -1585,7 +1591,15 @@ impl Actor {
 
     fn note_keychain(&mut self, result: Option<Result<(), StoreError>>) {
         let Some(result) = result else { return };
-        self.idp.keychain_retry_at = result.is_err().then(|| self.now() + KEYCHAIN_RETRY_SECS);
+        if result.is_ok() {
+            self.idp.keychain_failures = 0;
+            self.idp.keychain_retry_at = None;
+        } else {
+            let doublings = self.idp.keychain_failures.min(10);
+            self.idp.keychain_failures = self.idp.keychain_failures.saturating_add(1);
+            let wait = (KEYCHAIN_RETRY_SECS << doublings).min(KEYCHAIN_RETRY_MAX_SECS);
+            self.idp.keychain_retry_at = Some(self.now() + wait);
+        }
         self.keychain = match result {
             Ok(()) => KeychainStatus::Available,
             Err(StoreError::Locked(reason)) => KeychainStatus::Locked { reason },
@@ -1636,7 +1650,8 @@ impl Actor {
             self.idp.keychain_retry_at = None;
             return;
         };
-        self.idp.keychain_retry_at = Some(now + KEYCHAIN_RETRY_SECS);
+        // Not again before this write answers (its answer sets the next time).
+        self.idp.keychain_retry_at = Some(now + KEYCHAIN_RETRY_MAX_SECS);
         let key = refresh_token_key(client.issuer(), &client.client.client_id);
         let store = self.config.store.clone();
         let events = self.events_tx.clone();
