@@ -12,6 +12,7 @@ help:
 	@echo "make interop  the interop suite: real IdP (oidc-provider), ASes (fastmcp, Authlib), MCP servers and AI clients (SDK, Inspector, Claude Code)"
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
 	@echo "make bench-proxy  lanyard proxy vs mcp-remote: added latency per tools/call, peak RSS"
+	@echo "make tray-bench  the idle agent and the tray app (release): RSS, wake-ups, first paint"
 	@echo "make bench-token  cold lanyard token X with a warm agent vs a Node one-liner, p50 (P2)"
 	@echo "make package  release builds, then the .deb, .rpm and .msi in target/packages/"
 	@echo "make package-test  install, run, upgrade and remove each package (.deb here, .rpm in a scratch root, .msi under Wine)"
@@ -81,9 +82,12 @@ windows-e2e: deps
 	$(CARGO) build --target x86_64-pc-windows-gnu -p lanyard-cli --bin lanyard
 	LANYARD_REQUIRE_WINE=1 $(CARGO) nextest run -p lanyard-tests --test windows_wine --run-ignored only --no-capture
 
-# Tray app measurements (RSS window open/closed, idle wake-ups, launch -> tray ready).
+# Issue 9's targets, release builds: the idle agent (10 servers, 5 min: RSS, wake-ups per thread)
+# and the tray (launch -> ready, window open -> first paint, RSS open/closed, idle wake-ups).
+# Reports numbers in target/artifacts/{agent-idle-bench,tray-bench}/; passes or fails on nothing.
 tray-bench: deps ui
-	scripts/tray-bench.sh
+	PROFILE=release scripts/agent-idle-bench.sh
+	PROFILE=release IDLE_SECS=120 scripts/tray-bench.sh
 
 bench: deps
 	$(CARGO) bench -p lanyard-tests --bench signin_to_granted

@@ -12,6 +12,8 @@
 # Access tokens live TOKEN_SECS (default 3600, a common real lifetime): with the testbed's usual
 # 300 s every server refreshes inside the window, and the count then includes that work.
 #   PROFILE=release (default) | debug    IDLE_SECS=300    SERVERS=10    TOKEN_SECS=3600
+#   STRACE=1: also record every system call of the idle window (strace -f -tt) in strace.txt, to
+#   see what woke each thread (the wake-up count is then not taken: ptrace adds switches)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -76,10 +78,18 @@ switches() {
 }
 switches "$agent" >"$WORK/s0"
 rss0=$(rss "$agent")
-sleep "$IDLE_SECS"
+if [ "${STRACE:-}" = "1" ]; then
+  timeout "$IDLE_SECS" strace -f -tt -qq -o "$OUT/strace.txt" -p "$agent" || true
+else
+  sleep "$IDLE_SECS"
+fi
 switches "$agent" >"$WORK/s1"
 rss1=$(rss "$agent")
 threads=$(ls /proc/"$agent"/task | wc -l)
+# Where the resident memory is: the totals and the largest mappings.
+{ grep -E '^(Rss|Pss_Anon|Pss_File|Private_Dirty)' /proc/"$agent"/smaps_rollup
+  awk '/^[0-9a-f]+-/ {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {r[name] += $2} END {for (k in r) print r[k] " kB", k}' \
+    /proc/"$agent"/smaps | sort -rn | head -n 12; } >"$OUT/memory.txt"
 join "$WORK/s0" "$WORK/s1" | awk '{print $2, $5 - $3}' \
   | awk '{n[$1] += $2} END {for (k in n) print k, n[k]}' | sort -k2,2nr >"$OUT/wakers.txt"
 total=$(awk '{t += $2} END {print t + 0}' "$OUT/wakers.txt")
@@ -102,3 +112,4 @@ cat >"$OUT/results.json" <<JSON
 JSON
 cat "$OUT/results.json"
 echo "wake-ups over ${IDLE_SECS} s by thread name:"; sed 's/^/  /' "$OUT/wakers.txt"
+echo "resident memory:"; sed 's/^/  /' "$OUT/memory.txt"

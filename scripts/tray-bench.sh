@@ -3,9 +3,11 @@
 #   - launch -> tray ready (process start to the "tray ready" log line), 5 runs
 #   - window open -> first paint with live data (the tray's "status window painted" log line:
 #     from asking for the window to the webview's second frame after the first status), 5 runs
-#   - RSS with the status window open (app + its WebKit processes), and after it is closed
+#   - RSS with the status window open (the tray process + the window process it starts + their
+#     WebKit processes), and after it is closed (the window process has ended: the tray alone)
 #   - idle wake-ups per minute with the window closed (context switches of every thread of the
-#     app and its children over 60 s; each wake-up of a sleeping thread is one switch)
+#     app and its children over IDLE_SECS; each wake-up of a sleeping thread is one switch), and
+#     which threads woke
 # Runs under Xvfb with a private D-Bus + keyring, signed in against the testbed (via `lanyard login`
 # to a separately started `lanyard agent`; the tray is its client and is measured without it). Writes target/artifacts/tray-bench/results.json.
 set -euo pipefail

@@ -158,7 +158,7 @@ pub async fn perform<R: Runtime>(
         MenuAction::SignIn => ask_agent(endpoint, Request::SignIn { device: false }).await,
         MenuAction::SignOut => ask_agent(endpoint, Request::SignOut).await,
         MenuAction::RefreshAll => ask_agent(endpoint, Request::RefreshAll).await,
-        MenuAction::OpenStatus => crate::window::show_status(app).map_err(|e| {
+        MenuAction::OpenStatus => crate::window::open(app).map_err(|e| {
             CommandError::new("window", format!("Cannot open the status window: {e}"))
         }),
         MenuAction::ConnectClient(client) => {

@@ -35,7 +35,9 @@ pub fn init<R: Runtime>(app: &AppHandle<R>, host: &Host) {
             warn!("start at login could not be set: {e}");
         }
     };
-    if policy.locked {
+    if host.role() == crate::Role::Window {
+        // The tray process applies the defaults; the window only shows the state.
+    } else if policy.locked {
         apply(policy.enabled);
     } else if let Ok(dir) = app.path().app_config_dir() {
         let marker = dir.join(DEFAULT_APPLIED);

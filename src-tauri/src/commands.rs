@@ -8,9 +8,7 @@ use tauri::{AppHandle, Runtime, State};
 
 use crate::actions::{self, CommandError, MenuAction};
 use crate::host::Host;
-use crate::notices::Notice;
 use crate::snapshot::Snapshot;
-use crate::tray::TrayLook;
 
 type HostState<'a> = State<'a, Arc<Host>>;
 
@@ -55,7 +53,7 @@ pub fn open_support<R: Runtime>(
             "Your organization has not set a support page",
         )
     })?;
-    crate::open_url(&app, url)
+    crate::open_url(&app, &url)
 }
 
 /// Turns start-at-login on or off (unless the organization locked it).
@@ -79,20 +77,8 @@ pub async fn connect_client<R: Runtime>(
     actions::perform(&app, MenuAction::ConnectClient(client)).await
 }
 
-/// What the tray shows now (for tests and diagnostics; the window does not need it).
-#[tauri::command]
-pub fn tray_look(host: HostState<'_>) -> Option<TrayLook> {
-    host.tray_look()
-}
-
 /// The window's first paint with live data (logged with the time since it was opened).
 #[tauri::command]
 pub fn window_painted() -> Option<u64> {
     crate::window::painted()
-}
-
-/// Every notification shown since start (for tests and diagnostics).
-#[tauri::command]
-pub fn notices_sent(host: HostState<'_>) -> Vec<Notice> {
-    host.notices_sent()
 }

@@ -20,6 +20,7 @@ use crate::link::LinkEvent;
 use crate::notices::{Notice, NoticeTracker};
 use crate::snapshot::{AgentView, AutostartView, PolicyProblem, PolicyView, Snapshot};
 use crate::tray::{self, PanelTheme, TrayLook};
+use crate::Role;
 
 /// The window event that carries a new [`Snapshot`].
 pub const STATUS_EVENT: &str = "lanyard://status";
@@ -38,6 +39,7 @@ pub struct HostOptions {
 
 /// The agent as the tray sees it.
 pub struct Host {
+    role: Role,
     endpoint: PathBuf,
     policy_path: Option<PathBuf>,
     clock: Arc<dyn Clock>,
@@ -60,8 +62,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Host {
     /// A host that has not heard from the agent yet.
-    pub fn new(options: HostOptions) -> Host {
+    pub fn new(options: HostOptions, role: Role) -> Host {
         Host {
+            role,
             endpoint: options.endpoint,
             policy_path: options.policy_path,
             clock: options.clock,
@@ -107,6 +110,11 @@ impl Host {
         }
     }
 
+    /// Which process this host is in.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     /// The agent's endpoint.
     pub fn endpoint(&self) -> &Path {
         &self.endpoint
@@ -120,8 +128,9 @@ impl Host {
         self.cli.as_deref()
     }
 
-    /// The organization's start-at-login value: the agent does not share the policy's settings,
-    /// so the tray offers the switch unlocked.
+    /// The organization's start-at-login value. The first-run default is applied when the tray
+    /// starts, before the agent has answered, so it is the built-in one (on), and the switch is
+    /// offered unlocked: whether the organization locked it is not shared by the agent.
     pub fn autostart_policy(&self) -> AutostartView {
         AutostartView {
             enabled: true,
@@ -129,13 +138,18 @@ impl Host {
         }
     }
 
-    /// The organization's support page (not shared by the agent yet).
-    pub fn support_url(&self) -> Option<&str> {
-        None
+    /// The organization's support page, as the agent's policy says.
+    pub fn support_url(&self) -> Option<String> {
+        lock(&self.status)
+            .as_ref()
+            .and_then(|s| s.organization.support_url.clone())
     }
 
     pub fn snapshot(&self) -> Snapshot {
         let status = lock(&self.status).clone();
+        let support_url = status
+            .as_ref()
+            .and_then(|s| s.organization.support_url.clone());
         let source = self.policy_path.as_ref().map_or_else(
             || "the managed policy".to_owned(),
             |p| p.display().to_string(),
@@ -154,7 +168,7 @@ impl Host {
             status,
             PolicyView {
                 source,
-                support_url: None,
+                support_url,
                 problems,
             },
             *lock(&self.autostart),
@@ -196,26 +210,60 @@ impl Host {
             return Vec::new();
         };
         let notices = lock(&self.tracker).observe(status, snapshot.now);
+        // The organization turned notifications off: the tracker still learns what was seen.
+        if !status.organization.notifications {
+            return Vec::new();
+        }
         lock(&self.notices_sent).extend(notices.iter().cloned());
         notices
     }
 }
 
-/// Shows the host's current state everywhere: window event, tray, notifications.
+/// Shows the host's current state where this process shows it: the window process sends it to
+/// its window; the tray process updates the tray and sends the notifications.
 pub fn present<R: Runtime>(app: &AppHandle<R>, host: &Host) {
     let snapshot = host.snapshot();
-    if let Err(e) = app.emit(STATUS_EVENT, &snapshot) {
-        debug!("no window took the status: {e}");
+    if host.role == Role::Window {
+        if let Err(e) = app.emit(STATUS_EVENT, &snapshot) {
+            debug!("no window took the status: {e}");
+        }
+        return;
     }
     let look = host.look_for(&snapshot);
+    let mut changed = false;
     if lock(&host.tray_look).as_ref() != Some(&look) {
         if let Err(e) = tray::apply(app, &look) {
             warn!("the tray icon could not be updated: {e}");
         }
         *lock(&host.tray_look) = Some(look);
+        changed = true;
     }
     for notice in host.take_notices(&snapshot) {
         show_notice(app, &notice);
+        changed = true;
+    }
+    if changed {
+        report(host);
+    }
+}
+
+/// `LANYARD_TRAY_REPORT=FILE`: the tray process writes what it shows (the look applied to the tray
+/// icon, every notice sent) to FILE as JSON each time that changes, replacing it whole. The
+/// end-to-end tests read it; the status window is another process and cannot see the tray.
+fn report(host: &Host) {
+    let Some(path) = std::env::var_os("LANYARD_TRAY_REPORT") else {
+        return;
+    };
+    let shown = serde_json::json!({
+        "look": host.tray_look(),
+        "notices": host.notices_sent(),
+    });
+    let path = PathBuf::from(path);
+    let partial = path.with_extension("partial");
+    let written =
+        std::fs::write(&partial, shown.to_string()).and_then(|()| std::fs::rename(&partial, &path));
+    if let Err(e) = written {
+        warn!("cannot write the tray report {}: {e}", path.display());
     }
 }
 

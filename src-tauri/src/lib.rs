@@ -1,7 +1,10 @@
-//! Lanyard's tray app: a small window onto `lanyard agent`. It subscribes to the agent's status
-//! (starting the agent when none runs, reconnecting when it restarts), shows overall health as a
-//! tray icon with a menu of every action, and opens a status window (`ui/`) on demand. Closing the
-//! window destroys the webview; the app keeps running in the tray.
+//! Lanyard's tray app: a small window onto `lanyard agent`, in two processes of one executable.
+//! The tray process ([`Role::Tray`]) subscribes to the agent's status (starting the agent when none
+//! runs, reconnecting when it restarts), shows overall health as a tray icon with a menu of every
+//! action and sends the notifications; it never creates a webview. "Open status…" starts the same
+//! executable as the status window process ([`Role::Window`], `--window`), which subscribes on its
+//! own, shows `ui/` and exits when its window closes, taking its WebKit processes with it. So an
+//! idle tray costs no webview, no WebKit process and none of their wake-ups.
 //!
 //! Everything the window can do is a `#[tauri::command]` in [`commands`], generic over
 //! [`tauri::Runtime`] so `tauri::test::mock_builder()` tests it without a display. Tokens never
@@ -39,8 +42,6 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         commands::open_support,
         commands::set_autostart,
         commands::connect_client,
-        commands::tray_look,
-        commands::notices_sent,
         commands::window_painted,
     ])
 }
@@ -64,13 +65,27 @@ pub fn open_url<R: Runtime>(app: &AppHandle<R>, url: &str) -> Result<(), Command
         .map_err(|e| CommandError::new("open_failed", format!("Cannot open {url}: {e}")))
 }
 
+/// Which of the two processes this one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The tray icon, its menu and the notifications; no webview.
+    Tray,
+    /// The status window only; the process ends when the window closes.
+    Window,
+}
+
 /// How the app starts.
 pub struct RunOptions {
-    /// Open the status window at start (the demo, the end-to-end tests).
+    pub role: Role,
+    /// The tray opens the status window at start (the demo).
     pub show_window: bool,
     /// Passed to an agent the tray starts.
     pub no_keychain: bool,
 }
+
+/// The window process's app identifier: its own, so the single-instance guard of each process
+/// only meets its own kind (a second "Open status…" raises the open window).
+const WINDOW_IDENTIFIER_SUFFIX: &str = ".status";
 
 /// Runs the tray app until Quit. Returns only on a start-up failure.
 pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String> {
@@ -82,21 +97,37 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     tauri::async_runtime::set(runtime.handle().clone());
+    let role = options.role;
     let show_window = options.show_window;
     let no_keychain = options.no_keychain;
+    let mut context = tauri::generate_context!();
+    if role == Role::Window {
+        let identifier = format!("{}{WINDOW_IDENTIFIER_SUFFIX}", context.config().identifier);
+        context.config_mut().identifier = identifier;
+    }
     let builder = tauri::Builder::default()
-        // First: a second launch hands over to the first (which opens its window) and exits here.
-        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
-            if let Err(e) = window::show_status(app) {
-                warn!("a second launch could not open the status window: {e}");
-            }
-        }))
+        // First: a second launch hands over to the first and exits here. A second tray opens the
+        // window; a second window raises the open one.
+        .plugin(tauri_plugin_single_instance::init(
+            move |app, _argv, _cwd| {
+                let shown = match role {
+                    Role::Tray => window::open(app).map_err(|e| e.to_string()),
+                    Role::Window => window::show_status(app).map_err(|e| e.to_string()),
+                };
+                if let Err(e) = shown {
+                    warn!("a second launch could not open the status window: {e}");
+                }
+            },
+        ))
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             None,
         ))
-        .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_opener::init());
+    let builder = match role {
+        Role::Tray => builder.plugin(tauri_plugin_notification::init()),
+        Role::Window => builder,
+    };
     // Inside the runtime while plugins start, so their D-Bus connections (zbus) run on it.
     let inside = runtime.enter();
     let app = with_commands(builder)
@@ -112,10 +143,12 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
                 policy_path: host_options.policy_path.clone(),
                 no_keychain,
             };
-            let host = Arc::new(Host::new(host_options));
+            let host = Arc::new(Host::new(host_options, role));
             app.manage(host.clone());
             autostart::init(handle, &host);
-            tray::create(handle, &host.look_for(&host.snapshot()))?;
+            if role == Role::Tray {
+                tray::create(handle, &host.look_for(&host.snapshot()))?;
+            }
             let (events, shown) = (handle.clone(), host.clone());
             let link = link::start(link_options, move |event| {
                 if shown.observe(event) {
@@ -123,12 +156,17 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
                 }
             })?;
             app.manage(link);
-            info!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "tray ready"
-            );
-            if show_window {
-                window::show_status(handle)?;
+            match role {
+                Role::Tray => {
+                    info!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "tray ready"
+                    );
+                    if show_window {
+                        window::open(handle)?;
+                    }
+                }
+                Role::Window => window::show_status(handle)?,
             }
             // Looking for `lanyard clients` runs a process: keep it off the start-up path.
             let handle = handle.clone();
@@ -138,17 +176,21 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
             });
             Ok(())
         })
-        .build(tauri::generate_context!())
+        .build(context)
         .map_err(|e| format!("cannot start the tray app: {e}"))?;
     drop(inside);
-    app.run(|app, event| match event {
-        // Closing the last window must not quit: Lanyard lives in the tray. Quit passes a code.
+    app.run(move |app, event| match event {
+        // Closing the window must not quit the tray: Lanyard lives there. Quit passes a code. The
+        // window process ends with its window.
         RunEvent::ExitRequested {
             code: None, api, ..
-        } => api.prevent_exit(),
+        } if role == Role::Tray => api.prevent_exit(),
         RunEvent::Exit => {
             if let Some(link) = app.try_state::<link::Link>() {
                 link.stop();
+            }
+            if role == Role::Tray {
+                window::close_opened();
             }
         }
         _ => {}

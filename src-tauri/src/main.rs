@@ -9,7 +9,7 @@ use clap::Parser;
 use lanyard_core::clock::SystemClock;
 use lanyard_tray::host::HostOptions;
 use lanyard_tray::tray::PanelTheme;
-use lanyard_tray::{link, RunOptions};
+use lanyard_tray::{link, window, Role, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +32,9 @@ struct Args {
     /// Open the status window at start.
     #[arg(long)]
     show: bool,
+    /// Be the status window only (what "Open status…" starts); ends when the window closes.
+    #[arg(long, conflicts_with = "show")]
+    window: bool,
 }
 
 fn has_display() -> bool {
@@ -42,6 +45,9 @@ fn has_display() -> bool {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if !args.window {
+        window::quiet_gdk();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LANYARD_LOG")
@@ -72,6 +78,11 @@ fn main() -> ExitCode {
     };
     match lanyard_tray::run(
         RunOptions {
+            role: if args.window {
+                Role::Window
+            } else {
+                Role::Tray
+            },
             show_window: args.show,
             no_keychain: args.no_keychain,
         },

@@ -159,6 +159,7 @@ mod tests {
             servers,
             keychain: KeychainStatus::Available,
             policy: Default::default(),
+            organization: Default::default(),
             updated_at: 0,
         }
     }

@@ -260,6 +260,7 @@ mod tests {
             servers,
             keychain: KeychainStatus::Available,
             policy: Default::default(),
+            organization: Default::default(),
             updated_at: 0,
         }
     }

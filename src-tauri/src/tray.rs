@@ -290,6 +290,7 @@ mod tests {
                 servers: vec![],
                 keychain: KeychainStatus::Available,
                 policy: Default::default(),
+                organization: Default::default(),
                 updated_at: 0,
             }),
             PolicyView::from_errors("p", &[]),

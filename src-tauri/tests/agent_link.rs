@@ -20,6 +20,7 @@ use lanyard_tray::host::{Host, HostOptions};
 use lanyard_tray::link::{self, LinkEvent, LinkOptions};
 use lanyard_tray::snapshot::{TrayHealth, RECONNECTING};
 use lanyard_tray::tray::PanelTheme;
+use lanyard_tray::Role;
 use serde_json::{json, Value};
 
 /// A stand-in agent that records every request line.
@@ -150,13 +151,16 @@ fn wait_for(events: &mpsc::Receiver<LinkEvent>, what: &str, pred: impl Fn(&LinkE
 }
 
 fn host(endpoint: &Path) -> Host {
-    Host::new(HostOptions {
-        endpoint: endpoint.to_path_buf(),
-        policy_path: Some("/nonexistent/policy.json".into()),
-        clock: Arc::new(SystemClock),
-        theme: PanelTheme::Dark,
-        cli: None,
-    })
+    Host::new(
+        HostOptions {
+            endpoint: endpoint.to_path_buf(),
+            policy_path: Some("/nonexistent/policy.json".into()),
+            clock: Arc::new(SystemClock),
+            theme: PanelTheme::Dark,
+            cli: None,
+        },
+        Role::Tray,
+    )
 }
 
 #[test]

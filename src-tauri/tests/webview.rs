@@ -1,9 +1,12 @@
 //! The tray app in a real webview: tauri-driver + Debian's WebKitWebDriver, under Xvfb with a
 //! private D-Bus session and a real (gnome-keyring) Secret Service, against the testbed over real
-//! HTTP. Start signed out → Sign in (the scripted `$BROWSER` submits the IdP's login page) →
-//! allowed servers Granted with ticking countdowns → the denied one shows the organization's
-//! message → an injected IdP outage shows Retrying and recovers by itself → the tray icon follows →
-//! closing the window keeps the app in the tray → a second launch opens the window again.
+//! HTTP, with a separately started agent and tray process (the desktop's login items); WebDriver
+//! drives the status window process (`lanyard-tray --window`). Start signed out → Sign in (the
+//! scripted `$BROWSER` submits the IdP's login page) → allowed servers Granted with ticking
+//! countdowns → the denied one shows the organization's message → an injected IdP outage shows
+//! Retrying and recovers by itself → the tray icon follows (the tray process's report) → the agent
+//! restarts → closing the window ends its process and leaves the tray with no WebKit child → a
+//! second launch of the tray opens the window again.
 //! Every step saves a screenshot under target/artifacts/webview/.
 //!
 //! Needs a display: run by `make webview` (scripts/webview-e2e.sh), ignored by the plain test run.
@@ -59,10 +62,10 @@ async fn until(session: &Session, what: &str, pred: impl Fn(&Value) -> bool) -> 
     }
 }
 
-async fn until_icon(session: &Session, icon: &str) -> Value {
+async fn until_icon(report: &std::path::Path, icon: &str) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let look = session.invoke("tray_look").await.expect("tray_look");
+        let look = kit::tray_report(report)["look"].clone();
         if look["icon"] == icon {
             return look;
         }
@@ -99,6 +102,10 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
     let _trayer = kit::start_trayer();
     // The agent runs on its own, as the OS would start it at login; the tray is its client.
     let mut agent = Some(kit::start_agent(&policy, &env, &socket));
+    // The tray process, as the desktop starts it at login; it reports what it shows.
+    let report = scratch.0.join("tray-report.json");
+    let tray = kit::start_tray(&env, &report);
+    let tray_pid = tray.0.id();
 
     let port = kit::free_port();
     let native_port = kit::free_port();
@@ -116,9 +123,9 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         .expect("tauri-driver starts");
     let _driver = kit::Stopper(driver);
     webdriver::wait_ready(port).await.expect("driver ready");
-    let session = Session::start(port, &kit::tray_binary(), &["--show"])
+    let session = Session::start(port, &kit::tray_binary(), &["--window"])
         .await
-        .expect("a WebDriver session on the tray app's window");
+        .expect("a WebDriver session on the status window process");
 
     // 1. Signed out: the window says so and offers one button.
     let now = until(&session, "the signed-out state", |p| {
@@ -129,7 +136,7 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
     .await;
     assert_eq!(now["headline"], "Signed out");
     assert_eq!(card(&now, "docs")["badge"], "Waiting for sign-in");
-    until_icon(&session, "tray-signed_out-dark").await;
+    until_icon(&report, "tray-signed_out-dark").await;
     session
         .screenshot(&shots.join("01-signed-out.png"))
         .await
@@ -193,7 +200,7 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
     //     them, and connecting one writes Lanyard's entries into that client's config.
     let deadline = std::time::Instant::now() + WAIT;
     let look = loop {
-        let look = session.invoke("tray_look").await.expect("tray_look");
+        let look = kit::tray_report(&report)["look"].clone();
         if look["clients"].as_array().is_some_and(|c| !c.is_empty())
             || std::time::Instant::now() > deadline
         {
@@ -258,7 +265,13 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         payroll.contains("Blocked by your organization"),
         "{payroll}"
     );
-    // No "Contact IT" here: the agent does not share the policy's support URL with the tray yet.
+    // The policy's support URL reaches the window through the agent's status.
+    assert!(payroll.contains("Contact IT"), "{payroll}");
+    let snapshot = session.invoke("snapshot").await.expect("snapshot");
+    assert_eq!(
+        snapshot["policy"]["support_url"], "https://it.example.com/help",
+        "{snapshot:#}"
+    );
     session
         .execute("document.querySelector('[data-server=payroll]').scrollIntoView({block: 'end'}); return true;")
         .await
@@ -268,7 +281,7 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         .await
         .expect("shot");
     // Payroll is denied: a standing fact, so the tray stays calm; it was announced exactly once.
-    let look = until_icon(&session, "tray-all_good-dark").await;
+    let look = until_icon(&report, "tray-all_good-dark").await;
     assert!(
         look["tooltip"]
             .as_str()
@@ -281,7 +294,7 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         &shots.join("03-tray-and-window.png"),
         &shots.join("03-tray-icon.png"),
     );
-    let notices = session.invoke("notices_sent").await.expect("notices");
+    let notices = kit::tray_report(&report)["notices"].clone();
     let denied = notices
         .as_array()
         .map(|n| n.iter().filter(|n| n["kind"] == "denied").count())
@@ -315,7 +328,7 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         .await
         .expect("shot");
     // Every server (Payroll too) is now waiting on the IdP: the tray shows the clock icon.
-    let look = until_icon(&session, "tray-degraded-dark").await;
+    let look = until_icon(&report, "tray-degraded-dark").await;
     assert!(
         look["tooltip"]
             .as_str()
@@ -338,8 +351,8 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         card(p, "payroll")["badge"] == "Blocked"
     })
     .await;
-    until_icon(&session, "tray-all_good-dark").await;
-    let notices = session.invoke("notices_sent").await.expect("notices");
+    until_icon(&report, "tray-all_good-dark").await;
+    let notices = kit::tray_report(&report)["notices"].clone();
     let denied = notices
         .as_array()
         .map(|n| n.iter().filter(|n| n["kind"] == "denied").count())
@@ -359,7 +372,7 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
     })
     .await;
     assert_eq!(now["headline"], "Reconnecting to the Lanyard agent…");
-    until_icon(&session, "tray-signed_out-dark").await;
+    until_icon(&report, "tray-signed_out-dark").await;
     session
         .screenshot(&shots.join("07-reconnecting.png"))
         .await
@@ -380,7 +393,8 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         .await
         .expect("shot");
 
-    // 6. Closing the window frees it; the app stays in the tray (the agent keeps answering).
+    // 6. Closing the window ends its process; the tray stays, with no WebKit process left under
+    //    it, and the agent keeps answering.
     let pid = kit::agent_pid(&socket).expect("the agent holds the agent lock");
     assert_eq!(
         Some(pid),
@@ -394,6 +408,15 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
     }
     assert!(!kit::status_window_shown(), "the window is gone");
     assert!(
+        std::path::Path::new(&format!("/proc/{tray_pid}")).exists(),
+        "the tray still runs"
+    );
+    assert_eq!(
+        kit::children(tray_pid),
+        Vec::<u32>::new(),
+        "no process under the tray"
+    );
+    assert!(
         std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "the agent still runs"
     );
@@ -403,7 +426,8 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         socket.display()
     );
 
-    // 7. A second launch hands over to the first, which opens its window again.
+    // 7. A second launch of the tray hands over to the first, which opens the window again (a new
+    //    window process under the tray).
     let second = Command::new(kit::tray_binary())
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
@@ -418,6 +442,11 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
     assert!(
         kit::status_window_shown(),
         "the first instance opened its window"
+    );
+    assert_eq!(
+        kit::children(tray_pid).len(),
+        1,
+        "the window is a process of its own, under the tray"
     );
     // Wait until the new webview has painted the status (an unpainted window is one flat colour).
     let reopened = shots.join("06-reopened-by-second-launch.png");
@@ -435,4 +464,5 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
     }
 
     session.end().await;
+    drop(tray);
 }

@@ -54,8 +54,9 @@ pub fn run(policy_sources: PolicySources, no_keychain: bool, endpoint: PathBuf) 
             )
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the agent waits far more than it works, and every extra runtime thread is one
+    // more to wake. Keychain calls run on tokio's blocking pool, whose threads end when idle.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -75,6 +75,8 @@ pub(crate) struct AsState {
     pub client_jtis: Mutex<HashSet<String>>,
     pub assertion_audiences: Vec<String>,
     pub wrong_issuer: AtomicBool,
+    /// The token endpoint has moved to `{base}/v2/token`; the old path answers 404.
+    pub token_moved: AtomicBool,
     pub counters: AsCounters,
 }
 
@@ -94,6 +96,7 @@ impl AsState {
         Self {
             assertion_audiences: vec![issuer.clone(), format!("{base_url}/token")],
             wrong_issuer: AtomicBool::new(config.wrong_issuer_in_metadata),
+            token_moved: AtomicBool::new(false),
             issuer,
             base_url,
             base_path,
@@ -108,6 +111,14 @@ impl AsState {
             client_jtis: Mutex::new(HashSet::new()),
             counters: AsCounters::default(),
             config,
+        }
+    }
+
+    fn token_endpoint(&self) -> String {
+        if self.token_moved.load(Ordering::SeqCst) {
+            format!("{}/v2/token", self.base_url)
+        } else {
+            format!("{}/token", self.base_url)
         }
     }
 
@@ -138,7 +149,7 @@ impl AsState {
         auth_methods.dedup();
         json!({
             "issuer": issuer,
-            "token_endpoint": format!("{b}/token"),
+            "token_endpoint": self.token_endpoint(),
             "jwks_uri": format!("{b}/jwks"),
             "revocation_endpoint": format!("{b}/revoke"),
             "grant_types_supported": [GRANT_JWT_BEARER, "client_credentials"],
@@ -407,10 +418,12 @@ pub(crate) fn router(state: Arc<AsState>) -> (Router, HashMap<String, Endpoint>)
     }
     routes.insert(format!("{bp}/jwks"), Endpoint::Jwks);
     routes.insert(format!("{bp}/token"), Endpoint::Token);
+    routes.insert(format!("{bp}/v2/token"), Endpoint::Token);
     routes.insert(format!("{bp}/revoke"), Endpoint::Revoke);
     let router = router
         .route(&format!("{bp}/jwks"), get(jwks))
-        .route(&format!("{bp}/token"), post(token))
+        .route(&format!("{bp}/token"), post(old_token))
+        .route(&format!("{bp}/v2/token"), post(moved_token))
         .route(&format!("{bp}/revoke"), post(revoke))
         .with_state(state);
     (router, routes)
@@ -422,6 +435,22 @@ async fn metadata(State(state): State<Arc<AsState>>) -> Json<Value> {
 
 async fn jwks(State(state): State<Arc<AsState>>) -> Json<Value> {
     Json(state.key.jwks())
+}
+
+/// The token endpoint at its first path: 404 once it has moved.
+async fn old_token(state: State<Arc<AsState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if state.token_moved.load(Ordering::SeqCst) {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    token(state, headers, body).await
+}
+
+/// The token endpoint at its new path: 404 until it has moved.
+async fn moved_token(state: State<Arc<AsState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !state.token_moved.load(Ordering::SeqCst) {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    token(state, headers, body).await
 }
 
 async fn token(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -491,9 +520,21 @@ impl AsHandle {
         &self.state.issuer
     }
 
-    /// The token endpoint.
+    /// The token endpoint (where the metadata says it is now).
     pub fn token_endpoint(&self) -> String {
-        format!("{}/token", self.state.base_url)
+        self.state.token_endpoint()
+    }
+
+    /// Moves the token endpoint to `{base}/v2/token`: the metadata names the new URL and the old
+    /// path answers 404 (an authorization server reorganised between two grants).
+    pub fn move_token_endpoint(&self) {
+        self.state.token_moved.store(true, Ordering::SeqCst);
+    }
+
+    /// Sets how far this server's clock is off (negative = behind); its tokens, its checks of
+    /// ID-JAGs and its `Date` header follow it.
+    pub fn set_clock_skew(&self, skew_secs: i64) {
+        self.state.clock.set_skew_secs(skew_secs);
     }
 
     /// The JWKS URL.

@@ -29,10 +29,20 @@ struct PageForm {
 }
 
 fn client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    client_trusting(None)
+}
+
+fn client_trusting(ca_pem: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .redirect(Policy::none())
         .no_proxy()
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(30));
+    if let Some(pem) = ca_pem {
+        builder = builder.add_root_certificate(
+            reqwest::Certificate::from_pem(pem.as_bytes()).context("the CA to trust")?,
+        );
+    }
+    builder
         .build()
         .context("building the scripted browser's HTTP client")
 }
@@ -149,7 +159,23 @@ async fn visit_redirect(
 /// Opens `authorize_url`, signs in as `user` (sub, email or name), and follows the IdP's redirect
 /// to the app. If the IdP redirects straight away (an error response), that redirect is followed.
 pub async fn complete_login(authorize_url: &str, user: &str) -> anyhow::Result<BrowserVisit> {
-    let client = client()?;
+    login_with(client()?, authorize_url, user).await
+}
+
+/// [`complete_login`] against an IdP served over HTTPS with a certificate from `ca_pem`.
+pub async fn complete_login_trusting(
+    authorize_url: &str,
+    user: &str,
+    ca_pem: &str,
+) -> anyhow::Result<BrowserVisit> {
+    login_with(client_trusting(Some(ca_pem))?, authorize_url, user).await
+}
+
+async fn login_with(
+    client: reqwest::Client,
+    authorize_url: &str,
+    user: &str,
+) -> anyhow::Result<BrowserVisit> {
     let page = client
         .get(authorize_url)
         .send()

@@ -9,9 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Wall-clock time plus an offset that tests can move. Cheap to clone; clones share the offset.
+///
+/// [`TestClock::with_own_skew`] gives one component (the IdP, an authorization server) a clock
+/// that follows every move of the shared one plus a skew of its own: a server whose clock is wrong.
 #[derive(Clone, Debug, Default)]
 pub struct TestClock {
     offset_ms: Arc<AtomicI64>,
+    skew_ms: Arc<AtomicI64>,
 }
 
 impl TestClock {
@@ -22,7 +26,7 @@ impl TestClock {
 
     /// The current (shifted) time.
     pub fn now(&self) -> SystemTime {
-        let offset = self.offset_ms.load(Ordering::SeqCst);
+        let offset = self.offset_ms.load(Ordering::SeqCst) + self.skew_ms.load(Ordering::SeqCst);
         let real = SystemTime::now();
         if offset >= 0 {
             real + Duration::from_millis(offset.unsigned_abs())
@@ -55,6 +59,20 @@ impl TestClock {
         self.set_offset_ms(i64::try_from(offset.as_millis()).unwrap_or(i64::MAX));
     }
 
+    /// A clock sharing this one's offset (every `advance` and `set_offset`) plus a skew of its own,
+    /// zero until [`TestClock::set_skew_secs`].
+    pub fn with_own_skew(&self) -> Self {
+        Self {
+            offset_ms: Arc::clone(&self.offset_ms),
+            skew_ms: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    /// Sets this clock's own skew in seconds (negative = behind the shared clock).
+    pub fn set_skew_secs(&self, skew_secs: i64) {
+        self.skew_ms.store(skew_secs * 1000, Ordering::SeqCst);
+    }
+
     /// The current offset from real time in milliseconds.
     pub fn offset_ms(&self) -> i64 {
         self.offset_ms.load(Ordering::SeqCst)
@@ -74,5 +92,17 @@ mod tests {
         assert!(twin.unix() >= before + 3600);
         clock.set_offset_ms(-10_000);
         assert!(twin.unix() < before);
+    }
+
+    #[test]
+    fn an_own_skew_follows_the_shared_clock_and_adds_to_it() {
+        let shared = TestClock::new();
+        let skewed = shared.with_own_skew();
+        skewed.set_skew_secs(-600);
+        let gap = shared.unix() as i64 - skewed.unix() as i64;
+        assert!((599..=601).contains(&gap), "{gap}");
+        shared.advance(Duration::from_secs(3600));
+        let gap = shared.unix() as i64 - skewed.unix() as i64;
+        assert!((599..=601).contains(&gap), "{gap}");
     }
 }

@@ -169,17 +169,28 @@ impl Latency {
 #[derive(Clone, Debug)]
 pub(crate) struct FaultLayer {
     pub faults: Faults,
+    /// The component's clock: its answers carry it in `Date`, as a real server's would.
+    pub clock: crate::clock::TestClock,
     pub latency: Latency,
     /// Request path → endpoint.
     pub routes: Arc<HashMap<String, Endpoint>>,
 }
 
-/// axum middleware: sleeps the global latency, then applies the first matching fault.
+/// axum middleware: sleeps the global latency, applies the first matching fault, and dates the
+/// answer by the component's own clock.
 pub(crate) async fn apply_faults(
     State(layer): State<FaultLayer>,
     req: Request,
     next: Next,
 ) -> Response {
+    let mut response = answer(&layer, req, next).await;
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(layer.clock.now())) {
+        response.headers_mut().insert(header::DATE, date);
+    }
+    response
+}
+
+async fn answer(layer: &FaultLayer, req: Request, next: Next) -> Response {
     let latency = layer.latency.get();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

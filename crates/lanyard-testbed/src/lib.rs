@@ -30,7 +30,15 @@
 //! (JSON-RPC, JSON or SSE replies), `GET` → 405 or the server-initiated stream, `DELETE` ends the
 //! session, and protected resource metadata.
 //!
-//! All times (`iat`, `exp`, `auth_time`, code and device-code expiry) come from the [`TestClock`].
+//! All times (`iat`, `exp`, `auth_time`, code and device-code expiry) come from the [`TestClock`];
+//! the IdP and each authorization server may run theirs skewed (`set_clock_skew`), and every answer
+//! carries its component's time in `Date`.
+//!
+//! # The network
+//!
+//! [`Testbed::start_https`] serves every component over HTTPS with a caller-made certificate that
+//! can be swapped while running; [`net::ConnectProxy`] is an HTTP `CONNECT` proxy (plain or
+//! TLS-inspecting) that counts its tunnels.
 
 mod auth_server;
 mod browser;
@@ -42,11 +50,12 @@ mod faults;
 mod idp;
 mod keys;
 mod mcp;
+pub mod net;
 pub mod oauth;
 mod testbed;
 
 pub use auth_server::{AsHandle, AsStats};
-pub use browser::{complete_device, complete_login, BrowserVisit};
+pub use browser::{complete_device, complete_login, complete_login_trusting, BrowserVisit};
 pub use clock::TestClock;
 pub use config::{
     AsConfig, ClientAuth, IdpConfig, IssuerPath, McpConfig, MetadataStyle, PrmLocation,
@@ -55,4 +64,4 @@ pub use config::{
 pub use faults::{Endpoint, Fault, FaultMode, Faults};
 pub use idp::{IdpHandle, IdpStats, RevocationRecord, WireSecrets};
 pub use mcp::{McpHandle, McpStats, ReceivedMessage};
-pub use testbed::Testbed;
+pub use testbed::{FrontOptions, HttpsSetup, Testbed};

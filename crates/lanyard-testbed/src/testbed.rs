@@ -19,6 +19,7 @@ use crate::faults::{apply_faults, Endpoint, FaultLayer, Faults, Latency};
 use crate::idp::{IdpHandle, IdpState};
 use crate::keys::SigningKey;
 use crate::mcp::{McpHandle, McpState};
+use crate::net::{spawn_front, Gate, TlsCertificate};
 
 /// A running testbed. Dropping it stops all its servers.
 #[derive(Debug)]
@@ -28,14 +29,52 @@ pub struct Testbed {
     mcp_servers: Vec<McpHandle>,
     latency: Latency,
     clock: TestClock,
+    gates: Vec<Gate>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-async fn bind() -> anyhow::Result<(TcpListener, String)> {
+/// HTTPS for every component: the certificate they present and the CA the testbed's own client
+/// (an authorization server fetching the IdP's keys) trusts.
+#[derive(Clone, Debug)]
+pub struct HttpsSetup {
+    pub certificate: TlsCertificate,
+    pub ca_pem: String,
+}
+
+/// How the components face the network.
+#[derive(Clone, Debug, Default)]
+pub struct FrontOptions {
+    /// Serve HTTPS instead of HTTP.
+    pub https: Option<HttpsSetup>,
+    /// Put a [`Gate`] in front of every component (implied by `https`).
+    pub gated: bool,
+}
+
+/// Binds a component's listener: plain HTTP, or a plain listener behind a front (TLS and/or a
+/// [`Gate`]) whose origin is the component's public one.
+async fn bind(
+    front: &FrontOptions,
+    tasks: &mut Vec<JoinHandle<()>>,
+    gates: &mut Vec<Gate>,
+) -> anyhow::Result<(TcpListener, String)> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding 127.0.0.1:0")?;
-    let origin = format!("http://{}", listener.local_addr()?);
+    if front.https.is_none() && !front.gated {
+        let origin = format!("http://{}", listener.local_addr()?);
+        return Ok((listener, origin));
+    }
+    let public = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding 127.0.0.1:0")?;
+    let (gate, task) = spawn_front(
+        public,
+        listener.local_addr()?,
+        front.https.as_ref().map(|h| h.certificate.clone()),
+    )?;
+    let origin = gate.origin().to_owned();
+    tasks.push(task);
+    gates.push(gate);
     Ok((listener, origin))
 }
 
@@ -45,9 +84,11 @@ fn serve(
     routes: HashMap<String, Endpoint>,
     faults: Faults,
     latency: Latency,
+    clock: TestClock,
 ) -> JoinHandle<()> {
     let layer = FaultLayer {
         faults,
+        clock,
         latency,
         routes: Arc::new(routes),
     };
@@ -62,6 +103,23 @@ fn serve(
 impl Testbed {
     /// Starts every configured component on 127.0.0.1.
     pub async fn start(config: TestbedConfig) -> anyhow::Result<Testbed> {
+        Self::start_with(config, FrontOptions::default()).await
+    }
+
+    /// Starts every component behind HTTPS (`https://127.0.0.1:PORT` origins) and a [`Gate`].
+    pub async fn start_https(config: TestbedConfig, https: HttpsSetup) -> anyhow::Result<Testbed> {
+        Self::start_with(
+            config,
+            FrontOptions {
+                https: Some(https),
+                gated: true,
+            },
+        )
+        .await
+    }
+
+    /// Starts every component behind the given fronts.
+    pub async fn start_with(config: TestbedConfig, front: FrontOptions) -> anyhow::Result<Testbed> {
         let TestbedConfig {
             idp: idp_config,
             auth_servers,
@@ -89,20 +147,27 @@ impl Testbed {
 
         let latency = Latency::default();
         latency.set(initial_latency);
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .context("building the testbed's HTTP client")?;
+            .timeout(Duration::from_secs(10));
+        if let Some(https) = &front.https {
+            http = http.add_root_certificate(
+                reqwest::Certificate::from_pem(https.ca_pem.as_bytes())
+                    .context("the testbed's CA")?,
+            );
+        }
+        let http = http.build().context("building the testbed's HTTP client")?;
 
-        let (idp_listener, idp_origin) = bind().await?;
+        let mut tasks = Vec::new();
+        let mut gates = Vec::new();
+        let (idp_listener, idp_origin) = bind(&front, &mut tasks, &mut gates).await?;
         let mut as_listeners = Vec::new();
         for _ in &auth_servers {
-            as_listeners.push(bind().await?);
+            as_listeners.push(bind(&front, &mut tasks, &mut gates).await?);
         }
         let mut mcp_listeners = Vec::new();
         for _ in &mcp_servers {
-            mcp_listeners.push(bind().await?);
+            mcp_listeners.push(bind(&front, &mut tasks, &mut gates).await?);
         }
 
         let idp_issuer = idp_config.issuer_path.issuer(&idp_origin);
@@ -120,14 +185,14 @@ impl Testbed {
             audiences.insert(aud.clone(), client_id.clone());
         }
 
-        let mut tasks = Vec::new();
         let mut key_iter = keys.into_iter();
         let idp_key = key_iter.next().context("no IdP key")?;
+        let idp_clock = clock.with_own_skew();
         let idp_state = Arc::new(IdpState::new(
             idp_config,
             &idp_origin,
             idp_key,
-            clock.clone(),
+            idp_clock.clone(),
             audiences,
         ));
         let idp = IdpHandle {
@@ -141,6 +206,7 @@ impl Testbed {
             routes,
             idp.faults.clone(),
             latency.clone(),
+            idp_clock,
         ));
 
         let mut as_handles = Vec::new();
@@ -157,11 +223,12 @@ impl Testbed {
                 .trusted_idp
                 .clone()
                 .unwrap_or_else(|| (idp_issuer.clone(), idp_jwks.clone()));
+            let as_clock = clock.with_own_skew();
             let state = Arc::new(AsState::new(
                 config,
                 &origin,
                 key,
-                clock.clone(),
+                as_clock.clone(),
                 trusted,
                 resources,
                 http.clone(),
@@ -177,6 +244,7 @@ impl Testbed {
                 routes,
                 handle.faults.clone(),
                 latency.clone(),
+                as_clock,
             ));
             as_handles.push(handle);
         }
@@ -192,7 +260,8 @@ impl Testbed {
                 prm_url: crate::mcp::prm_url(&origin, &config),
                 as_issuer: protector.issuer().to_string(),
                 as_key: Arc::clone(&protector.state.key),
-                clock: clock.clone(),
+                // A resource server keeps the time of the authorization server it trusts.
+                clock: protector.state.clock.clone(),
                 counters: Default::default(),
                 runtime: Default::default(),
                 config,
@@ -201,6 +270,7 @@ impl Testbed {
                 state: Arc::clone(&state),
                 faults: Faults::default(),
             };
+            let mcp_clock = state.clock.clone();
             let (router, routes) = crate::mcp::router(state);
             tasks.push(serve(
                 listener,
@@ -208,6 +278,7 @@ impl Testbed {
                 routes,
                 handle.faults.clone(),
                 latency.clone(),
+                mcp_clock,
             ));
             mcp_handles.push(handle);
         }
@@ -218,6 +289,7 @@ impl Testbed {
             mcp_servers: mcp_handles,
             latency,
             clock,
+            gates,
             tasks,
         })
     }
@@ -253,6 +325,14 @@ impl Testbed {
         self.auth_servers
             .iter()
             .find(|a| a.issuer() == mcp.auth_server_issuer())
+    }
+
+    /// The gate in front of the component serving `url` (when started with fronts).
+    pub fn gate_of(&self, url: &str) -> Option<&Gate> {
+        self.gates.iter().find(|g| {
+            url.strip_prefix(g.origin())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
     }
 
     /// The shared clock.

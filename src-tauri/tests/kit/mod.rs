@@ -193,6 +193,43 @@ impl Drop for Stopper {
     }
 }
 
+/// Starts the tray process (as the desktop does at login), writing what it shows to `report`
+/// (`LANYARD_TRAY_REPORT`).
+pub fn start_tray(env: &[(String, String)], report: &Path) -> Stopper {
+    let child = Command::new(tray_binary())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("LANYARD_TRAY_REPORT", report)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("lanyard-tray starts");
+    Stopper(child)
+}
+
+/// What the tray process last reported (`{"look": …, "notices": […]}`), or null before it has.
+pub fn tray_report(report: &Path) -> serde_json::Value {
+    std::fs::read_to_string(report)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The pids of a process's children (Linux).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// Starts `trayer` (a system tray host) at the bottom right of the X screen.
 pub fn start_trayer() -> Option<Stopper> {
     Command::new("trayer")

@@ -42,6 +42,12 @@ pub enum GrantFailure {
     SubjectRejected { description: Option<String> },
     /// Try again later with backoff.
     Retry(String),
+    /// The authorization server's token endpoint is not where its (cached) metadata said: look
+    /// again before anything else.
+    EndpointGone(String),
+    /// The IdP's token endpoint (`endpoint`) is not where its metadata said: renew the session
+    /// (which reads the IdP's metadata again), then retry.
+    IdpEndpointGone { error: String, endpoint: url::Url },
 }
 
 /// The lifetime assumed when a server omits `expires_in`.
@@ -97,6 +103,11 @@ pub async fn locate(http: &HttpExecutor, server: &ServerPolicy) -> Result<Target
 }
 
 /// Runs one grant. Returns the target too, so the engine can cache discovery.
+///
+/// A cached target whose token endpoint has gone (404, 405, 410, refused, unresolvable) is
+/// discovered again at once and, when the metadata changed, the grant runs once more against it:
+/// an authorization server that reorganised between two grants costs one extra round, not a
+/// failure shown to the user.
 pub async fn run(inputs: GrantInputs) -> (Option<Arc<Target>>, Result<Minted, GrantFailure>) {
     let target = match &inputs.target {
         Some(t) => t.clone(),
@@ -105,8 +116,28 @@ pub async fn run(inputs: GrantInputs) -> (Option<Arc<Target>>, Result<Minted, Gr
             Err(e) => return (None, Err(GrantFailure::Retry(e.to_string()))),
         },
     };
-    let result = mint(&inputs, &target).await;
-    (Some(target), result)
+    match mint(&inputs, &target).await {
+        Err(GrantFailure::EndpointGone(error)) if inputs.target.is_some() => {
+            let fresh = match locate(&inputs.http, &inputs.server).await {
+                Ok(t) => Arc::new(t),
+                // Unreachable for discovery too: the token endpoint's failure says it best.
+                Err(_) => return (None, Err(GrantFailure::Retry(error))),
+            };
+            let (old, new) = (&target.authorization_server, &fresh.authorization_server);
+            let moved = old.token_endpoint != new.token_endpoint || old.issuer != new.issuer;
+            if !moved {
+                return (None, Err(GrantFailure::Retry(error)));
+            }
+            tracing::info!(server = %inputs.server.id, "the authorization server's metadata changed; granting against the new one");
+            let result = match mint(&inputs, &fresh).await {
+                Err(GrantFailure::EndpointGone(e)) => Err(GrantFailure::Retry(e)),
+                other => other,
+            };
+            (Some(fresh), result)
+        }
+        Err(GrantFailure::EndpointGone(error)) => (None, Err(GrantFailure::Retry(error))),
+        result => (Some(target), result),
+    }
 }
 
 async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFailure> {
@@ -126,6 +157,8 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         now: inputs.clock.unix_now(),
         jti: random_id(),
     };
+    let mut idp_clock: Option<i64> = None;
+    let mut id_jag_lifetime: Option<u64> = None;
     let request = match inputs.server.mode {
         ServerMode::ClientCredentials => token::client_credentials(
             &as_endpoint,
@@ -151,14 +184,17 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                 },
             )
             .map_err(|e| GrantFailure::Retry(e.to_string()))?;
-            let id_jag = match inputs
-                .http
-                .execute(&exchange)
-                .await
-                .and_then(|r| token::parse_id_jag_response(&r))
-            {
-                Ok(r) => r.access_token,
-                Err(e) => return Err(classify_idp_error(e)),
+            let answer = inputs.http.execute(&exchange).await;
+            idp_clock = answer
+                .as_ref()
+                .ok()
+                .and_then(|r| r.clock_offset(inputs.clock.unix_now()));
+            let id_jag = match answer.and_then(|r| token::parse_id_jag_response(&r)) {
+                Ok(r) => {
+                    id_jag_lifetime = r.expires_in;
+                    r.access_token
+                }
+                Err(e) => return Err(classify_idp_error(e, &idp.metadata.token_endpoint)),
             };
             token::jwt_bearer(
                 &as_endpoint,
@@ -171,12 +207,24 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         }
     }
     .map_err(|e| GrantFailure::Retry(e.to_string()))?;
-    let response = inputs
-        .http
-        .execute(&request)
-        .await
+    let answer = inputs.http.execute(&request).await;
+    let as_clock = answer
+        .as_ref()
+        .ok()
+        .and_then(|r| r.clock_offset(inputs.clock.unix_now()));
+    let response = answer
         .and_then(|r| token::parse_token_response(&r))
-        .map_err(classify_as_error)?;
+        .map_err(|e| match (&e, idp_clock, as_clock) {
+            (WireError::OAuth(body), Some(idp), Some(at_as)) if body.error == "invalid_grant" => {
+                match clock_skew(idp, at_as, id_jag_lifetime) {
+                    Some(skew) => {
+                        GrantFailure::Retry(format!("{skew} (authorization server: {e})"))
+                    }
+                    None => classify_as_error(e),
+                }
+            }
+            _ => classify_as_error(e),
+        })?;
     let scopes = match response.scope.as_deref() {
         Some(s) => token::split_scopes(s),
         None => scopes,
@@ -189,7 +237,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
 }
 
 /// Errors of the token exchange at the IdP.
-fn classify_idp_error(e: WireError) -> GrantFailure {
+fn classify_idp_error(e: WireError, endpoint: &url::Url) -> GrantFailure {
     match &e {
         WireError::OAuth(body) => match body.error.as_str() {
             "access_denied" | "invalid_target" | "unauthorized_client" => GrantFailure::Denied {
@@ -204,6 +252,10 @@ fn classify_idp_error(e: WireError) -> GrantFailure {
             },
             _ => GrantFailure::Retry(format!("identity provider: {e}")),
         },
+        _ if e.is_endpoint_gone() => GrantFailure::IdpEndpointGone {
+            error: format!("identity provider: {e}"),
+            endpoint: endpoint.clone(),
+        },
         _ => GrantFailure::Retry(format!("identity provider: {e}")),
     }
 }
@@ -215,6 +267,68 @@ fn classify_as_error(e: WireError) -> GrantFailure {
             code: body.error.clone(),
             description: body.description.clone(),
         },
+        _ if e.is_endpoint_gone() => {
+            GrantFailure::EndpointGone(format!("authorization server: {e}"))
+        }
         _ => GrantFailure::Retry(format!("authorization server: {e}")),
+    }
+}
+
+/// Clocks further apart than this make an ID-JAG look expired or not yet valid.
+pub const CLOCK_SKEW_TOLERANCE_SECS: i64 = 60;
+
+/// When the authorization server refused an ID-JAG and the two servers' clocks (each measured
+/// against ours from its `Date` header) are further apart than [`CLOCK_SKEW_TOLERANCE_SECS`],
+/// the likely cause, said so the helpdesk knows whom to call. No client can fix it: the ID-JAG's
+/// `iat` and `exp` are the IdP's, signed.
+pub fn clock_skew(idp_offset: i64, as_offset: i64, id_jag_lifetime: Option<u64>) -> Option<String> {
+    let gap = idp_offset - as_offset;
+    if gap.abs() <= CLOCK_SKEW_TOLERANCE_SECS {
+        return None;
+    }
+    let lifetime = id_jag_lifetime
+        .map(|l| format!(" (valid {l} s)"))
+        .unwrap_or_default();
+    Some(format!(
+        "clock skew: the identity provider's clock is {} the authorization server's, so the \
+         ID-JAG it issued{lifetime} was refused as expired or not yet valid; ask IT to \
+         synchronize both servers' clocks (this computer: identity provider {}, authorization \
+         server {})",
+        describe_offset(gap, "ahead of", "behind"),
+        describe_offset(idp_offset, "ahead", "behind"),
+        describe_offset(as_offset, "ahead", "behind"),
+    ))
+}
+
+/// `600` → "10 min ahead of", `-90` → "90 s behind". `Date` has a one-second resolution and the
+/// two answers come at different moments, so beyond two minutes the amount is rounded to minutes.
+fn describe_offset(secs: i64, ahead: &str, behind: &str) -> String {
+    let abs = secs.abs();
+    let amount = if abs < 120 {
+        format!("{abs} s")
+    } else {
+        format!("{} min", (abs + 30) / 60)
+    };
+    format!("{amount} {}", if secs >= 0 { ahead } else { behind })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_skew_is_named_only_beyond_the_tolerance() {
+        assert_eq!(clock_skew(30, -20, Some(300)), None);
+        let text = clock_skew(600, 0, Some(300)).expect("skew");
+        assert!(
+            text.starts_with("clock skew: the identity provider's clock is 10 min ahead of"),
+            "{text}"
+        );
+        assert!(text.contains("(valid 300 s)"), "{text}");
+        let text = clock_skew(0, 601, None).expect("skew");
+        assert!(text.contains("10 min behind the authorization"), "{text}");
+        assert!(text.contains("authorization server 10 min ahead"), "{text}");
+        let text = clock_skew(-90, 0, None).expect("skew");
+        assert!(text.contains("is 90 s behind the authorization"), "{text}");
     }
 }

@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 
 pub use schedule::{Backoff, RefreshRule};
 pub use status::{
-    Health, IdpStatus, KeychainStatus, PolicyStatus, Requester, ServerState, ServerStatus, Status,
-    TokenUse,
+    Health, IdpStatus, KeychainStatus, OrganizationSettings, PolicyStatus, Requester, ServerState,
+    ServerStatus, Status, TokenUse,
 };
 
 use crate::clock::Clock;
@@ -366,6 +366,7 @@ fn placeholder_status() -> Status {
         servers: Vec::new(),
         keychain: KeychainStatus::Available,
         policy: PolicyStatus::Applied,
+        organization: OrganizationSettings::default(),
         updated_at: 0,
     }
 }
@@ -426,6 +427,8 @@ enum Event {
         generation: u64,
         result: Result<IdpTokens, SignInError>,
         keychain: Option<Result<(), StoreError>>,
+        /// The IdP's metadata, read again because its token endpoint had moved.
+        rediscovered: Option<Arc<IdpClient>>,
     },
     KeychainResult(Result<(), StoreError>),
     /// A retried write of the session's refresh token (see [`KEYCHAIN_RETRY_SECS`]).
@@ -1092,7 +1095,10 @@ impl Actor {
         let store = self.config.store.clone();
         debug!("refreshing the identity provider session");
         tokio::spawn(async move {
-            let result = client.refresh(&http, clock.as_ref(), &refresh_token).await;
+            let (rediscovered, result) = client
+                .refresh_rediscovering(&http, clock.as_ref(), &refresh_token)
+                .await;
+            let client = rediscovered.clone().unwrap_or(client);
             // Rotation: the new refresh token is in the keychain before anything can use it.
             let keychain =
                 persist_refresh_token(store, &client, &result, Some(&refresh_token)).await;
@@ -1104,6 +1110,7 @@ impl Actor {
                 generation,
                 result,
                 keychain,
+                rediscovered,
             });
         });
     }
@@ -1239,6 +1246,17 @@ impl Actor {
             slot.extra_scopes.clear();
         }
         let mut regrant = false;
+        // The IdP's token endpoint moved: renewing the session reads its metadata again; when
+        // that already happened since this grant started, the grant goes again at once.
+        let idp_gone = match &result {
+            Err(GrantFailure::IdpEndpointGone { endpoint, .. }) => Some(
+                self.idp
+                    .client
+                    .as_ref()
+                    .is_some_and(|c| c.metadata.token_endpoint != *endpoint),
+            ),
+            _ => None,
+        };
         match result {
             Ok(minted) => {
                 let expires_at = now + minted.expires_in;
@@ -1306,7 +1324,11 @@ impl Actor {
                 };
                 slot.answer_waiters(Err(EngineError::Denied { code, description }));
             }
-            Err(GrantFailure::Retry(error)) => {
+            Err(
+                GrantFailure::Retry(error)
+                | GrantFailure::EndpointGone(error)
+                | GrantFailure::IdpEndpointGone { error, .. },
+            ) => {
                 slot.attempts += 1;
                 let delay = backoff.delay(slot.attempts, Self::jitter());
                 let retry_at = now + delay.as_secs().max(1);
@@ -1328,6 +1350,11 @@ impl Actor {
         }
         if regrant {
             self.start_grant(&id);
+        }
+        match idp_gone {
+            Some(true) => self.start_grant(&id),
+            Some(false) => self.start_idp_refresh(),
+            None => {}
         }
         if refresh_idp {
             // Force a refresh even though the ID token looked fresh.
@@ -1394,6 +1421,7 @@ impl Actor {
                 generation,
                 result,
                 keychain,
+                rediscovered,
             } => {
                 self.note_keychain(keychain);
                 if generation != self.idp.generation {
@@ -1403,6 +1431,10 @@ impl Actor {
                         self.forget_stale_refresh_token(tokens.refresh_token);
                     }
                     return;
+                }
+                let moved = rediscovered.is_some();
+                if let Some(client) = rediscovered {
+                    self.idp.client = Some(client);
                 }
                 self.idp.refresh_in_flight = false;
                 let now = self.now();
@@ -1417,10 +1449,16 @@ impl Actor {
                         self.idp.tokens = Some(tokens);
                         self.idp.refresh_attempts = 0;
                         self.idp.refresh_error = None;
+                        // After a move, servers that failed on the old endpoint go again now.
                         let waiting: Vec<String> = self
                             .servers
                             .values()
-                            .filter(|s| s.awaiting_idp)
+                            .filter(|s| {
+                                s.awaiting_idp
+                                    || (moved
+                                        && !s.in_flight
+                                        && matches!(s.state, ServerState::Failing { .. }))
+                            })
                             .map(|s| s.policy.id.clone())
                             .collect();
                         for id in waiting {
@@ -1782,6 +1820,7 @@ impl Actor {
             servers,
             keychain: self.keychain.clone(),
             policy: self.policy_status.clone(),
+            organization: OrganizationSettings::from(&self.config.policy.settings),
             updated_at: self.now(),
         }
     }
@@ -1792,7 +1831,8 @@ impl Actor {
             let changed = current.idp != status.idp
                 || current.servers != status.servers
                 || current.keychain != status.keychain
-                || current.policy != status.policy;
+                || current.policy != status.policy
+                || current.organization != status.organization;
             if changed {
                 *current = status;
             }

@@ -17,11 +17,43 @@ use tracing::{info, warn};
 
 use super::{Actor, AfterDiscovery, EngineError, IdpPhase, PolicyStatus, RefreshRule, ServerSlot};
 use crate::oauth::token;
-use crate::oauth::AssertionInputs;
+use crate::oauth::{AssertionInputs, HttpExecutor};
 use crate::policy::{Policy, ServerMode, ServerPolicy};
 use crate::signin::random_id;
 
 impl Actor {
+    /// A new proxy or CA list: a new HTTP client from now on (grants in flight finish on the old
+    /// one), and every server is retried at once with it. A CA file that cannot be read keeps the
+    /// old client and says why in the policy status.
+    fn rebuild_http(&mut self, old: &Policy) {
+        let built = super::credentials::http_config_for(
+            &self.config.policy.settings,
+            self.config.http.clone(),
+        )
+        .and_then(|c| HttpExecutor::new(&c).map_err(|e| e.to_string()));
+        match built {
+            Ok(http) => {
+                info!("the proxy or CA settings changed; using a new HTTP client");
+                self.http = http;
+                for slot in self.servers.values_mut() {
+                    slot.target = None;
+                    if matches!(slot.state, super::ServerState::Failing { .. }) {
+                        slot.attempts = 0;
+                        slot.due_at = Some(0);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "the new proxy or CA settings are unusable; keeping the old ones");
+                self.config.policy.settings.proxy = old.settings.proxy.clone();
+                self.config.policy.settings.extra_ca_files = old.settings.extra_ca_files.clone();
+                self.policy_status = PolicyStatus::ChangeRejected {
+                    errors: vec![format!("settings.extra_ca_files / settings.proxy: {e}")],
+                };
+            }
+        }
+    }
+
     pub(super) fn apply_policy(&mut self, policy: Policy) {
         let was_misconfigured = matches!(self.policy_status, PolicyStatus::Misconfigured { .. });
         self.policy_status = PolicyStatus::Applied;
@@ -39,6 +71,12 @@ impl Actor {
         if settings.max_concurrency != old.settings.max_concurrency {
             // Grants already holding a permit of the old semaphore finish under it.
             self.semaphore = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
+        }
+
+        if settings.proxy != old.settings.proxy
+            || settings.extra_ca_files != old.settings.extra_ca_files
+        {
+            self.rebuild_http(&old);
         }
 
         if old.idp != self.config.policy.idp {

@@ -16,8 +16,39 @@ pub struct Status {
     /// Whether the managed policy is in force (or why not).
     #[serde(default)]
     pub policy: PolicyStatus,
+    /// What the organization's policy says about the tray and the window (the agent is the only
+    /// reader of the policy; its clients follow this).
+    #[serde(default)]
+    pub organization: OrganizationSettings,
     /// Wall-clock seconds when this snapshot was made.
     pub updated_at: u64,
+}
+
+/// The policy settings the tray and the status window follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationSettings {
+    /// Where "Contact IT" points.
+    pub support_url: Option<String>,
+    /// Start Lanyard at login (the first-run default of the tray's switch).
+    pub autostart: bool,
+    /// Show desktop notifications.
+    pub notifications: bool,
+}
+
+impl Default for OrganizationSettings {
+    fn default() -> Self {
+        OrganizationSettings::from(&crate::policy::Settings::default())
+    }
+}
+
+impl From<&crate::policy::Settings> for OrganizationSettings {
+    fn from(settings: &crate::policy::Settings) -> Self {
+        OrganizationSettings {
+            support_url: settings.support_url.clone(),
+            autostart: settings.autostart,
+            notifications: settings.notifications,
+        }
+    }
 }
 
 impl Status {

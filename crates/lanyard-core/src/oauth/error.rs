@@ -42,11 +42,28 @@ pub fn excerpt(body: &[u8]) -> String {
     text
 }
 
-/// Whether a transport failure could not even reach the server, or got no timely answer.
+/// Why a request got no HTTP answer: each kind has its own message, so the user and the helpdesk
+/// can tell a typo in a host name from a server that is down or a network that swallows packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
-    Connect,
+    /// The host name did not resolve.
+    Dns,
+    /// Nothing listens at that address and port (the host answered with a refusal).
+    Refused,
+    /// No answer in time (connecting, or waiting for the response).
     Timeout,
+    /// The server's certificate is signed by no authority Lanyard trusts.
+    TlsUntrusted,
+    /// The server's certificate has expired (or is not valid yet).
+    TlsExpired,
+    /// The connection closed (or was reset) before the answer was complete.
+    Cut,
+    /// Another TLS failure (wrong name, handshake refused).
+    Tls,
+    /// The configured proxy could not be reached or would not open a tunnel.
+    Proxy,
+    /// Another failure while connecting.
+    Connect,
     Other,
 }
 
@@ -106,6 +123,21 @@ impl WireError {
             | WireError::Discovery(_)
             | WireError::ClientAuth(_) => false,
         }
+    }
+
+    /// The endpoint is not (or no longer) there: 404, 405 or 410 without an OAuth error, or a
+    /// host that refuses connections or does not resolve. Cached metadata is worth reading again.
+    pub fn is_endpoint_gone(&self) -> bool {
+        matches!(
+            self,
+            WireError::Status {
+                status: 404 | 405 | 410,
+                ..
+            } | WireError::Transport {
+                kind: TransportKind::Refused | TransportKind::Dns,
+                ..
+            }
+        )
     }
 
     /// The OAuth error code, if the server sent one.

@@ -96,6 +96,19 @@ impl fmt::Debug for HttpRequest {
     }
 }
 
+/// A proxy URL for messages: scheme, host and port only (a proxy URL may carry a password).
+fn shown_proxy(proxy: &str) -> String {
+    match Url::parse(proxy) {
+        Ok(url) => format!(
+            "{}://{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or("?"),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(unreadable proxy setting)".to_owned(),
+    }
+}
+
 /// `url` without its query and fragment, for messages (queries carry codes and states).
 pub fn redacted_url(url: &Url) -> String {
     let mut shown = url.clone();
@@ -114,6 +127,19 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// The server's time from its `Date` header, in Unix seconds.
+    pub fn server_time(&self) -> Option<u64> {
+        let date = self.header_values("date").next()?;
+        let parsed = chrono::DateTime::parse_from_rfc2822(date.trim()).ok()?;
+        u64::try_from(parsed.timestamp()).ok()
+    }
+
+    /// How far the server's clock is ahead of `local_now` (negative: behind), by its `Date`.
+    pub fn clock_offset(&self, local_now: u64) -> Option<i64> {
+        let server = i64::try_from(self.server_time()?).ok()?;
+        Some(server - i64::try_from(local_now).ok()?)
+    }
+
     /// All values of header `name` (case-insensitive).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
@@ -153,6 +179,8 @@ impl Default for HttpConfig {
 pub struct HttpExecutor {
     client: reqwest::Client,
     max_body_bytes: usize,
+    /// The configured proxy, without any credentials in it, for messages.
+    proxy: Option<String>,
 }
 
 impl HttpExecutor {
@@ -162,7 +190,11 @@ impl HttpExecutor {
             .timeout(config.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("lanyard/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(64);
+            .pool_max_idle_per_host(64)
+            // Grants come in bursts (sign-in, a refresh) with long quiet stretches between: a
+            // connection idle for 10 s is closed then, not held (and later reaped) for a minute
+            // and a half, which would wake an idle agent for nothing.
+            .pool_idle_timeout(Duration::from_secs(10));
         for pem in &config.extra_ca_pem {
             let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {
                 WireError::Discovery(format!("an extra CA certificate is unreadable: {e}"))
@@ -180,6 +212,7 @@ impl HttpExecutor {
         Ok(Self {
             client,
             max_body_bytes: config.max_body_bytes,
+            proxy: config.proxy.as_deref().map(shown_proxy),
         })
     }
 
@@ -206,9 +239,37 @@ impl HttpExecutor {
         let response = builder
             .send()
             .await
-            .map_err(|e| transport_error(&shown, &e))?;
+            .map_err(|e| self.via_proxy(transport_error(&shown, &e)))?;
         self.collect(response, &request.url, shown, BodyOverflow::Reject)
             .await
+    }
+
+    /// With a proxy configured, a connection that could not even be opened is the proxy's.
+    fn via_proxy(&self, error: WireError) -> WireError {
+        let Some(proxy) = &self.proxy else {
+            return error;
+        };
+        match error {
+            WireError::Transport {
+                url,
+                kind: TransportKind::Refused | TransportKind::Dns | TransportKind::Connect,
+                message,
+            } => WireError::Transport {
+                url,
+                kind: TransportKind::Proxy,
+                message: format!("the proxy {proxy} could not be reached: {message}"),
+            },
+            WireError::Transport {
+                url,
+                kind: TransportKind::Proxy,
+                message,
+            } => WireError::Transport {
+                url,
+                kind: TransportKind::Proxy,
+                message: message.replacen("the proxy", &format!("the proxy {proxy}"), 1),
+            },
+            other => other,
+        }
     }
 
     /// Reads status, headers and a body of at most `max_body_bytes` (by `Content-Length` and
@@ -290,38 +351,139 @@ impl HttpExecutor {
             .body(body)
             .send()
             .await
-            .map_err(|e| transport_error(&shown, &e))?;
+            .map_err(|e| self.via_proxy(transport_error(&shown, &e)))?;
         self.collect(response, url, shown, BodyOverflow::Truncate)
             .await
     }
 }
 
-/// A transport failure without reqwest's own wording, which repeats the URL with its query.
+/// A transport failure without reqwest's own wording (which repeats the URL with its query),
+/// sorted into a [`TransportKind`] by walking the error's causes: a resolver failure, a refused
+/// connection, a timeout and the certificate verdicts of TLS each get a message of their own.
 pub(crate) fn transport_error(url: &str, e: &reqwest::Error) -> WireError {
-    let kind = if e.is_timeout() {
-        TransportKind::Timeout
-    } else if e.is_connect() {
-        TransportKind::Connect
-    } else {
-        TransportKind::Other
-    };
-    // reqwest's Display includes the URL with its query; rebuild the message without it.
+    let kind = transport_kind(e);
     let message = match kind {
-        TransportKind::Timeout => "timed out".to_owned(),
-        TransportKind::Connect => "connection failed".to_owned(),
-        TransportKind::Other => {
-            let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-            let mut text = String::from("request failed");
-            while let Some(s) = source {
-                text = s.to_string();
-                source = s.source();
-            }
-            text
+        TransportKind::Dns => "the host name could not be resolved (DNS)".to_owned(),
+        TransportKind::Refused => "the connection was refused (nothing listens there)".to_owned(),
+        TransportKind::Timeout => "timed out (no answer in time)".to_owned(),
+        TransportKind::Cut => "the connection was cut before the answer came".to_owned(),
+        TransportKind::TlsUntrusted => "its TLS certificate is not trusted (unknown issuer); \
+            if your network inspects TLS, IT must provide its CA in settings.extra_ca_files"
+            .to_owned(),
+        TransportKind::TlsExpired => {
+            "its TLS certificate has expired (or is not valid yet)".to_owned()
         }
+        TransportKind::Tls => format!("TLS failed: {}", innermost(e)),
+        TransportKind::Proxy => format!("the proxy refused the tunnel: {}", innermost(e)),
+        TransportKind::Connect => format!("connection failed: {}", innermost(e)),
+        TransportKind::Other => innermost(e),
     };
     WireError::Transport {
         url: url.to_owned(),
         kind,
         message,
+    }
+}
+
+/// The innermost cause's text (reqwest's outer layers repeat the URL).
+fn innermost(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut text = String::from("request failed");
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    text
+}
+
+fn transport_kind(e: &reqwest::Error) -> TransportKind {
+    if e.is_timeout() {
+        return TransportKind::Timeout;
+    }
+    let mut causes: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(cause) = next {
+        causes.push(cause);
+        // An io::Error's `source()` skips the error it wraps (rustls' verdict travels so).
+        next = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => std::error::Error::source(io),
+            },
+            None => cause.source(),
+        };
+    }
+    for cause in &causes {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return match tls {
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer
+                    | rustls::CertificateError::BadSignature,
+                ) => TransportKind::TlsUntrusted,
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Expired
+                    | rustls::CertificateError::ExpiredContext { .. }
+                    | rustls::CertificateError::NotValidYet
+                    | rustls::CertificateError::NotValidYetContext { .. },
+                ) => TransportKind::TlsExpired,
+                _ => TransportKind::Tls,
+            };
+        }
+    }
+    for cause in &causes {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return TransportKind::Refused,
+                std::io::ErrorKind::TimedOut => return TransportKind::Timeout,
+                std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe => return TransportKind::Cut,
+                _ => {}
+            }
+            // A CONNECT the proxy answered with anything but 2xx.
+            if io.to_string().contains("tunnel") {
+                return TransportKind::Proxy;
+            }
+        }
+        // hyper-util's connector names a resolver failure "dns error" (its type is private).
+        if cause.to_string() == "dns error" {
+            return TransportKind::Dns;
+        }
+    }
+    if e.is_connect() {
+        TransportKind::Connect
+    } else {
+        TransportKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dated(date: &str) -> HttpResponse {
+        HttpResponse {
+            url: Url::parse("https://idp.example/token").expect("url"),
+            status: 200,
+            headers: vec![("Date".into(), date.into())],
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_date_header_gives_the_servers_clock_offset() {
+        let response = dated("Sat, 28 Nov 2026 10:50:00 GMT");
+        assert_eq!(response.server_time(), Some(1_795_863_000));
+        assert_eq!(response.clock_offset(1_795_862_400), Some(600));
+        assert_eq!(response.clock_offset(1_795_863_600), Some(-600));
+        assert_eq!(dated("yesterday-ish").clock_offset(1_795_863_000), None);
+    }
+
+    #[test]
+    fn a_proxy_is_shown_without_its_credentials() {
+        let shown = shown_proxy("http://alice:hunter2@proxy.corp.example:3128");
+        assert_eq!(shown, "http://proxy.corp.example:3128");
+        assert_eq!(shown_proxy("not a url"), "(unreadable proxy setting)");
     }
 }

@@ -12,8 +12,13 @@ pub mod loopback;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::{Arc, RwLock};
+
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
-use openidconnect::{ClientId, IssuerUrl, Nonce, PkceCodeChallenge};
+use openidconnect::{
+    ClaimsVerificationError, ClientId, IssuerUrl, Nonce, PkceCodeChallenge,
+    SignatureVerificationError,
+};
 use url::Url;
 
 pub use browser::{Browser, SystemBrowser};
@@ -48,6 +53,11 @@ pub enum SignInError {
     },
     #[error("the ID token is not valid: {0}")]
     IdToken(String),
+    /// Signed by a key the IdP's key set lacks even after fetching it again (or too soon to).
+    #[error(
+        "the ID token is signed by a key the identity provider does not publish (yet); retrying"
+    )]
+    UnknownSigningKey,
     #[error("the identity provider sent no ID token")]
     NoIdToken,
     #[error("the identity provider does not offer {0}")]
@@ -57,19 +67,45 @@ pub enum SignInError {
 impl SignInError {
     /// Worth retrying by itself later (network, 5xx).
     pub fn is_transient(&self) -> bool {
-        matches!(self, SignInError::Wire(w) if w.is_transient())
+        match self {
+            // A moved endpoint is the server's doing, not the session's end.
+            SignInError::Wire(w) => w.is_transient() || w.is_endpoint_gone(),
+            // A key rotation still spreading through the IdP's caches: worth a later try.
+            SignInError::UnknownSigningKey => true,
+            _ => false,
+        }
     }
 }
 
 /// The IdP as Lanyard talks to it: metadata, keys and our registration there.
+///
+/// Its signing keys are fetched at discovery and fetched again when an ID token names a key id
+/// the set lacks (the IdP rotated its key), at most once per [`JWKS_REFETCH_MIN_SECS`].
 #[derive(Debug, Clone)]
 pub struct IdpClient {
     pub metadata: AuthorizationServerMetadata,
     pub client: Client,
     pub scopes: Vec<String>,
     pub extra_authorize_params: BTreeMap<String, String>,
-    jwks: CoreJsonWebKeySet,
+    keys: Arc<RwLock<KeySet>>,
 }
+
+#[derive(Debug)]
+struct KeySet {
+    jwks: CoreJsonWebKeySet,
+    /// When the set was last fetched again for an unknown key id (engine clock), if ever.
+    refetched_at: Option<u64>,
+}
+
+/// The least time between two fetches of the IdP's keys for an unknown key id.
+pub const JWKS_REFETCH_MIN_SECS: u64 = 60;
+
+/// How far the IdP's clock (read from the `Date` header of the answer carrying an ID token) may
+/// be from this computer's and still be what the ID token is checked against.
+pub const MAX_CLOCK_CORRECTION_SECS: i64 = 30 * 60;
+
+/// Leeway on an ID token's `exp`, on top of the clock correction.
+pub const ID_TOKEN_LEEWAY_SECS: i64 = 60;
 
 /// What a validated ID token says about the user.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -116,26 +152,44 @@ impl IdpClient {
         extra_authorize_params: BTreeMap<String, String>,
     ) -> Result<Self, SignInError> {
         let metadata = fetch_authorization_server_metadata(http, issuer).await?;
-        let jwks_uri = metadata.jwks_uri.clone().ok_or_else(|| {
-            WireError::Discovery(format!("the IdP {issuer} publishes no jwks_uri"))
-        })?;
-        let response = http.execute(&HttpRequest::get(jwks_uri)).await?;
-        if response.status != 200 {
-            return Err(token::parse_error(&response).into());
-        }
-        let jwks: CoreJsonWebKeySet =
-            serde_json::from_slice(&response.body).map_err(|e| WireError::Malformed {
-                url: crate::oauth::http::redacted_url(&response.url),
-                what: "key set",
-                detail: e.to_string(),
-            })?;
+        let jwks = fetch_keys(http, &metadata).await?;
         Ok(Self {
             metadata,
             client,
             scopes,
             extra_authorize_params,
-            jwks,
+            keys: Arc::new(RwLock::new(KeySet {
+                jwks,
+                refetched_at: None,
+            })),
         })
+    }
+
+    fn current_keys(&self) -> CoreJsonWebKeySet {
+        match self.keys.read() {
+            Ok(keys) => keys.jwks.clone(),
+            Err(poisoned) => poisoned.into_inner().jwks.clone(),
+        }
+    }
+
+    /// Fetches the key set again for an unknown key id, unless that was done less than
+    /// [`JWKS_REFETCH_MIN_SECS`] ago. Returns whether a new set was fetched.
+    async fn refetch_keys(&self, http: &HttpExecutor, now: u64) -> Result<bool, SignInError> {
+        {
+            let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            if keys
+                .refetched_at
+                .is_some_and(|at| now < at + JWKS_REFETCH_MIN_SECS)
+            {
+                return Ok(false);
+            }
+            // Claimed before the fetch, so concurrent validations do not fetch twice.
+            keys.refetched_at = Some(now);
+        }
+        tracing::info!("an ID token names an unknown key id; fetching the IdP's keys again");
+        let jwks = fetch_keys(http, &self.metadata).await?;
+        self.keys.write().unwrap_or_else(|p| p.into_inner()).jwks = jwks;
+        Ok(true)
     }
 
     pub fn issuer(&self) -> &str {
@@ -220,8 +274,40 @@ impl IdpClient {
             &pending.redirect_uri,
             &pending.verifier,
         )?;
-        let response = token::parse_token_response(&http.execute(&request).await?)?;
-        self.tokens_from(response, clock, Some(&pending.nonce))
+        let answer = http.execute(&request).await?;
+        let offset = answer.clock_offset(clock.unix_now());
+        let response = token::parse_token_response(&answer)?;
+        self.tokens_from(http, response, clock, offset, Some(&pending.nonce))
+            .await
+    }
+
+    /// [`IdpClient::refresh`], reading the IdP's metadata again when its token endpoint has gone
+    /// (moved): the new client comes back when it differs, for the caller to keep.
+    pub async fn refresh_rediscovering(
+        &self,
+        http: &HttpExecutor,
+        clock: &dyn Clock,
+        refresh_token: &Secret,
+    ) -> (Option<Arc<IdpClient>>, Result<IdpTokens, SignInError>) {
+        let result = self.refresh(http, clock, refresh_token).await;
+        if !matches!(&result, Err(SignInError::Wire(w)) if w.is_endpoint_gone()) {
+            return (None, result);
+        }
+        let fresh = match IdpClient::discover(
+            http,
+            self.issuer(),
+            self.client.clone(),
+            self.scopes.clone(),
+            self.extra_authorize_params.clone(),
+        )
+        .await
+        {
+            Ok(fresh) if fresh.metadata.token_endpoint != self.metadata.token_endpoint => fresh,
+            _ => return (None, result),
+        };
+        tracing::info!("the identity provider's metadata changed; renewing against the new one");
+        let result = fresh.refresh(http, clock, refresh_token).await;
+        (Some(Arc::new(fresh)), result)
     }
 
     /// Refreshes the session. A rotated refresh token comes back in `refresh_token`.
@@ -238,8 +324,10 @@ impl IdpClient {
             refresh_token,
             &[],
         )?;
-        let response = token::parse_token_response(&http.execute(&request).await?)?;
-        self.tokens_from(response, clock, None)
+        let answer = http.execute(&request).await?;
+        let offset = answer.clock_offset(clock.unix_now());
+        let response = token::parse_token_response(&answer)?;
+        self.tokens_from(http, response, clock, offset, None).await
     }
 
     /// Best-effort RFC 7009 revocation of a refresh token.
@@ -273,14 +361,25 @@ impl IdpClient {
         }
     }
 
-    fn tokens_from(
+    /// Validates the ID token of `response`; an unknown key id fetches the IdP's keys once more.
+    async fn tokens_from(
         &self,
+        http: &HttpExecutor,
         response: TokenResponse,
         clock: &dyn Clock,
+        idp_offset: Option<i64>,
         nonce: Option<&Nonce>,
     ) -> Result<IdpTokens, SignInError> {
         let id_token = response.id_token.ok_or(SignInError::NoIdToken)?;
-        let info = self.validate_id_token(&id_token, clock, nonce)?;
+        let info = match self.validate_id_token(&id_token, clock, idp_offset, nonce) {
+            Err(SignInError::UnknownSigningKey) => {
+                if !self.refetch_keys(http, clock.unix_now()).await? {
+                    return Err(SignInError::UnknownSigningKey);
+                }
+                self.validate_id_token(&id_token, clock, idp_offset, nonce)?
+            }
+            other => other?,
+        };
         Ok(IdpTokens {
             id_token,
             info,
@@ -288,11 +387,18 @@ impl IdpClient {
         })
     }
 
-    /// Validates signature, issuer, audience, expiry (against `clock`) and, on sign-in, the nonce.
+    /// Validates signature, issuer, audience, expiry and, on sign-in, the nonce.
+    ///
+    /// Expiry is checked against the IdP's own clock when its `Date` header gave it
+    /// (`idp_offset`, seconds ahead of ours) within [`MAX_CLOCK_CORRECTION_SECS`], else against
+    /// ours, with [`ID_TOKEN_LEEWAY_SECS`] either way. The times returned are on this computer's
+    /// clock (the offset taken out), so an IdP whose clock is off neither shortens nor stretches
+    /// the session as the engine schedules it.
     pub fn validate_id_token(
         &self,
         id_token: &Secret,
         clock: &dyn Clock,
+        idp_offset: Option<i64>,
         nonce: Option<&Nonce>,
     ) -> Result<IdTokenInfo, SignInError> {
         let parsed: CoreIdToken = id_token
@@ -301,24 +407,42 @@ impl IdpClient {
             .map_err(|_| SignInError::IdToken("not a signed JWT".into()))?;
         let issuer = IssuerUrl::new(self.metadata.issuer.clone())
             .map_err(|e| SignInError::IdToken(format!("issuer is not a URL: {e}")))?;
+        let offset = idp_offset
+            .filter(|o| o.abs() <= MAX_CLOCK_CORRECTION_SECS)
+            .unwrap_or(0);
         let now = clock.unix_now() as i64;
+        let idp_now = now + offset - ID_TOKEN_LEEWAY_SECS;
         let verifier = CoreIdTokenVerifier::new_public_client(
             ClientId::new(self.client.client_id.clone()),
             issuer,
-            self.jwks.clone(),
+            self.current_keys(),
         )
-        .set_time_fn(move || chrono::DateTime::from_timestamp(now, 0).unwrap_or_default());
+        .set_time_fn(move || chrono::DateTime::from_timestamp(idp_now, 0).unwrap_or_default());
         let claims = match nonce {
             Some(nonce) => parsed.claims(&verifier, nonce),
             None => parsed.claims(&verifier, |_: Option<&Nonce>| Ok(())),
         }
-        .map_err(|e| SignInError::IdToken(e.to_string()))?;
+        .map_err(|e| match e {
+            ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            ) => SignInError::UnknownSigningKey,
+            ClaimsVerificationError::Expired(text) => match idp_offset {
+                Some(o) if o.abs() > MAX_CLOCK_CORRECTION_SECS => SignInError::IdToken(format!(
+                    "{text}; the identity provider's clock is {} min off this computer's \
+                     (more than Lanyard corrects for): check this computer's date and time",
+                    o / 60
+                )),
+                _ => SignInError::IdToken(text),
+            },
+            other => SignInError::IdToken(other.to_string()),
+        })?;
+        let local = |t: i64| (t - offset).max(0) as u64;
         Ok(IdTokenInfo {
             subject: claims.subject().as_str().to_owned(),
             email: claims.email().map(|e| e.as_str().to_owned()),
-            issued_at: claims.issue_time().timestamp().max(0) as u64,
-            expires_at: claims.expiration().timestamp().max(0) as u64,
-            auth_time: claims.auth_time().map(|t| t.timestamp().max(0) as u64),
+            issued_at: local(claims.issue_time().timestamp()),
+            expires_at: local(claims.expiration().timestamp()),
+            auth_time: claims.auth_time().map(|t| local(t.timestamp())),
         })
     }
 
@@ -366,8 +490,10 @@ impl IdpClient {
                 &self.assertion_inputs(clock),
                 &device.device_code,
             )?;
-            match token::parse_token_response(&http.execute(&request).await?) {
-                Ok(response) => return self.tokens_from(response, clock, None),
+            let answer = http.execute(&request).await?;
+            let offset = answer.clock_offset(clock.unix_now());
+            match token::parse_token_response(&answer) {
+                Ok(response) => return self.tokens_from(http, response, clock, offset, None).await,
                 Err(WireError::OAuth(body)) if body.error == "authorization_pending" => {}
                 Err(WireError::OAuth(body)) if body.error == "slow_down" => {
                     interval += Duration::from_secs(5)
@@ -385,6 +511,27 @@ impl IdpClient {
             }
         }
     }
+}
+
+/// The IdP's signing keys from its `jwks_uri`.
+async fn fetch_keys(
+    http: &HttpExecutor,
+    metadata: &AuthorizationServerMetadata,
+) -> Result<CoreJsonWebKeySet, SignInError> {
+    let jwks_uri = metadata.jwks_uri.clone().ok_or_else(|| {
+        WireError::Discovery(format!("the IdP {} publishes no jwks_uri", metadata.issuer))
+    })?;
+    let response = http.execute(&HttpRequest::get(jwks_uri)).await?;
+    if response.status != 200 {
+        return Err(token::parse_error(&response).into());
+    }
+    Ok(
+        serde_json::from_slice(&response.body).map_err(|e| WireError::Malformed {
+            url: crate::oauth::http::redacted_url(&response.url),
+            what: "key set",
+            detail: e.to_string(),
+        })?,
+    )
 }
 
 /// Signs in through the browser: listen, open, wait, redeem, validate.

@@ -121,6 +121,7 @@ pub(crate) struct IdpCounters {
     rejected_token_exchanges: AtomicU64,
     device_authorizations: AtomicU64,
     device_grants: AtomicU64,
+    jwks_fetches: AtomicU64,
     revocations: Mutex<Vec<RevocationRecord>>,
     wire_secrets: Mutex<WireSecrets>,
 }
@@ -203,6 +204,8 @@ pub struct IdpStats {
     pub device_grants: u64,
     /// Revocation requests received.
     pub revocations: Vec<RevocationRecord>,
+    /// `GET /jwks` requests.
+    pub jwks_fetches: u64,
 }
 
 pub(crate) struct IdpState {
@@ -211,7 +214,10 @@ pub(crate) struct IdpState {
     /// Origin + issuer path, no trailing slash: endpoint URLs hang off it.
     pub base_url: String,
     pub base_path: String,
-    pub key: Arc<SigningKey>,
+    /// The key that signs now; the JWKS publishes it alone.
+    key: Mutex<Arc<SigningKey>>,
+    /// Keys rotated out: tokens they signed are still accepted as subject tokens.
+    retired_keys: Mutex<Vec<Arc<SigningKey>>>,
     pub clock: TestClock,
     /// Known audiences: AS issuer → client id for the ID-JAG `client_id` claim.
     pub audiences: HashMap<String, String>,
@@ -221,6 +227,8 @@ pub(crate) struct IdpState {
     pub client_jtis: Mutex<HashSet<String>>,
     /// Acceptable `aud` values of client assertions: issuer and token endpoint.
     pub assertion_audiences: Vec<String>,
+    /// The token endpoint has moved to `{base}/v2/token`; the old path answers 404.
+    pub token_moved: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -248,13 +256,15 @@ impl IdpState {
             issuer,
             base_url: format!("{origin}{base_path}"),
             base_path,
-            key,
+            key: Mutex::new(key),
+            retired_keys: Mutex::new(Vec::new()),
             clock,
             audiences,
             data: Mutex::new(IdpData::default()),
             policy: Mutex::new(policy),
             counters: IdpCounters::default(),
             client_jtis: Mutex::new(HashSet::new()),
+            token_moved: std::sync::atomic::AtomicBool::new(false),
             assertion_audiences: vec![
                 issuer_for_aud.clone(),
                 format!("{origin}{base_path_for_aud}/token"),
@@ -263,12 +273,28 @@ impl IdpState {
         }
     }
 
+    /// The key that signs ID tokens and ID-JAGs now.
+    pub(crate) fn signing_key(&self) -> Arc<SigningKey> {
+        Arc::clone(&lock(&self.key))
+    }
+
+    /// The current key followed by the retired ones.
+    pub(crate) fn verification_keys(&self) -> Vec<Arc<SigningKey>> {
+        let mut keys = vec![self.signing_key()];
+        keys.extend(lock(&self.retired_keys).iter().cloned());
+        keys
+    }
+
     fn data(&self) -> MutexGuard<'_, IdpData> {
         lock(&self.data)
     }
 
     fn token_endpoint(&self) -> String {
-        format!("{}/token", self.base_url)
+        if self.token_moved.load(Ordering::SeqCst) {
+            format!("{}/v2/token", self.base_url)
+        } else {
+            format!("{}/token", self.base_url)
+        }
     }
 
     fn verifier(&self) -> ClientVerifier<'_> {
@@ -297,7 +323,7 @@ impl IdpState {
         json!({
             "issuer": self.issuer,
             "authorization_endpoint": format!("{b}/authorize"),
-            "token_endpoint": format!("{b}/token"),
+            "token_endpoint": self.token_endpoint(),
             "jwks_uri": format!("{b}/jwks"),
             "revocation_endpoint": format!("{b}/revoke"),
             "device_authorization_endpoint": format!("{b}/device_authorization"),
@@ -352,11 +378,13 @@ pub(crate) fn router(state: Arc<IdpState>) -> (Router, HashMap<String, Endpoint>
     for (suffix, endpoint) in endpoints {
         routes.insert(format!("{bp}{suffix}"), endpoint);
     }
+    routes.insert(format!("{bp}/v2/token"), Endpoint::Token);
     let router = router
         .route(&format!("{bp}/jwks"), get(jwks))
         .route(&format!("{bp}/authorize"), get(login::authorize))
         .route(&format!("{bp}/login"), post(login::login))
-        .route(&format!("{bp}/token"), post(token::token))
+        .route(&format!("{bp}/token"), post(old_token))
+        .route(&format!("{bp}/v2/token"), post(moved_token))
         .route(&format!("{bp}/revoke"), post(revoke))
         .route(
             &format!("{bp}/device_authorization"),
@@ -375,7 +403,8 @@ async fn metadata(State(state): State<Arc<IdpState>>) -> Json<Value> {
 }
 
 async fn jwks(State(state): State<Arc<IdpState>>) -> Json<Value> {
-    Json(state.key.jwks())
+    state.counters.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    Json(state.signing_key().jwks())
 }
 
 async fn revoke(State(state): State<Arc<IdpState>>, headers: HeaderMap, body: Body) -> Response {
@@ -403,6 +432,22 @@ async fn revoke(State(state): State<Arc<IdpState>>, headers: HeaderMap, body: Bo
         revoked: revoked.to_string(),
     });
     axum::http::StatusCode::OK.into_response()
+}
+
+/// The token endpoint at its first path: 404 once it has moved.
+async fn old_token(state: State<Arc<IdpState>>, headers: HeaderMap, body: Body) -> Response {
+    if state.token_moved.load(Ordering::SeqCst) {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    token::token(state, headers, body).await
+}
+
+/// The token endpoint at its new path: 404 until it has moved.
+async fn moved_token(state: State<Arc<IdpState>>, headers: HeaderMap, body: Body) -> Response {
+    if !state.token_moved.load(Ordering::SeqCst) {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    token::token(state, headers, body).await
 }
 
 /// Runtime control of the IdP: URLs, policy, sessions, faults and counters. Cheap to clone.
@@ -537,7 +582,28 @@ impl IdpHandle {
             device_authorizations: n(&c.device_authorizations),
             device_grants: n(&c.device_grants),
             revocations: lock(&c.revocations).clone(),
+            jwks_fetches: n(&c.jwks_fetches),
         }
+    }
+
+    /// Rotates the signing key: a new key (new `kid`) signs from now on and the JWKS publishes only
+    /// it; tokens signed by the old one stay acceptable as subject tokens.
+    pub async fn rotate_signing_key(&self) -> anyhow::Result<()> {
+        let new = tokio::task::spawn_blocking(SigningKey::generate).await??;
+        let old = std::mem::replace(&mut *lock(&self.state.key), Arc::new(new));
+        lock(&self.state.retired_keys).push(old);
+        Ok(())
+    }
+
+    /// Moves the token endpoint to `{base}/v2/token`: the metadata names the new URL and the old
+    /// path answers 404.
+    pub fn move_token_endpoint(&self) {
+        self.state.token_moved.store(true, Ordering::SeqCst);
+    }
+
+    /// Sets how far the IdP's clock is off (negative = behind); its tokens and `Date` follow it.
+    pub fn set_clock_skew(&self, skew_secs: i64) {
+        self.state.clock.set_skew_secs(skew_secs);
     }
 
     /// Every code, PKCE verifier and token that crossed the token endpoint so far.

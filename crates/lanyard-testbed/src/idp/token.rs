@@ -126,7 +126,7 @@ fn id_token(
         claims["nonce"] = Value::String(n.to_string());
     }
     state
-        .key
+        .signing_key()
         .sign("JWT", &claims)
         .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))
 }
@@ -271,8 +271,20 @@ fn token_exchange(
         ));
     }
 
-    let claims = verify_signature(subject_token, state.key.decoding_key(), &[Algorithm::RS256])
-        .map_err(|e| OAuthError::invalid_grant(format!("subject_token is not valid: {e}")))?;
+    let mut verified = None;
+    let mut failure = String::from("no signing key");
+    for key in state.verification_keys() {
+        match verify_signature(subject_token, key.decoding_key(), &[Algorithm::RS256]) {
+            Ok(claims) => {
+                verified = Some(claims);
+                break;
+            }
+            Err(e) => failure = e.to_string(),
+        }
+    }
+    let claims = verified.ok_or_else(|| {
+        OAuthError::invalid_grant(format!("subject_token is not valid: {failure}"))
+    })?;
     if claims.get("iss").and_then(Value::as_str) != Some(state.issuer.as_str()) {
         return Err(OAuthError::invalid_grant(
             "subject_token was not issued here",
@@ -362,7 +374,7 @@ fn token_exchange(
         jag.insert("email".into(), json!(email));
     }
     let token = state
-        .key
+        .signing_key()
         .sign(JWT_TYPE_ID_JAG, &Value::Object(jag))
         .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))?;
     let mut body = json!({
