@@ -9,6 +9,7 @@ mod agent;
 mod clients;
 mod conformance;
 mod diagnose;
+mod log_sink;
 mod output;
 mod over_agent;
 mod policy_cmd;
@@ -224,14 +225,15 @@ fn run(cli: Cli) -> u8 {
     }
 }
 
-/// Logs to stderr, filtered by `LANYARD_LOG` (default `default`). Nothing secret is ever logged.
+/// Logs to stderr, filtered by `LANYARD_LOG` (default `default`). Nothing secret is ever logged; a
+/// full disk or a closed stderr loses lines (counted, reported once) but never stops the process.
 fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LANYARD_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_sink::LogSink::default())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -47,6 +47,9 @@ pub enum Fault {
     Status(u16),
     /// Wait this long, then answer normally.
     Slow(Duration),
+    /// Do the work at once (a refresh token is rotated, a code spent), but hold the answer this
+    /// long: the client hears of it late, or never if it goes away meanwhile.
+    SlowAnswer(Duration),
     /// Answer 200 with a truncated JSON body.
     MalformedJson,
     /// Answer 200 with a valid-looking JSON body of about this many bytes.
@@ -75,6 +78,8 @@ struct FaultRule {
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     rules: Arc<Mutex<Vec<FaultRule>>>,
+    /// Requests seen per endpoint, answered or faulted (a retry storm shows here).
+    requests: Arc<Mutex<HashMap<Endpoint, u64>>>,
 }
 
 impl Faults {
@@ -117,7 +122,18 @@ impl Faults {
         self.rules.lock().map(|r| r.len()).unwrap_or(0)
     }
 
+    /// Requests that reached `endpoint` of this component so far, faulted ones included.
+    pub fn requests(&self, endpoint: Endpoint) -> u64 {
+        self.requests
+            .lock()
+            .map(|r| r.get(&endpoint).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     fn take(&self, endpoint: Endpoint) -> Option<Fault> {
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests.entry(endpoint).or_default() += 1;
+        }
         let mut rules = self.rules.lock().ok()?;
         let index = rules
             .iter()
@@ -183,6 +199,11 @@ async fn answer(layer: &FaultLayer, req: Request, next: Next) -> Response {
     if let Some(endpoint) = endpoint {
         match layer.faults.take(endpoint) {
             Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+            Some(Fault::SlowAnswer(delay)) => {
+                let response = next.run(req).await;
+                tokio::time::sleep(delay).await;
+                return response;
+            }
             Some(fault) => return fault_response(&fault, endpoint),
             None => {}
         }
@@ -229,7 +250,7 @@ fn fault_response(fault: &Fault, endpoint: Endpoint) -> Response {
             Json(error_json("access_denied", "injected fault: denied")),
         )
             .into_response(),
-        Fault::Slow(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Fault::Slow(_) | Fault::SlowAnswer(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -258,5 +279,7 @@ mod tests {
         assert_eq!(faults.take(Endpoint::Mcp), Some(Fault::Deny));
         faults.clear();
         assert_eq!(faults.take(Endpoint::Mcp), None);
+        assert_eq!(faults.requests(Endpoint::Token), 2);
+        assert_eq!(faults.requests(Endpoint::Mcp), 3);
     }
 }

@@ -91,6 +91,14 @@ pub struct AccessToken {
 /// that all saw the same 401 causes one mint, not one each.
 pub const FORCE_REFRESH_REUSE_SECS: u64 = 2;
 
+/// After the keychain refused the session's refresh token (locked, unavailable), the write is
+/// tried again after this long, then twice as long each time it fails again (a locked keychain
+/// may show its unlock prompt on every write), up to [`KEYCHAIN_RETRY_MAX_SECS`].
+pub const KEYCHAIN_RETRY_SECS: u64 = 30;
+
+/// The longest wait between two writes of the session to a keychain that refuses them.
+pub const KEYCHAIN_RETRY_MAX_SECS: u64 = 600;
+
 /// What a caller wants from [`EngineHandle::token_with`].
 #[derive(Debug, Clone, Default)]
 pub struct TokenRequest {
@@ -423,6 +431,12 @@ enum Event {
         rediscovered: Option<Arc<IdpClient>>,
     },
     KeychainResult(Result<(), StoreError>),
+    /// A retried write of the session's refresh token (see [`KEYCHAIN_RETRY_SECS`]).
+    KeychainRetryDone {
+        generation: u64,
+        written: Secret,
+        result: Result<(), StoreError>,
+    },
     /// Discovery done ahead of the first grant (while the user is still signing in).
     Located {
         server: String,
@@ -454,6 +468,11 @@ struct IdpSlot {
     refresh_retry_at: u64,
     refresh_due_at: u64,
     refresh_error: Option<String>,
+    /// When to write the refresh token in memory to the keychain again, after the keychain
+    /// refused it (locked, unavailable): the session then survives a restart once it is back.
+    keychain_retry_at: Option<u64>,
+    /// Keychain writes refused in a row.
+    keychain_failures: u32,
     generation: u64,
     sign_in_waiters: Vec<oneshot::Sender<Result<(), EngineError>>>,
     /// What to do once the IdP client is discovered.
@@ -1406,6 +1425,11 @@ impl Actor {
             } => {
                 self.note_keychain(keychain);
                 if generation != self.idp.generation {
+                    // Signed out (or in anew) while this refresh was under way: the IdP may have
+                    // rotated the refresh token, and the task may have saved the new one.
+                    if let Ok(tokens) = result {
+                        self.forget_stale_refresh_token(tokens.refresh_token);
+                    }
                     return;
                 }
                 let moved = rediscovered.is_some();
@@ -1493,6 +1517,17 @@ impl Actor {
                 }
             }
             Event::KeychainResult(result) => self.note_keychain(Some(result)),
+            Event::KeychainRetryDone {
+                generation,
+                written,
+                result,
+            } => {
+                if generation == self.idp.generation {
+                    self.note_keychain(Some(result));
+                } else {
+                    self.forget_stale_refresh_token(Some(written));
+                }
+            }
             Event::ClientResolved {
                 server,
                 generation,
@@ -1594,6 +1629,15 @@ impl Actor {
 
     fn note_keychain(&mut self, result: Option<Result<(), StoreError>>) {
         let Some(result) = result else { return };
+        if result.is_ok() {
+            self.idp.keychain_failures = 0;
+            self.idp.keychain_retry_at = None;
+        } else {
+            let doublings = self.idp.keychain_failures.min(10);
+            self.idp.keychain_failures = self.idp.keychain_failures.saturating_add(1);
+            let wait = (KEYCHAIN_RETRY_SECS << doublings).min(KEYCHAIN_RETRY_MAX_SECS);
+            self.idp.keychain_retry_at = Some(self.now() + wait);
+        }
         self.keychain = match result {
             Ok(()) => KeychainStatus::Available,
             Err(StoreError::Locked(reason)) => KeychainStatus::Locked { reason },
@@ -1601,6 +1645,67 @@ impl Actor {
                 KeychainStatus::Unavailable { reason }
             }
         };
+    }
+
+    /// A refresh token this session no longer uses (a refresh that finished after sign-out, or a
+    /// retried keychain write that raced one): revoked at the IdP, and taken out of the keychain
+    /// when the keychain still holds it (the session's current token, if any, goes back).
+    fn forget_stale_refresh_token(&mut self, stale: Option<Secret>) {
+        let Some(stale) = stale else { return };
+        if self.idp.refresh_token.as_ref() == Some(&stale) {
+            return;
+        }
+        let Some(client) = self.idp.client.clone() else {
+            return;
+        };
+        let current = self.idp.refresh_token.clone();
+        let key = refresh_token_key(client.issuer(), &client.client.client_id);
+        let store = self.config.store.clone();
+        let http = self.http.clone();
+        let clock = self.config.clock.clone();
+        info!("a refresh token outlived its session; revoking it");
+        tokio::spawn(async move {
+            if let Err(e) = client.revoke(&http, clock.as_ref(), &stale).await {
+                warn!(error = %e, "revoking a stale refresh token failed");
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                if store.get(&key)?.as_ref() != Some(&stale) {
+                    return Ok(());
+                }
+                match current {
+                    Some(current) => store.set(&key, &current),
+                    None => store.delete(&key),
+                }
+            })
+            .await;
+        });
+    }
+
+    /// Writes the session's refresh token to the keychain again (it refused the last write).
+    fn retry_keychain_write(&mut self, now: u64) {
+        let (Some(client), Some(token)) = (self.idp.client.clone(), self.idp.refresh_token.clone())
+        else {
+            self.idp.keychain_retry_at = None;
+            return;
+        };
+        // Not again before this write answers (its answer sets the next time).
+        self.idp.keychain_retry_at = Some(now + KEYCHAIN_RETRY_MAX_SECS);
+        let key = refresh_token_key(client.issuer(), &client.client.client_id);
+        let store = self.config.store.clone();
+        let events = self.events_tx.clone();
+        let generation = self.idp.generation;
+        debug!("writing the session to the keychain again");
+        tokio::spawn(async move {
+            let written = token.clone();
+            let result = tokio::task::spawn_blocking(move || store.set(&key, &token))
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Failed(e.to_string())));
+            let _ = events.send(Event::KeychainRetryDone {
+                generation,
+                written,
+                result,
+            });
+        });
     }
 
     // ---- time ------------------------------------------------------------------------------
@@ -1615,6 +1720,13 @@ impl Actor {
             && now >= self.idp.refresh_retry_at
         {
             self.start_idp_refresh();
+        }
+        if let Some(at) = self.idp.keychain_retry_at {
+            if !matches!(self.idp.phase, IdpPhase::SignedIn) {
+                self.idp.keychain_retry_at = None;
+            } else if now >= at {
+                self.retry_keychain_write(now);
+            }
         }
         let due: Vec<String> = self
             .servers
@@ -1651,6 +1763,9 @@ impl Actor {
         }
         if matches!(self.idp.phase, IdpPhase::SignedIn) && !self.idp.refresh_in_flight {
             consider(self.idp.refresh_due_at.max(self.idp.refresh_retry_at));
+            if let Some(at) = self.idp.keychain_retry_at {
+                consider(at);
+            }
         }
         next.map(|n| n.max(Duration::from_millis(10)))
     }
