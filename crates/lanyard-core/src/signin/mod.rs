@@ -22,7 +22,7 @@ pub use loopback::{ExpectedRedirect, LoopbackListener};
 use crate::clock::Clock;
 use crate::oauth::discovery::{fetch_authorization_server_metadata, AuthorizationServerMetadata};
 use crate::oauth::token::{self, TokenEndpoint, TokenResponse};
-use crate::oauth::{AssertionInputs, Client, HttpExecutor, HttpRequest, WireError};
+use crate::oauth::{AssertionInputs, Client, HttpExecutor, HttpRequest, HttpResponse, WireError};
 use crate::secret::Secret;
 
 /// Why a sign-in or an IdP refresh did not succeed.
@@ -123,9 +123,27 @@ impl IdpClient {
         if response.status != 200 {
             return Err(token::parse_error(&response).into());
         }
-        let jwks: CoreJsonWebKeySet =
-            serde_json::from_slice(&response.body).map_err(|e| WireError::Malformed {
-                url: crate::oauth::http::redacted_url(&response.url),
+        Ok(Self::from_parts(
+            metadata,
+            client,
+            scopes,
+            extra_authorize_params,
+            &response,
+        )?)
+    }
+
+    /// The client for an IdP whose metadata is known, with its key set read from `jwks` (the body
+    /// of its `jwks_uri`). No I/O: [`IdpClient::discover`] fetches both.
+    pub fn from_parts(
+        metadata: AuthorizationServerMetadata,
+        client: Client,
+        scopes: Vec<String>,
+        extra_authorize_params: BTreeMap<String, String>,
+        jwks: &HttpResponse,
+    ) -> Result<Self, WireError> {
+        let key_set: CoreJsonWebKeySet =
+            serde_json::from_slice(&jwks.body).map_err(|e| WireError::Malformed {
+                url: crate::oauth::http::redacted_url(&jwks.url),
                 what: "key set",
                 detail: e.to_string(),
             })?;
@@ -134,7 +152,7 @@ impl IdpClient {
             client,
             scopes,
             extra_authorize_params,
-            jwks,
+            jwks: key_set,
         })
     }
 
