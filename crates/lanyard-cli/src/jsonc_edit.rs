@@ -5,7 +5,7 @@
 //! every other byte, comment and the file's indentation and line-break style stay as they were.
 //! Callers re-parse after each edit. No I/O here, and no knowledge of any client.
 
-use super::jsonc::{Member, Node};
+use crate::jsonc::{Member, Node};
 
 /// A value Lanyard writes: strings, lists of strings and maps of those (all a client entry needs).
 #[derive(Debug, Clone, PartialEq, Eq)]
