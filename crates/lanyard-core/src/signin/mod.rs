@@ -21,6 +21,7 @@ pub use loopback::{ExpectedRedirect, LoopbackListener};
 
 use crate::clock::Clock;
 use crate::oauth::discovery::{fetch_authorization_server_metadata, AuthorizationServerMetadata};
+use crate::oauth::error::capped_message;
 use crate::oauth::token::{self, TokenEndpoint, TokenResponse};
 use crate::oauth::{AssertionInputs, Client, HttpExecutor, HttpRequest, HttpResponse, WireError};
 use crate::secret::Secret;
@@ -145,7 +146,7 @@ impl IdpClient {
             serde_json::from_slice(&jwks.body).map_err(|e| WireError::Malformed {
                 url: crate::oauth::http::redacted_url(&jwks.url),
                 what: "key set",
-                detail: e.to_string(),
+                detail: capped_message(e),
             })?;
         Ok(Self {
             metadata,
