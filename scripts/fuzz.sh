@@ -33,11 +33,14 @@ run_one() {
   local t="$1"
   mkdir -p "fuzz/work/$t" "fuzz/artifacts/$t"
   local start=$SECONDS
+  # -fork=1 with -ignore_*: a crash is saved and the search goes on for the whole FUZZ_SECS.
   nice -n 19 "$BIN/$t" "fuzz/work/$t" "fuzz/corpus/$t" \
     -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
     -artifact_prefix="fuzz/artifacts/$t/" >"fuzz/work/$t.log" 2>&1 || true
   local runs crashes
-  runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "fuzz/work/$t.log" | tail -1)"
+  # Fork mode's status lines start with `#<total executions>:`.
+  runs="$(sed -n 's/^#\([0-9]*\): .*/\1/p' "fuzz/work/$t.log" | tail -1)"
   crashes="$(find "fuzz/artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)"
   printf '%s\t%s\t%s\t%s\n' "$t" "$((SECONDS - start))" "${runs:-?}" "$crashes" | tee -a fuzz/work/summary.tsv
 }
