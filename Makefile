@@ -4,7 +4,7 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint check-windows check-macos unit conformance interop bench ui ui-test webview tray-bench bench-proxy bench-token windows-e2e package package-test
+.PHONY: help deps build demo test lint fuzz check-windows check-macos unit conformance interop bench ui ui-test webview tray-bench bench-proxy bench-token windows-e2e package package-test
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
@@ -15,6 +15,7 @@ help:
 	@echo "make tray-bench  the idle agent and the tray app (release): RSS, wake-ups, first paint"
 	@echo "make bench-token  cold lanyard token X with a warm agent vs a Node one-liner, p50 (P2)"
 	@echo "make package  release builds, then the .deb, .rpm and .msi in target/packages/"
+	@echo "make fuzz   every parser's libFuzzer target for FUZZ_SECS (default 600) each, two at a time (nightly; not part of make test)"
 	@echo "make package-test  install, run, upgrade and remove each package (.deb here, .rpm in a scratch root, .msi under Wine)"
 
 deps:
@@ -81,6 +82,15 @@ windows-e2e: deps
 	scripts/wine/prefix.sh
 	$(CARGO) build --target x86_64-pc-windows-gnu -p lanyard-cli --bin lanyard
 	LANYARD_REQUIRE_WINE=1 $(CARGO) nextest run -p lanyard-tests --test windows_wine --run-ignored only --no-capture
+
+# Every libFuzzer target (fuzz/fuzz_targets: WWW-Authenticate, PRM/AS metadata, token responses,
+# policy JSON/plist/mobileconfig, broker framing, SSE, the JSON(C) editor, ID tokens) for FUZZ_SECS
+# seconds each (default 600), two at a time under nice; per-target executions and crashes in
+# fuzz/work/summary.tsv. Not part of `make test`: `make unit` replays the committed corpus and
+# fuzz/regressions through the same properties on stable (crates/lanyard-fuzz/tests/corpus.rs).
+fuzz:
+	WITH_FUZZ=1 scripts/install-deps.sh
+	scripts/fuzz.sh
 
 # Issue 9's targets, release builds: the idle agent (10 servers, 5 min: RSS, wake-ups per thread)
 # and the tray (launch -> ready, window open -> first paint, RSS open/closed, idle wake-ups).

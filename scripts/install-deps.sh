@@ -10,6 +10,7 @@
 #   .tools/conformance/node_modules/.bin/conformance          @modelcontextprotocol/conformance 0.1.16
 #                                                             (pinned by scripts/conformance/package-lock.json)
 #   ui/node_modules                                           the status window's build + Vitest (npm ci)
+#   .tools/cargo-fuzz/bin/cargo-fuzz                         cargo-fuzz + the nightly toolchain, only with WITH_FUZZ=1 (make fuzz)
 #   .tools/cargo/bin/tauri-driver                             WebDriver for the tray app's webview tests
 #   .tools/proxy-interop/node_modules/.bin/{mcp-inspector,mcp-remote}
 #                                                             MCP Inspector CLI + mcp-remote: real clients
@@ -129,6 +130,29 @@ else
   cargo install tauri-driver --locked --version '^2' --root "$ROOT/.tools/cargo" --quiet
   [ -x "$TAURI_DRIVER" ] || die "tauri-driver: not installed"
   say "tauri-driver: installed"
+fi
+
+# ---- cargo-fuzz (make fuzz: libFuzzer targets on the nightly toolchain) -------------------------
+# Only for `make fuzz` (WITH_FUZZ=1): `make test` needs neither (its corpus replay runs on stable).
+if [ "${WITH_FUZZ:-0}" = "1" ]; then
+  CARGO_FUZZ="$ROOT/.tools/cargo-fuzz/bin/cargo-fuzz"
+  CARGO_FUZZ_VERSION="0.13.2"
+  if [ -x "$CARGO_FUZZ" ] && "$CARGO_FUZZ" --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION"; then
+    say "cargo-fuzz: present"
+  else
+    say "cargo-fuzz: cargo install cargo-fuzz $CARGO_FUZZ_VERSION into .tools/cargo-fuzz"
+    cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION" --root "$ROOT/.tools/cargo-fuzz" --quiet
+    [ -x "$CARGO_FUZZ" ] || die "cargo-fuzz: not installed"
+    say "cargo-fuzz: installed"
+  fi
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    say "nightly toolchain: present (make fuzz)"
+  else
+    say "nightly toolchain: rustup toolchain install nightly --profile minimal (make fuzz)"
+    rustup toolchain install nightly --profile minimal
+  fi
+else
+  say "cargo-fuzz: skipped (only make fuzz needs it: WITH_FUZZ=1)"
 fi
 
 # ---- clients of the stdio proxy: MCP Inspector CLI, mcp-remote (npm), Python MCP SDK (PyPI) ------

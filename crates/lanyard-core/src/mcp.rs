@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use crate::oauth::discovery::{parse_bearer_challenge, BearerChallenge};
-use crate::oauth::error::{excerpt, WireError};
+use crate::oauth::error::{capped_message, excerpt, WireError};
 use crate::oauth::http::{redacted_url, transport_error, HttpExecutor};
 use crate::secret::Secret;
 
@@ -368,7 +368,7 @@ impl McpClient {
             McpError::Wire(WireError::Malformed {
                 url: redacted_url(&self.url),
                 what: method_what(method),
-                detail: e.to_string(),
+                detail: capped_message(e),
             })
         })
     }
@@ -404,7 +404,7 @@ impl McpClient {
         let bytes = serde_json::to_vec(body).map_err(|e| WireError::Malformed {
             url: shown.clone(),
             what: "MCP request",
-            detail: e.to_string(),
+            detail: capped_message(e),
         })?;
         let mut response = builder
             .body(bytes)

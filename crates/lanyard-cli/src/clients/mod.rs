@@ -18,8 +18,6 @@
 
 pub mod command;
 mod diff;
-mod edit;
-mod jsonc;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +27,8 @@ use std::path::{Path, PathBuf};
 use edit::Out;
 pub use jsonc::ParseError;
 use jsonc::{Dialect, Node};
+use lanyard_cli::jsonc;
+use lanyard_cli::jsonc_edit as edit;
 
 /// Every client config key Lanyard writes starts with this.
 pub const KEY_PREFIX: &str = "lanyard-";

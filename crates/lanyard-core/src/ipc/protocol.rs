@@ -31,6 +31,9 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// The longest request line the agent reads (bytes, newline excluded).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
+/// How much the server reads at most for one line: a full request plus its `\r\n`.
+pub const LINE_READ_LIMIT: usize = MAX_REQUEST_BYTES + 2;
+
 /// What a local program asks the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -181,6 +184,44 @@ impl From<&EngineError> for ErrorReply {
             reply.retry_at = Some(*retry_at);
         }
         reply
+    }
+}
+
+/// What one line read from a peer holds, decided by the framing rules in the module doc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestLine {
+    /// Only whitespace: ignored.
+    Blank,
+    Request(Request),
+    /// Not a request this agent understands: answered with [`ErrorCode::BadRequest`].
+    Malformed(ErrorReply),
+    /// Over [`MAX_REQUEST_BYTES`]: answered with [`ErrorCode::TooLarge`], then the connection closes.
+    TooLarge(ErrorReply),
+}
+
+/// Decodes one line as read (at most [`LINE_READ_LIMIT`] bytes, its `\n` included when
+/// `complete`). Pure: the server does the reading and the answering.
+pub fn decode_request_line(line: &[u8], complete: bool) -> RequestLine {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    let line = &line[..end];
+    if line.len() > MAX_REQUEST_BYTES || (!complete && line.len() >= LINE_READ_LIMIT) {
+        return RequestLine::TooLarge(ErrorReply::new(
+            ErrorCode::TooLarge,
+            format!("requests are limited to {MAX_REQUEST_BYTES} bytes"),
+        ));
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return RequestLine::Blank;
+    }
+    match serde_json::from_slice::<Request>(line) {
+        Ok(request) => RequestLine::Request(request),
+        Err(e) => RequestLine::Malformed(ErrorReply::new(
+            ErrorCode::BadRequest,
+            format!("not a valid request: {e}"),
+        )),
     }
 }
 

@@ -17,7 +17,8 @@ use crate::engine::{EngineHandle, Requester, TokenRequest};
 
 use super::endpoint::EndpointError;
 use super::protocol::{
-    ErrorCode, ErrorReply, Request, Response, ServerInfo, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+    decode_request_line, ErrorCode, ErrorReply, Request, RequestLine, Response, ServerInfo,
+    LINE_READ_LIMIT, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
 };
 
 /// Connections served at once; more wait in the listen backlog.
@@ -273,8 +274,11 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut greeted = false;
     loop {
         line.clear();
-        let limit = (MAX_REQUEST_BYTES + 2) as u64;
-        match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
+        match (&mut reader)
+            .take(LINE_READ_LIMIT as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
             Ok(0) => return,
             Ok(_) => {}
             Err(e) => {
@@ -283,30 +287,18 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         let complete = line.last() == Some(&b'\n');
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
-        if line.len() > MAX_REQUEST_BYTES || (!complete && line.len() as u64 >= limit) {
-            warn!(pid = ?requester.pid, "request over {MAX_REQUEST_BYTES} bytes; closing the connection");
-            let reply = ErrorReply::new(
-                ErrorCode::TooLarge,
-                format!("requests are limited to {MAX_REQUEST_BYTES} bytes"),
-            );
-            let _ = write_reply(&mut write, &Response::Error(reply)).await;
-            return;
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let reply = match serde_json::from_slice::<Request>(&line) {
-            Err(e) => {
-                warn!(pid = ?requester.pid, line = e.line(), column = e.column(), "malformed request");
-                Response::Error(ErrorReply::new(
-                    ErrorCode::BadRequest,
-                    format!("not a valid request: {e}"),
-                ))
+        let reply = match decode_request_line(&line, complete) {
+            RequestLine::TooLarge(reply) => {
+                warn!(pid = ?requester.pid, "request over {MAX_REQUEST_BYTES} bytes; closing the connection");
+                let _ = write_reply(&mut write, &Response::Error(reply)).await;
+                return;
             }
-            Ok(Request::Hello { protocol, client }) => {
+            RequestLine::Blank => continue,
+            RequestLine::Malformed(reply) => {
+                warn!(pid = ?requester.pid, "malformed request");
+                Response::Error(reply)
+            }
+            RequestLine::Request(Request::Hello { protocol, client }) => {
                 if protocol != PROTOCOL_VERSION {
                     info!(client = %client, protocol, "client speaks another protocol version");
                     let mut reply = ErrorReply::new(
@@ -326,18 +318,18 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     agent_pid: std::process::id(),
                 }
             }
-            Ok(_) if !greeted => Response::Error(ErrorReply::new(
+            RequestLine::Request(_) if !greeted => Response::Error(ErrorReply::new(
                 ErrorCode::HelloRequired,
                 format!(
                     "say hello first: {{\"op\":\"hello\",\"protocol\":{PROTOCOL_VERSION},\"client\":\"…\"}}"
                 ),
             )),
-            Ok(Request::Subscribe) => {
+            RequestLine::Request(Request::Subscribe) => {
                 debug!(pid = ?requester.pid, "status subscriber");
                 stream_status(&engine, reader, &mut write).await;
                 return;
             }
-            Ok(request) => answer(&engine, request, &requester).await,
+            RequestLine::Request(request) => answer(&engine, request, &requester).await,
         };
         if write_reply(&mut write, &reply).await.is_err() {
             return;

@@ -9,7 +9,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::error::{excerpt, WireError};
+use super::error::{capped_message, excerpt, WireError};
 use super::http::{redacted_url, HttpExecutor, HttpRequest, HttpResponse};
 use super::token::{GRANT_JWT_BEARER, GRANT_PROFILE_ID_JAG};
 
@@ -208,7 +208,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&response.body).map_err(|e| WireError::Malformed {
         url: redacted_url(&response.url),
         what,
-        detail: format!("{e} ({})", excerpt(&response.body)),
+        detail: format!("{} ({})", capped_message(e), excerpt(&response.body)),
     })
 }
 
@@ -359,6 +359,26 @@ mod tests {
 
     fn url(s: &str) -> Url {
         Url::parse(s).expect("static URL")
+    }
+
+    /// Found by the `prm_metadata` fuzz property (fuzz/regressions/prm_metadata/): serde quotes a
+    /// wrongly typed value whole, so a megabyte string made a megabyte error message.
+    #[test]
+    fn a_huge_wrongly_typed_value_makes_a_short_error() {
+        let body = format!(
+            r#"{{"resource":"https://m.example/mcp","authorization_servers":"{}"}}"#,
+            "é".repeat(512 * 1024)
+        );
+        let response = HttpResponse {
+            url: url("https://m.example/.well-known/oauth-protected-resource"),
+            status: 200,
+            headers: Vec::new(),
+            body: body.into_bytes(),
+        };
+        let error = parse_protected_resource_metadata(&response).expect_err("a string, not a list");
+        let text = error.to_string();
+        assert!(text.len() < 4 * 1024, "{} bytes", text.len());
+        assert!(text.contains("invalid type: string"), "{text}");
     }
 
     #[test]

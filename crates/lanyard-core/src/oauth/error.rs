@@ -42,6 +42,21 @@ pub fn excerpt(body: &[u8]) -> String {
     text
 }
 
+/// A parser's message about a foreign document, cut to at most [`EXCERPT_LIMIT`] bytes (on a
+/// character boundary): serde quotes the offending value whole, and a server may send megabytes.
+pub fn capped_message(message: impl fmt::Display) -> String {
+    let mut text = message.to_string();
+    if text.len() > EXCERPT_LIMIT {
+        let mut cut = EXCERPT_LIMIT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 /// Why a request got no HTTP answer: each kind has its own message, so the user and the helpdesk
 /// can tell a typo in a host name from a server that is down or a network that swallows packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

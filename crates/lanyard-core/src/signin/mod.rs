@@ -26,8 +26,9 @@ pub use loopback::{ExpectedRedirect, LoopbackListener};
 
 use crate::clock::Clock;
 use crate::oauth::discovery::{fetch_authorization_server_metadata, AuthorizationServerMetadata};
+use crate::oauth::error::capped_message;
 use crate::oauth::token::{self, TokenEndpoint, TokenResponse};
-use crate::oauth::{AssertionInputs, Client, HttpExecutor, HttpRequest, WireError};
+use crate::oauth::{AssertionInputs, Client, HttpExecutor, HttpRequest, HttpResponse, WireError};
 use crate::secret::Secret;
 
 /// Why a sign-in or an IdP refresh did not succeed.
@@ -153,7 +154,42 @@ impl IdpClient {
     ) -> Result<Self, SignInError> {
         let metadata = fetch_authorization_server_metadata(http, issuer).await?;
         let jwks = fetch_keys(http, &metadata).await?;
-        Ok(Self {
+        Ok(Self::with_keys(
+            metadata,
+            client,
+            scopes,
+            extra_authorize_params,
+            jwks,
+        ))
+    }
+
+    /// The client for an IdP whose metadata is known, with its key set read from `jwks` (the body
+    /// of its `jwks_uri`). No I/O: [`IdpClient::discover`] fetches both.
+    pub fn from_parts(
+        metadata: AuthorizationServerMetadata,
+        client: Client,
+        scopes: Vec<String>,
+        extra_authorize_params: BTreeMap<String, String>,
+        jwks: &HttpResponse,
+    ) -> Result<Self, WireError> {
+        let key_set = parse_keys(jwks)?;
+        Ok(Self::with_keys(
+            metadata,
+            client,
+            scopes,
+            extra_authorize_params,
+            key_set,
+        ))
+    }
+
+    fn with_keys(
+        metadata: AuthorizationServerMetadata,
+        client: Client,
+        scopes: Vec<String>,
+        extra_authorize_params: BTreeMap<String, String>,
+        jwks: CoreJsonWebKeySet,
+    ) -> Self {
+        Self {
             metadata,
             client,
             scopes,
@@ -162,7 +198,7 @@ impl IdpClient {
                 jwks,
                 refetched_at: None,
             })),
-        })
+        }
     }
 
     fn current_keys(&self) -> CoreJsonWebKeySet {
@@ -525,13 +561,16 @@ async fn fetch_keys(
     if response.status != 200 {
         return Err(token::parse_error(&response).into());
     }
-    Ok(
-        serde_json::from_slice(&response.body).map_err(|e| WireError::Malformed {
-            url: crate::oauth::http::redacted_url(&response.url),
-            what: "key set",
-            detail: e.to_string(),
-        })?,
-    )
+    Ok(parse_keys(&response)?)
+}
+
+/// The IdP's key set from the body of its `jwks_uri`.
+fn parse_keys(response: &HttpResponse) -> Result<CoreJsonWebKeySet, WireError> {
+    serde_json::from_slice(&response.body).map_err(|e| WireError::Malformed {
+        url: crate::oauth::http::redacted_url(&response.url),
+        what: "key set",
+        detail: capped_message(e),
+    })
 }
 
 /// Signs in through the browser: listen, open, wait, redeem, validate.

@@ -5,7 +5,7 @@
 //! every other byte, comment and the file's indentation and line-break style stay as they were.
 //! Callers re-parse after each edit. No I/O here, and no knowledge of any client.
 
-use super::jsonc::{Member, Node};
+use crate::jsonc::{Member, Node};
 
 /// A value Lanyard writes: strings, lists of strings and maps of those (all a client entry needs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +117,9 @@ fn render_list(items: &[String]) -> String {
     let items: Vec<String> = items.iter().map(|s| quote(s)).collect();
     format!("[{}]", items.join(", "))
 }
+
+/// The whitespace JSON allows between tokens (Unicode's other spaces are not among them).
+const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
 
 fn line_start(text: &str, offset: usize) -> usize {
     text[..offset].rfind('\n').map_or(0, |i| i + 1)
@@ -254,12 +257,14 @@ pub fn insert_member(
         None => {
             let close = object.end - 1;
             let inner = &text[object.start + 1..close];
-            if inner.trim().is_empty() {
+            if inner.trim_matches(JSON_WHITESPACE).is_empty() {
                 let closing = format!("{nl}{}", line_indent(text, object.start));
                 splice(text, object.start + 1, close, &format!("{block}{closing}"))
             } else {
-                // Only comments inside: add after them, before the closing brace's line.
-                let at = object.start + 1 + inner.trim_end().len();
+                // Only comments inside: add after them, before the closing brace's line. Only
+                // JSON's whitespace is trimmed: a form feed or a no-break space ending a `//`
+                // comment belongs to the comment, and left behind our member it is a syntax error.
+                let at = object.start + 1 + inner.trim_end_matches(JSON_WHITESPACE).len();
                 splice(text, at, at, &block)
             }
         }
@@ -352,4 +357,36 @@ pub fn remove_member(text: &str, object: &Node, index: usize, comment: Option<&s
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonc::{parse, Dialect};
+
+    /// Found by the `jsonc_edit` fuzz target (fuzz/regressions/jsonc_edit/): an object holding only
+    /// a `//` comment that ends in a form feed or a no-break space got our member inserted before
+    /// that character, which then stood outside the comment and broke the file.
+    #[test]
+    fn a_comment_ending_in_unicode_whitespace_stays_whole() {
+        for text in [
+            "{//\u{c}\n}",
+            "{\n  // mine\u{a0}\n}\n",
+            "{ /* a */ // b\u{2028}\n}",
+        ] {
+            let object = parse(text, Dialect::Jsonc).expect("valid JSONC");
+            let value = Out::Str("lanyard".into());
+            let edited = insert_member(text, &object, "lanyard-x", &value, Some("// Lanyard"));
+            let root = parse(&edited, Dialect::Jsonc)
+                .unwrap_or_else(|e| panic!("{text:?} → {edited:?}: {e}"));
+            assert_eq!(
+                root.get("lanyard-x").and_then(Node::as_str),
+                Some("lanyard")
+            );
+            assert!(
+                edited.starts_with(text.trim_end_matches(['}', '\n'])),
+                "{edited:?}"
+            );
+        }
+    }
 }
