@@ -141,6 +141,10 @@ close_window
 sleep 10
 closed_app=$(rss "$app"); closed_total=$(family_rss "$app")
 echo "RSS window closed: app ${closed_app} kB, app + WebKit ${closed_total} kB"
+# Where the closed tray's memory is: the largest mappings (libraries linked but never used show
+# up here: the tray process never creates a webview).
+awk '/^[0-9a-f]+-/ {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {r[name] += $2} END {for (k in r) print r[k] " kB", k}' \
+  /proc/"$app"/smaps | sort -rn | head -n 20 >"$OUT/memory-window-closed.txt"
 
 switches "$app" >"$WORK/s0"; sleep "$IDLE_SECS"; switches "$app" >"$WORK/s1"
 threads=$(ls /proc/"$app"/task | wc -l)
