@@ -147,8 +147,34 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     ExitCode::from(run(cli))
+}
+
+/// A reader that went away (`lanyard policy show | head -n 1`) ends the command as SIGPIPE ends
+/// other tools: exit 141, nothing on stderr. Rust ignores SIGPIPE, so `println!` meets the closed
+/// pipe as an error and panics; this hook turns exactly that panic into the quiet exit and leaves
+/// every other panic to the default hook.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        // EPIPE is "os error 32" on Unix; a closed pipe is ERROR_BROKEN_PIPE (109) or
+        // ERROR_NO_DATA (232) on Windows.
+        let closed = ["(os error 32)", "(os error 109)", "(os error 232)"]
+            .iter()
+            .any(|code| message.contains(code));
+        if message.starts_with("failed printing to stdout") && closed {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn run(cli: Cli) -> u8 {

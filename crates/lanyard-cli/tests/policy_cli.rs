@@ -187,3 +187,27 @@ fn show_origins_names_each_source_and_lock() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `lanyard policy show | head -n 1`: the reader leaves first; lanyard stops quietly (141, as for
+/// SIGPIPE) instead of printing a panic.
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let dir = temp_dir("closed-stdout");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, GOOD).expect("policy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lanyard"))
+        .arg("--policy")
+        .arg(&policy)
+        .args(["policy", "show"])
+        .env("XDG_CONFIG_HOME", &dir)
+        .env_remove("LANYARD_POLICY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lanyard starts");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("lanyard ends");
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+}
