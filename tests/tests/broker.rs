@@ -6,11 +6,12 @@
 // The Unix-socket broker; the Windows named pipe is covered end to end by windows_wine.rs.
 #![cfg(unix)]
 
+mod kit;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use lanyard_core::engine::{IdpStatus, ServerState};
@@ -26,43 +27,6 @@ const EXIT_DENIED: i32 = 5;
 const EXIT_UNKNOWN_SERVER: i32 = 7;
 const EXIT_AGENT_NOT_RUNNING: i32 = 8;
 const EXIT_AGENT_ALREADY_RUNNING: i32 = 10;
-
-struct Binaries {
-    lanyard: PathBuf,
-    testbed: PathBuf,
-}
-
-/// Builds (once per test process) and finds the `lanyard` and `lanyard-testbed` binaries.
-fn binaries() -> &'static Binaries {
-    static BINS: OnceLock<Binaries> = OnceLock::new();
-    BINS.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "lanyard-cli",
-                "-p",
-                "lanyard-testbed",
-                "--bins",
-            ])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the binaries failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let bins = Binaries {
-            lanyard: target.join("debug/lanyard"),
-            testbed: target.join("debug/lanyard-testbed"),
-        };
-        assert!(bins.lanyard.exists() && bins.testbed.exists());
-        bins
-    })
-}
 
 /// One isolated user session: a scratch dir, a policy for the testbed, a private runtime dir.
 struct World {
@@ -99,7 +63,7 @@ impl World {
 
     /// `lanyard …` as this world's user.
     fn lanyard(&self, args: &[&str]) -> Command {
-        let bins = binaries();
+        let bins = kit::binaries();
         let mut command = Command::new(&bins.lanyard);
         command
             .args(args)
@@ -615,7 +579,7 @@ async fn a_connection_from_another_user_is_refused_and_logged() {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
         };
         let client = world.dir.join("lanyard-client");
-        std::fs::copy(&binaries().lanyard, &client).expect("copy binary");
+        std::fs::copy(&kit::binaries().lanyard, &client).expect("copy binary");
         open(&world.dir, 0o755);
         open(&client, 0o755);
         open(&world.runtime_dir, 0o755);

@@ -14,7 +14,7 @@ mod kit;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lanyard_core::engine::{
@@ -203,43 +203,6 @@ mod secret_service {
 
 // ---- a real agent ------------------------------------------------------------------------------
 
-struct Binaries {
-    lanyard: PathBuf,
-    testbed: PathBuf,
-}
-
-/// Builds (once per test process) and finds the `lanyard` and `lanyard-testbed` binaries.
-fn binaries() -> &'static Binaries {
-    static BINS: OnceLock<Binaries> = OnceLock::new();
-    BINS.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "lanyard-cli",
-                "-p",
-                "lanyard-testbed",
-                "--bins",
-            ])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the binaries failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let bins = Binaries {
-            lanyard: target.join("debug/lanyard"),
-            testbed: target.join("debug/lanyard-testbed"),
-        };
-        assert!(bins.lanyard.exists() && bins.testbed.exists());
-        bins
-    })
-}
-
 /// One user's session: a scratch dir, a policy for the testbed, a private runtime dir, and the
 /// keychain (the Secret Service of the test's bus) or none.
 struct World {
@@ -279,7 +242,7 @@ impl World {
 
     /// `program args…` as this world's user (`program` is `lanyard`, or a wrapper running it).
     fn command(&self, program: &Path) -> Command {
-        let bins = binaries();
+        let bins = kit::binaries();
         let mut command = Command::new(program);
         command
             .env("XDG_RUNTIME_DIR", &self.runtime_dir)
@@ -300,7 +263,7 @@ impl World {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.command(&binaries().lanyard)
+        self.command(&kit::binaries().lanyard)
             .args(args)
             .output()
             .expect("run lanyard")
@@ -309,7 +272,7 @@ impl World {
     fn start_agent(&self) -> Agent {
         let log = self.dir.join(unique("agent-log"));
         let child = self
-            .command(&binaries().lanyard)
+            .command(&kit::binaries().lanyard)
             .arg("agent")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -668,7 +631,7 @@ async fn fault_log_disk_full() {
         command
             .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
             .arg(&logs)
-            .arg(&binaries().lanyard)
+            .arg(&kit::binaries().lanyard)
             .env("LANYARD_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -22,9 +22,10 @@
 
 #![cfg(target_os = "linux")]
 
+mod kit;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lanyard_core::engine::credentials::keychain_key_for_secret;
@@ -46,43 +47,6 @@ fn keyring_or_skip(test: &str) -> bool {
          (make test does) for a real Secret Service"
     );
     false
-}
-
-struct Binaries {
-    lanyard: PathBuf,
-    testbed: PathBuf,
-}
-
-/// Builds (once per test process) and finds the `lanyard` and `lanyard-testbed` binaries.
-fn binaries() -> &'static Binaries {
-    static BINS: OnceLock<Binaries> = OnceLock::new();
-    BINS.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "lanyard-cli",
-                "-p",
-                "lanyard-testbed",
-                "--bins",
-            ])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the binaries failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let bins = Binaries {
-            lanyard: target.join("debug/lanyard"),
-            testbed: target.join("debug/lanyard-testbed"),
-        };
-        assert!(bins.lanyard.exists() && bins.testbed.exists());
-        bins
-    })
 }
 
 /// A value nobody could have typed by accident (mixed case and digits, like a real token).
@@ -234,7 +198,7 @@ impl World {
 
     /// `lanyard …` as this world's user, with the keychain (the agent's inherits this).
     fn lanyard(&self, args: &[&str]) -> Command {
-        let bins = binaries();
+        let bins = kit::binaries();
         let home = self.dir("home");
         let mut command = Command::new(&bins.lanyard);
         command

@@ -1,5 +1,6 @@
-//! Shared by the secret-leak test, the keyring test and the sign-in benchmark (included there by
-//! path): a scripted browser that signs in through the testbed's login page, the testbed's clock
+//! Shared by the secret-leak test, the keyring test, the broker, secrets and local-fault tests and
+//! the sign-in benchmark (included there by path): the `lanyard` and testbed executables, a
+//! scripted browser that signs in through the testbed's login page, the testbed's clock
 //! as the engine's [`Clock`], and an engine configured for a running testbed.
 #![allow(dead_code)]
 
@@ -99,4 +100,42 @@ pub fn engine_config(
         EngineConfig::new(policy, store, Arc::new(SharedClock(clock.clone())), browser);
     config.sign_in_timeout = Duration::from_secs(30);
     config
+}
+
+/// The debug `lanyard` and `lanyard-testbed` executables, for tests that run them as processes.
+pub struct Binaries {
+    pub lanyard: std::path::PathBuf,
+    pub testbed: std::path::PathBuf,
+}
+
+/// Builds (once per test process) and finds the `lanyard` and `lanyard-testbed` binaries.
+pub fn binaries() -> &'static Binaries {
+    static BINS: std::sync::OnceLock<Binaries> = std::sync::OnceLock::new();
+    BINS.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "lanyard-cli",
+                "-p",
+                "lanyard-testbed",
+                "--bins",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let bins = Binaries {
+            lanyard: target.join("debug/lanyard"),
+            testbed: target.join("debug/lanyard-testbed"),
+        };
+        assert!(bins.lanyard.exists() && bins.testbed.exists());
+        bins
+    })
 }
