@@ -99,7 +99,10 @@ tray-bench: deps ui
 	PROFILE=release scripts/agent-idle-bench.sh
 	PROFILE=release IDLE_SECS=120 scripts/tray-bench.sh
 
+# Issue 13's sign-in benchmark: the testbed (release) in its own process, so the CPU column is the
+# engine's alone; grants vs the RTT targets, engine CPU per grant, the IdP's peak in flight.
 bench: deps
+	$(CARGO) build --release -q -p lanyard-testbed
 	$(CARGO) bench -p lanyard-tests --bench signin_to_granted
 
 # P3: `lanyard proxy` vs npm mcp-remote, 1,000 tools/call each: added latency p50/p99, peak RSS.

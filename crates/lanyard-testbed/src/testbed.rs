@@ -20,6 +20,7 @@ use crate::idp::{IdpHandle, IdpState};
 use crate::keys::SigningKey;
 use crate::mcp::{McpHandle, McpState};
 use crate::net::{spawn_front, Gate, TlsCertificate};
+use crate::traffic::Traffic;
 
 /// A running testbed. Dropping it stops all its servers.
 #[derive(Debug)]
@@ -29,6 +30,7 @@ pub struct Testbed {
     mcp_servers: Vec<McpHandle>,
     latency: Latency,
     clock: TestClock,
+    traffic: Traffic,
     gates: Vec<Gate>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -85,12 +87,15 @@ fn serve(
     faults: Faults,
     latency: Latency,
     clock: TestClock,
+    traffic: (&Traffic, &str),
 ) -> JoinHandle<()> {
     let layer = FaultLayer {
         faults,
         clock,
         latency,
         routes: Arc::new(routes),
+        component: Arc::from(traffic.1),
+        traffic: traffic.0.clone(),
     };
     let app = router.layer(axum::middleware::from_fn_with_state(layer, apply_faults));
     tokio::spawn(async move {
@@ -126,7 +131,13 @@ impl Testbed {
             mcp_servers,
             latency: initial_latency,
             clock,
+            record_traffic,
         } = config;
+        let traffic = if record_traffic {
+            Traffic::recording()
+        } else {
+            Traffic::default()
+        };
         for mcp in &mcp_servers {
             if !auth_servers.iter().any(|a| a.name == mcp.auth_server) {
                 bail!(
@@ -207,6 +218,7 @@ impl Testbed {
             idp.faults.clone(),
             latency.clone(),
             idp_clock,
+            (&traffic, "idp"),
         ));
 
         let mut as_handles = Vec::new();
@@ -224,6 +236,7 @@ impl Testbed {
                 .clone()
                 .unwrap_or_else(|| (idp_issuer.clone(), idp_jwks.clone()));
             let as_clock = clock.with_own_skew();
+            let component = config.name.clone();
             let state = Arc::new(AsState::new(
                 config,
                 &origin,
@@ -245,6 +258,7 @@ impl Testbed {
                 handle.faults.clone(),
                 latency.clone(),
                 as_clock,
+                (&traffic, &component),
             ));
             as_handles.push(handle);
         }
@@ -271,6 +285,7 @@ impl Testbed {
                 faults: Faults::default(),
             };
             let mcp_clock = state.clock.clone();
+            let mcp_name = format!("mcp:{}", state.config.name);
             let (router, routes) = crate::mcp::router(state);
             tasks.push(serve(
                 listener,
@@ -279,6 +294,7 @@ impl Testbed {
                 handle.faults.clone(),
                 latency.clone(),
                 mcp_clock,
+                (&traffic, &mcp_name),
             ));
             mcp_handles.push(handle);
         }
@@ -289,6 +305,7 @@ impl Testbed {
             mcp_servers: mcp_handles,
             latency,
             clock,
+            traffic,
             gates,
             tasks,
         })
@@ -333,6 +350,12 @@ impl Testbed {
             url.strip_prefix(g.origin())
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         })
+    }
+
+    /// Token-endpoint load as the servers saw it: peaks in flight, totals, and the request log
+    /// when [`TestbedConfig::with_traffic_log`] asked for one.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// The shared clock.
