@@ -22,6 +22,21 @@ use crate::mcp::{McpHandle, McpState};
 use crate::net::{spawn_front, Gate, TlsCertificate};
 use crate::traffic::Traffic;
 
+/// How many different signing keys one testbed makes at most.
+const DISTINCT_KEYS: usize = 24;
+
+/// The pool slot of component `index`'s key (0 is the IdP, which alone has key 0). Worlds of
+/// hundreds of authorization servers (the fleet benchmarks) share the other slots: each RSA key
+/// takes 0.1-0.3 s to make, and an authorization server's tokens are bound to it by issuer and
+/// audience, not by key material alone.
+fn key_slot(index: usize) -> usize {
+    if index == 0 {
+        0
+    } else {
+        1 + (index - 1) % (DISTINCT_KEYS - 1)
+    }
+}
+
 /// A running testbed. Dropping it stops all its servers.
 #[derive(Debug)]
 pub struct Testbed {
@@ -150,7 +165,7 @@ impl Testbed {
         let key_count = 1 + auth_servers.len();
         let keys = tokio::task::spawn_blocking(move || {
             (0..key_count)
-                .map(SigningKey::pooled)
+                .map(|i| SigningKey::pooled(key_slot(i)))
                 .collect::<anyhow::Result<Vec<_>>>()
         })
         .await
