@@ -69,6 +69,8 @@ struct Sample {
     grants: Duration,
     /// CPU time of this process (the engine) during the grants phase.
     grants_cpu: Duration,
+    /// CPU time of the testbed process during the grants phase.
+    testbed_cpu: Duration,
 }
 
 /// CPU time this process's live threads have used: the first field of every
@@ -90,6 +92,22 @@ fn process_cpu() -> Duration {
             .unwrap_or(0);
     }
     Duration::from_nanos(nanos)
+}
+
+/// CPU time (user + system) of another process, from `/proc/PID/stat` (clock ticks of 10 ms).
+fn other_process_cpu(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 /// The testbed, in its own process, with the files it wrote.
@@ -220,11 +238,12 @@ fn all_granted(status: &Status, n: usize) -> Result<bool, String> {
 }
 
 /// Signs in and waits for every server; returns the two phases.
-async fn sign_in_and_grant(engine: &EngineHandle, n: usize) -> Sample {
+async fn sign_in_and_grant(engine: &EngineHandle, n: usize, testbed: u32) -> Sample {
     let start = Instant::now();
     engine.sign_in().await.expect("sign-in");
     let signed_in = Instant::now();
     let cpu_before = process_cpu();
+    let testbed_before = other_process_cpu(testbed);
     let mut failure = None;
     let waited = tokio::time::timeout(
         Duration::from_secs(120),
@@ -239,6 +258,7 @@ async fn sign_in_and_grant(engine: &EngineHandle, n: usize) -> Sample {
     .await;
     let done = Instant::now();
     let grants_cpu = process_cpu().saturating_sub(cpu_before);
+    let testbed_cpu = other_process_cpu(testbed).saturating_sub(testbed_before);
     if let Some(e) = failure {
         panic!("a grant failed: {e}");
     }
@@ -249,24 +269,25 @@ async fn sign_in_and_grant(engine: &EngineHandle, n: usize) -> Sample {
         sign_in: signed_in - start,
         grants: done - signed_in,
         grants_cpu,
+        testbed_cpu,
     }
 }
 
-async fn run_once(policy: &Value, n: usize, variant: Variant) -> Sample {
+async fn run_once(policy: &Value, n: usize, variant: Variant, testbed: u32) -> Sample {
     let browser = kit::ScriptedBrowser::new("alice");
     // Real time on both sides: the testbed process reads the wall clock too.
     let clock = TestClock::new();
     let mut config = kit::engine_config(policy, Arc::new(MemoryStore::new()), &clock, browser);
     config.restore_session = false;
     let engine = engine::start(config).expect("engine");
-    let mut sample = sign_in_and_grant(&engine, n).await;
+    let mut sample = sign_in_and_grant(&engine, n, testbed).await;
     if variant == Variant::ReSignIn {
         engine.sign_out().await.expect("sign-out");
         engine
             .wait_for(|s| matches!(s.idp, IdpStatus::SignedOut))
             .await
             .expect("signed out");
-        sample = sign_in_and_grant(&engine, n).await;
+        sample = sign_in_and_grant(&engine, n, testbed).await;
     }
     engine.shutdown().await;
     sample
@@ -372,9 +393,9 @@ fn main() {
         format_args!("{:.1} ms", CPU_PER_GRANT_TARGET.as_secs_f64() * 1000.0),
     );
     println!(
-        "| N | variant | sign-in (median) | grants median | grants min | grants median (RTT) | target | met | engine CPU per grant (median) | CPU met | IdP peak in flight |"
+        "| N | variant | sign-in (median) | grants median | grants min | grants median (RTT) | target | met | engine CPU per grant (median) | CPU met | IdP peak in flight | testbed CPU in grants |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|:---:|---:|:---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|:---:|---:|:---:|---:|---:|");
     let mut rows = Vec::new();
     runtime.block_on(async {
         for &n in &args.sizes {
@@ -383,24 +404,26 @@ fn main() {
             eprintln!("N = {n}: testbed up in {}", ms(started.elapsed()));
             for variant in [Variant::Discovered, Variant::PolicyAs, Variant::ReSignIn] {
                 let policy = policy(&tb, variant, args.cap);
-                run_once(&policy, n, variant).await; // warm-up
+                let pid = tb.child.id();
+                run_once(&policy, n, variant, pid).await; // warm-up
                 let mut samples = Vec::new();
                 for _ in 0..args.runs {
-                    samples.push(run_once(&policy, n, variant).await);
+                    samples.push(run_once(&policy, n, variant, pid).await);
                 }
                 let grants: Vec<Duration> = samples.iter().map(|s| s.grants).collect();
                 let sign_in = median(samples.iter().map(|s| s.sign_in).collect());
                 let cpu = median(samples.iter().map(|s| s.grants_cpu).collect()) / n as u32;
+                let testbed_cpu = median(samples.iter().map(|s| s.testbed_cpu).collect());
                 let min = grants.iter().min().copied().unwrap_or_default();
                 let med = median(grants);
-                rows.push((n, variant, sign_in, med, min, cpu));
+                rows.push((n, variant, sign_in, med, min, cpu, testbed_cpu));
             }
             let traffic = tb.stop();
             let idp_peak = traffic["peak_in_flight"]["idp"].as_u64();
-            for (n, variant, sign_in, med, min, cpu) in rows.drain(..) {
+            for (n, variant, sign_in, med, min, cpu, testbed_cpu) in rows.drain(..) {
                 let goal = target(n, args.cap);
                 println!(
-                    "| {n} | {} | {} | {} | {} | {} | {} | {} | {:.3} ms | {} | {} |",
+                    "| {n} | {} | {} | {} | {} | {} | {} | {} | {:.3} ms | {} | {} | {} |",
                     variant.name(),
                     ms(sign_in),
                     ms(med),
@@ -415,6 +438,7 @@ fn main() {
                         "no"
                     },
                     idp_peak.map_or("?".to_owned(), |p| p.to_string()),
+                    ms(testbed_cpu),
                 );
             }
         }
