@@ -83,9 +83,13 @@ for n in $SIZES; do
   cpu2=$(cpu_ms "$agent")
   granted_end=$("$BIN/lanyard" status --json | grep -c '"state": "granted"' || true)
   rss_end=$(rss "$agent"); rss_peak=$(hwm "$agent")
+  mkdir -p "$OUT/$n"
+  # Where the resident memory is: the totals and the largest mappings.
+  { grep -E '^(Rss|Pss_Anon|Pss_File|Private_Dirty)' /proc/"$agent"/smaps_rollup
+    awk '/^[0-9a-f]+-/ {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {r[name] += $2} END {for (k in r) print r[k] " kB", k}' \
+      /proc/"$agent"/smaps | sort -rn | head -n 8; } >"$OUT/$n/memory.txt"
   kill -INT "$testbed"; wait "$testbed" 2>/dev/null || true
   kill "$agent" 2>/dev/null || true; wait "$agent" 2>/dev/null || true
-  mkdir -p "$OUT/$n"
   cp "$run/agent.log" "$OUT/$n/agent.log"
   python3 scripts/many_servers_report.py sample "$run/traffic.json" \
     --servers "$n" --cap "$cap" --token-secs "$TOKEN_SECS" --window-secs "$WINDOW_SECS" \
