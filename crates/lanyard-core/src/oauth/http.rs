@@ -380,7 +380,7 @@ impl HttpExecutor {
     ) -> Result<HttpResponse, WireError> {
         let shown = redacted_url(url);
         let response = self
-            .client
+            .client_for(url)
             .post(url.clone())
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json")
