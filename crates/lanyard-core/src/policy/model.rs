@@ -197,6 +197,19 @@ pub struct Settings {
     pub min_refresh_lead_secs: u64,
     /// How many grants run at once (1–256).
     pub max_concurrency: usize,
+    /// How many scheduled grants (refreshes, retries) run at once against one host: the identity
+    /// provider or one authorization server (1–256). A sign-in, a client's request or "refresh
+    /// now" is not held back by it, only by `max_concurrency`.
+    pub max_concurrency_per_host: usize,
+    /// How widely refreshes spread: a refresh moves earlier by a random part of up to this
+    /// fraction of the token's lifetime (0–0.4), so tokens granted together drift apart.
+    pub refresh_jitter: f64,
+    /// After an outage, retries spread over a random window that grows with how long the outage
+    /// lasted (half of it), up to this many seconds (0–3600), so a fleet does not come back at once.
+    pub recovery_jitter_secs: u64,
+    /// Servers whose token is minted only when a client first asks for it, not at sign-in (ids,
+    /// or `*` for all); once minted it is kept fresh as usual.
+    pub on_demand_servers: Vec<String>,
     /// Where "contact IT" points (HTTPS).
     pub support_url: Option<String>,
     /// An explicit HTTPS proxy URL (GUI apps do not inherit `HTTPS_PROXY`).
@@ -219,6 +232,10 @@ impl Default for Settings {
             refresh_at_fraction: 0.75,
             min_refresh_lead_secs: 60,
             max_concurrency: 32,
+            max_concurrency_per_host: 4,
+            refresh_jitter: 0.2,
+            recovery_jitter_secs: 900,
+            on_demand_servers: Vec::new(),
             support_url: None,
             proxy: None,
             extra_ca_files: Vec::new(),
@@ -255,6 +272,10 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
     spec("refresh_at_fraction", true, true),
     spec("min_refresh_lead_secs", true, true),
     spec("max_concurrency", true, true),
+    spec("max_concurrency_per_host", true, true),
+    spec("refresh_jitter", true, true),
+    spec("recovery_jitter_secs", true, true),
+    spec("on_demand_servers", true, true),
     spec("support_url", true, true),
     spec("proxy", true, true),
     spec("extra_ca_files", true, true),
