@@ -335,6 +335,7 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         },
         host_load: HostLoad::default(),
         held_back: VecDeque::new(),
+        failing_since: None,
         http,
         idp: IdpSlot::default(),
         servers,
@@ -470,8 +471,6 @@ struct IdpSlot {
     refresh_token: Option<Secret>,
     refresh_in_flight: bool,
     refresh_attempts: u32,
-    /// When renewing the session started failing (for the recovery spread).
-    refresh_failing_since: Option<u64>,
     refresh_retry_at: u64,
     refresh_due_at: u64,
     refresh_error: Option<String>,
@@ -525,8 +524,6 @@ struct ServerSlot {
     retried_after_refresh: bool,
     generation: u64,
     attempts: u32,
-    /// When this server's grants started failing (for the recovery spread).
-    failing_since: Option<u64>,
     /// The grant under way was started by the schedule (a refresh or a retry), not by someone
     /// waiting: it is held to `max_concurrency_per_host`.
     scheduled: bool,
@@ -556,7 +553,6 @@ impl ServerSlot {
             retried_after_refresh: false,
             generation: 0,
             attempts: 0,
-            failing_since: None,
             scheduled: false,
             waiters: Vec::new(),
             target: None,
@@ -608,6 +604,9 @@ struct Actor {
     host_load: HostLoad,
     /// Scheduled grants waiting for room at their hosts, oldest first.
     held_back: VecDeque<HeldBack>,
+    /// Since when requests have been failing with no success in between (an outage, as this
+    /// agent sees it): retries spread more widely the longer it lasts (see [`RetryRule`]).
+    failing_since: Option<u64>,
     idp: IdpSlot,
     servers: BTreeMap<String, ServerSlot>,
     keychain: KeychainStatus,
@@ -1094,9 +1093,9 @@ impl Actor {
         self.idp.tokens = Some(tokens);
         self.idp.phase = IdpPhase::SignedIn;
         self.idp.refresh_attempts = 0;
-        self.idp.refresh_failing_since = None;
         self.idp.refresh_error = None;
         self.idp.generation += 1;
+        self.failing_since = None;
         for waiter in self.idp.sign_in_waiters.drain(..) {
             let _ = waiter.send(Ok(()));
         }
@@ -1106,7 +1105,6 @@ impl Actor {
                 continue;
             };
             slot.attempts = 0;
-            slot.failing_since = None;
             slot.retried_after_refresh = false;
             slot.scheduled = false;
             if on_demand && slot.token.is_none() && slot.waiters.is_empty() {
@@ -1364,6 +1362,18 @@ impl Actor {
         let now = self.now();
         let retry = self.retry_rule();
         let rule = self.rule;
+        match &result {
+            Ok(_) => self.failing_since = None,
+            Err(
+                GrantFailure::Retry(_)
+                | GrantFailure::EndpointGone(_)
+                | GrantFailure::IdpEndpointGone { .. },
+            ) => {
+                self.failing_since.get_or_insert(now);
+            }
+            Err(_) => {}
+        }
+        let failing_since = self.failing_since.unwrap_or(now);
         let mut refresh_idp = false;
         let Some(slot) = self.servers.get_mut(&id) else {
             return;
@@ -1410,7 +1420,6 @@ impl Actor {
                 };
                 slot.due_at = Some(refresh_at);
                 slot.attempts = 0;
-                slot.failing_since = None;
                 slot.retried_after_refresh = false;
                 slot.last_refresh = Some(now);
                 if std::mem::take(&mut slot.regrant) {
@@ -1466,8 +1475,7 @@ impl Actor {
                 | GrantFailure::IdpEndpointGone { error, .. },
             ) => {
                 slot.attempts += 1;
-                let since = *slot.failing_since.get_or_insert(now);
-                let retry_at = retry.retry_at(now, slot.attempts, since, Self::jitter());
+                let retry_at = retry.retry_at(now, slot.attempts, failing_since, Self::jitter());
                 warn!(server = %id, attempts = slot.attempts, retry_in_secs = retry_at - now, error = %error, "grant failed");
                 // Discovery may be stale after a failure: look again next time.
                 slot.target = None;
@@ -1584,8 +1592,8 @@ impl Actor {
                                 .refresh_at(now, tokens.info.expires_at, Self::jitter());
                         self.idp.tokens = Some(tokens);
                         self.idp.refresh_attempts = 0;
-                        self.idp.refresh_failing_since = None;
                         self.idp.refresh_error = None;
+                        self.failing_since = None;
                         // After a move, servers that failed on the old endpoint go again now.
                         let waiting: Vec<String> = self
                             .servers
@@ -1604,21 +1612,21 @@ impl Actor {
                     }
                     Err(e) if e.is_transient() => {
                         self.idp.refresh_attempts += 1;
-                        let since = *self.idp.refresh_failing_since.get_or_insert(now);
-                        self.idp.refresh_retry_at = self.retry_rule().retry_at(
-                            now,
-                            self.idp.refresh_attempts,
-                            since,
-                            Self::jitter(),
-                        );
+                        let since = *self.failing_since.get_or_insert(now);
+                        let retry = self.retry_rule();
+                        self.idp.refresh_retry_at =
+                            retry.retry_at(now, self.idp.refresh_attempts, since, Self::jitter());
                         self.idp.refresh_error = Some(e.to_string());
                         warn!(error = %e, attempts = self.idp.refresh_attempts, "renewing the session failed; will retry");
-                        let retry_at = self.idp.refresh_retry_at;
                         for slot in self.servers.values_mut() {
                             if slot.awaiting_idp {
                                 slot.awaiting_idp = false;
                                 slot.in_flight = false;
                                 slot.attempts += 1;
+                                // Each server on its own retry time (not the session's): when
+                                // the network is back, one agent's servers do not go at once.
+                                let retry_at =
+                                    retry.retry_at(now, slot.attempts, since, Self::jitter());
                                 slot.due_at = Some(retry_at);
                                 let error = format!("identity provider: {e}");
                                 slot.state = ServerState::Failing {
@@ -1674,6 +1682,8 @@ impl Actor {
             } => {
                 let now = self.now();
                 let retry = self.retry_rule();
+                // A local failure (the secret is unreadable): plain backoff, or the outage's.
+                let since = self.failing_since.unwrap_or(now);
                 let Some(slot) = self.servers.get_mut(&server) else {
                     return;
                 };
@@ -1690,7 +1700,6 @@ impl Actor {
                     Err(error) => {
                         slot.in_flight = false;
                         slot.attempts += 1;
-                        let since = *slot.failing_since.get_or_insert(now);
                         let retry_at = retry.retry_at(now, slot.attempts, since, Self::jitter());
                         slot.due_at = Some(retry_at);
                         let error = format!("client credentials: {error}");

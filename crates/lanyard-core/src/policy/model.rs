@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::schedule::defaults;
 use crate::oauth::KeyAlgorithm;
 
 /// The Lanyard policy: which identity provider to sign in at, which MCP servers to obtain tokens
@@ -204,8 +205,9 @@ pub struct Settings {
     /// How widely refreshes spread: a refresh moves earlier by a random part of up to this
     /// fraction of the token's lifetime (0–0.4), so tokens granted together drift apart.
     pub refresh_jitter: f64,
-    /// After an outage, retries spread over a random window that grows with how long the outage
-    /// lasted (half of it), up to this many seconds (0–3600), so a fleet does not come back at once.
+    /// During an outage, a retry waits about as long as the outage has lasted so far, up to this
+    /// many seconds (0–3600): when the network comes back, a fleet's retries spread over about the
+    /// outage's length instead of arriving at once.
     pub recovery_jitter_secs: u64,
     /// Servers whose token is minted only when a client first asks for it, not at sign-in (ids,
     /// or `*` for all); once minted it is kept fresh as usual.
@@ -229,12 +231,12 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            refresh_at_fraction: 0.75,
-            min_refresh_lead_secs: 60,
-            max_concurrency: 32,
-            max_concurrency_per_host: 4,
-            refresh_jitter: 0.2,
-            recovery_jitter_secs: 900,
+            refresh_at_fraction: defaults::REFRESH_AT_FRACTION,
+            min_refresh_lead_secs: defaults::MIN_REFRESH_LEAD_SECS,
+            max_concurrency: defaults::MAX_CONCURRENCY,
+            max_concurrency_per_host: defaults::MAX_CONCURRENCY_PER_HOST,
+            refresh_jitter: defaults::REFRESH_JITTER,
+            recovery_jitter_secs: defaults::RECOVERY_JITTER_SECS,
             on_demand_servers: Vec::new(),
             support_url: None,
             proxy: None,
