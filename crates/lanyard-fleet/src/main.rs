@@ -43,14 +43,13 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--agents" => {
-                args.agents = value()?
-                    .parse()
-                    .map_err(|e| format!("--agents: {e}"))?
-            }
+            "--agents" => args.agents = value()?.parse().map_err(|e| format!("--agents: {e}"))?,
             "--refresh-jitter" => {
-                args.refresh_jitter =
-                    Some(value()?.parse().map_err(|e| format!("--refresh-jitter: {e}"))?)
+                args.refresh_jitter = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--refresh-jitter: {e}"))?,
+                )
             }
             "--recovery-jitter-secs" => {
                 args.recovery_jitter_secs = Some(
@@ -296,7 +295,10 @@ fn draw(
     let red = RGBColor(214, 39, 40);
     chart
         .draw_series(LineSeries::new(
-            load.idp.iter().enumerate().map(|(t, &c)| (hour(t), c as f64)),
+            load.idp
+                .iter()
+                .enumerate()
+                .map(|(t, &c)| (hour(t), c as f64)),
             blue.stroke_width(1),
         ))?
         .label(format!(
@@ -306,7 +308,10 @@ fn draw(
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], blue.stroke_width(3)));
     chart
         .draw_series(LineSeries::new(
-            busiest.iter().enumerate().map(|(t, &c)| (hour(t), c as f64)),
+            busiest
+                .iter()
+                .enumerate()
+                .map(|(t, &c)| (hour(t), c as f64)),
             red.stroke_width(1),
         ))?
         .label(format!(

@@ -116,7 +116,9 @@ impl RetryRule {
     /// outage of length L arrive spread over about L.
     pub fn retry_at(&self, now: u64, attempt: u32, failing_since: u64, draw: f64) -> u64 {
         let backoff = self.backoff.delay(attempt, draw).as_secs();
-        let spread = now.saturating_sub(failing_since).min(self.recovery_jitter_secs);
+        let spread = now
+            .saturating_sub(failing_since)
+            .min(self.recovery_jitter_secs);
         let widened = (spread as f64 * (1.0 - 0.1 * unit(draw))) as u64;
         now + backoff.max(widened).max(1)
     }
