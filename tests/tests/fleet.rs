@@ -1,13 +1,15 @@
 //! Fleet-gentle scheduling against the testbed: a server minted on demand (not at sign-in, at the
-//! first client request, then kept fresh), and scheduled refreshes held to one per host still all
-//! happen.
+//! first client request, then kept fresh); scheduled refreshes held to one per host still all
+//! happen; after a long outage retries wait about as long as the outage, while a client's own
+//! request may try again after half a minute.
 
 mod support;
 
 use std::time::Duration;
 
-use lanyard_core::engine::ServerState;
+use lanyard_core::engine::{EngineError, ServerState};
 use lanyard_testbed::demo::demo_config;
+use lanyard_testbed::{Endpoint, Fault, FaultMode};
 use serde_json::json;
 use support::*;
 
@@ -84,4 +86,71 @@ async fn refreshes_held_to_one_per_host_all_happen() {
     }
     assert_eq!(tb.idp().stats().token_exchanges, exchanges + 3);
     assert_eq!(tb.idp().stats().rejected_token_exchanges, 0);
+}
+
+#[tokio::test]
+async fn after_a_long_outage_retries_spread_but_a_client_request_goes_after_half_a_minute() {
+    let tb = testbed(demo_config(Duration::ZERO)).await;
+    let lanyard = start_engine(&tb, &policy_json(&tb), Options::default());
+    lanyard.sign_in().await;
+    for id in SERVERS {
+        lanyard.wait_granted(id).await;
+    }
+
+    // The IdP's token endpoint is down; the 300 s tokens come due and then expire.
+    tb.idp()
+        .faults()
+        .inject(Endpoint::Token, Fault::Status(503), FaultMode::Persistent);
+    lanyard.advance(&tb, Duration::from_secs(400));
+    for id in SERVERS {
+        lanyard
+            .wait_server(id, "failing", |s| matches!(s, ServerState::Failing { .. }))
+            .await;
+    }
+    // Fifteen minutes into the outage, each retry waits about that long again (plain backoff would
+    // say at most 5 min).
+    lanyard.advance(&tb, Duration::from_secs(900));
+    let now = lanyard.now();
+    for id in SERVERS {
+        let state = lanyard
+            .wait_server(
+                id,
+                "retried and failing again",
+                |s| matches!(s, ServerState::Failing { retry_at, .. } if *retry_at > now),
+            )
+            .await;
+        let ServerState::Failing { retry_at, .. } = state else {
+            unreachable!()
+        };
+        assert!(
+            retry_at >= now + 800,
+            "{id}: retry in {} s, not spread over the outage's length",
+            retry_at - now
+        );
+    }
+
+    // The network is back. Right after a failure a client hears "unavailable"…
+    tb.idp().faults().clear();
+    match lanyard.engine.token("docs", Duration::from_secs(60)).await {
+        Err(EngineError::Unavailable { retry_at, .. }) => assert!(retry_at > now + 800),
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    // …and half a minute later its request goes at once, long before the scheduled retry.
+    lanyard.advance(&tb, Duration::from_secs(30));
+    let token = lanyard.token("docs", 60).await;
+    assert!(token.expires_at > lanyard.now() + 60);
+    assert_accepted(
+        tb.mcp_server("docs").expect("mcp"),
+        token.access_token.expose(),
+    )
+    .await;
+    // The others wait for their own spread retry.
+    assert!(matches!(
+        lanyard.state("tickets"),
+        ServerState::Failing { .. }
+    ));
+    assert!(matches!(
+        lanyard.state("payroll"),
+        ServerState::Failing { .. }
+    ));
 }

@@ -124,6 +124,20 @@ impl RetryRule {
     }
 }
 
+/// How long after a failed attempt a client's own request may try a failing server again, ahead
+/// of its scheduled retry (which after a long outage can be many minutes away).
+pub const CLIENT_RETRY_SECS: u64 = 30;
+
+impl RetryRule {
+    /// Whether a client asking at `now` for a server whose last attempt failed at `failed_at` (and
+    /// that has no usable token) may try it now instead of hearing "unavailable until the retry":
+    /// at most once per [`CLIENT_RETRY_SECS`] per server, so a user at work is not kept waiting
+    /// by the recovery spread, and a server that is down is not hammered by its clients.
+    pub fn client_may_retry(&self, now: u64, failed_at: u64) -> bool {
+        now >= failed_at + CLIENT_RETRY_SECS
+    }
+}
+
 /// A draw in `[0, 1)`; anything else (NaN, out of range) is clamped in.
 fn unit(draw: f64) -> f64 {
     if draw.is_nan() {
@@ -258,6 +272,17 @@ mod tests {
             ..r
         };
         assert_eq!(off.retry_at(7200, 30, 0, 0.0), 7500);
+    }
+
+    #[test]
+    fn a_client_may_retry_a_failing_server_every_half_minute() {
+        let r = RetryRule {
+            backoff: Backoff::default(),
+            recovery_jitter_secs: 1200,
+        };
+        assert!(!r.client_may_retry(1000, 1000));
+        assert!(!r.client_may_retry(1029, 1000));
+        assert!(r.client_may_retry(1030, 1000));
     }
 
     #[test]

@@ -527,6 +527,9 @@ struct ServerSlot {
     /// The grant under way was started by the schedule (a refresh or a retry), not by someone
     /// waiting: it is held to `max_concurrency_per_host`.
     scheduled: bool,
+    /// When the last attempt failed (a client may try again sooner than the schedule; see
+    /// [`RetryRule::client_may_retry`]).
+    failed_at: Option<u64>,
     waiters: Vec<oneshot::Sender<Result<AccessToken, EngineError>>>,
     target: Option<Arc<Target>>,
     client: Option<crate::oauth::Client>,
@@ -554,6 +557,7 @@ impl ServerSlot {
             generation: 0,
             attempts: 0,
             scheduled: false,
+            failed_at: None,
             waiters: Vec::new(),
             target: None,
             client: None,
@@ -860,6 +864,7 @@ impl Actor {
         let now = self.now();
         let signed_in = matches!(self.idp.phase, IdpPhase::SignedIn);
         let restoring = matches!(self.idp.phase, IdpPhase::Restoring);
+        let retry = self.retry_rule();
         let Some(slot) = self.servers.get_mut(&id) else {
             let _ = reply.send(Err(EngineError::UnknownServer(id)));
             return;
@@ -899,7 +904,12 @@ impl Actor {
             }
             ServerState::Failing {
                 error, retry_at, ..
-            } if *retry_at > now && !slot.in_flight => {
+            } if *retry_at > now
+                && !slot.in_flight
+                && !slot
+                    .failed_at
+                    .is_some_and(|at| retry.client_may_retry(now, at)) =>
+            {
                 let _ = reply.send(Err(EngineError::Unavailable {
                     error: error.clone(),
                     retry_at: *retry_at,
@@ -1420,6 +1430,7 @@ impl Actor {
                 };
                 slot.due_at = Some(refresh_at);
                 slot.attempts = 0;
+                slot.failed_at = None;
                 slot.retried_after_refresh = false;
                 slot.last_refresh = Some(now);
                 if std::mem::take(&mut slot.regrant) {
@@ -1475,6 +1486,7 @@ impl Actor {
                 | GrantFailure::IdpEndpointGone { error, .. },
             ) => {
                 slot.attempts += 1;
+                slot.failed_at = Some(now);
                 let retry_at = retry.retry_at(now, slot.attempts, failing_since, Self::jitter());
                 warn!(server = %id, attempts = slot.attempts, retry_in_secs = retry_at - now, error = %error, "grant failed");
                 // Discovery may be stale after a failure: look again next time.
@@ -1623,6 +1635,7 @@ impl Actor {
                                 slot.awaiting_idp = false;
                                 slot.in_flight = false;
                                 slot.attempts += 1;
+                                slot.failed_at = Some(now);
                                 // Each server on its own retry time (not the session's): when
                                 // the network is back, one agent's servers do not go at once.
                                 let retry_at =
