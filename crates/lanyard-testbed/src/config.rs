@@ -363,6 +363,8 @@ pub struct TestbedConfig {
     pub latency: Duration,
     /// The clock all components read.
     pub clock: TestClock,
+    /// Log every token-endpoint request ([`crate::Testbed::traffic`]); peaks are kept regardless.
+    pub record_traffic: bool,
 }
 
 impl Default for TestbedConfig {
@@ -373,6 +375,7 @@ impl Default for TestbedConfig {
             mcp_servers: vec![McpConfig::default()],
             latency: Duration::ZERO,
             clock: TestClock::new(),
+            record_traffic: false,
         }
     }
 }
@@ -408,6 +411,12 @@ impl TestbedConfig {
     /// Sets the injected latency.
     pub fn with_latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
+        self
+    }
+
+    /// Logs every token-endpoint request with its time and the number in flight.
+    pub fn with_traffic_log(mut self) -> Self {
+        self.record_traffic = true;
         self
     }
 
