@@ -127,7 +127,7 @@ fn write_outputs(
 fn row(out: &mut String, host: &str, phase: &str, r: Rates) {
     let _ = writeln!(
         out,
-        "| {host} | {phase} | {} | {:.1} | {} |",
+        "| {host} | {phase} | {:.0} | {:.1} | {:.0} |",
         r.peak, r.mean, r.p99
     );
 }
@@ -200,7 +200,11 @@ fn summary_csv(report: &Report) -> String {
             ("recovery", h.recovery),
             ("after_outage", h.after_outage),
         ] {
-            let _ = writeln!(out, "{},{phase},{},{:.2},{}", h.name, r.peak, r.mean, r.p99);
+            let _ = writeln!(
+                out,
+                "{},{phase},{:.0},{:.2},{:.0}",
+                h.name, r.peak, r.mean, r.p99
+            );
         }
     }
     out

@@ -17,9 +17,9 @@ fn run(tweak: impl FnOnce(&mut FleetConfig)) -> Report {
 
 fn ratios(r: &Report) -> (f64, f64, f64) {
     (
-        f64::from(r.idp.steady.peak) / r.idp.steady.mean,
-        f64::from(r.busiest_as.steady.peak) / r.busiest_as.steady.mean,
-        f64::from(r.idp.after_outage.peak) / r.idp.steady.mean,
+        r.idp.steady.peak / r.idp.steady.mean,
+        r.busiest_as.steady.peak / r.busiest_as.steady.mean,
+        r.idp.after_outage.peak / r.idp.steady.mean,
     )
 }
 
@@ -28,6 +28,10 @@ fn the_default_settings_meet_both_targets() {
     for seed in [1, 2, 3] {
         let r = run(|c| c.seed = seed);
         let (idp, busiest_as, after_outage) = ratios(&r);
+        eprintln!(
+            "seed {seed}: steady peak/mean IdP {idp:.2}, busiest AS {busiest_as:.2}; \
+             IdP after the outage {after_outage:.2} × the steady mean"
+        );
         assert!(r.idp.steady.mean > 1.0, "the day has load: {:?}", r.idp);
         assert!(idp <= 2.0, "seed {seed}: IdP steady peak/mean {idp:.2}");
         assert!(
@@ -48,6 +52,7 @@ fn without_the_jitters_the_outage_comes_back_at_once() {
         c.retry.recovery_jitter_secs = 0;
     });
     let (_, _, after_outage) = ratios(&r);
+    eprintln!("no jitters: IdP after the outage {after_outage:.2} × the steady mean");
     assert!(
         after_outage > 3.0,
         "plain backoff should overload the IdP after the outage: {after_outage:.2}"
