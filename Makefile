@@ -4,13 +4,14 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint fuzz check-windows check-macos unit conformance interop bench ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-test
+.PHONY: help deps build demo test lint fuzz check-windows check-macos unit conformance interop bench bench-fleet ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-test
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
 	@echo "make test   install what is missing, then lint, every test tier and the conformance suite"
 	@echo "make interop  the interop suite: real IdP (oidc-provider), ASes (fastmcp, Authlib), MCP servers and AI clients (SDK, Inspector, Claude Code)"
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
+	@echo "make bench-fleet  10,000 simulated agents x 20 servers for a day (virtual clock, the engine's scheduling code): IdP and busiest-AS rps, table + PNG"
 	@echo "make bench-servers  a release agent with 10, 100, 500 servers: RSS, CPU, refreshes per second vs the cap"
 	@echo "make bench-proxy  lanyard proxy vs mcp-remote: added latency per tools/call, peak RSS"
 	@echo "make tray-bench  the idle agent and the tray app (release): RSS, wake-ups, first paint"
@@ -105,6 +106,16 @@ tray-bench: deps ui
 bench: deps
 	$(CARGO) build --release -q -p lanyard-testbed
 	$(CARGO) bench -p lanyard-tests --bench signin_to_granted
+
+# Issue 13: 10,000 agents x 20 servers on a virtual clock, scheduled by the engine's own
+# lanyard-schedule functions (sign-ins 09:00-09:30, a day of refreshes, a 20-minute outage at 13:00).
+# Prints the IdP's and the busiest AS's requests per second per phase and each target met or not;
+# writes bench-fleet.md, summary.csv, per-second.csv and bench-fleet.png to target/artifacts/bench-fleet/
+# and copies the plot to docs/ for the README. Release build ~1 min cold; the run takes seconds.
+# Not part of `make test`: `make unit` runs a 200-agent version (crates/lanyard-fleet/tests).
+bench-fleet: deps
+	$(CARGO) run --release -q -p lanyard-fleet --bin lanyard-bench-fleet -- --out target/artifacts/bench-fleet
+	mkdir -p docs && cp target/artifacts/bench-fleet/bench-fleet.png docs/bench-fleet.png
 
 # Issue 13: a release agent with 10, 100 and 500 servers: RSS, CPU for sign-in and per refresh,
 # refreshes per second and the most in flight against the cap (from the testbed's traffic log).

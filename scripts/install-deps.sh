@@ -41,6 +41,7 @@ APT_PACKAGES=(
   imagemagick hyperfine x11-utils xdotool python3-venv
   # Tauri tray app (src-tauri/) build, and its real-webview tests under Xvfb.
   libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev file
+  # fonts-dejavu-core is also the font of make bench-fleet's PNG plot.
   webkit2gtk-driver trayer at-spi2-core fonts-dejavu-core
   # Packages (make package, make package-test): .deb (dpkg-deb, dpkg-shlibdeps), .rpm (rpmbuild),
   # .msi (wixl; msiinfo), the unit and desktop-file checks, the .msi installed under Wine.

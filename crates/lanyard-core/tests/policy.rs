@@ -432,6 +432,22 @@ fn every_validation_error_has_its_exact_message() {
             "p.json: settings.max_concurrency: must be at least 0",
         ),
         (
+            with(&|d| d["settings"] = json!({"max_concurrency_per_host": 0})),
+            "p.json: settings.max_concurrency_per_host: must be between 1 and 256",
+        ),
+        (
+            with(&|d| d["settings"] = json!({"refresh_jitter": 0.5})),
+            "p.json: settings.refresh_jitter: must be between 0 and 0.4",
+        ),
+        (
+            with(&|d| d["settings"] = json!({"recovery_jitter_secs": 7200})),
+            "p.json: settings.recovery_jitter_secs: must be between 0 and 3600",
+        ),
+        (
+            with(&|d| d["settings"] = json!({"on_demand_servers": ["nope"]})),
+            "p.json: settings.on_demand_servers[0]: \"nope\" is no configured server id (or `*` for all)",
+        ),
+        (
             with(&|d| d["settings"] = json!({"support_url": "http://it.example"})),
             "p.json: settings.support_url: \"http://it.example\" must use https or mailto",
         ),

@@ -16,14 +16,14 @@ mod reload;
 pub mod schedule;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{debug, info, warn};
 
-pub use schedule::{Backoff, RefreshRule};
+pub use schedule::{Backoff, HostLoad, RefreshRule, RetryRule};
 pub use status::{
     Health, IdpStatus, KeychainStatus, OrganizationSettings, PolicyStatus, Requester, ServerState,
     ServerStatus, Status, TokenUse,
@@ -347,7 +347,11 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         rule: RefreshRule {
             fraction: config.policy.settings.refresh_at_fraction,
             min_lead_secs: config.policy.settings.min_refresh_lead_secs,
+            jitter: config.policy.settings.refresh_jitter,
         },
+        host_load: HostLoad::default(),
+        held_back: VecDeque::new(),
+        failing_since: None,
         http,
         idp: IdpSlot::default(),
         servers,
@@ -464,6 +468,8 @@ enum Event {
         generation: u64,
         target: Option<Arc<Target>>,
         result: Result<Minted, GrantFailure>,
+        /// The hosts this grant was counted against in [`HostLoad`].
+        hosts: Vec<String>,
     },
     ClientResolved {
         server: String,
@@ -534,6 +540,12 @@ struct ServerSlot {
     retried_after_refresh: bool,
     generation: u64,
     attempts: u32,
+    /// The grant under way was started by the schedule (a refresh or a retry), not by someone
+    /// waiting: it is held to `max_concurrency_per_host`.
+    scheduled: bool,
+    /// When the last attempt failed (a client may try again sooner than the schedule; see
+    /// [`RetryRule::client_may_retry`]).
+    failed_at: Option<u64>,
     waiters: Vec<oneshot::Sender<Result<AccessToken, EngineError>>>,
     target: Option<Arc<Target>>,
     client: Option<crate::oauth::Client>,
@@ -560,6 +572,8 @@ impl ServerSlot {
             retried_after_refresh: false,
             generation: 0,
             attempts: 0,
+            scheduled: false,
+            failed_at: None,
             waiters: Vec::new(),
             target: None,
             client: None,
@@ -593,11 +607,26 @@ impl ServerSlot {
     }
 }
 
+/// A scheduled grant waiting for its hosts to have room (see [`HostLoad`]).
+struct HeldBack {
+    server: String,
+    generation: u64,
+    inputs: GrantInputs,
+    hosts: Vec<String>,
+}
+
 struct Actor {
     config: EngineConfig,
     http: HttpExecutor,
     semaphore: Arc<Semaphore>,
     rule: RefreshRule,
+    /// Scheduled grants in flight per host.
+    host_load: HostLoad,
+    /// Scheduled grants waiting for room at their hosts, oldest first.
+    held_back: VecDeque<HeldBack>,
+    /// Since when requests have been failing with no success in between (an outage, as this
+    /// agent sees it): retries spread more widely the longer it lasts (see [`RetryRule`]).
+    failing_since: Option<u64>,
     idp: IdpSlot,
     servers: BTreeMap<String, ServerSlot>,
     keychain: KeychainStatus,
@@ -643,8 +672,51 @@ impl Actor {
         self.config.clock.unix_now()
     }
 
+    /// A random draw in `[0, 1)` for the scheduling rules (the simulation seeds its own).
     fn jitter() -> f64 {
         rand::random::<f64>()
+    }
+
+    fn retry_rule(&self) -> RetryRule {
+        RetryRule {
+            backoff: self.config.backoff,
+            recovery_jitter_secs: self.config.policy.settings.recovery_jitter_secs,
+        }
+    }
+
+    fn on_demand(&self, id: &str) -> bool {
+        schedule::on_demand(&self.config.policy.settings.on_demand_servers, id)
+    }
+
+    /// The hosts a grant for `slot` talks to: the IdP (enterprise-managed) and the authorization
+    /// server (its token endpoint once known, the MCP server before discovery).
+    fn grant_hosts(&self, slot: &ServerSlot) -> Vec<String> {
+        let authority = |url: &str| {
+            url::Url::parse(url)
+                .ok()
+                .and_then(|u| {
+                    let host = u.host_str()?.to_owned();
+                    Some(match u.port_or_known_default() {
+                        Some(port) => format!("{host}:{port}"),
+                        None => host,
+                    })
+                })
+                .unwrap_or_else(|| url.to_owned())
+        };
+        let mut hosts = Vec::with_capacity(2);
+        if slot.policy.mode == ServerMode::EnterpriseManaged {
+            if let Some(idp) = &self.config.policy.idp {
+                hosts.push(authority(&idp.issuer));
+            }
+        }
+        let as_host = match &slot.target {
+            Some(t) => authority(t.authorization_server.token_endpoint.as_str()),
+            None => authority(&slot.policy.url),
+        };
+        if !hosts.contains(&as_host) {
+            hosts.push(as_host);
+        }
+        hosts
     }
 
     fn start_up(&mut self) {
@@ -652,7 +724,9 @@ impl Actor {
             self.prefetch_target(&id);
         }
         for id in self.server_ids(ServerMode::ClientCredentials) {
-            self.start_grant(&id);
+            if !self.on_demand(&id) {
+                self.start_grant(&id);
+            }
         }
         if self.config.restore_session && self.config.policy.idp.is_some() {
             self.idp.phase = IdpPhase::Restoring;
@@ -742,6 +816,7 @@ impl Actor {
             }
             Command::ApplyPolicy { policy, reply } => {
                 self.apply_policy(*policy);
+                self.release_held_back();
                 let _ = reply.send(());
             }
             Command::RejectPolicy { errors, reply } => {
@@ -792,6 +867,7 @@ impl Actor {
         }
         slot.attempts = 0;
         slot.retried_after_refresh = false;
+        slot.scheduled = false;
         self.start_grant(id);
     }
 
@@ -804,6 +880,7 @@ impl Actor {
         let now = self.now();
         let signed_in = matches!(self.idp.phase, IdpPhase::SignedIn);
         let restoring = matches!(self.idp.phase, IdpPhase::Restoring);
+        let retry = self.retry_rule();
         let Some(slot) = self.servers.get_mut(&id) else {
             let _ = reply.send(Err(EngineError::UnknownServer(id)));
             return;
@@ -843,7 +920,12 @@ impl Actor {
             }
             ServerState::Failing {
                 error, retry_at, ..
-            } if *retry_at > now && !slot.in_flight => {
+            } if *retry_at > now
+                && !slot.in_flight
+                && !slot
+                    .failed_at
+                    .is_some_and(|at| retry.client_may_retry(now, at)) =>
+            {
                 let _ = reply.send(Err(EngineError::Unavailable {
                     error: error.clone(),
                     retry_at: *retry_at,
@@ -863,11 +945,14 @@ impl Actor {
         }
         slot.waiters.push(reply);
         if !slot.in_flight {
+            slot.scheduled = false;
             self.start_grant(&id);
         } else if scopes_added && !slot.awaiting_idp {
             // The grant in flight asks for fewer scopes than this caller needs.
             slot.regrant = true;
         }
+        // A held-back refresh someone now waits for goes at once.
+        self.release_held_back();
     }
 
     // ---- IdP -------------------------------------------------------------------------------
@@ -1036,13 +1121,21 @@ impl Actor {
         self.idp.refresh_attempts = 0;
         self.idp.refresh_error = None;
         self.idp.generation += 1;
+        self.failing_since = None;
         for waiter in self.idp.sign_in_waiters.drain(..) {
             let _ = waiter.send(Ok(()));
         }
         for id in self.server_ids(ServerMode::EnterpriseManaged) {
-            if let Some(slot) = self.servers.get_mut(&id) {
-                slot.attempts = 0;
-                slot.retried_after_refresh = false;
+            let on_demand = self.on_demand(&id);
+            let Some(slot) = self.servers.get_mut(&id) else {
+                continue;
+            };
+            slot.attempts = 0;
+            slot.retried_after_refresh = false;
+            slot.scheduled = false;
+            if on_demand && slot.token.is_none() && slot.waiters.is_empty() {
+                // Minted when a client first asks (`settings.on_demand_servers`).
+                continue;
             }
             self.start_grant(&id);
         }
@@ -1088,7 +1181,7 @@ impl Actor {
         self.idp
             .tokens
             .as_ref()
-            .is_some_and(|t| t.info.expires_at > now + self.rule.min_lead_secs)
+            .is_some_and(|t| self.rule.still_fresh(now, t.info.expires_at))
     }
 
     fn start_idp_refresh(&mut self) {
@@ -1220,10 +1313,37 @@ impl Actor {
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;
+        let generation = slot.generation;
+        let held = slot.scheduled && slot.waiters.is_empty();
+        let Some(slot) = self.servers.get(id) else {
+            return;
+        };
+        let hosts = self.grant_hosts(slot);
+        let cap = self.config.policy.settings.max_concurrency_per_host;
+        if held && !self.host_load.may_start(&hosts, cap) {
+            debug!(server = %id, "refresh held back: its hosts are busy");
+            self.held_back.push_back(HeldBack {
+                server: id.to_owned(),
+                generation,
+                inputs,
+                hosts,
+            });
+            return;
+        }
+        self.spawn_grant(id.to_owned(), generation, inputs, hosts);
+    }
+
+    /// Runs a grant in a task (under the global concurrency cap), counted against its hosts.
+    fn spawn_grant(
+        &mut self,
+        server: String,
+        generation: u64,
+        inputs: GrantInputs,
+        hosts: Vec<String>,
+    ) {
+        self.host_load.start(&hosts);
         let semaphore = self.semaphore.clone();
         let events = self.events_tx.clone();
-        let generation = slot.generation;
-        let server = id.to_owned();
         tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             let (target, result) = grant::run(inputs).await;
@@ -1232,8 +1352,30 @@ impl Actor {
                 generation,
                 target,
                 result,
+                hosts,
             });
         });
+    }
+
+    /// Starts the held-back grants whose hosts have room now (or that someone waits for); drops
+    /// those whose server was signed out or replaced meanwhile.
+    fn release_held_back(&mut self) {
+        let cap = self.config.policy.settings.max_concurrency_per_host;
+        let mut keep = VecDeque::new();
+        while let Some(held) = self.held_back.pop_front() {
+            let Some(slot) = self.servers.get(&held.server) else {
+                continue;
+            };
+            if slot.generation != held.generation || !slot.in_flight || slot.awaiting_idp {
+                continue;
+            }
+            if slot.waiters.is_empty() && !self.host_load.may_start(&held.hosts, cap) {
+                keep.push_back(held);
+                continue;
+            }
+            self.spawn_grant(held.server, held.generation, held.inputs, held.hosts);
+        }
+        self.held_back = keep;
     }
 
     fn on_grant_done(
@@ -1244,8 +1386,20 @@ impl Actor {
         result: Result<Minted, GrantFailure>,
     ) {
         let now = self.now();
-        let backoff = self.config.backoff;
+        let retry = self.retry_rule();
         let rule = self.rule;
+        match &result {
+            Ok(_) => self.failing_since = None,
+            Err(
+                GrantFailure::Retry(_)
+                | GrantFailure::EndpointGone(_)
+                | GrantFailure::IdpEndpointGone { .. },
+            ) => {
+                self.failing_since.get_or_insert(now);
+            }
+            Err(_) => {}
+        }
+        let failing_since = self.failing_since.unwrap_or(now);
         let mut refresh_idp = false;
         let Some(slot) = self.servers.get_mut(&id) else {
             return;
@@ -1254,6 +1408,7 @@ impl Actor {
             return; // signed out meanwhile
         }
         slot.in_flight = false;
+        slot.scheduled = false;
         if target.is_some() {
             slot.target = target;
         }
@@ -1291,6 +1446,7 @@ impl Actor {
                 };
                 slot.due_at = Some(refresh_at);
                 slot.attempts = 0;
+                slot.failed_at = None;
                 slot.retried_after_refresh = false;
                 slot.last_refresh = Some(now);
                 if std::mem::take(&mut slot.regrant) {
@@ -1346,9 +1502,9 @@ impl Actor {
                 | GrantFailure::IdpEndpointGone { error, .. },
             ) => {
                 slot.attempts += 1;
-                let delay = backoff.delay(slot.attempts, Self::jitter());
-                let retry_at = now + delay.as_secs().max(1);
-                warn!(server = %id, attempts = slot.attempts, retry_in_secs = delay.as_secs(), error = %error, "grant failed");
+                slot.failed_at = Some(now);
+                let retry_at = retry.retry_at(now, slot.attempts, failing_since, Self::jitter());
+                warn!(server = %id, attempts = slot.attempts, retry_in_secs = retry_at - now, error = %error, "grant failed");
                 // Discovery may be stale after a failure: look again next time.
                 slot.target = None;
                 slot.due_at = Some(retry_at);
@@ -1466,6 +1622,7 @@ impl Actor {
                         self.idp.tokens = Some(tokens);
                         self.idp.refresh_attempts = 0;
                         self.idp.refresh_error = None;
+                        self.failing_since = None;
                         // After a move, servers that failed on the old endpoint go again now.
                         let waiting: Vec<String> = self
                             .servers
@@ -1484,19 +1641,22 @@ impl Actor {
                     }
                     Err(e) if e.is_transient() => {
                         self.idp.refresh_attempts += 1;
-                        let delay = self
-                            .config
-                            .backoff
-                            .delay(self.idp.refresh_attempts, Self::jitter());
-                        self.idp.refresh_retry_at = now + delay.as_secs().max(1);
+                        let since = *self.failing_since.get_or_insert(now);
+                        let retry = self.retry_rule();
+                        self.idp.refresh_retry_at =
+                            retry.retry_at(now, self.idp.refresh_attempts, since, Self::jitter());
                         self.idp.refresh_error = Some(e.to_string());
                         warn!(error = %e, attempts = self.idp.refresh_attempts, "renewing the session failed; will retry");
-                        let retry_at = self.idp.refresh_retry_at;
                         for slot in self.servers.values_mut() {
                             if slot.awaiting_idp {
                                 slot.awaiting_idp = false;
                                 slot.in_flight = false;
                                 slot.attempts += 1;
+                                slot.failed_at = Some(now);
+                                // Each server on its own retry time (not the session's): when
+                                // the network is back, one agent's servers do not go at once.
+                                let retry_at =
+                                    retry.retry_at(now, slot.attempts, since, Self::jitter());
                                 slot.due_at = Some(retry_at);
                                 let error = format!("identity provider: {e}");
                                 slot.state = ServerState::Failing {
@@ -1551,7 +1711,9 @@ impl Actor {
                 result,
             } => {
                 let now = self.now();
-                let backoff = self.config.backoff;
+                let retry = self.retry_rule();
+                // A local failure (the secret is unreadable): plain backoff, or the outage's.
+                let since = self.failing_since.unwrap_or(now);
                 let Some(slot) = self.servers.get_mut(&server) else {
                     return;
                 };
@@ -1568,11 +1730,7 @@ impl Actor {
                     Err(error) => {
                         slot.in_flight = false;
                         slot.attempts += 1;
-                        let retry_at = now
-                            + backoff
-                                .delay(slot.attempts, Self::jitter())
-                                .as_secs()
-                                .max(1);
+                        let retry_at = retry.retry_at(now, slot.attempts, since, Self::jitter());
                         slot.due_at = Some(retry_at);
                         let error = format!("client credentials: {error}");
                         slot.state = ServerState::Failing {
@@ -1600,7 +1758,12 @@ impl Actor {
                 generation,
                 target,
                 result,
-            } => self.on_grant_done(server, generation, target, result),
+                hosts,
+            } => {
+                self.host_load.finish(&hosts);
+                self.on_grant_done(server, generation, target, result);
+                self.release_held_back();
+            }
         }
     }
 
@@ -1758,6 +1921,9 @@ impl Actor {
             .map(|s| s.policy.id.clone())
             .collect();
         for id in due {
+            if let Some(slot) = self.servers.get_mut(&id) {
+                slot.scheduled = true;
+            }
             self.start_grant(&id);
         }
     }

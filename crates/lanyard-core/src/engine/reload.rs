@@ -15,7 +15,9 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use super::{Actor, AfterDiscovery, EngineError, IdpPhase, PolicyStatus, RefreshRule, ServerSlot};
+use super::{
+    schedule, Actor, AfterDiscovery, EngineError, IdpPhase, PolicyStatus, RefreshRule, ServerSlot,
+};
 use crate::oauth::token;
 use crate::oauth::{AssertionInputs, HttpExecutor};
 use crate::policy::{Policy, ServerMode, ServerPolicy};
@@ -68,6 +70,7 @@ impl Actor {
         self.rule = RefreshRule {
             fraction: settings.refresh_at_fraction,
             min_lead_secs: settings.min_refresh_lead_secs,
+            jitter: settings.refresh_jitter,
         };
         if settings.max_concurrency != old.settings.max_concurrency {
             // Grants already holding a permit of the old semaphore finish under it.
@@ -166,6 +169,11 @@ impl Actor {
         let Some(slot) = self.servers.get_mut(id) else {
             return;
         };
+        if schedule::on_demand(&self.config.policy.settings.on_demand_servers, id)
+            && slot.waiters.is_empty()
+        {
+            return; // minted when a client first asks
+        }
         match slot.policy.mode {
             ServerMode::ClientCredentials => self.start_grant(id),
             ServerMode::EnterpriseManaged => match self.idp.phase {

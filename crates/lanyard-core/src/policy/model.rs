@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::schedule::defaults;
 use crate::oauth::KeyAlgorithm;
 
 /// The Lanyard policy: which identity provider to sign in at, which MCP servers to obtain tokens
@@ -197,6 +198,20 @@ pub struct Settings {
     pub min_refresh_lead_secs: u64,
     /// How many grants run at once (1–256).
     pub max_concurrency: usize,
+    /// How many scheduled grants (refreshes, retries) run at once against one host: the identity
+    /// provider or one authorization server (1–256). A sign-in, a client's request or "refresh
+    /// now" is not held back by it, only by `max_concurrency`.
+    pub max_concurrency_per_host: usize,
+    /// How widely refreshes spread: a refresh moves earlier by a random part of up to this
+    /// fraction of the token's lifetime (0–0.4), so tokens granted together drift apart.
+    pub refresh_jitter: f64,
+    /// During an outage, a retry waits about as long as the outage has lasted so far, up to this
+    /// many seconds (0–3600): when the network comes back, a fleet's retries spread over about the
+    /// outage's length instead of arriving at once.
+    pub recovery_jitter_secs: u64,
+    /// Servers whose token is minted only when a client first asks for it, not at sign-in (ids,
+    /// or `*` for all); once minted it is kept fresh as usual.
+    pub on_demand_servers: Vec<String>,
     /// Where "contact IT" points (HTTPS).
     pub support_url: Option<String>,
     /// An explicit HTTPS proxy URL (GUI apps do not inherit `HTTPS_PROXY`).
@@ -216,9 +231,13 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            refresh_at_fraction: 0.75,
-            min_refresh_lead_secs: 60,
-            max_concurrency: 32,
+            refresh_at_fraction: defaults::REFRESH_AT_FRACTION,
+            min_refresh_lead_secs: defaults::MIN_REFRESH_LEAD_SECS,
+            max_concurrency: defaults::MAX_CONCURRENCY,
+            max_concurrency_per_host: defaults::MAX_CONCURRENCY_PER_HOST,
+            refresh_jitter: defaults::REFRESH_JITTER,
+            recovery_jitter_secs: defaults::RECOVERY_JITTER_SECS,
+            on_demand_servers: Vec::new(),
             support_url: None,
             proxy: None,
             extra_ca_files: Vec::new(),
@@ -255,6 +274,10 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
     spec("refresh_at_fraction", true, true),
     spec("min_refresh_lead_secs", true, true),
     spec("max_concurrency", true, true),
+    spec("max_concurrency_per_host", true, true),
+    spec("refresh_jitter", true, true),
+    spec("recovery_jitter_secs", true, true),
+    spec("on_demand_servers", true, true),
     spec("support_url", true, true),
     spec("proxy", true, true),
     spec("extra_ca_files", true, true),

@@ -520,6 +520,32 @@ pub fn check_semantics(policy: &Policy, files: FileChecks) -> Vec<(String, Strin
             "must be between 1 and 256".into(),
         );
     }
+    if s.max_concurrency_per_host == 0 || s.max_concurrency_per_host > 256 {
+        err(
+            "settings.max_concurrency_per_host".into(),
+            "must be between 1 and 256".into(),
+        );
+    }
+    if !(0.0..=0.4).contains(&s.refresh_jitter) {
+        err(
+            "settings.refresh_jitter".into(),
+            "must be between 0 and 0.4".into(),
+        );
+    }
+    if s.recovery_jitter_secs > 3600 {
+        err(
+            "settings.recovery_jitter_secs".into(),
+            "must be between 0 and 3600".into(),
+        );
+    }
+    for (i, id) in s.on_demand_servers.iter().enumerate() {
+        if id != "*" && policy.server(id).is_none() {
+            err(
+                format!("settings.on_demand_servers[{i}]"),
+                format!("\"{id}\" is no configured server id (or `*` for all)"),
+            );
+        }
+    }
     if let Some(support) = &s.support_url {
         match Url::parse(support) {
             Ok(url) if matches!(url.scheme(), "https" | "mailto") => {}

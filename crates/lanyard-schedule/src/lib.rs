@@ -1,0 +1,316 @@
+//! Lanyard's scheduling decisions: when to refresh, when to retry and whether a host may take one
+//! more request, as pure functions of numbers.
+//!
+//! Everything here is I/O-free and deterministic: wall-clock seconds and random draws in `[0, 1)`
+//! come in as arguments, so the engine (`lanyard_core::engine`) feeds real time and real
+//! randomness while the fleet simulation (`crates/lanyard-fleet`) feeds a virtual clock and a
+//! seeded generator into the very same functions. This crate must not read a clock, draw a random
+//! number, or know about tasks, HTTP or policy sources; it has no dependencies.
+//!
+//! * A token is refreshed once `refresh_at_fraction` of its lifetime has passed, never later than
+//!   `min_lead` seconds before expiry, and earlier by a random part of up to `jitter` of its
+//!   lifetime, so that many servers granted together (a sign-in, a fleet at 9:00) drift apart.
+//! * Failures back off exponentially from 1 s to 5 min (minus up to 20 %). Once the agent has been
+//!   failing for a while (an outage), a retry waits about as long as the outage has lasted so far
+//!   (90–100 % of it, at random), up to `recovery_jitter_secs`: a server that starts failing late
+//!   in an outage does not retry every second, and when the network comes back for everyone at
+//!   once, the backlog reaches the IdP spread over about the outage's length instead of in the
+//!   first few seconds.
+//! * [`HostLoad`] counts scheduled grants in flight per host (the IdP, each authorization server)
+//!   and says whether one more may start.
+//! * [`defaults`] holds the policy's default numbers for all of the above.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The policy's defaults for the scheduling settings (`settings.*` in the policy).
+pub mod defaults {
+    pub const REFRESH_AT_FRACTION: f64 = 0.75;
+    pub const MIN_REFRESH_LEAD_SECS: u64 = 60;
+    pub const MAX_CONCURRENCY: usize = 32;
+    pub const MAX_CONCURRENCY_PER_HOST: usize = 4;
+    pub const REFRESH_JITTER: f64 = 0.3;
+    pub const RECOVERY_JITTER_SECS: u64 = 1200;
+}
+
+/// Refresh policy numbers (from the policy's settings).
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshRule {
+    pub fraction: f64,
+    pub min_lead_secs: u64,
+    /// The largest share of a token's lifetime by which a refresh moves earlier at random.
+    pub jitter: f64,
+}
+
+impl Default for RefreshRule {
+    fn default() -> Self {
+        Self {
+            fraction: defaults::REFRESH_AT_FRACTION,
+            min_lead_secs: defaults::MIN_REFRESH_LEAD_SECS,
+            jitter: defaults::REFRESH_JITTER,
+        }
+    }
+}
+
+impl RefreshRule {
+    /// The wall-clock second at which a token issued at `issued_at`, expiring at `expires_at`, is
+    /// refreshed. `draw` in `[0, 1)` moves it earlier by up to `jitter` of the lifetime.
+    pub fn refresh_at(&self, issued_at: u64, expires_at: u64, draw: f64) -> u64 {
+        let lifetime = expires_at.saturating_sub(issued_at);
+        let by_fraction = issued_at + (lifetime as f64 * self.fraction) as u64;
+        let latest = expires_at.saturating_sub(self.min_lead_secs);
+        let earliest = issued_at + lifetime / 2;
+        let due = by_fraction.min(latest).max(earliest);
+        let jitter_secs = (lifetime as f64 * self.jitter.clamp(0.0, 1.0) * unit(draw)) as u64;
+        due.saturating_sub(jitter_secs).max(issued_at)
+    }
+
+    /// Whether an ID token expiring at `expires_at` may still be the subject of an exchange at
+    /// `now` (otherwise the session is renewed first).
+    pub fn still_fresh(&self, now: u64, expires_at: u64) -> bool {
+        expires_at > now + self.min_lead_secs
+    }
+}
+
+/// Exponential backoff: attempt 1 waits `initial`, doubling up to `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before retry number `attempt` (1-based); `jitter` in `[0, 1)` takes off up to 20 %.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let exp = attempt.saturating_sub(1).min(20);
+        let base = self.initial.saturating_mul(1u32 << exp).min(self.max);
+        base.mul_f64(1.0 - 0.2 * unit(jitter))
+    }
+}
+
+/// When failed work goes again: the backoff, widened after a long failure (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryRule {
+    pub backoff: Backoff,
+    /// The widest recovery window, in seconds (0: plain backoff).
+    pub recovery_jitter_secs: u64,
+}
+
+impl RetryRule {
+    /// The wall-clock second of the next attempt after failure number `attempt` (1-based) at
+    /// `now`. `failing_since` is when the agent's current failure streak began (requests failing
+    /// with no success in between, whichever server or the session): during a long outage even a
+    /// newly failing server waits as long as the others. Never earlier than `now + 1`.
+    ///
+    /// The delay is the backoff's; when the streak's length so far exceeds that, `[0.9, 1] ×` that
+    /// length (capped by `recovery_jitter_secs`) takes its place, so the fleet's retries after an
+    /// outage of length L arrive spread over about L.
+    pub fn retry_at(&self, now: u64, attempt: u32, failing_since: u64, draw: f64) -> u64 {
+        let backoff = self.backoff.delay(attempt, draw).as_secs();
+        let spread = now
+            .saturating_sub(failing_since)
+            .min(self.recovery_jitter_secs);
+        let widened = (spread as f64 * (1.0 - 0.1 * unit(draw))) as u64;
+        now + backoff.max(widened).max(1)
+    }
+}
+
+/// How long after a failed attempt a client's own request may try a failing server again, ahead
+/// of its scheduled retry (which after a long outage can be many minutes away).
+pub const CLIENT_RETRY_SECS: u64 = 30;
+
+impl RetryRule {
+    /// Whether a client asking at `now` for a server whose last attempt failed at `failed_at` (and
+    /// that has no usable token) may try it now instead of hearing "unavailable until the retry":
+    /// at most once per [`CLIENT_RETRY_SECS`] per server, so a user at work is not kept waiting
+    /// by the recovery spread, and a server that is down is not hammered by its clients.
+    pub fn client_may_retry(&self, now: u64, failed_at: u64) -> bool {
+        now >= failed_at + CLIENT_RETRY_SECS
+    }
+}
+
+/// A draw in `[0, 1)`; anything else (NaN, out of range) is clamped in.
+fn unit(draw: f64) -> f64 {
+    if draw.is_nan() {
+        0.0
+    } else {
+        draw.clamp(0.0, 1.0)
+    }
+}
+
+/// Scheduled grants in flight per host, against a cap. The engine counts its background grants
+/// here; the simulation counts the grants of each simulated agent.
+#[derive(Debug, Clone, Default)]
+pub struct HostLoad {
+    in_flight: BTreeMap<String, usize>,
+}
+
+impl HostLoad {
+    /// Whether one more grant touching every host in `hosts` keeps each of them at or below `cap`.
+    pub fn may_start<S: AsRef<str>>(&self, hosts: &[S], cap: usize) -> bool {
+        hosts
+            .iter()
+            .all(|h| self.in_flight(h.as_ref()) < cap.max(1))
+    }
+
+    /// Counts a grant touching `hosts` as started.
+    pub fn start<S: AsRef<str>>(&mut self, hosts: &[S]) {
+        for h in hosts {
+            *self.in_flight.entry(h.as_ref().to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Counts a grant touching `hosts` as done.
+    pub fn finish<S: AsRef<str>>(&mut self, hosts: &[S]) {
+        for h in hosts {
+            if let Some(n) = self.in_flight.get_mut(h.as_ref()) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.in_flight.remove(h.as_ref());
+                }
+            }
+        }
+    }
+
+    /// Grants in flight against `host`.
+    pub fn in_flight(&self, host: &str) -> usize {
+        self.in_flight.get(host).copied().unwrap_or(0)
+    }
+
+    /// Forgets every count (after a policy change replaced the hosts).
+    pub fn clear(&mut self) {
+        self.in_flight.clear();
+    }
+}
+
+/// Whether server `id` is minted only when a client first asks (`on_demand_servers` lists it, or
+/// lists `*`).
+pub fn on_demand(on_demand_servers: &[String], id: &str) -> bool {
+    on_demand_servers.iter().any(|s| s == "*" || s == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_at_three_quarters_but_never_later_than_the_lead() {
+        let rule = RefreshRule {
+            jitter: 0.05,
+            ..RefreshRule::default()
+        };
+        assert_eq!(rule.refresh_at(1000, 1000 + 3600, 0.0), 1000 + 2700);
+        // 300 s token: 75 % = 225 s, lead says 240 s: the fraction wins.
+        assert_eq!(rule.refresh_at(0, 300, 0.0), 225);
+        // 200 s token: 75 % = 150, lead 60 s → 140.
+        assert_eq!(rule.refresh_at(0, 200, 0.0), 140);
+        // 60 s token: lead would be 0, but never before half-life.
+        assert_eq!(rule.refresh_at(0, 60, 0.0), 30);
+        // Jitter only moves earlier, by at most its share.
+        let j = rule.refresh_at(0, 3600, 0.999);
+        assert!((2700 - 180..2700).contains(&j), "{j}");
+    }
+
+    #[test]
+    fn the_default_jitter_spreads_a_refresh_over_three_tenths_of_the_lifetime() {
+        let rule = RefreshRule::default();
+        assert_eq!(rule.refresh_at(0, 3600, 0.0), 2700);
+        assert_eq!(rule.refresh_at(0, 3600, 0.5), 2700 - 540);
+        let early = rule.refresh_at(0, 3600, 0.9999);
+        assert!((1620..1625).contains(&early), "{early}");
+        assert_eq!(rule.refresh_at(0, 3600, f64::NAN), 2700);
+    }
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        let b = Backoff::default();
+        assert_eq!(b.delay(1, 0.0), Duration::from_secs(1));
+        assert_eq!(b.delay(2, 0.0), Duration::from_secs(2));
+        assert_eq!(b.delay(5, 0.0), Duration::from_secs(16));
+        assert_eq!(b.delay(30, 0.0), Duration::from_secs(300));
+        assert!(b.delay(30, 0.99) >= Duration::from_secs(240));
+    }
+
+    #[test]
+    fn retries_after_a_short_failure_follow_the_backoff() {
+        let r = RetryRule {
+            backoff: Backoff::default(),
+            recovery_jitter_secs: 900,
+        };
+        assert_eq!(r.retry_at(100, 1, 100, 0.0), 101);
+        assert_eq!(r.retry_at(103, 3, 100, 0.0), 107);
+        // Failing for 4 min: no wider than the capped backoff.
+        assert_eq!(r.retry_at(340, 20, 100, 0.0), 640);
+    }
+
+    #[test]
+    fn retries_after_a_long_outage_wait_about_its_length_up_to_the_cap() {
+        let r = RetryRule {
+            backoff: Backoff::default(),
+            recovery_jitter_secs: 900,
+        };
+        // Failing for 10 min: 600 s, less up to 10 %.
+        assert_eq!(r.retry_at(600, 12, 0, 0.0), 1200);
+        let soon = r.retry_at(600, 12, 0, 0.999);
+        assert!((600 + 540..600 + 542).contains(&soon), "{soon}");
+        // Even a server failing for the first time waits as long: the agent's streak counts.
+        assert_eq!(r.retry_at(600, 1, 0, 0.0), 1200);
+        // Failing for 2 h: capped at 900 s.
+        assert_eq!(r.retry_at(7200, 30, 0, 0.0), 8100);
+        // Off: plain backoff.
+        let off = RetryRule {
+            recovery_jitter_secs: 0,
+            ..r
+        };
+        assert_eq!(off.retry_at(7200, 30, 0, 0.0), 7500);
+    }
+
+    #[test]
+    fn a_client_may_retry_a_failing_server_every_half_minute() {
+        let r = RetryRule {
+            backoff: Backoff::default(),
+            recovery_jitter_secs: 1200,
+        };
+        assert!(!r.client_may_retry(1000, 1000));
+        assert!(!r.client_may_retry(1029, 1000));
+        assert!(r.client_may_retry(1030, 1000));
+    }
+
+    #[test]
+    fn a_host_takes_grants_up_to_its_cap() {
+        let mut load = HostLoad::default();
+        let both = ["idp.example", "as.example"];
+        for _ in 0..2 {
+            assert!(load.may_start(&both, 2));
+            load.start(&both);
+        }
+        assert!(!load.may_start(&both, 2));
+        assert!(!load.may_start(&["idp.example"], 2), "the IdP is full");
+        assert!(load.may_start(&["other-as.example"], 2));
+        load.finish(&["as.example"]);
+        assert!(load.may_start(&["as.example"], 2));
+        assert!(!load.may_start(&both, 2), "still full at the IdP");
+        load.finish(&["idp.example"]);
+        assert!(load.may_start(&both, 2));
+        assert_eq!(load.in_flight("idp.example"), 1);
+        load.clear();
+        assert_eq!(load.in_flight("idp.example"), 0);
+    }
+
+    #[test]
+    fn on_demand_lists_ids_or_a_star() {
+        assert!(on_demand(&["docs".into()], "docs"));
+        assert!(!on_demand(&["docs".into()], "tickets"));
+        assert!(on_demand(&["*".into()], "tickets"));
+        assert!(!on_demand(&[], "docs"));
+    }
+}
