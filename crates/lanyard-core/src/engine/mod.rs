@@ -371,7 +371,25 @@ fn placeholder_status() -> Status {
     }
 }
 
-/// The keychain entry of the IdP refresh token.
+/// The SAML settings of the policy's IdP section, when it signs in with SAML.
+fn saml_settings(
+    idp: &crate::policy::IdpPolicy,
+) -> Result<Option<signin::SamlSettings>, SignInError> {
+    if idp.sign_in != crate::policy::SignInProtocol::Saml {
+        return Ok(None);
+    }
+    let url = idp.saml_sso_url.as_deref().ok_or(SignInError::Unsupported(
+        "SAML sign-in without idp.saml_sso_url",
+    ))?;
+    let sso_url = url::Url::parse(url)
+        .map_err(|e| WireError::Discovery(format!("idp.saml_sso_url is not a URL: {e}")))?;
+    Ok(Some(signin::SamlSettings {
+        sso_url,
+        sp_entity_id: idp.sp_entity_id().to_owned(),
+    }))
+}
+
+/// The keychain entry of the IdP refresh token (after a SAML sign-in too).
 pub fn refresh_token_key(issuer: &str, client_id: &str) -> String {
     format!("refresh-token:{issuer}:{client_id}")
 }
@@ -883,15 +901,18 @@ impl Actor {
             })
             .await;
             let result = match client {
-                Ok(Ok((client, idp_policy))) => IdpClient::discover(
-                    &http,
-                    &idp_policy.issuer,
-                    client,
-                    idp_policy.scopes.clone(),
-                    idp_policy.extra_authorize_params.clone(),
-                )
-                .await
-                .map(Arc::new),
+                Ok(Ok((client, idp_policy))) => match saml_settings(&idp_policy) {
+                    Ok(saml) => IdpClient::discover(
+                        &http,
+                        &idp_policy.issuer,
+                        client,
+                        idp_policy.scopes.clone(),
+                        idp_policy.extra_authorize_params.clone(),
+                    )
+                    .await
+                    .map(|c| Arc::new(c.with_saml(saml))),
+                    Err(e) => Err(e),
+                },
                 Ok(Err(e)) => Err(SignInError::Wire(WireError::ClientAuth(e))),
                 Err(e) => Err(SignInError::Wire(WireError::ClientAuth(e.to_string()))),
             };
@@ -917,15 +938,27 @@ impl Actor {
                     "opening the browser to sign in"
                 );
                 tokio::spawn(async move {
-                    let result = signin::sign_in_with_browser(
-                        &client,
-                        &http,
-                        clock.as_ref(),
-                        browser.as_ref(),
-                        step_up,
-                        timeout,
-                    )
-                    .await;
+                    let result = if client.saml.is_some() {
+                        signin::sign_in_with_saml(
+                            &client,
+                            &http,
+                            clock.as_ref(),
+                            browser.as_ref(),
+                            step_up,
+                            timeout,
+                        )
+                        .await
+                    } else {
+                        signin::sign_in_with_browser(
+                            &client,
+                            &http,
+                            clock.as_ref(),
+                            browser.as_ref(),
+                            step_up,
+                            timeout,
+                        )
+                        .await
+                    };
                     report_sign_in(store, &client, result, &events).await;
                 });
             }
@@ -1132,8 +1165,17 @@ impl Actor {
         let now = self.now();
         let id_fresh = self.id_token_fresh(now);
         let signed_in = matches!(self.idp.phase, IdpPhase::SignedIn);
+        // The subject of the ID-JAG exchange: the ID token, or after a SAML sign-in the IdP
+        // refresh token (the ID-JAG draft's SAML interoperability section).
         let idp = match (&self.idp.client, &self.idp.tokens) {
-            (Some(c), Some(t)) => Some((c.clone(), t.id_token.clone())),
+            (Some(c), Some(t)) => {
+                let subject = if c.saml.is_some() {
+                    self.idp.refresh_token.clone()
+                } else {
+                    t.id_token.clone()
+                };
+                subject.map(|s| (c.clone(), s))
+            }
             _ => None,
         };
         let Some(slot) = self.servers.get_mut(id) else {
