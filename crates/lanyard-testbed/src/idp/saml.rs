@@ -32,7 +32,7 @@ use samael::schema::{
     StatusCode as SamlStatusCode, Subject, SubjectConfirmation, SubjectConfirmationData,
     SubjectNameID,
 };
-use samael::signature::Signature;
+use samael::signature::{DigestAlgorithm, Signature};
 use samael::traits::ToXml;
 
 use super::login::escape;
@@ -113,6 +113,12 @@ pub fn signed_response(
         ..Default::default()
     };
     let assertion_id = format!("_a{}", hex_id());
+    // samael's template digests with SHA-1; SHA-256 goes with the RSA-SHA256 signature (and is
+    // what the check below accepts).
+    let mut signature = Signature::template(&assertion_id, &key.cert);
+    for reference in &mut signature.signed_info.reference {
+        reference.digest_method.algorithm = DigestAlgorithm::Sha256;
+    }
     let attributes = content
         .email
         .map(|email| Attribute {
@@ -131,7 +137,7 @@ pub fn signed_response(
         issue_instant: now,
         version: "2.0".to_string(),
         issuer: issuer.clone(),
-        signature: Some(Signature::template(&assertion_id, &key.cert)),
+        signature: Some(signature),
         subject: Some(Subject {
             name_id: Some(SubjectNameID {
                 format: Some(NAMEID_UNSPECIFIED.to_string()),
