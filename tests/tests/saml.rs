@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lanyard_core::engine::{refresh_token_key, EngineError, IdpStatus, ServerState};
+use lanyard_core::signin::Browser;
 use lanyard_core::store::SecretStore;
 use lanyard_testbed::demo::{demo_config, lanyard_saml_policy, DEMO_IDP_CLIENT_ID};
 use lanyard_testbed::Testbed;
@@ -283,4 +284,144 @@ fn the_detached_assertion_still_verifies_with_xmlsec() {
         assert_ne!(&tampered, got.xml.expose());
         assert!(verify(&tampered).is_err(), "a changed NameID breaks it");
     }
+}
+
+/// What a hostile page posts to Lanyard's loopback, given the `AuthnRequest`'s id and the
+/// `RelayState`: the form body.
+type Forge = dyn Fn(&str, &str) -> String + Send + Sync;
+
+/// A "browser" that reads the SAML request Lanyard sends and posts its own answer to the ACS URL
+/// named there, instead of signing in at the IdP.
+struct HostileBrowser(Arc<Forge>);
+
+impl std::fmt::Debug for HostileBrowser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostileBrowser")
+    }
+}
+
+fn attribute(xml: &str, name: &str) -> String {
+    let needle = format!(" {name}=\"");
+    let start = xml.find(&needle).expect("attribute") + needle.len();
+    xml[start..start + xml[start..].find('"').expect("quote")].to_string()
+}
+
+impl Browser for HostileBrowser {
+    fn open(&self, url: &url::Url) -> Result<(), String> {
+        use base64::Engine as _;
+        use std::io::Read as _;
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let deflated = base64::engine::general_purpose::STANDARD
+            .decode(&q["SAMLRequest"])
+            .map_err(|e| e.to_string())?;
+        let mut xml = String::new();
+        flate2::read::DeflateDecoder::new(&deflated[..])
+            .read_to_string(&mut xml)
+            .map_err(|e| e.to_string())?;
+        let acs = attribute(&xml, "AssertionConsumerServiceURL");
+        let body = (self.0)(&attribute(&xml, "ID"), &q["RelayState"]);
+        tokio::spawn(async move {
+            let _ = http()
+                .post(acs)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await;
+        });
+        Ok(())
+    }
+}
+
+fn form(response: &str, relay_state: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("SAMLResponse", response)
+        .append_pair("RelayState", relay_state)
+        .finish()
+}
+
+async fn sign_in_error(tb: &Testbed, forge: Arc<Forge>) -> String {
+    let lanyard = start_engine(
+        tb,
+        &saml_policy(tb),
+        Options {
+            browser: Some(Arc::new(HostileBrowser(forge))),
+            ..Options::default()
+        },
+    );
+    let error = tokio::time::timeout(WAIT, lanyard.engine.sign_in())
+        .await
+        .expect("sign-in answered")
+        .expect_err("the sign-in must fail");
+    let EngineError::SignIn(message) = error else {
+        panic!("not a sign-in error: {error:?}");
+    };
+    let status = lanyard.engine.status();
+    assert!(
+        matches!(&status.idp, IdpStatus::NeedsSignIn { reason } if *reason == message),
+        "{:?}",
+        status.idp
+    );
+    assert!(lanyard.store.is_empty(), "nothing saved");
+    message
+}
+
+#[tokio::test]
+async fn a_malformed_saml_answer_at_the_loopback_is_a_named_sign_in_error() {
+    let tb = saml_world(Duration::from_secs(3600)).await;
+    let message = sign_in_error(&tb, Arc::new(|_, relay| form("%%% not base64", relay))).await;
+    assert_eq!(message, "the SAML response is not base64");
+    let message = sign_in_error(
+        &tb,
+        Arc::new(|_, relay| {
+            use base64::Engine as _;
+            form(
+                &base64::engine::general_purpose::STANDARD.encode("<html>no</html>"),
+                relay,
+            )
+        }),
+    )
+    .await;
+    assert!(message.contains("not a SAML 2.0 Response"), "{message}");
+    assert_eq!(
+        tb.idp().stats().saml_exchanges + tb.idp().stats().rejected_saml_exchanges,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_assertion_is_refused_by_the_idp_and_the_sign_in_fails_by_name() {
+    let tb = saml_world(Duration::from_secs(3600)).await;
+    let issuer = tb.idp().issuer().to_owned();
+    let now = tb.clock().unix();
+    let message = sign_in_error(
+        &tb,
+        Arc::new(move |request_id, relay| {
+            use base64::Engine as _;
+            let xml = lanyard_testbed::signed_response(
+                lanyard_testbed::saml_key(),
+                &lanyard_testbed::AssertionContent {
+                    issuer: &issuer,
+                    audience: DEMO_IDP_CLIENT_ID,
+                    recipient: "http://127.0.0.1:1/callback",
+                    in_response_to: request_id,
+                    name_id: "bob",
+                    email: None,
+                    issued_at: now,
+                    lifetime_secs: 300,
+                },
+            )
+            .expect("signed");
+            // bob's assertion, rewritten to say alice: the signature no longer holds.
+            let tampered = xml.replace(">bob<", ">alice<");
+            form(
+                &base64::engine::general_purpose::STANDARD.encode(tampered),
+                relay,
+            )
+        }),
+    )
+    .await;
+    assert!(message.contains("invalid_grant"), "{message}");
+    assert!(message.contains("signature is not valid"), "{message}");
+    assert_eq!(tb.idp().stats().rejected_saml_exchanges, 1);
+    assert_eq!(tb.idp().live_refresh_tokens(), 0);
 }
