@@ -492,6 +492,9 @@ struct IdpSlot {
     /// Keychain writes refused in a row.
     keychain_failures: u32,
     generation: u64,
+    /// Counts changes of the session's subject token (a new ID token, a rotated refresh token):
+    /// a grant refused with a subject that has since been replaced simply goes again.
+    subject_generation: u64,
     sign_in_waiters: Vec<oneshot::Sender<Result<(), EngineError>>>,
     /// What to do once the IdP client is discovered.
     after_discovery: Vec<AfterDiscovery>,
@@ -534,6 +537,8 @@ struct ServerSlot {
     awaiting_idp: bool,
     /// The one retry after an IdP refresh that `SubjectRejected` allows.
     retried_after_refresh: bool,
+    /// The IdP's `subject_generation` when the grant in flight started.
+    subject_generation: u64,
     generation: u64,
     attempts: u32,
     waiters: Vec<oneshot::Sender<Result<AccessToken, EngineError>>>,
@@ -560,6 +565,7 @@ impl ServerSlot {
             in_flight: false,
             awaiting_idp: false,
             retried_after_refresh: false,
+            subject_generation: 0,
             generation: 0,
             attempts: 0,
             waiters: Vec::new(),
@@ -1049,6 +1055,7 @@ impl Actor {
             Self::jitter(),
         );
         self.idp.tokens = Some(tokens);
+        self.idp.subject_generation += 1;
         self.idp.phase = IdpPhase::SignedIn;
         self.idp.refresh_attempts = 0;
         self.idp.refresh_error = None;
@@ -1165,6 +1172,7 @@ impl Actor {
         let now = self.now();
         let id_fresh = self.id_token_fresh(now);
         let signed_in = matches!(self.idp.phase, IdpPhase::SignedIn);
+        let subject_generation = self.idp.subject_generation;
         // The subject of the ID-JAG exchange: the ID token, or after a SAML sign-in the IdP
         // refresh token (the ID-JAG draft's SAML interoperability section).
         let idp = match (&self.idp.client, &self.idp.tokens) {
@@ -1246,6 +1254,7 @@ impl Actor {
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;
+        slot.subject_generation = subject_generation;
         let semaphore = self.semaphore.clone();
         let events = self.events_tx.clone();
         let generation = slot.generation;
@@ -1273,6 +1282,7 @@ impl Actor {
         let backoff = self.config.backoff;
         let rule = self.rule;
         let mut refresh_idp = false;
+        let subject_generation = self.idp.subject_generation;
         let Some(slot) = self.servers.get_mut(&id) else {
             return;
         };
@@ -1345,6 +1355,14 @@ impl Actor {
                 slot.due_at = None;
                 slot.state = ServerState::StepUpRequired { max_age };
                 slot.answer_waiters(Err(EngineError::StepUpRequired));
+            }
+            Err(GrantFailure::SubjectRejected { .. })
+                if slot.subject_generation != subject_generation =>
+            {
+                // The session's subject token was replaced while this grant was under way (a
+                // renewal rotated the refresh token a SAML session presents): try the new one.
+                debug!(server = %id, "subject token replaced meanwhile; granting again");
+                regrant = true;
             }
             Err(GrantFailure::SubjectRejected { description }) if !slot.retried_after_refresh => {
                 debug!(server = %id, "subject token rejected; renewing the session once");
@@ -1489,6 +1507,7 @@ impl Actor {
                             self.rule
                                 .refresh_at(now, tokens.info.expires_at, Self::jitter());
                         self.idp.tokens = Some(tokens);
+                        self.idp.subject_generation += 1;
                         self.idp.refresh_attempts = 0;
                         self.idp.refresh_error = None;
                         // After a move, servers that failed on the old endpoint go again now.
