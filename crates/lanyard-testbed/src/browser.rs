@@ -21,6 +21,9 @@ pub struct BrowserVisit {
     pub status: u16,
     /// Body of the app's answer.
     pub body: String,
+    /// The fields posted to the app (SAML HTTP-POST binding: `SAMLResponse`, `RelayState`);
+    /// empty after a redirect.
+    pub posted: Vec<(String, String)>,
 }
 
 /// A form on a page: absolute action URL and the fields to submit.
@@ -182,6 +185,7 @@ async fn visit_redirect(
         redirect_url,
         status,
         body,
+        posted: Vec::new(),
     })
 }
 
@@ -233,6 +237,7 @@ async fn login_with(
                 redirect_url: post.action,
                 status,
                 body,
+                posted: post.fields,
             });
         }
         bail!("login was not redirected (200): {html}");
