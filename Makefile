@@ -4,13 +4,14 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint fuzz check-windows check-macos unit conformance interop bench ui ui-test webview tray-bench bench-proxy bench-token windows-e2e package package-test
+.PHONY: help deps build demo test lint fuzz check-windows check-macos unit conformance interop bench ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-test
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
 	@echo "make test   install what is missing, then lint, every test tier and the conformance suite"
 	@echo "make interop  the interop suite: real IdP (oidc-provider), ASes (fastmcp, Authlib), MCP servers and AI clients (SDK, Inspector, Claude Code)"
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
+	@echo "make bench-servers  a release agent with 10, 100, 500 servers: RSS, CPU, refreshes per second vs the cap"
 	@echo "make bench-proxy  lanyard proxy vs mcp-remote: added latency per tools/call, peak RSS"
 	@echo "make tray-bench  the idle agent and the tray app (release): RSS, wake-ups, first paint"
 	@echo "make bench-token  cold lanyard token X with a warm agent vs a Node one-liner, p50 (P2)"
@@ -99,8 +100,16 @@ tray-bench: deps ui
 	PROFILE=release scripts/agent-idle-bench.sh
 	PROFILE=release IDLE_SECS=120 scripts/tray-bench.sh
 
+# Issue 13's sign-in benchmark: the testbed (release) in its own process, so the CPU column is the
+# engine's alone; grants vs the RTT targets, engine CPU per grant, the IdP's peak in flight.
 bench: deps
+	$(CARGO) build --release -q -p lanyard-testbed
 	$(CARGO) bench -p lanyard-tests --bench signin_to_granted
+
+# Issue 13: a release agent with 10, 100 and 500 servers: RSS, CPU for sign-in and per refresh,
+# refreshes per second and the most in flight against the cap (from the testbed's traffic log).
+bench-servers: deps
+	scripts/many-servers-bench.sh
 
 # P3: `lanyard proxy` vs npm mcp-remote, 1,000 tools/call each: added latency p50/p99, peak RSS.
 bench-proxy: deps

@@ -375,6 +375,8 @@ pub struct TestbedConfig {
     pub latency: Duration,
     /// The clock all components read.
     pub clock: TestClock,
+    /// Log every token-endpoint request ([`crate::Testbed::traffic`]); peaks are kept regardless.
+    pub record_traffic: bool,
 }
 
 impl Default for TestbedConfig {
@@ -385,6 +387,7 @@ impl Default for TestbedConfig {
             mcp_servers: vec![McpConfig::default()],
             latency: Duration::ZERO,
             clock: TestClock::new(),
+            record_traffic: false,
         }
     }
 }
@@ -420,6 +423,12 @@ impl TestbedConfig {
     /// Sets the injected latency.
     pub fn with_latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
+        self
+    }
+
+    /// Logs every token-endpoint request with its time and the number in flight.
+    pub fn with_traffic_log(mut self) -> Self {
+        self.record_traffic = true;
         self
     }
 

@@ -174,6 +174,9 @@ pub(crate) struct FaultLayer {
     pub latency: Latency,
     /// Request path → endpoint.
     pub routes: Arc<HashMap<String, Endpoint>>,
+    /// The component's name in [`crate::Traffic`]: `idp` or the authorization server's name.
+    pub component: Arc<str>,
+    pub traffic: crate::traffic::Traffic,
 }
 
 /// axum middleware: sleeps the global latency, applies the first matching fault, and dates the
@@ -191,11 +194,15 @@ pub(crate) async fn apply_faults(
 }
 
 async fn answer(layer: &FaultLayer, req: Request, next: Next) -> Response {
+    let endpoint = layer.routes.get(req.uri().path()).copied();
+    // Counted from arrival: the injected latency stands for the network, and the client has the
+    // request in flight all along.
+    let _in_flight =
+        (endpoint == Some(Endpoint::Token)).then(|| layer.traffic.begin(&layer.component));
     let latency = layer.latency.get();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let endpoint = layer.routes.get(req.uri().path()).copied();
     if let Some(endpoint) = endpoint {
         match layer.faults.take(endpoint) {
             Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,

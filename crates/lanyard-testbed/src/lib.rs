@@ -53,6 +53,7 @@ mod mcp;
 pub mod net;
 pub mod oauth;
 mod testbed;
+mod traffic;
 
 pub use auth_server::{AsHandle, AsStats};
 pub use browser::{complete_device, complete_login, complete_login_trusting, BrowserVisit};
@@ -68,3 +69,4 @@ pub use idp::saml::{saml_key, signed_response, AssertionContent, SamlKey};
 pub use idp::{IdpHandle, IdpStats, RevocationRecord, WireSecrets};
 pub use mcp::{McpHandle, McpStats, ReceivedMessage};
 pub use testbed::{FrontOptions, HttpsSetup, Testbed};
+pub use traffic::{TokenRequest, Traffic, TrafficSummary};

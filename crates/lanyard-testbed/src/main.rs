@@ -46,6 +46,10 @@ enum Command {
         /// Write a JSON summary of every URL (IdP, authorization servers, MCP servers) here.
         #[arg(long)]
         port_file: Option<PathBuf>,
+        /// Log every token-endpoint request and write the log (times, numbers in flight, peaks)
+        /// to this JSON file on Ctrl-C / SIGINT.
+        #[arg(long)]
+        traffic_file: Option<PathBuf>,
     },
     /// Sign in through the testbed IdP's login page and follow the redirect (a scripted browser).
     Browse {
@@ -88,19 +92,19 @@ async fn main() -> anyhow::Result<()> {
             write_policy,
             port_file,
             saml,
+            traffic_file,
         } => {
             let latency = Duration::from_millis(latency_ms);
+            let record = traffic_file.is_some();
             let testbed = if demo_world {
                 demo::start_demo(latency).await?
-            } else if let Some(n) = servers {
-                Testbed::start(demo::wide_config(
-                    n,
-                    latency,
-                    Duration::from_secs(token_secs),
-                ))
-                .await?
             } else {
-                Testbed::start(TestbedConfig::default().with_latency(latency)).await?
+                let mut config = match servers {
+                    Some(n) => demo::wide_config(n, latency, Duration::from_secs(token_secs)),
+                    None => TestbedConfig::default().with_latency(latency),
+                };
+                config.record_traffic = record;
+                Testbed::start(config).await?
             };
             if let Some(path) = &write_policy {
                 let policy = if saml {
@@ -130,6 +134,9 @@ async fn main() -> anyhow::Result<()> {
             tokio::signal::ctrl_c()
                 .await
                 .context("waiting for Ctrl-C")?;
+            if let Some(path) = &traffic_file {
+                write_file(path, &serde_json::to_value(testbed.traffic().summary())?)?;
+            }
             drop(testbed);
             Ok(())
         }

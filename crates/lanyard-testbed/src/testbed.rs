@@ -20,6 +20,22 @@ use crate::idp::{IdpHandle, IdpState};
 use crate::keys::SigningKey;
 use crate::mcp::{McpHandle, McpState};
 use crate::net::{spawn_front, Gate, TlsCertificate};
+use crate::traffic::Traffic;
+
+/// How many different signing keys one testbed makes at most.
+const DISTINCT_KEYS: usize = 24;
+
+/// The pool slot of component `index`'s key (0 is the IdP, which alone has key 0). Worlds of
+/// hundreds of authorization servers (the fleet benchmarks) share the other slots: each RSA key
+/// takes 0.1-0.3 s to make, and an authorization server's tokens are bound to it by issuer and
+/// audience, not by key material alone.
+fn key_slot(index: usize) -> usize {
+    if index == 0 {
+        0
+    } else {
+        1 + (index - 1) % (DISTINCT_KEYS - 1)
+    }
+}
 
 /// A running testbed. Dropping it stops all its servers.
 #[derive(Debug)]
@@ -29,6 +45,7 @@ pub struct Testbed {
     mcp_servers: Vec<McpHandle>,
     latency: Latency,
     clock: TestClock,
+    traffic: Traffic,
     gates: Vec<Gate>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -85,12 +102,15 @@ fn serve(
     faults: Faults,
     latency: Latency,
     clock: TestClock,
+    traffic: (&Traffic, &str),
 ) -> JoinHandle<()> {
     let layer = FaultLayer {
         faults,
         clock,
         latency,
         routes: Arc::new(routes),
+        component: Arc::from(traffic.1),
+        traffic: traffic.0.clone(),
     };
     let app = router.layer(axum::middleware::from_fn_with_state(layer, apply_faults));
     tokio::spawn(async move {
@@ -126,7 +146,13 @@ impl Testbed {
             mcp_servers,
             latency: initial_latency,
             clock,
+            record_traffic,
         } = config;
+        let traffic = if record_traffic {
+            Traffic::recording()
+        } else {
+            Traffic::default()
+        };
         for mcp in &mcp_servers {
             if !auth_servers.iter().any(|a| a.name == mcp.auth_server) {
                 bail!(
@@ -139,7 +165,7 @@ impl Testbed {
         let key_count = 1 + auth_servers.len();
         let keys = tokio::task::spawn_blocking(move || {
             (0..key_count)
-                .map(SigningKey::pooled)
+                .map(|i| SigningKey::pooled(key_slot(i)))
                 .collect::<anyhow::Result<Vec<_>>>()
         })
         .await
@@ -207,6 +233,7 @@ impl Testbed {
             idp.faults.clone(),
             latency.clone(),
             idp_clock,
+            (&traffic, "idp"),
         ));
 
         let mut as_handles = Vec::new();
@@ -224,6 +251,7 @@ impl Testbed {
                 .clone()
                 .unwrap_or_else(|| (idp_issuer.clone(), idp_jwks.clone()));
             let as_clock = clock.with_own_skew();
+            let component = config.name.clone();
             let state = Arc::new(AsState::new(
                 config,
                 &origin,
@@ -245,6 +273,7 @@ impl Testbed {
                 handle.faults.clone(),
                 latency.clone(),
                 as_clock,
+                (&traffic, &component),
             ));
             as_handles.push(handle);
         }
@@ -271,6 +300,7 @@ impl Testbed {
                 faults: Faults::default(),
             };
             let mcp_clock = state.clock.clone();
+            let mcp_name = format!("mcp:{}", state.config.name);
             let (router, routes) = crate::mcp::router(state);
             tasks.push(serve(
                 listener,
@@ -279,6 +309,7 @@ impl Testbed {
                 handle.faults.clone(),
                 latency.clone(),
                 mcp_clock,
+                (&traffic, &mcp_name),
             ));
             mcp_handles.push(handle);
         }
@@ -289,6 +320,7 @@ impl Testbed {
             mcp_servers: mcp_handles,
             latency,
             clock,
+            traffic,
             gates,
             tasks,
         })
@@ -333,6 +365,12 @@ impl Testbed {
             url.strip_prefix(g.origin())
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         })
+    }
+
+    /// Token-endpoint load as the servers saw it: peaks in flight, totals, and the request log
+    /// when [`TestbedConfig::with_traffic_log`] asked for one.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// The shared clock.

@@ -311,11 +311,27 @@ impl EngineHandle {
     }
 }
 
+/// Connections to the identity provider stay open between requests (it sees one token exchange per
+/// server in a burst); to anyone else they close after each answer (see [`HttpExecutor`]).
+fn keep_idp_connections(http: &HttpExecutor, policy: &Policy, client: Option<&IdpClient>) {
+    if let Some(issuer) = policy
+        .idp
+        .as_ref()
+        .and_then(|idp| url::Url::parse(&idp.issuer).ok())
+    {
+        http.keep_alive_for(&issuer);
+    }
+    if let Some(client) = client {
+        http.keep_alive_for(&client.metadata.token_endpoint);
+    }
+}
+
 /// Starts the engine on the current tokio runtime.
 pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
     let http_config = credentials::http_config_for(&config.policy.settings, config.http.clone())
         .map_err(WireError::Discovery)?;
     let http = HttpExecutor::new(&http_config)?;
+    keep_idp_connections(&http, &config.policy, None);
     let (commands_tx, commands_rx) = mpsc::channel(256);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let servers = config
@@ -1434,6 +1450,7 @@ impl Actor {
                 let pending: Vec<AfterDiscovery> = self.idp.after_discovery.drain(..).collect();
                 match result {
                     Ok(client) => {
+                        keep_idp_connections(&self.http, &self.config.policy, Some(&client));
                         self.idp.client = Some(client);
                         for then in pending {
                             self.after_idp_discovery(then);

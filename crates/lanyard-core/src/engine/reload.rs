@@ -34,6 +34,7 @@ impl Actor {
         match built {
             Ok(http) => {
                 info!("the proxy or CA settings changed; using a new HTTP client");
+                super::keep_idp_connections(&http, &self.config.policy, self.idp.client.as_deref());
                 self.http = http;
                 for slot in self.servers.values_mut() {
                     slot.target = None;

@@ -1,12 +1,19 @@
 //! The one small HTTP executor every OAuth and discovery request goes through.
 //!
 //! Requests are plain data ([`HttpRequest`]) built by the pure functions of this module's siblings;
-//! [`HttpExecutor`] sends them over one shared `reqwest::Client` (connection reuse), with timeouts, no
-//! redirects (a token endpoint that redirects is misconfigured or hostile) and a cap on the response
-//! size that is enforced while reading, so an endless body costs at most the cap. It reads no clock
-//! and stores nothing.
+//! [`HttpExecutor`] sends them with timeouts, no redirects (a token endpoint that redirects is
+//! misconfigured or hostile) and a cap on the response size that is enforced while reading, so an
+//! endless body costs at most the cap. It reads no clock and stores nothing.
+//!
+//! Connections are kept open (for 10 s of idleness) only to the origins the engine names with
+//! [`HttpExecutor::keep_alive_for`]: the identity provider, which sees one request per server in a
+//! burst. An authorization server or MCP host sees one or two requests per grant, minutes apart;
+//! keeping a connection to each of 500 of them costs ~35 KB apiece, a heap that is not given back,
+//! so those requests go over a client that closes its connections when the answer is read.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use url::Url;
@@ -174,46 +181,74 @@ impl Default for HttpConfig {
     }
 }
 
-/// Sends [`HttpRequest`]s over one shared client.
+/// Sends [`HttpRequest`]s: over a pooled client to the origins named by
+/// [`HttpExecutor::keep_alive_for`], over a client that keeps nothing open to all others. Clones
+/// share both clients and the list of origins.
 #[derive(Debug, Clone)]
 pub struct HttpExecutor {
     client: reqwest::Client,
+    one_shot: reqwest::Client,
+    keep_alive: Arc<Mutex<HashSet<String>>>,
     max_body_bytes: usize,
     /// The configured proxy, without any credentials in it, for messages.
     proxy: Option<String>,
 }
 
+/// One reqwest client with Lanyard's settings; `pooled` keeps idle connections for 10 s, otherwise
+/// none is kept.
+fn build_client(config: &HttpConfig, pooled: bool) -> Result<reqwest::Client, WireError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("lanyard/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(if pooled { 64 } else { 0 })
+        // Grants come in bursts (sign-in, a refresh) with long quiet stretches between: a
+        // connection idle for 10 s is closed then, not held (and later reaped) for a minute and a
+        // half, which would wake an idle agent for nothing.
+        .pool_idle_timeout(Duration::from_secs(10));
+    for pem in &config.extra_ca_pem {
+        let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {
+            WireError::Discovery(format!("an extra CA certificate is unreadable: {e}"))
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    if let Some(proxy) = &config.proxy {
+        let proxy = reqwest::Proxy::all(proxy)
+            .map_err(|e| WireError::Discovery(format!("the proxy setting is unusable: {e}")))?;
+        builder = builder.proxy(proxy);
+    }
+    builder
+        .build()
+        .map_err(|e| WireError::Discovery(format!("the HTTP client could not start: {e}")))
+}
+
 impl HttpExecutor {
     pub fn new(config: &HttpConfig) -> Result<Self, WireError> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("lanyard/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(64)
-            // Grants come in bursts (sign-in, a refresh) with long quiet stretches between: a
-            // connection idle for 10 s is closed then, not held (and later reaped) for a minute
-            // and a half, which would wake an idle agent for nothing.
-            .pool_idle_timeout(Duration::from_secs(10));
-        for pem in &config.extra_ca_pem {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {
-                WireError::Discovery(format!("an extra CA certificate is unreadable: {e}"))
-            })?;
-            builder = builder.add_root_certificate(cert);
-        }
-        if let Some(proxy) = &config.proxy {
-            let proxy = reqwest::Proxy::all(proxy)
-                .map_err(|e| WireError::Discovery(format!("the proxy setting is unusable: {e}")))?;
-            builder = builder.proxy(proxy);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| WireError::Discovery(format!("the HTTP client could not start: {e}")))?;
         Ok(Self {
-            client,
+            client: build_client(config, true)?,
+            one_shot: build_client(config, false)?,
+            keep_alive: Arc::default(),
             max_body_bytes: config.max_body_bytes,
             proxy: config.proxy.as_deref().map(shown_proxy),
         })
+    }
+
+    /// Keeps connections to `url`'s origin open between requests (the identity provider).
+    pub fn keep_alive_for(&self, url: &Url) {
+        let origin = url.origin().ascii_serialization();
+        // A panic while holding this lock leaves a set of strings; it stays usable.
+        let mut set = self.keep_alive.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(origin);
+    }
+
+    fn client_for(&self, url: &Url) -> &reqwest::Client {
+        let set = self.keep_alive.lock().unwrap_or_else(|p| p.into_inner());
+        if set.contains(&url.origin().ascii_serialization()) {
+            &self.client
+        } else {
+            &self.one_shot
+        }
     }
 
     /// The shared client, for callers (the MCP bridge) that stream.
@@ -223,9 +258,10 @@ impl HttpExecutor {
 
     pub async fn execute(&self, request: &HttpRequest) -> Result<HttpResponse, WireError> {
         let shown = redacted_url(&request.url);
+        let client = self.client_for(&request.url);
         let mut builder = match request.method {
-            Method::Get => self.client.get(request.url.clone()),
-            Method::Post => self.client.post(request.url.clone()),
+            Method::Get => client.get(request.url.clone()),
+            Method::Post => client.post(request.url.clone()),
         };
         builder = builder.header("accept", "application/json");
         for (name, value) in &request.headers {
