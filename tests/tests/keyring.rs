@@ -14,7 +14,7 @@ use lanyard_core::engine::{self, refresh_token_key, IdpStatus, ServerState, Stat
 use lanyard_core::secret::Secret;
 use lanyard_core::signin::Browser;
 use lanyard_core::store::{KeyringStore, SecretStore, StoreError};
-use lanyard_testbed::demo::{lanyard_policy, start_demo, DEMO_IDP_CLIENT_ID};
+use lanyard_testbed::demo::{lanyard_policy, lanyard_saml_policy, start_demo, DEMO_IDP_CLIENT_ID};
 use url::Url;
 
 /// Whether a real, unlocked Secret Service is there; prints the skip line when not.
@@ -207,8 +207,40 @@ async fn session_persists_in_the_keyring_and_resumes_without_a_browser() {
     if !keyring_or_skip("session_persists_in_the_keyring_and_resumes_without_a_browser") {
         return;
     }
+    persists_and_resumes(SignIn::Oidc).await;
+}
+
+/// The same with a SAML 2.0 sign-in: the IdP refresh token from the assertion exchange is what the
+/// keyring keeps, where the OpenID Connect one would be.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saml_session_persists_in_the_keyring_and_resumes_without_a_browser() {
+    if !keyring_or_skip("saml_session_persists_in_the_keyring_and_resumes_without_a_browser") {
+        return;
+    }
+    persists_and_resumes(SignIn::Saml).await;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SignIn {
+    Oidc,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Saml,
+}
+
+async fn persists_and_resumes(how: SignIn) {
     let tb = start_demo(Duration::ZERO).await.expect("testbed");
-    let policy = lanyard_policy(&tb);
+    let policy = match how {
+        SignIn::Oidc => lanyard_policy(&tb),
+        SignIn::Saml => lanyard_saml_policy(&tb),
+    };
+    let logins = |tb: &lanyard_testbed::Testbed| {
+        let stats = tb.idp().stats();
+        match how {
+            SignIn::Oidc => stats.logins,
+            SignIn::Saml => stats.saml_logins,
+        }
+    };
     let service = unique_service("session");
     let store: Arc<KeyringStore> = Arc::new(KeyringStore::new(service.clone()));
     let key = refresh_token_key(tb.idp().issuer(), DEMO_IDP_CLIENT_ID);
@@ -262,7 +294,7 @@ async fn session_persists_in_the_keyring_and_resumes_without_a_browser() {
         other => panic!("not signed in: {other:?}"),
     }
     assert_eq!(tb.idp().stats().refresh_grants, refreshes_before + 1);
-    assert_eq!(tb.idp().stats().logins, 1, "no second login");
+    assert_eq!(logins(&tb), 1, "no second login");
 
     // The IdP rotated the refresh token; the keyring holds the new one.
     let rotated = {

@@ -410,6 +410,18 @@ fn every_validation_error_has_its_exact_message() {
             "p.json: idp.scopes: must include \"openid\"",
         ),
         (
+            with(&|d| d["idp"]["sign_in"] = json!("saml")),
+            // Absent keys have no source to name.
+            "(merged policy): idp.saml_sso_url: is required with \"sign_in\": \"saml\"",
+        ),
+        (
+            with(&|d| {
+                d["idp"]["sign_in"] = json!("saml");
+                d["idp"]["saml_sso_url"] = json!("ftp://idp.example/sso");
+            }),
+            "p.json: idp.saml_sso_url: \"ftp://idp.example/sso\" must use https",
+        ),
+        (
             with(&|d| {
                 d.as_object_mut().map(|m| m.remove("idp")).map(|_| ()).unwrap_or(())
             }),

@@ -52,6 +52,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sse_reader", sse_reader),
     ("jsonc_edit", jsonc_edit),
     ("jwt", jwt),
+    ("saml_response", saml_response),
 ];
 
 /// The longest error text a foreign document may cause: an error is shown and logged whole, so
@@ -803,6 +804,79 @@ pub fn jwt(data: &[u8]) {
         _ => {
             if let Err(e) = idp_with_keys(rest) {
                 assert_bounded("key set", &e.to_string());
+            }
+        }
+    }
+}
+
+// ---- SAML response and the loopback post ------------------------------------------------------
+
+/// The `AuthnRequest` id the SAML seeds answer.
+pub const SAML_REQUEST_ID: &str = "_req1";
+
+/// A SAML answer at the loopback. First byte 0: the rest is a `Response` document, base64-encoded
+/// as an IdP posts it, read by `read_response`; 1: the rest is the posted `SAMLResponse` value as
+/// is; 2: the rest is a raw HTTP post (head, blank line, body) checked as the loopback does.
+/// Properties: no panic; errors bounded; an accepted response yields one assertion that is a
+/// well-formed document of its own whose root is a SAML 2.0 `Assertion` with a non-empty subject,
+/// and that appears (start tag aside) verbatim in the response: Lanyard never rewrites what the
+/// IdP signed.
+pub fn saml_response(data: &[u8]) {
+    use base64::Engine as _;
+    use lanyard_core::signin::loopback::{check_saml_post_head, read_saml_post};
+    use lanyard_core::signin::saml::read_response;
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    match mode % 3 {
+        0 | 1 => {
+            let (posted, document) = if mode % 3 == 0 {
+                (
+                    base64::engine::general_purpose::STANDARD.encode(rest),
+                    String::from_utf8_lossy(rest).into_owned(),
+                )
+            } else {
+                (String::from_utf8_lossy(rest).into_owned(), String::new())
+            };
+            match read_response(&posted, SAML_REQUEST_ID) {
+                Err(e) => assert_bounded("SAML response", &e.to_string()),
+                Ok(assertion) => {
+                    assert!(
+                        !assertion.subject.is_empty(),
+                        "an empty subject was accepted"
+                    );
+                    let xml = assertion.xml.expose();
+                    let doc = roxmltree::Document::parse(xml).unwrap_or_else(|e| {
+                        panic!("the detached assertion is not a document ({e}): {xml}")
+                    });
+                    let root = doc.root_element();
+                    assert_eq!(root.tag_name().name(), "Assertion");
+                    assert_eq!(
+                        root.tag_name().namespace(),
+                        Some("urn:oasis:names:tc:SAML:2.0:assertion")
+                    );
+                    if !document.is_empty() {
+                        let body_start = xml.find('>').map(|i| i + 1).unwrap_or(xml.len());
+                        assert!(
+                            document.contains(&xml[body_start..]),
+                            "the assertion's content differs from what was received"
+                        );
+                    }
+                }
+            }
+        }
+        _ => {
+            let text = String::from_utf8_lossy(rest);
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            match check_saml_post_head(head) {
+                Err(e) => assert_bounded("SAML post head", &e.to_string()),
+                Ok(length) => {
+                    let body = &body.as_bytes()[..length.min(body.len())];
+                    match read_saml_post(body, "rs-1") {
+                        Err(e) => assert_bounded("SAML post body", &e.to_string()),
+                        Ok(response) => assert!(!response.expose().is_empty()),
+                    }
+                }
             }
         }
     }

@@ -94,4 +94,22 @@ fn seeds_reach_what_the_parsers_accept() {
     let layers =
         layers_from_mobileconfig(&policy("lanyard.mobileconfig"), "profile").expect("profile");
     assert!(resolve(&layers, FileChecks::Skip).is_ok());
+
+    // The SAML seeds that are good answers are read as such (so the fuzzer starts from accepted
+    // documents), and the hostile ones are refused.
+    use base64::Engine as _;
+    let saml = |name: &str| {
+        let seed = std::fs::read(fuzz_dir().join("corpus/saml_response").join(name)).expect(name);
+        lanyard_core::signin::saml::read_response(
+            &base64::engine::general_purpose::STANDARD.encode(&seed[1..]),
+            lanyard_fuzz::SAML_REQUEST_ID,
+        )
+    };
+    for name in ["inherited-namespaces", "own-namespaces"] {
+        let assertion = saml(name).expect(name);
+        assert_eq!(assertion.subject, "alice@example.com", "{name}");
+    }
+    for name in ["status-authn-failed", "encrypted-assertion", "dtd-entities"] {
+        assert!(saml(name).is_err(), "{name}");
+    }
 }

@@ -1,7 +1,9 @@
 //! A scripted browser for tests and the demo: it opens an authorization URL with a plain HTTP
 //! client, picks the login form of the requested user by simple string matching, submits it and
 //! follows the redirect to the app's loopback listener. It understands only the testbed IdP's own
-//! pages; it keeps no cookies and runs no scripts.
+//! pages; it keeps no cookies and runs no scripts. A SAML login answers with a page whose form
+//! submits itself (HTTP-POST binding): the browser submits that form to the app, as a real browser
+//! would on load.
 
 use std::time::Duration;
 
@@ -19,6 +21,9 @@ pub struct BrowserVisit {
     pub status: u16,
     /// Body of the app's answer.
     pub body: String,
+    /// The fields posted to the app (SAML HTTP-POST binding: `SAMLResponse`, `RelayState`);
+    /// empty after a redirect.
+    pub posted: Vec<(String, String)>,
 }
 
 /// A form on a page: absolute action URL and the fields to submit.
@@ -115,6 +120,33 @@ fn find_user_form(page: &str, page_url: &Url, user: &str) -> anyhow::Result<Page
     bail!("no sign-in form for user {user} on the page at {page_url}")
 }
 
+/// The self-submitting form of a SAML HTTP-POST binding page (`data-saml-post`), if any.
+fn find_auto_post(page: &str, page_url: &Url) -> anyhow::Result<Option<PageForm>> {
+    let Some(form_tag) = tags(page, "form")
+        .into_iter()
+        .find(|t| attr(t, "data-saml-post").is_some())
+    else {
+        return Ok(None);
+    };
+    let fields = tags(page, "input")
+        .into_iter()
+        .filter_map(|input| {
+            Some((
+                attr(input, "name")?,
+                attr(input, "value").unwrap_or_default(),
+            ))
+        })
+        .collect();
+    let action = attr(form_tag, "action").unwrap_or_default();
+    let action = page_url
+        .join(&action)
+        .with_context(|| format!("bad form action {action}"))?;
+    Ok(Some(PageForm {
+        action: action.to_string(),
+        fields,
+    }))
+}
+
 async fn submit(client: &reqwest::Client, form: &PageForm) -> anyhow::Result<reqwest::Response> {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form.fields.iter())
@@ -153,6 +185,7 @@ async fn visit_redirect(
         redirect_url,
         status,
         body,
+        posted: Vec::new(),
     })
 }
 
@@ -193,6 +226,22 @@ async fn login_with(
     }
     let form = find_user_form(&html, &page_url, user)?;
     let resp = submit(&client, &form).await?;
+    if resp.status().is_success() {
+        let page_url = resp.url().clone();
+        let html = resp.text().await.unwrap_or_default();
+        if let Some(post) = find_auto_post(&html, &page_url)? {
+            let answer = submit(&client, &post).await?;
+            let status = answer.status().as_u16();
+            let body = answer.text().await.unwrap_or_default();
+            return Ok(BrowserVisit {
+                redirect_url: post.action,
+                status,
+                body,
+                posted: post.fields,
+            });
+        }
+        bail!("login was not redirected (200): {html}");
+    }
     if !resp.status().is_redirection() {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();

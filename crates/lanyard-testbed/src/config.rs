@@ -170,6 +170,15 @@ pub struct IdpConfig {
     pub denied: Vec<(String, String)>,
     /// Initial step-up rules: audience → maximum age of the user's authentication.
     pub require_auth_within: HashMap<String, Duration>,
+    /// SAML service providers: SP entity id → the OAuth client id it maps to at the token
+    /// exchange (the ID-JAG draft's Audience → client mapping). An entity id equal to a registered
+    /// client id maps to that client without an entry here.
+    pub saml_service_providers: HashMap<String, String>,
+    /// How long the IdP session behind a SAML sign-in lasts: the refresh token the SAML exchange
+    /// issues, and every one rotated from it, stops working this long after the sign-in.
+    pub saml_session_lifetime: Duration,
+    /// How long an assertion may be presented at the token endpoint (`NotOnOrAfter`).
+    pub saml_assertion_lifetime: Duration,
 }
 
 impl Default for IdpConfig {
@@ -191,6 +200,9 @@ impl Default for IdpConfig {
             reject_unknown_audience: false,
             denied: Vec::new(),
             require_auth_within: HashMap::new(),
+            saml_service_providers: HashMap::new(),
+            saml_session_lifetime: Duration::from_secs(8 * 3600),
+            saml_assertion_lifetime: Duration::from_secs(300),
         }
     }
 }

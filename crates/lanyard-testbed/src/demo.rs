@@ -114,6 +114,15 @@ pub fn lanyard_policy(testbed: &Testbed) -> Value {
     })
 }
 
+/// [`lanyard_policy`] signing in with SAML 2.0: `idp.sign_in` is `saml`, the SSO URL is the
+/// testbed IdP's, and the SP entity id defaults to the client id (which the IdP maps to itself).
+pub fn lanyard_saml_policy(testbed: &Testbed) -> Value {
+    let mut policy = lanyard_policy(testbed);
+    policy["idp"]["sign_in"] = json!("saml");
+    policy["idp"]["saml_sso_url"] = json!(testbed.idp().saml_sso_url());
+    policy
+}
+
 /// A machine-readable summary of every URL (written by `serve --port-file`).
 pub fn url_summary(testbed: &Testbed) -> Value {
     json!({

@@ -63,6 +63,9 @@ pub use config::{
     RegisteredClient, TestUser, TestbedConfig,
 };
 pub use faults::{Endpoint, Fault, FaultMode, Faults};
+/// The SAML IdP's signing and message building, for tests that forge or tamper (Linux only).
+#[cfg(target_os = "linux")]
+pub use idp::saml::{saml_key, signed_response, AssertionContent, SamlKey};
 pub use idp::{IdpHandle, IdpStats, RevocationRecord, WireSecrets};
 pub use mcp::{McpHandle, McpStats, ReceivedMessage};
 pub use testbed::{FrontOptions, HttpsSetup, Testbed};

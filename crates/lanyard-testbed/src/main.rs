@@ -39,6 +39,10 @@ enum Command {
         /// Write a Lanyard policy JSON pointing at the testbed to this path.
         #[arg(long)]
         write_policy: Option<PathBuf>,
+        /// The written policy signs in with SAML 2.0 (`idp.sign_in: saml`) instead of OpenID
+        /// Connect.
+        #[arg(long)]
+        saml: bool,
         /// Write a JSON summary of every URL (IdP, authorization servers, MCP servers) here.
         #[arg(long)]
         port_file: Option<PathBuf>,
@@ -87,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
             latency_ms,
             write_policy,
             port_file,
+            saml,
             traffic_file,
         } => {
             let latency = Duration::from_millis(latency_ms);
@@ -102,7 +107,12 @@ async fn main() -> anyhow::Result<()> {
                 Testbed::start(config).await?
             };
             if let Some(path) = &write_policy {
-                write_file(path, &demo::lanyard_policy(&testbed))?;
+                let policy = if saml {
+                    demo::lanyard_saml_policy(&testbed)
+                } else {
+                    demo::lanyard_policy(&testbed)
+                };
+                write_file(path, &policy)?;
             }
             if let Some(path) = &port_file {
                 write_file(path, &demo::url_summary(&testbed))?;
@@ -114,6 +124,12 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(path) = &write_policy {
                 println!("Lanyard policy written to {}", path.display());
+                if saml {
+                    println!(
+                        "  sign-in          SAML 2.0 ({})",
+                        testbed.idp().saml_sso_url()
+                    );
+                }
             }
             tokio::signal::ctrl_c()
                 .await

@@ -22,6 +22,10 @@ pub const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_cod
 pub const TOKEN_TYPE_ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
 /// Token type of an OpenID Connect ID token.
 pub const TOKEN_TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// RFC 8693: a refresh token (the SAML exchange issues one; an ID-JAG exchange may present it).
+pub const TOKEN_TYPE_REFRESH_TOKEN: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+/// RFC 8693: a base64url-encoded SAML 2.0 assertion.
+pub const TOKEN_TYPE_SAML2: &str = "urn:ietf:params:oauth:token-type:saml2";
 /// Grant profile advertised by authorization servers that accept ID-JAGs.
 pub const GRANT_PROFILE_ID_JAG: &str = "urn:ietf:params:oauth:grant-profile:id-jag";
 /// JWT `typ` of an ID-JAG.

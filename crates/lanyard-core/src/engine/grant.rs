@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::oauth::discovery::{self, AuthorizationServerMetadata};
-use crate::oauth::token::{self, IdJagExchange, TokenEndpoint, TOKEN_TYPE_ID_TOKEN};
+use crate::oauth::token::{self, IdJagExchange, TokenEndpoint};
 use crate::oauth::{AssertionInputs, Client, HttpExecutor, WireError};
 use crate::policy::{ServerMode, ServerPolicy};
 use crate::secret::Secret;
@@ -59,7 +59,8 @@ pub struct GrantInputs {
     pub server: ServerPolicy,
     pub client: Client,
     pub target: Option<Arc<Target>>,
-    /// For enterprise-managed servers: the IdP and a valid ID token.
+    /// For enterprise-managed servers: the IdP and the session's subject token (a valid ID token,
+    /// or after a SAML sign-in the IdP refresh token).
     pub idp: Option<(Arc<IdpClient>, Secret)>,
     /// Scopes asked for on top of the target's (a caller met `insufficient_scope`).
     pub extra_scopes: Vec<String>,
@@ -177,7 +178,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                 &idp.assertion_inputs(inputs.clock.as_ref()),
                 &IdJagExchange {
                     subject_token: id_token,
-                    subject_token_type: TOKEN_TYPE_ID_TOKEN,
+                    subject_token_type: idp.subject_token_type(),
                     audience: &as_meta.issuer,
                     resource: &target.resource,
                     scopes: &scopes,

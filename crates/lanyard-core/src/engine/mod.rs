@@ -391,7 +391,25 @@ fn placeholder_status() -> Status {
     }
 }
 
-/// The keychain entry of the IdP refresh token.
+/// The SAML settings of the policy's IdP section, when it signs in with SAML.
+fn saml_settings(
+    idp: &crate::policy::IdpPolicy,
+) -> Result<Option<signin::SamlSettings>, SignInError> {
+    if idp.sign_in != crate::policy::SignInProtocol::Saml {
+        return Ok(None);
+    }
+    let url = idp.saml_sso_url.as_deref().ok_or(SignInError::Unsupported(
+        "SAML sign-in without idp.saml_sso_url",
+    ))?;
+    let sso_url = url::Url::parse(url)
+        .map_err(|e| WireError::Discovery(format!("idp.saml_sso_url is not a URL: {e}")))?;
+    Ok(Some(signin::SamlSettings {
+        sso_url,
+        sp_entity_id: idp.sp_entity_id().to_owned(),
+    }))
+}
+
+/// The keychain entry of the IdP refresh token (after a SAML sign-in too).
 pub fn refresh_token_key(issuer: &str, client_id: &str) -> String {
     format!("refresh-token:{issuer}:{client_id}")
 }
@@ -496,6 +514,9 @@ struct IdpSlot {
     /// Keychain writes refused in a row.
     keychain_failures: u32,
     generation: u64,
+    /// Counts changes of the session's subject token (a new ID token, a rotated refresh token):
+    /// a grant refused with a subject that has since been replaced simply goes again.
+    subject_generation: u64,
     sign_in_waiters: Vec<oneshot::Sender<Result<(), EngineError>>>,
     /// What to do once the IdP client is discovered.
     after_discovery: Vec<AfterDiscovery>,
@@ -538,6 +559,8 @@ struct ServerSlot {
     awaiting_idp: bool,
     /// The one retry after an IdP refresh that `SubjectRejected` allows.
     retried_after_refresh: bool,
+    /// The IdP's `subject_generation` when the grant in flight started.
+    subject_generation: u64,
     generation: u64,
     attempts: u32,
     /// The grant under way was started by the schedule (a refresh or a retry), not by someone
@@ -570,6 +593,7 @@ impl ServerSlot {
             in_flight: false,
             awaiting_idp: false,
             retried_after_refresh: false,
+            subject_generation: 0,
             generation: 0,
             attempts: 0,
             scheduled: false,
@@ -984,15 +1008,18 @@ impl Actor {
             })
             .await;
             let result = match client {
-                Ok(Ok((client, idp_policy))) => IdpClient::discover(
-                    &http,
-                    &idp_policy.issuer,
-                    client,
-                    idp_policy.scopes.clone(),
-                    idp_policy.extra_authorize_params.clone(),
-                )
-                .await
-                .map(Arc::new),
+                Ok(Ok((client, idp_policy))) => match saml_settings(&idp_policy) {
+                    Ok(saml) => IdpClient::discover(
+                        &http,
+                        &idp_policy.issuer,
+                        client,
+                        idp_policy.scopes.clone(),
+                        idp_policy.extra_authorize_params.clone(),
+                    )
+                    .await
+                    .map(|c| Arc::new(c.with_saml(saml))),
+                    Err(e) => Err(e),
+                },
                 Ok(Err(e)) => Err(SignInError::Wire(WireError::ClientAuth(e))),
                 Err(e) => Err(SignInError::Wire(WireError::ClientAuth(e.to_string()))),
             };
@@ -1018,15 +1045,27 @@ impl Actor {
                     "opening the browser to sign in"
                 );
                 tokio::spawn(async move {
-                    let result = signin::sign_in_with_browser(
-                        &client,
-                        &http,
-                        clock.as_ref(),
-                        browser.as_ref(),
-                        step_up,
-                        timeout,
-                    )
-                    .await;
+                    let result = if client.saml.is_some() {
+                        signin::sign_in_with_saml(
+                            &client,
+                            &http,
+                            clock.as_ref(),
+                            browser.as_ref(),
+                            step_up,
+                            timeout,
+                        )
+                        .await
+                    } else {
+                        signin::sign_in_with_browser(
+                            &client,
+                            &http,
+                            clock.as_ref(),
+                            browser.as_ref(),
+                            step_up,
+                            timeout,
+                        )
+                        .await
+                    };
                     report_sign_in(store, &client, result, &events).await;
                 });
             }
@@ -1117,6 +1156,7 @@ impl Actor {
             Self::jitter(),
         );
         self.idp.tokens = Some(tokens);
+        self.idp.subject_generation += 1;
         self.idp.phase = IdpPhase::SignedIn;
         self.idp.refresh_attempts = 0;
         self.idp.refresh_error = None;
@@ -1241,8 +1281,18 @@ impl Actor {
         let now = self.now();
         let id_fresh = self.id_token_fresh(now);
         let signed_in = matches!(self.idp.phase, IdpPhase::SignedIn);
+        let subject_generation = self.idp.subject_generation;
+        // The subject of the ID-JAG exchange: the ID token, or after a SAML sign-in the IdP
+        // refresh token (the ID-JAG draft's SAML interoperability section).
         let idp = match (&self.idp.client, &self.idp.tokens) {
-            (Some(c), Some(t)) => Some((c.clone(), t.id_token.clone())),
+            (Some(c), Some(t)) => {
+                let subject = if c.saml.is_some() {
+                    self.idp.refresh_token.clone()
+                } else {
+                    t.id_token.clone()
+                };
+                subject.map(|s| (c.clone(), s))
+            }
             _ => None,
         };
         let Some(slot) = self.servers.get_mut(id) else {
@@ -1313,6 +1363,7 @@ impl Actor {
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;
+        slot.subject_generation = subject_generation;
         let generation = slot.generation;
         let held = slot.scheduled && slot.waiters.is_empty();
         let Some(slot) = self.servers.get(id) else {
@@ -1401,6 +1452,7 @@ impl Actor {
         }
         let failing_since = self.failing_since.unwrap_or(now);
         let mut refresh_idp = false;
+        let subject_generation = self.idp.subject_generation;
         let Some(slot) = self.servers.get_mut(&id) else {
             return;
         };
@@ -1475,6 +1527,14 @@ impl Actor {
                 slot.due_at = None;
                 slot.state = ServerState::StepUpRequired { max_age };
                 slot.answer_waiters(Err(EngineError::StepUpRequired));
+            }
+            Err(GrantFailure::SubjectRejected { .. })
+                if slot.subject_generation != subject_generation =>
+            {
+                // The session's subject token was replaced while this grant was under way (a
+                // renewal rotated the refresh token a SAML session presents): try the new one.
+                debug!(server = %id, "subject token replaced meanwhile; granting again");
+                regrant = true;
             }
             Err(GrantFailure::SubjectRejected { description }) if !slot.retried_after_refresh => {
                 debug!(server = %id, "subject token rejected; renewing the session once");
@@ -1620,6 +1680,7 @@ impl Actor {
                             self.rule
                                 .refresh_at(now, tokens.info.expires_at, Self::jitter());
                         self.idp.tokens = Some(tokens);
+                        self.idp.subject_generation += 1;
                         self.idp.refresh_attempts = 0;
                         self.idp.refresh_error = None;
                         self.failing_since = None;

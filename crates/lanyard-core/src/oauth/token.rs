@@ -110,6 +110,32 @@ pub fn token_exchange_for_id_jag(
     Ok(request)
 }
 
+/// SAML 2.0 assertion → IdP refresh token (the ID-JAG draft's "SAML 2.0 Identity Assertion
+/// Interoperability" section): `requested_token_type` is the refresh-token type, the assertion is
+/// the subject token and `scope` carries the OpenID Connect scopes the draft asks for
+/// (`openid offline_access`, more allowed). The assertion goes base64url-encoded without padding
+/// and without line breaks (RFC 8693 §3 defines the saml2 type as base64url; RFC 7522 §2.1 says
+/// pad characters SHOULD NOT be sent). The draft's example value ends in `=`: our testbed accepts
+/// both, and so should an IdP; we send the form the RFCs name.
+pub fn token_exchange_for_refresh_token(
+    endpoint: &TokenEndpoint,
+    client: &Client,
+    inputs: &AssertionInputs,
+    assertion_xml: &Secret,
+    scopes: &[String],
+) -> Result<HttpRequest, WireError> {
+    use base64::Engine as _;
+    let encoded = Secret::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(assertion_xml.expose().as_bytes()),
+    );
+    let mut request = token_request(endpoint, client, inputs, GRANT_TOKEN_EXCHANGE)?;
+    request.field("requested_token_type", TOKEN_TYPE_REFRESH_TOKEN);
+    request.secret_field("subject_token", &encoded);
+    request.field("subject_token_type", TOKEN_TYPE_SAML2);
+    scope_field(&mut request, scopes);
+    Ok(request)
+}
+
 /// ID-JAG → access token at the MCP server's authorization server.
 pub fn jwt_bearer(
     endpoint: &TokenEndpoint,
@@ -302,6 +328,30 @@ pub fn parse_id_jag_response(response: &HttpResponse) -> Result<TokenResponse, W
             detail: format!("issued_token_type is {other:?}, expected an ID-JAG"),
         }),
     }
+}
+
+/// Parses the answer to [`token_exchange_for_refresh_token`]: per the draft the refresh token
+/// comes in `access_token` (RFC 8693 names the issued token that way whatever its type), with
+/// `issued_token_type` the refresh-token type and `token_type` `N_A`. An IdP that puts it in
+/// `refresh_token` instead (as a plain token response would) is understood too.
+pub fn parse_refresh_token_exchange_response(
+    response: &HttpResponse,
+) -> Result<TokenResponse, WireError> {
+    let mut parsed = parse_token_response(response)?;
+    match parsed.issued_token_type.as_deref() {
+        Some(TOKEN_TYPE_REFRESH_TOKEN) | None => {}
+        Some(other) => {
+            return Err(WireError::Malformed {
+                url: redacted_url(&response.url),
+                what: "token exchange response",
+                detail: format!("issued_token_type is {other:?}, expected a refresh token"),
+            })
+        }
+    }
+    if parsed.issued_token_type.is_some() || parsed.refresh_token.is_none() {
+        parsed.refresh_token = Some(parsed.access_token.clone());
+    }
+    Ok(parsed)
 }
 
 /// RFC 8628 §3.2 device authorization response.

@@ -52,6 +52,36 @@ pub struct IdpPolicy {
     /// Extra query parameters for the authorization request (e.g. `domain_hint`).
     #[serde(default)]
     pub extra_authorize_params: BTreeMap<String, String>,
+    /// The single sign-on protocol: `oidc` (authorization code + PKCE) or `saml` (a SAML 2.0
+    /// assertion exchanged at the token endpoint for an IdP refresh token, which is then the
+    /// subject of every ID-JAG exchange). The token endpoint is still found from `issuer`.
+    #[serde(default)]
+    pub sign_in: SignInProtocol,
+    /// With `sign_in: saml`: the IdP's SAML 2.0 single sign-on URL (HTTP-Redirect binding).
+    #[serde(default)]
+    pub saml_sso_url: Option<String>,
+    /// With `sign_in: saml`: Lanyard's SAML service provider entity id at the IdP (the assertion's
+    /// `Audience`, which the IdP maps to `client_id`). Defaults to `client_id`.
+    #[serde(default)]
+    pub saml_sp_entity_id: Option<String>,
+}
+
+/// How the user signs in at the identity provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInProtocol {
+    /// OpenID Connect: authorization code + PKCE through the system browser.
+    #[default]
+    Oidc,
+    /// SAML 2.0 Web Browser SSO (HTTP-Redirect request, HTTP-POST response to the loopback).
+    Saml,
+}
+
+impl IdpPolicy {
+    /// The SAML service provider entity id: `saml_sp_entity_id`, else `client_id`.
+    pub fn sp_entity_id(&self) -> &str {
+        self.saml_sp_entity_id.as_deref().unwrap_or(&self.client_id)
+    }
 }
 
 fn default_idp_scopes() -> Vec<String> {

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::model::{ClientAuthPolicy, Policy, SecretSource, ServerMode};
+use super::model::{ClientAuthPolicy, Policy, SecretSource, ServerMode, SignInProtocol};
 
 /// A policy problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
@@ -451,6 +451,22 @@ pub fn check_semantics(policy: &Policy, files: FileChecks) -> Vec<(String, Strin
             err("idp.scopes".into(), "must include \"openid\"".into());
         }
         check_auth(&idp.client_auth, "idp.client_auth", &mut err);
+        if idp.sign_in == SignInProtocol::Saml {
+            match &idp.saml_sso_url {
+                None => err(
+                    "idp.saml_sso_url".into(),
+                    "is required with \"sign_in\": \"saml\"".into(),
+                ),
+                Some(url) => {
+                    if let Err(m) = check_url(url) {
+                        err("idp.saml_sso_url".into(), m);
+                    }
+                }
+            }
+            if idp.sp_entity_id().trim().is_empty() {
+                err("idp.saml_sp_entity_id".into(), "must not be empty".into());
+            }
+        }
     }
     let mut seen = HashSet::new();
     for (i, server) in policy.servers.iter().enumerate() {

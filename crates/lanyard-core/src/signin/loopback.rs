@@ -4,6 +4,13 @@
 //! RFC 9207, the expected `iss`), answers it with a "you can close this tab" page, and then stops
 //! listening. Anything else — a favicon request, a stale tab's redirect — gets an error page and
 //! does not end the wait. Requests are read with a size cap and a per-connection timeout.
+//!
+//! For a SAML sign-in the same listener is the assertion consumer service: the IdP's page posts
+//! `SAMLResponse` and `RelayState` as `application/x-www-form-urlencoded` to the same path (SAML
+//! HTTP-POST binding). `RelayState` plays `state`'s part; a post without the expected one gets an
+//! error page and the wait goes on, as does one larger than [`MAX_SAML_RESPONSE_BYTES`] (answered
+//! 413 without reading it). What the post carries is checked by [`read_saml_post`], a pure
+//! function.
 
 use std::time::Duration;
 
@@ -11,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
+use super::saml::MAX_SAML_RESPONSE_BYTES;
 use super::SignInError;
 use crate::secret::Secret;
 
@@ -72,6 +80,203 @@ impl LoopbackListener {
         })
         .await
         .map_err(|_| SignInError::TimedOut)?
+    }
+}
+
+/// What a SAML post to the loopback is, read by [`read_saml_post`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SamlPostError {
+    #[error("the request is not a POST")]
+    NotPost,
+    #[error("the request goes to {0:?}, not the sign-in path")]
+    WrongPath(String),
+    #[error("the post is not application/x-www-form-urlencoded")]
+    NotForm,
+    #[error("the post declares no Content-Length")]
+    NoLength,
+    #[error("the post is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the post carries no SAMLResponse")]
+    NoResponse,
+    #[error("the post's RelayState is not this sign-in's")]
+    RelayStateMismatch,
+}
+
+/// The largest body taken: the response, the relay state and form encoding's overhead.
+pub const MAX_SAML_POST_BYTES: usize = MAX_SAML_RESPONSE_BYTES * 3 / 2 + 4096;
+
+/// The head of a SAML post: checks method, path, content type and declared length against
+/// [`MAX_SAML_POST_BYTES`] before a byte of the body is read. Returns the body's length.
+pub fn check_saml_post_head(head: &str) -> Result<usize, SamlPostError> {
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    if parts.next() != Some("POST") {
+        return Err(SamlPostError::NotPost);
+    }
+    let target = parts.next().unwrap_or_default();
+    let path = target.split('?').next().unwrap_or_default();
+    if path != CALLBACK_PATH {
+        return Err(SamlPostError::WrongPath(path.chars().take(80).collect()));
+    }
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let form = header("content-type").is_some_and(|t| {
+        t.split(';').next().is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    });
+    if !form {
+        return Err(SamlPostError::NotForm);
+    }
+    let length: usize = header("content-length")
+        .and_then(|l| l.parse().ok())
+        .ok_or(SamlPostError::NoLength)?;
+    if length > MAX_SAML_POST_BYTES {
+        return Err(SamlPostError::TooLarge(MAX_SAML_POST_BYTES));
+    }
+    Ok(length)
+}
+
+/// The body of a SAML post: its `SAMLResponse`, when `RelayState` is `relay_state`.
+pub fn read_saml_post(body: &[u8], relay_state: &str) -> Result<Secret, SamlPostError> {
+    if body.len() > MAX_SAML_POST_BYTES {
+        return Err(SamlPostError::TooLarge(MAX_SAML_POST_BYTES));
+    }
+    let mut response = None;
+    let mut relay = None;
+    for (k, v) in url::form_urlencoded::parse(body) {
+        match &*k {
+            "SAMLResponse" if response.is_none() => response = Some(v.into_owned()),
+            "RelayState" if relay.is_none() => relay = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    if relay.as_deref() != Some(relay_state) {
+        return Err(SamlPostError::RelayStateMismatch);
+    }
+    match response {
+        Some(r) if !r.is_empty() => Ok(Secret::new(r)),
+        _ => Err(SamlPostError::NoResponse),
+    }
+}
+
+impl LoopbackListener {
+    /// Waits (up to `timeout`) for the IdP's SAML post carrying `relay_state`, and returns its
+    /// `SAMLResponse` (base64, as posted).
+    pub async fn wait_for_saml_response(
+        self,
+        relay_state: &str,
+        timeout: Duration,
+    ) -> Result<Secret, SignInError> {
+        tokio::time::timeout(timeout, async {
+            loop {
+                let (stream, _) = self
+                    .listener
+                    .accept()
+                    .await
+                    .map_err(|e| SignInError::Loopback(format!("accept failed: {e}")))?;
+                if let Some(response) = handle_saml_connection(stream, relay_state).await {
+                    return Ok(response);
+                }
+            }
+        })
+        .await
+        .map_err(|_| SignInError::TimedOut)?
+    }
+}
+
+/// `None`: not our post (answered with an error page), keep waiting.
+async fn handle_saml_connection(mut stream: TcpStream, relay_state: &str) -> Option<Secret> {
+    let deadline = Duration::from_secs(10);
+    let (head, mut body) =
+        match tokio::time::timeout(deadline, read_head_and_rest(&mut stream)).await {
+            Ok(Some(read)) => read,
+            _ => return None,
+        };
+    let length = match check_saml_post_head(&head) {
+        Ok(length) => length,
+        Err(e) => {
+            let status = match e {
+                SamlPostError::NotPost => 405,
+                SamlPostError::WrongPath(_) => 404,
+                SamlPostError::TooLarge(_) => 413,
+                SamlPostError::NoLength => 411,
+                _ => 400,
+            };
+            tracing::debug!(error = %e, "a request to the sign-in listener was not the SAML post");
+            respond(&mut stream, status, "Not a sign-in answer.").await;
+            return None;
+        }
+    };
+    let read_rest = async {
+        let mut chunk = vec![0u8; 16 * 1024];
+        while body.len() < length {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        Some(())
+    };
+    if !matches!(
+        tokio::time::timeout(deadline, read_rest).await,
+        Ok(Some(()))
+    ) {
+        return None;
+    }
+    body.truncate(length);
+    match read_saml_post(&body, relay_state) {
+        Ok(response) => {
+            respond(
+                &mut stream,
+                200,
+                "You are signed in to Lanyard. You can close this tab.",
+            )
+            .await;
+            Some(response)
+        }
+        Err(SamlPostError::RelayStateMismatch) => {
+            respond(
+                &mut stream,
+                400,
+                "This sign-in link is out of date. Start the sign-in again from Lanyard.",
+            )
+            .await;
+            None
+        }
+        Err(e) => {
+            respond(&mut stream, 400, &format!("Not a sign-in answer: {e}.")).await;
+            None
+        }
+    }
+}
+
+/// The request head and whatever of the body came with it.
+async fn read_head_and_rest(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            return Some((head, buf[end + 4..].to_vec()));
+        }
+        if buf.len() > MAX_REQUEST_HEAD {
+            return None;
+        }
     }
 }
 
@@ -183,6 +388,8 @@ async fn respond(stream: &mut TcpStream, status: u16, message: &str) {
         200 => "OK",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
         _ => "Bad Request",
     };
     let body = format!(
@@ -198,4 +405,114 @@ async fn respond(stream: &mut TcpStream, status: u16, message: &str) {
     );
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(extra: &str) -> String {
+        format!("POST /callback HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}")
+    }
+
+    #[test]
+    fn the_saml_post_head_is_checked_before_the_body_is_read() {
+        let form = "Content-Type: application/x-www-form-urlencoded; charset=utf-8";
+        assert_eq!(
+            check_saml_post_head(&head(&format!("{form}\r\nContent-Length: 42"))),
+            Ok(42)
+        );
+        assert_eq!(
+            check_saml_post_head("GET /callback HTTP/1.1\r\n"),
+            Err(SamlPostError::NotPost)
+        );
+        assert_eq!(
+            check_saml_post_head("POST /other HTTP/1.1\r\n"),
+            Err(SamlPostError::WrongPath("/other".into()))
+        );
+        assert_eq!(
+            check_saml_post_head(&head("Content-Type: text/xml\r\nContent-Length: 1")),
+            Err(SamlPostError::NotForm)
+        );
+        assert_eq!(
+            check_saml_post_head(&head(form)),
+            Err(SamlPostError::NoLength)
+        );
+        assert_eq!(
+            check_saml_post_head(&head(&format!(
+                "{form}\r\nContent-Length: {}",
+                MAX_SAML_POST_BYTES + 1
+            ))),
+            Err(SamlPostError::TooLarge(MAX_SAML_POST_BYTES))
+        );
+    }
+
+    #[test]
+    fn the_saml_post_body_needs_the_relay_state_and_a_response() {
+        let got = read_saml_post(b"SAMLResponse=PHg%2B&RelayState=rs-1", "rs-1").expect("post");
+        assert_eq!(got.expose(), "PHg+");
+        assert_eq!(
+            read_saml_post(b"SAMLResponse=PHg%2B&RelayState=old", "rs-1").err(),
+            Some(SamlPostError::RelayStateMismatch)
+        );
+        assert_eq!(
+            read_saml_post(b"SAMLResponse=PHg%2B", "rs-1").err(),
+            Some(SamlPostError::RelayStateMismatch)
+        );
+        assert_eq!(
+            read_saml_post(b"RelayState=rs-1&SAMLResponse=", "rs-1").err(),
+            Some(SamlPostError::NoResponse)
+        );
+        assert_eq!(
+            read_saml_post(&vec![b'a'; MAX_SAML_POST_BYTES + 1], "rs-1").err(),
+            Some(SamlPostError::TooLarge(MAX_SAML_POST_BYTES))
+        );
+    }
+
+    async fn post(port: u16, content_type: &str, body: &[u8]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /callback HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.expect("head");
+        // An oversized body is refused from its head: the listener may close before it is sent.
+        let _ = s.write_all(body).await;
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn hostile_posts_get_error_pages_and_the_real_one_still_signs_in() {
+        let listener = LoopbackListener::bind().await.expect("bind");
+        let port = Url::parse(listener.redirect_uri())
+            .expect("uri")
+            .port()
+            .expect("port");
+        let wait = tokio::spawn(async move {
+            listener
+                .wait_for_saml_response("rs-1", Duration::from_secs(20))
+                .await
+        });
+        let form = "application/x-www-form-urlencoded";
+        let huge = vec![b'A'; MAX_SAML_POST_BYTES + 10];
+        assert!(post(port, form, &huge).await.starts_with("HTTP/1.1 413"));
+        assert!(post(port, "text/plain", b"SAMLResponse=x&RelayState=rs-1")
+            .await
+            .starts_with("HTTP/1.1 400"));
+        let stale = post(port, form, b"SAMLResponse=x&RelayState=other").await;
+        assert!(stale.starts_with("HTTP/1.1 400"), "{stale}");
+        assert!(stale.contains("out of date"), "{stale}");
+        assert!(post(port, form, b"RelayState=rs-1")
+            .await
+            .contains("carries no SAMLResponse"));
+        assert!(post(port, form, b"SAMLResponse=PHg%2B&RelayState=rs-1")
+            .await
+            .starts_with("HTTP/1.1 200"));
+        let got = wait.await.expect("join").expect("response");
+        assert_eq!(got.expose(), "PHg+");
+    }
 }

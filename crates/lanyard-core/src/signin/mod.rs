@@ -5,9 +5,15 @@
 //! loopback redirect ([`loopback`]); the ID token is validated with `openidconnect` against the
 //! IdP's JWKS, with time taken from the caller's [`Clock`]. This module does not store anything and
 //! does not decide *when* to refresh: the engine does.
+//!
+//! Where the corporate SSO speaks SAML 2.0 ([`saml`]), the browser step ends with a signed
+//! assertion posted to the same loopback listener; [`sign_in_with_saml`] exchanges it at the IdP's
+//! token endpoint for an IdP refresh token, which is then the subject of every ID-JAG exchange
+//! (the ID-JAG draft's SAML interoperability section).
 
 pub mod browser;
 pub mod loopback;
+pub mod saml;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +29,7 @@ use url::Url;
 
 pub use browser::{Browser, SystemBrowser};
 pub use loopback::{ExpectedRedirect, LoopbackListener};
+pub use saml::{SamlError, SamlSettings};
 
 use crate::clock::Clock;
 use crate::oauth::discovery::{fetch_authorization_server_metadata, AuthorizationServerMetadata};
@@ -63,6 +70,8 @@ pub enum SignInError {
     NoIdToken,
     #[error("the identity provider does not offer {0}")]
     Unsupported(&'static str),
+    #[error(transparent)]
+    Saml(#[from] SamlError),
 }
 
 impl SignInError {
@@ -88,6 +97,8 @@ pub struct IdpClient {
     pub client: Client,
     pub scopes: Vec<String>,
     pub extra_authorize_params: BTreeMap<String, String>,
+    /// `Some` when the user signs in with SAML 2.0 instead of OpenID Connect.
+    pub saml: Option<SamlSettings>,
     keys: Arc<RwLock<KeySet>>,
 }
 
@@ -121,7 +132,8 @@ pub struct IdTokenInfo {
 /// The tokens of a signed-in session.
 #[derive(Debug, Clone)]
 pub struct IdpTokens {
-    pub id_token: Secret,
+    /// `None` right after a SAML sign-in: the session then has only its refresh token.
+    pub id_token: Option<Secret>,
     pub info: IdTokenInfo,
     /// `None` when the IdP rotated nothing (refresh) or issued none.
     pub refresh_token: Option<Secret>,
@@ -194,6 +206,7 @@ impl IdpClient {
             client,
             scopes,
             extra_authorize_params,
+            saml: None,
             keys: Arc::new(RwLock::new(KeySet {
                 jwks,
                 refetched_at: None,
@@ -230,6 +243,22 @@ impl IdpClient {
 
     pub fn issuer(&self) -> &str {
         &self.metadata.issuer
+    }
+
+    /// This client, signing in with SAML 2.0 when `saml` is `Some`.
+    pub fn with_saml(mut self, saml: Option<SamlSettings>) -> Self {
+        self.saml = saml;
+        self
+    }
+
+    /// The RFC 8693 type of the session's subject token: the ID token, or after a SAML sign-in the
+    /// IdP refresh token.
+    pub fn subject_token_type(&self) -> &'static str {
+        if self.saml.is_some() {
+            token::TOKEN_TYPE_REFRESH_TOKEN
+        } else {
+            token::TOKEN_TYPE_ID_TOKEN
+        }
     }
 
     pub fn token_endpoint(&self) -> TokenEndpoint {
@@ -338,7 +367,9 @@ impl IdpClient {
         )
         .await
         {
-            Ok(fresh) if fresh.metadata.token_endpoint != self.metadata.token_endpoint => fresh,
+            Ok(fresh) if fresh.metadata.token_endpoint != self.metadata.token_endpoint => {
+                fresh.with_saml(self.saml.clone())
+            }
             _ => return (None, result),
         };
         tracing::info!("the identity provider's metadata changed; renewing against the new one");
@@ -417,7 +448,7 @@ impl IdpClient {
             other => other?,
         };
         Ok(IdpTokens {
-            id_token,
+            id_token: Some(id_token),
             info,
             refresh_token: response.refresh_token,
         })
@@ -588,6 +619,74 @@ pub async fn sign_in_with_browser(
     browser.open(&pending.url).map_err(SignInError::Browser)?;
     let code = listener.wait_for_code(&expected, timeout).await?;
     idp.finish(http, clock, pending, &code).await
+}
+
+/// The session's lifetime assumed when the IdP's answer to the SAML exchange omits `expires_in`:
+/// the session is renewed (refresh-token grant) after about this long.
+pub const SAML_SESSION_DEFAULT_SECS: u64 = 3600;
+
+/// Signs in through the browser with SAML 2.0: listen, send an `AuthnRequest` (HTTP-Redirect),
+/// wait for the IdP's `Response` posted to the loopback (HTTP-POST), take out its assertion, and
+/// exchange that at the IdP's token endpoint for an IdP refresh token (RFC 8693,
+/// `subject_token_type` saml2, `requested_token_type` refresh_token, the policy's scopes —
+/// `openid offline_access` as the draft asks).
+///
+/// The session this returns has no ID token: who signed in is read from the assertion for display
+/// (unverified here; the IdP verified it at the exchange), and it lasts the refresh token's
+/// `expires_in` (or [`SAML_SESSION_DEFAULT_SECS`]). Renewing it afterwards is the ordinary
+/// refresh-token grant ([`IdpClient::refresh`]); the refresh token stays the ID-JAG subject.
+pub async fn sign_in_with_saml(
+    idp: &IdpClient,
+    http: &HttpExecutor,
+    clock: &dyn Clock,
+    browser: &dyn Browser,
+    step_up: Option<StepUp>,
+    timeout: Duration,
+) -> Result<IdpTokens, SignInError> {
+    let settings = idp
+        .saml
+        .as_ref()
+        .ok_or(SignInError::Unsupported("SAML sign-in"))?;
+    let listener = LoopbackListener::bind().await?;
+    let request_id = saml::new_request_id();
+    let relay_state = random_id();
+    let now = clock.unix_now();
+    let instant = chrono::DateTime::from_timestamp(now as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let url = saml::authn_request_url(
+        settings,
+        &request_id,
+        &instant,
+        listener.redirect_uri(),
+        &relay_state,
+        step_up.is_some(),
+    );
+    browser.open(&url).map_err(SignInError::Browser)?;
+    let posted = listener
+        .wait_for_saml_response(&relay_state, timeout)
+        .await?;
+    let assertion = saml::read_response(posted.expose(), &request_id)?;
+    let request = token::token_exchange_for_refresh_token(
+        &idp.token_endpoint(),
+        &idp.client,
+        &idp.assertion_inputs(clock),
+        &assertion.xml,
+        &idp.scopes,
+    )?;
+    let response = token::parse_refresh_token_exchange_response(&http.execute(&request).await?)?;
+    let now = clock.unix_now();
+    Ok(IdpTokens {
+        id_token: None,
+        info: IdTokenInfo {
+            subject: assertion.subject,
+            email: assertion.email,
+            issued_at: now,
+            expires_at: now + response.expires_in.unwrap_or(SAML_SESSION_DEFAULT_SECS),
+            auth_time: Some(now),
+        },
+        refresh_token: response.refresh_token,
+    })
 }
 
 /// A random URL-safe identifier (state, jti).

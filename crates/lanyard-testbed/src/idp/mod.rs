@@ -3,8 +3,14 @@
 //! ID-JAGs under an allow/deny and step-up policy, RFC 8628 device flow and RFC 7009 revocation.
 //! It owns its users, codes, refresh tokens and policy; it knows the testbed's authorization
 //! servers only as audiences (issuer → client id) and never calls them.
+//!
+//! On Linux it is also a SAML 2.0 IdP ([`saml`]): an SSO endpoint whose login answers with a
+//! signed assertion posted to the app's loopback, and the token exchange of that assertion for a
+//! refresh token that can then be the subject of an ID-JAG exchange.
 
 mod login;
+#[cfg(target_os = "linux")]
+pub mod saml;
 mod token;
 
 use std::collections::{HashMap, HashSet};
@@ -60,6 +66,8 @@ pub(crate) struct RefreshGrant {
     sub: String,
     scope: String,
     auth_time: u64,
+    /// The end of the IdP session this token belongs to (SAML sign-ins); rotation keeps it.
+    expires_at: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +96,24 @@ pub(crate) struct IdpData {
     devices: HashMap<String, DeviceRequest>,
     /// Per user sub: ID tokens issued before this time no longer count (sessions revoked).
     sessions_valid_after: HashMap<String, u64>,
+    /// SAML authentication requests, by request id: kept after the login so the assertion's
+    /// `InResponseTo` can be checked at the token exchange.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    saml_requests: HashMap<String, SamlRequest>,
+    /// Assertion ids already exchanged: an assertion is good for one exchange.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    saml_used_assertions: HashSet<String>,
+}
+
+/// One SAML `AuthnRequest` the IdP accepted.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) struct SamlRequest {
+    sp_entity_id: String,
+    acs_url: String,
+    relay_state: Option<String>,
+    /// Set once a user signed in for it (its assertion was issued).
+    answered: bool,
 }
 
 /// Allow/deny and step-up rules for token exchange.
@@ -122,6 +148,10 @@ pub(crate) struct IdpCounters {
     device_authorizations: AtomicU64,
     device_grants: AtomicU64,
     jwks_fetches: AtomicU64,
+    saml_requests: AtomicU64,
+    saml_logins: AtomicU64,
+    saml_exchanges: AtomicU64,
+    rejected_saml_exchanges: AtomicU64,
     revocations: Mutex<Vec<RevocationRecord>>,
     wire_secrets: Mutex<WireSecrets>,
 }
@@ -206,6 +236,14 @@ pub struct IdpStats {
     pub revocations: Vec<RevocationRecord>,
     /// `GET /jwks` requests.
     pub jwks_fetches: u64,
+    /// SAML `AuthnRequest`s accepted at the SSO endpoint.
+    pub saml_requests: u64,
+    /// SAML logins answered with a signed assertion.
+    pub saml_logins: u64,
+    /// SAML assertions exchanged for a refresh token.
+    pub saml_exchanges: u64,
+    /// SAML exchanges refused (signature, audience, expiry, replay…).
+    pub rejected_saml_exchanges: u64,
 }
 
 pub(crate) struct IdpState {
@@ -379,6 +417,14 @@ pub(crate) fn router(state: Arc<IdpState>) -> (Router, HashMap<String, Endpoint>
         routes.insert(format!("{bp}{suffix}"), endpoint);
     }
     routes.insert(format!("{bp}/v2/token"), Endpoint::Token);
+    #[cfg(target_os = "linux")]
+    let router = {
+        routes.insert(format!("{bp}/saml/sso"), Endpoint::Authorize);
+        routes.insert(format!("{bp}/saml/login"), Endpoint::Login);
+        router
+            .route(&format!("{bp}/saml/sso"), get(saml::sso))
+            .route(&format!("{bp}/saml/login"), post(saml::login))
+    };
     let router = router
         .route(&format!("{bp}/jwks"), get(jwks))
         .route(&format!("{bp}/authorize"), get(login::authorize))
@@ -496,6 +542,11 @@ impl IdpHandle {
         format!("{}/revoke", self.state.base_url)
     }
 
+    /// The SAML 2.0 single sign-on URL (HTTP-Redirect binding; Linux only).
+    pub fn saml_sso_url(&self) -> String {
+        format!("{}/saml/sso", self.state.base_url)
+    }
+
     /// The device authorization endpoint.
     pub fn device_authorization_endpoint(&self) -> String {
         format!("{}/device_authorization", self.state.base_url)
@@ -583,6 +634,10 @@ impl IdpHandle {
             device_grants: n(&c.device_grants),
             revocations: lock(&c.revocations).clone(),
             jwks_fetches: n(&c.jwks_fetches),
+            saml_requests: n(&c.saml_requests),
+            saml_logins: n(&c.saml_logins),
+            saml_exchanges: n(&c.saml_exchanges),
+            rejected_saml_exchanges: n(&c.rejected_saml_exchanges),
         }
     }
 

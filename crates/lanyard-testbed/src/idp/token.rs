@@ -16,9 +16,12 @@ use serde_json::{json, Map, Value};
 use super::{lock, DeviceStatus, IdpState, RefreshGrant};
 use crate::config::RegisteredClient;
 use crate::keys::{audience_contains, verify_signature};
+#[cfg(target_os = "linux")]
+use crate::oauth::TOKEN_TYPE_SAML2;
 use crate::oauth::{
     parse_form, pkce_s256, random_token, token_response, OAuthError, GRANT_DEVICE_CODE,
     GRANT_TOKEN_EXCHANGE, JWT_TYPE_ID_JAG, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN,
+    TOKEN_TYPE_REFRESH_TOKEN,
 };
 
 type Form = HashMap<String, String>;
@@ -37,6 +40,19 @@ pub(crate) async fn token(
     let result = match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => authorization_code(&state, &client, &form),
         Some("refresh_token") => refresh(&state, &client, &form),
+        Some(GRANT_TOKEN_EXCHANGE)
+            if form.get("requested_token_type").map(String::as_str)
+                == Some(TOKEN_TYPE_REFRESH_TOKEN) =>
+        {
+            let r = saml_exchange(&state, &client, &form);
+            let counter = if r.is_ok() {
+                &state.counters.saml_exchanges
+            } else {
+                &state.counters.rejected_saml_exchanges
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            r
+        }
         Some(GRANT_TOKEN_EXCHANGE) => {
             let r = token_exchange(&state, &client, &form);
             let counter = if r.is_ok() {
@@ -73,6 +89,7 @@ fn issue_tokens(
     scope: &str,
     auth_time: u64,
     nonce: Option<&str>,
+    session_end: Option<u64>,
 ) -> Result<Value, OAuthError> {
     let id_token = id_token(state, client_id, sub, auth_time, nonce)?;
     let mut body = json!({
@@ -91,6 +108,7 @@ fn issue_tokens(
                 sub: sub.to_string(),
                 scope: scope.to_string(),
                 auth_time,
+                expires_at: session_end,
             },
         );
         body["refresh_token"] = Value::String(refresh_token);
@@ -172,6 +190,7 @@ fn authorization_code(
         &issued.scope,
         issued.auth_time,
         issued.nonce.as_deref(),
+        None,
     )
 }
 
@@ -195,6 +214,18 @@ fn refresh(state: &IdpState, client: &RegisteredClient, form: &Form) -> Result<V
             "refresh token is invalid, revoked or already used",
         ));
     };
+    if grant
+        .expires_at
+        .is_some_and(|end| end <= state.clock.unix())
+    {
+        state
+            .counters
+            .rejected_refreshes
+            .fetch_add(1, Ordering::SeqCst);
+        return Err(OAuthError::invalid_grant(
+            "the IdP session has expired; sign in again",
+        ));
+    }
     let scope = match form.get("scope") {
         Some(requested) => {
             if let Some(extra) = requested
@@ -223,54 +254,83 @@ fn refresh(state: &IdpState, client: &RegisteredClient, form: &Form) -> Result<V
         &scope,
         grant.auth_time,
         None,
+        grant.expires_at,
     )
 }
 
-fn token_exchange(
+/// A SAML 2.0 assertion → an IdP refresh token (the ID-JAG draft's SAML interoperability
+/// section): the assertion is checked by [`super::saml::check_assertion`].
+#[cfg(target_os = "linux")]
+fn saml_exchange(
     state: &IdpState,
     client: &RegisteredClient,
     form: &Form,
 ) -> Result<Value, OAuthError> {
-    match form.get("requested_token_type").map(String::as_str) {
-        Some(TOKEN_TYPE_ID_JAG) => {}
-        Some(other) => {
+    match form.get("subject_token_type").map(String::as_str) {
+        Some(TOKEN_TYPE_SAML2) => {}
+        other => {
             return Err(OAuthError::invalid_request(format!(
-                "requested_token_type {other} is not supported; use {TOKEN_TYPE_ID_JAG}"
+                "a refresh token is issued for a {TOKEN_TYPE_SAML2} subject token, not {}",
+                other.unwrap_or("none")
             )))
-        }
-        None => {
-            return Err(OAuthError::invalid_request(
-                "requested_token_type is required",
-            ))
         }
     }
     let subject_token = form
         .get("subject_token")
         .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
-    match form.get("subject_token_type").map(String::as_str) {
-        Some(TOKEN_TYPE_ID_TOKEN) => {}
-        Some(other) => {
-            return Err(OAuthError::invalid_request(format!(
-                "subject_token_type {other} is not supported"
-            )))
-        }
-        None => {
-            return Err(OAuthError::invalid_request(
-                "subject_token_type is required",
-            ))
-        }
-    }
-    let audience = form
-        .get("audience")
-        .ok_or_else(|| OAuthError::invalid_request("audience (the AS issuer) is required"))?;
-    let known_client_id = state.audiences.get(audience).cloned();
-    if known_client_id.is_none() && state.config.reject_unknown_audience {
-        return Err(OAuthError::new(
-            "invalid_target",
-            format!("{audience} is not a known authorization server"),
-        ));
-    }
+    let user = super::saml::check_assertion(state, client, subject_token)?;
+    let scope = form
+        .get("scope")
+        .cloned()
+        .unwrap_or_else(|| "openid offline_access".to_string());
+    let now = state.clock.unix();
+    let lifetime = state.config.saml_session_lifetime.as_secs();
+    let refresh_token = format!("idp-rt-{}", random_token(32));
+    state.data().refresh.insert(
+        refresh_token.clone(),
+        RefreshGrant {
+            client_id: client.client_id.clone(),
+            sub: user.sub,
+            scope: scope.clone(),
+            auth_time: user.auth_time,
+            expires_at: Some(now + lifetime),
+        },
+    );
+    // RFC 8693 §2.2.1: the issued token is `access_token` whatever its type.
+    Ok(json!({
+        "issued_token_type": TOKEN_TYPE_REFRESH_TOKEN,
+        "access_token": refresh_token,
+        "token_type": "N_A",
+        "scope": scope,
+        "expires_in": lifetime,
+    }))
+}
 
+#[cfg(not(target_os = "linux"))]
+fn saml_exchange(
+    _state: &IdpState,
+    _client: &RegisteredClient,
+    _form: &Form,
+) -> Result<Value, OAuthError> {
+    Err(OAuthError::invalid_request(
+        "this testbed was built without SAML support",
+    ))
+}
+
+/// Who a subject token speaks for.
+struct Subject {
+    sub: String,
+    auth_time: u64,
+    email: Option<String>,
+}
+
+/// An ID token as the subject of an ID-JAG exchange: signed here, for this client, unexpired,
+/// not from a revoked session.
+fn id_token_subject(
+    state: &IdpState,
+    client: &RegisteredClient,
+    subject_token: &str,
+) -> Result<Subject, OAuthError> {
     let mut verified = None;
     let mut failure = String::from("no signing key");
     for key in state.verification_keys() {
@@ -323,6 +383,95 @@ fn token_exchange(
             .and_then(Value::as_str)
             .map(str::to_string)
     });
+    Ok(Subject {
+        sub,
+        auth_time,
+        email,
+    })
+}
+
+/// A refresh token as the subject of an ID-JAG exchange (the draft: validated as for a refresh
+/// grant — issued here, bound to this client, unexpired, not revoked). It is not spent: the same
+/// refresh token mints an ID-JAG per server until it is rotated by a refresh grant or expires.
+fn refresh_token_subject(
+    state: &IdpState,
+    client: &RegisteredClient,
+    subject_token: &str,
+) -> Result<Subject, OAuthError> {
+    let grant = state.data().refresh.get(subject_token).cloned();
+    let grant = match grant {
+        Some(g) if g.client_id == client.client_id => g,
+        _ => {
+            return Err(OAuthError::invalid_grant(
+                "subject_token is not a live refresh token of this client",
+            ))
+        }
+    };
+    if grant
+        .expires_at
+        .is_some_and(|end| end <= state.clock.unix())
+    {
+        return Err(OAuthError::invalid_grant(
+            "the IdP session has expired; sign in again",
+        ));
+    }
+    Ok(Subject {
+        email: state.user(&grant.sub).map(|u| u.email.clone()),
+        sub: grant.sub,
+        auth_time: grant.auth_time,
+    })
+}
+
+fn token_exchange(
+    state: &IdpState,
+    client: &RegisteredClient,
+    form: &Form,
+) -> Result<Value, OAuthError> {
+    match form.get("requested_token_type").map(String::as_str) {
+        Some(TOKEN_TYPE_ID_JAG) => {}
+        Some(other) => {
+            return Err(OAuthError::invalid_request(format!(
+                "requested_token_type {other} is not supported; use {TOKEN_TYPE_ID_JAG}"
+            )))
+        }
+        None => {
+            return Err(OAuthError::invalid_request(
+                "requested_token_type is required",
+            ))
+        }
+    }
+    let subject_token = form
+        .get("subject_token")
+        .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
+    let subject_type = form
+        .get("subject_token_type")
+        .map(String::as_str)
+        .ok_or_else(|| OAuthError::invalid_request("subject_token_type is required"))?;
+    if !matches!(subject_type, TOKEN_TYPE_ID_TOKEN | TOKEN_TYPE_REFRESH_TOKEN) {
+        return Err(OAuthError::invalid_request(format!(
+            "subject_token_type {subject_type} is not supported"
+        )));
+    }
+    let audience = form
+        .get("audience")
+        .ok_or_else(|| OAuthError::invalid_request("audience (the AS issuer) is required"))?;
+    let known_client_id = state.audiences.get(audience).cloned();
+    if known_client_id.is_none() && state.config.reject_unknown_audience {
+        return Err(OAuthError::new(
+            "invalid_target",
+            format!("{audience} is not a known authorization server"),
+        ));
+    }
+    let Subject {
+        sub,
+        auth_time,
+        email,
+    } = if subject_type == TOKEN_TYPE_REFRESH_TOKEN {
+        refresh_token_subject(state, client, subject_token)?
+    } else {
+        id_token_subject(state, client, subject_token)?
+    };
+    let now = state.clock.unix();
     let shown_user = email.clone().unwrap_or_else(|| sub.clone());
 
     {
@@ -451,5 +600,13 @@ fn device_code(
     } else {
         scope
     };
-    issue_tokens(state, &client.client_id, &sub, &scope, auth_time, None)
+    issue_tokens(
+        state,
+        &client.client_id,
+        &sub,
+        &scope,
+        auth_time,
+        None,
+        None,
+    )
 }
