@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use crate::clock::Clock;
 use crate::oauth::discovery::{self, AuthorizationServerMetadata};
 use crate::oauth::token::{self, IdJagExchange, TokenEndpoint};
@@ -64,6 +66,12 @@ pub struct GrantInputs {
     pub idp: Option<(Arc<IdpClient>, Secret)>,
     /// Scopes asked for on top of the target's (a caller met `insufficient_scope`).
     pub extra_scopes: Vec<String>,
+    /// The global cap (`settings.max_concurrency`). A slot is held for each step that waits on a
+    /// host many grants share: the token exchange at the identity provider, a discovery, a
+    /// client-credentials grant. The jwt-bearer leg at a server's own authorization server takes
+    /// none, so a sign-in to N servers runs as ⌈N / cap⌉ rounds at the IdP, each followed at once
+    /// by its authorization-server requests, instead of ⌈N / cap⌉ rounds of whole grants.
+    pub slots: Arc<Semaphore>,
 }
 
 /// Finds the server's authorization server and resource (policy first, discovery otherwise).
@@ -112,14 +120,14 @@ pub async fn locate(http: &HttpExecutor, server: &ServerPolicy) -> Result<Target
 pub async fn run(inputs: GrantInputs) -> (Option<Arc<Target>>, Result<Minted, GrantFailure>) {
     let target = match &inputs.target {
         Some(t) => t.clone(),
-        None => match locate(&inputs.http, &inputs.server).await {
+        None => match located(&inputs).await {
             Ok(t) => Arc::new(t),
             Err(e) => return (None, Err(GrantFailure::Retry(e.to_string()))),
         },
     };
     match mint(&inputs, &target).await {
         Err(GrantFailure::EndpointGone(error)) if inputs.target.is_some() => {
-            let fresh = match locate(&inputs.http, &inputs.server).await {
+            let fresh = match located(&inputs).await {
                 Ok(t) => Arc::new(t),
                 // Unreachable for discovery too: the token endpoint's failure says it best.
                 Err(_) => return (None, Err(GrantFailure::Retry(error))),
@@ -139,6 +147,12 @@ pub async fn run(inputs: GrantInputs) -> (Option<Arc<Target>>, Result<Minted, Gr
         Err(GrantFailure::EndpointGone(error)) => (None, Err(GrantFailure::Retry(error))),
         result => (Some(target), result),
     }
+}
+
+/// [`locate`] under a slot of the global cap.
+async fn located(inputs: &GrantInputs) -> Result<Target, WireError> {
+    let _slot = inputs.slots.acquire().await;
+    locate(&inputs.http, &inputs.server).await
 }
 
 async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFailure> {
@@ -185,7 +199,10 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                 },
             )
             .map_err(|e| GrantFailure::Retry(e.to_string()))?;
-            let answer = inputs.http.execute(&exchange).await;
+            let answer = {
+                let _slot = inputs.slots.acquire().await;
+                inputs.http.execute(&exchange).await
+            };
             idp_clock = answer
                 .as_ref()
                 .ok()
@@ -208,7 +225,14 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         }
     }
     .map_err(|e| GrantFailure::Retry(e.to_string()))?;
-    let answer = inputs.http.execute(&request).await;
+    let answer = {
+        // Client credentials: the whole grant is this one request, under the cap like the rest.
+        let _slot = match inputs.server.mode {
+            ServerMode::ClientCredentials => Some(inputs.slots.acquire().await),
+            ServerMode::EnterpriseManaged => None,
+        };
+        inputs.http.execute(&request).await
+    };
     let as_clock = answer
         .as_ref()
         .ok()

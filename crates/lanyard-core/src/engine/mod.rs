@@ -1360,6 +1360,7 @@ impl Actor {
                 None
             },
             extra_scopes: slot.extra_scopes.clone(),
+            slots: self.semaphore.clone(),
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;
@@ -1384,7 +1385,8 @@ impl Actor {
         self.spawn_grant(id.to_owned(), generation, inputs, hosts);
     }
 
-    /// Runs a grant in a task (under the global concurrency cap), counted against its hosts.
+    /// Runs a grant in a task, counted against its hosts; the grant takes a slot of the global
+    /// concurrency cap for each step that waits on a shared host (see [`GrantInputs::slots`]).
     fn spawn_grant(
         &mut self,
         server: String,
@@ -1393,10 +1395,8 @@ impl Actor {
         hosts: Vec<String>,
     ) {
         self.host_load.start(&hosts);
-        let semaphore = self.semaphore.clone();
         let events = self.events_tx.clone();
         tokio::spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
             let (target, result) = grant::run(inputs).await;
             let _ = events.send(Event::GrantDone {
                 server,
