@@ -66,12 +66,21 @@ pub struct GrantInputs {
     pub idp: Option<(Arc<IdpClient>, Secret)>,
     /// Scopes asked for on top of the target's (a caller met `insufficient_scope`).
     pub extra_scopes: Vec<String>,
-    /// The global cap (`settings.max_concurrency`). A slot is held for each step that waits on a
-    /// host many grants share: the token exchange at the identity provider, a discovery, a
-    /// client-credentials grant. The jwt-bearer leg at a server's own authorization server takes
-    /// none, so a sign-in to N servers runs as ⌈N / cap⌉ rounds at the IdP, each followed at once
-    /// by its authorization-server requests, instead of ⌈N / cap⌉ rounds of whole grants.
-    pub slots: Arc<Semaphore>,
+    /// Slots of the global cap, `settings.max_concurrency`.
+    pub slots: GrantSlots,
+}
+
+/// The global cap (`settings.max_concurrency`), per step rather than per grant. A `shared` slot is
+/// held for each step that waits on a host many grants share: the token exchange at the identity
+/// provider, a discovery, a client-credentials grant. The jwt-bearer leg at a server's own
+/// authorization server takes an `own_host` slot instead, so a sign-in to N servers is a pipeline
+/// of ⌈N / cap⌉ rounds at the IdP, each followed at once by its authorization-server requests, not
+/// ⌈N / cap⌉ rounds of whole grants; and at most 2 × cap requests are ever in flight (each open
+/// connection costs heap, see [`HttpExecutor`]).
+#[derive(Clone, Debug)]
+pub struct GrantSlots {
+    pub shared: Arc<Semaphore>,
+    pub own_host: Arc<Semaphore>,
 }
 
 /// Finds the server's authorization server and resource (policy first, discovery otherwise).
@@ -151,7 +160,7 @@ pub async fn run(inputs: GrantInputs) -> (Option<Arc<Target>>, Result<Minted, Gr
 
 /// [`locate`] under a slot of the global cap.
 async fn located(inputs: &GrantInputs) -> Result<Target, WireError> {
-    let _slot = inputs.slots.acquire().await;
+    let _slot = inputs.slots.shared.acquire().await;
     locate(&inputs.http, &inputs.server).await
 }
 
@@ -200,7 +209,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
             )
             .map_err(|e| GrantFailure::Retry(e.to_string()))?;
             let answer = {
-                let _slot = inputs.slots.acquire().await;
+                let _slot = inputs.slots.shared.acquire().await;
                 inputs.http.execute(&exchange).await
             };
             idp_clock = answer
@@ -226,11 +235,12 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
     }
     .map_err(|e| GrantFailure::Retry(e.to_string()))?;
     let answer = {
-        // Client credentials: the whole grant is this one request, under the cap like the rest.
-        let _slot = match inputs.server.mode {
-            ServerMode::ClientCredentials => Some(inputs.slots.acquire().await),
-            ServerMode::EnterpriseManaged => None,
+        // Client credentials: the whole grant is this one request, at a host it may share.
+        let slots = match inputs.server.mode {
+            ServerMode::ClientCredentials => &inputs.slots.shared,
+            ServerMode::EnterpriseManaged => &inputs.slots.own_host,
         };
+        let _slot = slots.acquire().await;
         inputs.http.execute(&request).await
     };
     let as_clock = answer

@@ -344,6 +344,9 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         semaphore: Arc::new(Semaphore::new(
             config.policy.settings.max_concurrency.max(1),
         )),
+        own_host_slots: Arc::new(Semaphore::new(
+            config.policy.settings.max_concurrency.max(1),
+        )),
         rule: RefreshRule {
             fraction: config.policy.settings.refresh_at_fraction,
             min_lead_secs: config.policy.settings.min_refresh_lead_secs,
@@ -643,6 +646,8 @@ struct Actor {
     config: EngineConfig,
     http: HttpExecutor,
     semaphore: Arc<Semaphore>,
+    /// The same cap for grants' last leg, at each server's own authorization server.
+    own_host_slots: Arc<Semaphore>,
     rule: RefreshRule,
     /// Scheduled grants in flight per host.
     host_load: HostLoad,
@@ -1360,7 +1365,10 @@ impl Actor {
                 None
             },
             extra_scopes: slot.extra_scopes.clone(),
-            slots: self.semaphore.clone(),
+            slots: grant::GrantSlots {
+                shared: self.semaphore.clone(),
+                own_host: self.own_host_slots.clone(),
+            },
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;

@@ -75,6 +75,7 @@ impl Actor {
         if settings.max_concurrency != old.settings.max_concurrency {
             // Grants already holding a permit of the old semaphore finish under it.
             self.semaphore = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
+            self.own_host_slots = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
         }
 
         if settings.proxy != old.settings.proxy

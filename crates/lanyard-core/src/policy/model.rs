@@ -227,8 +227,8 @@ pub struct Settings {
     /// Refresh at least this many seconds before a token expires.
     pub min_refresh_lead_secs: u64,
     /// How many requests to a host that many grants share run at once (1–256): token exchanges at
-    /// the identity provider, discoveries and client-credentials grants. A server's own
-    /// authorization server is asked as soon as its ID-JAG is in hand.
+    /// the identity provider, discoveries and client-credentials grants. As many again may be
+    /// under way at servers' own authorization servers, each asked as soon as its ID-JAG is in hand.
     pub max_concurrency: usize,
     /// How many scheduled grants (refreshes, retries) run at once against one host: the identity
     /// provider or one authorization server (1–256). A sign-in, a client's request or "refresh
