@@ -82,6 +82,9 @@ pub async fn connect_client<R: Runtime>(
 
 /// The window's first paint with live data (logged with the time since it was opened).
 #[tauri::command]
-pub fn window_painted() -> Option<u64> {
-    crate::window::painted()
+pub fn window_painted(navigation_start: Option<f64>, status_at: Option<f64>) -> Option<u64> {
+    crate::window::painted(crate::window::PageMarks {
+        navigation_start,
+        status_at,
+    })
 }

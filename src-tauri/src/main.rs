@@ -40,6 +40,7 @@ fn has_display() -> bool {
 }
 
 fn main() -> ExitCode {
+    lanyard_status::window::note_process_start();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
