@@ -7,7 +7,7 @@
 #   LANYARD_PKG_PROFILE   cargo profile whose binaries are packaged: release (default) or debug
 #   LANYARD_PKG_OUT       where the .deb/.rpm/.msi land (default: target/packages)
 #   LANYARD_PKG_FAST=1    fastest compression (tests); default: xz for .deb/.rpm, MSI's own cab
-#   LANYARD_MSI_TRAY=1    put lanyard-tray.exe into the .msi (default 0 until the tray builds for Windows)
+#   LANYARD_MSI_TRAY=1    put lanyard-tray.exe and lanyard-status.exe into the .msi (default 0: never run on Windows)
 #   LANYARD_ICONS_DIR     the app icons (default: icons/; icon.png is the 128x128 app icon)
 
 PKG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
