@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const ASKED_AT_ENV: &str = "LANYARD_WINDOW_ASKED_AT";
 /// Set by the tray for a window process it starts: end with the tray (stdin is its pipe).
 pub const TIED_ENV: &str = "LANYARD_WINDOW_TIED";
-/// Set by the tray process when it turned GDK's OpenGL off for itself; the window gets it back.
+/// Set by the tray process when it turned GDK's OpenGL off (for itself and the windows it starts).
 pub const GL_OFF_BY_US_ENV: &str = "LANYARD_TRAY_GL_OFF";
 /// Names the status window executable (tests and the demo may point it elsewhere).
 pub const STATUS_EXE_ENV: &str = "LANYARD_STATUS_EXE";
