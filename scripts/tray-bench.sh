@@ -163,12 +163,13 @@ echo "idle wake-ups/min with the window closed: $wakeups ($threads threads, $(fa
 import -window root "$OUT/window-closed.png"
 
 # ---- the floor: the window process showing a static page (no app, no data) ------------------------
-# Started directly (as the tray starts it, with the time it was asked for), so what is left is the
-# process, GTK, WebKit's processes and one trivial page; then ended.
+# Started directly, as the tray starts it (the time it was asked for; GDK_GL=disable, which the tray
+# passes on unless the user set GDK_GL), so what is left is the process, GTK, WebKit's processes
+# and one trivial page; then ended.
 floor=()
 for run in 1 2 3 4 5; do
   log="$WORK/floor-$run.log"
-  LANYARD_STATUS_FLOOR=1 LANYARD_WINDOW_ASKED_AT=$(now_ms) "$BIN/lanyard-status" >"$log" 2>&1 &
+  GDK_GL="${GDK_GL:-disable}" LANYARD_STATUS_FLOOR=1 LANYARD_WINDOW_ASKED_AT=$(now_ms) "$BIN/lanyard-status" >"$log" 2>&1 &
   win=$!
   wait_line "$log" "status window painted" 30 || { cat "$log"; echo "tray-bench: the floor page never painted" >&2; exit 1; }
   line=$(grep "status window painted" "$log" | sed -E 's/\x1b\[[0-9;]*m//g')
