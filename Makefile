@@ -23,8 +23,8 @@ help:
 deps:
 	scripts/install-deps.sh
 
-# The status window's bundle (ui/dist), embedded into the tray app at compile time: every cargo
-# build of the workspace needs it first.
+# The status window's bundle (ui/dist), embedded into `lanyard-status` at compile time: every cargo
+# build of the workspace needs it first (the tray, `lanyard-tray`, embeds no page).
 ui:
 	cd ui && npm run build --silent
 
@@ -69,7 +69,7 @@ check-macos: deps
 ui-test:
 	cd ui && npx vitest run
 
-# The tray app in a real webview (tauri-driver + WebKitWebDriver) under Xvfb, against the testbed;
+# The tray and its status window in a real webview (tauri-driver + WebKitWebDriver) under Xvfb, against the testbed;
 # screenshots land in target/artifacts/webview/.
 webview: ui
 	scripts/webview-e2e.sh
@@ -131,7 +131,7 @@ bench-token: deps
 
 # Installers MDM can push, side by side in target/packages/: lanyard_<v>_amd64.deb (dpkg-deb),
 # lanyard-<v>-1.x86_64.rpm (rpmbuild), Lanyard-<v>-x64.msi (wixl), from release builds for Linux and
-# x86_64-pc-windows-gnu. LANYARD_MSI_TRAY=1 also ships lanyard-tray.exe. See scripts/package/.
+# x86_64-pc-windows-gnu. LANYARD_MSI_TRAY=1 also ships lanyard-tray.exe and lanyard-status.exe. See scripts/package/.
 package: deps ui
 	scripts/package/build.sh
 

@@ -27,7 +27,7 @@ TOKEN_SECS="${TOKEN_SECS:-3600}"
 if [ "${_AGENT_BENCH_INNER:-}" != "1" ]; then
   if [ "$PROFILE" = "release" ]; then release=--release; else release=; fi
   # The same packages as tray-bench.sh, so `make tray-bench` builds once (features unify alike).
-  "$CARGO" build -q $release -p lanyard-testbed -p lanyard-tray -p lanyard-cli --bins
+  "$CARGO" build -q $release -p lanyard-testbed -p lanyard-tray -p lanyard-status -p lanyard-cli --bins
   export _AGENT_BENCH_INNER=1
   if [ "${NO_KEYCHAIN:-}" = "1" ]; then exec "$0" "$@"; fi
   exec scripts/with-keyring.sh "$0" "$@"

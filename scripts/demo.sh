@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo on the embedded default: the dev testbed (an IdP and three MCP servers, alice denied
-# Payroll by policy) and, on a desktop, the Lanyard tray app against it: its status window opens,
-# Sign in opens the dev IdP's login page in your browser, and the window and the tray icon follow.
-# `lanyard token docs` works against the tray app meanwhile (it hosts the broker).
+# Payroll by policy) and, on a desktop, the Lanyard tray (`lanyard-tray`) against it: it starts
+# `lanyard agent`, opens its status window (`lanyard-status`, beside it in target/debug), Sign in
+# opens the dev IdP's login page in your browser, and the window and the tray icon follow.
+# `lanyard token docs` works against the agent meanwhile.
 #
 # Without a display (or with LANYARD_DEMO_MODE=cli) the demo says so and runs the headless agent
 # flow instead: `lanyard login` opens the IdP's login page, `lanyard status` shows each server,

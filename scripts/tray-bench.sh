@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Measures the tray app (report numbers; nothing here passes or fails on a threshold):
 #   - launch -> tray ready (process start to the "tray ready" log line), 5 runs
-#   - window open -> first paint with live data (the tray's "status window painted" log line:
-#     from asking for the window to the webview's second frame after the first status), 5 runs
+#   - window open -> first paint with live data (the window process's "status window painted" log
+#     line: from the tray asking for the window to the webview's second frame after the first
+#     status), 5 runs, with where the time went (process start, webview built, page load start,
+#     status in the page)
+#   - the floor: the same, with a page that paints nothing but a static text (LANYARD_STATUS_FLOOR)
 #   - RSS with the status window open (the tray process + the window process it starts + their
 #     WebKit processes), and after it is closed (the window process has ended: the tray alone)
 #   - idle wake-ups per minute with the window closed (context switches of every thread of the
@@ -19,7 +22,7 @@ IDLE_SECS="${IDLE_SECS:-60}"
 
 if [ "${_TRAY_BENCH_INNER:-}" != "1" ]; then
   if [ "${PROFILE:-debug}" = "release" ]; then release=--release; else release=; fi
-  "$CARGO" build -q $release -p lanyard-testbed -p lanyard-tray -p lanyard-cli --bins
+  "$CARGO" build -q $release -p lanyard-testbed -p lanyard-tray -p lanyard-status -p lanyard-cli --bins
   export _TRAY_BENCH_INNER=1
   exec timeout 900 xvfb-run -a -s '-screen 0 1280x800x24' scripts/with-keyring.sh "$0" "$@" \
     2> >(grep -v -e 'Failed to set fd limit' >&2)
@@ -43,7 +46,8 @@ export LANYARD_POLICY="$WORK/etc/policy.json"
 export BROWSER="$BIN/lanyard-testbed browse --user alice@example.com"
 export HOME="$WORK/home"; mkdir -p "$HOME"
 export LANYARD_AGENT_SOCKET="$WORK/run/agent.sock"
-export LANYARD_LOG="warn,lanyard_tray=info"
+# The window process (lanyard-status) inherits the tray's stderr: its "painted" line lands in app.log.
+export LANYARD_LOG="warn,lanyard_tray=info,lanyard_status=info"
 trayer --edge bottom --align right --widthtype request --height 32 --SetDockType true >/dev/null 2>&1 &
 pids+=($!)
 sleep 0.5
@@ -124,8 +128,10 @@ for run in 1 2 3 4 5; do
   for _ in $(seq 200); do
     [ "$(grep -c "status window painted" "$WORK/app.log" || true)" -gt "$before" ] && break; sleep 0.05
   done
-  ms=$(grep "status window painted" "$WORK/app.log" | tail -n1 | sed -E 's/\x1b\[[0-9;]*m//g; s/.*elapsed_ms=([0-9]+).*/\1/')
+  line=$(grep "status window painted" "$WORK/app.log" | tail -n1 | sed -E 's/\x1b\[[0-9;]*m//g')
+  ms=$(echo "$line" | sed -E 's/.*elapsed_ms=([0-9]+).*/\1/')
   paint+=("${ms:-0}")
+  echo "  run $run: $(echo "$line" | grep -oE '(elapsed|process|webview|page|status)_ms=-?[0-9]+' | tr '\n' ' ')"
   sleep 1
   [ "$run" -lt 5 ] && { close_window; sleep 1; }
 done
@@ -156,12 +162,33 @@ done >"$OUT/wakers.txt" || true
 echo "idle wake-ups/min with the window closed: $wakeups ($threads threads, $(family "$app" | wc -w) processes)"
 import -window root "$OUT/window-closed.png"
 
+# ---- the floor: the window process showing a static page (no app, no data) ------------------------
+# Started directly, as the tray starts it (the time it was asked for; GDK_GL=disable, which the tray
+# passes on unless the user set GDK_GL), so what is left is the process, GTK, WebKit's processes
+# and one trivial page; then ended.
+floor=()
+for run in 1 2 3 4 5; do
+  log="$WORK/floor-$run.log"
+  GDK_GL="${GDK_GL:-disable}" LANYARD_STATUS_FLOOR=1 LANYARD_WINDOW_ASKED_AT=$(now_ms) "$BIN/lanyard-status" >"$log" 2>&1 &
+  win=$!
+  wait_line "$log" "status window painted" 30 || { cat "$log"; echo "tray-bench: the floor page never painted" >&2; exit 1; }
+  line=$(grep "status window painted" "$log" | sed -E 's/\x1b\[[0-9;]*m//g')
+  floor+=("$(echo "$line" | sed -E 's/.*elapsed_ms=([0-9]+).*/\1/')")
+  echo "  floor run $run: $(echo "$line" | grep -oE '(elapsed|process|webview|page)_ms=-?[0-9]+' | tr '\n' ' ')"
+  stop_app "$win"
+  sleep 1
+done
+fsorted=($(printf '%s\n' "${floor[@]}" | sort -n))
+echo "window open -> first paint of a static page, the floor (ms): ${floor[*]} (median ${fsorted[2]})"
+
 cat >"$OUT/results.json" <<JSON
 {
   "launch_to_tray_ready_ms": [$(IFS=,; echo "${launch[*]}")],
   "launch_to_tray_ready_median_ms": ${sorted[2]},
   "window_open_to_first_paint_ms": [$(IFS=,; echo "${paint[*]}")],
   "window_open_to_first_paint_median_ms": ${psorted[2]},
+  "floor_static_page_first_paint_ms": [$(IFS=,; echo "${floor[*]}")],
+  "floor_static_page_first_paint_median_ms": ${fsorted[2]},
   "agent_rss_kb": $(rss "$agent"),
   "rss_kb_window_open": {"app": $open_app, "app_and_webkit": $open_total},
   "rss_kb_window_closed": {"app": $closed_app, "app_and_webkit": $closed_total},

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make package`: release builds of the Linux and Windows binaries, then the .deb, .rpm and .msi
 # side by side in target/packages/ (LANYARD_PKG_OUT). The knobs are in scripts/package/common.sh
-# (LANYARD_MSI_TRAY=1 also builds and ships lanyard-tray.exe).
+# (LANYARD_MSI_TRAY=1 also builds and ships lanyard-tray.exe and lanyard-status.exe).
 set -euo pipefail
 # shellcheck source=scripts/package/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -18,14 +18,14 @@ rm -f "$PKG_OUT"/lanyard_*.deb "$PKG_OUT"/lanyard-*.rpm "$PKG_OUT"/Lanyard-*.msi
 
 # Linux first, so a failing Windows build still leaves the .deb and .rpm.
 t0=$(date +%s)
-pkg_say "building the Linux binaries ($PKG_PROFILE): lanyard, lanyard-tray"
-"$CARGO" build "${profile_flag[@]}" -p lanyard-cli -p lanyard-tray
+pkg_say "building the Linux binaries ($PKG_PROFILE): lanyard, lanyard-tray, lanyard-status"
+"$CARGO" build "${profile_flag[@]}" -p lanyard-cli -p lanyard-tray -p lanyard-status
 t1=$(date +%s)
 "$here/deb.sh" >/dev/null
 "$here/rpm.sh" >/dev/null
 t2=$(date +%s)
 win_pkgs=(-p lanyard-cli)
-[ "$MSI_TRAY" = "1" ] && win_pkgs+=(-p lanyard-tray)
+[ "$MSI_TRAY" = "1" ] && win_pkgs+=(-p lanyard-tray -p lanyard-status)
 pkg_say "building the Windows binaries ($PKG_PROFILE, $WIN_TARGET): ${win_pkgs[*]}"
 "$CARGO" build "${profile_flag[@]}" --target "$WIN_TARGET" "${win_pkgs[@]}"
 t3=$(date +%s)

@@ -7,7 +7,7 @@
 #   LANYARD_PKG_PROFILE   cargo profile whose binaries are packaged: release (default) or debug
 #   LANYARD_PKG_OUT       where the .deb/.rpm/.msi land (default: target/packages)
 #   LANYARD_PKG_FAST=1    fastest compression (tests); default: xz for .deb/.rpm, MSI's own cab
-#   LANYARD_MSI_TRAY=1    put lanyard-tray.exe into the .msi (default 0 until the tray builds for Windows)
+#   LANYARD_MSI_TRAY=1    put lanyard-tray.exe and lanyard-status.exe into the .msi (default 0: never run on Windows)
 #   LANYARD_ICONS_DIR     the app icons (default: icons/; icon.png is the 128x128 app icon)
 
 PKG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -58,15 +58,18 @@ need_tool() { command -v "$1" >/dev/null || pkg_die "missing tool $1 (Debian pac
 # policy must not belong to the package, so upgrades and removal leave it alone.
 stage_linux_tree() {
   local dest="$1"
-  local cli="$LINUX_BIN_DIR/lanyard" tray="$LINUX_BIN_DIR/lanyard-tray"
+  local cli="$LINUX_BIN_DIR/lanyard" tray="$LINUX_BIN_DIR/lanyard-tray" status="$LINUX_BIN_DIR/lanyard-status"
   need_file "$cli" "cargo build --profile $PKG_PROFILE -p lanyard-cli"
   need_file "$tray" "cargo build --profile $PKG_PROFILE -p lanyard-tray"
+  need_file "$status" "cargo build --profile $PKG_PROFILE -p lanyard-status"
   need_file "$ICONS_DIR/icon.png" "the 128x128 app icon"
   need_tool strip binutils
   mkdir -p "$dest"
   install -D -m 0755 "$cli" "$dest/usr/bin/lanyard"
+  # The tray (no webview) and the status window it starts (Tauri/WebKit), side by side.
   install -D -m 0755 "$tray" "$dest/usr/bin/lanyard-tray"
-  strip --strip-unneeded "$dest/usr/bin/lanyard" "$dest/usr/bin/lanyard-tray"
+  install -D -m 0755 "$status" "$dest/usr/bin/lanyard-status"
+  strip --strip-unneeded "$dest/usr/bin/lanyard" "$dest/usr/bin/lanyard-tray" "$dest/usr/bin/lanyard-status"
   # The agent: a systemd user unit, started for every user by the vendor symlink next to it, as
   # Debian ships ssh-agent (no [Install], no maintainer script; `systemctl --global mask` opts out).
   install -D -m 0644 "$DEPLOY_DIR/linux/lanyard-agent.service" "$dest/usr/lib/systemd/user/lanyard-agent.service"

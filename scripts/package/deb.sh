@@ -19,7 +19,7 @@ stage_linux_tree "$tree"
 # dpkg-shlibdeps wants a debian/control to read; a two-stanza stub is enough.
 mkdir -p "$work/shlibs/debian"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$PKG_NAME" "$PKG_NAME" >"$work/shlibs/debian/control"
-shlibs="$(cd "$work/shlibs" && dpkg-shlibdeps -O "-e$tree/usr/bin/lanyard" "-e$tree/usr/bin/lanyard-tray" 2>"$work/shlibdeps.err")" ||
+shlibs="$(cd "$work/shlibs" && dpkg-shlibdeps -O "-e$tree/usr/bin/lanyard" "-e$tree/usr/bin/lanyard-tray" "-e$tree/usr/bin/lanyard-status" 2>"$work/shlibdeps.err")" ||
   pkg_die "dpkg-shlibdeps failed: $(cat "$work/shlibdeps.err")"
 depends="${shlibs#shlibs:Depends=}"
 [ -n "$depends" ] && [ "$depends" != "$shlibs" ] || pkg_die "dpkg-shlibdeps printed no Depends: $shlibs"

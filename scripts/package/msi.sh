@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds Lanyard-<version>-x64.msi into $LANYARD_PKG_OUT with wixl (Debian's wixl, from msitools)
-# from deploy/windows/lanyard.wxs: lanyard.exe (+ lanyard-tray.exe with LANYARD_MSI_TRAY=1), the
+# from deploy/windows/lanyard.wxs: lanyard.exe (+ lanyard-tray.exe and lanyard-status.exe with LANYARD_MSI_TRAY=1), the
 # HKLM Run entry for the agent, and the ADMX/ADML under PolicyDefinitions\. The Windows binaries
 # come from target/x86_64-pc-windows-gnu/<profile>/ (LANYARD_MSI_BIN_DIR overrides, e.g. to prove
 # the installer with another build). Prints the package's path.
@@ -12,7 +12,7 @@ need_tool x86_64-w64-mingw32-strip binutils-mingw-w64-x86-64
 
 bin_dir="${LANYARD_MSI_BIN_DIR:-$WIN_BIN_DIR}"
 exes=(lanyard.exe)
-[ "$MSI_TRAY" = "1" ] && exes+=(lanyard-tray.exe)
+[ "$MSI_TRAY" = "1" ] && exes+=(lanyard-tray.exe lanyard-status.exe)
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/lanyard-msi.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

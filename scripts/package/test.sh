@@ -53,7 +53,7 @@ mkdir -p "$work"
 # debug: the same command as `make build`, so the binaries `make test` built are reused as they are;
 # release: the same as `make package` (scripts/package/build.sh).
 if [ "$PKG_PROFILE" = release ]; then
-  profile_flag=(--release); linux_pkgs=(-p lanyard-cli -p lanyard-tray)
+  profile_flag=(--release); linux_pkgs=(-p lanyard-cli -p lanyard-tray -p lanyard-status)
 else
   profile_flag=(); linux_pkgs=(--workspace --bins)
 fi
@@ -61,7 +61,7 @@ echo "package-test: building the binaries ($PKG_PROFILE)"
 "$CARGO" build "${profile_flag[@]}" "${linux_pkgs[@]}" >"$work/build-linux.log" 2>&1 ||
   fatal "cargo build (Linux)" "$(tail -n 5 "$work/build-linux.log")"
 if [ -z "${LANYARD_MSI_BIN_DIR:-}" ]; then
-  win_pkgs=(-p lanyard-cli); [ "$MSI_TRAY" = 1 ] && win_pkgs+=(-p lanyard-tray)
+  win_pkgs=(-p lanyard-cli); [ "$MSI_TRAY" = 1 ] && win_pkgs+=(-p lanyard-tray -p lanyard-status)
   "$CARGO" build "${profile_flag[@]}" --target "$WIN_TARGET" "${win_pkgs[@]}" >"$work/build-windows.log" 2>&1 ||
     fatal "cargo build ($WIN_TARGET)" "$(tail -n 5 "$work/build-windows.log")"
 fi
@@ -145,6 +145,9 @@ else
   check "dpkg -i lanyard $v1" dpkg -i "$deb1"
   check "installed lanyard --version is $v1" sh -c "[ \"\$(/usr/bin/lanyard --version)\" = 'lanyard $v1' ]"
   check "installed lanyard-tray --version" sh -c "/usr/bin/lanyard-tray --version | grep -qx 'lanyard-tray $v1'"
+  check "installed lanyard-status --version" sh -c "/usr/bin/lanyard-status --version | grep -qx 'lanyard-status $v1'"
+  # The tray process stays small: its executable links no WebKit (the status window's does).
+  check "lanyard-tray links no WebKit" sh -c "! readelf -d /usr/bin/lanyard-tray | grep -qi -e webkit -e javascriptcore"
   # --skip-file-checks: the example names key files (/etc/lanyard/keys/…) no test machine has.
   check "lanyard policy validate --skip-file-checks /etc/lanyard/policy.example.json" \
     /usr/bin/lanyard policy validate --skip-file-checks /etc/lanyard/policy.example.json
@@ -185,7 +188,7 @@ else
   check "upgraded lanyard still reads it" reads_admin_policy /usr/bin/lanyard
   check "dpkg -r lanyard" dpkg -r lanyard
   check "removed: binaries, unit, menu entry gone" sh -c \
-    "for f in /usr/bin/lanyard /usr/bin/lanyard-tray $unit /usr/lib/systemd/user/default.target.wants/lanyard-agent.service /usr/share/applications/dev.lanyard.tray.desktop; do [ ! -e \$f ] && [ ! -L \$f ] || { echo \"still there: \$f\"; exit 1; }; done"
+    "for f in /usr/bin/lanyard /usr/bin/lanyard-tray /usr/bin/lanyard-status $unit /usr/lib/systemd/user/default.target.wants/lanyard-agent.service /usr/share/applications/dev.lanyard.tray.desktop; do [ ! -e \$f ] && [ ! -L \$f ] || { echo \"still there: \$f\"; exit 1; }; done"
   check "admin policy.json survives the removal byte for byte" same_file /etc/lanyard/policy.json "$admin_policy"
   check "dpkg --purge lanyard" dpkg --purge lanyard
   check "purged: shipped config files gone" sh -c "[ ! -e /etc/lanyard/policy.example.json ] && [ ! -e /etc/xdg/autostart/Lanyard.desktop ]"
@@ -203,7 +206,7 @@ mkdir -p "$root"
 # Debian's rpm says it should not be used directly; the scratch root is what it is for.
 rpmq() { rpm --define '_dbpath /var/lib/rpm' "$@" 2>&1 | grep -v '^rpm: \(RPM should not be used\|However assuming\)'; return "${PIPESTATUS[0]}"; }
 check "rpm -qpl: binaries, unit, entries; no policy.json" sh -c \
-  "l=\$(rpm -qpl '$rpm1' 2>/dev/null); for f in /usr/bin/lanyard /usr/bin/lanyard-tray /usr/lib/systemd/user/lanyard-agent.service /usr/share/applications/dev.lanyard.tray.desktop /etc/xdg/autostart/Lanyard.desktop /etc/lanyard/policy.example.json /etc/lanyard/policy.schema.json; do echo \"\$l\" | grep -qx \$f || { echo \"missing \$f\"; exit 1; }; done; ! echo \"\$l\" | grep -qx /etc/lanyard/policy.json"
+  "l=\$(rpm -qpl '$rpm1' 2>/dev/null); for f in /usr/bin/lanyard /usr/bin/lanyard-tray /usr/bin/lanyard-status /usr/lib/systemd/user/lanyard-agent.service /usr/share/applications/dev.lanyard.tray.desktop /etc/xdg/autostart/Lanyard.desktop /etc/lanyard/policy.example.json /etc/lanyard/policy.schema.json; do echo \"\$l\" | grep -qx \$f || { echo \"missing \$f\"; exit 1; }; done; ! echo \"\$l\" | grep -qx /etc/lanyard/policy.json"
 check "rpm -qpc: shipped /etc files are config" sh -c \
   "[ \"\$(rpm -qpc '$rpm1' 2>/dev/null | tr '\n' ' ')\" = '/etc/lanyard/policy.example.json /etc/lanyard/policy.schema.json /etc/xdg/autostart/Lanyard.desktop ' ]"
 check "rpm -qpR: webkit2gtk-4.1 and app indicator by soname" sh -c \
@@ -223,7 +226,7 @@ check "upgraded: exactly lanyard-$v2-1 installed" sh -c \
 check "admin policy.json survives the upgrade byte for byte" same_file "$root/etc/lanyard/policy.json" "$admin_policy"
 check "edited example (config noreplace) survives the upgrade" same_file "$root/etc/lanyard/policy.example.json" "$work/edited-example.json"
 check "rpm -e lanyard" rpmq --root "$root" -e lanyard
-check "erased: binaries and unit gone" sh -c "[ ! -e '$root/usr/bin/lanyard' ] && [ ! -e '$root/usr/bin/lanyard-tray' ] && [ ! -e '$root/usr/lib/systemd/user/lanyard-agent.service' ]"
+check "erased: binaries and unit gone" sh -c "[ ! -e '$root/usr/bin/lanyard' ] && [ ! -e '$root/usr/bin/lanyard-tray' ] && [ ! -e '$root/usr/bin/lanyard-status' ] && [ ! -e '$root/usr/lib/systemd/user/lanyard-agent.service' ]"
 check "admin policy.json survives the erase byte for byte" same_file "$root/etc/lanyard/policy.json" "$admin_policy"
 
 # ==== .msi, under Wine ===============================================================================
@@ -257,6 +260,7 @@ else
     "[ \"\$('$WINE' 'C:\\Program Files\\Lanyard\\lanyard.exe' --version | tr -d '\r')\" = 'lanyard $v1' ]"
   if [ "$MSI_TRAY" = 1 ]; then
     check "installed lanyard-tray.exe" test -s "$exe_dir/lanyard-tray.exe"
+    check "installed lanyard-status.exe" test -s "$exe_dir/lanyard-status.exe"
   fi
   check "Run key: \"…\\lanyard.exe\" agent at every sign-in (HKLM)" sh -c \
     "'$WINE' reg query '$run_key' /v 'Lanyard Agent' | tr -d '\r' | grep -qF 'REG_SZ    \"C:\\Program Files\\Lanyard\\lanyard.exe\" agent'"

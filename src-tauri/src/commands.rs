@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use tauri::{AppHandle, Runtime, State};
 
-use crate::actions::{self, CommandError, MenuAction};
-use crate::host::Host;
-use crate::snapshot::Snapshot;
+use lanyard_desktop::actions::{self, CommandError, MenuAction};
+use lanyard_desktop::host::Host;
+use lanyard_desktop::snapshot::Snapshot;
+
+use crate::Autostart;
 
 type HostState<'a> = State<'a, Arc<Host>>;
 
@@ -21,17 +23,17 @@ pub fn snapshot(host: HostState<'_>) -> Snapshot {
 /// Signs in in the system browser; returns when the sign-in finished (or failed).
 #[tauri::command]
 pub async fn sign_in<R: Runtime>(app: AppHandle<R>) -> Result<(), CommandError> {
-    actions::perform(&app, MenuAction::SignIn).await
+    crate::perform(&app, MenuAction::SignIn).await
 }
 
 #[tauri::command]
 pub async fn sign_out<R: Runtime>(app: AppHandle<R>) -> Result<(), CommandError> {
-    actions::perform(&app, MenuAction::SignOut).await
+    crate::perform(&app, MenuAction::SignOut).await
 }
 
 #[tauri::command]
 pub async fn refresh_all<R: Runtime>(app: AppHandle<R>) -> Result<(), CommandError> {
-    actions::perform(&app, MenuAction::RefreshAll).await
+    crate::perform(&app, MenuAction::RefreshAll).await
 }
 
 /// Retries one server now.
@@ -61,10 +63,11 @@ pub fn open_support<R: Runtime>(
 pub fn set_autostart<R: Runtime>(
     app: AppHandle<R>,
     host: HostState<'_>,
+    login_item: State<'_, Autostart>,
     enabled: bool,
 ) -> Result<(), CommandError> {
-    crate::autostart::set(&app, &host, enabled)?;
-    crate::host::present(&app, &host);
+    lanyard_desktop::autostart::set(login_item.item(), &host, enabled)?;
+    crate::present(&app, &host);
     Ok(())
 }
 
@@ -74,11 +77,14 @@ pub async fn connect_client<R: Runtime>(
     app: AppHandle<R>,
     client: String,
 ) -> Result<(), CommandError> {
-    actions::perform(&app, MenuAction::ConnectClient(client)).await
+    crate::perform(&app, MenuAction::ConnectClient(client)).await
 }
 
 /// The window's first paint with live data (logged with the time since it was opened).
 #[tauri::command]
-pub fn window_painted() -> Option<u64> {
-    crate::window::painted()
+pub fn window_painted(navigation_start: Option<f64>, status_at: Option<f64>) -> Option<u64> {
+    crate::window::painted(crate::window::PageMarks {
+        navigation_start,
+        status_at,
+    })
 }

@@ -1,5 +1,6 @@
-//! The `lanyard-tray` executable: reads its options, refuses politely without a display (GTK
-//! would abort), and runs the tray app.
+//! The `lanyard-status` executable: the status window, started by the tray on "Open status…" (or
+//! by hand). Reads its options, refuses politely without a display (GTK would abort), and shows
+//! the window until it closes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,34 +8,29 @@ use std::sync::Arc;
 
 use clap::Parser;
 use lanyard_core::clock::SystemClock;
-use lanyard_tray::host::HostOptions;
-use lanyard_tray::tray::PanelTheme;
-use lanyard_tray::{link, window, Role, RunOptions};
+use lanyard_desktop::host::HostOptions;
+use lanyard_desktop::link;
+use lanyard_desktop::look::PanelTheme;
+use lanyard_status::RunOptions;
 
 #[derive(Parser)]
 #[command(
-    name = "lanyard-tray",
+    name = "lanyard-status",
     version,
-    about = "Lanyard in the tray: sign in once, health at a glance."
+    about = "Lanyard's status window: your sign-in and every server's state."
 )]
 struct Args {
-    /// A policy file for an agent the tray starts, instead of this OS's managed policy (as
-    /// `lanyard --policy`).
+    /// A policy file for an agent this process starts, instead of this OS's managed policy (as
+    /// `lanyard --policy`); also shown in the window.
     #[arg(long, env = "LANYARD_POLICY")]
     policy: Option<PathBuf>,
-    /// An agent the tray starts keeps the session in memory only (no keychain).
+    /// An agent this process starts keeps the session in memory only (no keychain).
     #[arg(
         long,
         env = "LANYARD_NO_KEYCHAIN",
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     no_keychain: bool,
-    /// Open the status window at start.
-    #[arg(long)]
-    show: bool,
-    /// Be the status window only (what "Open status…" starts); ends when the window closes.
-    #[arg(long, conflicts_with = "show")]
-    window: bool,
 }
 
 fn has_display() -> bool {
@@ -44,28 +40,26 @@ fn has_display() -> bool {
 }
 
 fn main() -> ExitCode {
+    lanyard_status::window::note_process_start();
     let args = Args::parse();
-    if !args.window {
-        window::quiet_gdk();
-    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LANYARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lanyard_tray=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lanyard_status=info")),
         )
         .with_writer(std::io::stderr)
         .init();
     if cfg!(target_os = "linux") && !has_display() {
         eprintln!(
-            "lanyard-tray: no display ($DISPLAY and $WAYLAND_DISPLAY are unset); \
-             on this machine use the command line: `lanyard login`, `lanyard status`"
+            "lanyard-status: no display ($DISPLAY and $WAYLAND_DISPLAY are unset); \
+             on this machine use the command line: `lanyard status`"
         );
         return ExitCode::from(2);
     }
     let endpoint = match lanyard_core::ipc::default_endpoint() {
         Ok(endpoint) => endpoint,
         Err(e) => {
-            eprintln!("lanyard-tray: cannot find the agent's endpoint: {e}");
+            eprintln!("lanyard-status: cannot find the agent's endpoint: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -73,24 +67,18 @@ fn main() -> ExitCode {
         endpoint,
         policy_path: args.policy,
         clock: Arc::new(SystemClock),
-        theme: PanelTheme::detect(),
+        theme: PanelTheme::Dark,
         cli: link::find_cli(),
     };
-    match lanyard_tray::run(
+    match lanyard_status::run(
         RunOptions {
-            role: if args.window {
-                Role::Window
-            } else {
-                Role::Tray
-            },
-            show_window: args.show,
             no_keychain: args.no_keychain,
         },
         host_options,
     ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lanyard-tray: {e}");
+            eprintln!("lanyard-status: {e}");
             ExitCode::FAILURE
         }
     }

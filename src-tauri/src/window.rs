@@ -1,104 +1,89 @@
-//! The status window, in a process of its own. The tray process opens it by starting this
-//! executable again with `--window` ([`open`]); that process shows the window ([`show_status`]) and
-//! ends when the window closes, so its webview and WebKit processes exist only while the window is
-//! open. A window process started by the tray also ends when the tray does (its stdin, a pipe from
-//! the tray, reaches end of file).
+//! The status window in its own process: creating it ([`show_status`]), sending it each new status
+//! ([`status_changed`]) and timing its first paint ([`painted`]). The process ends when the window
+//! closes, so its webview and WebKit processes exist only while the window is open; a window the
+//! tray started also ends when the tray does (its stdin, a pipe from the tray, reaches end of
+//! file).
 
 use std::io::Read;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
-use tauri::{AppHandle, Manager, Runtime, WebviewUrl, WebviewWindowBuilder};
-use tracing::{info, warn};
+use lanyard_desktop::host::Host;
+use lanyard_desktop::launch::{unix_ms, ASKED_AT_ENV, TIED_ENV};
+use tauri::{AppHandle, Manager, Runtime, WebviewUrl, WebviewWindowBuilder, Wry};
+use tracing::info;
 
 /// The window's label (the capability file grants it the event permission).
 pub const STATUS_WINDOW: &str = "status";
-
-/// Set by the tray for a window process it starts: when the window was asked for (Unix ms).
-const ASKED_AT_ENV: &str = "LANYARD_WINDOW_ASKED_AT";
-/// Set by the tray for a window process it starts: end with the tray (stdin is its pipe).
-const TIED_ENV: &str = "LANYARD_WINDOW_TIED";
-/// Set by the tray process when it turned GDK's OpenGL off for itself (see [`quiet_gdk`]).
-const GL_OFF_BY_US_ENV: &str = "LANYARD_TRAY_GL_OFF";
+/// Shows the static floor page instead of the app (the first-paint benchmark's floor).
+const FLOOR_ENV: &str = "LANYARD_STATUS_FLOOR";
 
 /// When the open window was asked for, in Unix ms (until its first paint is reported).
 static ASKED_AT: Mutex<Option<u128>> = Mutex::new(None);
-/// The pipes to the window processes this tray started (dropping one ends that process).
-static OPENED: Mutex<Vec<(u32, ChildStdin)>> = Mutex::new(Vec::new());
-
-fn unix_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default()
-}
+/// When this process's `main` started and when the webview was built, in Unix ms (the breakdown).
+static PROCESS_STARTED: OnceLock<u128> = OnceLock::new();
+static WEBVIEW_BUILT: OnceLock<u128> = OnceLock::new();
+/// The running app, once it exists (the agent link may report before it does).
+static APP: OnceLock<AppHandle<Wry>> = OnceLock::new();
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// For the tray process, before GTK starts (Linux): GDK probes OpenGL when it opens the display,
-/// which loads the GL driver (with Mesa's software renderer, LLVM: ~50 MB resident) into a process
-/// that draws nothing but a tray icon. `GDK_GL=disable` skips that. A user's own `GDK_GL` wins,
-/// and the window process gets the environment back as it was.
-pub fn quiet_gdk() {
-    if cfg!(target_os = "linux") && std::env::var_os("GDK_GL").is_none() {
-        // Called first thing in `main`, before any other thread exists.
-        std::env::set_var("GDK_GL", "disable");
-        std::env::set_var(GL_OFF_BY_US_ENV, "1");
+/// Remembers the running app, so statuses from the agent link reach the window.
+pub fn set_app(app: &AppHandle<Wry>) {
+    let _ = APP.set(app.clone());
+}
+
+/// The agent link saw a change: sends the new snapshot to the window, once the app exists (before
+/// that, the page fetches the snapshot itself when it loads).
+pub fn status_changed(host: &Host) {
+    if let Some(app) = APP.get() {
+        crate::present(app, host);
     }
 }
 
-/// The window reports its first paint with live data: logs the time since it was asked for
-/// (`make tray-bench` reads this line). Returns the milliseconds, if a window was being opened.
-pub fn painted() -> Option<u64> {
+/// Called first thing in `main`: the process start, for the first-paint breakdown.
+pub fn note_process_start() {
+    let _ = PROCESS_STARTED.set(unix_ms());
+}
+
+/// What the page says about its first paint: when it started loading and when the first status
+/// was in it (Unix ms, from the page's clock, which is the same clock).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageMarks {
+    pub navigation_start: Option<f64>,
+    pub status_at: Option<f64>,
+}
+
+/// The window reports its first paint with live data: logs the time since it was asked for, and
+/// where it went (`make tray-bench` reads this line): process start, webview built, page load
+/// start, status in the page. Returns the milliseconds, if a window was being opened.
+pub fn painted(marks: PageMarks) -> Option<u64> {
     let asked = lock(&ASKED_AT).take()?;
+    let since = |at: Option<u128>| at.map_or(-1, |t| t as i64 - asked as i64);
+    let since_f = |at: Option<f64>| at.map_or(-1, |t| t as i64 - asked as i64);
     let elapsed_ms = unix_ms().saturating_sub(asked) as u64;
-    info!(elapsed_ms, "status window painted");
+    info!(
+        elapsed_ms,
+        process_ms = since(PROCESS_STARTED.get().copied()),
+        webview_ms = since(WEBVIEW_BUILT.get().copied()),
+        page_ms = since_f(marks.navigation_start),
+        status_ms = since_f(marks.status_at),
+        "status window painted"
+    );
     Some(elapsed_ms)
 }
 
-/// In the tray process: starts a window process (a running one raises its window instead: its
-/// single-instance guard hands the second launch over to it).
-pub fn open<R: Runtime>(app: &AppHandle<R>) -> std::io::Result<()> {
-    let exe = std::env::current_exe()?;
-    let host = app.state::<std::sync::Arc<crate::host::Host>>();
-    let mut command = Command::new(exe);
-    command
-        .arg("--window")
-        .env(ASKED_AT_ENV, unix_ms().to_string())
-        .env(TIED_ENV, "1")
-        .stdin(Stdio::piped());
-    if let Some(policy) = host.policy_path() {
-        command.arg("--policy").arg(policy);
-    }
-    if std::env::var_os(GL_OFF_BY_US_ENV).is_some() {
-        command.env_remove("GDK_GL").env_remove(GL_OFF_BY_US_ENV);
-    }
-    let mut child: Child = command.spawn()?;
-    let pid = child.id();
-    if let Some(stdin) = child.stdin.take() {
-        lock(&OPENED).push((pid, stdin));
-    }
-    info!(pid, "status window process started");
-    // Reaps it when it ends (no zombie) and forgets its pipe; blocks, so off the UI thread.
-    std::thread::spawn(move || {
-        if let Err(e) = child.wait() {
-            warn!("the status window process could not be waited for: {e}");
-        }
-        lock(&OPENED).retain(|(p, _)| *p != pid);
-    });
-    Ok(())
+/// The script that hands the page `host`'s snapshot, when the agent has answered.
+pub fn injected_snapshot(host: &Host) -> Option<String> {
+    let snapshot = host.snapshot();
+    snapshot.status.as_ref()?;
+    let json = serde_json::to_string(&snapshot).ok()?;
+    Some(format!("window.__LANYARD_SNAPSHOT__ = {json};"))
 }
 
-/// In the tray process, at exit: lets every window process it started end.
-pub fn close_opened() {
-    lock(&OPENED).clear();
-}
-
-/// In the window process: shows the status window, creating it if it is not there, and brings it
-/// to the front. A window process the tray started also ends when the tray ends.
+/// Shows the status window, creating it if it is not there, and brings it to the front.
 pub fn show_status<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     if let Some(window) = app.get_webview_window(STATUS_WINDOW) {
         window.unminimize()?;
@@ -120,15 +105,29 @@ pub fn show_status<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
             app.exit(0);
         });
     }
-    WebviewWindowBuilder::new(app, STATUS_WINDOW, WebviewUrl::App("index.html".into()))
+    // `LANYARD_STATUS_FLOOR=1` (make tray-bench): a static page that reports its first paint, to
+    // measure what any webview costs here before the app and its data.
+    let floor = std::env::var_os(FLOOR_ENV).is_some_and(|v| v == "1");
+    let page = if floor { "floor.html" } else { "index.html" };
+    let mut builder = WebviewWindowBuilder::new(app, STATUS_WINDOW, WebviewUrl::App(page.into()))
         .title("Lanyard")
         .inner_size(460.0, 680.0)
         .min_inner_size(380.0, 420.0)
-        .center()
-        .build()?;
+        .center();
+    // The agent's status is usually here already (the link started before GTK): the page gets it
+    // with its first script and paints it without a round trip. A snapshot holds no secret.
+    if let Some(script) = app
+        .try_state::<std::sync::Arc<Host>>()
+        .filter(|_| !floor)
+        .and_then(|host| injected_snapshot(&host))
+    {
+        builder = builder.initialization_script(&script);
+    }
+    builder.build()?;
+    let _ = WEBVIEW_BUILT.set(unix_ms());
     info!(
         build_ms = started.elapsed().as_millis() as u64,
-        "status window created"
+        "status window built"
     );
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! The tray app in a real webview: tauri-driver + Debian's WebKitWebDriver, under Xvfb with a
 //! private D-Bus session and a real (gnome-keyring) Secret Service, against the testbed over real
 //! HTTP, with a separately started agent and tray process (the desktop's login items); WebDriver
-//! drives the status window process (`lanyard-tray --window`). Start signed out → Sign in (the
-//! scripted `$BROWSER` submits the IdP's login page) → allowed servers Granted with ticking
-//! countdowns → the denied one shows the organization's message → an injected IdP outage shows
-//! Retrying and recovers by itself → the tray icon follows (the tray process's report) → the agent
+//! drives the status window process (`lanyard-status`; the tray, `lanyard-tray`, links no
+//! webview and has no WebKit library mapped). Start signed out → Sign in (the scripted `$BROWSER`
+//! submits the IdP's login page) → allowed servers Granted with ticking countdowns → the denied
+//! one shows the organization's message → an injected IdP outage shows Retrying and recovers by
+//! itself → the tray icon follows (the tray process's report) → the agent
 //! restarts → closing the window ends its process and leaves the tray with no WebKit child → a
 //! second launch of the tray opens the window again.
 //! Every step saves a screenshot under target/artifacts/webview/.
@@ -123,7 +124,7 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         .expect("tauri-driver starts");
     let _driver = kit::Stopper(driver);
     webdriver::wait_ready(port).await.expect("driver ready");
-    let session = Session::start(port, &kit::tray_binary(), &["--window"])
+    let session = Session::start(port, &kit::status_binary(), &[])
         .await
         .expect("a WebDriver session on the status window process");
 
@@ -416,6 +417,10 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
         Vec::<u32>::new(),
         "no process under the tray"
     );
+    let maps = std::fs::read_to_string(format!("/proc/{tray_pid}/maps")).expect("tray maps");
+    for library in ["libwebkit2gtk", "libjavascriptcoregtk"] {
+        assert!(!maps.contains(library), "the tray maps {library}");
+    }
     assert!(
         std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "the agent still runs"

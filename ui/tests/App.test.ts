@@ -19,6 +19,7 @@ function fakeApi(first: Snapshot, over: Partial<Api> = {}) {
     setAutostart: vi.fn(async () => {}),
     closeWindow: vi.fn(async () => {}),
     painted: vi.fn(async () => {}),
+    injected: vi.fn(() => null),
     onStatus: vi.fn(async (handler) => {
       push = handler;
       return () => {};
@@ -31,6 +32,23 @@ function fakeApi(first: Snapshot, over: Partial<Api> = {}) {
 afterEach(() => vi.useRealTimers());
 
 describe('App', () => {
+  it('paints the snapshot the host injected before the page loaded, without waiting for a reply', async () => {
+    const signedOut = snapshot(status({ state: 'signed_out' }, [server('docs', { state: 'not_signed_in' })]), {
+      health: 'signed_out',
+      headline: 'Signed out',
+    });
+    // The command never answers: only the injected snapshot can put the headline on screen.
+    const { api } = fakeApi(signedOut, {
+      snapshot: vi.fn(() => new Promise<Snapshot>(() => {})),
+      injected: vi.fn(() => signedOut),
+    });
+    render(App, { api });
+    expect(await screen.findByRole('button', { name: 'Sign in' })).toBeTruthy();
+    expect(screen.getByTestId('headline').textContent).toBe('Signed out');
+    expect(api.snapshot).toHaveBeenCalledOnce();
+    await waitFor(() => expect(api.painted).toHaveBeenCalledTimes(1));
+  });
+
   it('starts signed out with a Sign in button, then shows the account after the status event', async () => {
     const signedOut = snapshot(status({ state: 'signed_out' }, [server('docs', { state: 'not_signed_in' })]), {
       health: 'signed_out',

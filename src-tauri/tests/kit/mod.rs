@@ -30,8 +30,20 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The status window executable (this package's).
+pub fn status_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lanyard-status"))
+}
+
+/// The tray executable (package `lanyard-tray`, built beside this one).
 pub fn tray_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lanyard-tray"))
+    let path = bin_dir().join("lanyard-tray");
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo build -p lanyard-tray` first (scripts/webview-e2e.sh does)",
+        path.display()
+    );
+    path
 }
 
 pub fn cli_binary() -> PathBuf {
@@ -146,7 +158,10 @@ pub fn app_env(policy: &Path, scratch: &Path) -> Vec<(String, String)> {
         ("LANYARD_CLI".into(), cli_binary().display().to_string()),
         // The test starts (and restarts) the agent itself, so the tray's "Reconnecting" shows.
         ("LANYARD_TRAY_START_AGENT".into(), "0".into()),
-        ("LANYARD_LOG".into(), "warn,lanyard_tray=info".into()),
+        (
+            "LANYARD_LOG".into(),
+            "warn,lanyard_tray=info,lanyard_status=info".into(),
+        ),
     ]
 }
 

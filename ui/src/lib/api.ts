@@ -16,8 +16,15 @@ export const api = {
   setAutostart: (enabled: boolean): Promise<void> => invoke('set_autostart', { enabled }),
   /** Closes the window for real: the webview is freed, Lanyard stays in the tray. */
   closeWindow: (): Promise<void> => getCurrentWindow().close(),
-  /** Tells the host the first live status is on screen (it logs window open -> first paint). */
-  painted: (): Promise<void> => invoke('window_painted'),
+  /**
+   * Tells the host the first live status is on screen (it logs window open -> first paint), with
+   * when the page started loading and when the status arrived (Unix ms), for the breakdown.
+   */
+  painted: (statusAt?: number): Promise<void> =>
+    invoke('window_painted', { navigationStart: performance.timeOrigin, statusAt: statusAt ?? null }),
+  /** The snapshot the host put into the page before it loaded, if it had one (no round trip). */
+  injected: (): Snapshot | null =>
+    (globalThis as { __LANYARD_SNAPSHOT__?: Snapshot }).__LANYARD_SNAPSHOT__ ?? null,
   onStatus: (handler: (snapshot: Snapshot) => void): Promise<UnlistenFn> =>
     listen<Snapshot>(STATUS_EVENT, (event) => handler(event.payload)),
 };

@@ -1,17 +1,13 @@
-//! What the tray menu's items and the window's buttons do, in one place, so the menu is tested
-//! through the very functions it calls.
+//! What the tray menu's items and the window's buttons mean ([`MenuAction`]), how a failure reads
+//! ([`CommandError`]) and the one way both processes ask the agent for something ([`ask_agent`]).
 //!
 //! Every action answers `Result<(), CommandError>`: a `{code, message}` the window shows in words.
 //! Actions are broker requests to the agent (sign in, sign out, refresh); none asks for a token,
-//! so no secret can pass through here.
-
-use std::sync::Arc;
+//! so no secret can pass through here. Running an action that needs a toolkit (open a window,
+//! quit, show a notification) is the tray's or the window's own code, not this module's.
 
 use serde::Serialize;
-use tauri::{AppHandle, Manager, Runtime};
-use tracing::warn;
 
-use crate::host::Host;
 use lanyard_core::engine::EngineError;
 use lanyard_core::ipc::{BlockingClient, ClientError, ErrorCode, Request};
 
@@ -124,7 +120,7 @@ pub async fn ask_agent(endpoint: std::path::PathBuf, request: Request) -> Result
         Request::SignIn { .. } => SIGN_IN_WAIT,
         _ => REQUEST_WAIT,
     };
-    let answer = tauri::async_runtime::spawn_blocking(move || {
+    let answer = tokio::task::spawn_blocking(move || {
         let mut client = BlockingClient::connect(&endpoint)?;
         client.call(&request, wait)
     })
@@ -145,75 +141,6 @@ fn capitalized(text: &str) -> String {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
     }
-}
-
-fn host<R: Runtime>(app: &AppHandle<R>) -> Arc<Host> {
-    app.state::<Arc<Host>>().inner().clone()
-}
-
-/// Runs `action` to completion.
-pub async fn perform<R: Runtime>(
-    app: &AppHandle<R>,
-    action: MenuAction,
-) -> Result<(), CommandError> {
-    let host = host(app);
-    let endpoint = host.endpoint().to_path_buf();
-    match action {
-        MenuAction::SignIn => ask_agent(endpoint, Request::SignIn { device: false }).await,
-        MenuAction::SignOut => ask_agent(endpoint, Request::SignOut).await,
-        MenuAction::RefreshAll => ask_agent(endpoint, Request::RefreshAll).await,
-        MenuAction::OpenStatus => crate::window::open(app).map_err(|e| {
-            CommandError::new("window", format!("Cannot open the status window: {e}"))
-        }),
-        MenuAction::ConnectClient(client) => {
-            crate::clients::connect(host.cli(), host.policy_path(), &client).await
-        }
-        MenuAction::CopyDiagnostics => copy_diagnostics(app, &host).await,
-        // Quitting the tray leaves the agent running: it serves the command-line tools.
-        MenuAction::Quit => {
-            app.exit(0);
-            Ok(())
-        }
-    }
-}
-
-/// Writes the diagnostics archive to Downloads (else Desktop, else home), shows it in the file
-/// manager and names it in a notification.
-async fn copy_diagnostics<R: Runtime>(app: &AppHandle<R>, host: &Host) -> Result<(), CommandError> {
-    let paths = app.path();
-    let folder = paths
-        .download_dir()
-        .or_else(|_| paths.desktop_dir())
-        .or_else(|_| paths.home_dir())
-        .map_err(|e| CommandError::new("no_folder", format!("No folder to save into: {e}")))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let archive = crate::diagnostics::archive_path(&folder, now);
-    let archive = crate::diagnostics::save(host.cli(), host.policy_path(), &archive).await?;
-    if let Err(e) = tauri_plugin_opener::reveal_item_in_dir(&archive) {
-        warn!("cannot show {} in the file manager: {e}", archive.display());
-    }
-    crate::host::show_message(
-        app,
-        "Diagnostics saved",
-        &format!(
-            "{} — send it to your helpdesk (no secrets in it).",
-            archive.display()
-        ),
-    );
-    Ok(())
-}
-
-/// Runs `action` in the background (menu clicks must not block the UI thread); failures are
-/// logged and, for sign-in, shown by the engine's status.
-pub fn spawn<R: Runtime>(app: AppHandle<R>, action: MenuAction) {
-    tauri::async_runtime::spawn(async move {
-        let id = action.id();
-        if let Err(e) = perform(&app, action).await {
-            warn!(action = %id, code = e.code, "menu action failed: {}", e.message);
-        }
-    });
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! It runs no engine and no broker and never holds a token: statuses come from the agent's
 //! subscription ([`crate::link`]), actions go to the agent as broker requests
 //! ([`crate::actions`]). It owns only display state (the last tray look, the notices already
-//! shown, autostart).
+//! shown, autostart). Putting that state on screen (tray icon, notifications, window events) is
+//! the tray's and the window's own code: nothing here needs a toolkit.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,18 +13,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use lanyard_core::clock::Clock;
 use lanyard_core::engine::{PolicyStatus, Status};
 use lanyard_core::ipc::AgentInfo;
-use tauri::{AppHandle, Emitter, Manager, Runtime};
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::clients::AiClient;
 use crate::link::LinkEvent;
+use crate::look::{self, PanelTheme, TrayLook};
 use crate::notices::{Notice, NoticeTracker};
 use crate::snapshot::{AgentView, AutostartView, PolicyProblem, PolicyView, Snapshot};
-use crate::tray::{self, PanelTheme, TrayLook};
-use crate::Role;
-
-/// The window event that carries a new [`Snapshot`].
-pub const STATUS_EVENT: &str = "lanyard://status";
 
 /// How the host is built.
 pub struct HostOptions {
@@ -39,7 +35,6 @@ pub struct HostOptions {
 
 /// The agent as the tray sees it.
 pub struct Host {
-    role: Role,
     endpoint: PathBuf,
     policy_path: Option<PathBuf>,
     clock: Arc<dyn Clock>,
@@ -62,9 +57,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Host {
     /// A host that has not heard from the agent yet.
-    pub fn new(options: HostOptions, role: Role) -> Host {
+    pub fn new(options: HostOptions) -> Host {
         Host {
-            role,
             endpoint: options.endpoint,
             policy_path: options.policy_path,
             clock: options.clock,
@@ -108,11 +102,6 @@ impl Host {
                 changed
             }
         }
-    }
-
-    /// Which process this host is in.
-    pub fn role(&self) -> Role {
-        self.role
     }
 
     /// The agent's endpoint.
@@ -201,11 +190,19 @@ impl Host {
 
     /// The look `snapshot` calls for.
     pub fn look_for(&self, snapshot: &Snapshot) -> TrayLook {
-        tray::look(snapshot, self.theme, &lock(&self.clients))
+        look::look(snapshot, self.theme, &lock(&self.clients))
+    }
+
+    /// Records `look` as the one the tray shows; returns whether it differs from the last one.
+    pub fn set_tray_look(&self, look: TrayLook) -> bool {
+        let mut shown = lock(&self.tray_look);
+        let changed = shown.as_ref() != Some(&look);
+        *shown = Some(look);
+        changed
     }
 
     /// Decides which notices a snapshot calls for and records them as sent.
-    fn take_notices(&self, snapshot: &Snapshot) -> Vec<Notice> {
+    pub fn take_notices(&self, snapshot: &Snapshot) -> Vec<Notice> {
         let Some(status) = &snapshot.status else {
             return Vec::new();
         };
@@ -219,38 +216,10 @@ impl Host {
     }
 }
 
-/// Shows the host's current state where this process shows it: the window process sends it to
-/// its window; the tray process updates the tray and sends the notifications.
-pub fn present<R: Runtime>(app: &AppHandle<R>, host: &Host) {
-    let snapshot = host.snapshot();
-    if host.role == Role::Window {
-        if let Err(e) = app.emit(STATUS_EVENT, &snapshot) {
-            debug!("no window took the status: {e}");
-        }
-        return;
-    }
-    let look = host.look_for(&snapshot);
-    let mut changed = false;
-    if lock(&host.tray_look).as_ref() != Some(&look) {
-        if let Err(e) = tray::apply(app, &look) {
-            warn!("the tray icon could not be updated: {e}");
-        }
-        *lock(&host.tray_look) = Some(look);
-        changed = true;
-    }
-    for notice in host.take_notices(&snapshot) {
-        show_notice(app, &notice);
-        changed = true;
-    }
-    if changed {
-        report(host);
-    }
-}
-
 /// `LANYARD_TRAY_REPORT=FILE`: the tray process writes what it shows (the look applied to the tray
 /// icon, every notice sent) to FILE as JSON each time that changes, replacing it whole. The
 /// end-to-end tests read it; the status window is another process and cannot see the tray.
-fn report(host: &Host) {
+pub fn report(host: &Host) {
     let Some(path) = std::env::var_os("LANYARD_TRAY_REPORT") else {
         return;
     };
@@ -264,25 +233,5 @@ fn report(host: &Host) {
         std::fs::write(&partial, shown.to_string()).and_then(|()| std::fs::rename(&partial, &path));
     if let Err(e) = written {
         warn!("cannot write the tray report {}: {e}", path.display());
-    }
-}
-
-/// Shows a desktop notification when the notification plugin is there (not under the mock
-/// runtime). A missing notification daemon is logged, not fatal.
-pub fn show_notice<R: Runtime>(app: &AppHandle<R>, notice: &Notice) {
-    show_message(app, &notice.title, &notice.body);
-}
-
-/// A desktop notification with `title` and `body` (same rules as [`show_notice`]).
-pub fn show_message<R: Runtime>(app: &AppHandle<R>, title: &str, body: &str) {
-    use tauri_plugin_notification::NotificationExt;
-    if app
-        .try_state::<tauri_plugin_notification::Notification<R>>()
-        .is_none()
-    {
-        return;
-    }
-    if let Err(e) = app.notification().builder().title(title).body(body).show() {
-        debug!("notification not shown: {e}");
     }
 }

@@ -15,12 +15,11 @@ use std::time::Duration;
 
 use lanyard_core::clock::SystemClock;
 use lanyard_core::ipc::Request;
-use lanyard_tray::actions::ask_agent;
-use lanyard_tray::host::{Host, HostOptions};
-use lanyard_tray::link::{self, LinkEvent, LinkOptions};
-use lanyard_tray::snapshot::{TrayHealth, RECONNECTING};
-use lanyard_tray::tray::PanelTheme;
-use lanyard_tray::Role;
+use lanyard_desktop::actions::ask_agent;
+use lanyard_desktop::host::{Host, HostOptions};
+use lanyard_desktop::link::{self, LinkEvent, LinkOptions};
+use lanyard_desktop::look::PanelTheme;
+use lanyard_desktop::snapshot::{TrayHealth, RECONNECTING};
 use serde_json::{json, Value};
 
 /// A stand-in agent that records every request line.
@@ -151,16 +150,13 @@ fn wait_for(events: &mpsc::Receiver<LinkEvent>, what: &str, pred: impl Fn(&LinkE
 }
 
 fn host(endpoint: &Path) -> Host {
-    Host::new(
-        HostOptions {
-            endpoint: endpoint.to_path_buf(),
-            policy_path: Some("/nonexistent/policy.json".into()),
-            clock: Arc::new(SystemClock),
-            theme: PanelTheme::Dark,
-            cli: None,
-        },
-        Role::Tray,
-    )
+    Host::new(HostOptions {
+        endpoint: endpoint.to_path_buf(),
+        policy_path: Some("/nonexistent/policy.json".into()),
+        clock: Arc::new(SystemClock),
+        theme: PanelTheme::Dark,
+        cli: None,
+    })
 }
 
 #[test]

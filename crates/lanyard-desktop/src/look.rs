@@ -1,14 +1,11 @@
-//! The tray icon: which icon, tooltip and menu a [`Snapshot`] calls for ([`TrayLook`], pure), and
-//! applying a look to the real tray icon.
+//! The tray icon's look: which icon, tooltip and menu a [`Snapshot`] calls for ([`TrayLook`]), and
+//! the panel theme the icon is drawn for. Pure: building the native icon and menu is the tray
+//! executable's job.
 //!
 //! Linux tray hosts send no click events, so every action is a menu item. This module decides what
-//! the menu says; what an item *does* lives in `actions`, shared with the window's commands.
+//! the menu says; what an item *does* lives with the tray and the window.
 
 use serde::Serialize;
-use tauri::image::Image;
-use tauri::menu::{Menu, MenuItem, PredefinedMenuItem, Submenu};
-use tauri::tray::{TrayIcon, TrayIconBuilder};
-use tauri::{AppHandle, Runtime};
 
 use crate::actions::MenuAction;
 use crate::clients::AiClient;
@@ -138,7 +135,7 @@ pub fn icon_png(name: &str) -> Option<&'static [u8]> {
     macro_rules! icons {
         ($($stem:literal),*) => {
             match name {
-                $($stem => Some(include_bytes!(concat!("../../icons/", $stem, ".png")).as_slice()),)*
+                $($stem => Some(include_bytes!(concat!("../../../icons/", $stem, ".png")).as_slice()),)*
                 _ => None,
             }
         };
@@ -206,82 +203,6 @@ pub fn look(snapshot: &Snapshot, theme: PanelTheme, clients: &[AiClient]) -> Tra
     }
 }
 
-/// Builds the native menu for a look.
-fn native_menu<R: Runtime>(app: &AppHandle<R>, look: &TrayLook) -> tauri::Result<Menu<R>> {
-    let menu = Menu::new(app)?;
-    for (index, item) in look.menu.iter().enumerate() {
-        let id = item
-            .action
-            .as_ref()
-            .map(MenuAction::id)
-            .unwrap_or_else(|| format!("info-{index}"));
-        if item.action == Some(MenuAction::Quit) {
-            if !look.clients.is_empty() {
-                let submenu = Submenu::with_id(app, "clients", "Connect AI clients", true)?;
-                for client in &look.clients {
-                    let id = client
-                        .action
-                        .as_ref()
-                        .map(MenuAction::id)
-                        .unwrap_or_default();
-                    submenu.append(&MenuItem::with_id(
-                        app,
-                        id,
-                        &client.label,
-                        client.enabled,
-                        None::<&str>,
-                    )?)?;
-                }
-                menu.append(&submenu)?;
-            }
-            menu.append(&PredefinedMenuItem::separator(app)?)?;
-        }
-        menu.append(&MenuItem::with_id(
-            app,
-            id,
-            &item.label,
-            item.enabled,
-            None::<&str>,
-        )?)?;
-        if index == 0 {
-            menu.append(&PredefinedMenuItem::separator(app)?)?;
-        }
-    }
-    Ok(menu)
-}
-
-fn image(look: &TrayLook) -> tauri::Result<Image<'static>> {
-    // The names come from `icon_name`, every one of which `icon_png` embeds.
-    let bytes = icon_png(look.icon).unwrap_or_default();
-    Image::from_bytes(bytes)
-}
-
-/// Creates the tray icon showing `look`; menu clicks go to `actions::perform`.
-pub fn create<R: Runtime>(app: &AppHandle<R>, look: &TrayLook) -> tauri::Result<TrayIcon<R>> {
-    TrayIconBuilder::with_id(TRAY_ID)
-        .icon(image(look)?)
-        .tooltip(&look.tooltip)
-        .menu(&native_menu(app, look)?)
-        .show_menu_on_left_click(true)
-        .on_menu_event(|app, event| {
-            if let Some(action) = MenuAction::from_id(event.id().as_ref()) {
-                crate::actions::spawn(app.clone(), action);
-            }
-        })
-        .build(app)
-}
-
-/// Shows `look` on the existing tray icon (a no-op when there is none, as under the mock runtime).
-pub fn apply<R: Runtime>(app: &AppHandle<R>, look: &TrayLook) -> tauri::Result<()> {
-    let Some(tray) = app.tray_by_id(TRAY_ID) else {
-        return Ok(());
-    };
-    tray.set_icon(Some(image(look)?))?;
-    tray.set_tooltip(Some(&look.tooltip))?;
-    tray.set_menu(Some(native_menu(app, look)?))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,7 +243,6 @@ mod tests {
                 assert!(seen.insert(name), "{name} used twice");
                 let png = icon_png(name).expect("embedded");
                 assert_eq!(&png[1..4], b"PNG");
-                Image::from_bytes(png).expect("decodes");
             }
         }
         assert_eq!(icon_png("nope"), None);
