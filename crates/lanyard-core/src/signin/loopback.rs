@@ -65,6 +65,21 @@ impl LoopbackListener {
         expected: &ExpectedRedirect,
         timeout: Duration,
     ) -> Result<Secret, SignInError> {
+        self.serve_until(timeout, |stream| handle_connection(stream, expected))
+            .await
+    }
+
+    /// Answers connections one at a time until `handle` settles the sign-in (`Some`) or `timeout`
+    /// passes; `None` from `handle` means "not ours, answered, keep waiting".
+    async fn serve_until<T, F, Fut>(
+        self,
+        timeout: Duration,
+        mut handle: F,
+    ) -> Result<T, SignInError>
+    where
+        F: FnMut(TcpStream) -> Fut,
+        Fut: std::future::Future<Output = Option<Result<T, SignInError>>>,
+    {
         tokio::time::timeout(timeout, async {
             loop {
                 let (stream, _) = self
@@ -72,9 +87,8 @@ impl LoopbackListener {
                     .accept()
                     .await
                     .map_err(|e| SignInError::Loopback(format!("accept failed: {e}")))?;
-                match handle_connection(stream, expected).await {
-                    Some(result) => return result,
-                    None => continue,
+                if let Some(result) = handle(stream).await {
+                    return result;
                 }
             }
         })
@@ -176,20 +190,10 @@ impl LoopbackListener {
         relay_state: &str,
         timeout: Duration,
     ) -> Result<Secret, SignInError> {
-        tokio::time::timeout(timeout, async {
-            loop {
-                let (stream, _) = self
-                    .listener
-                    .accept()
-                    .await
-                    .map_err(|e| SignInError::Loopback(format!("accept failed: {e}")))?;
-                if let Some(response) = handle_saml_connection(stream, relay_state).await {
-                    return Ok(response);
-                }
-            }
+        self.serve_until(timeout, |stream| async move {
+            handle_saml_connection(stream, relay_state).await.map(Ok)
         })
         .await
-        .map_err(|_| SignInError::TimedOut)?
     }
 }
 

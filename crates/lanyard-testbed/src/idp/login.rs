@@ -144,30 +144,36 @@ pub(crate) async fn authorize(
             code_challenge: code_challenge.clone(),
         },
     );
-    let action = format!("{}/login", state.base_path);
-    let forms: String = state
-        .config
-        .users
-        .iter()
-        .map(|u| {
-            format!(
-                "<form method=\"post\" action=\"{action}\" data-user=\"{sub}\" data-email=\"{email}\">\
-                 <input type=\"hidden\" name=\"request\" value=\"{request_id}\">\
-                 <button type=\"submit\" name=\"user\" value=\"{sub}\">Sign in as {name} &lt;{email}&gt;</button>\
-                 </form>\n",
-                action = escape(&action),
-                sub = escape(&u.sub),
-                email = escape(&u.email),
-                name = escape(&u.name),
-            )
-        })
-        .collect();
+    let forms = account_forms(&state, &format!("{}/login", state.base_path), &request_id);
     Html(format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Lanyard testbed IdP — sign in</title></head>\
          <body><h1>Sign in to the testbed IdP</h1><p>Client: {}</p>\n{forms}</body></html>\n",
         escape(client_id)
     ))
     .into_response()
+}
+
+/// One form per test user, posting `request` (the pending sign-in's id) and the chosen `user` to
+/// `action`: the account picker of both login pages (OIDC and SAML).
+pub(crate) fn account_forms(state: &IdpState, action: &str, request_id: &str) -> String {
+    state
+        .config
+        .users
+        .iter()
+        .map(|u| {
+            format!(
+                "<form method=\"post\" action=\"{action}\" data-user=\"{sub}\" data-email=\"{email}\">\
+                 <input type=\"hidden\" name=\"request\" value=\"{id}\">\
+                 <button type=\"submit\" name=\"user\" value=\"{sub}\">Sign in as {name} &lt;{email}&gt;</button>\
+                 </form>\n",
+                action = escape(action),
+                sub = escape(&u.sub),
+                email = escape(&u.email),
+                name = escape(&u.name),
+                id = escape(request_id),
+            )
+        })
+        .collect()
 }
 
 /// `POST /login`: the user picked an account; redirect to the app with a code.

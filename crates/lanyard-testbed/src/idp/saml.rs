@@ -35,7 +35,7 @@ use samael::schema::{
 use samael::signature::{DigestAlgorithm, Signature};
 use samael::traits::ToXml;
 
-use super::login::escape;
+use super::login::{account_forms, escape};
 use super::{IdpState, SamlRequest};
 use crate::config::RegisteredClient;
 use crate::oauth::{parse_form, random_token, OAuthError};
@@ -303,25 +303,11 @@ pub(crate) async fn sso(
             answered: false,
         },
     );
-    let action = format!("{}/saml/login", state.base_path);
-    let forms: String = state
-        .config
-        .users
-        .iter()
-        .map(|u| {
-            format!(
-                "<form method=\"post\" action=\"{action}\" data-user=\"{sub}\" data-email=\"{email}\">\
-                 <input type=\"hidden\" name=\"request\" value=\"{id}\">\
-                 <button type=\"submit\" name=\"user\" value=\"{sub}\">Sign in as {name} &lt;{email}&gt;</button>\
-                 </form>\n",
-                action = escape(&action),
-                sub = escape(&u.sub),
-                email = escape(&u.email),
-                name = escape(&u.name),
-                id = escape(&request.id),
-            )
-        })
-        .collect();
+    let forms = account_forms(
+        &state,
+        &format!("{}/saml/login", state.base_path),
+        &request.id,
+    );
     Html(format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Lanyard testbed IdP — SAML sign in</title></head>\
          <body><h1>Sign in to the testbed IdP (SAML)</h1><p>Service provider: {}</p>\n{forms}</body></html>\n",
