@@ -330,14 +330,20 @@ class World:
             "servers": [
                 dict(server, id="notes", display_name="Notes (fastmcp)", url=self.urls["notes"],
                      client_id="lanyard-notes", client_auth={"method": "none"}, scopes=["notes.read"]),
+                # A confidential client's secret goes only to an issuer the policy names (here an
+                # allow-list, so discovery still runs against the peers).
                 dict(server, id="wiki", display_name="Wiki (Authlib)", url=self.urls["wiki"],
-                     client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"]),
+                     client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"],
+                     allowed_authorization_servers=[self.authlib_issuer]),
                 dict(server, id="payroll", display_name="Payroll (Authlib)", url=self.urls["payroll"],
-                     client_id=self.authlib_client[0], client_auth=secret, scopes=["payroll.read"]),
+                     client_id=self.authlib_client[0], client_auth=secret, scopes=["payroll.read"],
+                     allowed_authorization_servers=[self.authlib_issuer]),
                 dict(server, id="hr", display_name="HR (Authlib)", url=self.urls["hr"],
-                     client_id=self.authlib_client[0], client_auth=secret, scopes=["hr.read"]),
+                     client_id=self.authlib_client[0], client_auth=secret, scopes=["hr.read"],
+                     allowed_authorization_servers=[self.authlib_issuer]),
                 dict(server, id="ghost", display_name="Ghost (AS unknown to the IdP)", url=self.urls["ghost"],
-                     client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"]),
+                     client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"],
+                     allowed_authorization_servers=[f"{self.authlib_issuer}/unregistered"]),
             ],
             # Short tokens: refresh at 75 % of 20 s, not the default 60 s lead.
             "settings": {"refresh_at_fraction": 0.75, "min_refresh_lead_secs": 3},

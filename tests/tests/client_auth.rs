@@ -91,6 +91,7 @@ async fn run(idp: Method, auth: Method) {
     let mut policy = policy_json(&tb);
     policy["idp"]["client_auth"] = idp.policy;
     server_entry(&mut policy, "docs")["client_auth"] = auth.policy;
+    lanyard_testbed::demo::allow_authorization_servers_of_confidential_clients(&tb, &mut policy);
     let lanyard = start_engine(&tb, &policy, Options::default());
     lanyard.sign_in().await;
     lanyard.wait_granted("docs").await;

@@ -177,3 +177,140 @@ async fn policy_given_authorization_server_and_resource_skip_discovery() {
     assert_eq!(stats.requests, 1);
     assert_eq!(stats.unauthorized, 0);
 }
+
+/// The first issuer discovered for a server is pinned (in the keychain, so across restarts); a
+/// server that later names another one is refused with a named error and nothing is exchanged
+/// for the new audience, until an administrator accepts it in the policy.
+#[tokio::test]
+async fn a_changed_authorization_server_is_refused_until_an_administrator_accepts_it() {
+    let tb = testbed(TestbedConfig {
+        // "elsewhere" knows Lanyard's client id too: only the pin stands in the way.
+        auth_servers: vec![
+            docs_as(),
+            AsConfig::new("elsewhere", "lanyard-docs").with_scopes(&["docs.read"]),
+        ],
+        mcp_servers: vec![docs_mcp()],
+        ..TestbedConfig::default()
+    })
+    .await;
+    let policy = policy_json(&tb);
+    let store = std::sync::Arc::new(lanyard_core::store::MemoryStore::new());
+    let first = start_engine(
+        &tb,
+        &policy,
+        Options {
+            store: store.clone(),
+            ..Options::default()
+        },
+    );
+    first.sign_in().await;
+    first.wait_granted("docs").await;
+    let docs_issuer = tb.auth_server("docs").expect("as").issuer().to_owned();
+    let pin = lanyard_core::store::SecretStore::get(
+        store.as_ref(),
+        &lanyard_core::engine::grant::issuer_pin_key("docs"),
+    )
+    .expect("store")
+    .expect("pinned at the first discovery");
+    assert!(pin.expose().ends_with(&docs_issuer), "{pin:?}");
+    first.engine.shutdown().await;
+
+    // The server now names another authorization server; a new agent (same keychain) refuses it.
+    let elsewhere = tb.auth_server("elsewhere").expect("as").issuer().to_owned();
+    tb.mcp_server("docs")
+        .expect("mcp")
+        .announce_authorization_server(Some(&elsewhere));
+    let exchanges_before = tb.idp().stats().token_exchanges;
+    let second = start_engine(
+        &tb,
+        &policy,
+        Options {
+            store: store.clone(),
+            ..Options::default()
+        },
+    );
+    second.sign_in().await;
+    let state = second
+        .wait_server("docs", "failing", |s| {
+            matches!(s, ServerState::Failing { .. })
+        })
+        .await;
+    let ServerState::Failing { error, .. } = state else {
+        unreachable!()
+    };
+    assert!(
+        error.contains("changed from")
+            && error.contains(&docs_issuer)
+            && error.contains(&elsewhere)
+            && error.contains("administrator"),
+        "{error}"
+    );
+    assert_eq!(
+        tb.idp().stats().token_exchanges,
+        exchanges_before,
+        "no ID-JAG was asked for the new audience"
+    );
+    assert_eq!(
+        tb.auth_server("elsewhere")
+            .expect("as")
+            .stats()
+            .jwt_bearer_mints,
+        0
+    );
+
+    // IT accepts the move in the policy: the grant now goes to the new authorization server
+    // (which, in this world, does not serve the resource: its refusal proves the grant got there).
+    let mut accepted = policy.clone();
+    server_entry(&mut accepted, "docs")["allowed_authorization_servers"] =
+        serde_json::json!([elsewhere]);
+    second
+        .engine
+        .apply_policy(parse_policy(&accepted))
+        .await
+        .expect("apply");
+    second.engine.refresh_all().await.expect("refresh");
+    let state = second
+        .wait_server(
+            "docs",
+            "refused by the new AS",
+            |s| matches!(s, ServerState::Failing { error, .. } if error.contains("invalid_target")),
+        )
+        .await;
+    assert!(!format!("{state:?}").contains("changed from"), "{state:?}");
+    assert!(tb.idp().stats().token_exchanges > exchanges_before);
+}
+
+/// Outside dev_mode a server cannot send Lanyard to a plain-HTTP URL: discovery refuses the
+/// challenge's `resource_metadata` (here the testbed's own, over http) before fetching it.
+#[tokio::test]
+async fn discovery_outside_dev_mode_follows_no_plain_http_url() {
+    let tb = world(docs_as(), docs_mcp()).await;
+    let mcp = tb.mcp_server("docs").expect("mcp");
+    let http = lanyard_core::oauth::HttpExecutor::new(&Default::default()).expect("http");
+    let url = url::Url::parse(mcp.url()).expect("url");
+    let error = lanyard_core::oauth::discovery::discover_server_with(
+        &http,
+        &url,
+        lanyard_core::oauth::discovery::DiscoveredUrls::HttpsOnly,
+    )
+    .await
+    .expect_err("plain HTTP refused");
+    assert!(
+        error.to_string().contains("resource_metadata") && error.to_string().contains("plain HTTP"),
+        "{error}"
+    );
+    assert_eq!(
+        mcp.faults()
+            .requests(lanyard_testbed::Endpoint::ProtectedResourceMetadata),
+        0,
+        "the PRM was never fetched"
+    );
+    // dev_mode (the testbed) follows it.
+    lanyard_core::oauth::discovery::discover_server_with(
+        &http,
+        &url,
+        lanyard_core::oauth::discovery::DiscoveredUrls::AlsoLoopbackHttp,
+    )
+    .await
+    .expect("dev_mode follows loopback HTTP");
+}

@@ -1058,3 +1058,27 @@ async fn fault_agent_sigkill_mid_refresh() {
     })
     .await;
 }
+
+/// The real agent keeps its memory (the session, every token) out of core files: its core-size
+/// limit is zero, as the kernel reports it for the agent's pid. (That it is also non-dumpable is
+/// checked on the function itself: `os::memory_guard`'s unit test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_writes_no_core_file() {
+    let world = Arc::new(World::new(false).await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let mut agent = world.start_agent();
+        let pid = agent.child.id();
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .expect("core line");
+        let fields: Vec<&str> = core.split_whitespace().collect();
+        assert_eq!(fields[4..6], ["0", "0"], "{core}");
+        let _ = agent.child.kill();
+        let _ = agent.child.wait();
+    })
+    .await;
+}

@@ -186,3 +186,112 @@ async fn every_access_token_gets_a_fresh_id_jag() {
     // `replayed_id_jag_is_rejected` (crates/lanyard-testbed/tests/protocol.rs); here the engine
     // never gave the AS the chance (rejected_replays == 0 above).
 }
+
+/// The policy's scopes are a ceiling: a caller (any same-user process through the broker, or an
+/// upstream's 403 `insufficient_scope` through the proxy) may add only `allowed_extra_scopes`,
+/// and what it adds is for its own request: the server's token for everyone else keeps the
+/// configured scopes.
+#[tokio::test]
+async fn extra_scopes_stay_under_the_policy_ceiling_and_with_the_request_that_asked() {
+    let tb = testbed(lanyard_testbed::demo::demo_config(Duration::ZERO)).await;
+    let lanyard = start_engine(&tb, &policy_json(&tb), Options::default());
+    lanyard.sign_in().await;
+    lanyard.wait_granted("docs").await;
+    let mints = || tb.auth_server("docs").expect("as").stats().jwt_bearer_mints;
+    let granted = mints();
+    let ask = |scopes: &[&str]| lanyard_core::engine::TokenRequest {
+        extra_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+
+    // Beyond the ceiling: refused by name, nothing asked of the IdP or the AS.
+    let exchanges = tb.idp().stats().token_exchanges;
+    let refused = lanyard
+        .engine
+        .token_with("docs", ask(&["docs.admin"]))
+        .await
+        .expect_err("docs.admin is not allowed");
+    assert!(
+        matches!(&refused, EngineError::ScopeNotAllowed { scopes } if scopes == &["docs.admin".to_owned()]),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("ask IT"), "{refused}");
+    assert_eq!(mints(), granted);
+    assert_eq!(tb.idp().stats().token_exchanges, exchanges);
+
+    // Allowed: minted once with the union, for this caller.
+    let wider = lanyard
+        .engine
+        .token_with("docs", ask(&["docs.write"]))
+        .await
+        .expect("docs.write is allowed");
+    assert!(
+        wider.scopes.contains(&"docs.write".to_owned()),
+        "{:?}",
+        wider.scopes
+    );
+    assert_eq!(mints(), granted + 1);
+    let again = lanyard
+        .engine
+        .token_with("docs", ask(&["docs.write"]))
+        .await
+        .expect("again");
+    assert_eq!(
+        again.access_token, wider.access_token,
+        "kept for the next such request"
+    );
+    assert_eq!(mints(), granted + 1);
+
+    // Everyone else still gets the server's own token, without the extra scope.
+    let plain = lanyard.token("docs", 60).await;
+    assert_ne!(plain.access_token, wider.access_token);
+    assert!(
+        !plain.scopes.contains(&"docs.write".to_owned()),
+        "{:?}",
+        plain.scopes
+    );
+    assert!(!claims(plain.access_token.expose())["scope"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("docs.write"));
+
+    // And its renewal asks for the configured scopes only.
+    lanyard.engine.refresh_all().await.expect("refresh");
+    eventually("renewed", || mints() == granted + 2).await;
+    let renewed = lanyard.token("docs", 60).await;
+    assert!(
+        !renewed.scopes.contains(&"docs.write".to_owned()),
+        "{:?}",
+        renewed.scopes
+    );
+}
+
+/// An authorization server that says `expires_in: 0` does not start a re-grant loop: the
+/// lifetime is taken to be at least 30 s and one server is renewed at most every 10 s.
+#[tokio::test]
+async fn a_zero_lifetime_does_not_loop_the_schedule() {
+    let mut config = lanyard_testbed::demo::demo_config(Duration::ZERO);
+    for auth in &mut config.auth_servers {
+        auth.access_token_lifetime = Duration::ZERO;
+    }
+    let tb = testbed(config).await;
+    let lanyard = start_engine(&tb, &policy_json(&tb), Options::default());
+    lanyard.sign_in().await;
+    let now = lanyard.now();
+    lanyard.wait_granted("docs").await;
+    let ServerState::Granted {
+        expires_at,
+        refresh_at,
+        ..
+    } = lanyard.state("docs")
+    else {
+        unreachable!()
+    };
+    assert!(expires_at >= now + 30, "{expires_at} vs {now}");
+    assert!(refresh_at >= now + 10, "{refresh_at} vs {now}");
+    let mints = || tb.auth_server("docs").expect("as").stats().jwt_bearer_mints;
+    let first = mints();
+    let_ticks_pass(50).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mints(), first, "no grant until the schedule says so");
+}

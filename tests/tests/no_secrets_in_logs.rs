@@ -121,6 +121,7 @@ fn policy(tb: &Testbed) -> Value {
             _ => {}
         }
     }
+    lanyard_testbed::demo::allow_authorization_servers_of_confidential_clients(tb, &mut policy);
     policy
 }
 

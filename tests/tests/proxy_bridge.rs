@@ -62,10 +62,15 @@ struct StdioClient {
 
 impl StdioClient {
     fn start(url: &str, tokens: EngineTokens) -> Self {
+        Self::start_with(url, tokens, |_| {})
+    }
+
+    fn start_with(url: &str, tokens: EngineTokens, tweak: impl FnOnce(&mut BridgeConfig)) -> Self {
         let (input, bridge_in) = tokio::io::duplex(64 * 1024);
         let (bridge_out, output) = tokio::io::duplex(64 * 1024);
         let mut config = BridgeConfig::new(url::Url::parse(url).expect("url"));
         config.http.request_timeout = Duration::from_secs(10);
+        tweak(&mut config);
         let bridge = tokio::spawn(bridge::run(config, tokens, bridge_in, bridge_out));
         Self {
             input,
@@ -471,4 +476,48 @@ async fn a_2026_client_gets_the_declaration_in_meta_on_every_request() {
     );
     client.close().await;
     assert_eq!(docs.stats().sessions_deleted, 0, "no session, no DELETE");
+}
+
+/// A hostile server's GET stream cannot make the bridge buffer without end: an event larger than
+/// the message cap is dropped with its stream (never delivered), the bridge opens the stream
+/// again, and the next message of a sane size arrives.
+#[tokio::test]
+async fn an_oversized_event_on_the_get_stream_is_dropped_not_buffered() {
+    let w = world(docs_world(McpConfig::default().streaming()), |_| {}).await;
+    let docs = w.tb.mcp_server("docs").expect("docs").clone();
+    let mut client = StdioClient::start_with(docs.url(), w.tokens.clone(), |c| {
+        c.max_message_bytes = 64 * 1024;
+    });
+    client.handshake().await;
+    let wait_streams = |n: u64| {
+        let docs = docs.clone();
+        async move {
+            tokio::time::timeout(WAIT, async {
+                while docs.stats().get_streams < n || docs.open_streams() == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .is_ok()
+        }
+    };
+    assert!(
+        wait_streams(1).await,
+        "the bridge never opened the GET stream"
+    );
+    let huge = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                      "params": {"data": "x".repeat(256 * 1024)}});
+    assert_eq!(docs.push(huge), 1);
+    assert!(
+        wait_streams(2).await,
+        "the bridge did not open the stream again"
+    );
+    let small = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+    docs.push(small.clone());
+    assert_eq!(
+        client.recv().await,
+        small,
+        "the huge event was never delivered"
+    );
+    client.close().await;
 }

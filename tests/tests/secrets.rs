@@ -161,6 +161,10 @@ impl World {
                 _ => {}
             }
         }
+        lanyard_testbed::demo::allow_authorization_servers_of_confidential_clients(
+            &testbed,
+            &mut policy,
+        );
         std::fs::write(
             etc.join("policy.json"),
             serde_json::to_vec_pretty(&policy).expect("json"),

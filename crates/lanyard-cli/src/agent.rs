@@ -21,6 +21,14 @@ use crate::exit;
 
 /// Runs the agent until SIGTERM / SIGINT. Returns the exit code.
 pub fn run(policy_sources: PolicySources, no_keychain: bool, endpoint: PathBuf) -> u8 {
+    // Before any secret is in memory: no core dumps, no same-user ptrace or /proc/<pid>/mem.
+    let guard = lanyard_core::os::memory_guard::keep_memory_private();
+    if let Err(e) = &guard.not_dumpable {
+        tracing::debug!("the agent stays dumpable: {e}");
+    }
+    if let Err(e) = &guard.no_core_files {
+        tracing::warn!("core files stay allowed: {e}");
+    }
     // The lock first: a second agent must say who runs, not fail on the policy or the socket.
     let lock = match AgentLock::acquire(&endpoint) {
         Ok(lock) => lock,

@@ -239,6 +239,7 @@ fn a_server_with_an_unreadable_key_file_is_wired_with_a_warning() {
         "servers": [
             {"id": "docs", "display_name": "Docs", "url": "https://docs.example/mcp", "client_id": "c1"},
             {"id": "crm", "display_name": "CRM", "url": "https://crm.example/mcp", "client_id": "c2",
+             "authorization_server": "https://as.crm.example",
              "client_auth": {"method": "private_key_jwt", "key_file": missing_key, "alg": "ES256"}}
         ]
     });

@@ -73,7 +73,7 @@ fn validate_accepts_a_good_file_and_lists_every_error_of_a_bad_one() {
         &key,
         GOOD.replace(
             "\"client_id\": \"c1\"",
-            "\"client_id\": \"c1\", \"client_auth\": {\"method\": \"private_key_jwt\", \"key_file\": \"/nonexistent/k.pem\"}",
+            "\"client_id\": \"c1\", \"authorization_server\": \"https://as.example\", \"client_auth\": {\"method\": \"private_key_jwt\", \"key_file\": \"/nonexistent/k.pem\"}",
         ),
     )
     .expect("write");

@@ -685,6 +685,13 @@ pub struct SseParser {
 }
 
 impl SseParser {
+    /// Bytes held for what is not dispatched yet: the unfinished line and the current event's
+    /// data. A reader of an endless stream caps this, not the stream's length: one event that
+    /// never ends must not take all memory.
+    pub fn pending_bytes(&self) -> usize {
+        self.buffer.len() + self.data.as_ref().map_or(0, String::len)
+    }
+
     /// Adds `chunk` and returns the events it completed.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         self.buffer.extend_from_slice(chunk);

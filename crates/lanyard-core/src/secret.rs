@@ -2,9 +2,14 @@
 //!
 //! A [`Secret`] prints as `[redacted]` in `Debug` and `Display`, is never serialized implicitly and
 //! exposes its value through one explicit method, so that a secret can only reach a log line, an error
-//! message or a file when somebody wrote `.expose()` next to it. This module owns no storage.
+//! message or a file when somebody wrote `.expose()` next to it. Its bytes are overwritten with
+//! zeros when it is dropped (each clone its own), so a freed token does not linger in the heap
+//! for a later core dump or memory read to find; copies made before the value was wrapped (a
+//! response body being parsed) are not covered. This module owns no storage.
 
 use std::fmt;
+
+use zeroize::Zeroize;
 
 /// A string that must never be printed. Compare with [`Secret::expose`] only where a value is needed.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -31,6 +36,12 @@ impl Secret {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 

@@ -398,6 +398,19 @@ fn every_validation_error_has_its_exact_message() {
             "p.json: servers[0].display_name: must not be empty",
         ),
         (
+            with(&|d| {
+                d["servers"][0]["client_auth"] =
+                    json!({"method": "client_secret_post", "secret": {"env": "S"}});
+            }),
+            "p.json: servers[0].authorization_server: a server Lanyard authenticates to with a secret or a key needs `authorization_server` (or `allowed_authorization_servers`): the MCP server must not choose where the credential is sent",
+        ),
+        (
+            with(&|d| {
+                d["servers"][0]["allowed_extra_scopes"] = json!(["docs.write admin"]);
+            }),
+            "p.json: servers[0].allowed_extra_scopes[0]: \"docs.write admin\" is not a scope (one token, no spaces)",
+        ),
+        (
             with(&|d| d["servers"][0]["client_id"] = json!("")),
             "p.json: servers[0].client_id: must not be empty",
         ),
@@ -468,7 +481,10 @@ fn every_validation_error_has_its_exact_message() {
             "p.json: settings.proxy: \"ftp://proxy.example\" must be an http, https or socks5 proxy URL",
         ),
         (
-            with(&|d| d["servers"][0]["client_auth"] = json!({"method": "private_key_jwt", "key_file": "/nonexistent/lanyard.pem"})),
+            with(&|d| {
+                d["servers"][0]["client_auth"] = json!({"method": "private_key_jwt", "key_file": "/nonexistent/lanyard.pem"});
+                d["servers"][0]["authorization_server"] = json!("https://as.example");
+            }),
             "p.json: servers[0].client_auth.key_file: cannot read the key file /nonexistent/lanyard.pem: No such file or directory (os error 2)",
         ),
         (
@@ -832,6 +848,7 @@ fn registry_tree_maps_onto_the_model_and_the_machine_wins() {
                     RegistryKey::new()
                         .value("display_name", sz("CI"))
                         .value("url", sz("https://ci.example/mcp"))
+                        .value("authorization_server", sz("https://as.ci.example"))
                         .value("client_id", sz("c2"))
                         .value("mode", sz("client-credentials"))
                         .subkey(

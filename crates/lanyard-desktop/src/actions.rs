@@ -80,7 +80,7 @@ impl From<EngineError> for CommandError {
         let code = match &e {
             EngineError::UnknownServer(_) => "unknown_server",
             EngineError::NotSignedIn => "not_signed_in",
-            EngineError::Denied { .. } => "denied",
+            EngineError::Denied { .. } | EngineError::ScopeNotAllowed { .. } => "denied",
             EngineError::StepUpRequired => "step_up_required",
             EngineError::Unavailable { .. } => "unavailable",
             EngineError::SignIn(_) => "sign_in_failed",

@@ -98,6 +98,13 @@ pub fn lanyard_policy(testbed: &Testbed) -> Value {
                 "client_id": client_id,
                 "client_auth": {"method": "none"},
                 "scopes": mcp.required_scopes(),
+                // The demo ASes also issue `<id>.write`: a client that meets 403
+                // insufficient_scope may ask for it, one request at a time.
+                "allowed_extra_scopes": mcp
+                    .required_scopes()
+                    .iter()
+                    .filter_map(|s| s.strip_suffix(".read").map(|id| format!("{id}.write")))
+                    .collect::<Vec<_>>(),
                 "mode": "enterprise-managed",
             })
         })
@@ -112,6 +119,32 @@ pub fn lanyard_policy(testbed: &Testbed) -> Value {
         "servers": servers,
         "dev_mode": true,
     })
+}
+
+/// Lists its authorization server's issuer in `allowed_authorization_servers` of every server
+/// entry of `policy` that authenticates with a secret or a key: Lanyard's policy requires it (or
+/// `authorization_server`), so the MCP server cannot choose where the credential goes; discovery
+/// still runs.
+pub fn allow_authorization_servers_of_confidential_clients(testbed: &Testbed, policy: &mut Value) {
+    let Some(servers) = policy.get_mut("servers").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for server in servers {
+        let method = server["client_auth"]["method"].as_str().unwrap_or("none");
+        if method == "none"
+            || server.get("authorization_server").is_some()
+            || server.get("allowed_authorization_servers").is_some()
+        {
+            continue;
+        }
+        let issuer = server["id"]
+            .as_str()
+            .and_then(|id| testbed.auth_server_for(id))
+            .map(|a| a.issuer().to_owned());
+        if let Some(issuer) = issuer {
+            server["allowed_authorization_servers"] = json!([issuer]);
+        }
+    }
 }
 
 /// [`lanyard_policy`] signing in with SAML 2.0: `idp.sign_in` is `saml`, the SSO URL is the

@@ -60,6 +60,8 @@ pub struct ReceivedMessage {
 
 /// Session bookkeeping, the GET-stream fan-out and the message log.
 pub(crate) struct McpRuntime {
+    /// The issuer the PRM names instead of the server's own (a server that moved, or lies).
+    announced_issuer: Mutex<Option<String>>,
     sessions: Mutex<HashSet<String>>,
     push: broadcast::Sender<Value>,
     received: Mutex<VecDeque<ReceivedMessage>>,
@@ -68,6 +70,7 @@ pub(crate) struct McpRuntime {
 impl Default for McpRuntime {
     fn default() -> Self {
         Self {
+            announced_issuer: Mutex::default(),
             sessions: Mutex::default(),
             push: broadcast::channel(256).0,
             received: Mutex::default(),
@@ -112,7 +115,13 @@ impl McpState {
     fn prm(&self) -> Value {
         json!({
             "resource": self.resource,
-            "authorization_servers": [self.as_issuer],
+            "authorization_servers": [self
+                .runtime
+                .announced_issuer
+                .lock()
+                .ok()
+                .and_then(|a| a.clone())
+                .unwrap_or_else(|| self.as_issuer.clone())],
             "scopes_supported": self.config.required_scopes,
             "bearer_methods_supported": ["header"],
             "resource_name": self.config.name,
@@ -552,6 +561,15 @@ impl McpHandle {
     }
 
     /// The issuer of the authorization server protecting it.
+    /// From now on the PRM names `issuer` as the authorization server (the server still accepts
+    /// only its own AS's tokens): a server that moved, or one that wants the user's grant sent
+    /// elsewhere. `None` names its own again.
+    pub fn announce_authorization_server(&self, issuer: Option<&str>) {
+        if let Ok(mut announced) = self.state.runtime.announced_issuer.lock() {
+            *announced = issuer.map(str::to_owned);
+        }
+    }
+
     pub fn auth_server_issuer(&self) -> &str {
         &self.state.as_issuer
     }

@@ -440,6 +440,16 @@ impl<S: TokenSource> Upstream<S> {
                     return Ok(StreamEnd::Closed { delivered });
                 }
             };
+            // The stream may last all day, so its length is not capped; but what is buffered for
+            // events not yet complete may not outgrow a response body.
+            if let Some(bytes) = &chunk {
+                if parser.pending_bytes() + bytes.len() > self.max_body_bytes {
+                    return Err(ForwardError::TooLarge {
+                        url: self.shown.clone(),
+                        limit: self.max_body_bytes,
+                    });
+                }
+            }
             let events = match &chunk {
                 Some(bytes) => parser.push(bytes),
                 None => parser.finish(),

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::clock::Clock;
-use crate::oauth::discovery::{self, AuthorizationServerMetadata};
+use crate::oauth::discovery::{self, AuthorizationServerMetadata, DiscoveredUrls};
 use crate::oauth::token::{self, IdJagExchange, TokenEndpoint};
 use crate::oauth::{AssertionInputs, Client, HttpExecutor, WireError};
 use crate::policy::{ServerMode, ServerPolicy};
 use crate::secret::Secret;
 use crate::signin::{random_id, IdpClient};
+use crate::store::SecretStore;
 
 /// Where a server's tokens come from.
 #[derive(Debug, Clone)]
@@ -64,10 +65,102 @@ pub struct GrantInputs {
     /// For enterprise-managed servers: the IdP and the session's subject token (a valid ID token,
     /// or after a SAML sign-in the IdP refresh token).
     pub idp: Option<(Arc<IdpClient>, Secret)>,
-    /// Scopes asked for on top of the target's (a caller met `insufficient_scope`).
+    /// Scopes asked for on top of the target's (a caller met `insufficient_scope`), already held
+    /// to the policy's ceiling.
     pub extra_scopes: Vec<String>,
     /// Slots of the global cap, `settings.max_concurrency`.
     pub slots: GrantSlots,
+    /// What discovery may follow and which issuer it saw first.
+    pub rules: DiscoveryRules,
+}
+
+/// What discovery may follow, and where the first issuer seen for each server is pinned.
+#[derive(Clone)]
+pub struct DiscoveryRules {
+    pub urls: DiscoveredUrls,
+    /// The keychain: per user, survives restarts. A pin is not secret; it lives there because
+    /// that is the one per-user store the agent already trusts.
+    pub pins: Arc<dyn SecretStore>,
+}
+
+impl std::fmt::Debug for DiscoveryRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscoveryRules")
+            .field("urls", &self.urls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keychain entry holding the issuer first discovered for server `id`.
+pub fn issuer_pin_key(id: &str) -> String {
+    format!("issuer-pin:{id}")
+}
+
+/// A pin's value: the server URL it was made for, a newline, the issuer. A server whose URL the
+/// administrator changed is pinned afresh.
+fn pin_value(server_url: &str, issuer: &str) -> String {
+    format!("{server_url}\n{issuer}")
+}
+
+/// Holds a discovered issuer to the policy: one of `allowed_authorization_servers` when that list
+/// is set, else the issuer pinned at the first discovery (pinned now when there is none).
+async fn check_discovered_issuer(
+    rules: &DiscoveryRules,
+    server: &ServerPolicy,
+    issuer: &str,
+) -> Result<(), WireError> {
+    if !server.allowed_authorization_servers.is_empty() {
+        if server
+            .allowed_authorization_servers
+            .iter()
+            .any(|a| a == issuer)
+        {
+            return Ok(());
+        }
+        return Err(WireError::Discovery(format!(
+            "the server names the authorization server {issuer}, which is not in its \
+             allowed_authorization_servers: refused; an administrator must add it to the policy"
+        )));
+    }
+    let store = rules.pins.clone();
+    let key = issuer_pin_key(&server.id);
+    let wanted = pin_value(&server.url, issuer);
+    let pinned = {
+        let key = key.clone();
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.get(&key))
+            .await
+            .map_err(|e| WireError::Discovery(format!("reading the issuer pin failed: {e}")))?
+    };
+    match pinned {
+        Ok(Some(pinned)) => {
+            let pinned = pinned.expose().to_owned();
+            match pinned.split_once('\n') {
+                Some((url, before)) if url == server.url && before != issuer => {
+                    return Err(WireError::Discovery(format!(
+                        "the server's authorization server changed from {before} to {issuer}: \
+                         refused; an administrator must accept the new one (servers[].\
+                         authorization_server or allowed_authorization_servers in the policy)"
+                    )));
+                }
+                Some((url, _)) if url == server.url => return Ok(()),
+                _ => {}
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            // A locked keychain must not stop the grant; the pin is written once it opens.
+            tracing::warn!(server = %server.id, error = %e, "the issuer pin could not be read");
+            return Ok(());
+        }
+    }
+    let written = tokio::task::spawn_blocking(move || store.set(&key, &Secret::new(wanted))).await;
+    if let Ok(Err(e)) = written {
+        tracing::warn!(server = %server.id, error = %e, "the issuer pin could not be saved");
+    } else {
+        tracing::info!(server = %server.id, issuer, "authorization server pinned at its first discovery");
+    }
+    Ok(())
 }
 
 /// The global cap (`settings.max_concurrency`), per step rather than per grant. A `shared` slot is
@@ -83,13 +176,21 @@ pub struct GrantSlots {
     pub own_host: Arc<Semaphore>,
 }
 
-/// Finds the server's authorization server and resource (policy first, discovery otherwise).
-pub async fn locate(http: &HttpExecutor, server: &ServerPolicy) -> Result<Target, WireError> {
+/// Finds the server's authorization server and resource (policy first, discovery otherwise). A
+/// discovered issuer must be allowed or pinned ([`DiscoveryRules`]); every URL followed must
+/// meet `rules.urls`.
+pub async fn locate(
+    http: &HttpExecutor,
+    server: &ServerPolicy,
+    rules: &DiscoveryRules,
+) -> Result<Target, WireError> {
     let url = url::Url::parse(&server.url)
         .map_err(|e| WireError::Discovery(format!("bad server URL: {e}")))?;
     let (resource, metadata, challenge_scopes) = match &server.authorization_server {
         Some(issuer) => {
-            let metadata = discovery::fetch_authorization_server_metadata(http, issuer).await?;
+            let metadata =
+                discovery::fetch_authorization_server_metadata_with(http, issuer, rules.urls)
+                    .await?;
             (
                 server
                     .resource
@@ -100,7 +201,8 @@ pub async fn locate(http: &HttpExecutor, server: &ServerPolicy) -> Result<Target
             )
         }
         None => {
-            let found = discovery::discover_server(http, &url).await?;
+            let found = discovery::discover_server_with(http, &url, rules.urls).await?;
+            check_discovered_issuer(rules, server, &found.authorization_server.issuer).await?;
             (
                 server.resource.clone().unwrap_or(found.resource),
                 found.authorization_server,
@@ -161,7 +263,7 @@ pub async fn run(inputs: GrantInputs) -> (Option<Arc<Target>>, Result<Minted, Gr
 /// [`locate`] under a slot of the global cap.
 async fn located(inputs: &GrantInputs) -> Result<Target, WireError> {
     let _slot = inputs.slots.shared.acquire().await;
-    locate(&inputs.http, &inputs.server).await
+    locate(&inputs.http, &inputs.server, &inputs.rules).await
 }
 
 async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFailure> {

@@ -30,6 +30,8 @@ pub use status::{
 };
 
 use crate::clock::Clock;
+use crate::oauth::discovery::DiscoveredUrls;
+use crate::oauth::token::clamp_lifetime;
 use crate::oauth::{HttpConfig, HttpExecutor, WireError};
 use crate::policy::{Policy, ServerMode, ServerPolicy};
 use crate::secret::Secret;
@@ -87,6 +89,9 @@ pub struct AccessToken {
     pub scopes: Vec<String>,
 }
 
+/// The schedule renews one server at most this often (a caller's own request still goes).
+pub const MIN_GRANT_INTERVAL_SECS: u64 = 10;
+
 /// A token minted this recently counts as new for a `force_refresh` request, so a burst of callers
 /// that all saw the same 401 causes one mint, not one each.
 pub const FORCE_REFRESH_REUSE_SECS: u64 = 2;
@@ -107,9 +112,11 @@ pub struct TokenRequest {
     /// Mint anew even though the current token looks valid (the server rejected it with a 401).
     /// A token minted within [`FORCE_REFRESH_REUSE_SECS`] counts as new.
     pub force_refresh: bool,
-    /// Scopes wanted on top of the server's (the server answered 403 `insufficient_scope`). When
-    /// the current token lacks one, a token is minted with the union; the extra scopes then stick
-    /// to the server until sign-out or a failed grant.
+    /// Scopes wanted on top of the server's (the server answered 403 `insufficient_scope`). Each
+    /// must be within the policy's ceiling (`scopes` and `allowed_extra_scopes`), or the request
+    /// is refused with [`EngineError::ScopeNotAllowed`]. When the current token lacks one, a
+    /// token is minted with the union for the callers waiting then; it is kept apart from the
+    /// server's own token, and the server's next token asks for the configured scopes again.
     pub extra_scopes: Vec<String>,
     /// Who asks, as the host's OS vouches for it: recorded as the server's `last_used`.
     pub requester: Option<Requester>,
@@ -131,6 +138,9 @@ pub enum EngineError {
     StepUpRequired,
     #[error("temporarily unavailable: {error} (retrying)")]
     Unavailable { error: String, retry_at: u64 },
+    /// A caller asked for scopes beyond the policy's ceiling for the server.
+    #[error("the scope(s) {} go beyond what your organization allows for this server (servers[].scopes and allowed_extra_scopes): ask IT", scopes.join(" "))]
+    ScopeNotAllowed { scopes: Vec<String> },
     #[error("sign-in failed: {0}")]
     SignIn(String),
     /// The managed policy is missing or unusable: nothing to sign in to until IT fixes it.
@@ -556,6 +566,9 @@ struct ServerSlot {
     policy: ServerPolicy,
     state: ServerState,
     token: Option<CurrentToken>,
+    /// A token minted with extra scopes for the callers who asked for them; never handed to a
+    /// caller who did not, never refreshed by the schedule.
+    scoped_token: Option<CurrentToken>,
     due_at: Option<u64>,
     in_flight: bool,
     /// Waiting for a fresh ID token before granting.
@@ -592,6 +605,7 @@ impl ServerSlot {
             policy,
             state: ServerState::NotSignedIn,
             token: None,
+            scoped_token: None,
             due_at: None,
             in_flight: false,
             awaiting_idp: false,
@@ -614,13 +628,38 @@ impl ServerSlot {
     }
 
     fn usable_token(&self, now: u64, min_ttl: u64) -> Option<AccessToken> {
-        let t = self.token.as_ref()?;
+        Self::usable(self.token.as_ref()?, now, min_ttl)
+    }
+
+    /// The token (the server's own, else the one minted with extra scopes) that holds every scope
+    /// of `wanted` and stays valid `min_ttl`.
+    fn usable_token_with(&self, wanted: &[String], now: u64, min_ttl: u64) -> Option<AccessToken> {
+        [self.token.as_ref(), self.scoped_token.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter(|t| wanted.iter().all(|s| t.scopes.contains(s)))
+            .find_map(|t| Self::usable(t, now, min_ttl))
+    }
+
+    /// Scopes of `wanted` beyond the policy's ceiling: its `scopes`, its `allowed_extra_scopes`,
+    /// and what discovery or the authorization server settled on for the server's own token.
+    fn beyond_ceiling(&self, wanted: &[String]) -> Vec<String> {
+        let within = |s: &String| {
+            self.policy.scopes.contains(s)
+                || self.policy.allowed_extra_scopes.contains(s)
+                || self.target.as_ref().is_some_and(|t| t.scopes.contains(s))
+                || self.token.as_ref().is_some_and(|t| t.scopes.contains(s))
+        };
+        wanted.iter().filter(|s| !within(s)).cloned().collect()
+    }
+
+    fn usable(t: &CurrentToken, now: u64, min_ttl: u64) -> Option<AccessToken> {
         // A caller cannot get more than the server issues: asking for (nearly) a fresh token's
         // whole life would otherwise mint anew on every call. Capped at 90 % of it, a fresh token
         // serves such callers for a tenth of its lifetime.
         let lifetime = t.expires_at.saturating_sub(t.issued_at);
         let min_ttl = min_ttl.min(lifetime - lifetime / 10);
-        (t.expires_at > now + min_ttl).then(|| AccessToken {
+        (t.expires_at > now.saturating_add(min_ttl)).then(|| AccessToken {
             access_token: t.access_token.clone(),
             expires_at: t.expires_at,
             scopes: t.scopes.clone(),
@@ -780,9 +819,10 @@ impl Actor {
         let semaphore = self.semaphore.clone();
         let events = self.events_tx.clone();
         let server = id.to_owned();
+        let rules = self.discovery_rules();
         tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            match grant::locate(&http, &policy).await {
+            match grant::locate(&http, &policy, &rules).await {
                 Ok(target) => {
                     let _ = events.send(Event::Located {
                         server,
@@ -795,6 +835,14 @@ impl Actor {
                 }
             }
         });
+    }
+
+    /// What discovery may follow (loopback HTTP only in `dev_mode`) and where issuers are pinned.
+    fn discovery_rules(&self) -> grant::DiscoveryRules {
+        grant::DiscoveryRules {
+            urls: DiscoveredUrls::for_dev_mode(self.config.policy.dev_mode),
+            pins: self.config.store.clone(),
+        }
     }
 
     fn server_ids(&self, mode: ServerMode) -> Vec<String> {
@@ -914,10 +962,24 @@ impl Actor {
             let _ = reply.send(Err(EngineError::UnknownServer(id)));
             return;
         };
+        let beyond = slot.beyond_ceiling(&request.extra_scopes);
+        if !beyond.is_empty() {
+            warn!(server = %id, scopes = %beyond.join(" "), "a client asked for scopes beyond the policy's ceiling: refused");
+            let _ = reply.send(Err(EngineError::ScopeNotAllowed { scopes: beyond }));
+            return;
+        }
         let lacks_scope = request
             .extra_scopes
             .iter()
             .any(|s| !slot.token.as_ref().is_some_and(|t| t.scopes.contains(s)));
+        if lacks_scope && !request.force_refresh {
+            if let Some(token) =
+                slot.usable_token_with(&request.extra_scopes, now, request.min_ttl.as_secs())
+            {
+                let _ = reply.send(Ok(token));
+                return;
+            }
+        }
         let mut scopes_added = false;
         for scope in &request.extra_scopes {
             if !slot.extra_scopes.contains(scope) {
@@ -1211,6 +1273,7 @@ impl Actor {
             if slot.policy.mode == ServerMode::EnterpriseManaged {
                 slot.generation += 1;
                 slot.token = None;
+                slot.scoped_token = None;
                 slot.in_flight = false;
                 slot.awaiting_idp = false;
                 slot.due_at = None;
@@ -1369,6 +1432,10 @@ impl Actor {
                 shared: self.semaphore.clone(),
                 own_host: self.own_host_slots.clone(),
             },
+            rules: grant::DiscoveryRules {
+                urls: DiscoveredUrls::for_dev_mode(self.config.policy.dev_mode),
+                pins: self.config.store.clone(),
+            },
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;
@@ -1489,10 +1556,42 @@ impl Actor {
             _ => None,
         };
         match result {
+            Ok(minted) if slot.granting_extra && slot.usable_token(now, 0).is_some() => {
+                // Minted with extra scopes while the server's own token is still good: the new
+                // one goes to the callers waiting now and stays apart; the schedule keeps
+                // renewing the server's own token with the configured scopes.
+                let expires_in = clamp_lifetime(minted.expires_in);
+                info!(server = %id, expires_in, "token with extra scopes granted for the callers who asked");
+                slot.scoped_token = Some(CurrentToken {
+                    access_token: minted.access_token,
+                    issued_at: now,
+                    expires_at: now.saturating_add(expires_in),
+                    scopes: minted.scopes,
+                });
+                slot.last_refresh = Some(now);
+                if std::mem::take(&mut slot.regrant) {
+                    regrant = true;
+                } else {
+                    slot.extra_scopes.clear();
+                    let token = slot
+                        .scoped_token
+                        .as_ref()
+                        .and_then(|t| ServerSlot::usable(t, now, 0));
+                    slot.answer_waiters(token.ok_or(EngineError::Unavailable {
+                        error: "token already expired".into(),
+                        retry_at: now,
+                    }));
+                }
+            }
             Ok(minted) => {
-                let expires_at = now + minted.expires_in;
-                let refresh_at = rule.refresh_at(now, expires_at, Self::jitter());
-                info!(server = %id, expires_in = minted.expires_in, "token granted");
+                let expires_in = clamp_lifetime(minted.expires_in);
+                let expires_at = now.saturating_add(expires_in);
+                // However short the lifetime and however long the lead, the schedule grants one
+                // server at most once per MIN_GRANT_INTERVAL_SECS.
+                let refresh_at = rule
+                    .refresh_at(now, expires_at, Self::jitter())
+                    .max(now.saturating_add(MIN_GRANT_INTERVAL_SECS));
+                info!(server = %id, expires_in, "token granted");
                 slot.token = Some(CurrentToken {
                     access_token: minted.access_token,
                     issued_at: now,
@@ -1513,6 +1612,8 @@ impl Actor {
                     // A caller asked for more scopes meanwhile: everyone gets the next token.
                     regrant = true;
                 } else {
+                    // Extra scopes are per request: the next renewal asks for the configured ones.
+                    slot.extra_scopes.clear();
                     let token = slot.usable_token(now, 0);
                     slot.answer_waiters(token.ok_or(EngineError::Unavailable {
                         error: "token already expired".into(),
@@ -1523,6 +1624,7 @@ impl Actor {
             Err(GrantFailure::Denied { code, description }) => {
                 warn!(server = %id, code = %code, "access denied by policy");
                 slot.token = None;
+                slot.scoped_token = None;
                 slot.due_at = None;
                 slot.state = ServerState::Denied {
                     code: code.clone(),

@@ -172,7 +172,8 @@ impl From<&EngineError> for ErrorReply {
         let code = match e {
             EngineError::UnknownServer(_) => ErrorCode::UnknownServer,
             EngineError::NotSignedIn => ErrorCode::NotSignedIn,
-            EngineError::Denied { .. } => ErrorCode::Denied,
+            // Old clients know `denied`: a scope beyond the ceiling is the organization's no.
+            EngineError::Denied { .. } | EngineError::ScopeNotAllowed { .. } => ErrorCode::Denied,
             EngineError::StepUpRequired => ErrorCode::StepUpRequired,
             EngineError::Unavailable { .. } => ErrorCode::Unavailable,
             EngineError::SignIn(_) => ErrorCode::SignInFailed,

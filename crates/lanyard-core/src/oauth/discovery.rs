@@ -5,6 +5,11 @@
 //!
 //! The URL arithmetic and parsing are pure functions; [`discover_server`] and
 //! [`fetch_authorization_server_metadata`] drive them through the [`HttpExecutor`].
+//!
+//! Every URL discovery learns from a server (the challenge's `resource_metadata`, the PRM's
+//! authorization server, the endpoints in the authorization server's metadata) must use https;
+//! plain HTTP only to a loopback host, and only where [`DiscoveredUrls`] allows it (`dev_mode`).
+//! A server cannot point Lanyard at a plain-HTTP host where its secrets would travel in clear.
 
 use serde::Deserialize;
 use url::Url;
@@ -12,6 +17,84 @@ use url::Url;
 use super::error::{capped_message, excerpt, WireError};
 use super::http::{redacted_url, HttpExecutor, HttpRequest, HttpResponse};
 use super::token::{GRANT_JWT_BEARER, GRANT_PROFILE_ID_JAG};
+
+/// Which URLs that a server names may be followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveredUrls {
+    /// https only (production).
+    HttpsOnly,
+    /// https, and plain HTTP to a loopback host (`dev_mode`: the testbed).
+    AlsoLoopbackHttp,
+}
+
+impl DiscoveredUrls {
+    /// The rule for `dev_mode`.
+    pub fn for_dev_mode(dev_mode: bool) -> Self {
+        if dev_mode {
+            Self::AlsoLoopbackHttp
+        } else {
+            Self::HttpsOnly
+        }
+    }
+
+    /// The strictest rule the URL Lanyard started from already meets: a policy admits plain-HTTP
+    /// loopback URLs only with `dev_mode`, so a start at one means `dev_mode` is on.
+    pub fn like(start: &Url) -> Self {
+        if start.scheme() == "http" && is_loopback(start) {
+            Self::AlsoLoopbackHttp
+        } else {
+            Self::HttpsOnly
+        }
+    }
+
+    /// Refuses `url` (named `what` in the error) unless this rule allows it.
+    pub fn check(self, url: &Url, what: &str) -> Result<(), WireError> {
+        match (url.scheme(), self) {
+            ("https", _) => Ok(()),
+            ("http", Self::AlsoLoopbackHttp) if is_loopback(url) => Ok(()),
+            ("http", Self::HttpsOnly) if is_loopback(url) => Err(WireError::Discovery(format!(
+                "{what} {} uses plain HTTP; loopback HTTP is followed only with dev_mode",
+                redacted_url(url)
+            ))),
+            _ => Err(WireError::Discovery(format!(
+                "{what} {} does not use https: refused",
+                redacted_url(url)
+            ))),
+        }
+    }
+
+    /// [`DiscoveredUrls::check`] on every endpoint the metadata names.
+    fn check_metadata(self, metadata: &AuthorizationServerMetadata) -> Result<(), WireError> {
+        self.check(&metadata.token_endpoint, "the token endpoint")?;
+        let optional = [
+            (
+                &metadata.authorization_endpoint,
+                "the authorization endpoint",
+            ),
+            (&metadata.jwks_uri, "the key set (jwks_uri)"),
+            (&metadata.revocation_endpoint, "the revocation endpoint"),
+            (
+                &metadata.device_authorization_endpoint,
+                "the device authorization endpoint",
+            ),
+        ];
+        for (url, what) in optional {
+            if let Some(url) = url {
+                self.check(url, what)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
 
 /// The parameters of a `Bearer` challenge in `WWW-Authenticate`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -242,16 +325,32 @@ pub fn same_resource(a: &str, b: &str) -> bool {
 }
 
 /// Fetches AS metadata for `issuer`, trying the well-knowns in order. A 404 (or other 4xx) moves
-/// on to the next location; an issuer mismatch or a transport failure stops at once.
+/// on to the next location; an issuer mismatch or a transport failure stops at once. The
+/// endpoints it names are held to [`DiscoveredUrls::like`] the issuer.
 pub async fn fetch_authorization_server_metadata(
     http: &HttpExecutor,
     issuer: &str,
 ) -> Result<AuthorizationServerMetadata, WireError> {
-    let issuer_url = Url::parse(issuer).map_err(|e| {
+    let issuer_url = parse_issuer(issuer)?;
+    fetch_authorization_server_metadata_with(http, issuer, DiscoveredUrls::like(&issuer_url)).await
+}
+
+fn parse_issuer(issuer: &str) -> Result<Url, WireError> {
+    Url::parse(issuer).map_err(|e| {
         WireError::Discovery(format!(
             "authorization server issuer {issuer:?} is not a URL: {e}"
         ))
-    })?;
+    })
+}
+
+/// [`fetch_authorization_server_metadata`] under an explicit rule for the URLs it follows.
+pub async fn fetch_authorization_server_metadata_with(
+    http: &HttpExecutor,
+    issuer: &str,
+    urls: DiscoveredUrls,
+) -> Result<AuthorizationServerMetadata, WireError> {
+    let issuer_url = parse_issuer(issuer)?;
+    urls.check(&issuer_url, "the authorization server")?;
     let mut last = None;
     for url in authorization_server_metadata_urls(&issuer_url) {
         let response = http.execute(&HttpRequest::get(url)).await?;
@@ -259,7 +358,9 @@ pub async fn fetch_authorization_server_metadata(
             last = Some(response.status);
             continue;
         }
-        return parse_authorization_server_metadata(&response, issuer);
+        let metadata = parse_authorization_server_metadata(&response, issuer)?;
+        urls.check_metadata(&metadata)?;
+        return Ok(metadata);
     }
     Err(WireError::Discovery(format!(
         "no authorization server metadata for {issuer} at any well-known location (last answer HTTP {})",
@@ -284,10 +385,20 @@ const PROBE_BODY: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","param
 /// Discovers the authorization server of the MCP server at `server_url`.
 ///
 /// Sends an MCP request without a token and reads the 401 challenge; a server that answers
-/// anything else (or no `resource_metadata`) is looked up at the RFC 9728 well-knowns.
+/// anything else (or no `resource_metadata`) is looked up at the RFC 9728 well-knowns. What it
+/// names is held to [`DiscoveredUrls::like`] the server's URL.
 pub async fn discover_server(
     http: &HttpExecutor,
     server_url: &Url,
+) -> Result<DiscoveredServer, WireError> {
+    discover_server_with(http, server_url, DiscoveredUrls::like(server_url)).await
+}
+
+/// [`discover_server`] under an explicit rule for the URLs it follows.
+pub async fn discover_server_with(
+    http: &HttpExecutor,
+    server_url: &Url,
+    urls: DiscoveredUrls,
 ) -> Result<DiscoveredServer, WireError> {
     let response = http.probe_post_json(server_url, PROBE_BODY).await?;
     let challenge = if response.status == 401 {
@@ -300,9 +411,12 @@ pub async fn discover_server(
     let challenge = challenge.unwrap_or_default();
     let prm_urls: Vec<Url> = match challenge.resource_metadata.as_deref().map(Url::parse) {
         // The advertised location first; if it is gone, the well-knowns (servers get this wrong).
-        Some(Ok(url)) => std::iter::once(url)
-            .chain(protected_resource_metadata_urls(server_url))
-            .collect(),
+        Some(Ok(url)) => {
+            urls.check(&url, "the server's resource_metadata")?;
+            std::iter::once(url)
+                .chain(protected_resource_metadata_urls(server_url))
+                .collect()
+        }
         Some(Err(e)) => {
             return Err(WireError::Discovery(format!(
                 "the server's resource_metadata is not a URL: {e}"
@@ -341,7 +455,7 @@ pub async fn discover_server(
             redacted_url(server_url)
         ))
     })?;
-    let authorization_server = fetch_authorization_server_metadata(http, issuer).await?;
+    let authorization_server = fetch_authorization_server_metadata_with(http, issuer, urls).await?;
     let challenge_scopes = match challenge.scope.as_deref() {
         Some(scope) => super::token::split_scopes(scope),
         None => prm.scopes_supported.clone(),

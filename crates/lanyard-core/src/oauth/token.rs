@@ -405,6 +405,19 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
+/// The shortest lifetime a token is taken to have, whatever `expires_in` says: `0` (or `1`) would
+/// otherwise make the schedule mint again at once, in a loop.
+pub const MIN_TOKEN_LIFETIME_SECS: u64 = 30;
+
+/// The longest lifetime a token is taken to have (a year): a hostile `expires_in` near `u64::MAX`
+/// must not wrap `now + expires_in` or keep a token forever.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
+
+/// `expires_in` held between [`MIN_TOKEN_LIFETIME_SECS`] and [`MAX_TOKEN_LIFETIME_SECS`].
+pub fn clamp_lifetime(expires_in: u64) -> u64 {
+    expires_in.clamp(MIN_TOKEN_LIFETIME_SECS, MAX_TOKEN_LIFETIME_SECS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,9 +113,15 @@ pub struct ServerPolicy {
     pub display_name: String,
     /// The MCP endpoint URL (HTTPS).
     pub url: String,
-    /// The authorization server's issuer; discovered from the server when absent.
+    /// The authorization server's issuer; discovered from the server when absent. Required (or
+    /// `allowed_authorization_servers`) when Lanyard authenticates there with a secret or a key.
     #[serde(default)]
     pub authorization_server: Option<String>,
+    /// Issuers that discovery may find for this server, when `authorization_server` is absent.
+    /// Without this list the first issuer discovered is pinned, and a different one later is an
+    /// error an administrator must accept here.
+    #[serde(default)]
+    pub allowed_authorization_servers: Vec<String>,
     /// The RFC 9728 resource identifier; discovered (or the URL) when absent.
     #[serde(default)]
     pub resource: Option<String>,
@@ -124,9 +130,14 @@ pub struct ServerPolicy {
     /// How Lanyard authenticates at the server's authorization server.
     #[serde(default)]
     pub client_auth: ClientAuthPolicy,
-    /// Scopes to request.
+    /// Scopes to request. Also the ceiling: a client (or a server's 403 `insufficient_scope`) may
+    /// ask for more only among `allowed_extra_scopes`.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Scopes beyond `scopes` that a client may ask for, one request at a time (after a 403
+    /// `insufficient_scope`). Empty: `scopes` is the ceiling.
+    #[serde(default)]
+    pub allowed_extra_scopes: Vec<String>,
     /// How the token is obtained.
     #[serde(default)]
     pub mode: ServerMode,

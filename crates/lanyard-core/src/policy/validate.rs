@@ -499,6 +499,32 @@ pub fn check_semantics(policy: &Policy, files: FileChecks) -> Vec<(String, Strin
                 err(at("authorization_server"), m);
             }
         }
+        for (j, issuer) in server.allowed_authorization_servers.iter().enumerate() {
+            if let Err(m) = check_url(issuer) {
+                err(at(&format!("allowed_authorization_servers[{j}]")), m);
+            }
+        }
+        if server.client_auth != ClientAuthPolicy::None
+            && server.authorization_server.is_none()
+            && server.allowed_authorization_servers.is_empty()
+        {
+            // Otherwise the MCP server would choose where Lanyard sends the secret or assertion.
+            err(
+                at("authorization_server"),
+                "a server Lanyard authenticates to with a secret or a key needs \
+                 `authorization_server` (or `allowed_authorization_servers`): the MCP server must \
+                 not choose where the credential is sent"
+                    .into(),
+            );
+        }
+        for (j, scope) in server.allowed_extra_scopes.iter().enumerate() {
+            if scope.is_empty() || scope.contains(char::is_whitespace) {
+                err(
+                    at(&format!("allowed_extra_scopes[{j}]")),
+                    format!("\"{scope}\" is not a scope (one token, no spaces)"),
+                );
+            }
+        }
         if let Some(resource) = &server.resource {
             if let Err(e) = Url::parse(resource) {
                 err(at("resource"), format!("\"{resource}\" is not a URL ({e})"));

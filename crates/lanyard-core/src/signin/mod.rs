@@ -682,7 +682,9 @@ pub async fn sign_in_with_saml(
             subject: assertion.subject,
             email: assertion.email,
             issued_at: now,
-            expires_at: now + response.expires_in.unwrap_or(SAML_SESSION_DEFAULT_SECS),
+            expires_at: now.saturating_add(token::clamp_lifetime(
+                response.expires_in.unwrap_or(SAML_SESSION_DEFAULT_SECS),
+            )),
             auth_time: Some(now),
         },
         refresh_token: response.refresh_token,
