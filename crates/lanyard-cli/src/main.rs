@@ -237,7 +237,13 @@ fn run(cli: Cli) -> u8 {
         Command::Policy(command) => policy_cmd::run(&command, &sources()),
         Command::Diagnose { output } => diagnose::run(&output, &sources(), cli.no_keychain),
         Command::Agent => {
-            init_logging("info");
+            // The policy's `settings.log_level` (read once here; a change applies at the next
+            // start, as its spec says); `LANYARD_LOG` still wins.
+            let level = sources()
+                .load_with(lanyard_core::policy::FileChecks::Skip)
+                .map(|snapshot| snapshot.policy.settings.log_level)
+                .unwrap_or_default();
+            init_logging(level.filter());
             endpoint().map_or_else(|c| c, |e| agent::run(sources(), cli.no_keychain, e))
         }
         Command::Proxy { server } => {

@@ -333,3 +333,18 @@ fn a_symlinked_config_is_edited_where_it_points() {
     assert!(read(&real).contains("\"lanyard-docs\""));
     assert_eq!(backups(&real).len(), 1);
 }
+
+/// `settings.ai_clients` decides what `clients install all` wires: here Cursor only, so neither
+/// Claude Desktop's nor VS Code's file is created.
+#[test]
+fn install_all_wires_only_the_clients_the_policy_names() {
+    let home = TempHome::new("ai-clients");
+    let mut policy: serde_json::Value = serde_json::from_str(POLICY).expect("policy");
+    policy["settings"]["ai_clients"] = serde_json::json!(["cursor"]);
+    std::fs::write(home.0.join("policy.json"), policy.to_string()).expect("policy");
+    let out = home.lanyard(&["clients", "install", "all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(home.cursor().exists(), "Cursor is wired");
+    assert!(!home.desktop().exists(), "Claude Desktop is not");
+    assert!(!home.vscode().exists(), "VS Code is not");
+}

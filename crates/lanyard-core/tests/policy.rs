@@ -454,7 +454,7 @@ fn every_validation_error_has_its_exact_message() {
         ),
         (
             with(&|d| d["settings"] = json!({"max_concurrency": -1})),
-            "p.json: settings.max_concurrency: must be at least 0",
+            "p.json: settings.max_concurrency: must be between 1 and 256",
         ),
         (
             with(&|d| d["settings"] = json!({"max_concurrency_per_host": 0})),
@@ -1000,15 +1000,57 @@ fn every_setting_has_a_lock_and_reload_spec() {
     assert_eq!(keys, specs);
 }
 
+/// The templates an administrator gets (ADMX/ADML, the macOS profile, the `.reg` example) are
+/// generated from the model and the one example policy; a key added to the model and not to the
+/// example fails here, as does a stale committed copy.
+#[test]
+fn the_deployed_templates_are_generated_from_the_model_and_the_example() {
+    use lanyard_core::policy::templates;
+    let root = repo_root().join("deploy");
+    let text = std::fs::read_to_string(root.join("linux/policy.json")).expect("linux example");
+    let example: Value = serde_json::from_str(&text).expect("json");
+    let missing: Vec<String> = templates::coverage_paths(&templates::model_key_paths())
+        .difference(&templates::coverage_paths(&templates::document_key_paths(
+            &example,
+        )))
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "deploy/linux/policy.json must set every key of the model; it lacks {missing:?}"
+    );
+    assert_fresh(
+        &root.join("windows/lanyard.admx"),
+        &templates::admx_text(),
+        "the ADMX differs from the model",
+    );
+    assert_fresh(
+        &root.join("windows/en-US/lanyard.adml"),
+        &templates::adml_text(),
+        "the ADML differs from the model",
+    );
+    assert_fresh(
+        &root.join("macos/lanyard.mobileconfig"),
+        &templates::mobileconfig_text(&example),
+        "the profile differs from deploy/linux/policy.json",
+    );
+    assert_fresh(
+        &root.join("windows/servers-example.reg"),
+        &templates::reg_text(&example),
+        "the .reg example differs from deploy/linux/policy.json",
+    );
+}
+
 #[test]
 fn the_deployed_examples_are_valid() {
     let root = repo_root().join("deploy");
     let text = std::fs::read_to_string(root.join("linux/policy.json")).expect("linux example");
     let document: Value = serde_json::from_str(&text).expect("json");
     let layers = [Layer::new("linux/policy.json", Scope::Mandatory, document)];
-    let snap = resolve(&layers, FileChecks::Skip).expect("the Linux example is valid");
-    assert_eq!(snap.policy.servers.len(), 3);
+    let example = resolve(&layers, FileChecks::Skip).expect("the Linux example is valid");
+    assert_eq!(example.policy.servers.len(), 4);
 
+    // The other two examples are generated from it, and say the same.
     let bytes = std::fs::read(root.join("macos/lanyard.mobileconfig")).expect("profile");
     let layers = layers_from_mobileconfig(&bytes, "lanyard.mobileconfig").expect("profile");
     assert_eq!(
@@ -1016,21 +1058,41 @@ fn the_deployed_examples_are_valid() {
         [Scope::Mandatory, Scope::Recommended]
     );
     let snap = resolve(&layers, FileChecks::Skip).expect("the macOS profile is valid");
-    assert_eq!(snap.policy.servers.len(), 1);
+    assert_eq!(snap.policy, example.policy);
     assert!(snap.origins["settings.max_concurrency"].locked);
-    assert!(!snap.origins["settings.ai_clients"].locked);
+    assert!(!snap.origins["settings.log_level"].locked);
 
     let reg = std::fs::read_to_string(root.join("windows/servers-example.reg")).expect("reg");
     let tree = parse_reg_file(&reg, r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Lanyard");
     let snap = resolve(&layers_from_trees(Some(&tree), None), FileChecks::Skip)
         .expect("the .reg example is valid");
-    assert_eq!(snap.policy.servers.len(), 2);
-    assert_eq!(snap.policy.settings.max_concurrency, 16);
+    // The registry has no order: its servers come sorted by id.
+    let mut by_id = example.policy.clone();
+    by_id.servers.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(snap.policy, by_id);
 
     check_admx(
         &std::fs::read_to_string(root.join("windows/lanyard.admx")).expect("admx"),
         &std::fs::read_to_string(root.join("windows/en-US/lanyard.adml")).expect("adml"),
     );
+}
+
+/// A `.reg` string's data: the quotes off, `\\"` and `\\\\` unescaped.
+fn reg_unescape(quoted: &str) -> String {
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(quoted);
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.extend(chars.next());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A `.reg` file (strings, dwords) as a registry tree below `base`.
@@ -1052,7 +1114,7 @@ fn parse_reg_file(text: &str, base: &str) -> RegistryKey {
             let name = name.trim_matches('"').to_owned();
             let value = match value.strip_prefix("dword:") {
                 Some(hex) => RegistryValue::Dword(u32::from_str_radix(hex, 16).expect("dword")),
-                None => RegistryValue::String(value.trim_matches('"').to_owned()),
+                None => RegistryValue::String(reg_unescape(value)),
             };
             let mut key = &mut tree;
             for part in &current {
@@ -1067,10 +1129,23 @@ fn parse_reg_file(text: &str, base: &str) -> RegistryKey {
 /// Every ADMX value lands on a policy key the model knows; every string and presentation the
 /// ADMX refers to is in the ADML.
 fn check_admx(admx: &str, adml: &str) {
-    let schema = schema::json_schema();
+    let keys = lanyard_core::policy::templates::model_key_paths();
     let attr = |tag: &str, name: &str| -> Option<String> {
         let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
         Some(tag[start..start + tag[start..].find('"')?].to_owned())
+    };
+    // `Software\Policies\Lanyard\idp\client_auth` + `method` → `idp.client_auth.method`.
+    let dotted = |key: &str, name: &str| -> String {
+        let section = key
+            .strip_prefix(r"Software\Policies\Lanyard")
+            .expect("under the policy key")
+            .trim_start_matches('\\')
+            .replace('\\', ".");
+        if section.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{section}.{name}")
+        }
     };
     let mut checked = 0;
     let mut policy_key = String::new();
@@ -1078,41 +1153,20 @@ fn check_admx(admx: &str, adml: &str) {
         if tag.starts_with("policy ") {
             policy_key = attr(tag, "key").expect("policy key");
         }
-        let Some(value_name) = attr(tag, "valueName") else {
-            continue;
-        };
-        let key = attr(tag, "key").unwrap_or_else(|| policy_key.clone());
-        let section = key
-            .strip_prefix(r"Software\Policies\Lanyard")
-            .expect("under the policy key")
-            .trim_start_matches('\\');
-        let pointer = match section {
-            "idp" => "/$defs/IdpPolicy/properties",
-            "settings" => "/$defs/Settings/properties",
-            "" => "/properties",
-            other => panic!("unexpected ADMX key {other}"),
-        };
-        assert!(
-            schema.pointer(&format!("{pointer}/{value_name}")).is_some(),
-            "ADMX value {section}\\{value_name} is not a policy key"
-        );
-        checked += 1;
-    }
-    for tag in admx.split('<').skip(1) {
-        if let Some(list_key) = attr(tag, "key").filter(|_| tag.starts_with("list ")) {
-            let (section, name) = list_key
-                .strip_prefix(r"Software\Policies\Lanyard\")
-                .and_then(|k| k.split_once('\\'))
-                .expect("list key");
-            let pointer = if section == "idp" {
-                "IdpPolicy"
-            } else {
-                "Settings"
-            };
-            assert_eq!(
-                schema.pointer(&format!("/$defs/{pointer}/properties/{name}/type")),
-                Some(&json!("array")),
-                "{list_key}"
+        if let Some(value_name) = attr(tag, "valueName") {
+            let key = attr(tag, "key").unwrap_or_else(|| policy_key.clone());
+            let path = dotted(&key, &value_name);
+            assert!(
+                keys.contains(&path),
+                "ADMX value {path} is not a policy key"
+            );
+            checked += 1;
+        } else if let Some(list_key) = attr(tag, "key").filter(|_| tag.starts_with("list ")) {
+            let (parent, name) = list_key.rsplit_once('\\').expect("list key");
+            let path = dotted(parent, name);
+            assert!(
+                path == "servers" || keys.contains(&path),
+                "ADMX list {path} is not a policy key"
             );
             checked += 1;
         }

@@ -112,7 +112,14 @@ pub fn run(command: &ClientsCommand, policy_sources: &PolicySources) -> u8 {
             if servers.is_empty() {
                 eprintln!("lanyard: the policy lists no servers; only stale Lanyard entries will be removed.");
             }
-            each_client(client, config.as_deref(), &locations, |c, path| {
+            // `all` means the clients the policy names in `settings.ai_clients`, when it does.
+            let chosen: Vec<Client> = policy
+                .settings
+                .ai_clients
+                .iter()
+                .map(|c| Client::from_policy(*c))
+                .collect();
+            each_client_of(client, &chosen, config.as_deref(), &locations, |c, path| {
                 apply(
                     c,
                     path,
@@ -207,6 +214,17 @@ fn each_client(
     name: &str,
     config: Option<&Path>,
     locations: &Locations,
+    job: impl FnMut(Client, &Path) -> Result<(), String>,
+) -> u8 {
+    each_client_of(name, &[], config, locations, job)
+}
+
+/// [`each_client`], where `all` means `chosen` unless that is empty.
+fn each_client_of(
+    name: &str,
+    chosen: &[Client],
+    config: Option<&Path>,
+    locations: &Locations,
     mut job: impl FnMut(Client, &Path) -> Result<(), String>,
 ) -> u8 {
     let clients: Vec<Client> = if name == "all" {
@@ -214,7 +232,11 @@ fn each_client(
             eprintln!("lanyard: --config names one file, so it needs one client, not \"all\"");
             return FAILURE;
         }
-        Client::ALL.to_vec()
+        if chosen.is_empty() {
+            Client::ALL.to_vec()
+        } else {
+            chosen.to_vec()
+        }
     } else {
         match name.parse::<Client>() {
             Ok(client) => vec![client],

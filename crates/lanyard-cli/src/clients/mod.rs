@@ -42,6 +42,19 @@ pub enum Client {
     Cursor,
 }
 
+impl Client {
+    /// The client a policy's `settings.ai_clients` entry names.
+    pub fn from_policy(client: lanyard_core::policy::AiClient) -> Self {
+        use lanyard_core::policy::AiClient;
+        match client {
+            AiClient::ClaudeCode => Self::ClaudeCode,
+            AiClient::ClaudeDesktop => Self::ClaudeDesktop,
+            AiClient::Cursor => Self::Cursor,
+            AiClient::Vscode => Self::VsCode,
+        }
+    }
+}
+
 /// Where the per-user config locations are rooted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Locations {

@@ -12,6 +12,7 @@ pub mod merge;
 mod model;
 pub mod schema;
 pub mod sources;
+pub mod templates;
 pub mod validate;
 pub mod watch;
 

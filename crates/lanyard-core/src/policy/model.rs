@@ -108,6 +108,7 @@ pub enum ServerMode {
 #[serde(deny_unknown_fields)]
 pub struct ServerPolicy {
     /// A stable identifier: letters, digits, `-`, `_` or `.`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]+$"))]
     pub id: String,
     /// The name users see.
     pub display_name: String,
@@ -208,11 +209,24 @@ fn default_alg_name() -> &'static str {
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     Error,
-    #[default]
     Warn,
+    #[default]
     Info,
     Debug,
     Trace,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn filter(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
 }
 
 /// An AI client whose MCP configuration Lanyard may wire up automatically.
@@ -225,8 +239,6 @@ pub enum AiClient {
     ClaudeDesktop,
     Cursor,
     Vscode,
-    Windsurf,
-    Codex,
 }
 
 /// How the app behaves. Every key has a safe default.
@@ -234,40 +246,46 @@ pub enum AiClient {
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Refresh a token when this fraction of its lifetime has passed (0.5–0.9).
+    #[schemars(range(min = 0.5, max = 0.9))]
     pub refresh_at_fraction: f64,
     /// Refresh at least this many seconds before a token expires.
     pub min_refresh_lead_secs: u64,
     /// How many requests to a host that many grants share run at once (1–256): token exchanges at
     /// the identity provider, discoveries and client-credentials grants. As many again may be
     /// under way at servers' own authorization servers, each asked as soon as its ID-JAG is in hand.
+    #[schemars(range(min = 1, max = 256))]
     pub max_concurrency: usize,
     /// How many scheduled grants (refreshes, retries) run at once against one host: the identity
     /// provider or one authorization server (1–256). A sign-in, a client's request or "refresh
     /// now" is not held back by it, only by `max_concurrency`.
+    #[schemars(range(min = 1, max = 256))]
     pub max_concurrency_per_host: usize,
     /// How widely refreshes spread: a refresh moves earlier by a random part of up to this
     /// fraction of the token's lifetime (0–0.4), so tokens granted together drift apart.
+    #[schemars(range(min = 0.0, max = 0.4))]
     pub refresh_jitter: f64,
     /// During an outage, a retry waits about as long as the outage has lasted so far, up to this
     /// many seconds (0–3600): when the network comes back, a fleet's retries spread over about the
     /// outage's length instead of arriving at once.
+    #[schemars(range(max = 3600))]
     pub recovery_jitter_secs: u64,
     /// Servers whose token is minted only when a client first asks for it, not at sign-in (ids,
     /// or `*` for all); once minted it is kept fresh as usual.
     pub on_demand_servers: Vec<String>,
-    /// Where "contact IT" points (HTTPS).
+    /// Where "contact IT" points: an https or mailto URL.
     pub support_url: Option<String>,
     /// An explicit HTTPS proxy URL (GUI apps do not inherit `HTTPS_PROXY`).
     pub proxy: Option<String>,
     /// Extra PEM CA bundles trusted on top of the OS trust store.
     pub extra_ca_files: Vec<PathBuf>,
-    /// Log verbosity.
+    /// The agent's log verbosity (`LANYARD_LOG`, when set, wins).
     pub log_level: LogLevel,
-    /// Start Lanyard when the user logs in.
+    /// Start the tray when the user logs in (the tray starts the agent if none runs). The agent's
+    /// own login item (systemd user unit, LaunchAgent, Run key) belongs to the installer.
     pub autostart: bool,
     /// Show desktop notifications (sign-in needed, access denied).
     pub notifications: bool,
-    /// AI clients whose MCP configuration Lanyard wires up automatically.
+    /// The AI clients `lanyard clients install all` wires (empty: every client Lanyard knows).
     pub ai_clients: Vec<AiClient>,
 }
 
@@ -284,7 +302,7 @@ impl Default for Settings {
             support_url: None,
             proxy: None,
             extra_ca_files: Vec::new(),
-            log_level: LogLevel::Warn,
+            log_level: LogLevel::Info,
             autostart: true,
             notifications: true,
             ai_clients: Vec::new(),

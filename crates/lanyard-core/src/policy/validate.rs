@@ -200,18 +200,19 @@ impl<'a> ShapeWalker<'a> {
                 }
             }
             Value::Number(n) => {
-                if let (Some(min), Some(v)) =
-                    (schema.get("minimum").and_then(Value::as_f64), n.as_f64())
-                {
-                    if v < min {
-                        self.error(path, format!("must be at least {min}"));
-                    }
-                }
-                if let (Some(max), Some(v)) =
-                    (schema.get("maximum").and_then(Value::as_f64), n.as_f64())
-                {
-                    if v > max {
-                        self.error(path, format!("must be at most {max}"));
+                let bound = |k: &str| schema.get(k).and_then(Value::as_f64);
+                if let Some(v) = n.as_f64() {
+                    match (bound("minimum"), bound("maximum")) {
+                        (Some(min), Some(max)) if v < min || v > max => {
+                            self.error(path, format!("must be between {min} and {max}"));
+                        }
+                        (Some(min), None) if v < min => {
+                            self.error(path, format!("must be at least {min}"));
+                        }
+                        (None, Some(max)) if v > max => {
+                            self.error(path, format!("must be at most {max}"));
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -549,37 +550,8 @@ pub fn check_semantics(policy: &Policy, files: FileChecks) -> Vec<(String, Strin
         }
         check_auth(&server.client_auth, &at("client_auth"), &mut err);
     }
+    // The settings' ranges are in the schema (see the model), checked with the types.
     let s = &policy.settings;
-    if !(0.5..=0.9).contains(&s.refresh_at_fraction) {
-        err(
-            "settings.refresh_at_fraction".into(),
-            "must be between 0.5 and 0.9".into(),
-        );
-    }
-    if s.max_concurrency == 0 || s.max_concurrency > 256 {
-        err(
-            "settings.max_concurrency".into(),
-            "must be between 1 and 256".into(),
-        );
-    }
-    if s.max_concurrency_per_host == 0 || s.max_concurrency_per_host > 256 {
-        err(
-            "settings.max_concurrency_per_host".into(),
-            "must be between 1 and 256".into(),
-        );
-    }
-    if !(0.0..=0.4).contains(&s.refresh_jitter) {
-        err(
-            "settings.refresh_jitter".into(),
-            "must be between 0 and 0.4".into(),
-        );
-    }
-    if s.recovery_jitter_secs > 3600 {
-        err(
-            "settings.recovery_jitter_secs".into(),
-            "must be between 0 and 3600".into(),
-        );
-    }
     for (i, id) in s.on_demand_servers.iter().enumerate() {
         if id != "*" && policy.server(id).is_none() {
             err(

@@ -4,7 +4,8 @@
 //!
 //! Value and subkey names are the policy's JSON keys (matched case-insensitively, as the registry
 //! does). Sections (`idp`, `settings`, `client_auth`) are subkeys; a list of servers is a subkey
-//! holding one subkey per server (its name is the server id unless an `id` value says otherwise);
+//! holding one subkey per server, or one string value per server whose data is the server's JSON
+//! object (the ADMX list shape; either way the name is the server id unless an `id` says otherwise);
 //! a list of strings is a `REG_MULTI_SZ` value or a subkey of values named `1`, `2`, …. Booleans are
 //! `REG_DWORD` 0/1 and fractions are `REG_SZ`. The mapping is directed by the JSON Schema and pure,
 //! so it is tested on every OS with an in-memory tree; only reading the live registry is Windows-only.
@@ -46,12 +47,6 @@ impl RegistryKey {
     pub fn subkey(mut self, name: &str, key: RegistryKey) -> Self {
         self.subkeys.insert(name.to_owned(), key);
         self
-    }
-
-    fn find_value(&self, name: &str) -> Option<(&String, &RegistryValue)> {
-        self.values
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
     }
 }
 
@@ -173,15 +168,31 @@ impl<'a> Mapper<'a> {
             if self.types(items).iter().any(|t| t == "object") || !self.properties(items).is_empty()
             {
                 let has_id = self.properties(items).contains_key("id");
-                let mut entries: Vec<(&String, &RegistryKey)> = key.subkeys.iter().collect();
+                // Entries are subkeys (a `.reg` import), or string values holding the entry's
+                // JSON object (the ADMX list Group Policy and Intune rewrite whole, so a removed
+                // line is a removed entry); either way the name is the id unless one is given.
+                let mut entries: Vec<(&String, Value)> = key
+                    .subkeys
+                    .iter()
+                    .map(|(name, sub)| (name, self.key(sub, items)))
+                    .chain(key.values.iter().map(|(name, value)| {
+                        let entry = match value {
+                            RegistryValue::String(text) => serde_json::from_str::<Value>(text)
+                                .ok()
+                                .filter(Value::is_object)
+                                .unwrap_or_else(|| Value::String(text.clone())),
+                            other => self.value(other, None),
+                        };
+                        (name, entry)
+                    }))
+                    .collect();
                 entries.sort_by(|a, b| natural(a.0, b.0));
                 return Value::Array(
                     entries
                         .into_iter()
-                        .map(|(name, sub)| {
-                            let mut v = self.key(sub, items);
-                            if has_id && sub.find_value("id").is_none() {
-                                if let Value::Object(m) = &mut v {
+                        .map(|(name, mut v)| {
+                            if let Value::Object(m) = &mut v {
+                                if has_id && !m.contains_key("id") {
                                     m.insert("id".into(), Value::String(name.clone()));
                                 }
                             }
