@@ -367,3 +367,9 @@ pub fn ec_client_key() -> (std::path::PathBuf, String) {
         .expect("pem");
     (temp_file("ec.pem", &private), public)
 }
+
+/// Whether `store` holds nothing but issuer pins (which are not secret and outlive a session on
+/// purpose: `engine::grant::issuer_pin_key`).
+pub fn holds_no_secret(store: &lanyard_core::store::MemoryStore) -> bool {
+    store.keys().iter().all(|k| k.starts_with("issuer-pin:"))
+}

@@ -221,3 +221,77 @@ pub enum ServerState {
         attempts: u32,
     },
 }
+
+// ---- the actor's status -------------------------------------------------------------------
+
+use super::slots::IdpPhase;
+
+impl super::Actor {
+    pub(super) fn build_status(&self) -> Status {
+        let idp = match &self.idp.phase {
+            IdpPhase::SignedOut => IdpStatus::SignedOut,
+            IdpPhase::Restoring => IdpStatus::Restoring,
+            IdpPhase::SigningIn {
+                user_code,
+                verification_uri,
+            } => IdpStatus::SigningIn {
+                user_code: user_code.clone(),
+                verification_uri: verification_uri.clone(),
+            },
+            IdpPhase::SignedIn => match &self.idp.tokens {
+                Some(t) => IdpStatus::SignedIn {
+                    subject: t.info.subject.clone(),
+                    email: t.info.email.clone(),
+                    id_token_expires_at: t.info.expires_at,
+                    refresh_error: self.idp.refresh_error.clone(),
+                },
+                None => IdpStatus::NeedsSignIn {
+                    reason: "the session is being renewed".into(),
+                },
+            },
+            IdpPhase::NeedsSignIn(reason) => IdpStatus::NeedsSignIn {
+                reason: reason.clone(),
+            },
+        };
+        let servers = self
+            .servers
+            .values()
+            .map(|slot| ServerStatus {
+                id: slot.policy.id.clone(),
+                display_name: slot.policy.display_name.clone(),
+                url: slot.policy.url.clone(),
+                mode: slot.policy.mode,
+                state: slot.state.clone(),
+                last_refresh: slot.last_refresh,
+                authorization_server: slot
+                    .target
+                    .as_ref()
+                    .map(|t| t.authorization_server.issuer.clone()),
+                last_used: slot.last_used.clone(),
+            })
+            .collect();
+        Status {
+            idp,
+            servers,
+            keychain: self.keychain.clone(),
+            policy: self.policy_status.clone(),
+            organization: OrganizationSettings::from(&self.config.policy.settings),
+            updated_at: self.now(),
+        }
+    }
+
+    pub(super) fn publish(&mut self) {
+        let status = self.build_status();
+        self.status_tx.send_if_modified(|current| {
+            let changed = current.idp != status.idp
+                || current.servers != status.servers
+                || current.keychain != status.keychain
+                || current.policy != status.policy
+                || current.organization != status.organization;
+            if changed {
+                *current = status;
+            }
+            changed
+        });
+    }
+}

@@ -1,0 +1,199 @@
+//! The actor's commands from its hosts: sign-in and sign-out, "refresh now", policy changes,
+//! and the token requests of clients with their waiters (answered at once from a usable token,
+//! parked behind the grant in flight, or refused with what to do). Part of the one actor: every
+//! method here runs on the actor's task and is a writer of its state like the rest.
+
+use super::*;
+
+impl Actor {
+    pub(super) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::SignIn { reply } => self.begin_sign_in(reply, AfterDiscovery::BrowserSignIn),
+            Command::SignInWithDeviceCode { reply } => {
+                self.begin_sign_in(reply, AfterDiscovery::DeviceSignIn)
+            }
+            Command::SignOut { reply } => {
+                self.sign_out();
+                let _ = reply.send(());
+            }
+            Command::RefreshAll { reply } => {
+                let ids: Vec<String> = self.servers.keys().cloned().collect();
+                for id in ids {
+                    self.manual_refresh(&id);
+                }
+                let _ = reply.send(());
+            }
+            Command::Refresh { server, reply } => {
+                if !self.servers.contains_key(&server) {
+                    let _ = reply.send(Err(EngineError::UnknownServer(server)));
+                    return;
+                }
+                self.manual_refresh(&server);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Token {
+                server,
+                request,
+                reply,
+            } => self.on_token_request(server, request, reply),
+            Command::RecordUse { server, requester } => {
+                let at = self.now();
+                if let Some(slot) = self.servers.get_mut(&server) {
+                    slot.last_used = Some(TokenUse { at, requester });
+                }
+            }
+            Command::ApplyPolicy { policy, reply } => {
+                self.apply_policy(*policy);
+                self.release_held_back();
+                let _ = reply.send(());
+            }
+            Command::RejectPolicy { errors, reply } => {
+                self.reject_policy(errors);
+                let _ = reply.send(());
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    pub(super) fn begin_sign_in(
+        &mut self,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+        how: AfterDiscovery,
+    ) {
+        if let PolicyStatus::Misconfigured { errors } = &self.policy_status {
+            let _ = reply.send(Err(EngineError::Misconfigured(errors.join("; "))));
+            return;
+        }
+        if self.config.policy.idp.is_none() {
+            let _ = reply.send(Err(EngineError::Misconfigured(
+                "the policy names no identity provider".into(),
+            )));
+            return;
+        }
+        self.idp.sign_in_waiters.push(reply);
+        if matches!(self.idp.phase, IdpPhase::SigningIn { .. }) {
+            return; // single-flight: the browser is already open once
+        }
+        self.idp.phase = IdpPhase::SigningIn {
+            user_code: None,
+            verification_uri: None,
+        };
+        self.with_idp_client(how);
+    }
+
+    pub(super) fn manual_refresh(&mut self, id: &str) {
+        let Some(slot) = self.servers.get_mut(id) else {
+            return;
+        };
+        if slot.policy.mode == ServerMode::EnterpriseManaged
+            && !matches!(self.idp.phase, IdpPhase::SignedIn)
+        {
+            return;
+        }
+        if matches!(slot.state, ServerState::StepUpRequired { .. }) {
+            return; // needs a sign-in, not a retry
+        }
+        slot.attempts = 0;
+        slot.retried_after_refresh = false;
+        slot.scheduled = false;
+        self.start_grant(id);
+    }
+
+    pub(super) fn on_token_request(
+        &mut self,
+        id: String,
+        request: TokenRequest,
+        reply: oneshot::Sender<Result<AccessToken, EngineError>>,
+    ) {
+        let now = self.now();
+        let signed_in = matches!(self.idp.phase, IdpPhase::SignedIn);
+        let restoring = matches!(self.idp.phase, IdpPhase::Restoring);
+        let retry = self.retry_rule();
+        let Some(slot) = self.servers.get_mut(&id) else {
+            let _ = reply.send(Err(EngineError::UnknownServer(id)));
+            return;
+        };
+        let beyond = slot.beyond_ceiling(&request.extra_scopes);
+        if !beyond.is_empty() {
+            warn!(server = %id, scopes = %beyond.join(" "), "a client asked for scopes beyond the policy's ceiling: refused");
+            let _ = reply.send(Err(EngineError::ScopeNotAllowed { scopes: beyond }));
+            return;
+        }
+        let lacks_scope = request
+            .extra_scopes
+            .iter()
+            .any(|s| !slot.token.as_ref().is_some_and(|t| t.scopes.contains(s)));
+        if lacks_scope && !request.force_refresh {
+            if let Some(token) =
+                slot.usable_token_with(&request.extra_scopes, now, request.min_ttl.as_secs())
+            {
+                let _ = reply.send(Ok(token));
+                return;
+            }
+        }
+        let mut scopes_added = false;
+        for scope in &request.extra_scopes {
+            if !slot.extra_scopes.contains(scope) {
+                slot.extra_scopes.push(scope.clone());
+                scopes_added = true;
+            }
+        }
+        let minted_recently = slot
+            .last_refresh
+            .is_some_and(|at| now.saturating_sub(at) < FORCE_REFRESH_REUSE_SECS);
+        let may_reuse = !lacks_scope && (!request.force_refresh || minted_recently);
+        if may_reuse {
+            if let Some(token) = slot.usable_token(now, request.min_ttl.as_secs()) {
+                let _ = reply.send(Ok(token));
+                return;
+            }
+        }
+        match &slot.state {
+            ServerState::Denied { code, description } => {
+                let _ = reply.send(Err(EngineError::Denied {
+                    code: code.clone(),
+                    description: description.clone(),
+                }));
+                return;
+            }
+            ServerState::StepUpRequired { .. } => {
+                let _ = reply.send(Err(EngineError::StepUpRequired));
+                return;
+            }
+            ServerState::Failing {
+                error, retry_at, ..
+            } if *retry_at > now
+                && !slot.in_flight
+                && !slot
+                    .failed_at
+                    .is_some_and(|at| retry.client_may_retry(now, at)) =>
+            {
+                let _ = reply.send(Err(EngineError::Unavailable {
+                    error: error.clone(),
+                    retry_at: *retry_at,
+                }));
+                return;
+            }
+            _ => {}
+        }
+        if slot.policy.mode == ServerMode::EnterpriseManaged && restoring {
+            // Answered once the saved session is resumed (or found missing).
+            slot.waiters.push(reply);
+            return;
+        }
+        if slot.policy.mode == ServerMode::EnterpriseManaged && !signed_in {
+            let _ = reply.send(Err(EngineError::NotSignedIn));
+            return;
+        }
+        slot.waiters.push(reply);
+        if !slot.in_flight {
+            slot.scheduled = false;
+            self.start_grant(&id);
+        } else if scopes_added && !slot.awaiting_idp {
+            // The grant in flight asks for fewer scopes than this caller needs.
+            slot.regrant = true;
+        }
+        // A held-back refresh someone now waits for goes at once.
+        self.release_held_back();
+    }
+}

@@ -1,0 +1,182 @@
+//! The actor's state, one slot per concern: the IdP session ([`IdpSlot`]) and each server
+//! ([`ServerSlot`]: its token, the token minted with extra scopes, the grant in flight and its
+//! waiters). Plain data with the small queries on it; only the actor writes it.
+
+use super::*;
+
+#[derive(Default)]
+pub(super) struct IdpSlot {
+    pub(super) phase: IdpPhase,
+    pub(super) client: Option<Arc<IdpClient>>,
+    pub(super) discovering: bool,
+    pub(super) tokens: Option<IdpTokens>,
+    pub(super) refresh_token: Option<Secret>,
+    pub(super) refresh_in_flight: bool,
+    pub(super) refresh_attempts: u32,
+    pub(super) refresh_retry_at: u64,
+    pub(super) refresh_due_at: u64,
+    pub(super) refresh_error: Option<String>,
+    /// When to write the refresh token in memory to the keychain again, after the keychain
+    /// refused it (locked, unavailable): the session then survives a restart once it is back.
+    pub(super) keychain_retry_at: Option<u64>,
+    /// Keychain writes refused in a row.
+    pub(super) keychain_failures: u32,
+    pub(super) generation: u64,
+    /// Counts changes of the session's subject token (a new ID token, a rotated refresh token):
+    /// a grant refused with a subject that has since been replaced simply goes again.
+    pub(super) subject_generation: u64,
+    pub(super) sign_in_waiters: Vec<oneshot::Sender<Result<(), EngineError>>>,
+    /// What to do once the IdP client is discovered.
+    pub(super) after_discovery: Vec<AfterDiscovery>,
+}
+
+#[derive(Default, Clone, PartialEq, Eq)]
+pub(super) enum IdpPhase {
+    #[default]
+    SignedOut,
+    Restoring,
+    SigningIn {
+        user_code: Option<String>,
+        verification_uri: Option<String>,
+    },
+    SignedIn,
+    NeedsSignIn(String),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum AfterDiscovery {
+    BrowserSignIn,
+    DeviceSignIn,
+    Restore,
+}
+
+pub(super) struct CurrentToken {
+    pub(super) access_token: Secret,
+    pub(super) issued_at: u64,
+    pub(super) expires_at: u64,
+    pub(super) scopes: Vec<String>,
+}
+
+pub(super) struct ServerSlot {
+    pub(super) policy: ServerPolicy,
+    pub(super) state: ServerState,
+    pub(super) token: Option<CurrentToken>,
+    /// A token minted with extra scopes for the callers who asked for them; never handed to a
+    /// caller who did not, never refreshed by the schedule.
+    pub(super) scoped_token: Option<CurrentToken>,
+    pub(super) due_at: Option<u64>,
+    pub(super) in_flight: bool,
+    /// Waiting for a fresh ID token before granting.
+    pub(super) awaiting_idp: bool,
+    /// The one retry after an IdP refresh that `SubjectRejected` allows.
+    pub(super) retried_after_refresh: bool,
+    /// The IdP's `subject_generation` when the grant in flight started.
+    pub(super) subject_generation: u64,
+    pub(super) generation: u64,
+    pub(super) attempts: u32,
+    /// The grant under way was started by the schedule (a refresh or a retry), not by someone
+    /// waiting: it is held to `max_concurrency_per_host`.
+    pub(super) scheduled: bool,
+    /// When the last attempt failed (a client may try again sooner than the schedule; see
+    /// [`RetryRule::client_may_retry`]).
+    pub(super) failed_at: Option<u64>,
+    pub(super) waiters: Vec<oneshot::Sender<Result<AccessToken, EngineError>>>,
+    pub(super) target: Option<Arc<Target>>,
+    pub(super) client: Option<crate::oauth::Client>,
+    pub(super) resolving_client: bool,
+    pub(super) last_refresh: Option<u64>,
+    /// Scopes callers asked for on top of the target's (see [`TokenRequest::extra_scopes`]).
+    pub(super) extra_scopes: Vec<String>,
+    /// The grant in flight asked for `extra_scopes`.
+    pub(super) granting_extra: bool,
+    /// Scopes were added while a grant was in flight: mint again before answering.
+    pub(super) regrant: bool,
+    pub(super) last_used: Option<TokenUse>,
+}
+
+impl ServerSlot {
+    pub(super) fn new(policy: ServerPolicy) -> Self {
+        Self {
+            policy,
+            state: ServerState::NotSignedIn,
+            token: None,
+            scoped_token: None,
+            due_at: None,
+            in_flight: false,
+            awaiting_idp: false,
+            retried_after_refresh: false,
+            subject_generation: 0,
+            generation: 0,
+            attempts: 0,
+            scheduled: false,
+            failed_at: None,
+            waiters: Vec::new(),
+            target: None,
+            client: None,
+            resolving_client: false,
+            last_refresh: None,
+            extra_scopes: Vec::new(),
+            granting_extra: false,
+            regrant: false,
+            last_used: None,
+        }
+    }
+
+    pub(super) fn usable_token(&self, now: u64, min_ttl: u64) -> Option<AccessToken> {
+        Self::usable(self.token.as_ref()?, now, min_ttl)
+    }
+
+    /// The token (the server's own, else the one minted with extra scopes) that holds every scope
+    /// of `wanted` and stays valid `min_ttl`.
+    pub(super) fn usable_token_with(
+        &self,
+        wanted: &[String],
+        now: u64,
+        min_ttl: u64,
+    ) -> Option<AccessToken> {
+        [self.token.as_ref(), self.scoped_token.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter(|t| wanted.iter().all(|s| t.scopes.contains(s)))
+            .find_map(|t| Self::usable(t, now, min_ttl))
+    }
+
+    /// Scopes of `wanted` beyond the policy's ceiling: its `scopes`, its `allowed_extra_scopes`,
+    /// and what discovery or the authorization server settled on for the server's own token.
+    pub(super) fn beyond_ceiling(&self, wanted: &[String]) -> Vec<String> {
+        let within = |s: &String| {
+            self.policy.scopes.contains(s)
+                || self.policy.allowed_extra_scopes.contains(s)
+                || self.target.as_ref().is_some_and(|t| t.scopes.contains(s))
+                || self.token.as_ref().is_some_and(|t| t.scopes.contains(s))
+        };
+        wanted.iter().filter(|s| !within(s)).cloned().collect()
+    }
+
+    pub(super) fn usable(t: &CurrentToken, now: u64, min_ttl: u64) -> Option<AccessToken> {
+        // A caller cannot get more than the server issues: asking for (nearly) a fresh token's
+        // whole life would otherwise mint anew on every call. Capped at 90 % of it, a fresh token
+        // serves such callers for a tenth of its lifetime.
+        let lifetime = t.expires_at.saturating_sub(t.issued_at);
+        let min_ttl = min_ttl.min(lifetime - lifetime / 10);
+        (t.expires_at > now.saturating_add(min_ttl)).then(|| AccessToken {
+            access_token: t.access_token.clone(),
+            expires_at: t.expires_at,
+            scopes: t.scopes.clone(),
+        })
+    }
+
+    pub(super) fn answer_waiters(&mut self, answer: Result<AccessToken, EngineError>) {
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(answer.clone());
+        }
+    }
+}
+
+/// A scheduled grant waiting for its hosts to have room (see [`HostLoad`]).
+pub(super) struct HeldBack {
+    pub(super) server: String,
+    pub(super) generation: u64,
+    pub(super) inputs: GrantInputs,
+    pub(super) hosts: Vec<String>,
+}
