@@ -34,6 +34,7 @@ impl PolicyDir {
             mandatory_dir: dir.join("policy.d"),
             user_file: None,
             trusted_owner: None,
+            ancestors_from: Some(dir.clone()),
         };
         Self { dir, paths }
     }
