@@ -86,6 +86,7 @@ pub fn read_trusted_text(path: &Path, trust: &Trust) -> Result<Option<String>, A
         .transpose()
 }
 
+#[cfg(unix)]
 fn unreadable(e: impl std::fmt::Display) -> AdminFileError {
     AdminFileError::Unreadable(format!("cannot read: {e}"))
 }

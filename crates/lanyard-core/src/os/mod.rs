@@ -232,13 +232,15 @@ mod tests {
             ..admin_file()
         };
         assert!(judge_admin_security(&null_dacl)
-            .unwrap_err()
+            .expect_err("refused")
             .contains("no DACL"));
         let link = SecurityFacts {
             reparse_point: true,
             ..admin_file()
         };
-        assert!(judge_admin_security(&link).unwrap_err().contains("link"));
+        assert!(judge_admin_security(&link)
+            .expect_err("refused")
+            .contains("link"));
         let mut odd = admin_file();
         if let Some(dacl) = odd.dacl.as_mut() {
             dacl.push(AceFacts {
@@ -246,7 +248,9 @@ mod tests {
                 ..ace("", 0x2)
             });
         }
-        assert!(judge_admin_security(&odd).unwrap_err().contains("unusual"));
+        assert!(judge_admin_security(&odd)
+            .expect_err("refused")
+            .contains("unusual"));
     }
 
     #[test]
