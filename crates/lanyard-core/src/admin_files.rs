@@ -35,14 +35,6 @@ impl Trust {
     pub fn administrators() -> Self {
         Self::default()
     }
-
-    /// Administrators only, the file and every directory above it (a machine policy).
-    pub fn administrators_from_root() -> Self {
-        Self {
-            also_uid: None,
-            ancestors_from: Some(PathBuf::from(std::path::MAIN_SEPARATOR_STR)),
-        }
-    }
 }
 
 /// Why a file was not read.
