@@ -6,6 +6,8 @@
 //! row asserts the state and message the user sees, that no secret is in it, and the recovery once
 //! the fault is gone. The README's fault matrix names each test.
 
+#[cfg(unix)]
+mod kit;
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -782,4 +784,170 @@ async fn idp_metadata_change_is_rediscovered_without_ending_the_session() {
         token.access_token.expose(),
     )
     .await;
+}
+
+// ---- the environment does not choose the network -----------------------------------------------
+
+/// A TCP listener that counts and drops every connection: a "proxy" nobody should use.
+#[cfg(unix)]
+struct Trap {
+    url: String,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[cfg(unix)]
+impl Trap {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Self { url, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Every variable a proxy-aware HTTP stack would follow, pointed at `url`.
+#[cfg(unix)]
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg(unix)]
+async fn https_proxy_in_the_agents_environment_is_not_followed() {
+    let tb = testbed(one_server()).await;
+    let trap = Trap::start();
+    let dir = temp_path("proxy-env");
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).expect("mkdir");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, policy_json(&tb).to_string()).expect("policy");
+    let bins = kit::binaries();
+    // The scripted browser is not Lanyard: it is kept off the trap so only the agent is judged.
+    let mut browser = String::from("env");
+    for name in PROXY_VARIABLES {
+        browser.push_str(&format!(" -u {name}"));
+    }
+    browser.push_str(&format!(
+        " {} browse --user alice@example.com",
+        bins.testbed.display()
+    ));
+    let lanyard = |args: &[&str]| {
+        let mut command = std::process::Command::new(&bins.lanyard);
+        command
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("LANYARD_POLICY", &policy)
+            .env("LANYARD_NO_KEYCHAIN", "1")
+            .env("BROWSER", &browser)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .env_remove("LANYARD_AGENT_SOCKET")
+            .stdin(std::process::Stdio::null());
+        for name in PROXY_VARIABLES {
+            command.env(name, &trap.url);
+        }
+        command
+    };
+    let log = dir.join("agent.log");
+    let mut agent = lanyard(&["agent"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn the agent");
+    let socket = run.join("lanyard/agent.sock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while lanyard_core::ipc::BlockingClient::connect(&socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline && agent.try_wait().ok().flatten().is_none(),
+            "the agent did not answer: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut login = lanyard(&["login", "--no-start"]);
+    let login = tokio::task::spawn_blocking(move || login.output())
+        .await
+        .expect("join")
+        .expect("run lanyard login");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let agent_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        trap.connections(),
+        0,
+        "the agent went through HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; its log: {agent_log}"
+    );
+    assert_eq!(
+        login.status.code(),
+        Some(0),
+        "login: {}\nagent: {agent_log}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    assert!(tb.idp().stats().code_grants >= 1, "signed in directly");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg(unix)]
+async fn ssl_cert_file_in_the_environment_does_not_replace_the_trust_store() {
+    let ca = Ca::new("Lanyard faults: a CA named only by SSL_CERT_FILE");
+    let (tb, _certificate) = https_world(&ca, &ca.valid_leaf()).await;
+    let dir = temp_path("ssl-cert-file");
+    std::fs::create_dir_all(dir.join("run")).expect("mkdir");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, with_settings(&tb, json!({})).to_string()).expect("policy");
+    let archive = dir.join("diagnostics.zip");
+    let run = || {
+        let mut command = std::process::Command::new(&kit::binaries().lanyard);
+        command
+            .args(["diagnose", "--output"])
+            .arg(&archive)
+            .env("LANYARD_POLICY", &policy)
+            .env("XDG_RUNTIME_DIR", dir.join("run"))
+            .env("LANYARD_NO_KEYCHAIN", "1")
+            .env("SSL_CERT_FILE", &ca.file)
+            .env("SSL_CERT_DIR", dir.join("no-such-dir"));
+        let out = command.output().expect("run lanyard diagnose");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let mut zip =
+            zip::ZipArchive::new(std::fs::File::open(&archive).expect("archive")).expect("zip");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut zip.by_name("discovery.json").expect("entry"),
+            &mut text,
+        )
+        .expect("text");
+        text
+    };
+    // Only the OS's certificates (and the policy's extra_ca_files) count: the CA is not trusted.
+    let discovery = run();
+    assert!(
+        discovery.contains("TLS certificate is not trusted"),
+        "SSL_CERT_FILE was followed: {discovery}"
+    );
+    // The policy's way is the one that works.
+    std::fs::write(
+        &policy,
+        with_settings(&tb, json!({"extra_ca_files": [ca.file]})).to_string(),
+    )
+    .expect("policy");
+    let discovery = run();
+    assert!(!discovery.contains("not trusted"), "{discovery}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -906,6 +906,47 @@ fn windows_lanyard_exe_end_to_end_under_wine() {
         Ok(())
     });
 
+    steps.run(
+        "a %ProgramData%\\Lanyard\\policy.json a user owns is ignored by name (GetSecurityInfo)",
+        || {
+            // Wine derives a file's security descriptor from its Unix owner and mode: everything
+            // in the prefix belongs to the user's SID (another uid: ANONYMOUS), and it cannot
+            // store an Administrators owner. So this step proves the refusal on the real Windows
+            // API path; the acceptance of an administrator's file is unit-tested on the decision
+            // function (lanyard_core::os::judge_admin_security).
+            let folder = self_prefix_program_data(&world).join("Lanyard");
+            std::fs::create_dir_all(&folder)?;
+            let planted = folder.join("policy.json");
+            std::fs::write(
+                &planted,
+                r#"{"settings": {"proxy": "http://127.0.0.1:9", "support_url": "https://planted.example"}}"#,
+            )?;
+            let output = world.run(&["policy", "show"]);
+            let _ = std::fs::remove_dir_all(&folder);
+            let output = output?;
+            let stdout = text(&output.stdout);
+            let stderr = text(&output.stderr);
+            ensure!(code(&output) == 0, "policy show failed: {stderr}");
+            ensure!(
+                !stdout.contains("127.0.0.1:9") && !stdout.contains("planted.example"),
+                "the planted file was used: {stdout}"
+            );
+            ensure!(
+                stderr.contains("C:\\ProgramData\\Lanyard\\policy.json: .: ignored: its folder \
+                                 C:\\ProgramData\\Lanyard is owned by S-1-5-21-")
+                    && stderr.contains("not by SYSTEM, Administrators or TrustedInstaller"),
+                "no named refusal: {stderr}"
+            );
+            let policy: Value = serde_json::from_str(&stdout)?;
+            ensure!(
+                policy["settings"]["max_concurrency"] == 16,
+                "the registry policy still applies: {policy}"
+            );
+            say(format!("  {}", stderr.trim_end()));
+            Ok(())
+        },
+    );
+
     let mut agent = steps.run("sign-in: the agent opens $BROWSER (record-url.exe)", || {
         let agent = world.start_agent("agent-1", true)?;
         let status = world.status()?;
@@ -1269,6 +1310,11 @@ fn windows_lanyard_exe_end_to_end_under_wine() {
     }
     drop(world);
     steps.finish();
+}
+
+/// The prefix's `C:\\ProgramData` as a Unix path.
+fn self_prefix_program_data(world: &World) -> PathBuf {
+    world.wine.prefix.join("drive_c/ProgramData")
 }
 
 impl World {

@@ -50,7 +50,12 @@ pub fn run(policy_sources: PolicySources, no_keychain: bool, endpoint: PathBuf) 
     // An unusable policy does not stop the agent: it runs Misconfigured (shown by `lanyard
     // status`) and picks up the fixed policy live.
     let (policy, policy_errors) = match policy_sources.load() {
-        Ok(snapshot) => (snapshot.policy, Vec::new()),
+        Ok(snapshot) => {
+            for e in &snapshot.refused {
+                eprintln!("lanyard agent: a part of the policy was ignored: {e}");
+            }
+            (snapshot.policy, Vec::new())
+        }
         Err(errors) => {
             eprintln!("lanyard agent: the policy is not usable (running Misconfigured until it is fixed):");
             for e in &errors {
@@ -229,7 +234,12 @@ fn watch_policy(sources: &PolicySources, engine: &EngineHandle) -> Option<Source
         let engine = engine.clone();
         tokio::spawn(async move {
             let _ = match result {
-                Ok(snapshot) => engine.apply_policy(snapshot.policy).await,
+                Ok(snapshot) => {
+                    for e in &snapshot.refused {
+                        warn!(error = %e, "a part of the changed policy was ignored");
+                    }
+                    engine.apply_policy(snapshot.policy).await
+                }
                 Err(errors) => {
                     for e in &errors {
                         warn!(error = %e, "the changed policy is not usable");

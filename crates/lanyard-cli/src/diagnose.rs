@@ -166,6 +166,9 @@ fn policy(report: &mut Report, sources: &PolicySources) -> Option<PolicySnapshot
                 origins.push('\n');
             }
             report.file("policy-origins.txt", origins);
+            for e in &snapshot.refused {
+                report.problem("policy", format!("a part was ignored: {e}"));
+            }
             report.ok(
                 "policy",
                 format!(

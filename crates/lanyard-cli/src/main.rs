@@ -147,9 +147,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: the OS trust store must not be replaced from the environment.
+    let forgotten = lanyard_core::oauth::http::forget_tls_environment();
     quiet_on_closed_stdout();
     let cli = Cli::parse();
-    ExitCode::from(run(cli))
+    ExitCode::from(run(cli, &forgotten))
 }
 
 /// A reader that went away (`lanyard policy show | head -n 1`) ends the command as SIGPIPE ends
@@ -177,7 +179,7 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
-fn run(cli: Cli) -> u8 {
+fn run(cli: Cli, forgotten_environment: &[&str]) -> u8 {
     // The helpers' hot path (`token` above all) starts no runtime, no logger and reads no policy.
     let endpoint = || match lanyard_core::ipc::default_endpoint() {
         Ok(endpoint) => Ok(endpoint),
@@ -186,8 +188,15 @@ fn run(cli: Cli) -> u8 {
             Err(exit::MISCONFIGURED)
         }
     };
-    // Where the policy comes from: the named file, else this OS's management channel.
-    let sources = || PolicySources::chosen(cli.policy.as_deref());
+    // Where the policy comes from: the named file (refused over a managed policy that does not
+    // set dev_mode), else this OS's management channel.
+    let sources = || match PolicySources::chosen_checked(cli.policy.as_deref()) {
+        Ok(sources) => Ok(sources),
+        Err(e) => {
+            eprintln!("lanyard: {e}");
+            Err(exit::MISCONFIGURED)
+        }
+    };
     match cli.command {
         Command::Token {
             server,
@@ -227,28 +236,51 @@ fn run(cli: Cli) -> u8 {
         Command::Status { json, watch: true } => {
             endpoint().map_or_else(|c| c, |e| over_agent::status_watch(&e, json))
         }
-        Command::Servers => endpoint().map_or_else(|c| c, |e| over_agent::servers(&e, &sources())),
+        Command::Servers => match (endpoint(), sources()) {
+            (Ok(e), Ok(sources)) => over_agent::servers(&e, &sources),
+            (Err(c), _) | (_, Err(c)) => c,
+        },
         Command::Logout => endpoint().map_or_else(|c| c, |e| over_agent::logout(&e)),
-        Command::Login { device, no_start } => endpoint().map_or_else(
-            |c| c,
-            |e| over_agent::login(&e, &sources(), cli.no_keychain, device, no_start),
-        ),
-        Command::Clients(command) => clients::command::run(&command, &sources()),
-        Command::Policy(command) => policy_cmd::run(&command, &sources()),
-        Command::Diagnose { output } => diagnose::run(&output, &sources(), cli.no_keychain),
+        Command::Login { device, no_start } => match (endpoint(), sources()) {
+            (Ok(e), Ok(sources)) => {
+                over_agent::login(&e, &sources, cli.no_keychain, device, no_start)
+            }
+            (Err(c), _) | (_, Err(c)) => c,
+        },
+        Command::Clients(command) => {
+            sources().map_or_else(|c| c, |s| clients::command::run(&command, &s))
+        }
+        Command::Policy(command) => sources().map_or_else(|c| c, |s| policy_cmd::run(&command, &s)),
+        Command::Diagnose { output } => {
+            sources().map_or_else(|c| c, |s| diagnose::run(&output, &s, cli.no_keychain))
+        }
         Command::Agent => {
             // The policy's `settings.log_level` (read once here; a change applies at the next
             // start, as its spec says); `LANYARD_LOG` still wins.
             let level = sources()
-                .load_with(lanyard_core::policy::FileChecks::Skip)
+                .ok()
+                .and_then(|s| s.load_with(lanyard_core::policy::FileChecks::Skip).ok())
                 .map(|snapshot| snapshot.policy.settings.log_level)
                 .unwrap_or_default();
             init_logging(level.filter());
-            endpoint().map_or_else(|c| c, |e| agent::run(sources(), cli.no_keychain, e))
+            if !forgotten_environment.is_empty() {
+                tracing::warn!(
+                    ignored = forgotten_environment.join(", "),
+                    "ignoring CA settings from the environment: Lanyard trusts the OS's \
+                     certificates and the policy's settings.extra_ca_files only"
+                );
+            }
+            match (endpoint(), sources()) {
+                (Ok(e), Ok(sources)) => agent::run(sources, cli.no_keychain, e),
+                (Err(c), _) | (_, Err(c)) => c,
+            }
         }
         Command::Proxy { server } => {
             init_logging("warn");
-            endpoint().map_or_else(|c| c, |e| proxy::run(&e, &server))
+            match (endpoint(), sources()) {
+                (Ok(e), Ok(sources)) => proxy::run(&e, &server, &sources),
+                (Err(c), _) | (_, Err(c)) => c,
+            }
         }
         Command::ConformanceClient { server_url } => {
             init_logging("error");

@@ -68,6 +68,12 @@ fn show(policy_sources: &PolicySources, origins: bool) -> u8 {
             return report(&errors);
         }
     };
+    if !snapshot.refused.is_empty() {
+        eprintln!("lanyard: parts of the policy were ignored (the rest applies):");
+        for e in &snapshot.refused {
+            eprintln!("  {e}");
+        }
+    }
     if origins {
         println!("# read from (later parts win):");
         for line in policy_sources.locations() {

@@ -1,7 +1,8 @@
 //! `lanyard proxy <server>`: the stdio MCP server an AI client launches (Claude Desktop, VS Code,
 //! Cursor entries) in place of a remote server it cannot authorize itself. It asks the running
 //! agent which URL the server has, then runs [`lanyard_core::bridge`] on stdin/stdout with a token
-//! source that asks the agent over the broker for every request.
+//! source that asks the agent over the broker for every request, over the policy's proxy and CAs
+//! (never `HTTPS_PROXY` from the AI client's environment).
 //!
 //! It must keep stdout for protocol messages only (diagnostics go to stderr through `tracing`,
 //! `LANYARD_LOG` filters them) and never print, log or pass on a token. It never opens a browser:
@@ -13,7 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lanyard_core::bridge::{self, BridgeConfig, TokenRequest, TokenSource, TokenUnavailable};
+use lanyard_core::engine::credentials::http_config_for;
 use lanyard_core::ipc::{BlockingClient, ClientError, TokenRequestOptions};
+use lanyard_core::oauth::HttpConfig;
+use lanyard_core::policy::sources::platform::PolicySources;
+use lanyard_core::policy::FileChecks;
 use lanyard_core::secret::Secret;
 use url::Url;
 
@@ -25,7 +30,7 @@ const MIN_TTL: Duration = Duration::from_secs(60);
 
 /// Runs the proxy until the client closes stdin. Exit codes as documented for the CLI; an error
 /// before the bridge starts (no agent, unknown server) is one line on stderr.
-pub fn run(endpoint: &Path, server: &str) -> u8 {
+pub fn run(endpoint: &Path, server: &str, policy_sources: &PolicySources) -> u8 {
     let mut client = match BlockingClient::connect(endpoint) {
         Ok(client) => client,
         Err(e) => return over_agent::fail(&e),
@@ -67,8 +72,16 @@ pub fn run(endpoint: &Path, server: &str) -> u8 {
         }
     };
     tracing::info!(server, url = %info.url, "proxying stdio to the MCP server");
+    let mut config = BridgeConfig::new(url);
+    match network_settings(policy_sources, config.http.clone()) {
+        Ok(http) => config.http = http,
+        Err(e) => {
+            eprintln!("lanyard proxy: {e}");
+            return exit::MISCONFIGURED;
+        }
+    }
     let result = runtime.block_on(bridge::run(
-        BridgeConfig::new(url),
+        config,
         tokens,
         tokio::io::stdin(),
         tokio::io::stdout(),
@@ -80,6 +93,25 @@ pub fn run(endpoint: &Path, server: &str) -> u8 {
         Err(e) => {
             eprintln!("lanyard proxy: {e}");
             exit::FAILURE
+        }
+    }
+}
+
+/// The policy's proxy and extra CAs on top of `base`, as the agent uses them: the bridge talks to
+/// the same servers over the same network. No usable policy here (the agent may hold one this
+/// process cannot read): `base`, which goes direct, as `*_PROXY` variables are never followed.
+fn network_settings(
+    policy_sources: &PolicySources,
+    base: HttpConfig,
+) -> Result<HttpConfig, String> {
+    match policy_sources.load_with(FileChecks::Skip) {
+        Ok(snapshot) => http_config_for(&snapshot.policy.settings, base),
+        Err(errors) => {
+            tracing::warn!(
+                problems = errors.len(),
+                "the policy is not usable here; connecting without its proxy and CA settings"
+            );
+            Ok(base)
         }
     }
 }

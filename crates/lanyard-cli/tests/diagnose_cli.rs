@@ -194,3 +194,51 @@ fn only_an_unwritable_file_fails_and_leaves_nothing_behind() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_proxy_password_in_the_policy_never_reaches_the_archive() {
+    let s = Scratch::new("proxy-password");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let policy = s.0.join("policy.json");
+    let document = serde_json::json!({
+        "idp": {"issuer": format!("http://127.0.0.1:{port}"), "client_id": "lanyard"},
+        "servers": [{"id": "docs", "display_name": "Docs",
+                     "url": format!("http://127.0.0.1:{port}/mcp"), "client_id": "lanyard-docs"}],
+        "settings": {"proxy": format!("http://proxyuser:Pr0xy-Pa55@127.0.0.1:{port}")},
+        "dev_mode": true,
+    });
+    std::fs::write(&policy, document.to_string()).expect("policy");
+    let out = s.0.join("out.zip");
+    let o = s.diagnose(&policy, &out);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let files = unzip(&out);
+    for (name, text) in files
+        .iter()
+        .chain([("stdout".to_owned(), stdout(&o))].iter())
+        .chain(
+            [(
+                "stderr".to_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )]
+            .iter(),
+        )
+    {
+        for secret in ["Pr0xy-Pa55", "proxyuser"] {
+            assert!(!text.contains(secret), "{secret} is in {name}: {text}");
+        }
+    }
+    let shown: Value = serde_json::from_str(file(&files, "policy.json")).expect("json");
+    assert_eq!(
+        shown["settings"]["proxy"],
+        format!("http://[redacted]@127.0.0.1:{port}"),
+        "the proxy is still named, without its credentials"
+    );
+}

@@ -4,6 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[cfg(target_os = "linux")]
+#[path = "../../lanyard-core/tests/common/other_user.rs"]
+mod other_user;
+#[cfg(target_os = "linux")]
+use other_user::OtherUser;
+
 fn lanyard(args: &[&str], config_home: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lanyard"))
         .args(args)
@@ -220,4 +226,144 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
     let stderr = text(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(141), "{stderr}");
+}
+
+/// Runs `lanyard args` in a private mount namespace whose `/etc` is an overlay holding a copy of
+/// `stage` (owners and modes kept): the real `/etc/lanyard` for this one process, nobody else's.
+/// `None`, after a loud line, when this cannot be done here (not root, no mount namespaces).
+#[cfg(target_os = "linux")]
+fn lanyard_with_etc(
+    test: &str,
+    stage: &Path,
+    scratch: &Path,
+    args: &[&str],
+    env_policy: Option<&Path>,
+) -> Option<Output> {
+    const SCRIPT: &str = r#"set -e
+mount -t tmpfs none "$SCRATCH"
+mkdir "$SCRATCH/up" "$SCRATCH/work"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$SCRATCH/up,workdir=$SCRATCH/work" /etc
+cp -a "$STAGE/." /etc/
+exec "$@""#;
+    std::fs::create_dir_all(scratch).expect("scratch");
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            SCRIPT,
+            "sh",
+        ])
+        .arg(env!("CARGO_BIN_EXE_lanyard"))
+        .args(args)
+        .env("STAGE", stage)
+        .env("SCRATCH", scratch)
+        .env("XDG_CONFIG_HOME", scratch.join("config"))
+        .env_remove("LANYARD_POLICY");
+    if let Some(policy) = env_policy {
+        command.env("LANYARD_POLICY", policy);
+    }
+    let out = command.output().expect("run unshare");
+    let stderr = text(&out.stderr);
+    if stderr.contains("unshare failed") || stderr.contains("Operation not permitted") {
+        println!("SKIPPED {test}: no private mount namespace here ({stderr}); NOT exercised");
+        return None;
+    }
+    Some(out)
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_named_policy_is_refused_where_a_managed_policy_is_installed() {
+    const TEST: &str = "a_named_policy_is_refused_where_a_managed_policy_is_installed";
+    let dir = temp_dir("named-over-managed");
+    let stage = dir.join("stage");
+    std::fs::create_dir_all(stage.join("lanyard")).expect("mkdir");
+    let managed = stage.join("lanyard/policy.json");
+    std::fs::write(&managed, GOOD).expect("write");
+    let mine = dir.join("mine.json");
+    std::fs::write(
+        &mine,
+        GOOD.replace("\"max_concurrency\": 8", "\"max_concurrency\": 2"),
+    )
+    .expect("write");
+    let mine_arg = mine.to_str().expect("utf-8");
+
+    // Named on the command line, or in the environment: refused, naming the managed policy.
+    let Some(out) = lanyard_with_etc(
+        TEST,
+        &stage,
+        &dir.join("ns1"),
+        &["--policy", mine_arg, "policy", "show"],
+        None,
+    ) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "lanyard: {} cannot replace this computer's managed policy (/etc/lanyard/policy.json): \
+             a policy named with --policy or LANYARD_POLICY is used only where the managed policy \
+             sets dev_mode. Remove --policy and unset LANYARD_POLICY to use the managed policy.\n",
+            mine.display()
+        )
+    );
+    let out = lanyard_with_etc(TEST, &stage, &dir.join("ns2"), &["servers"], Some(&mine))
+        .expect("namespace");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cannot replace this computer's managed policy"));
+
+    // Without one, the managed policy is what is shown.
+    let out = lanyard_with_etc(TEST, &stage, &dir.join("ns3"), &["policy", "show"], None)
+        .expect("namespace");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("\"max_concurrency\": 8"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_policy_planted_by_another_user_in_etc_lanyard_is_ignored_by_name() {
+    const TEST: &str = "a_policy_planted_by_another_user_in_etc_lanyard_is_ignored_by_name";
+    let Some(other) = OtherUser::create(TEST) else {
+        return;
+    };
+    let dir = temp_dir("planted");
+    let stage = dir.join("stage");
+    std::fs::create_dir_all(stage.join("lanyard/policy.d")).expect("mkdir");
+    // The administrator's policy, and a fragment a standard user managed to put beside it.
+    std::fs::write(stage.join("lanyard/policy.json"), GOOD).expect("write");
+    let planted = stage.join("lanyard/policy.d/50-proxy.json");
+    std::fs::write(
+        &planted,
+        r#"{"settings": {"proxy": "http://127.0.0.1:9", "max_concurrency": 99}}"#,
+    )
+    .expect("write");
+    std::os::unix::fs::chown(&planted, Some(other.uid), Some(other.gid)).expect("chown");
+
+    let Some(out) = lanyard_with_etc(TEST, &stage, &dir.join("ns1"), &["policy", "show"], None)
+    else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("\"max_concurrency\": 8"), "{shown}");
+    assert!(
+        !shown.contains("127.0.0.1:9"),
+        "the planted proxy is not used: {shown}"
+    );
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "lanyard: parts of the policy were ignored (the rest applies):\n  \
+             /etc/lanyard/policy.d/50-proxy.json: .: ignored: owned by uid {}, not root; an \
+             administrator must own it (chown root /etc/lanyard/policy.d/50-proxy.json)\n",
+            other.uid
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

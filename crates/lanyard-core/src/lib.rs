@@ -6,6 +6,7 @@
 //! (the IdP session), [`engine`] (the actor that owns all state), with [`policy`] and [`store`] as the
 //! inputs and the secret keeper. No GUI and no global state live here.
 
+pub mod admin_files;
 pub mod bridge;
 pub mod clock;
 pub mod engine;

@@ -2,7 +2,8 @@
 //! diagnostics archive (`lanyard diagnose`): logs, the policy, the status, discovery documents.
 //!
 //! It owns the patterns of what a secret looks like in text: JWTs (ID tokens, ID-JAGs, access
-//! tokens, client assertions), private-key PEM blocks, `Authorization` / `Cookie` header values
+//! tokens, client assertions), private-key PEM blocks, the user name and password inside a URL
+//! (a proxy's `http://user:password@host`), `Authorization` / `Cookie` header values
 //! and bearer credentials, the values of secret-ish keys in JSON, form bodies, query strings and
 //! log fields (`refresh_token`, `client_secret`, `code`, `code_verifier`, `password`, …), and
 //! opaque random-looking strings long enough to be a token. It is deliberately greedy: a
@@ -18,6 +19,7 @@ use regex::{Captures, Regex};
 pub const REDACTED: &str = "[redacted]";
 
 struct Patterns {
+    userinfo: Regex,
     pem: Regex,
     jwt: Regex,
     header: Regex,
@@ -32,6 +34,8 @@ fn patterns() -> &'static Patterns {
         // The patterns are literals checked by the unit tests below: they always compile.
         let re = |p: &str| Regex::new(p).unwrap_or_else(|e| panic!("redaction pattern {p}: {e}"));
         Patterns {
+            // The user name and password of a URL (`http://alice:pw@proxy:3128`), up to the `@`.
+            userinfo: re(r#"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@"'<>\\]+@"#),
             // A private key block, or what is left of one when a file was cut short.
             pem: re(
                 r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\z)",
@@ -105,7 +109,10 @@ fn looks_random(s: &str) -> bool {
 /// through it before it enters the archive.
 pub fn redact(text: &str) -> String {
     let p = patterns();
-    let text = p.pem.replace_all(text, "[redacted private key]");
+    let text = p
+        .userinfo
+        .replace_all(text, |c: &Captures| format!("{}{REDACTED}@", &c[1]));
+    let text = p.pem.replace_all(&text, "[redacted private key]");
     let text = p.jwt.replace_all(&text, "[redacted jwt]");
     let text = p.header.replace_all(&text, |c: &Captures| {
         format!("{}{}{REDACTED}", &c[1], &c[2])
@@ -173,6 +180,20 @@ mod tests {
         ] {
             hides(text, secret);
         }
+    }
+
+    #[test]
+    fn credentials_inside_urls() {
+        assert_eq!(
+            redact(r#"{"proxy": "http://alice:pr0xy-pass@proxy.corp:3128"}"#),
+            r#"{"proxy": "http://[redacted]@proxy.corp:3128"}"#
+        );
+        hides("socks5h://bob:hunter2@10.0.0.1:1080/", "hunter2");
+        hides("https://only-a-user@proxy.corp/", "only-a-user");
+        assert_eq!(
+            redact("mailto:help@corp.example and https://proxy.corp:3128/"),
+            "mailto:help@corp.example and https://proxy.corp:3128/"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use lanyard_core::admin_files::Trust;
 #[cfg(unix)]
 use lanyard_core::policy::sources::linux_files::LinuxPolicyPaths;
 use lanyard_core::policy::sources::macos_plist::{
@@ -555,15 +556,22 @@ fn linux_paths(dir: &Path) -> LinuxPolicyPaths {
         mandatory_dir: dir.join("policy.d"),
         user_file: Some(dir.join("user/config.json")),
         trusted_owner: None,
+        ancestors_from: Some(dir.to_owned()),
     }
 }
 
 #[cfg(unix)]
-const NOBODY: u32 = 65534;
+#[path = "common/other_user.rs"]
+mod other_user;
+#[cfg(unix)]
+use other_user::OtherUser;
 
 #[test]
 #[cfg(unix)]
 fn linux_mandatory_files_must_be_root_owned_and_not_writable_by_others() {
+    let Some(other) = OtherUser::create("linux_mandatory_files_must_be_root_owned…") else {
+        return;
+    };
     let dir = temp_dir("perms");
     let paths = linux_paths(&dir);
     let file = &paths.mandatory_file;
@@ -578,53 +586,276 @@ fn linux_mandatory_files_must_be_root_owned_and_not_writable_by_others() {
     );
     let snap = paths.load().expect("root-owned 0644 is fine");
     assert_eq!(snap.policy.settings.max_concurrency, 3);
+    assert!(snap.refused.is_empty());
 
+    // The main file writable by its group: ignored by name, the fragment still applies.
     write(file, &base().to_string(), 0o664);
+    let snap = paths.load().expect("the rest of the policy");
     assert_eq!(
-        shown(&paths.load().expect_err("group-writable")),
+        shown(&snap.refused),
         [format!(
-            "{}: .: refused: mode 0664 lets group or others write it; use chmod go-w",
+            "{0}: .: ignored: writable by group or others (mode 0664); an administrator must \
+             remove that (chmod go-w {0})",
             file.display()
         )]
     );
+    assert!(
+        snap.policy.idp.is_none(),
+        "nothing of the ignored file is used"
+    );
+    assert_eq!(snap.policy.settings.max_concurrency, 3);
     write(file, &base().to_string(), 0o646);
-    assert!(paths.load().is_err(), "world-writable");
-
-    write(file, &base().to_string(), 0o644);
-    std::os::unix::fs::chown(file, Some(NOBODY), None).expect("chown nobody");
     assert_eq!(
-        shown(&paths.load().expect_err("not root's")),
+        paths.load().expect("rest").refused.len(),
+        1,
+        "world-writable"
+    );
+
+    // Owned by another user.
+    write(file, &base().to_string(), 0o644);
+    std::os::unix::fs::chown(file, Some(other.uid), None).expect("chown");
+    let snap = paths.load().expect("the rest of the policy");
+    assert_eq!(
+        shown(&snap.refused),
         [format!(
-            "{}: .: refused: owned by uid {NOBODY}, but a mandatory policy must be owned by root",
-            file.display()
+            "{0}: .: ignored: owned by uid {1}, not root; an administrator must own it \
+             (chown root {0})",
+            file.display(),
+            other.uid
         )]
     );
     // A file named explicitly may belong to the user running Lanyard.
     let mut trusting = paths.clone();
-    trusting.trusted_owner = Some(NOBODY);
-    assert!(trusting.load().is_ok());
+    trusting.trusted_owner = Some(other.uid);
+    let snap = trusting.load().expect("trusted");
+    assert!(snap.refused.is_empty() && snap.policy.idp.is_some());
     std::os::unix::fs::chown(file, Some(0), None).expect("chown root");
 
-    // A fragment or the directory itself.
+    // A fragment: ignored, the main file applies.
     let fragment = paths.mandatory_dir.join("20-evil.json");
-    write(&fragment, "{}", 0o644);
-    std::os::unix::fs::chown(&fragment, Some(NOBODY), None).expect("chown");
+    write(
+        &fragment,
+        &json!({"settings": {"max_concurrency": 99}}).to_string(),
+        0o644,
+    );
+    std::os::unix::fs::chown(&fragment, Some(other.uid), None).expect("chown");
+    let snap = paths.load().expect("the rest of the policy");
     assert_eq!(
-        shown(&paths.load().expect_err("fragment not root's")),
+        shown(&snap.refused),
         [format!(
-            "{}: .: refused: owned by uid {NOBODY}, but a mandatory policy must be owned by root",
-            fragment.display()
+            "{0}: .: ignored: owned by uid {1}, not root; an administrator must own it \
+             (chown root {0})",
+            fragment.display(),
+            other.uid
         )]
     );
+    assert_eq!(
+        snap.policy.settings.max_concurrency, 3,
+        "not the planted 99"
+    );
+    assert!(snap.policy.idp.is_some());
     std::fs::remove_file(&fragment).expect("rm");
+
+    // The fragments directory itself, world-writable: all of it ignored.
     std::fs::set_permissions(&paths.mandatory_dir, std::fs::Permissions::from_mode(0o777))
         .expect("chmod");
+    let snap = paths.load().expect("the main file");
     assert_eq!(
-        shown(&paths.load().expect_err("dir world-writable")),
+        shown(&snap.refused),
         [format!(
-            "{}: .: refused: mode 0777 lets group or others write it; use chmod go-w",
+            "{0}: .: ignored: its directory {0} is writable by group or others (mode 0777); an \
+             administrator must remove that (chmod go-w {0})",
             paths.mandatory_dir.display()
         )]
+    );
+    assert_eq!(
+        snap.policy.settings.max_concurrency, 32,
+        "the fragment is not used"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[cfg(unix)]
+fn linux_every_directory_above_the_policy_must_be_roots_and_not_writable_by_others() {
+    let Some(other) = OtherUser::create("linux_every_directory_above_the_policy…") else {
+        return;
+    };
+    // A copy of the system layout under a root-owned test root: <root>/etc/lanyard/policy.json.
+    let root = temp_dir("ancestors");
+    let etc = root.join("etc");
+    let lanyard = etc.join("lanyard");
+    std::fs::create_dir_all(&lanyard).expect("mkdir");
+    let paths = LinuxPolicyPaths {
+        mandatory_file: lanyard.join("policy.json"),
+        mandatory_dir: lanyard.join("policy.d"),
+        user_file: None,
+        trusted_owner: None,
+        ancestors_from: Some(root.clone()),
+    };
+    write(&paths.mandatory_file, &base().to_string(), 0o644);
+    assert!(paths.load().expect("all root's").refused.is_empty());
+
+    // A standard user owns a directory on the way (their own "Lanyard" folder).
+    std::os::unix::fs::chown(&lanyard, Some(other.uid), None).expect("chown");
+    let errors = paths.load().expect_err("nothing else to load");
+    assert_eq!(
+        shown(&errors),
+        [format!(
+            "{0}: .: ignored: its directory {1} is owned by uid {2}, not root; an administrator \
+             must own it (chown root {1})",
+            paths.mandatory_file.display(),
+            lanyard.display(),
+            other.uid
+        )]
+    );
+    std::os::unix::fs::chown(&lanyard, Some(0), None).expect("chown root");
+
+    // A sticky, world-writable directory higher up (like /tmp) is no place for a policy either.
+    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let errors = paths.load().expect_err("refused");
+    assert_eq!(
+        shown(&errors),
+        [format!(
+            "{0}: .: ignored: its directory {1} is writable by group or others (mode 1777); an \
+             administrator must remove that (chmod go-w {1})",
+            paths.mandatory_file.display(),
+            etc.display()
+        )]
+    );
+    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    // A link to a root-owned file in a directory anyone may write: judged where it leads.
+    let open_dir = root.join("open");
+    std::fs::create_dir_all(&open_dir).expect("mkdir");
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let elsewhere = open_dir.join("policy.json");
+    write(&elsewhere, &base().to_string(), 0o644);
+    std::fs::remove_file(&paths.mandatory_file).expect("rm");
+    std::os::unix::fs::symlink(&elsewhere, &paths.mandatory_file).expect("symlink");
+    let errors = shown(&paths.load().expect_err("refused"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(&format!(
+            "its directory {} is writable by group or others (mode 1777)",
+            open_dir.display()
+        )),
+        "{errors:?}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+#[cfg(unix)]
+fn a_users_own_config_may_not_set_the_proxy_or_extra_ca_files() {
+    let dir = temp_dir("user-proxy");
+    let paths = linux_paths(&dir);
+    std::fs::create_dir_all(dir.join("user")).expect("mkdir");
+    write(&paths.mandatory_file, &base().to_string(), 0o644);
+    let user_file = dir.join("user/config.json");
+    write(
+        &user_file,
+        &json!({"settings": {"proxy": "http://127.0.0.1:8080", "extra_ca_files": ["/tmp/mine.pem"],
+            "notifications": false}})
+        .to_string(),
+        0o644,
+    );
+    let message = "only the administrator's policy can set this (it decides where sign-ins \
+                   travel and which certificates are trusted); remove it from this file";
+    let mut errors = shown(&paths.load().expect_err("refused"));
+    errors.sort();
+    assert_eq!(
+        errors,
+        [
+            format!(
+                "{}: settings.extra_ca_files: {message}",
+                user_file.display()
+            ),
+            format!("{}: settings.proxy: {message}", user_file.display()),
+        ]
+    );
+    // The same keys from an administrator's layer, or as an administrator's default, are fine.
+    let mut admin = base();
+    admin["settings"] = json!({"proxy": "http://127.0.0.1:8080"});
+    write(&paths.mandatory_file, &admin.to_string(), 0o644);
+    write(
+        &user_file,
+        r#"{"settings": {"notifications": false}}"#,
+        0o644,
+    );
+    let snap = paths.load().expect("valid");
+    assert_eq!(
+        snap.policy.settings.proxy.as_deref(),
+        Some("http://127.0.0.1:8080")
+    );
+    assert!(snap.origins["settings.proxy"].locked);
+    let recommended = Layer::new(
+        "set-once.plist",
+        Scope::Recommended,
+        json!({"settings": {"proxy": "http://127.0.0.1:3128"}}),
+    );
+    let snap = resolve(&[recommended], FileChecks::Readable).expect("an administrator's default");
+    assert_eq!(
+        snap.policy.settings.proxy.as_deref(),
+        Some("http://127.0.0.1:3128")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[cfg(unix)]
+fn ca_bundles_must_be_an_administrators_file() {
+    let Some(other) = OtherUser::create("ca_bundles_must_be_an_administrators_file") else {
+        return;
+    };
+    let dir = temp_dir("ca");
+    let ca = dir.join("corp-ca.pem");
+    write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+        0o644,
+    );
+    let mut policy = base();
+    policy["settings"] = json!({"extra_ca_files": [ca]});
+    assert_eq!(
+        errors_of(policy.clone()),
+        Vec::<String>::new(),
+        "root's, 0644"
+    );
+
+    std::os::unix::fs::chown(&ca, Some(other.uid), None).expect("chown");
+    assert_eq!(
+        errors_of(policy.clone()),
+        [format!(
+            "p.json: settings.extra_ca_files[0]: the CA bundle {0} is refused: owned by uid {1}, \
+             not root; an administrator must own it (chown root {0})",
+            ca.display(),
+            other.uid
+        )]
+    );
+    std::os::unix::fs::chown(&ca, Some(0), None).expect("chown root");
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    assert_eq!(
+        errors_of(policy.clone()),
+        [format!(
+            "p.json: settings.extra_ca_files[0]: the CA bundle {0} is refused: writable by group \
+             or others (mode 0666); an administrator must remove that (chmod go-w {0})",
+            ca.display()
+        )]
+    );
+    // The engine reads the bundle through the same check.
+    let settings = lanyard_core::policy::Settings {
+        extra_ca_files: vec![ca.clone()],
+        ..Default::default()
+    };
+    let refused = lanyard_core::engine::credentials::http_config_for(
+        &settings,
+        lanyard_core::oauth::HttpConfig::default(),
+    )
+    .expect_err("refused");
+    assert!(
+        refused.contains("is refused: writable by group or others"),
+        "{refused}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -797,7 +1028,11 @@ fn macos_plist_errors_are_named() {
     std::fs::create_dir_all(root.join("alice")).expect("mkdir");
     std::fs::write(root.join("dev.lanyard.tray.plist"), FORCED_PLIST).expect("write");
     std::fs::write(root.join("alice/dev.lanyard.tray.plist"), MCX_PLIST).expect("write");
-    let read = read_managed_preferences(&root, Some("alice"));
+    let trust = Trust {
+        also_uid: None,
+        ancestors_from: Some(root.clone()),
+    };
+    let read = read_managed_preferences(&root, Some("alice"), &trust);
     assert!(read.errors.is_empty());
     let snap = resolve(&read.layers, FileChecks::Readable).expect("valid");
     assert_eq!(

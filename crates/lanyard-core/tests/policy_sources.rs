@@ -9,10 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use lanyard_core::policy::sources::linux_files::LinuxPolicyPaths;
 use lanyard_core::policy::sources::macos_files::MacosPolicyPaths;
 use lanyard_core::policy::sources::platform::PolicySources;
 use lanyard_core::policy::{PolicyError, PolicySnapshot, Scope};
 use serde_json::json;
+
+#[path = "common/other_user.rs"]
+mod other_user;
+use other_user::OtherUser;
 
 fn temp_root(name: &str) -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -35,6 +40,7 @@ fn macos_paths(root: &Path) -> MacosPolicyPaths {
         json_file: root.join("Library/Application Support/Lanyard/policy.json"),
         user_file: Some(root.join("Users/alice/Library/Application Support/Lanyard/config.json")),
         trusted_owner: Some(uid),
+        ancestors_from: Some(root.to_owned()),
     }
 }
 
@@ -151,7 +157,8 @@ fn macos_missing_refused_and_broken_parts_are_named_errors() {
         .expect_err("group-writable");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].source_name, paths.json_file.display().to_string());
-    assert!(errors[0].message.contains("go-w"), "{}", errors[0]);
+    assert!(errors[0].message.starts_with("ignored: "), "{}", errors[0]);
+    assert!(errors[0].message.contains("chmod go-w"), "{}", errors[0]);
     std::fs::set_permissions(&paths.json_file, std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
 
@@ -162,9 +169,9 @@ fn macos_missing_refused_and_broken_parts_are_named_errors() {
     if uid != 0 {
         let errors = untrusted.read().errors;
         assert!(
-            errors
-                .iter()
-                .any(|e| e.message.contains("must be owned by root")),
+            errors.iter().any(|e| e
+                .message
+                .contains(", not root; an administrator must own it")),
             "{errors:?}"
         );
     }
@@ -284,5 +291,109 @@ fn a_named_file_is_read_by_the_file_rules_on_every_os() {
     let platform = PolicySources::chosen(None);
     assert_eq!(platform.explicit_file(), None);
     assert!(!platform.locations().is_empty());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn macos_a_profile_someone_else_owns_is_ignored_and_the_json_file_applies() {
+    let Some(other) = OtherUser::create("macos_a_profile_someone_else_owns_is_ignored…") else {
+        return;
+    };
+    let root = temp_root("planted-profile");
+    let paths = MacosPolicyPaths {
+        trusted_owner: None,
+        ..macos_paths(&root)
+    };
+    write(&paths.json_file, JSON_POLICY);
+    let machine = paths.managed_dir.join("dev.lanyard.tray.plist");
+    write(&machine, &machine_plist(9));
+    std::os::unix::fs::chown(&machine, Some(other.uid), None).expect("chown");
+    let snap = PolicySources::from_source(paths.clone())
+        .load()
+        .expect("the JSON file still applies");
+    assert_eq!(
+        snap.policy.settings.max_concurrency, 3,
+        "not the profile's 9"
+    );
+    assert_eq!(snap.refused.len(), 1, "{:?}", snap.refused);
+    assert_eq!(snap.refused[0].source_name, machine.display().to_string());
+    assert_eq!(
+        snap.refused[0].message,
+        format!(
+            "ignored: owned by uid {}, not root; an administrator must own it (chown root {})",
+            other.uid,
+            machine.display()
+        )
+    );
+
+    // The folder of the administrator's JSON file, taken by a user: nothing of it is read.
+    std::os::unix::fs::chown(&machine, Some(0), None).expect("chown root");
+    let folder = paths.json_file.parent().expect("folder").to_owned();
+    std::os::unix::fs::chown(&folder, Some(other.uid), None).expect("chown");
+    let snap = PolicySources::from_source(paths.clone())
+        .load()
+        .expect("the profile still applies");
+    assert_eq!(snap.policy.settings.max_concurrency, 9);
+    assert!(
+        snap.policy.server("docs").is_none(),
+        "the JSON file's server is not used"
+    );
+    assert!(
+        snap.refused[0].message.contains(&format!(
+            "its directory {} is owned by uid {}",
+            folder.display(),
+            other.uid
+        )),
+        "{:?}",
+        snap.refused
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_named_policy_file_is_refused_over_a_managed_policy_unless_it_sets_dev_mode() {
+    let root = temp_root("named-over-managed");
+    let managed_paths = LinuxPolicyPaths {
+        mandatory_file: root.join("etc/lanyard/policy.json"),
+        mandatory_dir: root.join("etc/lanyard/policy.d"),
+        user_file: None,
+        trusted_owner: None,
+        ancestors_from: Some(root.clone()),
+    };
+    let managed = PolicySources::from_source(managed_paths.clone());
+    let named = root.join("mine.json");
+    write(&named, JSON_POLICY);
+
+    // No managed policy (a developer's laptop, the demo, the tests): any file may be named.
+    let chosen = PolicySources::named_file_over(&managed, &named).expect("no managed policy");
+    assert_eq!(chosen.explicit_file(), Some(named.as_path()));
+
+    // A managed policy: refused, naming it.
+    write(&managed_paths.mandatory_file, JSON_POLICY);
+    let refused = PolicySources::named_file_over(&managed, &named).expect_err("managed");
+    assert_eq!(
+        refused,
+        format!(
+            "{} cannot replace this computer's managed policy ({}): a policy named with --policy \
+             or LANYARD_POLICY is used only where the managed policy sets dev_mode. Remove \
+             --policy and unset LANYARD_POLICY to use the managed policy.",
+            named.display(),
+            managed_paths.mandatory_file.display()
+        )
+    );
+
+    // The managed policy allows it on a developer's machine.
+    let mut dev: serde_json::Value = serde_json::from_str(JSON_POLICY).expect("json");
+    dev["dev_mode"] = json!(true);
+    write(&managed_paths.mandatory_file, &dev.to_string());
+    assert!(PolicySources::named_file_over(&managed, &named).is_ok());
+
+    // A managed file someone else could have planted is no managed policy: it blocks nothing.
+    if let Some(other) = OtherUser::create("a_named_policy_file_is_refused_over…") {
+        write(&managed_paths.mandatory_file, JSON_POLICY);
+        std::os::unix::fs::chown(&managed_paths.mandatory_file, Some(other.uid), None)
+            .expect("chown");
+        assert!(PolicySources::named_file_over(&managed, &named).is_ok());
+    }
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -57,7 +57,8 @@ pub fn resolve_client(
 }
 
 /// The HTTP client settings a policy asks for on top of `base`: its proxy and its extra CA files
-/// (a TLS-inspecting corporate proxy). An unreadable CA file is an error, not a silent skip.
+/// (a TLS-inspecting corporate proxy). An unreadable CA file, or one that is not an
+/// administrator's, is an error, not a silent skip; each is read from the handle that was judged.
 pub fn http_config_for(
     settings: &crate::policy::Settings,
     mut base: crate::oauth::HttpConfig,
@@ -66,9 +67,8 @@ pub fn http_config_for(
         base.proxy = Some(proxy.clone());
     }
     for path in &settings.extra_ca_files {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
-        base.extra_ca_pem.push(pem);
+        base.extra_ca_pem
+            .push(crate::policy::validate::read_ca_bundle(path)?);
     }
     Ok(base)
 }

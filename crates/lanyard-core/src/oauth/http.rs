@@ -165,7 +165,7 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Extra PEM CA certificates (a TLS-inspecting corporate proxy), on top of the OS trust store.
     pub extra_ca_pem: Vec<Vec<u8>>,
-    /// An explicit proxy URL (GUI apps do not inherit `*_PROXY`).
+    /// The only proxy used (the policy's `settings.proxy`); `*_PROXY` variables are ignored.
     pub proxy: Option<String>,
 }
 
@@ -194,10 +194,50 @@ pub struct HttpExecutor {
     proxy: Option<String>,
 }
 
+/// The environment variables that would change where Lanyard's requests go or whom TLS trusts if
+/// the HTTP stack followed them. Lanyard honours none of them: the administrator's policy decides
+/// (`settings.proxy`, `settings.extra_ca_files`). The proxy ones are ignored by every client built
+/// here (`no_proxy`). The CA ones are read by the OS trust-store loader (`rustls-native-certs`)
+/// each time a client is built, and replace the whole OS store with the files they name, so the
+/// `lanyard` binary removes them from its environment first thing ([`forget_tls_environment`]).
+pub const IGNORED_ENVIRONMENT: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// The CA variables the OS trust-store loader reads.
+const TRUST_STORE_ENVIRONMENT: &[&str] = &["SSL_CERT_FILE", "SSL_CERT_DIR"];
+
+/// Removes `SSL_CERT_FILE` and `SSL_CERT_DIR` from this process's environment, so that the OS
+/// trust store is the OS's whatever the process inherited; returns the names that were set (for
+/// one log line). Call it first thing in `main`, before any thread starts: changing the
+/// environment while another thread reads it is a data race on most platforms.
+pub fn forget_tls_environment() -> Vec<&'static str> {
+    let mut removed = Vec::new();
+    for name in TRUST_STORE_ENVIRONMENT {
+        if std::env::var_os(name).is_some() {
+            std::env::remove_var(name);
+            removed.push(*name);
+        }
+    }
+    removed
+}
+
 /// One reqwest client with Lanyard's settings; `pooled` keeps idle connections for 10 s, otherwise
-/// none is kept.
+/// none is kept. No proxy but the policy's; no CA but the OS's and the policy's (in a process that
+/// called [`forget_tls_environment`]).
 fn build_client(config: &HttpConfig, pooled: bool) -> Result<reqwest::Client, WireError> {
     let mut builder = reqwest::Client::builder()
+        // HTTPS_PROXY, ALL_PROXY and the system's proxy settings are not Lanyard's to follow.
+        .no_proxy()
         .connect_timeout(config.connect_timeout)
         .timeout(config.request_timeout)
         .redirect(reqwest::redirect::Policy::none())

@@ -456,3 +456,183 @@ pub fn watch_registry_keys(
         thread: Some(thread),
     })
 }
+
+/// A file or folder opened for reading (a link or junction is opened as itself, not followed),
+/// with what its security descriptor said at that moment. The handle denies delete sharing, so the
+/// object cannot be renamed or replaced while it is held.
+pub struct SecuredObject {
+    handle: OwnedHandle,
+    pub facts: super::SecurityFacts,
+}
+
+impl SecuredObject {
+    /// The file, for reading what was judged.
+    pub fn into_file(self) -> std::fs::File {
+        std::fs::File::from(self.handle)
+    }
+}
+
+/// Opens `path` (a folder when `directory`) and reads its owner, its DACL and whether it is a
+/// reparse point, all from the one open handle.
+pub fn open_with_security(path: &std::path::Path, directory: bool) -> io::Result<SecuredObject> {
+    use windows_sys::Win32::Security::Authorization::{GetSecurityInfo, SE_FILE_OBJECT};
+    use windows_sys::Win32::Security::{
+        AclSizeInformation, GetAce, GetAclInformation, ACE_HEADER, ACL, ACL_SIZE_INFORMATION,
+        DACL_SECURITY_INFORMATION, INHERIT_ONLY_ACE, OWNER_SECURITY_INFORMATION, PSID,
+    };
+    use windows_sys::Win32::Storage::FileSystem::{
+        CreateFileW, GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION,
+        FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
+        FILE_GENERIC_READ, FILE_LIST_DIRECTORY, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
+        READ_CONTROL, SYNCHRONIZE,
+    };
+
+    let name = wide(path.as_os_str());
+    let (access, share, flags) = if directory {
+        (
+            FILE_LIST_DIRECTORY | READ_CONTROL | SYNCHRONIZE,
+            FILE_SHARE_READ | FILE_SHARE_WRITE,
+            FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT,
+        )
+    } else {
+        (
+            FILE_GENERIC_READ | READ_CONTROL,
+            FILE_SHARE_READ,
+            FILE_FLAG_OPEN_REPARSE_POINT,
+        )
+    };
+    // SAFETY: `name` is NUL-terminated UTF-16 that outlives the call; no security attributes or
+    // template; the returned handle is checked and owned by `owned`.
+    let handle = owned(unsafe {
+        CreateFileW(
+            name.as_ptr(),
+            access,
+            share,
+            std::ptr::null(),
+            OPEN_EXISTING,
+            flags,
+            std::ptr::null_mut(),
+        )
+    })?;
+    let raw = handle.as_raw_handle() as HANDLE;
+
+    // SAFETY: an all-zero BY_HANDLE_FILE_INFORMATION is a valid value (plain integers).
+    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: `raw` is an open handle owned above; `info` is a valid out pointer.
+    if unsafe { GetFileInformationByHandle(raw, &mut info) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let reparse_point = info.dwFileAttributes & FILE_ATTRIBUTE_REPARSE_POINT != 0;
+
+    let mut owner: PSID = std::ptr::null_mut();
+    let mut dacl: *mut ACL = std::ptr::null_mut();
+    let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: `raw` is open with READ_CONTROL; the out pointers are valid; on success the owner
+    // and DACL point into `descriptor`, which LocalFree releases below after their last use.
+    let status = unsafe {
+        GetSecurityInfo(
+            raw,
+            SE_FILE_OBJECT,
+            OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION,
+            &mut owner,
+            std::ptr::null_mut(),
+            &mut dacl,
+            std::ptr::null_mut(),
+            &mut descriptor,
+        )
+    };
+    if status != ERROR_SUCCESS {
+        return Err(io::Error::from_raw_os_error(status as i32));
+    }
+    struct Descriptor(PSECURITY_DESCRIPTOR);
+    impl Drop for Descriptor {
+        fn drop(&mut self) {
+            // SAFETY: allocated by GetSecurityInfo for us with LocalAlloc; freed once.
+            unsafe {
+                LocalFree(self.0 as HLOCAL);
+            }
+        }
+    }
+    let _descriptor = Descriptor(descriptor);
+
+    let sid_text = |sid: PSID| -> io::Result<String> {
+        let mut text: *mut u16 = std::ptr::null_mut();
+        // SAFETY: `sid` points at a valid SID inside the live descriptor; `text` receives a
+        // LocalAlloc'd string that LocalWide frees.
+        let ok = unsafe { ConvertSidToStringSidW(sid, &mut text) };
+        if ok == 0 || text.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(LocalWide(text).to_string_lossy())
+    };
+    if owner.is_null() {
+        return Err(io::Error::other("the security descriptor names no owner"));
+    }
+    let owner = sid_text(owner)?;
+
+    let dacl = if dacl.is_null() {
+        None
+    } else {
+        // SAFETY: an all-zero ACL_SIZE_INFORMATION is a valid value (plain integers).
+        let mut size: ACL_SIZE_INFORMATION = unsafe { std::mem::zeroed() };
+        // SAFETY: `dacl` is a valid ACL inside the live descriptor; `size` is writable for its
+        // own size, which is passed.
+        let ok = unsafe {
+            GetAclInformation(
+                dacl,
+                (&mut size as *mut ACL_SIZE_INFORMATION).cast::<c_void>(),
+                std::mem::size_of::<ACL_SIZE_INFORMATION>() as u32,
+                AclSizeInformation,
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut entries = Vec::with_capacity(size.AceCount as usize);
+        for index in 0..size.AceCount {
+            let mut ace: *mut c_void = std::ptr::null_mut();
+            // SAFETY: `index` is below the ACL's entry count; `ace` is a valid out pointer that
+            // receives a pointer into the ACL.
+            if unsafe { GetAce(dacl, index, &mut ace) } == 0 || ace.is_null() {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: every ACE starts with an ACE_HEADER (read unaligned to be safe).
+            let header = unsafe { std::ptr::read_unaligned(ace.cast::<ACE_HEADER>()) };
+            let kind = u32::from(header.AceType);
+            // Allow kinds: plain (0), compound (4), object (5), callback (9), callback object (11).
+            let allows = matches!(kind, 0 | 4 | 5 | 9 | 11);
+            // SAFETY: every allow and deny ACE has its 32-bit access mask right after the header.
+            let mask = unsafe {
+                std::ptr::read_unaligned(
+                    ace.cast::<u8>()
+                        .add(std::mem::size_of::<ACE_HEADER>())
+                        .cast::<u32>(),
+                )
+            };
+            // Plain (0, 1) and callback (9, 10) entries have the SID right after the mask.
+            let sid = if matches!(kind, 0 | 1 | 9 | 10) {
+                // SAFETY: for these kinds the SID starts after the header and the mask, inside
+                // the entry, which lives in the descriptor.
+                let sid = unsafe { ace.cast::<u8>().add(std::mem::size_of::<ACE_HEADER>() + 4) };
+                Some(sid_text(sid.cast::<c_void>())?)
+            } else {
+                None
+            };
+            entries.push(super::AceFacts {
+                allows,
+                inherit_only: u32::from(header.AceFlags) & INHERIT_ONLY_ACE != 0,
+                mask,
+                sid,
+            });
+        }
+        Some(entries)
+    };
+    Ok(SecuredObject {
+        handle,
+        facts: super::SecurityFacts {
+            owner,
+            dacl,
+            reparse_point,
+        },
+    })
+}

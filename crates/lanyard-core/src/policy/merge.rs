@@ -5,7 +5,8 @@
 //! locks it; otherwise the user's own value wins over an administrator's default. Within one
 //! scope a later layer beats an earlier one. `idp` merges key by key across administrator layers,
 //! `servers` is the union of every administrator layer (a server id defined twice is an error),
-//! and the user's layer may hold `settings` only. This module reads nothing from disk.
+//! and the user's layer may hold `settings` only — and not the administrator-only ones (`proxy`,
+//! `extra_ca_files`). This module reads nothing from disk.
 
 use std::collections::BTreeMap;
 
@@ -63,6 +64,9 @@ pub struct Origin {
 pub struct PolicySnapshot {
     pub policy: Policy,
     pub origins: BTreeMap<String, Origin>,
+    /// Administrator's parts that were ignored because someone else owns them or may change them
+    /// (each names the part and what an administrator must do); the policy above is the rest.
+    pub refused: Vec<PolicyError>,
 }
 
 /// The source name used when no single source can be blamed.
@@ -91,7 +95,11 @@ pub fn resolve(layers: &[Layer], files: FileChecks) -> Result<PolicySnapshot, Ve
                     .map(|(path, message)| attribute(&origins, &path, message))
                     .collect();
                 if semantic.is_empty() {
-                    return Ok(PolicySnapshot { policy, origins });
+                    return Ok(PolicySnapshot {
+                        policy,
+                        origins,
+                        refused: Vec::new(),
+                    });
                 }
                 return Err(semantic);
             }
@@ -202,6 +210,17 @@ fn check_layer(layer: &Layer) -> Vec<PolicyError> {
                 "only the administrator's policy can set this",
             ));
         }
+        let settings = map.get("settings").and_then(Value::as_object);
+        for key in settings.into_iter().flat_map(|s| s.keys()) {
+            if setting_spec(key).is_some_and(|s| s.admin_only) {
+                errors.push(PolicyError::new(
+                    &layer.source,
+                    &join_key("settings", key),
+                    "only the administrator's policy can set this (it decides where sign-ins \
+                     travel and which certificates are trusted); remove it from this file",
+                ));
+            }
+        }
     }
     errors
 }
@@ -293,6 +312,7 @@ fn merge(layers: &[Layer]) -> (Value, BTreeMap<String, Origin>, Vec<PolicyError>
     keys.dedup();
     for key in keys {
         let lockable = setting_spec(key).is_some_and(|s| s.lockable);
+        let admin_only = setting_spec(key).is_some_and(|s| s.admin_only);
         let last_in = |scope: Scope| {
             ordered(layers)
                 .into_iter()
@@ -301,7 +321,7 @@ fn merge(layers: &[Layer]) -> (Value, BTreeMap<String, Origin>, Vec<PolicyError>
                 .next_back()
         };
         let mandatory = last_in(Scope::Mandatory);
-        let user = last_in(Scope::User);
+        let user = last_in(Scope::User).filter(|_| !admin_only);
         let recommended = last_in(Scope::Recommended);
         let (winner, locked) = match (mandatory, user, recommended) {
             (Some(m), _, _) if lockable => (m, true),

@@ -274,9 +274,11 @@ pub struct Settings {
     pub on_demand_servers: Vec<String>,
     /// Where "contact IT" points: an https or mailto URL.
     pub support_url: Option<String>,
-    /// An explicit HTTPS proxy URL (GUI apps do not inherit `HTTPS_PROXY`).
+    /// The proxy every request of Lanyard goes through (administrator only; Lanyard ignores
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and the system's proxy settings).
     pub proxy: Option<String>,
-    /// Extra PEM CA bundles trusted on top of the OS trust store.
+    /// Extra PEM CA bundles trusted on top of the OS trust store (administrator only; each file
+    /// must be owned by root / an administrator and writable by no one else).
     pub extra_ca_files: Vec<PathBuf>,
     /// The agent's log verbosity (`LANYARD_LOG`, when set, wins).
     pub log_level: LogLevel,
@@ -320,6 +322,9 @@ pub struct SettingSpec {
     pub lockable: bool,
     /// Whether a change applies to a running Lanyard (otherwise at the next start).
     pub dynamic: bool,
+    /// Whether only an administrator's source may set it at all (the user's own configuration
+    /// may not): what decides where sign-ins travel and whom TLS trusts.
+    pub admin_only: bool,
 }
 
 const fn spec(key: &'static str, lockable: bool, dynamic: bool) -> SettingSpec {
@@ -327,6 +332,16 @@ const fn spec(key: &'static str, lockable: bool, dynamic: bool) -> SettingSpec {
         key,
         lockable,
         dynamic,
+        admin_only: false,
+    }
+}
+
+const fn admin_spec(key: &'static str, dynamic: bool) -> SettingSpec {
+    SettingSpec {
+        key,
+        lockable: true,
+        dynamic,
+        admin_only: true,
     }
 }
 
@@ -340,8 +355,8 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
     spec("recovery_jitter_secs", true, true),
     spec("on_demand_servers", true, true),
     spec("support_url", true, true),
-    spec("proxy", true, true),
-    spec("extra_ca_files", true, true),
+    admin_spec("proxy", true),
+    admin_spec("extra_ca_files", true),
     spec("log_level", false, false),
     spec("autostart", true, false),
     spec("notifications", false, true),

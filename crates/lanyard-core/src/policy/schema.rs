@@ -93,6 +93,7 @@ pub fn key_table() -> String {
             };
             let (lockable, dynamic) = if settings {
                 match setting_spec(key) {
+                    Some(s) if s.admin_only => ("always (administrator only)", yes_no(s.dynamic)),
                     Some(s) => (yes_no(s.lockable), yes_no(s.dynamic)),
                     None => ("?", "?"),
                 }

@@ -343,6 +343,10 @@ fn behaviour(leaf: &Leaf) -> String {
             } else {
                 "Applies at the next start.".into()
             });
+            if spec.admin_only {
+                parts
+                    .push("Administrators only: a user's own configuration may not set it.".into());
+            }
             parts.push(if spec.lockable {
                 "Set here, users cannot change it.".into()
             } else {

@@ -574,24 +574,54 @@ pub fn check_semantics(policy: &Policy, files: FileChecks) -> Vec<(String, Strin
         }
     }
     if let Some(proxy) = &s.proxy {
+        // A proxy URL may carry a password: messages show it without its user information.
         match Url::parse(proxy) {
             Ok(url) if matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h") => {}
-            Ok(_) => err(
-                "settings.proxy".into(),
-                format!("\"{proxy}\" must be an http, https or socks5 proxy URL"),
-            ),
-            Err(e) => err(
-                "settings.proxy".into(),
-                format!("\"{proxy}\" is not a URL ({e})"),
-            ),
+            Ok(mut url) => {
+                let shown = if url.username().is_empty() && url.password().is_none() {
+                    proxy.clone()
+                } else {
+                    let _ = url.set_password(None);
+                    let _ = url.set_username("");
+                    url.to_string()
+                };
+                err(
+                    "settings.proxy".into(),
+                    format!("\"{shown}\" must be an http, https or socks5 proxy URL"),
+                )
+            }
+            Err(e) => err("settings.proxy".into(), format!("is not a URL ({e})")),
         }
     }
     for (i, path) in s.extra_ca_files.iter().enumerate() {
-        if let Err(m) = check_file(path, "CA bundle") {
+        if files == FileChecks::Skip {
+            continue;
+        }
+        if let Err(m) = read_ca_bundle(path) {
             err(format!("settings.extra_ca_files[{i}]"), m);
         }
     }
     errors
+}
+
+/// Reads a CA bundle the policy names: opened once and judged on the open handle, it must be an
+/// administrator's (root's, or SYSTEM's / Administrators' on Windows) and writable by no one else,
+/// since whoever can change it decides whom TLS trusts.
+pub fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, String> {
+    use crate::admin_files::{read_trusted, AdminFileError, Trust};
+    match read_trusted(path, &Trust::administrators()) {
+        Ok(Some(pem)) => Ok(pem),
+        // ENOENT, worded by the OS as any other missing file is.
+        Ok(None) => Err(format!(
+            "cannot read the CA bundle {}: {}",
+            path.display(),
+            std::io::Error::from_raw_os_error(2)
+        )),
+        Err(AdminFileError::Untrusted(m)) => {
+            Err(format!("the CA bundle {} is refused: {m}", path.display()))
+        }
+        Err(AdminFileError::Unreadable(m)) => Err(format!("the CA bundle {}: {m}", path.display())),
+    }
 }
 
 fn is_loopback(url: &Url) -> bool {

@@ -1,15 +1,20 @@
 //! Linux policy files: the mandatory `/etc/lanyard/policy.json` plus `/etc/lanyard/policy.d/*.json`
 //! (in name order, later files win) and the user's `$XDG_CONFIG_HOME/lanyard/config.json`.
 //!
-//! A mandatory file (and its directory) is refused with a clear error unless it is owned by root —
-//! or, for a policy path the user named on the command line, by the user running Lanyard — and not
-//! writable by group or others. The user's file needs no such check: it can only hold settings an
-//! administrator did not lock. This module reads files; it does not merge or validate meaning.
+//! A mandatory file, the fragments directory and, for the system locations, every directory
+//! above them must be owned by root — or, for a policy path the user named on the command line,
+//! by the user running Lanyard (then only the file and the fragments directory are judged) — and
+//! not writable by group or others. Each file is opened once and judged on the open handle
+//! ([`crate::admin_files`]); a part that fails is ignored with a named error in
+//! [`SourceRead::refused`] and the rest of the policy still applies. The user's file needs no such
+//! check: it can only hold settings an administrator did not lock. This module reads files; it
+//! does not merge or validate meaning.
 
 use std::path::{Path, PathBuf};
 
-use super::SourceRead;
-use crate::policy::{parse_json, Layer, PolicyError, Scope};
+use super::{read_user_json, SourceRead};
+use crate::admin_files::Trust;
+use crate::policy::{PolicyError, Scope};
 
 /// The files that make up the policy on Linux.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +27,10 @@ pub struct LinuxPolicyPaths {
     pub user_file: Option<PathBuf>,
     /// Besides root, the owner a mandatory file may have (the user who named it explicitly).
     pub trusted_owner: Option<u32>,
+    /// Every directory from this one down to the mandatory files must be root's and not writable
+    /// by group or others: `/` for the system locations, a test's root for a copy of them, `None`
+    /// for a file the user named (only the file and the fragments directory are judged).
+    pub ancestors_from: Option<PathBuf>,
 }
 
 /// The system-wide policy file.
@@ -32,6 +41,7 @@ impl LinuxPolicyPaths {
     pub fn system() -> Self {
         let mut paths = Self::for_policy_file(Path::new(SYSTEM_POLICY_FILE));
         paths.trusted_owner = None;
+        paths.ancestors_from = Some(PathBuf::from("/"));
         paths
     }
 
@@ -43,6 +53,15 @@ impl LinuxPolicyPaths {
             mandatory_dir: file.with_extension("d"),
             user_file: user_config_file(),
             trusted_owner: current_uid(),
+            ancestors_from: None,
+        }
+    }
+
+    /// How the mandatory files are judged.
+    pub fn trust(&self) -> Trust {
+        Trust {
+            also_uid: self.trusted_owner,
+            ancestors_from: self.ancestors_from.clone(),
         }
     }
 
@@ -63,47 +82,8 @@ impl LinuxPolicyPaths {
     /// Reads every file that exists.
     pub fn read(&self) -> SourceRead {
         let mut read = SourceRead::default();
-        let mut mandatory_found = false;
-        match std::fs::metadata(&self.mandatory_file) {
-            Ok(_) => {
-                mandatory_found = true;
-                self.read_mandatory(&self.mandatory_file, &mut read);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => read.errors.push(PolicyError::new(
-                &self.mandatory_file.display().to_string(),
-                "",
-                format!("cannot read: {e}"),
-            )),
-        }
-        if self.mandatory_dir.is_dir() {
-            let dir_name = self.mandatory_dir.display().to_string();
-            match std::fs::metadata(&self.mandatory_dir) {
-                Ok(meta) => {
-                    if let Err(message) = self.check_protected(&meta) {
-                        read.errors.push(PolicyError::new(&dir_name, "", message));
-                        return read;
-                    }
-                }
-                Err(e) => {
-                    read.errors
-                        .push(PolicyError::new(&dir_name, "", format!("cannot read: {e}")));
-                    return read;
-                }
-            }
-            match fragment_files(&self.mandatory_dir) {
-                Ok(files) => {
-                    for file in files {
-                        mandatory_found = true;
-                        self.read_mandatory(&file, &mut read);
-                    }
-                }
-                Err(e) => {
-                    read.errors
-                        .push(PolicyError::new(&dir_name, "", format!("cannot read: {e}")))
-                }
-            }
-        }
+        let mut mandatory_found = self.read_mandatory(&self.mandatory_file, &mut read);
+        mandatory_found |= self.read_fragments(&mut read);
         if !mandatory_found && read.errors.is_empty() {
             read.errors.push(PolicyError::new(
                 &self.mandatory_file.display().to_string(),
@@ -114,75 +94,109 @@ impl LinuxPolicyPaths {
                 ),
             ));
         }
+        read.refusals_are_errors_without_admin_layers();
         if let Some(user_file) = &self.user_file {
-            match std::fs::read_to_string(user_file) {
-                Ok(text) => {
-                    let name = user_file.display().to_string();
-                    match parse_json(&text, &name) {
-                        Ok(document) => read.layers.push(Layer::new(name, Scope::User, document)),
-                        Err(errors) => read.errors.extend(errors),
+            read_user_json(user_file, &mut read);
+        }
+        read
+    }
+
+    /// Reads one mandatory file; whether it exists.
+    #[cfg(unix)]
+    fn read_mandatory(&self, path: &Path, read: &mut SourceRead) -> bool {
+        super::read_admin_json(path, Scope::Mandatory, &self.trust(), read)
+    }
+
+    /// Windows has no owner and mode bits in std's metadata: a file read by these rules there is
+    /// one the user named (`--policy`); the managed channels are the registry and `%ProgramData%`
+    /// (see `platform::windows`).
+    #[cfg(not(unix))]
+    fn read_mandatory(&self, path: &Path, read: &mut SourceRead) -> bool {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                super::push_parsed(&text, &name, Scope::Mandatory, read);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                read.errors
+                    .push(PolicyError::new(&name, "", format!("cannot read: {e}")));
+                true
+            }
+        }
+    }
+
+    /// Reads the fragments directory's `*.json` files in name order; whether any exists.
+    #[cfg(unix)]
+    fn read_fragments(&self, read: &mut SourceRead) -> bool {
+        use crate::admin_files::{open_trusted_dir, AdminFileError};
+        let dir_name = self.mandatory_dir.display().to_string();
+        let dir = match open_trusted_dir(&self.mandatory_dir, &self.trust()) {
+            Ok(Some(dir)) => dir,
+            Ok(None) => return false,
+            Err(AdminFileError::Untrusted(m)) => {
+                read.refused.push(super::refusal(&dir_name, &m));
+                return true;
+            }
+            Err(AdminFileError::Unreadable(m)) => {
+                read.errors.push(PolicyError::new(&dir_name, "", m));
+                return true;
+            }
+        };
+        let files = match dir.names_ending(".json") {
+            Ok(files) => files,
+            Err(e) => {
+                read.errors
+                    .push(PolicyError::new(&dir_name, "", e.to_string()));
+                return true;
+            }
+        };
+        let mut found = false;
+        for file in files {
+            let name = file.display().to_string();
+            match dir.read_text(&file) {
+                Ok(Some(text)) => {
+                    found = true;
+                    super::push_parsed(&text, &name, Scope::Mandatory, read);
+                }
+                Ok(None) => {}
+                Err(AdminFileError::Untrusted(m)) => {
+                    found = true;
+                    read.refused.push(super::refusal(&name, &m));
+                }
+                Err(AdminFileError::Unreadable(m)) => {
+                    found = true;
+                    read.errors.push(PolicyError::new(&name, "", m));
+                }
+            }
+        }
+        found
+    }
+
+    #[cfg(not(unix))]
+    fn read_fragments(&self, read: &mut SourceRead) -> bool {
+        let mut found = false;
+        if self.mandatory_dir.is_dir() {
+            match fragment_files(&self.mandatory_dir) {
+                Ok(files) => {
+                    for file in files {
+                        found |= self.read_mandatory(&file, read);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => read.errors.push(PolicyError::new(
-                    &user_file.display().to_string(),
+                    &self.mandatory_dir.display().to_string(),
                     "",
                     format!("cannot read: {e}"),
                 )),
             }
         }
-        read
-    }
-
-    fn read_mandatory(&self, path: &Path, read: &mut SourceRead) {
-        let name = path.display().to_string();
-        let checked = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|meta| self.check_protected(&meta))
-            .and_then(|()| std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}")));
-        match checked {
-            Ok(text) => match parse_json(&text, &name) {
-                Ok(document) => read
-                    .layers
-                    .push(Layer::new(name, Scope::Mandatory, document)),
-                Err(errors) => read.errors.extend(errors),
-            },
-            Err(message) => read.errors.push(PolicyError::new(&name, "", message)),
-        }
-    }
-
-    /// Refuses a mandatory file or directory that someone other than root could change.
-    #[cfg(unix)]
-    pub fn check_protected(&self, meta: &std::fs::Metadata) -> Result<(), String> {
-        use std::os::unix::fs::MetadataExt;
-
-        let uid = meta.uid();
-        if uid != 0 && Some(uid) != self.trusted_owner {
-            return Err(format!(
-                "refused: owned by uid {uid}, but a mandatory policy must be owned by root"
-            ));
-        }
-        let mode = meta.mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(format!(
-                "refused: mode {mode:04o} lets group or others write it; use chmod go-w"
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Windows has no owner and mode bits in std's metadata; a policy file there is one the user named
-/// (`--policy`) or one under `%ProgramData%`, whose default ACL lets only administrators write. The
-/// registry is the managed channel on Windows.
-#[cfg(not(unix))]
-impl LinuxPolicyPaths {
-    pub fn check_protected(&self, _meta: &std::fs::Metadata) -> Result<(), String> {
-        Ok(())
+        found
     }
 }
 
 /// `*.json` files of `dir`, in name order, hidden files skipped.
+#[cfg(not(unix))]
 fn fragment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -225,7 +239,10 @@ impl LinuxPolicyPaths {
         if !read.errors.is_empty() {
             return Err(read.errors);
         }
-        crate::policy::resolve(&read.layers, crate::policy::FileChecks::Readable)
+        let mut snapshot =
+            crate::policy::resolve(&read.layers, crate::policy::FileChecks::Readable)?;
+        snapshot.refused = read.refused;
+        Ok(snapshot)
     }
 }
 

@@ -8,15 +8,16 @@
 //! Precedence within the mandatory scope follows that order: the machine-wide profile beats the
 //! per-user one, and both beat the JSON file, so an MDM profile always has the last word over a
 //! file an installer or script left behind. Servers are the union of every part (the same id in
-//! two parts is an error). The JSON file gets the same ownership check as on Linux (root-owned,
-//! not writable by group or others). Every path is a field, so the rules are tested on any OS with
+//! two parts is an error). The JSON file and the managed-preferences files get the same check as
+//! on Linux (root-owned, not writable by group or others, and so is every directory above them),
+//! on the open handle; a part that fails is ignored with a named error. Every path is a field, so the rules are tested on any OS with
 //! a temporary directory as the root; this module reads and orders, it never validates meaning.
 
 use std::path::PathBuf;
 
-use super::linux_files::LinuxPolicyPaths;
 use super::macos_plist::{read_managed_preferences, MANAGED_PREFERENCES_DIR, PREFERENCE_DOMAIN};
-use super::{read_json_file, SourceRead};
+use super::{read_admin_json, read_user_json, SourceRead};
+use crate::admin_files::Trust;
 use crate::policy::{PolicyError, Scope};
 
 /// The administrator's JSON file on macOS (optional: profiles are the usual channel).
@@ -35,6 +36,9 @@ pub struct MacosPolicyPaths {
     pub user_file: Option<PathBuf>,
     /// Besides root, the owner the JSON file may have (tests: the user running them).
     pub trusted_owner: Option<u32>,
+    /// Every directory from this one down to the administrator's files must be root's and not
+    /// writable by group or others: `/` on a Mac, a test's temporary root elsewhere.
+    pub ancestors_from: Option<PathBuf>,
 }
 
 impl MacosPolicyPaths {
@@ -56,25 +60,29 @@ impl MacosPolicyPaths {
             json_file: PathBuf::from(MACOS_POLICY_FILE),
             user_file,
             trusted_owner: None,
+            ancestors_from: Some(PathBuf::from("/")),
+        }
+    }
+
+    /// How the administrator's files are judged.
+    pub fn trust(&self) -> Trust {
+        Trust {
+            also_uid: self.trusted_owner,
+            ancestors_from: self.ancestors_from.clone(),
         }
     }
 
     /// Reads every part that exists, in precedence order (the last mandatory layer wins).
     pub fn read(&self) -> SourceRead {
         let mut read = SourceRead::default();
-        let json_checks = LinuxPolicyPaths {
-            mandatory_file: self.json_file.clone(),
-            mandatory_dir: self.json_file.with_extension("d"),
-            user_file: None,
-            trusted_owner: self.trusted_owner,
-        };
-        read_json_file(&self.json_file, Scope::Mandatory, &mut read, |meta| {
-            json_checks.check_protected(meta)
-        });
-        let managed = read_managed_preferences(&self.managed_dir, self.user.as_deref());
-        read.layers.extend(managed.layers);
-        read.errors.extend(managed.errors);
-        if read.layers.is_empty() && read.errors.is_empty() {
+        let trust = self.trust();
+        read_admin_json(&self.json_file, Scope::Mandatory, &trust, &mut read);
+        read.extend(read_managed_preferences(
+            &self.managed_dir,
+            self.user.as_deref(),
+            &trust,
+        ));
+        if read.layers.is_empty() && read.errors.is_empty() && read.refused.is_empty() {
             read.errors.push(PolicyError::new(
                 &self.managed_dir.join(format!("{PREFERENCE_DOMAIN}.plist")).display().to_string(),
                 "",
@@ -84,8 +92,9 @@ impl MacosPolicyPaths {
                 ),
             ));
         }
+        read.refusals_are_errors_without_admin_layers();
         if let Some(user_file) = &self.user_file {
-            read_json_file(user_file, Scope::User, &mut read, |_| Ok(()));
+            read_user_json(user_file, &mut read);
         }
         read
     }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Number, Value};
 
 use super::SourceRead;
+use crate::admin_files::{self, AdminFileError, Trust};
 use crate::policy::{Layer, PolicyError, Scope};
 
 /// Lanyard's preference domain (the app's bundle identifier).
@@ -32,20 +33,20 @@ pub fn managed_preference_files(root: &Path, user: Option<&str>) -> Vec<PathBuf>
     files
 }
 
-/// Reads every managed-preferences file that exists.
-pub fn read_managed_preferences(root: &Path, user: Option<&str>) -> SourceRead {
+/// Reads every managed-preferences file that exists, each opened once and judged by `trust`
+/// ([`crate::admin_files`]): one someone else could have written is ignored with a named error.
+pub fn read_managed_preferences(root: &Path, user: Option<&str>, trust: &Trust) -> SourceRead {
     let mut read = SourceRead::default();
     for path in managed_preference_files(root, user) {
         let name = path.display().to_string();
-        match std::fs::read(&path) {
-            Ok(bytes) => match layers_from_plist(&bytes, &name) {
+        match admin_files::read_trusted(&path, trust) {
+            Ok(Some(bytes)) => match layers_from_plist(&bytes, &name) {
                 Ok(layers) => read.layers.extend(layers),
                 Err(e) => read.errors.push(e),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => read
-                .errors
-                .push(PolicyError::new(&name, "", format!("cannot read: {e}"))),
+            Ok(None) => {}
+            Err(AdminFileError::Untrusted(m)) => read.refused.push(super::refusal(&name, &m)),
+            Err(AdminFileError::Unreadable(m)) => read.errors.push(PolicyError::new(&name, "", m)),
         }
     }
     read

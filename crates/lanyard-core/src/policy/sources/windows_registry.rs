@@ -336,6 +336,6 @@ pub fn read_registry() -> super::SourceRead {
         .map(|k| read_key(&k));
     super::SourceRead {
         layers: layers_from_trees(machine.as_ref(), user.as_ref()),
-        errors: Vec::new(),
+        ..Default::default()
     }
 }

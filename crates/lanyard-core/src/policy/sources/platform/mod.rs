@@ -129,6 +129,59 @@ impl PolicySources {
         file.map_or_else(Self::platform, Self::file)
     }
 
+    /// Like [`PolicySources::chosen`], but a named file is refused when this computer has a
+    /// managed policy that does not set `dev_mode` ([`PolicySources::named_file_over`]).
+    pub fn chosen_checked(file: Option<&Path>) -> Result<Self, String> {
+        match file {
+            None => Ok(Self::platform()),
+            Some(file) => Self::named_file_over(&Self::platform(), file),
+        }
+    }
+
+    /// The policy file `file` named on the command line (`--policy`, `LANYARD_POLICY`), which
+    /// replaces every administrator's source — so it is refused while `managed` holds an
+    /// administrator's policy, unless that policy sets `dev_mode` (a developer's machine). The
+    /// error names the managed sources. Without a managed policy (a laptop under test, the demo)
+    /// any file may be named.
+    pub fn named_file_over(managed: &PolicySources, file: &Path) -> Result<Self, String> {
+        let named = Self::file(file);
+        if managed.explicit_file.is_none() && named.locations() == managed.locations() {
+            return Ok(named);
+        }
+        let read = managed.read();
+        let mut admin: Vec<(usize, &crate::policy::Layer)> = read
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.scope != crate::policy::Scope::User)
+            .collect();
+        if admin.is_empty() {
+            return Ok(named);
+        }
+        admin.sort_by_key(|(i, l)| (l.scope, *i));
+        let dev_mode = admin
+            .iter()
+            .filter_map(|(_, l)| {
+                l.document
+                    .get("dev_mode")
+                    .and_then(serde_json::Value::as_bool)
+            })
+            .next_back()
+            .unwrap_or(false);
+        if dev_mode {
+            return Ok(named);
+        }
+        let mut sources: Vec<&str> = admin.iter().map(|(_, l)| l.source.as_str()).collect();
+        sources.dedup();
+        Err(format!(
+            "{} cannot replace this computer's managed policy ({}): a policy named with --policy or \
+             LANYARD_POLICY is used only where the managed policy sets dev_mode. Remove --policy \
+             and unset LANYARD_POLICY to use the managed policy.",
+            file.display(),
+            sources.join(", ")
+        ))
+    }
+
     /// Any source (tests: a [`MacosPolicyPaths`] under a temporary root).
     pub fn from_source(source: impl PolicySource) -> Self {
         Self {
@@ -173,7 +226,9 @@ impl PolicySources {
         if !read.errors.is_empty() {
             return Err(read.errors);
         }
-        resolve(&read.layers, files)
+        let mut snapshot = resolve(&read.layers, files)?;
+        snapshot.refused = read.refused;
+        Ok(snapshot)
     }
 
     /// Re-reads the policy after every settled burst of changes and hands the result to

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::PolicySource;
-use crate::policy::sources::{read_json_file, windows_registry, SourceRead};
+use crate::admin_files::Trust;
+use crate::policy::sources::{read_admin_json, windows_registry, SourceRead};
 use crate::policy::watch::{watch_dirs, PolicyWatcher};
 use crate::policy::{PolicyError, Scope};
 
@@ -27,20 +28,25 @@ pub(super) fn default_source() -> Arc<dyn PolicySource> {
 impl PolicySource for WindowsSources {
     fn read(&self) -> SourceRead {
         let mut read = SourceRead::default();
-        // %ProgramData%'s default ACL lets only administrators create files in a new folder.
+        // %ProgramData% lets every user create a folder (theirs) and, through an inherited entry,
+        // add files to a new folder: the file and its folder must belong to an administrator
+        // and be writable by administrators alone (the MSI creates the folder so).
         if let Some(file) = &self.json_file {
-            read_json_file(file, Scope::Mandatory, &mut read, |_| Ok(()));
+            let trust = Trust {
+                also_uid: None,
+                ancestors_from: file.parent().map(Into::into),
+            };
+            read_admin_json(file, Scope::Mandatory, &trust, &mut read);
         }
-        let registry = windows_registry::read_registry();
-        read.layers.extend(registry.layers);
-        read.errors.extend(registry.errors);
-        if read.layers.is_empty() && read.errors.is_empty() {
+        read.extend(windows_registry::read_registry());
+        if read.layers.is_empty() && read.errors.is_empty() && read.refused.is_empty() {
             read.errors.push(PolicyError::new(
                 windows_registry::MACHINE_KEY,
                 "",
                 "no policy is installed (neither policy key exists, nor %ProgramData%\\Lanyard\\policy.json)",
             ));
         }
+        read.refusals_are_errors_without_admin_layers();
         read
     }
 
