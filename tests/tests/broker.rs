@@ -571,20 +571,38 @@ async fn a_connection_from_another_user_is_refused_and_logged() {
     let world = std::sync::Arc::new(demo_world().await);
     let w = world.clone();
     blocking(move || {
-        use std::os::unix::fs::PermissionsExt;
         let world = w;
         let agent = world.start_agent();
-        // The other user needs to reach and run the client binary: copy it into the open dir.
-        let open = |p: &Path, mode: u32| {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
-        };
-        let client = world.dir.join("lanyard-client");
-        std::fs::copy(&kit::binaries().lanyard, &client).expect("copy binary");
-        open(&world.dir, 0o755);
-        open(&client, 0o755);
-        open(&world.runtime_dir, 0o755);
-        open(&world.runtime_dir.join("lanyard"), 0o755);
-        open(&world.endpoint(), 0o666);
+        // The other user needs to reach and run the binaries: copy them into the open dir.
+        let client = open_copy(&kit::binaries().lanyard, &world.dir.join("lanyard-client"));
+        let raw = open_copy(&kit::binaries().testbed, &world.dir.join("raw-client"));
+        open_mode(&world.dir, 0o755);
+        open_mode(&world.runtime_dir, 0o755);
+        open_mode(&world.runtime_dir.join("lanyard"), 0o755);
+        open_mode(&world.endpoint(), 0o666);
+        // A client that checks nothing reaches the agent, which refuses it.
+        let output = Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(&raw)
+            .args(["ask", "--socket"])
+            .arg(world.endpoint())
+            .arg(r#"{"op":"hello","protocol":2,"client":"nobody"}"#)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runuser");
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert!(
+            stdout(&output).contains("serves only the user who runs it"),
+            "{}",
+            stdout(&output)
+        );
+        let log = agent.log();
+        assert!(
+            log.contains("refused a broker connection from another user"),
+            "{log}"
+        );
+        assert!(log.contains("65534"), "the refused uid is logged: {log}");
+        // Lanyard's own client, as that user, refuses the agent of root before any hello.
         let output = Command::new("runuser")
             .args(["-u", "nobody", "--"])
             .arg(&client)
@@ -593,25 +611,356 @@ async fn a_connection_from_another_user_is_refused_and_logged() {
             .stdin(Stdio::null())
             .output()
             .expect("runuser");
-        assert_eq!(code(&output), EXIT_FAILURE, "{}", stderr(&output));
-        assert!(output.stdout.is_empty());
+        assert_fails(&output, EXIT_FAILURE, "nobody's client");
         assert!(
-            stderr(&output).contains("serves only the user who runs it"),
+            stderr(&output).contains("is owned by uid 0, not you: refusing"),
             "{}",
             stderr(&output)
         );
-        let log = agent.log();
+        // The owner's own client distrusts the directory now open to others...
+        let opened = world.run(&["token", "docs"]);
+        assert_fails(&opened, EXIT_FAILURE, "owner, open directory");
         assert!(
-            log.contains("refused a broker connection from another user"),
-            "{log}"
+            stderr(&opened).contains("is open to other users"),
+            "{}",
+            stderr(&opened)
         );
-        assert!(log.contains("65534"), "the refused uid is logged: {log}");
-        // The owner is still served.
+        // ...and once it is private again, the owner is still served.
+        open_mode(&world.runtime_dir.join("lanyard"), 0o700);
         assert_fails(
             &world.run(&["token", "docs"]),
             EXIT_NOT_SIGNED_IN,
             "owner after refusal",
         );
+    })
+    .await;
+}
+
+fn open_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// `from` copied to `to`, readable and runnable by every user.
+fn open_copy(from: &Path, to: &Path) -> PathBuf {
+    std::fs::copy(from, to).expect("copy binary");
+    open_mode(to, 0o755);
+    to.to_path_buf()
+}
+
+/// A second Unix user created for one test (`useradd`), deleted when dropped.
+struct OtherUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl OtherUser {
+    /// Needs root; `None` (after a loud message) without it.
+    fn create() -> Option<Self> {
+        if !running_as_root() {
+            eprintln!("\n!!!!!!!! SKIPPED: needs root to create a second Unix user !!!!!!!!\n");
+            return None;
+        }
+        let name = format!("lanyard-imp-{}", std::process::id());
+        let made = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .arg(&name)
+            .output()
+            .expect("useradd");
+        assert!(made.status.success(), "useradd: {}", stderr(&made));
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, &name]).output().expect("id");
+            stdout(&out).trim().parse().expect("a numeric id")
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        Some(Self { name, uid, gid })
+    }
+
+    /// `program` run as this user (no supplementary groups).
+    fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--clear-groups")
+            .arg(program);
+        command
+    }
+}
+
+impl Drop for OtherUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+    }
+}
+
+/// A fake agent run by another user (`lanyard-testbed impostor`), killed when dropped.
+struct Impostor {
+    child: Child,
+    socket: PathBuf,
+    record: PathBuf,
+}
+
+impl Impostor {
+    /// Starts one as `user`, listening in `dir` (made theirs, as a squatter's directory is).
+    fn start(user: &OtherUser, world: &World, dir: &Path) -> Self {
+        for theirs in [dir, &world.dir.join("impostor-notes")] {
+            std::fs::create_dir_all(theirs).expect("impostor dir");
+            open_mode(theirs, 0o700);
+            chown(theirs, user.uid);
+        }
+        let program = open_copy(&kit::binaries().testbed, &world.dir.join("impostor-bin"));
+        let socket = dir.join("agent.sock");
+        let record = world.dir.join("impostor-notes/received.txt");
+        let mut child = user
+            .command(&program)
+            .args(["impostor", "--socket"])
+            .arg(&socket)
+            .arg("--record")
+            .arg(&record)
+            .args(["--server-url", "http://impostor.example/mcp"])
+            .args(["--support-url", "file:///etc/passwd"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the impostor");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut ready)
+            .expect("the impostor's first line");
+        assert!(ready.starts_with("listening"), "{ready:?}");
+        Self {
+            child,
+            socket,
+            record,
+        }
+    }
+
+    /// Every line the impostor received so far. Sends a probe line first and waits for its
+    /// answer: the impostor serves connections in order, so everything before it is recorded.
+    fn received(&self) -> Vec<String> {
+        let mut probe = UnixStream::connect(&self.socket).expect("probe");
+        probe
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        probe.write_all(b"{\"op\":\"probe\"}\n").expect("probe");
+        let reply = read_reply(&mut BufReader::new(probe));
+        assert_eq!(reply["type"], "done");
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.contains("\"probe\""))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Impostor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chown(path: &Path, uid: u32) {
+    let done = Command::new("chown")
+        .arg(uid.to_string())
+        .arg(path)
+        .status()
+        .expect("chown");
+    assert!(done.success());
+}
+
+/// Another user listens where the agent would (a squatted directory, the old shared
+/// `/tmp/lanyard-<uid>` fallback, or a socket re-owned after it was bound): `lanyard token` and
+/// `lanyard proxy` refuse it by name and send it nothing, not even a hello.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_impostor_agent_of_another_user_is_refused_before_the_hello() {
+    let Some(user) = OtherUser::create() else {
+        return;
+    };
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        open_mode(&world.dir, 0o755);
+        let impostor = Impostor::start(&user, &world, &world.dir.join("squat"));
+        let refused_with = |what: &str, output: &Output| {
+            assert_fails(output, EXIT_FAILURE, what);
+            let said = stderr(output);
+            let expected = format!(
+                "the agent at {} is owned by uid {}, not you: refusing",
+                impostor.socket.display(),
+                user.uid
+            );
+            assert!(said.contains(&expected), "{what}: {said}");
+        };
+        let as_victim = |args: &[&str]| {
+            world
+                .lanyard(args)
+                .env("LANYARD_AGENT_SOCKET", &impostor.socket)
+                .output()
+                .expect("run lanyard")
+        };
+        // 1. The directory is theirs: refused before connecting.
+        refused_with("token, squatted dir", &as_victim(&["token", "docs"]));
+        refused_with("proxy, squatted dir", &as_victim(&["proxy", "docs"]));
+        assert_eq!(impostor.received(), Vec::<String>::new());
+
+        // 2. Directory and socket handed to the victim after the impostor bound it: the files
+        // look right, but the process listening is still the other user's (SO_PEERCRED).
+        chown(impostor.socket.parent().expect("dir"), 0);
+        chown(&impostor.socket, 0);
+        refused_with("token, peer check", &as_victim(&["token", "docs"]));
+        refused_with("proxy, peer check", &as_victim(&["proxy", "docs"]));
+        let status = as_victim(&["status"]);
+        refused_with("status, peer check", &status);
+        assert_eq!(
+            impostor.received(),
+            Vec::<String>::new(),
+            "a client said something to the impostor"
+        );
+    })
+    .await;
+}
+
+/// With no runtime directory (cron, SSH without a session), the endpoint is in the user's home,
+/// never in a shared directory another user could create first.
+#[test]
+fn without_a_runtime_directory_the_endpoint_is_in_the_home_directory() {
+    let home = std::env::temp_dir().join(format!("lanyard-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("home");
+    let output = Command::new(&kit::binaries().lanyard)
+        .args(["token", "docs"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("LANYARD_AGENT_SOCKET")
+        .env("HOME", &home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lanyard");
+    assert_fails(&output, EXIT_AGENT_NOT_RUNNING, "no agent");
+    let uid = my_uid();
+    let session = format!("/run/user/{uid}/lanyard/agent.sock");
+    let in_home = home.join(".cache/lanyard/agent.sock").display().to_string();
+    let said = stderr(&output);
+    assert!(
+        said.contains(&in_home) || said.contains(&session),
+        "the endpoint is neither in HOME nor the session dir: {said}"
+    );
+    assert!(!said.contains(&format!("lanyard-{uid}/")), "{said}");
+    let _ = std::fs::remove_dir_all(home);
+}
+
+fn my_uid() -> String {
+    let out = Command::new("id").arg("-u").output().expect("id");
+    stdout(&out).trim().to_owned()
+}
+
+/// More connections than the broker serves at once (1,024), none of which says anything: each is
+/// closed after the hello allowance, and a real client that comes after them is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silent_connections_are_closed_and_cannot_starve_a_real_client() {
+    const SILENT: usize = 1100;
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let _agent = world.start_agent();
+        let silent: Vec<UnixStream> = (0..SILENT)
+            .map(|_| UnixStream::connect(world.endpoint()).expect("connect"))
+            .collect();
+        let started = Instant::now();
+        let mut real = world
+            .lanyard(&["status", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lanyard status");
+        let deadline = started + Duration::from_secs(30);
+        while real.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = real.kill();
+                panic!("a real client was starved by {SILENT} silent connections");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = real.wait_with_output().expect("output");
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        eprintln!(
+            "served after {:?} behind {SILENT} silent connections",
+            started.elapsed()
+        );
+        // The first and the last silent connection (one of those waiting in the backlog) are
+        // closed by the agent: a read ends instead of timing out.
+        for stream in [&silent[0], &silent[SILENT - 1]] {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            let mut byte = [0u8; 1];
+            let read = (&*stream).read(&mut byte);
+            assert!(
+                matches!(read, Ok(0)),
+                "a silent connection was kept: {read:?}"
+            );
+        }
+    })
+    .await;
+}
+
+/// A client looping on `refresh`, `refresh_all` and forced tokens gets answers, but the identity
+/// provider and the authorization server see at most one forced refresh per server per interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forced_refreshes_reach_the_idp_and_the_server_once_per_interval() {
+    use lanyard_core::ipc::TokenRequestOptions;
+    use lanyard_testbed::Endpoint as Wire;
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let _agent = world.start_agent();
+        let mut client = BlockingClient::connect(&world.endpoint()).expect("connect");
+        client.sign_in(false).expect("sign in");
+        client
+            .token("docs", TokenRequestOptions::default())
+            .expect("token");
+        let mints = || {
+            world
+                .testbed
+                .auth_server("docs")
+                .expect("docs AS")
+                .stats()
+                .jwt_bearer_mints
+        };
+        let idp_requests = || world.testbed.idp().faults().requests(Wire::Token);
+        // Past the engine's own 2-s reuse window for forced refreshes.
+        std::thread::sleep(Duration::from_millis(2100));
+        let (mints_before, idp_before) = (mints(), idp_requests());
+        let force = TokenRequestOptions {
+            force_refresh: true,
+            ..Default::default()
+        };
+        for _ in 0..20 {
+            client.refresh("docs").expect("refresh");
+            client.refresh_all().expect("refresh all");
+            let token = client.token("docs", force.clone()).expect("forced token");
+            assert!(token.expires_at > 0);
+            // Long enough for a grant to finish: without a limit each round mints anew.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let minted = mints() - mints_before;
+        let asked_idp = idp_requests() - idp_before;
+        eprintln!("20 rounds of refresh + refresh_all + forced token: {minted} mints for docs, {asked_idp} IdP token requests");
+        assert!(minted >= 1, "the first forced refresh went through");
+        assert!(minted <= 3, "{minted} mints for docs in 20 rounds");
+        // docs, tickets and payroll (denied) once each for refresh_all, docs once more.
+        assert!(asked_idp <= 6, "{asked_idp} IdP token requests in 20 rounds");
     })
     .await;
 }
@@ -798,7 +1147,7 @@ async fn a_version_1_client_is_refused_with_what_to_do() {
     .await;
 }
 
-/// A subscriber that never reads while the status changes a few hundred times: its socket buffer
+/// A subscriber that never reads while the status changes a hundred times and more: its socket buffer
 /// fills, the agent keeps answering everyone else promptly, and when it finally reads it catches
 /// up to the latest status (coalesced, not a queue of every change).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -817,11 +1166,14 @@ async fn a_stalled_subscriber_does_not_hold_up_the_agent() {
             .expect("subscribe");
         // From here on the stalled subscriber reads nothing until the end.
 
+        // Each `lanyard token` is a new process, so each changes the server's `last_used` and
+        // with it the status (refreshes would not: the broker coalesces them).
         let mut client = BlockingClient::connect(&world.endpoint()).expect("connect");
         let mut slowest = Duration::ZERO;
         for _ in 0..120 {
             let started = Instant::now();
-            client.refresh("docs").expect("refresh");
+            let token = world.run(&["token", "docs"]);
+            assert_eq!(code(&token), 0, "{}", stderr(&token));
             client.status().expect("status");
             slowest = slowest.max(started.elapsed());
         }
@@ -856,7 +1208,7 @@ async fn a_stalled_subscriber_does_not_hold_up_the_agent() {
             last["status"]["servers"], want["servers"],
             "caught up to the latest"
         );
-        eprintln!("the stalled subscriber got {lines} lines for 120 refreshes");
+        eprintln!("the stalled subscriber got {lines} lines for 120 token hand-outs");
     })
     .await;
 }

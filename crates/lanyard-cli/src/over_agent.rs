@@ -35,7 +35,10 @@ pub fn exit_code(e: &ClientError) -> u8 {
             ErrorCode::Misconfigured => exit::MISCONFIGURED,
             _ => exit::FAILURE,
         },
-        ClientError::Io(_) | ClientError::Protocol(_) => exit::FAILURE,
+        ClientError::ForeignAgent { .. }
+        | ClientError::UntrustedEndpoint { .. }
+        | ClientError::Io(_)
+        | ClientError::Protocol(_) => exit::FAILURE,
     }
 }
 
@@ -68,6 +71,9 @@ pub fn refusal(e: &ClientError) -> String {
             ErrorCode::Unavailable | ErrorCode::SignInFailed | ErrorCode::Stopped => "unavailable",
             _ => "failure",
         },
+        ClientError::ForeignAgent { .. } | ClientError::UntrustedEndpoint { .. } => {
+            "untrusted_agent"
+        }
         ClientError::Io(_) | ClientError::Protocol(_) => "failure",
     };
     refusal_header(reason)

@@ -54,6 +54,10 @@ pub fn run(endpoint: &Path, server: &str, policy_sources: &PolicySources) -> u8 
             return exit::MISCONFIGURED;
         }
     };
+    if let Err(why) = bridge::check_server_url(&url) {
+        eprintln!("lanyard proxy: {server:?}: {why}");
+        return exit::MISCONFIGURED;
+    }
     let tokens = BrokerTokens {
         shared: Arc::new(Shared {
             endpoint: endpoint.to_path_buf(),
@@ -145,10 +149,16 @@ impl Shared {
     }
 
     fn token(&self, options: &TokenRequestOptions) -> Result<Secret, ClientError> {
-        // One retry on a fresh connection: an idle one may belong to an agent that restarted.
+        // One retry on a fresh connection: an idle one may belong to an agent that restarted, or
+        // the agent closed it after its idle timeout. The other idle ones are then just as old,
+        // so they go too.
         let mut fresh_tried = false;
         loop {
-            let mut client = self.take()?;
+            let mut client = if fresh_tried {
+                BlockingClient::connect(&self.endpoint)?
+            } else {
+                self.take()?
+            };
             match client.token(&self.server, options.clone()) {
                 Ok(token) => {
                     self.give_back(client);
@@ -159,7 +169,10 @@ impl Shared {
                     return Err(e);
                 }
                 Err(e) if fresh_tried => return Err(e),
-                Err(_) => fresh_tried = true,
+                Err(_) => {
+                    fresh_tried = true;
+                    self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
             }
         }
     }

@@ -96,6 +96,9 @@ impl From<ClientError> for CommandError {
         let code = match &e {
             ClientError::NotRunning { .. } | ClientError::Io(_) => "agent_unreachable",
             ClientError::VersionMismatch { .. } => "agent_version",
+            ClientError::ForeignAgent { .. } | ClientError::UntrustedEndpoint { .. } => {
+                "agent_untrusted"
+            }
             ClientError::Protocol(_) => "agent_protocol",
             ClientError::Agent(reply) => match reply.code {
                 ErrorCode::NotSignedIn => "not_signed_in",

@@ -21,6 +21,27 @@ use crate::look::{self, PanelTheme, TrayLook};
 use crate::notices::{Notice, NoticeTracker};
 use crate::snapshot::{AgentView, AutostartView, PolicyProblem, PolicyView, Snapshot};
 
+/// `url` when the tray may open it as the support page: an `https:` page or a `mailto:` address.
+/// The agent's policy validation demands the same, but the status arrives over the broker and the
+/// system opener starts whatever handler a scheme names (`file:`, `smb:`, an app's own scheme), so
+/// the tray checks again before it shows or opens the link.
+pub fn openable_support_url(url: &str) -> Option<String> {
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "https" | "mailto") => Some(url.to_owned()),
+        Ok(parsed) => {
+            warn!(
+                scheme = parsed.scheme(),
+                "ignoring a support URL that is not https or mailto"
+            );
+            None
+        }
+        Err(e) => {
+            warn!(error = %e, "ignoring a support URL that does not parse");
+            None
+        }
+    }
+}
+
 /// How the host is built.
 pub struct HostOptions {
     /// The agent's endpoint (socket or pipe).
@@ -127,18 +148,25 @@ impl Host {
         }
     }
 
-    /// The organization's support page, as the agent's policy says.
+    /// The organization's support page, as the agent's policy says, when it may be opened (see
+    /// [`openable_support_url`]).
     pub fn support_url(&self) -> Option<String> {
-        lock(&self.status)
-            .as_ref()
-            .and_then(|s| s.organization.support_url.clone())
+        lock(&self.status).as_ref().and_then(|s| {
+            s.organization
+                .support_url
+                .as_deref()
+                .and_then(openable_support_url)
+        })
     }
 
     pub fn snapshot(&self) -> Snapshot {
         let status = lock(&self.status).clone();
-        let support_url = status
-            .as_ref()
-            .and_then(|s| s.organization.support_url.clone());
+        let support_url = status.as_ref().and_then(|s| {
+            s.organization
+                .support_url
+                .as_deref()
+                .and_then(openable_support_url)
+        });
         let source = self.policy_path.as_ref().map_or_else(
             || "the managed policy".to_owned(),
             |p| p.display().to_string(),
@@ -233,5 +261,50 @@ pub fn report(host: &Host) {
         std::fs::write(&partial, shown.to_string()).and_then(|()| std::fs::rename(&partial, &path));
     if let Err(e) = written {
         warn!("cannot write the tray report {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanyard_core::clock::SystemClock;
+
+    fn host_told(support_url: &str) -> Host {
+        let host = Host::new(HostOptions {
+            endpoint: PathBuf::from("/nonexistent/agent.sock"),
+            policy_path: None,
+            clock: Arc::new(SystemClock),
+            theme: PanelTheme::Dark,
+            cli: None,
+        });
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "idp": {"state": "signed_out"}, "servers": [], "keychain": {"state": "available"},
+            "policy": {"state": "applied"}, "updated_at": 1,
+            "organization": {"support_url": support_url, "autostart": true, "notifications": true},
+        }))
+        .expect("a status");
+        host.observe(LinkEvent::Status(Box::new(status)));
+        host
+    }
+
+    #[test]
+    fn only_https_and_mailto_support_links_are_shown_or_opened() {
+        for good in ["https://it.example/help", "mailto:it@example.com"] {
+            let host = host_told(good);
+            assert_eq!(host.support_url().as_deref(), Some(good));
+            assert_eq!(host.snapshot().policy.support_url.as_deref(), Some(good));
+        }
+        for bad in [
+            "http://it.example/help",
+            "file:///etc/passwd",
+            "smb://evil.example/share",
+            "javascript:alert(1)",
+            "vscode://evil.extension/run",
+            "not a url",
+        ] {
+            let host = host_told(bad);
+            assert_eq!(host.support_url(), None, "{bad} was offered");
+            assert_eq!(host.snapshot().policy.support_url, None, "{bad} was shown");
+        }
     }
 }

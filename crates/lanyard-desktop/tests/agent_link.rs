@@ -149,6 +149,15 @@ fn wait_for(events: &mpsc::Receiver<LinkEvent>, what: &str, pred: impl Fn(&LinkE
     panic!("no {what} within 15 s");
 }
 
+/// A directory the agent would accept for its socket (and so would its clients): ours, 0700.
+fn private_dir(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("lanyard-tray-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    dir
+}
+
 fn host(endpoint: &Path) -> Host {
     Host::new(HostOptions {
         endpoint: endpoint.to_path_buf(),
@@ -161,8 +170,7 @@ fn host(endpoint: &Path) -> Host {
 
 #[test]
 fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
-    let dir = std::env::temp_dir().join(format!("lanyard-tray-link-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = private_dir("link");
     let endpoint = dir.join("agent.sock");
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     let agent = RecordingAgent::start(
@@ -275,4 +283,81 @@ fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
     }
     agent.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An "agent" whose directory belongs to another user (squatted before the real agent started):
+/// the tray's link and its actions refuse it by name and never say hello, so nothing it claims
+/// (its status, its support page) reaches the tray. Needs root, to give the directory away.
+#[test]
+fn the_tray_refuses_an_agent_in_another_users_directory() {
+    if !running_as_root() {
+        eprintln!("\n!!!!!!!! SKIPPED: needs root to give a directory to another user !!!!!!!!\n");
+        return;
+    }
+    let dir = private_dir("foreign");
+    let endpoint = dir.join("agent.sock");
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let agent = RecordingAgent::start(
+        &endpoint,
+        seen.clone(),
+        status_json(json!({"state": "signed_out"}), vec![]),
+    );
+    std::os::unix::fs::chown(&dir, Some(65534), None).expect("chown");
+    let expected = format!(
+        "the agent at {} is owned by uid 65534, not you: refusing",
+        endpoint.display()
+    );
+
+    let shown = Arc::new(host(&endpoint));
+    let (tx, events) = mpsc::channel();
+    let tee = shown.clone();
+    let tx = Mutex::new(tx);
+    let link = link::start(
+        LinkOptions {
+            endpoint: endpoint.clone(),
+            cli: None,
+            policy_path: None,
+            no_keychain: true,
+        },
+        move |event| {
+            tee.observe(event.clone());
+            let _ = tx.lock().expect("lock").send(event);
+        },
+    )
+    .expect("link starts");
+    wait_for(
+        &events,
+        "the refusal",
+        |e| matches!(e, LinkEvent::Lost { reason } if reason.contains(&expected)),
+    );
+    assert_eq!(shown.support_url(), None);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let refused = rt
+        .block_on(ask_agent(
+            endpoint.clone(),
+            Request::SignIn { device: false },
+        ))
+        .expect_err("a sign-in through another user's agent");
+    assert_eq!(refused.code, "agent_untrusted", "{refused:?}");
+    link.stop();
+    assert_eq!(
+        agent.connections.load(Ordering::SeqCst),
+        0,
+        "a client connected"
+    );
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "a client said something"
+    );
+    agent.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }

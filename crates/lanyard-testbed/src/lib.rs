@@ -48,6 +48,8 @@ mod config;
 pub mod demo;
 mod faults;
 mod idp;
+#[cfg(unix)]
+pub mod impostor;
 mod keys;
 mod mcp;
 pub mod net;

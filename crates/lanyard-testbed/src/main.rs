@@ -1,6 +1,7 @@
 //! The `lanyard-testbed` binary: `serve` runs the fake IdP, authorization servers and MCP servers
 //! (the demo world with `--demo`) until Ctrl-C; `browse` and `device` are the scripted browser,
-//! usable as `BROWSER="lanyard-testbed browse --user alice@example.com"`.
+//! usable as `BROWSER="lanyard-testbed browse --user alice@example.com"`; `impostor` stands in
+//! for another user's fake agent (see [`lanyard_testbed::impostor`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -58,6 +59,31 @@ enum Command {
         user: String,
         /// The authorization URL.
         url: String,
+    },
+    /// Pose as a Lanyard agent at SOCKET (security tests run this as another user): answer like
+    /// a willing agent and record every line received in RECORD. Runs until killed.
+    #[cfg(unix)]
+    Impostor {
+        /// The endpoint to listen on.
+        #[arg(long)]
+        socket: PathBuf,
+        /// Every line received is appended here.
+        #[arg(long)]
+        record: PathBuf,
+        /// The URL given for the server `docs`.
+        #[arg(long, default_value = "http://impostor.example/mcp")]
+        server_url: String,
+        /// The support page claimed.
+        #[arg(long, default_value = "file:///etc/passwd")]
+        support_url: String,
+    },
+    /// Send one raw line to the socket at SOCKET, with no check of who listens there, and print
+    /// the one line answered (security tests run this as another user).
+    #[cfg(unix)]
+    Ask {
+        #[arg(long)]
+        socket: PathBuf,
+        line: String,
     },
     /// Approve a device-flow code (open `verification_uri_complete`) as a user.
     Device {
@@ -146,6 +172,31 @@ async fn main() -> anyhow::Result<()> {
             if !visit.body.is_empty() {
                 eprintln!("{}", visit.body);
             }
+            Ok(())
+        }
+        #[cfg(unix)]
+        Command::Impostor {
+            socket,
+            record,
+            server_url,
+            support_url,
+        } => lanyard_testbed::impostor::serve(&lanyard_testbed::impostor::ImpostorConfig {
+            socket,
+            record,
+            server_url,
+            support_url,
+        }),
+        #[cfg(unix)]
+        Command::Ask { socket, line } => {
+            use std::io::{BufRead, Write};
+            let mut stream = std::os::unix::net::UnixStream::connect(&socket)
+                .with_context(|| format!("connecting to {}", socket.display()))?;
+            // A server that refuses its peer may answer and hang up before reading: its answer
+            // still counts when the write failed.
+            let _ = writeln!(stream, "{line}");
+            let mut reply = String::new();
+            std::io::BufReader::new(stream).read_line(&mut reply)?;
+            print!("{reply}");
             Ok(())
         }
         Command::Device { user, url } => {

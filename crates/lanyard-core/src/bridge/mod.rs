@@ -114,9 +114,26 @@ impl BridgeConfig {
     }
 }
 
+/// Whether the bridge may send tokens to `url`: https, or plain http to a loopback address (the
+/// agent's policy validation lets that through only with `dev_mode`, for local test servers).
+/// Anything else is refused even when the agent names it, so a forged or misread answer cannot
+/// send the user's tokens over the network in clear text.
+pub fn check_server_url(url: &Url) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if crate::policy::validate::is_loopback(url) => Ok(()),
+        _ => Err(format!(
+            "the MCP server URL {url} is not https (plain http is accepted only on this machine's \
+             loopback, with dev_mode): refusing to send tokens there"
+        )),
+    }
+}
+
 /// Why the bridge stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
+    #[error("{0}")]
+    InsecureServerUrl(String),
     #[error(transparent)]
     Http(#[from] WireError),
     #[error("reading the client's messages failed: {0}")]
@@ -139,6 +156,7 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    check_server_url(&config.server_url).map_err(BridgeError::InsecureServerUrl)?;
     let http = HttpExecutor::new(&config.http)?.client().clone();
     let upstream = Arc::new(Upstream::new(
         http,
@@ -418,5 +436,61 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(text, "{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    /// A token source that must never be asked.
+    struct NoTokens;
+
+    impl TokenSource for NoTokens {
+        #[allow(clippy::manual_async_fn)]
+        fn token(
+            &self,
+            _request: &TokenRequest,
+        ) -> impl Future<Output = Result<Secret, TokenUnavailable>> + Send {
+            async { panic!("a token was asked for an insecure server URL") }
+        }
+    }
+
+    #[test]
+    fn only_https_or_loopback_http_servers_get_tokens() {
+        for good in [
+            "https://mcp.example/mcp",
+            "http://127.0.0.1:8080/mcp",
+            "http://127.3.4.5/mcp",
+            "http://[::1]:9000/mcp",
+            "http://localhost:3000/mcp",
+        ] {
+            let url = Url::parse(good).expect("a URL");
+            assert_eq!(check_server_url(&url), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://mcp.example/mcp",
+            "http://10.0.0.8/mcp",
+            "http://localhost.evil.example/mcp",
+            "ftp://mcp.example/mcp",
+            "ws://127.0.0.1/mcp",
+            "file:///tmp/mcp",
+        ] {
+            let url = Url::parse(bad).expect("a URL");
+            let why = check_server_url(&url).expect_err(bad);
+            assert!(why.contains("not https"), "{bad}: {why}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_bridge_refuses_a_plain_http_server_before_reading_or_sending_anything() {
+        let config = BridgeConfig::new(Url::parse("http://mcp.example/mcp").expect("a URL"));
+        let input: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n";
+        let (output, mut client_side) = tokio::io::duplex(1024);
+        let result = run(config, NoTokens, input, output).await;
+        assert!(
+            matches!(result, Err(BridgeError::InsecureServerUrl(_))),
+            "{result:?}"
+        );
+        let mut written = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut client_side, &mut written)
+            .await
+            .expect("read");
+        assert_eq!(written, "", "nothing was answered for the server");
     }
 }

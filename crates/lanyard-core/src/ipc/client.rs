@@ -2,6 +2,13 @@
 //! proxy` reach the agent in about a millisecond. Owns one connection and the hello handshake; it
 //! never opens a browser, starts an agent or retries on its own.
 //!
+//! It also makes sure the agent is genuine before it says anything: on Unix the endpoint's
+//! directory must be this user's and private (0700) and the socket this user's (the checks the
+//! agent made when it created them), and on Linux the process listening must run as this user
+//! (`SO_PEERCRED`); on Windows the pipe's server process must run as this user's SID
+//! (`GetNamedPipeServerProcessId`, then its token). Another user's endpoint is
+//! [`ClientError::ForeignAgent`]: no hello, no request, nothing is read from it.
+//!
 //! ```no_run
 //! use lanyard_core::ipc::{BlockingClient, TokenRequestOptions};
 //! use std::time::Duration;
@@ -21,6 +28,7 @@ use std::time::Duration;
 
 use crate::engine::{AccessToken, Status};
 
+use super::endpoint::Distrust;
 use super::protocol::{ErrorCode, ErrorReply, Request, Response, ServerInfo, PROTOCOL_VERSION};
 
 #[cfg(unix)]
@@ -66,6 +74,16 @@ pub struct AgentInfo {
 pub enum ClientError {
     #[error("the Lanyard agent is not running (no agent at {}); start it with `lanyard agent`", endpoint.display())]
     NotRunning { endpoint: PathBuf },
+    /// What answers at the endpoint belongs to another user: an impostor, or a squatted name.
+    #[error("the agent at {} is owned by {owner}, not you: refusing", endpoint.display())]
+    ForeignAgent { endpoint: PathBuf, owner: String },
+    /// The endpoint is this user's but not private, so another user may have replaced it.
+    #[error("the agent at {} cannot be trusted ({} {reason}): refusing", endpoint.display(), path.display())]
+    UntrustedEndpoint {
+        endpoint: PathBuf,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("the Lanyard agent speaks protocol {agent}, this program {ours}: {}", if agent < ours { "the running agent is older; stop it (it was started before an update) and start `lanyard agent` again" } else { "this program is older than the running agent; update it" })]
     VersionMismatch { agent: u32, ours: u32 },
     /// The agent answered with an error (not signed in, denied, unknown server…).
@@ -101,6 +119,22 @@ impl BlockingClient {
     /// connection is [`ClientError::NotRunning`]; another protocol version is
     /// [`ClientError::VersionMismatch`].
     pub fn connect(endpoint: &Path) -> Result<Self, ClientError> {
+        let distrusted = |distrust: Distrust| match distrust {
+            Distrust::Missing => ClientError::NotRunning {
+                endpoint: endpoint.to_path_buf(),
+            },
+            Distrust::Foreign { owner } => ClientError::ForeignAgent {
+                endpoint: endpoint.to_path_buf(),
+                owner,
+            },
+            Distrust::Insecure { path, reason } => ClientError::UntrustedEndpoint {
+                endpoint: endpoint.to_path_buf(),
+                path,
+                reason,
+            },
+        };
+        #[cfg(unix)]
+        super::endpoint::check_before_connect(endpoint).map_err(distrusted)?;
         let stream = open(endpoint).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
                 ClientError::NotRunning {
@@ -109,6 +143,7 @@ impl BlockingClient {
             }
             _ => ClientError::Io(e),
         })?;
+        check_peer(&stream).map_err(distrusted)?;
         let reader = BufReader::new(stream.try_clone()?);
         let mut client = Self {
             reader,
@@ -337,11 +372,63 @@ fn open(endpoint: &Path) -> std::io::Result<Stream> {
     Stream::connect(endpoint)
 }
 
+/// Linux: the process listening on the socket must run as this user (its credentials as the
+/// kernel recorded them when it called `listen`, so a socket file handed over or re-owned later
+/// does not change them).
+#[cfg(target_os = "linux")]
+fn check_peer(stream: &Stream) -> Result<(), Distrust> {
+    let me = rustix::process::geteuid().as_raw();
+    match rustix::net::sockopt::socket_peercred(stream) {
+        Ok(cred) if cred.uid.as_raw() == me => Ok(()),
+        Ok(cred) => Err(Distrust::Foreign {
+            owner: format!("uid {}", cred.uid.as_raw()),
+        }),
+        Err(e) => Err(Distrust::Insecure {
+            path: PathBuf::from("the socket's peer"),
+            reason: format!("cannot be identified: {e}"),
+        }),
+    }
+}
+
+/// Other Unix systems (macOS): the directory and socket checks of
+/// [`super::endpoint::check_before_connect`] stand alone. The endpoint sits in a 0700 directory
+/// of this user, so only this user (or root) can have bound it.
+#[cfg(all(unix, not(target_os = "linux")))]
+fn check_peer(_stream: &Stream) -> Result<(), Distrust> {
+    Ok(())
+}
+
 #[cfg(windows)]
 fn open(endpoint: &Path) -> std::io::Result<Stream> {
-    // A named pipe opens like a file; the server's pipe only admits this user (see the server).
+    use std::os::windows::fs::OpenOptionsExt;
+    // Identification only: the server may learn who we are, never act as us (a pipe server may
+    // impersonate its clients unless they say otherwise).
+    const SECURITY_IDENTIFICATION: u32 = 1 << 16;
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
+        .security_qos_flags(SECURITY_IDENTIFICATION)
         .open(endpoint)
+}
+
+/// Windows: the process that created the pipe must run as this user's SID. Pipe names are global
+/// to the machine, so another user can create `lanyard-agent-<our SID>` before the agent does.
+#[cfg(windows)]
+fn check_peer(stream: &Stream) -> Result<(), Distrust> {
+    use crate::os::windows::{current_user_sid, pipe_server_pid, process_user_sid};
+    let unidentified = |e: std::io::Error| Distrust::Insecure {
+        path: PathBuf::from("the pipe's server"),
+        reason: format!("cannot be identified: {e}"),
+    };
+    let me = current_user_sid().map_err(unidentified)?;
+    let pid = pipe_server_pid(stream).map_err(unidentified)?;
+    // Opening another user's process is normally denied: that, too, is not our agent.
+    let owner = process_user_sid(pid).map_err(|e| Distrust::Foreign {
+        owner: format!("process {pid}, whose user cannot be read ({e})"),
+    })?;
+    if owner == me {
+        Ok(())
+    } else {
+        Err(Distrust::Foreign { owner })
+    }
 }

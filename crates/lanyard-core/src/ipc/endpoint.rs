@@ -1,11 +1,12 @@
 //! Where the agent listens, and the one-agent-per-user lock.
 //!
-//! Owns the per-user endpoint path (Unix socket in `$XDG_RUNTIME_DIR/lanyard/`, a private
-//! `lanyard-<uid>` directory under the temp dir when that is unset, `~/Library/Application
-//! Support/Lanyard/` on macOS, the named pipe `\\.\pipe\lanyard-agent-<SID>` on Windows), the
+//! Owns the per-user endpoint path (Unix socket in `$XDG_RUNTIME_DIR/lanyard/`, else
+//! `/run/user/<uid>/lanyard/` when that is ours, else `~/.cache/lanyard/`; `~/Library/Application
+//! Support/Lanyard/` on macOS; the named pipe `\\.\pipe\lanyard-agent-<SID>` on Windows), the
 //! checks that its directory is private (owned by this user, mode 0700; on Windows the agent's
-//! directory is `%LOCALAPPDATA%\Lanyard`) and [`AgentLock`]. It opens no connections and knows nothing of
-//! the protocol.
+//! directory is `%LOCALAPPDATA%\Lanyard`), the same checks as a client makes them before it
+//! connects ([`check_before_connect`]), and [`AgentLock`]. It opens no connections and knows
+//! nothing of the protocol.
 
 use std::path::{Path, PathBuf};
 
@@ -51,19 +52,27 @@ fn platform_endpoint() -> Result<PathBuf, EndpointError> {
             // MCP SDKs start stdio servers with a trimmed environment (no XDG_RUNTIME_DIR), so a
             // proxy started by one must still find the agent of the user's desktop session:
             // systemd's /run/user/<uid>, when it exists and is ours. Otherwise (cron, some SSH
-            // setups) a private per-uid directory.
+            // setups, containers) a directory in the user's home, which the MCP SDKs pass on.
+            // Never a shared directory such as /tmp: another user could create `lanyard-<uid>`
+            // there first and answer in the agent's place.
             let uid = rustix::process::geteuid().as_raw();
             let session_dir = PathBuf::from(format!("/run/user/{uid}"));
             let ours = std::fs::metadata(&session_dir)
                 .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid && m.is_dir())
                 .unwrap_or(false);
             if ours {
-                Ok(session_dir.join("lanyard").join("agent.sock"))
-            } else {
-                Ok(std::env::temp_dir()
-                    .join(format!("lanyard-{uid}"))
-                    .join("agent.sock"))
+                return Ok(session_dir.join("lanyard").join("agent.sock"));
             }
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|h| h.is_absolute())
+                .ok_or_else(|| {
+                    EndpointError::NoLocation(
+                        "neither XDG_RUNTIME_DIR nor HOME is set, and /run/user/<uid> is not yours"
+                            .into(),
+                    )
+                })?;
+            Ok(home.join(".cache/lanyard").join("agent.sock"))
         }
     }
 }
@@ -140,7 +149,7 @@ pub fn lock_file_name(endpoint: &Path, default: Option<&Path>) -> String {
 /// directory owned by this user that nobody else may enter.
 #[cfg(unix)]
 pub fn prepare_directory(endpoint: &Path) -> Result<PathBuf, EndpointError> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use std::os::unix::fs::DirBuilderExt;
 
     let dir = endpoint
         .parent()
@@ -160,28 +169,125 @@ pub fn prepare_directory(endpoint: &Path) -> Result<PathBuf, EndpointError> {
     }
     let meta =
         std::fs::symlink_metadata(&dir).map_err(io_error(format!("reading {}", dir.display())))?;
-    let insecure = |reason: String| EndpointError::Insecure {
-        path: dir.clone(),
-        reason,
-    };
-    if !meta.is_dir() {
-        return Err(insecure("is not a directory (a symlink?)".into()));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(insecure(format!(
-            "belongs to uid {}, not to you (uid {me})",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(insecure(format!(
-            "is open to other users (mode {:o}); run `chmod 700 {}`",
-            meta.mode() & 0o777,
-            dir.display()
-        )));
+    if let Some(problem) = private_directory_problem(&meta) {
+        return Err(EndpointError::Insecure {
+            path: dir,
+            reason: problem.to_string(),
+        });
     }
     Ok(dir)
+}
+
+/// What is wrong with the endpoint's directory, as the agent and its clients check it.
+#[cfg(unix)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DirectoryProblem {
+    NotADirectory,
+    Foreign { owner: u32, me: u32 },
+    OpenToOthers { mode: u32 },
+}
+
+#[cfg(unix)]
+impl std::fmt::Display for DirectoryProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DirectoryProblem::NotADirectory => f.write_str("is not a directory (a symlink?)"),
+            DirectoryProblem::Foreign { owner, me } => {
+                write!(f, "belongs to uid {owner}, not to you (uid {me})")
+            }
+            DirectoryProblem::OpenToOthers { mode } => write!(
+                f,
+                "is open to other users (mode {mode:o}); run `chmod 700` on it"
+            ),
+        }
+    }
+}
+
+/// A private directory is a real directory (not a symlink) owned by this user that nobody else
+/// may enter: only then can no other user have put a socket in it.
+#[cfg(unix)]
+fn private_directory_problem(meta: &std::fs::Metadata) -> Option<DirectoryProblem> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    if !meta.is_dir() {
+        Some(DirectoryProblem::NotADirectory)
+    } else if meta.uid() != me {
+        Some(DirectoryProblem::Foreign {
+            owner: meta.uid(),
+            me,
+        })
+    } else if meta.mode() & 0o077 != 0 {
+        Some(DirectoryProblem::OpenToOthers {
+            mode: meta.mode() & 0o777,
+        })
+    } else {
+        None
+    }
+}
+
+/// Why a client will not talk to whatever answers at an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Distrust {
+    /// Nothing is there: no agent runs.
+    Missing,
+    /// The endpoint, its directory or the process listening belongs to another user (`owner`:
+    /// `uid N`, or a SID on Windows).
+    Foreign { owner: String },
+    /// It is ours but not private (open to others, a symlink, not a socket).
+    Insecure { path: PathBuf, reason: String },
+}
+
+/// Unix: what a client checks before it connects, the checks the agent made when it created the
+/// endpoint: the directory is a real directory owned by this user with mode 0700, and the
+/// endpoint in it is a socket owned by this user. Another user cannot then have put it there; the
+/// process listening on it is checked once connected (`SO_PEERCRED`).
+#[cfg(unix)]
+pub fn check_before_connect(endpoint: &Path) -> Result<(), Distrust> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    let dir = endpoint
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let missing_or = |e: std::io::Error, path: &Path| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Distrust::Missing
+        } else {
+            Distrust::Insecure {
+                path: path.to_path_buf(),
+                reason: format!("cannot be read: {e}"),
+            }
+        }
+    };
+    let dir_meta = std::fs::symlink_metadata(dir).map_err(|e| missing_or(e, dir))?;
+    match private_directory_problem(&dir_meta) {
+        None => {}
+        Some(DirectoryProblem::Foreign { owner, .. }) => {
+            return Err(Distrust::Foreign {
+                owner: format!("uid {owner}"),
+            })
+        }
+        Some(problem) => {
+            return Err(Distrust::Insecure {
+                path: dir.to_path_buf(),
+                reason: problem.to_string(),
+            })
+        }
+    }
+    let meta = std::fs::symlink_metadata(endpoint).map_err(|e| missing_or(e, endpoint))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(Distrust::Foreign {
+            owner: format!("uid {}", meta.uid()),
+        });
+    }
+    if !meta.file_type().is_socket() {
+        return Err(Distrust::Insecure {
+            path: endpoint.to_path_buf(),
+            reason: "is not a socket".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Proof that this process is the user's only agent: an exclusive `flock` on `agent.lock` next to
@@ -362,6 +468,98 @@ mod tests {
         }
         drop(first);
         AgentLock::acquire(&endpoint).expect("free again after drop");
+        std::fs::remove_dir_all(root).ok();
+    }
+
+    fn running_as_root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    /// Binds a socket at `path` (and keeps it listening until dropped).
+    fn socket_at(path: &Path) -> std::os::unix::net::UnixListener {
+        std::os::unix::net::UnixListener::bind(path).expect("bind")
+    }
+
+    fn private_dir(root: &Path) -> PathBuf {
+        let dir = root.join("lanyard");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        dir
+    }
+
+    #[test]
+    fn a_client_trusts_a_socket_of_its_own_in_a_private_directory() {
+        let root = scratch("trust");
+        let endpoint = private_dir(&root).join("agent.sock");
+        assert_eq!(check_before_connect(&endpoint), Err(Distrust::Missing));
+        let _listening = socket_at(&endpoint);
+        assert_eq!(check_before_connect(&endpoint), Ok(()));
+        std::fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn a_client_distrusts_an_open_directory_a_symlink_or_a_plain_file() {
+        let root = scratch("distrust");
+        assert_eq!(
+            check_before_connect(&root.join("nowhere/agent.sock")),
+            Err(Distrust::Missing)
+        );
+        let open = root.join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let _listening = socket_at(&open.join("agent.sock"));
+        match check_before_connect(&open.join("agent.sock")) {
+            Err(Distrust::Insecure { path, reason }) => {
+                assert_eq!(path, open);
+                assert!(reason.contains("open to other users"), "{reason}");
+            }
+            other => panic!("an open directory was trusted: {other:?}"),
+        }
+        let link = root.join("link");
+        std::os::unix::fs::symlink(private_dir(&root), &link).expect("symlink");
+        assert!(
+            matches!(
+                check_before_connect(&link.join("agent.sock")),
+                Err(Distrust::Insecure { .. })
+            ),
+            "a symlinked directory was trusted"
+        );
+        let file = root.join("lanyard/agent.sock");
+        std::fs::write(&file, b"").expect("a plain file");
+        match check_before_connect(&file) {
+            Err(Distrust::Insecure { reason, .. }) => assert!(reason.contains("not a socket")),
+            other => panic!("a plain file was trusted: {other:?}"),
+        }
+        std::fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn a_client_names_the_other_user_who_owns_the_directory_or_the_socket() {
+        if !running_as_root() {
+            eprintln!("SKIPPED: needs root to give files to another user (chown)");
+            return;
+        }
+        let nobody = rustix::process::Uid::from_raw(65534);
+        let root = scratch("foreign");
+        // A directory squatted by another user (as /tmp/lanyard-<uid> could be).
+        let theirs = private_dir(&root);
+        let _listening = socket_at(&theirs.join("agent.sock"));
+        rustix::fs::chown(&theirs, Some(nobody), None).expect("chown dir");
+        assert_eq!(
+            check_before_connect(&theirs.join("agent.sock")),
+            Err(Distrust::Foreign {
+                owner: "uid 65534".into()
+            })
+        );
+        // Our directory, their socket.
+        rustix::fs::chown(&theirs, Some(rustix::process::geteuid()), None).expect("chown back");
+        rustix::fs::chown(theirs.join("agent.sock"), Some(nobody), None).expect("chown socket");
+        assert_eq!(
+            check_before_connect(&theirs.join("agent.sock")),
+            Err(Distrust::Foreign {
+                owner: "uid 65534".into()
+            })
+        );
         std::fs::remove_dir_all(root).ok();
     }
 }

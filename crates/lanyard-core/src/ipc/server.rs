@@ -3,14 +3,30 @@
 //! from an [`EngineHandle`]. Hosts (`lanyard agent`, the tray app) call [`serve`]; this module owns
 //! the socket file while serving and removes it on shutdown. It must not hold engine state, open a
 //! browser, or write a token anywhere but into the reply to the process that asked.
+//!
+//! Two limits keep one client from taking the broker or the identity provider for itself:
+//!
+//! - Idle connections are closed. A request/response connection must send its hello within
+//!   [`HELLO_TIMEOUT`] of being accepted and each later request line within [`IDLE_TIMEOUT`] of the
+//!   previous reply (the time the agent spends answering does not count). A subscription is
+//!   exempt: there the agent writes and the client only listens, until it hangs up. Clients
+//!   reconnect when they find their connection closed (the proxy does, on its next token).
+//! - Forced refreshes are rate-limited per server: a `refresh` of a server, a `refresh_all`, or a
+//!   `token` with `force_refresh` reaches the engine at most once per
+//!   [`FORCED_REFRESH_INTERVAL`] for that server (or for "all"). Within it a `refresh` is answered
+//!   `done` with nothing started and a forced `token` is answered like an ordinary one (the current
+//!   token while it is valid): coalesced, not refused, so a burst of callers gets no error storm.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::engine::{EngineHandle, Requester, TokenRequest};
@@ -23,6 +39,53 @@ use super::protocol::{
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 1024;
+
+/// How long a new connection may take to send its first request line (the hello).
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a greeted connection may wait before its next request line.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A forced refresh of one server (or of all) reaches the engine at most this often.
+pub const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What a forced refresh refreshes, for [`ForcedRefreshes`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RefreshTarget {
+    All,
+    Server(String),
+}
+
+/// When each server (and "all") was last force-refreshed by a client, shared by every connection.
+/// Only configured servers are recorded, so a client naming made-up servers cannot grow it.
+#[derive(Debug, Default)]
+struct ForcedRefreshes {
+    last: std::sync::Mutex<HashMap<RefreshTarget, Instant>>,
+}
+
+impl ForcedRefreshes {
+    /// Whether a forced refresh of `target` may go to the engine now; records it when it may.
+    fn admit(&self, target: RefreshTarget) -> bool {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match last.get(&target) {
+            Some(at) if now.duration_since(*at) < FORCED_REFRESH_INTERVAL => false,
+            _ => {
+                last.insert(target, now);
+                true
+            }
+        }
+    }
+
+    /// [`Self::admit`] for one server; a server the engine does not know is always admitted (and
+    /// not recorded): the engine answers it with `unknown_server`.
+    fn admit_server(&self, engine: &EngineHandle, server: &str) -> bool {
+        if engine.status().server(server).is_none() {
+            return true;
+        }
+        self.admit(RefreshTarget::Server(server.to_owned()))
+    }
+}
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +141,7 @@ pub async fn serve(
     info!(endpoint = %endpoint.display(), "broker listening");
     let my_uid = rustix::process::geteuid().as_raw();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let forced = Arc::new(ForcedRefreshes::default());
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -95,6 +159,7 @@ pub async fn serve(
                     }
                 };
                 let engine = engine.clone();
+                let forced = forced.clone();
                 connections.spawn(async move {
                     let _permit = permit;
                     let (peer_uid, pid) = match stream.peer_cred() {
@@ -112,7 +177,7 @@ pub async fn serve(
                         pid,
                         executable: pid.and_then(executable_of),
                     };
-                    serve_connection(engine, stream, requester).await;
+                    serve_connection(engine, stream, requester, &forced).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -166,6 +231,7 @@ pub async fn serve(
     })?;
     info!(endpoint = %endpoint.display(), "broker listening");
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let forced = Arc::new(ForcedRefreshes::default());
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -185,6 +251,7 @@ pub async fn serve(
                     continue;
                 }
                 let engine = engine.clone();
+                let forced = forced.clone();
                 let my_sid = my_sid.clone();
                 connections.spawn(async move {
                     let _permit = permit;
@@ -210,7 +277,7 @@ pub async fn serve(
                         pid,
                         executable: pid.and_then(|pid| process_image(pid).ok()),
                     };
-                    serve_connection(engine, stream, requester).await;
+                    serve_connection(engine, stream, requester, &forced).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -262,11 +329,13 @@ async fn write_reply<W: AsyncWrite + Unpin>(
     writer.flush().await
 }
 
-/// Reads requests from one peer and answers each in turn until the peer hangs up.
+/// Reads requests from one peer and answers each in turn until the peer hangs up or stays idle
+/// too long (see the module doc).
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     engine: EngineHandle,
     stream: S,
     requester: Requester,
+    forced: &ForcedRefreshes,
 ) {
     let (read, mut write) = tokio::io::split(stream);
     let mut reader = BufReader::new(read);
@@ -274,15 +343,18 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut greeted = false;
     loop {
         line.clear();
-        match (&mut reader)
-            .take(LINE_READ_LIMIT as u64)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) => {
+        let allowance = if greeted { IDLE_TIMEOUT } else { HELLO_TIMEOUT };
+        let mut capped = (&mut reader).take(LINE_READ_LIMIT as u64);
+        let read = capped.read_until(b'\n', &mut line);
+        match tokio::time::timeout(allowance, read).await {
+            Ok(Ok(0)) => return,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
                 debug!(error = %e, "reading a request failed");
+                return;
+            }
+            Err(_) => {
+                debug!(pid = ?requester.pid, greeted, "closing an idle broker connection");
                 return;
             }
         }
@@ -329,7 +401,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 stream_status(&engine, reader, &mut write).await;
                 return;
             }
-            RequestLine::Request(request) => answer(&engine, request, &requester).await,
+            RequestLine::Request(request) => answer(&engine, request, &requester, forced).await,
         };
         if write_reply(&mut write, &reply).await.is_err() {
             return;
@@ -371,7 +443,12 @@ async fn stream_status<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
 }
 
-async fn answer(engine: &EngineHandle, request: Request, requester: &Requester) -> Response {
+async fn answer(
+    engine: &EngineHandle,
+    request: Request,
+    requester: &Requester,
+    forced: &ForcedRefreshes,
+) -> Response {
     let done = |result: Result<(), crate::engine::EngineError>| match result {
         Ok(()) => Response::Done,
         Err(e) => Response::Error(ErrorReply::from(&e)),
@@ -411,14 +488,28 @@ async fn answer(engine: &EngineHandle, request: Request, requester: &Requester) 
             })
         }
         Request::SignOut => done(engine.sign_out().await),
-        Request::RefreshAll => done(engine.refresh_all().await),
-        Request::Refresh { server } => done(engine.refresh(&server).await),
+        Request::RefreshAll => {
+            if !forced.admit(RefreshTarget::All) {
+                debug!(pid = ?requester.pid, "refresh_all coalesced with a recent one");
+                return Response::Done;
+            }
+            done(engine.refresh_all().await)
+        }
+        Request::Refresh { server } => {
+            if !forced.admit_server(engine, &server) {
+                debug!(server = %server, pid = ?requester.pid, "refresh coalesced with a recent one");
+                return Response::Done;
+            }
+            done(engine.refresh(&server).await)
+        }
         Request::Token {
             server,
             min_ttl_secs,
             force_refresh,
             extra_scopes,
         } => {
+            // A forced refresh too soon after the last one is served like an ordinary request.
+            let force_refresh = force_refresh && forced.admit_server(engine, &server);
             let request = TokenRequest {
                 min_ttl: std::time::Duration::from_secs(min_ttl_secs),
                 force_refresh,
@@ -446,5 +537,124 @@ async fn answer(engine: &EngineHandle, request: Request, requester: &Requester) 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
+
+    /// An engine with an empty policy: enough to say hello, answer `status` and subscribe.
+    fn engine() -> EngineHandle {
+        let policy: crate::policy::Policy = serde_json::from_str("{}").expect("an empty policy");
+        crate::engine::start(crate::engine::EngineConfig::new(
+            policy,
+            Arc::new(crate::store::MemoryStore::new()),
+            Arc::new(crate::clock::SystemClock),
+            Arc::new(crate::signin::browser::SystemBrowser),
+        ))
+        .expect("the engine starts")
+    }
+
+    type Peer = (BufReader<ReadHalf<DuplexStream>>, WriteHalf<DuplexStream>);
+
+    /// One connection to `serve_connection`, as a client sees it.
+    fn connect(engine: &EngineHandle) -> Peer {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let requester = Requester {
+                pid: None,
+                executable: None,
+            };
+            serve_connection(engine, theirs, requester, &ForcedRefreshes::default()).await;
+        });
+        let (read, write) = tokio::io::split(ours);
+        (BufReader::new(read), write)
+    }
+
+    /// The next line from the agent; empty once it hung up.
+    async fn next_line(peer: &mut Peer) -> String {
+        let mut line = String::new();
+        peer.0.read_line(&mut line).await.expect("read");
+        line
+    }
+
+    async fn send(peer: &mut Peer, line: &str) {
+        peer.1.write_all(line.as_bytes()).await.expect("write");
+        peer.1.write_all(b"\n").await.expect("write");
+    }
+
+    async fn hello(peer: &mut Peer) {
+        send(peer, r#"{"op":"hello","protocol":2,"client":"test"}"#).await;
+        assert!(next_line(peer).await.contains(r#""type":"hello""#));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_says_nothing_is_closed_after_the_hello_allowance() {
+        let engine = engine();
+        let mut silent = connect(&engine);
+        let started = Instant::now();
+        assert_eq!(next_line(&mut silent).await, "", "the agent hangs up");
+        let waited = started.elapsed();
+        assert!(
+            waited >= HELLO_TIMEOUT && waited < HELLO_TIMEOUT + Duration::from_secs(1),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_greeted_connection_may_rest_up_to_the_idle_allowance_between_requests() {
+        let engine = engine();
+        let mut peer = connect(&engine);
+        hello(&mut peer).await;
+        // Just under the allowance, twice over: the connection still answers.
+        for _ in 0..2 {
+            tokio::time::sleep(IDLE_TIMEOUT - Duration::from_secs(1)).await;
+            send(&mut peer, r#"{"op":"status"}"#).await;
+            assert!(next_line(&mut peer).await.contains(r#""type":"status""#));
+        }
+        let replied = Instant::now();
+        assert_eq!(next_line(&mut peer).await, "", "the agent hangs up");
+        let waited = replied.elapsed();
+        assert!(
+            waited >= IDLE_TIMEOUT && waited < IDLE_TIMEOUT + Duration::from_secs(1),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscription_stays_open_however_long_it_is_quiet() {
+        let engine = engine();
+        let mut peer = connect(&engine);
+        hello(&mut peer).await;
+        send(&mut peer, r#"{"op":"subscribe"}"#).await;
+        assert!(next_line(&mut peer).await.contains(r#""type":"status""#));
+        // Status lines may come; the end of the stream (an empty read) must not.
+        let until_hung_up = async { while !next_line(&mut peer).await.is_empty() {} };
+        let ended = tokio::time::timeout(IDLE_TIMEOUT * 10, until_hung_up).await;
+        assert!(ended.is_err(), "the agent ended a quiet subscription");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forced_refreshes_are_admitted_once_per_interval_per_target() {
+        let forced = ForcedRefreshes::default();
+        let docs = || RefreshTarget::Server("docs".into());
+        assert!(forced.admit(docs()));
+        assert!(!forced.admit(docs()), "the second within the interval");
+        assert!(
+            forced.admit(RefreshTarget::All),
+            "another target is counted apart"
+        );
+        assert!(forced.admit(RefreshTarget::Server("tickets".into())));
+        tokio::time::advance(FORCED_REFRESH_INTERVAL - Duration::from_millis(1)).await;
+        assert!(!forced.admit(docs()));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(
+            forced.admit(docs()),
+            "admitted again once the interval passed"
+        );
+        assert!(!forced.admit(docs()));
     }
 }

@@ -1,4 +1,4 @@
-//! Windows FFI (`windows-sys`) behind safe functions: who is at the other end of a pipe, the pipe's
+//! Windows FFI (`windows-sys`) behind safe functions: who is at either end of a pipe, the pipe's
 //! security descriptor, registry change notification and the shell's URL opener.
 //!
 //! This is the one module where `unsafe` is allowed. Each block has a `SAFETY:` comment; every
@@ -24,7 +24,7 @@ use windows_sys::Win32::Security::{
     GetTokenInformation, TokenUser, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY,
     TOKEN_USER,
 };
-use windows_sys::Win32::System::Pipes::GetNamedPipeClientProcessId;
+use windows_sys::Win32::System::Pipes::{GetNamedPipeClientProcessId, GetNamedPipeServerProcessId};
 use windows_sys::Win32::System::Registry::{
     RegCloseKey, RegNotifyChangeKeyValue, RegOpenKeyExW, HKEY, HKEY_CURRENT_USER,
     HKEY_LOCAL_MACHINE, KEY_NOTIFY, REG_NOTIFY_CHANGE_LAST_SET, REG_NOTIFY_CHANGE_NAME,
@@ -181,6 +181,18 @@ pub fn pipe_client_pid(pipe: &NamedPipeServer) -> io::Result<u32> {
     // SAFETY: the handle belongs to a live NamedPipeServer borrowed for this call; `pid` is a valid
     // out pointer.
     let ok = unsafe { GetNamedPipeClientProcessId(pipe.as_raw_handle() as HANDLE, &mut pid) };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid)
+}
+
+/// The process id of the server that created the named pipe a client opened (as a file).
+pub fn pipe_server_pid(pipe: &std::fs::File) -> io::Result<u32> {
+    let mut pid = 0u32;
+    // SAFETY: the handle belongs to a live File borrowed for this call; `pid` is a valid out
+    // pointer.
+    let ok = unsafe { GetNamedPipeServerProcessId(pipe.as_raw_handle() as HANDLE, &mut pid) };
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }

@@ -624,7 +624,8 @@ pub fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, String> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url`'s host is this machine's loopback (127.0.0.0/8, ::1, `localhost`).
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
