@@ -5,6 +5,7 @@
 //! calls (the pipe's security descriptor, the pipe name) live here so every OS tests them. This
 //! module holds no state and makes no decisions: callers decide what to allow, log or refuse.
 
+pub mod tcp_peer;
 #[cfg(windows)]
 #[allow(unsafe_code)]
 pub mod windows;
