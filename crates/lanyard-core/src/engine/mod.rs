@@ -521,6 +521,11 @@ struct IdpSlot {
     /// a grant refused with a subject that has since been replaced simply goes again.
     subject_generation: u64,
     sign_in_waiters: Vec<oneshot::Sender<Result<(), EngineError>>>,
+    /// Who signed in last in this agent's life (kept when the session ends, forgotten on sign-out).
+    last_subject: Option<String>,
+    /// Set when the latest sign-in was by another account than [`IdpSlot::last_subject`] was: a
+    /// sign-in someone else slipped in shows here (`IdpStatus::SignedIn::previous_subject`).
+    previous_subject: Option<String>,
     /// What to do once the IdP client is discovered.
     after_discovery: Vec<AfterDiscovery>,
 }
@@ -1152,6 +1157,14 @@ impl Actor {
     fn on_signed_in(&mut self, tokens: IdpTokens) {
         let now = self.now();
         info!(subject = %tokens.info.subject, "signed in");
+        let subject = tokens.info.subject.clone();
+        self.idp.previous_subject = match self.idp.last_subject.replace(subject.clone()) {
+            Some(previous) if previous != subject => {
+                warn!(%previous, %subject, "signed in as another account than before; if you did not mean to, sign out and sign in again");
+                Some(previous)
+            }
+            _ => None,
+        };
         if let Some(refresh_token) = tokens.refresh_token.clone() {
             self.idp.refresh_token = Some(refresh_token);
         }
@@ -1204,6 +1217,8 @@ impl Actor {
             });
         }
         self.idp.tokens = None;
+        self.idp.last_subject = None;
+        self.idp.previous_subject = None;
         self.idp.phase = IdpPhase::SignedOut;
         self.idp.generation += 1;
         self.idp.refresh_in_flight = false;
@@ -2041,6 +2056,7 @@ impl Actor {
                     email: t.info.email.clone(),
                     id_token_expires_at: t.info.expires_at,
                     refresh_error: self.idp.refresh_error.clone(),
+                    previous_subject: self.idp.previous_subject.clone(),
                 },
                 None => IdpStatus::NeedsSignIn {
                     reason: "the session is being renewed".into(),
