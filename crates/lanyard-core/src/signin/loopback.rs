@@ -702,6 +702,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_start_page_redirects_to_the_sign_in_url_and_the_sign_in_goes_on() {
+        let mut listener = LoopbackListener::bind().await.expect("bind");
+        let port = port_of(&listener);
+        let target =
+            Url::parse("https://idp.example/authorize?state=s-1&code_challenge=c").expect("url");
+        let start = listener.start_page(&target).expect("start page");
+        // What goes on the browser's command line says nothing of the sign-in.
+        assert_eq!(start.host_str(), Some("127.0.0.1"));
+        assert!(start.path().starts_with("/start/"), "{start}");
+        assert!(
+            start.query().is_none() && !start.as_str().contains("s-1"),
+            "{start}"
+        );
+        let expected = ExpectedRedirect {
+            state: "s-1".into(),
+            issuer: None,
+        };
+        let wait = tokio::spawn(async move {
+            listener
+                .wait_for_code(&expected, Duration::from_secs(20))
+                .await
+        });
+        let answer = get(port, start.path()).await;
+        assert!(answer.starts_with("HTTP/1.1 302"), "{answer}");
+        assert!(
+            answer.contains(&format!("Location: {target}\r\n")),
+            "{answer}"
+        );
+        // A guessed start page is not this one.
+        let guessed = get(port, "/start/guess").await;
+        assert!(guessed.starts_with("HTTP/1.1 404"), "{guessed}");
+        assert!(!wait.is_finished());
+        let answer = get(port, "/callback?code=mine&state=s-1").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(wait.await.expect("join").expect("code").expose(), "mine");
+    }
+
+    #[tokio::test]
     async fn a_silent_connection_does_not_delay_the_genuine_redirect() {
         let listener = LoopbackListener::bind().await.expect("bind");
         let port = port_of(&listener);
@@ -849,8 +887,11 @@ mod tests {
         let Some(other) = OtherUnixUser::create() else {
             return;
         };
-        let listener = LoopbackListener::bind().await.expect("bind");
+        let mut listener = LoopbackListener::bind().await.expect("bind");
         let port = port_of(&listener);
+        let start = listener
+            .start_page(&Url::parse("https://idp.example/authorize?state=s-1").expect("url"))
+            .expect("start page");
         let expected = ExpectedRedirect {
             state: "s-1".into(),
             issuer: None,
@@ -863,14 +904,17 @@ mod tests {
         // The other user knows the state (it is in the browser's argv) and has a code of their
         // own account: a perfect-looking redirect, from the wrong socket owner.
         let url = format!("http://127.0.0.1:{port}/callback?code=attacker&state=s-1");
-        let status = tokio::task::spawn_blocking(move || {
+        let start = start.to_string();
+        let (status, start_status) = tokio::task::spawn_blocking(move || {
             let status = other.curl(&url);
+            let start_status = other.curl(&start);
             drop(other);
-            status
+            (status, start_status)
         })
         .await
         .expect("join");
         assert_eq!(status, "403", "another user's redirect was not refused");
+        assert_eq!(start_status, "403", "another user read the start page");
         assert!(!wait.is_finished(), "the refusal ended the sign-in");
         let answer = get(port, "/callback?code=mine&state=s-1").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
