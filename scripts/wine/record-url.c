@@ -1,5 +1,6 @@
 /* record-url.exe: the "browser" of the Wine end-to-end test. It opens nothing: it appends one line
- * holding its arguments (space-separated, UTF-8) to the file named by %LANYARD_BROWSER_LOG%, where
+ * holding its arguments (space-separated, UTF-8) to the file named by a first argument --log=PATH or
+ * by %LANYARD_BROWSER_LOG%, where
  * the Linux side of the test picks the URL up (the last word) and completes the sign-in with the
  * testbed's scripted browser. A first word before the URL tells how it was started (the test
  * registers it as the http handler with `shell-open "%1"`; `$BROWSER=record-url` gives the URL only).
@@ -9,12 +10,23 @@
  * installed into the private Wine prefix by prefix.sh, never shipped. */
 #include <windows.h>
 #include <stdio.h>
+#include <wchar.h>
 
 int wmain(int argc, wchar_t **argv)
 {
-    const wchar_t *log = _wgetenv(L"LANYARD_BROWSER_LOG");
+    /* The log comes from a first argument --log=PATH ($BROWSER: the agent starts browsers with an
+     * allow-listed environment, which has no LANYARD_* variable), else from the environment (the
+     * shell's http handler, which ShellExecute starts with the agent's own environment). */
+    const wchar_t *log = NULL;
+    if (argc >= 2 && wcsncmp(argv[1], L"--log=", 6) == 0) {
+        log = argv[1] + 6;
+        argv++;
+        argc--;
+    } else {
+        log = _wgetenv(L"LANYARD_BROWSER_LOG");
+    }
     if (!log || !*log) {
-        fputs("record-url: LANYARD_BROWSER_LOG is not set\n", stderr);
+        fputs("record-url: no --log=PATH and LANYARD_BROWSER_LOG is not set\n", stderr);
         return 2;
     }
     if (argc < 2) {

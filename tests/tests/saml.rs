@@ -277,7 +277,15 @@ fn the_detached_assertion_still_verifies_with_xmlsec() {
     for doc in [&xml, &inherited] {
         verify(doc).expect("the IdP's response verifies");
         let b64 = base64::engine::general_purpose::STANDARD.encode(doc);
-        let got = lanyard_core::signin::saml::read_response(&b64, "_req").expect("assertion");
+        let got = lanyard_core::signin::saml::read_response(
+            &b64,
+            &lanyard_core::signin::saml::ExpectedResponse {
+                request_id: "_req",
+                acs_url: "http://127.0.0.1:1/callback",
+                now: 1_800_000_000,
+            },
+        )
+        .expect("assertion");
         assert_eq!(got.subject, "alice");
         verify(got.xml.expose()).expect("the detached assertion verifies");
         let tampered = got.xml.expose().replace(">alice<", ">bob<");
@@ -286,9 +294,9 @@ fn the_detached_assertion_still_verifies_with_xmlsec() {
     }
 }
 
-/// What a hostile page posts to Lanyard's loopback, given the `AuthnRequest`'s id and the
-/// `RelayState`: the form body.
-type Forge = dyn Fn(&str, &str) -> String + Send + Sync;
+/// What a hostile page posts to Lanyard's loopback, given the `AuthnRequest`'s id, the
+/// `RelayState` and the assertion consumer URL: the form body.
+type Forge = dyn Fn(&str, &str, &str) -> String + Send + Sync;
 
 /// A "browser" that reads the SAML request Lanyard sends and posts its own answer to the ACS URL
 /// named there, instead of signing in at the IdP.
@@ -319,7 +327,7 @@ impl Browser for HostileBrowser {
             .read_to_string(&mut xml)
             .map_err(|e| e.to_string())?;
         let acs = attribute(&xml, "AssertionConsumerServiceURL");
-        let body = (self.0)(&attribute(&xml, "ID"), &q["RelayState"]);
+        let body = (self.0)(&attribute(&xml, "ID"), &q["RelayState"], &acs);
         tokio::spawn(async move {
             let _ = http()
                 .post(acs)
@@ -368,11 +376,11 @@ async fn sign_in_error(tb: &Testbed, forge: Arc<Forge>) -> String {
 #[tokio::test]
 async fn a_malformed_saml_answer_at_the_loopback_is_a_named_sign_in_error() {
     let tb = saml_world(Duration::from_secs(3600)).await;
-    let message = sign_in_error(&tb, Arc::new(|_, relay| form("%%% not base64", relay))).await;
+    let message = sign_in_error(&tb, Arc::new(|_, relay, _| form("%%% not base64", relay))).await;
     assert_eq!(message, "the SAML response is not base64");
     let message = sign_in_error(
         &tb,
-        Arc::new(|_, relay| {
+        Arc::new(|_, relay, _| {
             use base64::Engine as _;
             form(
                 &base64::engine::general_purpose::STANDARD.encode("<html>no</html>"),
@@ -395,14 +403,14 @@ async fn a_tampered_assertion_is_refused_by_the_idp_and_the_sign_in_fails_by_nam
     let now = tb.clock().unix();
     let message = sign_in_error(
         &tb,
-        Arc::new(move |request_id, relay| {
+        Arc::new(move |request_id, relay, acs| {
             use base64::Engine as _;
             let xml = lanyard_testbed::signed_response(
                 lanyard_testbed::saml_key(),
                 &lanyard_testbed::AssertionContent {
                     issuer: &issuer,
                     audience: DEMO_IDP_CLIENT_ID,
-                    recipient: "http://127.0.0.1:1/callback",
+                    recipient: acs,
                     in_response_to: request_id,
                     name_id: "bob",
                     email: None,
@@ -424,4 +432,55 @@ async fn a_tampered_assertion_is_refused_by_the_idp_and_the_sign_in_fails_by_nam
     assert!(message.contains("signature is not valid"), "{message}");
     assert_eq!(tb.idp().stats().rejected_saml_exchanges, 1);
     assert_eq!(tb.idp().live_refresh_tokens(), 0);
+}
+
+/// A sign-in whose assertion the IdP signed with `fault` in its `SubjectConfirmationData` (the
+/// scripted browser signs in for real); the sign-in error's message.
+async fn sign_in_error_with_confirmation_fault(
+    tb: &Testbed,
+    fault: lanyard_testbed::SamlConfirmationFault,
+) -> String {
+    tb.idp().set_saml_confirmation_fault(Some(fault));
+    let lanyard = start_engine(tb, &saml_policy(tb), Options::default());
+    let error = tokio::time::timeout(WAIT, lanyard.engine.sign_in())
+        .await
+        .expect("sign-in answered")
+        .expect_err("the sign-in must fail");
+    let EngineError::SignIn(message) = error else {
+        panic!("not a sign-in error: {error:?}");
+    };
+    assert!(lanyard.store.is_empty(), "nothing saved");
+    message
+}
+
+#[tokio::test]
+async fn an_assertion_not_confirmed_for_this_sign_in_is_refused_before_the_exchange() {
+    use lanyard_testbed::SamlConfirmationFault as Fault;
+    let tb = saml_world(Duration::from_secs(3600)).await;
+    for (fault, expect) in [
+        (Fault::WrongRecipient, "(SubjectConfirmationData Recipient)"),
+        (
+            Fault::WrongInResponseTo,
+            "(SubjectConfirmationData InResponseTo)",
+        ),
+        (Fault::Expired, "(SubjectConfirmationData NotOnOrAfter"),
+        (Fault::Missing, "no bearer SubjectConfirmationData"),
+    ] {
+        let message = sign_in_error_with_confirmation_fault(&tb, fault).await;
+        assert!(message.contains(expect), "{fault:?}: {message}");
+    }
+    let stats = tb.idp().stats();
+    assert_eq!(stats.saml_logins, 4, "each assertion was issued");
+    assert_eq!(
+        stats.saml_exchanges + stats.rejected_saml_exchanges,
+        0,
+        "none was presented at the token endpoint"
+    );
+
+    // The same IdP with its confirmations right again: the sign-in goes through.
+    tb.idp().set_saml_confirmation_fault(None);
+    let lanyard = start_engine(&tb, &saml_policy(&tb), Options::default());
+    lanyard.sign_in().await;
+    settled(&lanyard).await;
+    assert_eq!(tb.idp().stats().saml_exchanges, 1);
 }

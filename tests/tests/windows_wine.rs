@@ -6,8 +6,10 @@
 //!
 //! The steps: the policy read from the Wine registry (HKLM, plus an HKCU value), a sign-in through
 //! the browser the agent starts (`$BROWSER` = record-url.exe, a Windows program that only records
-//! the URL; this test then submits the IdP's login page as a browser would and the IdP redirects to
-//! the Windows agent's loopback listener), the agent on its named pipe (`status`, `token`,
+//! the URL — the agent's loopback start page, which redirects to the IdP; this test then submits
+//! the IdP's login page as a browser would and delivers the IdP's redirect to the Windows agent's
+//! loopback listener from fetch-url.exe, a Windows process of the same user, after the same
+//! redirect from this Linux process — no Windows process of that user — was refused), the agent on its named pipe (`status`, `token`,
 //! `--header-json`, each token checked at the testbed's MCP server), the peer audit, `proxy` under
 //! the Python MCP SDK client, the session in Wine's Credential Manager surviving an agent restart
 //! with no second sign-in, a live registry change, and the default opener (no `$BROWSER`).
@@ -408,6 +410,8 @@ struct World {
     scratch: PathBuf,
     /// Where record-url.exe writes each URL the agent opens.
     urls: PathBuf,
+    /// fetch-url.exe (scripts/wine/fetch-url.c), built into the scratch directory.
+    fetcher: PathBuf,
     runtime: tokio::runtime::Runtime,
     testbed: Testbed,
     http: reqwest::Client,
@@ -421,7 +425,13 @@ impl World {
         let mut command = self.wine.command(&self.exe);
         command
             .args(args)
-            .env("BROWSER", "record-url")
+            // The agent starts $BROWSER with an allow-listed environment (no LANYARD_*): the log
+            // goes on its command line. The shell's http handler (ShellExecute) gets the agent's
+            // environment and reads LANYARD_BROWSER_LOG.
+            .env(
+                "BROWSER",
+                format!("record-url --log={}", windows_path(&self.urls)),
+            )
             .env("LANYARD_BROWSER_LOG", windows_path(&self.urls));
         command
     }
@@ -560,25 +570,49 @@ impl World {
             via.as_deref().unwrap_or("through $BROWSER"),
             expected_via.unwrap_or("through $BROWSER")
         );
+        // The browser gets the agent's loopback start page, not the authorization URL (which
+        // would sit on its command line). The agent answers it only to a process of its own
+        // Windows user: this Linux process is none (403), fetch-url.exe under Wine is (302).
+        ensure!(
+            url.starts_with("http://127.0.0.1:") && url.contains("/start/"),
+            "the browser was given {url}, not the agent's loopback start page"
+        );
+        let status = self.fetch_from_linux(&url)?;
+        ensure!(
+            status == 403,
+            "the start page answered a process that is not the user's Windows process {status}"
+        );
+        let (status, location) = self.fetch_in_wine(&url)?;
+        ensure!(
+            status == 302,
+            "the start page answered fetch-url.exe {status}"
+        );
+        let url = location.context("the start page's 302 has no Location")?;
         let authorize = self.testbed.idp().authorization_endpoint();
         ensure!(
             url.starts_with(&authorize),
-            "the browser was sent to {url}, not to the IdP's {authorize}"
+            "the start page sent the browser to {url}, not to the IdP's {authorize}"
         );
-        let visit = self
+        let redirect = self
             .runtime
-            .block_on(lanyard_testbed::complete_login(&url, USER))
+            .block_on(lanyard_testbed::login_redirect(&url, USER))
             .context("submitting the IdP's login page")?;
         ensure!(
-            visit.redirect_url.starts_with("http://127.0.0.1:"),
-            "the IdP redirected to {}, not to a loopback listener",
-            visit.redirect_url
+            redirect.starts_with("http://127.0.0.1:"),
+            "the IdP redirected to {redirect}, not to a loopback listener"
         );
+        // The redirect, delivered by another process than the user's own (login CSRF): refused,
+        // and the sign-in goes on waiting for the genuine one.
+        let status = self.fetch_from_linux(&redirect)?;
         ensure!(
-            visit.status == 200,
-            "the agent's loopback listener answered {}: {}",
-            visit.status,
-            visit.body
+            status == 403,
+            "the agent took the redirect from a process that is not the user's Windows process \
+             (answered {status})"
+        );
+        let (status, _) = self.fetch_in_wine(&redirect)?;
+        ensure!(
+            status == 200,
+            "the agent's loopback listener answered fetch-url.exe {status}"
         );
         let status = wait_for_exit(&mut login_child, Duration::from_secs(45))?;
         let mut stderr = String::new();
@@ -590,6 +624,41 @@ impl World {
             "lanyard.exe login exited {status}: {stderr}"
         );
         Ok(url)
+    }
+
+    /// GETs a loopback URL of the agent from a Windows process of the test's user
+    /// (fetch-url.exe under Wine): the status and the `Location` header.
+    fn fetch_in_wine(&self, url: &str) -> anyhow::Result<(u16, Option<String>)> {
+        let mut command = self.wine.command(&self.fetcher);
+        command.arg(url);
+        let answer = expect_success(run_for(command, COMMAND_TIMEOUT)?, "fetch-url.exe")?;
+        let status = answer
+            .lines()
+            .next()
+            .and_then(|line| line.split(' ').nth(1))
+            .and_then(|code| code.parse().ok())
+            .with_context(|| format!("fetch-url.exe printed no status line: {answer:?}"))?;
+        let location = answer
+            .lines()
+            .take_while(|line| !line.trim().is_empty())
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("location")
+                    .then(|| value.trim().to_owned())
+            });
+        Ok((status, location))
+    }
+
+    /// GETs a loopback URL of the agent from this (Linux) process: the status.
+    fn fetch_from_linux(&self, url: &str) -> anyhow::Result<u16> {
+        self.runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()?;
+            anyhow::Ok(client.get(url).send().await?.status().as_u16())
+        })
     }
 
     fn mcp_url(&self, server: &str) -> anyhow::Result<String> {
@@ -827,12 +896,22 @@ fn windows_lanyard_exe_end_to_end_under_wine() {
             ));
         }
         wine.import_reg(&scratch, "reset.reg", &reset)?;
+        let fetcher = scratch.join("fetch-url.exe");
+        let built = Command::new("x86_64-w64-mingw32-gcc")
+            .args(["-O2", "-s", "-o"])
+            .arg(&fetcher)
+            .arg(root().join("scripts/wine/fetch-url.c"))
+            .arg("-lws2_32")
+            .status()
+            .context("running x86_64-w64-mingw32-gcc")?;
+        ensure!(built.success(), "building fetch-url.exe failed");
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()?;
         let world = World {
             urls: scratch.join("opened-urls.txt"),
+            fetcher,
             exe: exe.clone(),
             scratch,
             runtime,

@@ -3,7 +3,7 @@ import userEvent from '@testing-library/user-event';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import App from '../src/App.svelte';
 import type { Api } from '../src/lib/api';
-import type { Snapshot } from '../src/lib/types';
+import type { Snapshot, Status } from '../src/lib/types';
 import { NOW, alice, granted, server, snapshot, status } from './fixtures';
 
 /** An api that answers from a snapshot and lets the test push status events. */
@@ -169,5 +169,14 @@ describe('App', () => {
     const lockedToggle = await screen.findByRole('switch');
     expect((lockedToggle as HTMLButtonElement).disabled).toBe(true);
     expect(screen.getAllByText('Set by your organization').length).toBeGreaterThan(1);
+  });
+  it('names the account a sign-in replaced, and says nothing when it was the same one', async () => {
+    const switched = { ...alice, previous_subject: 'mallory' } as Status['idp'];
+    const { api, push } = fakeApi(snapshot(status(switched, [])));
+    render(App, { api });
+    const notice = await screen.findByTestId('account-changed');
+    expect(notice.textContent).toContain('Before this sign-in, mallory was signed in');
+    push(snapshot(status(alice, [])));
+    await waitFor(() => expect(screen.queryByTestId('account-changed')).toBeNull());
   });
 });

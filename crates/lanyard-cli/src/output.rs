@@ -34,9 +34,16 @@ pub fn print_status(status: &Status) {
             subject,
             email,
             refresh_error,
+            previous_subject,
             ..
         } => {
             println!("Signed in as {}.", email.as_deref().unwrap_or(subject));
+            if let Some(previous) = previous_subject {
+                println!(
+                    "  Warning: before this sign-in, {previous} was signed in. If you did not mean \
+                     to switch accounts, run `lanyard logout` and sign in again."
+                );
+            }
             if let Some(e) = refresh_error {
                 println!("  Renewing the session keeps failing ({e}); retrying.");
             }

@@ -308,6 +308,7 @@ mod tests {
             email: Some("alice@example.com".into()),
             id_token_expires_at: 9,
             refresh_error: None,
+            previous_subject: None,
         };
         let clients = [AiClient {
             id: "claude-code".into(),

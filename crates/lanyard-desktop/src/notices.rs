@@ -170,6 +170,7 @@ mod tests {
             email: None,
             id_token_expires_at: 0,
             refresh_error: None,
+            previous_subject: None,
         }
     }
 

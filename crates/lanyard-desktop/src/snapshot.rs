@@ -271,6 +271,7 @@ mod tests {
             email: Some("alice@example.com".into()),
             id_token_expires_at: 100,
             refresh_error: None,
+            previous_subject: None,
         }
     }
 
@@ -373,6 +374,7 @@ mod tests {
             email: None,
             id_token_expires_at: 1,
             refresh_error: None,
+            previous_subject: None,
         };
         let snap = Snapshot::new(
             Some(status(no_email, vec![])),

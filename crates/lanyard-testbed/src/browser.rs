@@ -3,7 +3,8 @@
 //! follows the redirect to the app's loopback listener. It understands only the testbed IdP's own
 //! pages; it keeps no cookies and runs no scripts. A SAML login answers with a page whose form
 //! submits itself (HTTP-POST binding): the browser submits that form to the app, as a real browser
-//! would on load.
+//! would on load. Given the app's loopback start page instead of the sign-in URL, it follows that
+//! page's redirect first, as a browser would.
 
 use std::time::Duration;
 
@@ -204,11 +205,37 @@ pub async fn complete_login_trusting(
     login_with(client_trusting(Some(ca_pem))?, authorize_url, user).await
 }
 
+/// An app's loopback start page (`http://127.0.0.1:<port>/start/…`, which Lanyard gives the
+/// browser so the sign-in URL stays off command lines) is followed to the sign-in URL it redirects
+/// to; any other URL is the sign-in URL itself.
+async fn sign_in_url(client: &reqwest::Client, opened: &str) -> anyhow::Result<String> {
+    let Ok(url) = Url::parse(opened) else {
+        return Ok(opened.to_owned());
+    };
+    let loopback = matches!(
+        url.host_str(),
+        Some("127.0.0.1") | Some("localhost") | Some("[::1]")
+    );
+    if !(loopback && url.path().starts_with("/start/")) {
+        return Ok(opened.to_owned());
+    }
+    let resp = client
+        .get(opened)
+        .send()
+        .await
+        .with_context(|| format!("opening the app's start page {opened}"))?;
+    if !resp.status().is_redirection() {
+        bail!("the app's start page answered {}", resp.status());
+    }
+    location(&resp)
+}
+
 async fn login_with(
     client: reqwest::Client,
     authorize_url: &str,
     user: &str,
 ) -> anyhow::Result<BrowserVisit> {
+    let authorize_url = &sign_in_url(&client, authorize_url).await?;
     let page = client
         .get(authorize_url)
         .send()
@@ -249,6 +276,32 @@ async fn login_with(
     }
     let target = location(&resp)?;
     visit_redirect(&client, target).await
+}
+
+/// Opens `authorize_url` and signs in as `user` like [`complete_login`], but stops at the IdP's
+/// redirect: returns the URL it redirects to (the app's redirect URI with `code` and `state`)
+/// without visiting it. Tests play with it someone who delivers that redirect another way.
+pub async fn login_redirect(authorize_url: &str, user: &str) -> anyhow::Result<String> {
+    let client = client()?;
+    let authorize_url = &sign_in_url(&client, authorize_url).await?;
+    let page = client
+        .get(authorize_url)
+        .send()
+        .await
+        .with_context(|| format!("opening {authorize_url}"))?;
+    let page_url = page.url().clone();
+    let status = page.status();
+    let html = page.text().await.context("reading the login page")?;
+    if !status.is_success() {
+        bail!("the IdP refused the authorization request ({status}): {html}");
+    }
+    let form = find_user_form(&html, &page_url, user)?;
+    let resp = submit(&client, &form).await?;
+    if !resp.status().is_redirection() {
+        let status = resp.status();
+        bail!("login was not redirected ({status})");
+    }
+    location(&resp)
 }
 
 /// Opens a device-flow verification URL (with `user_code`) and approves it as `user`.

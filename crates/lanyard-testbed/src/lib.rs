@@ -58,7 +58,9 @@ mod testbed;
 mod traffic;
 
 pub use auth_server::{AsHandle, AsStats};
-pub use browser::{complete_device, complete_login, complete_login_trusting, BrowserVisit};
+pub use browser::{
+    complete_device, complete_login, complete_login_trusting, login_redirect, BrowserVisit,
+};
 pub use clock::TestClock;
 pub use config::{
     AsConfig, ClientAuth, IdpConfig, IssuerPath, McpConfig, MetadataStyle, PrmLocation,
@@ -67,8 +69,8 @@ pub use config::{
 pub use faults::{Endpoint, Fault, FaultMode, Faults};
 /// The SAML IdP's signing and message building, for tests that forge or tamper (Linux only).
 #[cfg(target_os = "linux")]
-pub use idp::saml::{saml_key, signed_response, AssertionContent, SamlKey};
-pub use idp::{IdpHandle, IdpStats, RevocationRecord, WireSecrets};
+pub use idp::saml::{saml_key, signed_response, signed_response_with, AssertionContent, SamlKey};
+pub use idp::{IdpHandle, IdpStats, RevocationRecord, SamlConfirmationFault, WireSecrets};
 pub use mcp::{McpHandle, McpStats, ReceivedMessage};
 pub use testbed::{FrontOptions, HttpsSetup, Testbed};
 pub use traffic::{TokenRequest, Traffic, TrafficSummary};

@@ -280,3 +280,52 @@ async fn the_sso_endpoint_refuses_unknown_service_providers_and_remote_consumers
     assert_eq!(resp.status().as_u16(), 400);
     assert_eq!(tb.idp().stats().saml_requests, 0);
 }
+
+/// The IdP's `SubjectConfirmationData` sits inside the signed assertion and, with a fault knob
+/// set, is wrong there in the way the knob says; the IdP's own check at the token endpoint
+/// refuses each such assertion too (so a service provider that skipped its check would still
+/// fail, only later and less clearly).
+#[tokio::test]
+async fn confirmation_fault_knobs_make_signed_assertions_the_idp_itself_refuses() {
+    use lanyard_testbed::SamlConfirmationFault as Fault;
+    let tb = start(Duration::from_secs(3600)).await;
+    let (xml, id) = login(&tb).await;
+    let assertion = assertion_of(&xml);
+    let confirmation = |assertion: &str| -> Option<String> {
+        let start = assertion.find("<saml2:SubjectConfirmationData")?;
+        let end = start + assertion[start..].find('>')?;
+        Some(assertion[start..=end].to_string())
+    };
+    let good = confirmation(&assertion).expect("a confirmation inside the assertion");
+    assert!(good.contains(&format!("InResponseTo=\"{id}\"")), "{good}");
+    assert!(good.contains(&format!("Recipient=\"{ACS}\"")), "{good}");
+    assert!(good.contains("NotOnOrAfter=\""), "{good}");
+
+    for (fault, why) in [
+        (Fault::WrongRecipient, "another Recipient"),
+        (Fault::WrongInResponseTo, "did not accept"),
+        (Fault::Expired, "confirmation has expired"),
+        (Fault::Missing, "no bearer SubjectConfirmationData"),
+    ] {
+        tb.idp().set_saml_confirmation_fault(Some(fault));
+        let (xml, id) = login(&tb).await;
+        // The Response itself still answers the request.
+        assert!(xml.contains(&format!("InResponseTo=\"{id}\"")), "{fault:?}");
+        let assertion = assertion_of(&xml);
+        match (fault, confirmation(&assertion)) {
+            (Fault::Missing, None) => {}
+            (Fault::WrongRecipient, Some(c)) => assert!(!c.contains(ACS), "{c}"),
+            (Fault::WrongInResponseTo, Some(c)) => assert!(!c.contains(&id), "{c}"),
+            (Fault::Expired, Some(c)) => assert!(c.contains("NotOnOrAfter=\""), "{c}"),
+            (fault, c) => panic!("{fault:?}: {c:?}"),
+        }
+        refused(
+            &exchange_assertion(&tb, CLIENT, &b64url(&assertion)).await,
+            why,
+        );
+    }
+    tb.idp().set_saml_confirmation_fault(None);
+    let stats = tb.idp().stats();
+    assert_eq!(stats.saml_exchanges, 0);
+    assert_eq!(stats.rejected_saml_exchanges, 4);
+}

@@ -12,6 +12,8 @@ export type IdpStatus =
       email: string | null;
       id_token_expires_at: number;
       refresh_error: string | null;
+      /** Present when this sign-in was by another account than the one before it. */
+      previous_subject?: string | null;
     }
   | { state: 'needs_sign_in'; reason: string };
 

@@ -229,6 +229,14 @@ impl Actor {
     pub(super) fn on_signed_in(&mut self, tokens: IdpTokens) {
         let now = self.now();
         info!(subject = %tokens.info.subject, "signed in");
+        let subject = tokens.info.subject.clone();
+        self.idp.previous_subject = match self.idp.last_subject.replace(subject.clone()) {
+            Some(previous) if previous != subject => {
+                warn!(%previous, %subject, "signed in as another account than before; if you did not mean to, sign out and sign in again");
+                Some(previous)
+            }
+            _ => None,
+        };
         if let Some(refresh_token) = tokens.refresh_token.clone() {
             self.idp.refresh_token = Some(refresh_token);
         }
@@ -281,6 +289,8 @@ impl Actor {
             });
         }
         self.idp.tokens = None;
+        self.idp.last_subject = None;
+        self.idp.previous_subject = None;
         self.idp.phase = IdpPhase::SignedOut;
         self.idp.generation += 1;
         self.idp.refresh_in_flight = false;

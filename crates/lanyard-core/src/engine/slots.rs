@@ -26,6 +26,11 @@ pub(super) struct IdpSlot {
     /// a grant refused with a subject that has since been replaced simply goes again.
     pub(super) subject_generation: u64,
     pub(super) sign_in_waiters: Vec<oneshot::Sender<Result<(), EngineError>>>,
+    /// Who signed in last in this agent's life (kept when the session ends, forgotten on sign-out).
+    pub(super) last_subject: Option<String>,
+    /// Set when the latest sign-in was by another account than [`IdpSlot::last_subject`] was: a
+    /// sign-in someone else slipped in shows here (`IdpStatus::SignedIn::previous_subject`).
+    pub(super) previous_subject: Option<String>,
     /// What to do once the IdP client is discovered.
     pub(super) after_discovery: Vec<AfterDiscovery>,
 }

@@ -127,6 +127,11 @@ pub enum IdpStatus {
         id_token_expires_at: u64,
         /// Set while refreshing the session keeps failing.
         refresh_error: Option<String>,
+        /// Set when this sign-in was by another account than the one signed in before (without a
+        /// sign-out between): the user should check that they meant to switch, since another
+        /// local user or page could have slipped its own sign-in in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_subject: Option<String>,
     },
     /// The session ended (refresh token expired or revoked, step-up): sign in again.
     NeedsSignIn { reason: String },
@@ -244,6 +249,7 @@ impl super::Actor {
                     email: t.info.email.clone(),
                     id_token_expires_at: t.info.expires_at,
                     refresh_error: self.idp.refresh_error.clone(),
+                    previous_subject: self.idp.previous_subject.clone(),
                 },
                 None => IdpStatus::NeedsSignIn {
                     reason: "the session is being renewed".into(),

@@ -6,6 +6,7 @@
 //! module holds no state and makes no decisions: callers decide what to allow, log or refuse.
 
 pub mod memory_guard;
+pub mod tcp_peer;
 #[cfg(windows)]
 #[allow(unsafe_code)]
 pub mod windows;

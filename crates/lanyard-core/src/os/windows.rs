@@ -647,4 +647,98 @@ pub fn open_with_security(path: &std::path::Path, directory: bool) -> io::Result
             reparse_point,
         },
     })
+/// The process id that owns the TCP connection from `local` to `remote` (IPv4 table first, then
+/// IPv6, where a dual-stack socket shows its IPv4-mapped addresses), or `None` when no such
+/// connection is listed.
+pub fn tcp_connection_owner_pid(
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+) -> io::Result<Option<u32>> {
+    use std::net::{IpAddr, Ipv6Addr};
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        MIB_TCP6ROW_OWNER_PID, MIB_TCP6TABLE_OWNER_PID, MIB_TCPROW_OWNER_PID,
+        MIB_TCPTABLE_OWNER_PID, TCP_TABLE_OWNER_PID_ALL,
+    };
+    const AF_INET: u32 = 2;
+    const AF_INET6: u32 = 23;
+    // The port fields hold the port in network byte order in their low 16 bits.
+    let port_of = |field: u32| u16::from_be((field & 0xffff) as u16);
+    let v6 = |addr: std::net::SocketAddr| match addr.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+
+    if let (IpAddr::V4(local_ip), IpAddr::V4(remote_ip)) = (local.ip(), remote.ip()) {
+        let buffer = extended_tcp_table(AF_INET, TCP_TABLE_OWNER_PID_ALL)?;
+        // SAFETY: GetExtendedTcpTable filled `buffer` with a MIB_TCPTABLE_OWNER_PID: a u32 count
+        // followed by that many rows, all inside the buffer it sized; the buffer is u64-aligned
+        // and rows are read unaligned anyway.
+        let rows = unsafe {
+            let table = buffer.as_ptr().cast::<MIB_TCPTABLE_OWNER_PID>();
+            let count = std::ptr::addr_of!((*table).dwNumEntries).read_unaligned() as usize;
+            let first = std::ptr::addr_of!((*table).table).cast::<MIB_TCPROW_OWNER_PID>();
+            (0..count)
+                .map(|i| first.add(i).read_unaligned())
+                .collect::<Vec<_>>()
+        };
+        for row in rows {
+            if std::net::Ipv4Addr::from(row.dwLocalAddr.to_ne_bytes()) == local_ip
+                && port_of(row.dwLocalPort) == local.port()
+                && std::net::Ipv4Addr::from(row.dwRemoteAddr.to_ne_bytes()) == remote_ip
+                && port_of(row.dwRemotePort) == remote.port()
+            {
+                return Ok(Some(row.dwOwningPid));
+            }
+        }
+    }
+    let buffer = extended_tcp_table(AF_INET6, TCP_TABLE_OWNER_PID_ALL)?;
+    // SAFETY: as above, for a MIB_TCP6TABLE_OWNER_PID.
+    let rows = unsafe {
+        let table = buffer.as_ptr().cast::<MIB_TCP6TABLE_OWNER_PID>();
+        let count = std::ptr::addr_of!((*table).dwNumEntries).read_unaligned() as usize;
+        let first = std::ptr::addr_of!((*table).table).cast::<MIB_TCP6ROW_OWNER_PID>();
+        (0..count)
+            .map(|i| first.add(i).read_unaligned())
+            .collect::<Vec<_>>()
+    };
+    Ok(rows
+        .into_iter()
+        .find(|row| {
+            Ipv6Addr::from(row.ucLocalAddr) == v6(local)
+                && port_of(row.dwLocalPort) == local.port()
+                && Ipv6Addr::from(row.ucRemoteAddr) == v6(remote)
+                && port_of(row.dwRemotePort) == remote.port()
+        })
+        .map(|row| row.dwOwningPid))
+}
+
+/// The raw bytes of one `GetExtendedTcpTable` answer, grown until the table fits (connections
+/// come and go between the size query and the read).
+fn extended_tcp_table(
+    family: u32,
+    class: windows_sys::Win32::NetworkManagement::IpHelper::TCP_TABLE_CLASS,
+) -> io::Result<Vec<u64>> {
+    use windows_sys::Win32::NetworkManagement::IpHelper::GetExtendedTcpTable;
+    let mut size = 16 * 1024u32;
+    for _ in 0..8 {
+        let mut buffer = vec![0u64; (size as usize).div_ceil(8)];
+        let mut len = (buffer.len() * 8) as u32;
+        // SAFETY: `buffer` is writable for `len` bytes and u64-aligned; `len` is in/out.
+        let status = unsafe {
+            GetExtendedTcpTable(
+                buffer.as_mut_ptr().cast::<c_void>(),
+                &mut len,
+                0,
+                family,
+                class,
+                0,
+            )
+        };
+        match status {
+            ERROR_SUCCESS => return Ok(buffer),
+            ERROR_INSUFFICIENT_BUFFER => size = len.max(size) + 4096,
+            other => return Err(io::Error::from_raw_os_error(other as i32)),
+        }
+    }
+    Err(io::Error::other("the TCP table kept growing"))
 }

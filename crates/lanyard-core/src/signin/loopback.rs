@@ -3,7 +3,16 @@
 //! It accepts exactly one redirect that carries the expected `state` (and, when the IdP advertises
 //! RFC 9207, the expected `iss`), answers it with a "you can close this tab" page, and then stops
 //! listening. Anything else — a favicon request, a stale tab's redirect — gets an error page and
-//! does not end the wait. Requests are read with a size cap and a per-connection timeout.
+//! does not end the wait. Requests are read with a size cap and a per-connection timeout, and
+//! served concurrently (up to [`MAX_CONNECTIONS`]), so a client that connects and says nothing
+//! delays no one.
+//!
+//! Any local process can connect to a loopback port, and another user can read the authorization
+//! URL (and so `state`) from the browser's command line. So a connection is read only when the OS
+//! says its client socket belongs to the user Lanyard runs as (Linux: `/proc/net/tcp{,6}`;
+//! Windows: the owning process's token; see [`crate::os::tcp_peer`]); anyone else's gets a 403
+//! page and the wait goes on. macOS offers no such check: there any local process's redirect is
+//! read, and `state` (with PKCE, and for SAML the assertion's own confirmation data) is the guard.
 //!
 //! For a SAML sign-in the same listener is the assertion consumer service: the IdP's page posts
 //! `SAMLResponse` and `RelayState` as `application/x-www-form-urlencoded` to the same path (SAML
@@ -12,14 +21,17 @@
 //! 413 without reading it). What the post carries is checked by [`read_saml_post`], a pure
 //! function.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
 use super::saml::MAX_SAML_RESPONSE_BYTES;
 use super::SignInError;
+use crate::os::tcp_peer::{loopback_peer_owner, PeerOwner};
 use crate::secret::Secret;
 
 const CALLBACK_PATH: &str = "/callback";
@@ -29,8 +41,20 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct LoopbackListener {
     listener: TcpListener,
+    local: SocketAddr,
     redirect_uri: String,
+    start: Option<StartPage>,
 }
+
+/// The loopback address the browser is given instead of the sign-in page's own URL
+/// ([`LoopbackListener::start_page`]): `GET` on it answers 302 to `target`.
+#[derive(Debug, Clone)]
+struct StartPage {
+    path: String,
+    target: Url,
+}
+
+const START_PREFIX: &str = "/start/";
 
 /// What the redirect must carry to be ours.
 #[derive(Debug, Clone)]
@@ -45,14 +69,32 @@ impl LoopbackListener {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| SignInError::Loopback(format!("cannot listen on 127.0.0.1: {e}")))?;
-        let port = listener
+        let local = listener
             .local_addr()
-            .map_err(|e| SignInError::Loopback(format!("no local address: {e}")))?
-            .port();
+            .map_err(|e| SignInError::Loopback(format!("no local address: {e}")))?;
+        let port = local.port();
         Ok(Self {
             listener,
+            local,
             redirect_uri: format!("http://127.0.0.1:{port}{CALLBACK_PATH}"),
+            start: None,
         })
+    }
+
+    /// An opaque loopback address, `http://127.0.0.1:<port>/start/<random>`, that redirects
+    /// (302) to `target` while this listener waits. Given to the browser instead of `target`, it
+    /// keeps the authorization URL (its `state`, PKCE challenge, SAML request id) off every
+    /// command line, where another local user could read it (`/proc/<pid>/cmdline`). Only this
+    /// user's processes get the redirect (the same check as the sign-in answer).
+    pub fn start_page(&mut self, target: &Url) -> Result<Url, SignInError> {
+        let path = format!("{START_PREFIX}{}", super::random_id());
+        let url = Url::parse(&format!("http://127.0.0.1:{}{path}", self.local.port()))
+            .map_err(|e| SignInError::Loopback(format!("no start address: {e}")))?;
+        self.start = Some(StartPage {
+            path,
+            target: target.clone(),
+        });
+        Ok(url)
     }
 
     pub fn redirect_uri(&self) -> &str {
@@ -69,32 +111,153 @@ impl LoopbackListener {
             .await
     }
 
-    /// Answers connections one at a time until `handle` settles the sign-in (`Some`) or `timeout`
+    /// Answers connections, many at once, until `handle` settles the sign-in (`Some`) or `timeout`
     /// passes; `None` from `handle` means "not ours, answered, keep waiting".
-    async fn serve_until<T, F, Fut>(
-        self,
-        timeout: Duration,
-        mut handle: F,
-    ) -> Result<T, SignInError>
+    ///
+    /// Before a byte is read, the client socket's owner is asked of the OS
+    /// ([`loopback_peer_owner`]): a connection from another user's process (or one the OS cannot
+    /// attribute) gets a 403 page and does not end the wait. At most [`MAX_CONNECTIONS`] are
+    /// served at once; one more is answered 503 at once, so a silent or slow client holds a slot,
+    /// never the genuine redirect.
+    async fn serve_until<T, F, Fut>(self, timeout: Duration, handle: F) -> Result<T, SignInError>
     where
-        F: FnMut(TcpStream) -> Fut,
+        F: Fn(TcpStream) -> Fut,
         Fut: std::future::Future<Output = Option<Result<T, SignInError>>>,
     {
+        let mut serving = FuturesUnordered::new();
+        let mut refusing = FuturesUnordered::new();
         tokio::time::timeout(timeout, async {
             loop {
-                let (stream, _) = self
-                    .listener
-                    .accept()
-                    .await
-                    .map_err(|e| SignInError::Loopback(format!("accept failed: {e}")))?;
-                if let Some(result) = handle(stream).await {
-                    return result;
+                tokio::select! {
+                    accepted = self.listener.accept() => {
+                        let (stream, peer) = accepted
+                            .map_err(|e| SignInError::Loopback(format!("accept failed: {e}")))?;
+                        if let Err(why) = admit(self.local, peer) {
+                            tracing::warn!(%peer, reason = %why, "refused a connection to the sign-in listener: not from this user's processes");
+                            if refusing.len() < MAX_CONNECTIONS {
+                                refusing.push(refuse(stream, 403, "This sign-in answer did not come from your own session."));
+                            }
+                        } else if serving.len() >= MAX_CONNECTIONS {
+                            tracing::debug!(%peer, "the sign-in listener is busy; answered 503");
+                            if refusing.len() < MAX_CONNECTIONS {
+                                refusing.push(refuse(stream, 503, "Lanyard is busy; try again."));
+                            }
+                        } else {
+                            serving.push(serve_connection(stream, self.start.as_ref(), &handle));
+                        }
+                    }
+                    Some(outcome) = serving.next(), if !serving.is_empty() => {
+                        if let Some(result) = outcome {
+                            return result;
+                        }
+                    }
+                    Some(()) = refusing.next(), if !refusing.is_empty() => {}
                 }
             }
         })
         .await
         .map_err(|_| SignInError::TimedOut)?
     }
+}
+
+/// One admitted connection: the start page's redirect when it asks for that, else `handle`'s.
+async fn serve_connection<T, F, Fut>(
+    stream: TcpStream,
+    start: Option<&StartPage>,
+    handle: &F,
+) -> Option<Result<T, SignInError>>
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = Option<Result<T, SignInError>>>,
+{
+    if let Some(start) = start {
+        let opening = format!("GET {START_PREFIX}");
+        let peeked = tokio::time::timeout(
+            Duration::from_secs(5),
+            peek_at_least(&stream, opening.len()),
+        )
+        .await
+        .ok()
+        .flatten()?;
+        if peeked.starts_with(opening.as_bytes()) {
+            serve_start_page(stream, start).await;
+            return None;
+        }
+    }
+    handle(stream).await
+}
+
+/// The first `n` bytes the client sent (fewer if it closed), left unread for the handler.
+async fn peek_at_least(stream: &TcpStream, n: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    loop {
+        let got = stream.peek(&mut buf).await.ok()?;
+        if got >= n || got == 0 {
+            buf.truncate(got);
+            return Some(buf);
+        }
+        // A request line split across packets: wait for the rest.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn serve_start_page(mut stream: TcpStream, start: &StartPage) {
+    let Ok(Some(head)) = tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream)).await
+    else {
+        return;
+    };
+    let target = head
+        .lines()
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .unwrap_or_default();
+    if target != start.path {
+        respond(
+            &mut stream,
+            404,
+            "This sign-in link is out of date. Start the sign-in again from Lanyard.",
+        )
+        .await;
+        return;
+    }
+    let response = format!(
+        "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\nCache-Control: no-store\r\n\
+         Referrer-Policy: no-referrer\r\nConnection: close\r\n\r\n",
+        start.target
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The most connections the listener serves at once (and, apart, the most it is refusing).
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Whether a connection from `peer` may be read: its socket is this user's, or the OS cannot
+/// tell anyone's (macOS, see [`crate::os::tcp_peer`]).
+fn admit(listener: SocketAddr, peer: SocketAddr) -> Result<(), String> {
+    match loopback_peer_owner(listener, peer) {
+        PeerOwner::SameUser | PeerOwner::Unchecked => Ok(()),
+        PeerOwner::OtherUser(who) => Err(format!("the client socket belongs to {who}")),
+        PeerOwner::Unknown(why) => Err(why),
+    }
+}
+
+/// Answers a refused connection without looking at what it sent, within a short time. What it
+/// sent is read and dropped after the answer: closing a socket with unread data resets the
+/// connection, and the client could lose the answer.
+async fn refuse(mut stream: TcpStream, status: u16, message: &'static str) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        respond(&mut stream, status, message).await;
+        let mut sink = [0u8; 4096];
+        let mut left = MAX_REQUEST_HEAD * 4;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// What a SAML post to the loopback is, read by [`read_saml_post`].
@@ -390,10 +553,12 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
 async fn respond(stream: &mut TcpStream, status: u16, message: &str) {
     let reason = match status {
         200 => "OK",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         411 => "Length Required",
         413 => "Content Too Large",
+        503 => "Service Unavailable",
         _ => "Bad Request",
     };
     let body = format!(
@@ -518,5 +683,294 @@ mod tests {
             .starts_with("HTTP/1.1 200"));
         let got = wait.await.expect("join").expect("response");
         assert_eq!(got.expose(), "PHg+");
+    }
+
+    /// A GET to the listener from this process; the whole answer.
+    async fn get(port: u16, target: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let head = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        s.write_all(head.as_bytes()).await.expect("head");
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    fn port_of(listener: &LoopbackListener) -> u16 {
+        listener.local.port()
+    }
+
+    #[tokio::test]
+    async fn the_start_page_redirects_to_the_sign_in_url_and_the_sign_in_goes_on() {
+        let mut listener = LoopbackListener::bind().await.expect("bind");
+        let port = port_of(&listener);
+        let target =
+            Url::parse("https://idp.example/authorize?state=s-1&code_challenge=c").expect("url");
+        let start = listener.start_page(&target).expect("start page");
+        // What goes on the browser's command line says nothing of the sign-in.
+        assert_eq!(start.host_str(), Some("127.0.0.1"));
+        assert!(start.path().starts_with("/start/"), "{start}");
+        assert!(
+            start.query().is_none() && !start.as_str().contains("s-1"),
+            "{start}"
+        );
+        let expected = ExpectedRedirect {
+            state: "s-1".into(),
+            issuer: None,
+        };
+        let wait = tokio::spawn(async move {
+            listener
+                .wait_for_code(&expected, Duration::from_secs(20))
+                .await
+        });
+        let answer = get(port, start.path()).await;
+        assert!(answer.starts_with("HTTP/1.1 302"), "{answer}");
+        assert!(
+            answer.contains(&format!("Location: {target}\r\n")),
+            "{answer}"
+        );
+        // A guessed start page is not this one.
+        let guessed = get(port, "/start/guess").await;
+        assert!(guessed.starts_with("HTTP/1.1 404"), "{guessed}");
+        assert!(!wait.is_finished());
+        let answer = get(port, "/callback?code=mine&state=s-1").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(wait.await.expect("join").expect("code").expose(), "mine");
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_does_not_delay_the_genuine_redirect() {
+        let listener = LoopbackListener::bind().await.expect("bind");
+        let port = port_of(&listener);
+        // Connected first and never says a word: served one at a time, it would hold the
+        // listener for its whole 5-s allowance, longer than this sign-in's 4 s.
+        let silent = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let expected = ExpectedRedirect {
+            state: "s-1".into(),
+            issuer: None,
+        };
+        let wait = tokio::spawn(async move {
+            listener
+                .wait_for_code(&expected, Duration::from_secs(4))
+                .await
+        });
+        let answer = get(port, "/callback?code=mine&state=s-1").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let code = wait.await.expect("join").expect("the genuine redirect");
+        assert_eq!(code.expose(), "mine");
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_are_answered_busy_and_the_genuine_one_still_gets_in() {
+        let listener = LoopbackListener::bind().await.expect("bind");
+        let port = port_of(&listener);
+        let mut silent = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            silent.push(
+                TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect"),
+            );
+        }
+        let expected = ExpectedRedirect {
+            state: "s-1".into(),
+            issuer: None,
+        };
+        let wait = tokio::spawn(async move {
+            listener
+                .wait_for_code(&expected, Duration::from_secs(20))
+                .await
+        });
+        // Every slot is held: one more is turned away at once, not queued behind them.
+        let busy = get(port, "/callback?code=mine&state=s-1").await;
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        // A slot frees when its client goes away; the genuine redirect then gets in.
+        drop(silent.pop());
+        let answer = loop {
+            let answer = get(port, "/callback?code=mine&state=s-1").await;
+            if !answer.starts_with("HTTP/1.1 503") {
+                break answer;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(wait.await.expect("join").expect("code").expose(), "mine");
+    }
+
+    /// A second Unix user made for one test (`useradd`), removed on drop. `None` (with a loud
+    /// message) when not running as root.
+    #[cfg(target_os = "linux")]
+    struct OtherUnixUser {
+        name: String,
+        uid: u32,
+        gid: u32,
+    }
+
+    #[cfg(target_os = "linux")]
+    impl OtherUnixUser {
+        fn create() -> Option<Self> {
+            use std::process::Command;
+            if !rustix::process::geteuid().is_root() {
+                eprintln!(
+                    "SKIPPED: this test needs root to create a second Unix user; run it as root \
+                     (the CI container does)"
+                );
+                return None;
+            }
+            let suffix: u32 = rand::random();
+            let name = format!("lyt{:08x}", suffix);
+            let status = Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                ])
+                .arg(&name)
+                .status()
+                .expect("useradd");
+            assert!(status.success(), "useradd {name} failed");
+            let id = |flag: &str| -> u32 {
+                let out = Command::new("id")
+                    .arg(flag)
+                    .arg(&name)
+                    .output()
+                    .expect("id");
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse()
+                    .expect("a numeric id")
+            };
+            let (uid, gid) = (id("-u"), id("-g"));
+            Some(Self { name, uid, gid })
+        }
+
+        /// `curl` run as this user: the HTTP status it got.
+        fn curl(&self, url: &str) -> String {
+            let out = std::process::Command::new("setpriv")
+                .arg(format!("--reuid={}", self.uid))
+                .arg(format!("--regid={}", self.gid))
+                .arg("--clear-groups")
+                .args([
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "10",
+                ])
+                .arg(url)
+                .output()
+                .expect("setpriv curl");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Drop for OtherUnixUser {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("userdel")
+                .arg(&self.name)
+                .status();
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_redirect_from_another_users_process_is_refused_and_the_genuine_one_signs_in() {
+        let Some(other) = OtherUnixUser::create() else {
+            return;
+        };
+        let mut listener = LoopbackListener::bind().await.expect("bind");
+        let port = port_of(&listener);
+        let start = listener
+            .start_page(&Url::parse("https://idp.example/authorize?state=s-1").expect("url"))
+            .expect("start page");
+        let expected = ExpectedRedirect {
+            state: "s-1".into(),
+            issuer: None,
+        };
+        let wait = tokio::spawn(async move {
+            listener
+                .wait_for_code(&expected, Duration::from_secs(20))
+                .await
+        });
+        // The other user knows the state (it is in the browser's argv) and has a code of their
+        // own account: a perfect-looking redirect, from the wrong socket owner.
+        let url = format!("http://127.0.0.1:{port}/callback?code=attacker&state=s-1");
+        let start = start.to_string();
+        let (status, start_status) = tokio::task::spawn_blocking(move || {
+            let status = other.curl(&url);
+            let start_status = other.curl(&start);
+            drop(other);
+            (status, start_status)
+        })
+        .await
+        .expect("join");
+        assert_eq!(status, "403", "another user's redirect was not refused");
+        assert_eq!(start_status, "403", "another user read the start page");
+        assert!(!wait.is_finished(), "the refusal ended the sign-in");
+        let answer = get(port, "/callback?code=mine&state=s-1").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let code = wait.await.expect("join").expect("the genuine redirect");
+        assert_eq!(code.expose(), "mine");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_saml_post_from_another_users_process_is_refused() {
+        let Some(other) = OtherUnixUser::create() else {
+            return;
+        };
+        let listener = LoopbackListener::bind().await.expect("bind");
+        let port = port_of(&listener);
+        let wait = tokio::spawn(async move {
+            listener
+                .wait_for_saml_response("rs-1", Duration::from_secs(20))
+                .await
+        });
+        let url = format!("http://127.0.0.1:{port}/callback");
+        let status = tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("setpriv")
+                .arg(format!("--reuid={}", other.uid))
+                .arg(format!("--regid={}", other.gid))
+                .arg("--clear-groups")
+                .args([
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "10",
+                ])
+                .args(["--data", "SAMLResponse=QUJD&RelayState=rs-1"])
+                .arg(&url)
+                .output()
+                .expect("setpriv curl");
+            drop(other);
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+        .await
+        .expect("join");
+        assert_eq!(status, "403", "another user's SAML post was not refused");
+        let answer = post(
+            port,
+            "application/x-www-form-urlencoded",
+            b"SAMLResponse=PHg%2B&RelayState=rs-1",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(
+            wait.await.expect("join").expect("response").expose(),
+            "PHg+"
+        );
     }
 }

@@ -613,10 +613,15 @@ pub async fn sign_in_with_browser(
     step_up: Option<StepUp>,
     timeout: Duration,
 ) -> Result<IdpTokens, SignInError> {
-    let listener = LoopbackListener::bind().await?;
+    let mut listener = LoopbackListener::bind().await?;
     let pending = idp.begin(listener.redirect_uri(), step_up)?;
     let expected = idp.expected_redirect(&pending);
-    browser.open(&pending.url).map_err(SignInError::Browser)?;
+    let opened = if browser.open_via_loopback() {
+        listener.start_page(&pending.url)?
+    } else {
+        pending.url.clone()
+    };
+    browser.open(&opened).map_err(SignInError::Browser)?;
     let code = listener.wait_for_code(&expected, timeout).await?;
     idp.finish(http, clock, pending, &code).await
 }
@@ -647,26 +652,39 @@ pub async fn sign_in_with_saml(
         .saml
         .as_ref()
         .ok_or(SignInError::Unsupported("SAML sign-in"))?;
-    let listener = LoopbackListener::bind().await?;
+    let mut listener = LoopbackListener::bind().await?;
     let request_id = saml::new_request_id();
     let relay_state = random_id();
     let now = clock.unix_now();
     let instant = chrono::DateTime::from_timestamp(now as i64, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let acs_url = listener.redirect_uri().to_owned();
     let url = saml::authn_request_url(
         settings,
         &request_id,
         &instant,
-        listener.redirect_uri(),
+        &acs_url,
         &relay_state,
         step_up.is_some(),
     );
-    browser.open(&url).map_err(SignInError::Browser)?;
+    let opened = if browser.open_via_loopback() {
+        listener.start_page(&url)?
+    } else {
+        url
+    };
+    browser.open(&opened).map_err(SignInError::Browser)?;
     let posted = listener
         .wait_for_saml_response(&relay_state, timeout)
         .await?;
-    let assertion = saml::read_response(posted.expose(), &request_id)?;
+    let assertion = saml::read_response(
+        posted.expose(),
+        &saml::ExpectedResponse {
+            request_id: &request_id,
+            acs_url: &acs_url,
+            now: clock.unix_now(),
+        },
+    )?;
     let request = token::token_exchange_for_refresh_token(
         &idp.token_endpoint(),
         &idp.client,

@@ -9,6 +9,14 @@
 //! (subject, e-mail) is for the status display only and never decides access. Documents with a
 //! DTD are refused (no entity expansion), and so are encrypted assertions (Lanyard holds no SP
 //! decryption key). Nothing here does I/O or reads a clock.
+//!
+//! What Lanyard does check is that the assertion was made for *this* sign-in: the `Response`'s
+//! `InResponseTo` sits outside the signed assertion and can be rewritten by whoever posts it, so
+//! the assertion's own bearer `SubjectConfirmationData` (inside the IdP's signature, which the IdP
+//! checks at the exchange) must name this sign-in's request id (`InResponseTo`), this listener's
+//! URL (`Recipient`) and a `NotOnOrAfter` still ahead (SAML Profiles §4.1.4.2–3). An assertion the
+//! IdP issued for another sign-in — another user's own, replayed into ours — is refused here,
+//! before it is ever exchanged.
 
 use std::io::Write as _;
 
@@ -64,7 +72,33 @@ pub enum SamlError {
     AssertionCount(usize),
     #[error("the SAML assertion names no subject")]
     NoSubject,
+    #[error("the SAML assertion carries no bearer SubjectConfirmationData")]
+    NoBearerConfirmation,
+    #[error("the SAML assertion was issued for request {found:?}, not this sign-in's {expected:?} (SubjectConfirmationData InResponseTo)")]
+    AssertionInResponseTo {
+        expected: String,
+        found: Option<String>,
+    },
+    #[error("the SAML assertion is addressed to {found:?}, not this sign-in's {expected:?} (SubjectConfirmationData Recipient)")]
+    Recipient {
+        expected: String,
+        found: Option<String>,
+    },
+    #[error("the SAML assertion is no longer valid (SubjectConfirmationData NotOnOrAfter {found:?}); check this computer's date and time, and sign in again")]
+    ConfirmationExpired { found: Option<String> },
 }
+
+/// What the response to one sign-in must say: the `AuthnRequest`'s ID, the assertion consumer
+/// URL it named (the loopback's), and the time now (the engine's clock, Unix seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectedResponse<'a> {
+    pub request_id: &'a str,
+    pub acs_url: &'a str,
+    pub now: u64,
+}
+
+/// Leeway on the confirmation's `NotOnOrAfter` for an IdP whose clock runs behind ours.
+pub const CONFIRMATION_LEEWAY_SECS: i64 = 60;
 
 /// One assertion taken out of a SAML response: its XML exactly as signed (plus the namespace
 /// declarations it inherited, see [`detach`]) and what it says about the user, unverified.
@@ -149,11 +183,13 @@ fn escape(s: &str) -> String {
 }
 
 /// Reads the `SAMLResponse` form value (base64 of the `Response` document), checks that it is a
-/// successful answer to `request_id`, and takes out its one assertion.
+/// successful answer to this sign-in ([`ExpectedResponse`]), and takes out its one assertion,
+/// whose bearer confirmation must be for this sign-in too ([`check_confirmation`]).
 pub fn read_response(
     saml_response: &str,
-    request_id: &str,
+    expected: &ExpectedResponse<'_>,
 ) -> Result<ReceivedAssertion, SamlError> {
+    let request_id = expected.request_id;
     if saml_response.len() > MAX_SAML_RESPONSE_BYTES {
         return Err(SamlError::TooLarge);
     }
@@ -207,9 +243,9 @@ pub fn read_response(
     let [assertion] = assertions[..] else {
         return Err(SamlError::AssertionCount(assertions.len()));
     };
-    let name_id = child(assertion, NS_ASSERTION, "Subject")
-        .and_then(|s| child(s, NS_ASSERTION, "NameID"))
-        .ok_or(SamlError::NoSubject)?;
+    let subject_element = child(assertion, NS_ASSERTION, "Subject").ok_or(SamlError::NoSubject)?;
+    let name_id = child(subject_element, NS_ASSERTION, "NameID").ok_or(SamlError::NoSubject)?;
+    check_confirmation(subject_element, expected)?;
     let subject = name_id.text().unwrap_or_default().trim().to_owned();
     if subject.is_empty() {
         return Err(SamlError::NoSubject);
@@ -221,6 +257,64 @@ pub fn read_response(
         subject,
         email,
     })
+}
+
+const METHOD_BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
+
+/// The `Subject` has a bearer `SubjectConfirmation` whose data names this sign-in's request and
+/// listener and has not expired. When none does, the first bearer confirmation's fault is named.
+fn check_confirmation(
+    subject: roxmltree::Node<'_, '_>,
+    expected: &ExpectedResponse<'_>,
+) -> Result<(), SamlError> {
+    let mut first_fault = None;
+    let bearer = subject
+        .children()
+        .filter(|n| is(*n, NS_ASSERTION, "SubjectConfirmation"))
+        .filter(|n| n.attribute("Method") == Some(METHOD_BEARER));
+    for confirmation in bearer {
+        let Some(data) = child(confirmation, NS_ASSERTION, "SubjectConfirmationData") else {
+            continue;
+        };
+        match check_confirmation_data(data, expected) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                first_fault.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_fault.unwrap_or(SamlError::NoBearerConfirmation))
+}
+
+fn check_confirmation_data(
+    data: roxmltree::Node<'_, '_>,
+    expected: &ExpectedResponse<'_>,
+) -> Result<(), SamlError> {
+    let in_response_to = data.attribute("InResponseTo");
+    if in_response_to != Some(expected.request_id) {
+        return Err(SamlError::AssertionInResponseTo {
+            expected: expected.request_id.to_owned(),
+            found: in_response_to.map(capped),
+        });
+    }
+    let recipient = data.attribute("Recipient");
+    if recipient != Some(expected.acs_url) {
+        return Err(SamlError::Recipient {
+            expected: expected.acs_url.to_owned(),
+            found: recipient.map(capped),
+        });
+    }
+    let until = data.attribute("NotOnOrAfter");
+    let until_secs = until
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok())
+        .map(|t| t.timestamp());
+    let now = i64::try_from(expected.now).unwrap_or(i64::MAX);
+    match until_secs {
+        Some(t) if now < t.saturating_add(CONFIRMATION_LEEWAY_SECS) => Ok(()),
+        _ => Err(SamlError::ConfirmationExpired {
+            found: until.map(capped),
+        }),
+    }
 }
 
 fn is(node: roxmltree::Node<'_, '_>, ns: &str, name: &str) -> bool {
@@ -326,8 +420,91 @@ mod tests {
     const RESPONSE: &str = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" InResponseTo="_req1" Version="2.0">
 <saml:Issuer>https://idp.example</saml:Issuer>
 <samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>
-<saml:Assertion ID="_a1" Version="2.0" IssueInstant="2026-11-28T10:00:00Z"><saml:Issuer>https://idp.example</saml:Issuer><saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified">alice</saml:NameID></saml:Subject><saml:AttributeStatement><saml:Attribute Name="email"><saml:AttributeValue>alice@example.com</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>
+<saml:Assertion ID="_a1" Version="2.0" IssueInstant="2026-11-28T10:00:00Z"><saml:Issuer>https://idp.example</saml:Issuer><saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified">alice</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData InResponseTo="_req1" Recipient="http://127.0.0.1:5555/callback" NotOnOrAfter="2026-11-28T10:05:00Z"/></saml:SubjectConfirmation></saml:Subject><saml:AttributeStatement><saml:Attribute Name="email"><saml:AttributeValue>alice@example.com</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>
 </samlp:Response>"#;
+
+    const ACS: &str = "http://127.0.0.1:5555/callback";
+    /// 2026-11-28T10:00:00Z, when [`RESPONSE`] was issued; its confirmation lasts 5 minutes.
+    const ISSUED: u64 = 1_795_860_000;
+
+    fn expected(request_id: &str) -> ExpectedResponse<'_> {
+        ExpectedResponse {
+            request_id,
+            acs_url: ACS,
+            now: ISSUED,
+        }
+    }
+
+    #[test]
+    fn the_assertion_must_be_confirmed_for_this_sign_in() {
+        let ok = |xml: &str, now: u64| {
+            read_response(
+                &encode(xml),
+                &ExpectedResponse {
+                    now,
+                    ..expected("_req1")
+                },
+            )
+        };
+        assert!(ok(RESPONSE, ISSUED).is_ok());
+        // Another sign-in's assertion with the Response's (unsigned) InResponseTo rewritten to ours.
+        let replayed = RESPONSE.replace(
+            "SubjectConfirmationData InResponseTo=\"_req1\"",
+            "SubjectConfirmationData InResponseTo=\"_theirs\"",
+        );
+        assert_eq!(
+            ok(&replayed, ISSUED).err(),
+            Some(SamlError::AssertionInResponseTo {
+                expected: "_req1".into(),
+                found: Some("_theirs".into())
+            })
+        );
+        let elsewhere = RESPONSE.replace(
+            "Recipient=\"http://127.0.0.1:5555/callback\"",
+            "Recipient=\"http://127.0.0.1:6666/callback\"",
+        );
+        assert_eq!(
+            ok(&elsewhere, ISSUED).err(),
+            Some(SamlError::Recipient {
+                expected: ACS.into(),
+                found: Some("http://127.0.0.1:6666/callback".into())
+            })
+        );
+        // NotOnOrAfter is 10:05:00; a minute's leeway for the IdP's clock, not more.
+        let until = ISSUED + 300;
+        assert!(ok(RESPONSE, until + CONFIRMATION_LEEWAY_SECS as u64 - 1).is_ok());
+        assert_eq!(
+            ok(RESPONSE, until + CONFIRMATION_LEEWAY_SECS as u64).err(),
+            Some(SamlError::ConfirmationExpired {
+                found: Some("2026-11-28T10:05:00Z".into())
+            })
+        );
+        let timeless = RESPONSE.replace(" NotOnOrAfter=\"2026-11-28T10:05:00Z\"", "");
+        assert_eq!(
+            ok(&timeless, ISSUED).err(),
+            Some(SamlError::ConfirmationExpired { found: None })
+        );
+        // Only bearer confirmations count.
+        let vouched = RESPONSE.replace("cm:bearer", "cm:sender-vouches");
+        assert_eq!(
+            ok(&vouched, ISSUED).err(),
+            Some(SamlError::NoBearerConfirmation)
+        );
+        let start = RESPONSE
+            .find("<saml:SubjectConfirmation ")
+            .expect("confirmation");
+        let end = RESPONSE.find("</saml:SubjectConfirmation>").expect("end")
+            + "</saml:SubjectConfirmation>".len();
+        let unconfirmed = format!("{}{}", &RESPONSE[..start], &RESPONSE[end..]);
+        assert_eq!(
+            ok(&unconfirmed, ISSUED).err(),
+            Some(SamlError::NoBearerConfirmation)
+        );
+        // One good bearer confirmation among others is enough.
+        let wrong = RESPONSE[start..end].replace("_req1", "_theirs");
+        let two = format!("{}{wrong}{}", &RESPONSE[..start], &RESPONSE[start..]);
+        assert!(ok(&two, ISSUED).is_ok());
+    }
 
     #[test]
     fn the_request_url_carries_a_deflated_request_and_the_relay_state() {
@@ -369,7 +546,7 @@ mod tests {
 
     #[test]
     fn the_assertion_is_taken_out_with_its_inherited_namespaces() {
-        let got = read_response(&encode(RESPONSE), "_req1").expect("assertion");
+        let got = read_response(&encode(RESPONSE), &expected("_req1")).expect("assertion");
         assert_eq!(got.subject, "alice");
         assert_eq!(got.email.as_deref(), Some("alice@example.com"));
         let xml = got.xml.expose();
@@ -382,7 +559,7 @@ mod tests {
             "<saml:Assertion ID",
             "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID",
         );
-        let got = read_response(&encode(&own), "_req1").expect("assertion");
+        let got = read_response(&encode(&own), &expected("_req1")).expect("assertion");
         assert_eq!(got.xml.expose().matches("xmlns:saml=").count(), 1);
         roxmltree::Document::parse(got.xml.expose()).expect("well-formed");
     }
@@ -390,15 +567,15 @@ mod tests {
     #[test]
     fn hostile_or_wrong_responses_are_named_errors() {
         assert_eq!(
-            read_response(&"A".repeat(MAX_SAML_RESPONSE_BYTES + 1), "_req1").err(),
+            read_response(&"A".repeat(MAX_SAML_RESPONSE_BYTES + 1), &expected("_req1")).err(),
             Some(SamlError::TooLarge)
         );
         assert_eq!(
-            read_response("not base64 at all!", "_req1").err(),
+            read_response("not base64 at all!", &expected("_req1")).err(),
             Some(SamlError::NotBase64)
         );
         assert!(matches!(
-            read_response(&encode("<samlp:Response"), "_req1"),
+            read_response(&encode("<samlp:Response"), &expected("_req1")),
             Err(SamlError::NotXml(_))
         ));
         let dtd = format!(
@@ -407,15 +584,15 @@ mod tests {
             RESPONSE
         );
         assert!(matches!(
-            read_response(&encode(&dtd), "_req1"),
+            read_response(&encode(&dtd), &expected("_req1")),
             Err(SamlError::NotXml(_))
         ));
         assert!(matches!(
-            read_response(&encode("<html/>"), "_req1"),
+            read_response(&encode("<html/>"), &expected("_req1")),
             Err(SamlError::NotAResponse(_))
         ));
         assert_eq!(
-            read_response(&encode(RESPONSE), "_other").err(),
+            read_response(&encode(RESPONSE), &expected("_other")).err(),
             Some(SamlError::InResponseTo {
                 expected: "_other".into(),
                 found: Some("_req1".into())
@@ -426,7 +603,7 @@ mod tests {
             "<samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Responder\"><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:AuthnFailed\"/></samlp:StatusCode><samlp:StatusMessage>locked out</samlp:StatusMessage>",
         );
         assert_eq!(
-            read_response(&encode(&failed), "_req1").err(),
+            read_response(&encode(&failed), &expected("_req1")).err(),
             Some(SamlError::Status {
                 status: "urn:oasis:names:tc:SAML:2.0:status:AuthnFailed".into(),
                 message: Some("locked out".into())
@@ -434,12 +611,12 @@ mod tests {
         );
         let encrypted = RESPONSE.replace("saml:Assertion", "saml:EncryptedAssertion");
         assert_eq!(
-            read_response(&encode(&encrypted), "_req1").err(),
+            read_response(&encode(&encrypted), &expected("_req1")).err(),
             Some(SamlError::Encrypted)
         );
         let none = RESPONSE.replace("saml:Assertion", "saml:Other");
         assert_eq!(
-            read_response(&encode(&none), "_req1").err(),
+            read_response(&encode(&none), &expected("_req1")).err(),
             Some(SamlError::AssertionCount(0))
         );
         let start = RESPONSE.find("<saml:Assertion").expect("assertion");
@@ -449,7 +626,7 @@ mod tests {
             &format!("{0}{0}", &RESPONSE[start..end]).replace("_a1\"", "_a2\""),
         );
         assert!(matches!(
-            read_response(&encode(&two), "_req1"),
+            read_response(&encode(&two), &expected("_req1")),
             Err(SamlError::AssertionCount(2))
         ));
     }

@@ -246,8 +246,25 @@ pub struct IdpStats {
     pub rejected_saml_exchanges: u64,
 }
 
+/// A wrong `SubjectConfirmationData` the SAML IdP can be told to put in the assertions it signs,
+/// for tests of what a service provider checks ([`IdpHandle::set_saml_confirmation_fault`]). The
+/// `Response`'s own `InResponseTo` and `Destination` stay right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SamlConfirmationFault {
+    /// `Recipient` names another consumer URL than the request's.
+    WrongRecipient,
+    /// `InResponseTo` names another request than the one answered.
+    WrongInResponseTo,
+    /// `NotOnOrAfter` passed an hour before the assertion was issued.
+    Expired,
+    /// No `SubjectConfirmation` at all.
+    Missing,
+}
+
 pub(crate) struct IdpState {
     pub config: IdpConfig,
+    /// What to get wrong in the next SAML assertions' confirmation, if anything.
+    pub saml_confirmation_fault: Mutex<Option<SamlConfirmationFault>>,
     pub issuer: String,
     /// Origin + issuer path, no trailing slash: endpoint URLs hang off it.
     pub base_url: String,
@@ -303,6 +320,7 @@ impl IdpState {
             counters: IdpCounters::default(),
             client_jtis: Mutex::new(HashSet::new()),
             token_moved: std::sync::atomic::AtomicBool::new(false),
+            saml_confirmation_fault: Mutex::new(None),
             assertion_audiences: vec![
                 issuer_for_aud.clone(),
                 format!("{origin}{base_path_for_aud}/token"),
@@ -545,6 +563,12 @@ impl IdpHandle {
     /// The SAML 2.0 single sign-on URL (HTTP-Redirect binding; Linux only).
     pub fn saml_sso_url(&self) -> String {
         format!("{}/saml/sso", self.state.base_url)
+    }
+
+    /// Makes the SAML assertions signed from now on carry a wrong `SubjectConfirmationData`
+    /// (`None`: right again). The IdP itself still checks what is presented at its token endpoint.
+    pub fn set_saml_confirmation_fault(&self, fault: Option<SamlConfirmationFault>) {
+        *lock(&self.state.saml_confirmation_fault) = fault;
     }
 
     /// The device authorization endpoint.

@@ -36,7 +36,7 @@ use samael::signature::{DigestAlgorithm, Signature};
 use samael::traits::ToXml;
 
 use super::login::{account_forms, escape};
-use super::{IdpState, SamlRequest};
+use super::{IdpState, SamlConfirmationFault, SamlRequest};
 use crate::config::RegisteredClient;
 use crate::oauth::{parse_form, random_token, OAuthError};
 
@@ -101,13 +101,50 @@ fn instant(unix: u64) -> DateTime<Utc> {
 }
 
 /// A `Response` carrying one assertion that `key` signs (enveloped, exclusive C14N, RSA-SHA256),
-/// as XML text.
+/// as XML text. Its bearer `SubjectConfirmationData` (inside the signature) names the request
+/// answered, the recipient and the end of the assertion's validity.
 pub fn signed_response(
     key: &SamlKey,
     content: &AssertionContent<'_>,
 ) -> Result<String, Box<dyn std::error::Error>> {
+    signed_response_with(key, content, None)
+}
+
+/// [`signed_response`] with its `SubjectConfirmationData` made wrong as `fault` says.
+pub fn signed_response_with(
+    key: &SamlKey,
+    content: &AssertionContent<'_>,
+    fault: Option<SamlConfirmationFault>,
+) -> Result<String, Box<dyn std::error::Error>> {
     let now = instant(content.issued_at);
     let until = instant(content.issued_at + content.lifetime_secs);
+    let confirmation_until = match fault {
+        Some(SamlConfirmationFault::Expired) => instant(content.issued_at.saturating_sub(3600)),
+        _ => until,
+    };
+    let recipient = match fault {
+        Some(SamlConfirmationFault::WrongRecipient) => "http://127.0.0.1:1/elsewhere".to_string(),
+        _ => content.recipient.to_string(),
+    };
+    let confirmed_request = match fault {
+        Some(SamlConfirmationFault::WrongInResponseTo) => format!("_other{}", hex_id()),
+        _ => content.in_response_to.to_string(),
+    };
+    let subject_confirmations = match fault {
+        Some(SamlConfirmationFault::Missing) => None,
+        _ => Some(vec![SubjectConfirmation {
+            method: Some(BEARER.to_string()),
+            name_id: None,
+            subject_confirmation_data: Some(SubjectConfirmationData {
+                not_before: None,
+                not_on_or_after: Some(confirmation_until),
+                recipient: Some(recipient),
+                in_response_to: Some(confirmed_request),
+                address: None,
+                content: None,
+            }),
+        }]),
+    };
     let issuer = Issuer {
         value: Some(content.issuer.to_string()),
         ..Default::default()
@@ -143,18 +180,7 @@ pub fn signed_response(
                 format: Some(NAMEID_UNSPECIFIED.to_string()),
                 value: content.name_id.to_string(),
             }),
-            subject_confirmations: Some(vec![SubjectConfirmation {
-                method: Some(BEARER.to_string()),
-                name_id: None,
-                subject_confirmation_data: Some(SubjectConfirmationData {
-                    not_before: None,
-                    not_on_or_after: Some(until),
-                    recipient: Some(content.recipient.to_string()),
-                    in_response_to: Some(content.in_response_to.to_string()),
-                    address: None,
-                    content: None,
-                }),
-            }]),
+            subject_confirmations,
         }),
         conditions: Some(Conditions {
             not_before: Some(now),
@@ -351,7 +377,11 @@ pub(crate) async fn login(State(state): State<Arc<IdpState>>, body: Bytes) -> Re
         issued_at: state.clock.unix(),
         lifetime_secs: state.config.saml_assertion_lifetime.as_secs(),
     };
-    let xml = match signed_response(saml_key(), &content) {
+    let fault = *state
+        .saml_confirmation_fault
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let xml = match signed_response_with(saml_key(), &content, fault) {
         Ok(xml) => xml,
         Err(e) => {
             return error_page(
