@@ -814,6 +814,15 @@ pub fn jwt(data: &[u8]) {
 /// The `AuthnRequest` id the SAML seeds answer.
 pub const SAML_REQUEST_ID: &str = "_req1";
 
+/// What the fuzzed responses are read against: the request above, the loopback URL the seeds'
+/// `SubjectConfirmationData` names, and a time (2026-11-28T10:00:00Z) before their `NotOnOrAfter`.
+pub const SAML_EXPECTED: lanyard_core::signin::saml::ExpectedResponse<'static> =
+    lanyard_core::signin::saml::ExpectedResponse {
+        request_id: SAML_REQUEST_ID,
+        acs_url: "http://127.0.0.1:9/acs",
+        now: 1_795_860_000,
+    };
+
 /// A SAML answer at the loopback. First byte 0: the rest is a `Response` document, base64-encoded
 /// as an IdP posts it, read by `read_response`; 1: the rest is the posted `SAMLResponse` value as
 /// is; 2: the rest is a raw HTTP post (head, blank line, body) checked as the loopback does.
@@ -838,7 +847,7 @@ pub fn saml_response(data: &[u8]) {
             } else {
                 (String::from_utf8_lossy(rest).into_owned(), String::new())
             };
-            match read_response(&posted, SAML_REQUEST_ID) {
+            match read_response(&posted, &SAML_EXPECTED) {
                 Err(e) => assert_bounded("SAML response", &e.to_string()),
                 Ok(assertion) => {
                     assert!(

@@ -102,7 +102,7 @@ fn seeds_reach_what_the_parsers_accept() {
         let seed = std::fs::read(fuzz_dir().join("corpus/saml_response").join(name)).expect(name);
         lanyard_core::signin::saml::read_response(
             &base64::engine::general_purpose::STANDARD.encode(&seed[1..]),
-            lanyard_fuzz::SAML_REQUEST_ID,
+            &lanyard_fuzz::SAML_EXPECTED,
         )
     };
     for name in ["inherited-namespaces", "own-namespaces"] {

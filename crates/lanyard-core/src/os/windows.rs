@@ -647,6 +647,8 @@ pub fn open_with_security(path: &std::path::Path, directory: bool) -> io::Result
             reparse_point,
         },
     })
+}
+
 /// The process id that owns the TCP connection from `local` to `remote` (IPv4 table first, then
 /// IPv6, where a dual-stack socket shows its IPv4-mapped addresses), or `None` when no such
 /// connection is listed.
