@@ -449,7 +449,7 @@ async fn sign_in_error_with_confirmation_fault(
     let EngineError::SignIn(message) = error else {
         panic!("not a sign-in error: {error:?}");
     };
-    assert!(lanyard.store.is_empty(), "nothing saved");
+    assert!(holds_no_secret(&lanyard.store), "nothing saved");
     message
 }
 
