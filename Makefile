@@ -34,9 +34,12 @@ build: deps ui
 demo: build
 	scripts/demo.sh
 
+# Rust (fmt, clippy), then the workflow (actionlint, with shellcheck on its run: blocks) and the
+# shell scripts (shellcheck): scripts/lint-scripts.sh.
 lint: ui
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	scripts/lint-scripts.sh
 
 # Every test tier: unit + testbed + engine end-to-end (real HTTP on 127.0.0.1), with a real
 # Secret Service (gnome-keyring in a private D-Bus session) for the keychain tests.
@@ -131,7 +134,9 @@ bench-token: deps
 
 # Installers MDM can push, side by side in target/packages/: lanyard_<v>_amd64.deb (dpkg-deb),
 # lanyard-<v>-1.x86_64.rpm (rpmbuild), Lanyard-<v>-x64.msi (wixl), from release builds for Linux and
-# x86_64-pc-windows-gnu. LANYARD_MSI_TRAY=1 also ships lanyard-tray.exe and lanyard-status.exe. See scripts/package/.
+# x86_64-pc-windows-gnu; the .msi ships lanyard.exe, lanyard-tray.exe and lanyard-status.exe. With
+# LANYARD_SIGN_PFX (PKCS#12) and LANYARD_SIGN_PASS the three .exe and the .msi are Authenticode-signed
+# (osslsigncode). See scripts/package/.
 package: deps ui
 	scripts/package/build.sh
 
