@@ -14,4 +14,6 @@ command -v shellcheck >/dev/null || { echo "lint: shellcheck is missing (Debian 
 "$ACTIONLINT" -shellcheck "$(command -v shellcheck)" .github/workflows/*.yml
 mapfile -t scripts < <(git ls-files -- 'scripts/*.sh' 'scripts/**/*.sh' 2>/dev/null || find scripts -name '*.sh')
 shellcheck -x "${scripts[@]}"
+# The macOS package's postinstall (a /bin/sh script without the .sh suffix).
+shellcheck -s sh deploy/macos/postinstall
 echo "lint: actionlint (.github/workflows: $(find .github/workflows -name '*.yml' | wc -l) file(s)) and shellcheck (${#scripts[@]} scripts) clean"
