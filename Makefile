@@ -4,7 +4,7 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint fuzz check-windows check-macos unit conformance interop bench bench-fleet ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-test
+.PHONY: help deps build demo test lint fuzz check-windows check-macos unit conformance interop bench bench-fleet ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-msi package-test
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
@@ -139,6 +139,12 @@ bench-token: deps
 # (osslsigncode). See scripts/package/.
 package: deps ui
 	scripts/package/build.sh
+
+# The .msi alone (the CI workflow's Linux job): Windows release builds, then scripts/package/msi.sh
+# (signed when LANYARD_SIGN_PFX + LANYARD_SIGN_PASS are set).
+package-msi: deps ui
+	$(CARGO) build --release --target x86_64-pc-windows-gnu -p lanyard-cli -p lanyard-tray -p lanyard-status
+	scripts/package/msi.sh
 
 # Each package really installed, run, upgraded and removed: the .deb on this machine (root; the
 # machine is left as found), the .rpm into a scratch root, the .msi under Wine (its own prefix).
