@@ -9,12 +9,17 @@
 # here, so nothing is linked and nothing runs: this proves the code compiles and is lint-clean for
 # macOS, nothing more.
 #
-# What cannot be checked here, and why: `lanyard-tray` and `lanyard-status` (src-tauri). Both show
-# notifications through notify-rust, whose macOS backend (mac-notification-sys) compiles an
-# Objective-C file against Apple's Foundation/AppKit headers in its build script; those headers
-# are part of Apple's SDK, which is not redistributable and not on this machine (Zig ships only the
-# C library's headers). Everything of theirs that is not UI glue lives in lanyard-desktop, checked
-# above; .github/workflows/platforms.yml builds and lints both on a hosted Mac.
+# What is not checked here, and why:
+# - `lanyard-tray`: it shows notifications through notify-rust, whose macOS backend
+#   (mac-notification-sys) compiles an Objective-C file against Apple's Foundation/AppKit headers in
+#   its build script; those headers are part of Apple's SDK, which is not redistributable and not on
+#   this machine (Zig ships only the C library's headers). (That build script skips the Objective-C
+#   when DOCS_RS is set; checking the tray that way has not been tried yet.)
+# - `lanyard-status` (src-tauri): not attempted: its first check is a cold build of Tauri and wry for
+#   two Apple targets, more than the session that extended this script had; whether it checks
+#   without the SDK is not known.
+# Everything of theirs that is not UI glue lives in lanyard-desktop, checked above;
+# .github/workflows/platforms.yml builds and lints both on a hosted Mac.
 #
 #   scripts/check-macos.sh              # both targets
 #   MACOS_TARGETS=aarch64-apple-darwin scripts/check-macos.sh
