@@ -4,7 +4,7 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint fuzz check-windows check-macos unit conformance interop bench bench-fleet ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-test
+.PHONY: help deps build demo test lint fuzz check-windows check-macos unit conformance interop bench bench-fleet ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-msi package-test
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
@@ -34,9 +34,12 @@ build: deps ui
 demo: build
 	scripts/demo.sh
 
+# Rust (fmt, clippy), then the workflow (actionlint, with shellcheck on its run: blocks) and the
+# shell scripts (shellcheck): scripts/lint-scripts.sh.
 lint: ui
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	scripts/lint-scripts.sh
 
 # Every test tier: unit + testbed + engine end-to-end (real HTTP on 127.0.0.1), with a real
 # Secret Service (gnome-keyring in a private D-Bus session) for the keychain tests.
@@ -131,9 +134,17 @@ bench-token: deps
 
 # Installers MDM can push, side by side in target/packages/: lanyard_<v>_amd64.deb (dpkg-deb),
 # lanyard-<v>-1.x86_64.rpm (rpmbuild), Lanyard-<v>-x64.msi (wixl), from release builds for Linux and
-# x86_64-pc-windows-gnu. LANYARD_MSI_TRAY=1 also ships lanyard-tray.exe and lanyard-status.exe. See scripts/package/.
+# x86_64-pc-windows-gnu; the .msi ships lanyard.exe, lanyard-tray.exe and lanyard-status.exe. With
+# LANYARD_SIGN_PFX (PKCS#12) and LANYARD_SIGN_PASS the three .exe and the .msi are Authenticode-signed
+# (osslsigncode). See scripts/package/.
 package: deps ui
 	scripts/package/build.sh
+
+# The .msi alone (the CI workflow's Linux job): Windows release builds, then scripts/package/msi.sh
+# (signed when LANYARD_SIGN_PFX + LANYARD_SIGN_PASS are set).
+package-msi: deps ui
+	$(CARGO) build --release --target x86_64-pc-windows-gnu -p lanyard-cli -p lanyard-tray -p lanyard-status
+	scripts/package/msi.sh
 
 # Each package really installed, run, upgraded and removed: the .deb on this machine (root; the
 # machine is left as found), the .rpm into a scratch root, the .msi under Wine (its own prefix).

@@ -57,7 +57,7 @@ export LANYARD_LOG="${LANYARD_LOG:-info}"
 
 "$BIN/lanyard" agent >"$WORK/agent.log" 2>&1 &
 agent=$!
-pids+=($agent)
+pids+=("$agent")
 for _ in $(seq 100); do "$BIN/lanyard" status >/dev/null 2>&1 && break; sleep 0.1; done
 "$BIN/lanyard" login --no-start >/dev/null 2>"$WORK/login.err" || { cat "$WORK/login.err" "$WORK/agent.log"; exit 1; }
 granted=0
@@ -86,7 +86,7 @@ else
 fi
 switches "$agent" >"$WORK/s1"
 rss1=$(rss "$agent")
-threads=$(ls /proc/"$agent"/task | wc -l)
+threads=$(find /proc/"$agent"/task -mindepth 1 -maxdepth 1 | wc -l)
 # Where the resident memory is: the totals and the largest mappings.
 { grep -E '^(Rss|Pss_Anon|Pss_File|Private_Dirty)' /proc/"$agent"/smaps_rollup
   awk '/^[0-9a-f]+-/ {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {r[name] += $2} END {for (k in r) print r[k] " kB", k}' \

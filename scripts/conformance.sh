@@ -42,6 +42,7 @@ for scenario in $SCENARIOS; do
   rc=$?
   set -e
   # This run's result directory is the newest one for the scenario.
+  # shellcheck disable=SC2012 # newest by mtime is what ls -t gives; the names are the suite's own.
   checks="$(ls -1td "$OUT/$scenario"-*/ 2>/dev/null | head -n1)checks.json"
   summary="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -m1 '^Passed:' || true)"
   verdict=PASS
@@ -51,6 +52,7 @@ for scenario in $SCENARIOS; do
   fi
   # Belt and braces: parse checks.json too (any FAILURE or WARNING fails the scenario).
   if [ -f "$checks" ]; then
+    # shellcheck disable=SC2016 # JavaScript, not shell: its ${…} are template literals.
     bad="$("$NODE" -e '
       const c = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
       const bad = c.filter(x => x.status === "FAILURE" || x.status === "WARNING");
@@ -71,6 +73,6 @@ for scenario in $SCENARIOS; do
   fi
 done
 
-total=$(echo $SCENARIOS | wc -w)
+total=$(wc -w <<<"$SCENARIOS")
 echo "conformance: $((total - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]

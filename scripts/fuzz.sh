@@ -22,7 +22,7 @@ CARGO_FUZZ="$ROOT/.tools/cargo-fuzz/bin/cargo-fuzz"
 [ -x "$CARGO_FUZZ" ] || { echo "fuzz: $CARGO_FUZZ missing: run scripts/install-deps.sh" >&2; exit 1; }
 rustup run nightly rustc --version >/dev/null 2>&1 || { echo "fuzz: the nightly toolchain is missing" >&2; exit 1; }
 
-all_targets() { ls fuzz/fuzz_targets | sed -n 's/\.rs$//p'; }
+all_targets() { find fuzz/fuzz_targets -maxdepth 1 -name '*.rs' -printf '%f\n' | sed 's/\.rs$//' | sort; }
 TARGETS="${FUZZ_TARGETS:-$(all_targets | tr '\n' ' ')}"
 
 echo "fuzz: building ${TARGETS}"

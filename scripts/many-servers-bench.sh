@@ -52,7 +52,7 @@ for n in $SIZES; do
   echo "== $n servers"
   "$BIN/lanyard-testbed" serve --servers "$n" --token-secs "$TOKEN_SECS" \
     --write-policy "$run/etc/policy.json" --traffic-file "$run/traffic.json" >"$run/testbed.log" 2>&1 &
-  testbed=$!; pids+=($testbed)
+  testbed=$!; pids+=("$testbed")
   for _ in $(seq 600); do [ -s "$run/etc/policy.json" ] && break; sleep 0.1; done
   [ -s "$run/etc/policy.json" ] || { cat "$run/testbed.log"; echo "many-servers-bench: no testbed" >&2; exit 1; }
   # The effective settings (defaults included), as the agent will run them.
@@ -65,7 +65,7 @@ for n in $SIZES; do
   export LANYARD_AGENT_SOCKET="$run/run/agent.sock"
   export LANYARD_LOG="${LANYARD_LOG:-info}"
   "$BIN/lanyard" agent >"$run/agent.log" 2>&1 &
-  agent=$!; pids+=($agent)
+  agent=$!; pids+=("$agent")
   for _ in $(seq 100); do "$BIN/lanyard" status >/dev/null 2>&1 && break; sleep 0.1; done
   rss_start=$(rss "$agent")
   cpu0=$(cpu_ms "$agent"); t0=$(now_ms)

@@ -59,6 +59,7 @@ rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 family() {
   local all=("$1") i=0
   while [ "$i" -lt "${#all[@]}" ]; do
+    # shellcheck disable=SC2013 # the children files hold space-separated pids: words are wanted.
     for c in $(cat /proc/"${all[$i]}"/task/*/children 2>/dev/null); do all+=("$c"); done
     i=$((i + 1))
   done
@@ -84,7 +85,7 @@ stop_app() { kill -TERM "$1" 2>/dev/null || true; for _ in $(seq 50); do kill -0
 # The agent, as the OS starts it at login; the tray only subscribes to it.
 "$BIN/lanyard" agent >"$WORK/agent.log" 2>&1 &
 agent=$!
-pids+=($agent)
+pids+=("$agent")
 for _ in $(seq 200); do [ -S "$LANYARD_AGENT_SOCKET" ] && break; sleep 0.1; done
 
 # ---- launch -> tray ready -------------------------------------------------------------------
@@ -100,7 +101,7 @@ for run in 1 2 3 4 5; do
   stop_app "$app"
   sleep 0.5
 done
-sorted=($(printf '%s\n' "${launch[@]}" | sort -n))
+mapfile -t sorted < <(printf '%s\n' "${launch[@]}" | sort -n)
 echo "launch -> tray ready (ms): ${launch[*]} (median ${sorted[2]})"
 
 # ---- steady state: signed in through the agent ------------------------------------------------
@@ -108,7 +109,7 @@ echo "launch -> tray ready (ms): ${launch[*]} (median ${sorted[2]})"
 "$BIN/lanyard" token docs >/dev/null
 "$BIN/lanyard-tray" >"$WORK/app.log" 2>&1 &
 app=$!
-pids+=($app)
+pids+=("$app")
 wait_line "$WORK/app.log" "tray ready" 30
 sleep 2
 
@@ -135,7 +136,7 @@ for run in 1 2 3 4 5; do
   sleep 1
   [ "$run" -lt 5 ] && { close_window; sleep 1; }
 done
-psorted=($(printf '%s\n' "${paint[@]}" | sort -n))
+mapfile -t psorted < <(printf '%s\n' "${paint[@]}" | sort -n)
 echo "window open -> first paint with live data (ms): ${paint[*]} (median ${psorted[2]})"
 sleep 3
 import -window root "$OUT/window-open.png"
@@ -153,7 +154,7 @@ awk '/^[0-9a-f]+-/ {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {r[name] += $2} E
   /proc/"$app"/smaps | sort -rn | head -n 20 >"$OUT/memory-window-closed.txt"
 
 switches "$app" >"$WORK/s0"; sleep "$IDLE_SECS"; switches "$app" >"$WORK/s1"
-threads=$(ls /proc/"$app"/task | wc -l)
+threads=$(find /proc/"$app"/task -mindepth 1 -maxdepth 1 | wc -l)
 wakeups=$(( $(switch_delta "$WORK/s0" "$WORK/s1") * 60 / IDLE_SECS ))
 # Which threads woke, for the record.
 join "$WORK/s0" "$WORK/s1" | while read -r tid a b; do
@@ -178,7 +179,7 @@ for run in 1 2 3 4 5; do
   stop_app "$win"
   sleep 1
 done
-fsorted=($(printf '%s\n' "${floor[@]}" | sort -n))
+mapfile -t fsorted < <(printf '%s\n' "${floor[@]}" | sort -n)
 echo "window open -> first paint of a static page, the floor (ms): ${floor[*]} (median ${fsorted[2]})"
 
 cat >"$OUT/results.json" <<JSON

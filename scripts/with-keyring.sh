@@ -24,6 +24,7 @@ if [ "${_LANYARD_IN_KEYRING_BUS:-}" != "$$" ]; then
   command -v dbus-run-session >/dev/null || { echo "with-keyring: dbus-run-session missing (apt: dbus)" >&2; exit 2; }
   command -v gnome-keyring-daemon >/dev/null || { echo "with-keyring: gnome-keyring-daemon missing (apt: gnome-keyring)" >&2; exit 2; }
   # Re-run this script inside a private session bus; the marker stops a second re-exec.
+  # shellcheck disable=SC2016 # expanded by the inner bash (its own $$), not by this one.
   exec dbus-run-session -- bash -c '_LANYARD_IN_KEYRING_BUS=$$ exec bash "$0" "$@"' "$0" "$@"
 fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make package`: release builds of the Linux and Windows binaries, then the .deb, .rpm and .msi
 # side by side in target/packages/ (LANYARD_PKG_OUT). The knobs are in scripts/package/common.sh
-# (LANYARD_MSI_TRAY=1 also builds and ships lanyard-tray.exe and lanyard-status.exe).
+# (LANYARD_SIGN_PFX + LANYARD_SIGN_PASS: the Windows binaries and the .msi are Authenticode-signed).
 set -euo pipefail
 # shellcheck source=scripts/package/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -24,8 +24,7 @@ t1=$(date +%s)
 "$here/deb.sh" >/dev/null
 "$here/rpm.sh" >/dev/null
 t2=$(date +%s)
-win_pkgs=(-p lanyard-cli)
-[ "$MSI_TRAY" = "1" ] && win_pkgs+=(-p lanyard-tray -p lanyard-status)
+win_pkgs=(-p lanyard-cli -p lanyard-tray -p lanyard-status)
 pkg_say "building the Windows binaries ($PKG_PROFILE, $WIN_TARGET): ${win_pkgs[*]}"
 "$CARGO" build "${profile_flag[@]}" --target "$WIN_TARGET" "${win_pkgs[@]}"
 t3=$(date +%s)
@@ -33,4 +32,4 @@ t3=$(date +%s)
 t4=$(date +%s)
 
 pkg_say "done: Linux build $((t1 - t0)) s, .deb + .rpm $((t2 - t1)) s, Windows build $((t3 - t2)) s, .msi $((t4 - t3)) s; in $PKG_OUT:"
-(cd "$PKG_OUT" && ls -l lanyard_*.deb lanyard-*.rpm Lanyard-*.msi | awk '{printf "  %-36s %6.1f MiB\n", $9, $5 / 1048576}') >&2
+(cd "$PKG_OUT" && stat -c '%n %s' lanyard_*.deb lanyard-*.rpm Lanyard-*.msi | awk '{printf "  %-36s %6.1f MiB\n", $1, $2 / 1048576}') >&2

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables here are read by the scripts that source this file.
 # What every packaging script shares: where the inputs are (binaries, icons, deploy/ files), the
 # version, and where packages land. Sourced, never run. Every knob is an environment variable so the
 # test (scripts/package/test.sh) can build the same packages from debug binaries at a higher version.
@@ -7,7 +8,8 @@
 #   LANYARD_PKG_PROFILE   cargo profile whose binaries are packaged: release (default) or debug
 #   LANYARD_PKG_OUT       where the .deb/.rpm/.msi land (default: target/packages)
 #   LANYARD_PKG_FAST=1    fastest compression (tests); default: xz for .deb/.rpm, MSI's own cab
-#   LANYARD_MSI_TRAY=1    put lanyard-tray.exe and lanyard-status.exe into the .msi (default 0: never run on Windows)
+#   LANYARD_SIGN_PFX      a PKCS#12 code-signing certificate: the .exe files and the .msi are
+#                         Authenticode-signed with it (osslsigncode); LANYARD_SIGN_PASS is its password
 #   LANYARD_ICONS_DIR     the app icons (default: icons/; icon.png is the 128x128 app icon)
 
 PKG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -24,7 +26,6 @@ PKG_MAINTAINER="Lanyard maintainers <packages@example.com>"
 PKG_PROFILE="${LANYARD_PKG_PROFILE:-release}"
 PKG_OUT="${LANYARD_PKG_OUT:-$PKG_ROOT/target/packages}"
 PKG_FAST="${LANYARD_PKG_FAST:-0}"
-MSI_TRAY="${LANYARD_MSI_TRAY:-0}"
 ICONS_DIR="${LANYARD_ICONS_DIR:-$PKG_ROOT/icons}"
 DEPLOY_DIR="$PKG_ROOT/deploy"
 LINUX_BIN_DIR="$PKG_ROOT/target/$PKG_PROFILE"

@@ -22,7 +22,7 @@ printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$PKG_NAME" "$PKG_NAME" 
 shlibs="$(cd "$work/shlibs" && dpkg-shlibdeps -O "-e$tree/usr/bin/lanyard" "-e$tree/usr/bin/lanyard-tray" "-e$tree/usr/bin/lanyard-status" 2>"$work/shlibdeps.err")" ||
   pkg_die "dpkg-shlibdeps failed: $(cat "$work/shlibdeps.err")"
 depends="${shlibs#shlibs:Depends=}"
-[ -n "$depends" ] && [ "$depends" != "$shlibs" ] || pkg_die "dpkg-shlibdeps printed no Depends: $shlibs"
+if [ -z "$depends" ] || [ "$depends" = "$shlibs" ]; then pkg_die "dpkg-shlibdeps printed no Depends: $shlibs"; fi
 # The tray icon goes through libayatana-appindicator3 (or the older libappindicator3), which the
 # tray crate dlopen()s: no ELF NEEDED entry names it, so dpkg-shlibdeps cannot see it.
 depends="$depends, libayatana-appindicator3-1 | libappindicator3-1"

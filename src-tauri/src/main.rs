@@ -2,6 +2,9 @@
 //! by hand). Reads its options, refuses politely without a display (GTK would abort), and shows
 //! the window until it closes.
 
+// No console window on Windows: the tray starts it on "Open status…".
+#![cfg_attr(windows, windows_subsystem = "windows")]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

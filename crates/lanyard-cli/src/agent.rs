@@ -159,7 +159,8 @@ async fn shutdown_signal() {
 }
 
 /// Starts `lanyard agent` in the background (own process group, so the terminal's Ctrl-C does not
-/// reach it), logging to `agent.log` next to the socket, and waits until it answers.
+/// reach it), logging to `agent.log` next to the socket (written and rotated by the agent itself,
+/// `--log-file`), and waits until it answers.
 pub fn spawn_background(
     policy_sources: &PolicySources,
     no_keychain: bool,
@@ -167,12 +168,6 @@ pub fn spawn_background(
 ) -> Result<(), String> {
     let dir = ipc::endpoint::prepare_directory(endpoint).map_err(|e| e.to_string())?;
     let log_path = dir.join("agent.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let err_log = log.try_clone().map_err(|e| e.to_string())?;
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the lanyard binary: {e}"))?;
     let mut command = std::process::Command::new(exe);
@@ -182,10 +177,12 @@ pub fn spawn_background(
     }
     command
         .arg("agent")
+        .arg("--log-file")
+        .arg(&log_path)
         .env(ipc::ENDPOINT_ENV, endpoint)
         .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(err_log);
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     if no_keychain {
         command.arg("--no-keychain");
     }

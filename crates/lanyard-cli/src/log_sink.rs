@@ -1,4 +1,5 @@
-//! Where the agent's log lines go: stderr (a file, the journal, a pipe), written so that a sink that
+//! Where the agent's log lines go: stderr (a file, the journal, a pipe), or the agent's own rotated
+//! log file ([`crate::log_file`], `lanyard agent --log-file`), written so that a sink that
 //! refuses them (a full disk, a closed pipe) never stops or slows the agent. A refused line is
 //! dropped and counted; the first line that can be written again is preceded by one notice saying
 //! how many were lost and why. Owns only that bookkeeping: it formats nothing and must never panic
@@ -8,6 +9,8 @@ use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
 use tracing_subscriber::fmt::MakeWriter;
+
+use crate::log_file::LogFile;
 
 /// Lines the sink refused since the last one it took.
 #[derive(Debug, Default)]
@@ -19,10 +22,23 @@ struct Lost {
     torn: bool,
 }
 
-/// A [`MakeWriter`] for `tracing_subscriber::fmt` over stderr that survives a full disk.
+/// A [`MakeWriter`] for `tracing_subscriber::fmt` over stderr (or a log file) that survives a
+/// full disk.
 #[derive(Debug, Clone, Default)]
 pub struct LogSink {
     lost: Arc<Mutex<Lost>>,
+    /// `None`: stderr.
+    file: Option<Arc<Mutex<LogFile>>>,
+}
+
+impl LogSink {
+    /// Lines go to `file` (rotated by size) instead of stderr.
+    pub fn to_file(file: LogFile) -> Self {
+        LogSink {
+            lost: Arc::default(),
+            file: Some(Arc::new(Mutex::new(file))),
+        }
+    }
 }
 
 impl<'a> MakeWriter<'a> for LogSink {
@@ -31,6 +47,7 @@ impl<'a> MakeWriter<'a> for LogSink {
     fn make_writer(&'a self) -> Self::Writer {
         LineWriter {
             lost: self.lost.clone(),
+            file: self.file.clone(),
         }
     }
 }
@@ -38,6 +55,7 @@ impl<'a> MakeWriter<'a> for LogSink {
 /// Writes one formatted event (the fmt layer writes each event with one `write_all`).
 pub struct LineWriter {
     lost: Arc<Mutex<Lost>>,
+    file: Option<Arc<Mutex<LogFile>>>,
 }
 
 /// Writes all of `buf`; on failure, whether some of it reached the sink.
@@ -86,7 +104,13 @@ impl LineWriter {
 
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_line(&mut io::stderr().lock(), buf);
+        match &self.file {
+            Some(file) => {
+                let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+                self.write_line(&mut *file, buf);
+            }
+            None => self.write_line(&mut io::stderr().lock(), buf),
+        }
         // Taken either way: a refused line is counted, never retried by the caller.
         Ok(buf.len())
     }

@@ -9,6 +9,7 @@ mod agent;
 mod clients;
 mod conformance;
 mod diagnose;
+mod log_file;
 mod log_sink;
 mod output;
 mod over_agent;
@@ -83,7 +84,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Host the session and the local broker for this user (one per user), until SIGTERM/Ctrl-C.
-    Agent,
+    Agent {
+        /// Write the log (and anything else the agent prints on stderr) to this file instead of
+        /// stderr, rotated at 5 MiB, keeping 3 files (FILE, FILE.1, FILE.2).
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
+    },
     /// Sign in at the corporate identity provider (the agent opens the browser) and grant every server.
     Login {
         /// Sign in with a code on another device (no browser here).
@@ -254,7 +260,7 @@ fn run(cli: Cli, forgotten_environment: &[&str]) -> u8 {
         Command::Diagnose { output } => {
             sources().map_or_else(|c| c, |s| diagnose::run(&output, &s, cli.no_keychain))
         }
-        Command::Agent => {
+        Command::Agent { log_file } => {
             // The policy's `settings.log_level` (read once here; a change applies at the next
             // start, as its spec says); `LANYARD_LOG` still wins.
             let level = sources()
@@ -262,7 +268,22 @@ fn run(cli: Cli, forgotten_environment: &[&str]) -> u8 {
                 .and_then(|s| s.load_with(lanyard_core::policy::FileChecks::Skip).ok())
                 .map(|snapshot| snapshot.policy.settings.log_level)
                 .unwrap_or_default();
-            init_logging(level.filter());
+            if let Some(path) = log_file {
+                match log_file::LogFile::open(&path, log_file::DEFAULT_ROTATION, true) {
+                    Ok(file) => {
+                        init_logging_to(level.filter(), log_sink::LogSink::to_file(file), false)
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "lanyard agent: cannot open the log file {}: {e}",
+                            path.display()
+                        );
+                        return exit::FAILURE;
+                    }
+                }
+            } else {
+                init_logging(level.filter());
+            }
             if !forgotten_environment.is_empty() {
                 tracing::warn!(
                     ignored = forgotten_environment.join(", "),
@@ -292,13 +313,22 @@ fn run(cli: Cli, forgotten_environment: &[&str]) -> u8 {
 /// Logs to stderr, filtered by `LANYARD_LOG` (default `default`). Nothing secret is ever logged; a
 /// full disk or a closed stderr loses lines (counted, reported once) but never stops the process.
 fn init_logging(default: &str) {
+    init_logging_to(
+        default,
+        log_sink::LogSink::default(),
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+}
+
+/// Logs to `sink`, filtered by `LANYARD_LOG` (default `default`).
+fn init_logging_to(default: &str, sink: log_sink::LogSink, ansi: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LANYARD_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
-        .with_writer(log_sink::LogSink::default())
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(sink)
+        .with_ansi(ansi)
         .init();
 }
 

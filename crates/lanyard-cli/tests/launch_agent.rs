@@ -2,7 +2,8 @@
 //! are there and mean what deploy/macos/README.md says, the program path is where the .pkg of
 //! .github/workflows/platforms.yml puts the binary, and its shell line — run here with this build's
 //! binary in place of the installed one — starts a real agent that logs under
-//! `$HOME/Library/Logs/Lanyard/` and stops cleanly (exit 0, so KeepAlive leaves it stopped).
+//! `$HOME/Library/Logs/Lanyard/` (its own rotated log file, which also receives its stderr) and
+//! stops cleanly (exit 0, so KeepAlive leaves it stopped).
 
 #![cfg(unix)]
 
@@ -48,7 +49,9 @@ fn the_launch_agent_keys_are_coherent() {
     assert_eq!(plist["LimitLoadToSessionType"].as_string(), Some("Aqua"));
     let line = shell_line(&plist);
     assert!(
-        line.contains(&format!("exec \"{INSTALLED_BINARY}\" agent 2>>")),
+        line.contains(&format!(
+            "exec \"{INSTALLED_BINARY}\" agent --log-file \"$HOME/Library/Logs/Lanyard/agent.log\""
+        )),
         "{line}"
     );
     assert!(
@@ -104,6 +107,26 @@ fn the_launch_agent_line_starts_an_agent_that_logs_and_stops_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(socket.exists(), "no agent socket within 20 s");
+    // A second start meets the first: what it says on stderr lands in the log file too (the
+    // agent made the file its stderr), since launchd sends stderr to /dev/null.
+    let second = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&line)
+        .env("HOME", &home)
+        .env("LANYARD_POLICY", &policy)
+        .env("LANYARD_AGENT_SOCKET", &socket)
+        .env("LANYARD_NO_KEYCHAIN", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("second sh");
+    assert_eq!(second.code(), Some(10), "a second agent says one runs");
+    let logged = std::fs::read_to_string(&log).expect("the log file");
+    assert!(
+        logged.contains("an agent already runs for this user"),
+        "the second agent's stderr is not in the log: {logged}"
+    );
     // `exec`: the shell's pid is the agent's, so launchd's SIGTERM reaches the agent itself.
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -125,4 +148,95 @@ fn the_launch_agent_line_starts_an_agent_that_logs_and_stops_cleanly() {
     let logged = std::fs::read_to_string(&log).expect("the log file");
     assert!(logged.contains("agent starting"), "{logged}");
     let _ = std::fs::remove_dir_all(&home);
+}
+
+fn plist_at(relative: &str) -> plist::Dictionary {
+    let path = repo_root().join(relative);
+    plist::Value::from_file(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_dictionary()
+        .expect("a dictionary at the top")
+}
+
+/// One bundle id: the app (Tauri's identifier, which the .pkg's Info.plist carries), the managed
+/// preferences domain the agent reads, the tray's LaunchAgent (`open -b`), the policy profile's
+/// payload type and the Managed Login Items / Notifications profile all name the same id.
+#[test]
+fn one_bundle_id_for_the_app_its_preferences_and_its_login_items() {
+    let domain = lanyard_core::policy::sources::macos_plist::PREFERENCE_DOMAIN;
+    let tauri: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("src-tauri/tauri.conf.json")).expect("tauri"),
+    )
+    .expect("tauri.conf.json");
+    assert_eq!(
+        tauri["identifier"].as_str(),
+        Some(domain),
+        "the app's bundle id"
+    );
+
+    let tray = plist_at("deploy/macos/dev.lanyard.tray.plist");
+    assert_eq!(tray["Label"].as_string(), Some("dev.lanyard.tray"));
+    assert_eq!(tray["RunAtLoad"].as_boolean(), Some(true));
+    let args: Vec<&str> = tray["ProgramArguments"]
+        .as_array()
+        .expect("ProgramArguments")
+        .iter()
+        .map(|v| v.as_string().expect("string"))
+        .collect();
+    assert_eq!(
+        args,
+        ["/usr/bin/open", "-g", "-b", domain, "--args", "--at-login"],
+        "the tray is found by bundle id, not by path"
+    );
+
+    let policy = plist_at("deploy/macos/lanyard.mobileconfig");
+    let payloads = policy["PayloadContent"].as_array().expect("payloads");
+    assert!(
+        payloads.iter().any(
+            |p| p.as_dictionary().expect("payload")["PayloadType"].as_string() == Some(domain)
+        ),
+        "the policy profile's payload type is the preferences domain"
+    );
+
+    let login_items = plist_at("deploy/macos/login-items.mobileconfig");
+    let payloads = login_items["PayloadContent"].as_array().expect("payloads");
+    let payload = |kind: &str| {
+        payloads
+            .iter()
+            .map(|p| p.as_dictionary().expect("payload"))
+            .find(|p| p["PayloadType"].as_string() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} payload"))
+    };
+    let rules: Vec<(&str, &str)> = payload("com.apple.servicemanagement")["Rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            let r = r.as_dictionary().expect("rule");
+            (
+                r["RuleType"].as_string().expect("type"),
+                r["RuleValue"].as_string().expect("value"),
+            )
+        })
+        .collect();
+    for wanted in [
+        ("Label", "dev.lanyard.agent"),
+        ("Label", "dev.lanyard.tray"),
+        ("BundleIdentifier", domain),
+    ] {
+        assert!(rules.contains(&wanted), "{wanted:?} not in {rules:?}");
+    }
+    let notifications = payload("com.apple.notificationsettings")["NotificationSettings"]
+        .as_array()
+        .expect("settings");
+    assert_eq!(
+        notifications[0].as_dictionary().expect("setting")["BundleIdentifier"].as_string(),
+        Some(domain)
+    );
+    // The .pkg installs the tray's LaunchAgent and checks the bundle id it ships.
+    let workflow = std::fs::read_to_string(repo_root().join(".github/workflows/platforms.yml"))
+        .expect("workflow");
+    assert!(workflow.contains("Library/LaunchAgents/dev.lanyard.tray.plist"));
+    assert!(workflow.contains("BundleIsRelocatable"));
+    assert!(workflow.contains(&format!("= {domain} ]")));
 }

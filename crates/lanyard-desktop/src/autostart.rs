@@ -33,9 +33,16 @@ impl LoginItem {
         let mut builder = AutoLaunchBuilder::new();
         builder
             .set_app_name(APP_NAME)
-            .set_app_path(&tray.display().to_string());
+            .set_app_path(&tray.display().to_string())
+            // A second tray started at login leaves quietly instead of opening the status window.
+            .set_args(&["--at-login"]);
         #[cfg(target_os = "macos")]
         builder.set_macos_launch_mode(auto_launch::MacOSLaunchMode::LaunchAgent);
+        // The user's own Run value (HKCU) only: by default auto-launch writes HKLM when it may (an
+        // elevated tray, or Wine, where everyone is an administrator), which would turn one user's
+        // choice into every user's; the machine-wide start is the installer's ("Lanyard Tray").
+        #[cfg(windows)]
+        builder.set_windows_enable_mode(auto_launch::WindowsEnableMode::CurrentUser);
         match builder.build() {
             Ok(launcher) => Some(LoginItem { launcher }),
             Err(e) => {

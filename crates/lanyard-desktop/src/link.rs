@@ -66,33 +66,26 @@ pub fn find_cli() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Starts `lanyard agent` in the background, detached from the tray (its own process group, its
-/// output in `agent.log` next to the socket). Does not wait: the link's next attempt finds it.
+/// Starts `lanyard agent` in the background, detached from the tray: its own process group (Unix),
+/// no console window and no console of its own (Windows: the tray is a GUI program, and a console
+/// program started from one would open a console window), its log in `agent.log` in the agent's
+/// own directory (the socket's directory; `%LOCALAPPDATA%\Lanyard` on Windows), which the agent
+/// writes and rotates itself (`--log-file`). Does not wait: the link's next attempt finds it.
 fn start_agent(options: &LinkOptions, cli: &Path) -> Result<(), String> {
-    let log = options
-        .endpoint
-        .parent()
-        .map(|dir| dir.join("agent.log"))
-        .ok_or("the agent's endpoint has no directory")?;
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let dir = lanyard_core::ipc::endpoint::prepare_directory(&options.endpoint)
+        .map_err(|e| e.to_string())?;
     let mut command = Command::new(cli);
     if let Some(policy) = &options.policy_path {
         command.arg("--policy").arg(policy);
     }
     command
         .arg("agent")
+        .arg("--log-file")
+        .arg(dir.join("agent.log"))
         .env(lanyard_core::ipc::ENDPOINT_ENV, &options.endpoint)
         .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     if options.no_keychain {
         command.arg("--no-keychain");
     }
@@ -100,6 +93,11 @@ fn start_agent(options: &LinkOptions, cli: &Path) -> Result<(), String> {
     {
         use std::os::unix::process::CommandExt;
         command.process_group(0);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        command.creation_flags(AGENT_CREATION_FLAGS);
     }
     let mut child = command
         .spawn()
@@ -112,6 +110,15 @@ fn start_agent(options: &LinkOptions, cli: &Path) -> Result<(), String> {
     info!(cli = %cli.display(), "started lanyard agent");
     Ok(())
 }
+
+/// Windows process creation flags for the agent: `CREATE_NO_WINDOW` (no console window), its own
+/// process group (a console's Ctrl-C never reaches it).
+#[cfg(windows)]
+const AGENT_CREATION_FLAGS: u32 = {
+    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+    const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+    CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW
+};
 
 /// A running link; dropping it does not stop the thread (it lives as long as the app).
 pub struct Link {

@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub show_window: bool,
     /// Passed to an agent the tray starts.
     pub no_keychain: bool,
+    /// Started by a login item: when a tray already runs, leave quietly (the machine's Run entry
+    /// and the user's own login item may both start one; neither opens the status window).
+    pub at_login: bool,
 }
 
 /// What the actions need, shared with the threads that run them.
@@ -66,12 +69,21 @@ pub fn run(options: RunOptions, host_options: HostOptions) -> Result<(), String>
     let proxy = event_loop.create_proxy();
 
     let second = proxy.clone();
-    let claim = instance::claim(&host_options.endpoint, runtime.handle(), move || {
-        let _ = second.send_event(Wake::OpenWindow);
-    })
+    let claim = instance::claim(
+        &host_options.endpoint,
+        runtime.handle(),
+        !options.at_login,
+        move || {
+            let _ = second.send_event(Wake::OpenWindow);
+        },
+    )
     .map_err(|e| format!("cannot check for a running tray: {e}"))?;
     if claim == Claim::Second {
-        info!("a tray already runs: it opens the status window");
+        if options.at_login {
+            info!("a tray already runs (started at login): nothing to do");
+        } else {
+            info!("a tray already runs: it opens the status window");
+        }
         return Ok(());
     }
 

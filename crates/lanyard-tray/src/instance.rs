@@ -1,5 +1,5 @@
 //! One tray per user: the first tray listens on a small local channel; a second launch finds it,
-//! asks it to open the status window, and exits. One module per OS: a Unix socket beside the
+//! asks it to open the status window (unless it was started at login: `--at-login`), and exits. One module per OS: a Unix socket beside the
 //! agent's socket (`unix`), a named pipe (`windows`). The channel carries one word, never a secret.
 
 #[cfg(unix)]
@@ -17,7 +17,7 @@ pub use windows::claim;
 pub enum Claim {
     /// This is the only tray; a later launch calls the callback.
     First,
-    /// Another tray runs and was asked to open the status window.
+    /// Another tray runs (and was asked to open the status window, unless started at login).
     Second,
 }
 

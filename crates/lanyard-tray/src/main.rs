@@ -4,6 +4,13 @@
 //!
 //! It links no webview: the status window is another executable (`lanyard-status`) that the tray
 //! starts on "Open status…" and that ends when its window closes. Tokens never pass through here.
+//!
+//! On Windows it is a GUI-subsystem program: the HKLM Run entry the .msi writes starts it at every
+//! sign-in without a console window, and it starts `lanyard agent` with `CREATE_NO_WINDOW`
+//! (lanyard_desktop::link). `scripts/package/test.sh` reads the subsystem from the installed exe.
+
+// No console window on Windows (also in debug builds: the installer test packages those).
+#![cfg_attr(windows, windows_subsystem = "windows")]
 
 mod app;
 mod instance;
@@ -42,6 +49,10 @@ struct Args {
     /// Open the status window at start.
     #[arg(long)]
     show: bool,
+    /// Started at login (the installer's Run entry, the user's login item): when a tray already
+    /// runs, exit without asking it to open the status window.
+    #[arg(long)]
+    at_login: bool,
 }
 
 fn has_display() -> bool {
@@ -85,6 +96,7 @@ fn main() -> ExitCode {
         app::RunOptions {
             show_window: args.show,
             no_keychain: args.no_keychain,
+            at_login: args.at_login,
         },
         host_options,
     ) {

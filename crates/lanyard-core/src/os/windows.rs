@@ -743,4 +743,15 @@ fn extended_tcp_table(
         }
     }
     Err(io::Error::other("the TCP table kept growing"))
+/// Makes `file` this process's standard error handle (`lanyard agent --log-file`: its error lines
+/// and a panic's message go to the log file). Rust's stderr looks the handle up on every write.
+/// The handle stays owned by `file`; the caller keeps `file` open while it is stderr.
+pub fn set_stderr(file: &std::fs::File) -> io::Result<()> {
+    use windows_sys::Win32::System::Console::{SetStdHandle, STD_ERROR_HANDLE};
+    // SAFETY: `file` owns a valid file handle for the call; SetStdHandle only records it.
+    let ok = unsafe { SetStdHandle(STD_ERROR_HANDLE, file.as_raw_handle() as HANDLE) };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

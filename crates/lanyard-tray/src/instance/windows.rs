@@ -19,6 +19,7 @@ fn pipe_name() -> String {
 pub fn claim(
     _endpoint: &Path,
     runtime: &tokio::runtime::Handle,
+    ask_open: bool,
     on_second: impl Fn() + Send + 'static,
 ) -> std::io::Result<Claim> {
     let name = pipe_name();
@@ -50,7 +51,9 @@ pub fn claim(
         }
         Err(_) => {
             let mut running = ClientOptions::new().open(&name)?;
-            runtime.block_on(running.write_all(OPEN))?;
+            if ask_open {
+                runtime.block_on(running.write_all(OPEN))?;
+            }
             Ok(Claim::Second)
         }
     }
