@@ -743,6 +743,8 @@ fn extended_tcp_table(
         }
     }
     Err(io::Error::other("the TCP table kept growing"))
+}
+
 /// Makes `file` this process's standard error handle (`lanyard agent --log-file`: its error lines
 /// and a panic's message go to the log file). Rust's stderr looks the handle up on every write.
 /// The handle stays owned by `file`; the caller keeps `file` open while it is stderr.
