@@ -64,11 +64,10 @@ pub fn is_dumpable() -> Option<bool> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn the_guarded_process_is_not_dumpable_and_has_no_core_limit() {
         // The test process is dumpable to start with, so the check below can fail.
