@@ -4,11 +4,12 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test lint fuzz check-windows check-macos unit conformance interop bench bench-fleet ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-msi package-test
+.PHONY: help deps build demo test book lint fuzz check-windows check-macos unit conformance interop bench bench-fleet ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-msi package-test
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
-	@echo "make test   install what is missing, then lint, every test tier and the conformance suite"
+	@echo "make test   install what is missing, then the book, lint, every test tier and the conformance suite"
+	@echo "make book   build the book (docs/) into target/book/ and check its links"
 	@echo "make interop  the interop suite: real IdP (oidc-provider), ASes (fastmcp, Authlib), MCP servers and AI clients (SDK, Inspector, Claude Code)"
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
 	@echo "make bench-fleet  10,000 simulated agents x 20 servers for a day (virtual clock, the engine's scheduling code): IdP and busiest-AS rps, table + PNG"
@@ -64,7 +65,7 @@ check-windows: deps ui
 	scripts/check-windows.sh
 
 # macOS compile checks: clippy -D warnings for aarch64/x86_64-apple-darwin through cargo-zigbuild
-# (core + CLI; nothing is linked or run: no macOS SDK here, see README "Platforms").
+# (core + CLI; nothing is linked or run: no macOS SDK here, see docs/src/contributor/platforms.md).
 check-macos: deps
 	scripts/check-macos.sh
 
@@ -77,7 +78,13 @@ ui-test:
 webview: ui
 	scripts/webview-e2e.sh
 
-test: deps lint check-windows check-macos unit ui-test webview conformance interop windows-e2e package-test
+# The book (docs/): built with mdBook into target/book/, every relative link of it and of the
+# README checked (files and #anchors), every chapter listed in SUMMARY.md.
+book: deps
+	.tools/mdbook/bin/mdbook build docs
+	scripts/check-book-links.py
+
+test: deps book lint check-windows check-macos unit ui-test webview conformance interop windows-e2e package-test
 
 # The Windows lanyard.exe (debug, x86_64-pc-windows-gnu) under Wine against the testbed on 127.0.0.1
 # (tests/tests/windows_wine.rs): the prefix is created once (.tools/wine-prefix, scripts/wine/),
@@ -114,11 +121,11 @@ bench: deps
 # lanyard-schedule functions (sign-ins 09:00-09:30, a day of refreshes, a 20-minute outage at 13:00).
 # Prints the IdP's and the busiest AS's requests per second per phase and each target met or not;
 # writes bench-fleet.md, summary.csv, per-second.csv and bench-fleet.png to target/artifacts/bench-fleet/
-# and copies the plot to docs/ for the README. Release build ~1 min cold; the run takes seconds.
+# and copies the plot into the book (docs/src/). Release build ~1 min cold; the run takes seconds.
 # Not part of `make test`: `make unit` runs a 200-agent version (crates/lanyard-fleet/tests).
 bench-fleet: deps
 	$(CARGO) run --release -q -p lanyard-fleet --bin lanyard-bench-fleet -- --out target/artifacts/bench-fleet
-	mkdir -p docs && cp target/artifacts/bench-fleet/bench-fleet.png docs/bench-fleet.png
+	cp target/artifacts/bench-fleet/bench-fleet.png docs/src/bench-fleet.png
 
 # Issue 13: a release agent with 10, 100 and 500 servers: RSS, CPU for sign-in and per refresh,
 # refreshes per second and the most in flight against the cap (from the testbed's traffic log).

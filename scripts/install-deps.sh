@@ -11,6 +11,7 @@
 #                                                             (pinned by scripts/conformance/package-lock.json)
 #   ui/node_modules                                           the status window's build + Vitest (npm ci)
 #   .tools/cargo-fuzz/bin/cargo-fuzz                         cargo-fuzz + the nightly toolchain, only with WITH_FUZZ=1 (make fuzz)
+#   .tools/mdbook/bin/mdbook                                  mdBook: builds the book under docs/ (make book)
 #   .tools/cargo/bin/tauri-driver                             WebDriver for the tray app's webview tests
 #   .tools/proxy-interop/node_modules/.bin/{mcp-inspector,mcp-remote}
 #                                                             MCP Inspector CLI + mcp-remote: real clients
@@ -130,6 +131,17 @@ else
   (cd "$ROOT/ui" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   cp "$ROOT/ui/package-lock.json" "$UI_STAMP"
   say "ui: installed"
+fi
+
+# ---- mdBook (the book under docs/, built and link-checked by make book) ------------------------
+MDBOOK="$ROOT/.tools/mdbook/bin/mdbook"
+if [ -x "$MDBOOK" ]; then
+  say "mdbook: present"
+else
+  say "mdbook: cargo install mdbook ^0.4 into .tools/mdbook"
+  cargo install mdbook --locked --version '^0.4' --root "$ROOT/.tools/mdbook" --quiet
+  [ -x "$MDBOOK" ] || die "mdbook: not installed"
+  say "mdbook: installed"
 fi
 
 # ---- tauri-driver (WebDriver for the tray app's webview tests) ---------------------------------

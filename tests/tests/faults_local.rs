@@ -1,5 +1,6 @@
-//! The fault matrix's local rows (README, "Local faults"): the keychain locked and unlocked, its item
-//! deleted under a running agent, a full disk under the agent's log, a thousand helpers while the
+//! The fault matrix's local rows (docs/src/security/fault-matrix.md, "local faults"): the keychain
+//! locked and unlocked, its item deleted under a running agent, a full disk under the agent's log,
+//! a thousand helpers while the
 //! IdP fails, a refresh-token rotation racing a sign-out, and an agent killed in the middle of a
 //! refresh. Each row runs against the testbed over real HTTP on 127.0.0.1 and the real Secret
 //! Service (gnome-keyring on the private D-Bus session of `scripts/with-keyring.sh`; without it the

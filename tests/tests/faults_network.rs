@@ -4,7 +4,7 @@
 //! TLS-inspecting proxy, a CONNECT proxy from the policy that goes away, clocks ten minutes off,
 //! an IdP that rotates its signing key and an authorization server whose metadata changes. Every
 //! row asserts the state and message the user sees, that no secret is in it, and the recovery once
-//! the fault is gone. The README's fault matrix names each test.
+//! the fault is gone. The fault matrix (docs/src/security/fault-matrix.md) names each test.
 
 #[cfg(unix)]
 mod kit;

@@ -1,6 +1,6 @@
 //! The managed policy end to end without the network: merging sources with origins and locks,
 //! every validation message, Linux file ownership, macOS plists, the Windows registry mapping, the
-//! generated schema and README table, the deployed examples, and a bounded fuzz of the parser.
+//! generated schema and the book's key table, the deployed examples, and a bounded fuzz of the parser.
 
 #[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
@@ -1196,16 +1196,16 @@ fn the_deployed_json_schema_is_generated_from_the_model() {
 }
 
 #[test]
-fn the_readme_key_table_is_generated_from_the_model() {
-    let path = repo_root().join("README.md");
-    let readme = std::fs::read_to_string(&path).expect("README");
+fn the_books_key_table_is_generated_from_the_model() {
+    let path = repo_root().join("docs/src/admin/policy.md");
+    let readme = std::fs::read_to_string(&path).expect("the policy chapter");
     let start = readme
         .find("<!-- policy-keys:start")
-        .expect("README has the policy-keys:start marker");
+        .expect("the policy chapter has the policy-keys:start marker");
     let body_start = start + readme[start..].find("-->").expect("marker end") + 3;
     let end = readme
         .find("<!-- policy-keys:end -->")
-        .expect("README has the policy-keys:end marker");
+        .expect("the policy chapter has the policy-keys:end marker");
     let table = format!("\n{}", schema::key_table());
     let expected = format!("{}{}{}", &readme[..body_start], table, &readme[end..]);
     assert_fresh(&path, &expected, "the key table differs from the model");

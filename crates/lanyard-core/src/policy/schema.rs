@@ -1,5 +1,6 @@
 //! The policy's JSON Schema, generated from the model's Rust types, and the human-readable key
-//! table of the README. Both are derived data: tests fail when the committed copies are stale.
+//! table of the book (`docs/src/admin/policy.md`). Both are derived data: tests fail when the
+//! committed copies are stale.
 
 use serde_json::Value;
 
