@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use lanyard_core::clock::SystemClock;
+use lanyard_core::wake::SystemClock;
 use lanyard_desktop::host::HostOptions;
 use lanyard_desktop::link;
 use lanyard_desktop::look::PanelTheme;

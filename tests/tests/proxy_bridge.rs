@@ -1,5 +1,5 @@
 //! The stdio bridge against the testbed over real HTTP, in-process: a scripted MCP client on one
-//! end of an in-memory pipe, `lanyard_core::bridge::run` in the middle, the testbed's MCP server on
+//! end of an in-memory pipe, `lanyard_core::mcp::bridge::run` in the middle, the testbed's MCP server on
 //! the other, and tokens from a real engine signed in at the testbed IdP. Covers JSON and SSE
 //! replies, the session id and protocol version headers, the EMA declaration, the GET stream in
 //! both directions, DELETE at the end, a token expiring mid-session (401 → one fresh mint) and a
@@ -10,8 +10,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lanyard_core::bridge::{self, BridgeConfig, TokenRequest, TokenSource, TokenUnavailable};
 use lanyard_core::engine::{self, EngineHandle};
+use lanyard_core::mcp::bridge::{self, BridgeConfig, TokenRequest, TokenSource, TokenUnavailable};
 use lanyard_core::secret::Secret;
 use lanyard_testbed::{McpConfig, Testbed, TestbedConfig};
 use serde_json::{json, Value};

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lanyard_core::clock::SystemClock;
 use lanyard_core::engine::{self, EngineConfig, EngineHandle};
 use lanyard_core::ipc::{self, AgentLock, EndpointError};
 use lanyard_core::policy::sources::platform::{PolicySources, SourcesWatcher};
@@ -15,6 +14,7 @@ use lanyard_core::policy::watch::DEFAULT_DEBOUNCE;
 use lanyard_core::policy::Policy;
 use lanyard_core::signin::SystemBrowser;
 use lanyard_core::store::{KeyringStore, MemoryStore, SecretStore};
+use lanyard_core::wake::SystemClock;
 use tracing::{info, warn};
 
 use crate::exit;

@@ -1,7 +1,8 @@
 //! Human-readable rendering of the engine's status for the terminal.
 
-use lanyard_core::clock::{Clock, SystemClock};
+use lanyard_core::clock::Clock;
 use lanyard_core::engine::{IdpStatus, KeychainStatus, PolicyStatus, ServerState, Status};
+use lanyard_core::wake::SystemClock;
 
 /// "4m 05s", "2h 10m", "expired".
 pub fn remaining(until: u64, now: u64) -> String {

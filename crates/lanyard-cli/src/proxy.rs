@@ -1,6 +1,6 @@
 //! `lanyard proxy <server>`: the stdio MCP server an AI client launches (Claude Desktop, VS Code,
 //! Cursor entries) in place of a remote server it cannot authorize itself. It asks the running
-//! agent which URL the server has, then runs [`lanyard_core::bridge`] on stdin/stdout with a token
+//! agent which URL the server has, then runs [`lanyard_core::mcp::bridge`] on stdin/stdout with a token
 //! source that asks the agent over the broker for every request, over the policy's proxy and CAs
 //! (never `HTTPS_PROXY` from the AI client's environment).
 //!
@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lanyard_core::bridge::{self, BridgeConfig, TokenRequest, TokenSource, TokenUnavailable};
 use lanyard_core::engine::credentials::http_config_for;
 use lanyard_core::ipc::{BlockingClient, ClientError, TokenRequestOptions};
+use lanyard_core::mcp::bridge::{self, BridgeConfig, TokenRequest, TokenSource, TokenUnavailable};
 use lanyard_core::oauth::HttpConfig;
 use lanyard_core::policy::sources::platform::PolicySources;
 use lanyard_core::policy::FileChecks;

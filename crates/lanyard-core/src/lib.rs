@@ -7,7 +7,6 @@
 //! inputs and the secret keeper. No GUI and no global state live here.
 
 pub mod admin_files;
-pub mod bridge;
 pub mod clock;
 pub mod engine;
 pub mod ipc;

@@ -267,7 +267,7 @@ pub fn report(host: &Host) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lanyard_core::clock::SystemClock;
+    use lanyard_core::wake::SystemClock;
 
     fn host_told(support_url: &str) -> Host {
         let host = Host::new(HostOptions {

@@ -13,8 +13,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lanyard_core::clock::SystemClock;
 use lanyard_core::ipc::Request;
+use lanyard_core::wake::SystemClock;
 use lanyard_desktop::actions::ask_agent;
 use lanyard_desktop::host::{Host, HostOptions};
 use lanyard_desktop::link::{self, LinkEvent, LinkOptions};

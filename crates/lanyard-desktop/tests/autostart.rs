@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use lanyard_core::clock::SystemClock;
+use lanyard_core::wake::SystemClock;
 use lanyard_desktop::autostart::{self, LoginItem};
 use lanyard_desktop::host::{Host, HostOptions};
 use lanyard_desktop::look::PanelTheme;

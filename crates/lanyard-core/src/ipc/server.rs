@@ -551,7 +551,7 @@ mod tests {
         crate::engine::start(crate::engine::EngineConfig::new(
             policy,
             Arc::new(crate::store::MemoryStore::new()),
-            Arc::new(crate::clock::SystemClock),
+            Arc::new(crate::wake::SystemClock),
             Arc::new(crate::signin::browser::SystemBrowser),
         ))
         .expect("the engine starts")

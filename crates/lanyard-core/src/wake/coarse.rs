@@ -6,8 +6,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::info;
 
-use super::{drift, Notice, COARSE_CHECK};
-use crate::clock::SystemClock;
+use super::{drift, Notice, SystemClock, COARSE_CHECK};
 
 pub(super) fn spawn(tx: watch::Sender<Notice>) {
     info!(
