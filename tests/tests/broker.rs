@@ -7,6 +7,8 @@
 #![cfg(unix)]
 
 mod kit;
+#[path = "../../crates/lanyard-core/tests/common/other_user.rs"]
+mod other_user;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use lanyard_core::engine::{IdpStatus, ServerState};
 use lanyard_core::ipc::{BlockingClient, MAX_REQUEST_BYTES};
 use lanyard_testbed::{AsConfig, Endpoint, Fault, FaultMode, McpConfig, Testbed, TestbedConfig};
+use other_user::OtherUser;
 use serde_json::Value;
 
 /// Exit codes documented in `lanyard --help`.
@@ -648,58 +651,6 @@ fn open_copy(from: &Path, to: &Path) -> PathBuf {
     to.to_path_buf()
 }
 
-/// A second Unix user created for one test (`useradd`), deleted when dropped.
-struct OtherUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl OtherUser {
-    /// Needs root; `None` (after a loud message) without it.
-    fn create() -> Option<Self> {
-        if !running_as_root() {
-            eprintln!("\n!!!!!!!! SKIPPED: needs root to create a second Unix user !!!!!!!!\n");
-            return None;
-        }
-        let name = format!("lanyard-imp-{}", std::process::id());
-        let made = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .arg(&name)
-            .output()
-            .expect("useradd");
-        assert!(made.status.success(), "useradd: {}", stderr(&made));
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id").args([flag, &name]).output().expect("id");
-            stdout(&out).trim().parse().expect("a numeric id")
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        Some(Self { name, uid, gid })
-    }
-
-    /// `program` run as this user (no supplementary groups).
-    fn command(&self, program: &Path) -> Command {
-        let mut command = Command::new("setpriv");
-        command
-            .arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .arg("--clear-groups")
-            .arg(program);
-        command
-    }
-}
-
-impl Drop for OtherUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
-    }
-}
-
 /// A fake agent run by another user (`lanyard-testbed impostor`), killed when dropped.
 struct Impostor {
     child: Child,
@@ -782,7 +733,7 @@ fn chown(path: &Path, uid: u32) {
 /// `lanyard proxy` refuse it by name and send it nothing, not even a hello.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_impostor_agent_of_another_user_is_refused_before_the_hello() {
-    let Some(user) = OtherUser::create() else {
+    let Some(user) = OtherUser::create("broker") else {
         return;
     };
     let world = std::sync::Arc::new(demo_world().await);

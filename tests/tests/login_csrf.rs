@@ -15,89 +15,15 @@ use lanyard_core::engine::IdpStatus;
 use lanyard_core::signin::Browser;
 use support::*;
 
-/// A second Unix user made for one test (`useradd`), removed on drop. `None`, with a loud
-/// message, when the test does not run as root.
-struct OtherUnixUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl OtherUnixUser {
-    fn create() -> Option<Self> {
-        use std::process::Command;
-        let me = Command::new("id").arg("-u").output().expect("id -u");
-        if String::from_utf8_lossy(&me.stdout).trim() != "0" {
-            eprintln!(
-                "SKIPPED: this test needs root to create a second Unix user; run it as root \
-                 (the CI container does)"
-            );
-            return None;
-        }
-        let suffix: u32 = rand::random();
-        let name = format!("lyc{suffix:08x}");
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .arg(&name)
-            .status()
-            .expect("useradd");
-        assert!(status.success(), "useradd {name} failed");
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id")
-                .arg(flag)
-                .arg(&name)
-                .output()
-                .expect("id");
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .expect("a numeric id")
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        Some(Self { name, uid, gid })
-    }
-
-    /// GETs `url` with curl running as this user; the HTTP status it got.
-    fn curl(&self, url: &str) -> String {
-        let out = std::process::Command::new("setpriv")
-            .arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .arg("--clear-groups")
-            .args([
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "10",
-            ])
-            .arg(url)
-            .output()
-            .expect("setpriv curl");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for OtherUnixUser {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("userdel")
-            .arg(&self.name)
-            .status();
-    }
-}
+#[path = "../../crates/lanyard-core/tests/common/other_user.rs"]
+mod other_user;
+use other_user::OtherUser;
 
 /// The race as it happens: the attacker (bob, another Unix user) takes the authorization URL,
 /// signs in at the IdP as bob and delivers bob's redirect first; then the employee's browser
 /// signs in as alice.
 struct RacedBrowser {
-    attacker: Arc<OtherUnixUser>,
+    attacker: Arc<OtherUser>,
     /// The HTTP status the attacker's delivery got.
     attacker_got: Arc<Mutex<Option<String>>>,
 }
@@ -131,7 +57,7 @@ impl Browser for RacedBrowser {
 
 #[tokio::test]
 async fn another_users_redirect_is_refused_and_the_employee_signs_in_as_themselves() {
-    let Some(attacker) = OtherUnixUser::create() else {
+    let Some(attacker) = OtherUser::create("login_csrf") else {
         return;
     };
     let tb = testbed(lanyard_testbed::demo::demo_config(Duration::ZERO)).await;

@@ -64,6 +64,36 @@ impl OtherUser {
         }
         panic!("useradd {name} failed: {last}");
     }
+
+    /// `program` run as this user (no supplementary groups), through `setpriv`.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--clear-groups")
+            .arg(program);
+        command
+    }
+
+    /// GETs `url` with curl run as this user: the HTTP status it got (`000` for none).
+    pub fn curl(&self, url: &str) -> String {
+        let out = self
+            .command("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .arg(url)
+            .output()
+            .expect("run curl as the other user");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
 }
 
 impl Drop for OtherUser {

@@ -1,6 +1,13 @@
 //! The loopback listener's tests: real sockets on 127.0.0.1, a second Unix user where one is
 //! needed.
 
+/// The second Unix user of the ownership tests, shared with the crate's integration tests.
+#[cfg(target_os = "linux")]
+#[path = "../../../tests/common/other_user.rs"]
+mod other_user;
+#[cfg(target_os = "linux")]
+use other_user::OtherUser;
+
 use super::*;
 
 fn head(extra: &str) -> String {
@@ -224,90 +231,10 @@ async fn connections_past_the_cap_are_answered_busy_and_the_genuine_one_still_ge
     assert_eq!(wait.await.expect("join").expect("code").expose(), "mine");
 }
 
-/// A second Unix user made for one test (`useradd`), removed on drop. `None` (with a loud
-/// message) when not running as root.
-#[cfg(target_os = "linux")]
-struct OtherUnixUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-#[cfg(target_os = "linux")]
-impl OtherUnixUser {
-    fn create() -> Option<Self> {
-        use std::process::Command;
-        if !rustix::process::geteuid().is_root() {
-            eprintln!(
-                "SKIPPED: this test needs root to create a second Unix user; run it as root \
-                 (the CI container does)"
-            );
-            return None;
-        }
-        let suffix: u32 = rand::random();
-        let name = format!("lyt{:08x}", suffix);
-        let status = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-            ])
-            .arg(&name)
-            .status()
-            .expect("useradd");
-        assert!(status.success(), "useradd {name} failed");
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id")
-                .arg(flag)
-                .arg(&name)
-                .output()
-                .expect("id");
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .expect("a numeric id")
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        Some(Self { name, uid, gid })
-    }
-
-    /// `curl` run as this user: the HTTP status it got.
-    fn curl(&self, url: &str) -> String {
-        let out = std::process::Command::new("setpriv")
-            .arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .arg("--clear-groups")
-            .args([
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "10",
-            ])
-            .arg(url)
-            .output()
-            .expect("setpriv curl");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-#[cfg(target_os = "linux")]
-impl Drop for OtherUnixUser {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("userdel")
-            .arg(&self.name)
-            .status();
-    }
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_redirect_from_another_users_process_is_refused_and_the_genuine_one_signs_in() {
-    let Some(other) = OtherUnixUser::create() else {
+    let Some(other) = OtherUser::create("loopback") else {
         return;
     };
     let mut listener = LoopbackListener::bind().await.expect("bind");
@@ -348,7 +275,7 @@ async fn a_redirect_from_another_users_process_is_refused_and_the_genuine_one_si
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_saml_post_from_another_users_process_is_refused() {
-    let Some(other) = OtherUnixUser::create() else {
+    let Some(other) = OtherUser::create("loopback") else {
         return;
     };
     let listener = LoopbackListener::bind().await.expect("bind");
@@ -360,12 +287,9 @@ async fn a_saml_post_from_another_users_process_is_refused() {
     });
     let url = format!("http://127.0.0.1:{port}/callback");
     let status = tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new("setpriv")
-            .arg(format!("--reuid={}", other.uid))
-            .arg(format!("--regid={}", other.gid))
-            .arg("--clear-groups")
+        let out = other
+            .command("curl")
             .args([
-                "curl",
                 "-s",
                 "-o",
                 "/dev/null",
@@ -377,7 +301,7 @@ async fn a_saml_post_from_another_users_process_is_refused() {
             .args(["--data", "SAMLResponse=QUJD&RelayState=rs-1"])
             .arg(&url)
             .output()
-            .expect("setpriv curl");
+            .expect("curl as the other user");
         drop(other);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     })
