@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::schedule::defaults;
 use crate::oauth::KeyAlgorithm;
+use lanyard_schedule::defaults;
 
 /// The Lanyard policy: which identity provider to sign in at, which MCP servers to obtain tokens
 /// for, and how the app behaves.

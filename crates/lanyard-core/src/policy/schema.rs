@@ -53,7 +53,8 @@ fn type_name(schema: &Value, root: &Value) -> String {
     }
 }
 
-fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
+/// `schema` itself, or the definition its `$ref` points to within `root`.
+pub(crate) fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
     schema
         .get("$ref")
         .and_then(Value::as_str)

@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::model::{json_schema, setting_spec};
+use super::schema::resolve;
 use super::sources::macos_plist::PREFERENCE_DOMAIN;
 
 /// The registry key every Lanyard policy value lives under (HKLM or HKCU).
@@ -50,15 +51,6 @@ enum LeafKind {
     List,
     /// A map of strings: one value per entry under a subkey named after the key.
     Map,
-}
-
-fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
-    schema
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix('#'))
-        .and_then(|p| root.pointer(p))
-        .unwrap_or(schema)
 }
 
 /// The properties of an object schema, its variants' included, in schema order.
