@@ -9,7 +9,7 @@
 //!
 //! This module is the port: the [`Clock`] trait, the notice stream ([`Notice`], [`WakeNotices`],
 //! [`Jumps`]) and the test clock. The operating system's clock and its listeners implement it in
-//! [`crate::wake`], which depends on this module and never the other way round.
+//! the `wake` module, which depends on this module and never the other way round.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +21,7 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> SystemTime;
 
     /// Notices that this clock moved unlike the monotonic timers (set, or resumed from sleep):
-    /// the operating system's for [`crate::wake::SystemClock`], each move for a [`ManualClock`].
+    /// the operating system's for `wake::SystemClock`, each move for a [`ManualClock`].
     fn notices(&self) -> WakeNotices;
 
     /// Seconds since the Unix epoch (0 for times before it).
