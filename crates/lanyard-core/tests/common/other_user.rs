@@ -78,6 +78,11 @@ impl OtherUser {
 
     /// GETs `url` with curl run as this user: the HTTP status it got (`000` for none).
     pub fn curl(&self, url: &str) -> String {
+        self.curl_with(&[], url)
+    }
+
+    /// curl run as this user with `extra` arguments (e.g. `--data …` to POST): the HTTP status.
+    pub fn curl_with(&self, extra: &[&str], url: &str) -> String {
         let out = self
             .command("curl")
             .args([
@@ -89,6 +94,7 @@ impl OtherUser {
                 "--max-time",
                 "10",
             ])
+            .args(extra)
             .arg(url)
             .output()
             .expect("run curl as the other user");

@@ -287,23 +287,9 @@ async fn a_saml_post_from_another_users_process_is_refused() {
     });
     let url = format!("http://127.0.0.1:{port}/callback");
     let status = tokio::task::spawn_blocking(move || {
-        let out = other
-            .command("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "10",
-            ])
-            .args(["--data", "SAMLResponse=QUJD&RelayState=rs-1"])
-            .arg(&url)
-            .output()
-            .expect("curl as the other user");
+        let status = other.curl_with(&["--data", "SAMLResponse=QUJD&RelayState=rs-1"], &url);
         drop(other);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        status
     })
     .await
     .expect("join");
