@@ -4,7 +4,7 @@
 CARGO ?= cargo
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build demo test book lint fuzz check-windows check-macos unit conformance interop bench bench-fleet ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-msi package-test
+.PHONY: help deps build demo test book bench-smoke lint fuzz check-windows check-macos unit conformance interop bench bench-fleet ui ui-test webview tray-bench bench-servers bench-proxy bench-token windows-e2e package package-msi package-test
 
 help:
 	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
@@ -84,7 +84,12 @@ book: deps
 	.tools/mdbook/bin/mdbook build docs
 	scripts/check-book-links.py
 
-test: deps book lint check-windows check-macos unit ui-test webview conformance interop windows-e2e package-test
+# The benchmarks at smoke size, so they cannot rot unseen (numbers are not judged here): for now
+# bench-token (debug build, 1 round of 3 runs), whose Node client once spoke an old protocol.
+bench-smoke: deps
+	PROFILE=debug ROUNDS=1 RUNS=3 scripts/bench-token.sh
+
+test: deps book lint check-windows check-macos unit ui-test webview conformance interop windows-e2e package-test bench-smoke
 
 # The Windows lanyard.exe (debug, x86_64-pc-windows-gnu) under Wine against the testbed on 127.0.0.1
 # (tests/tests/windows_wine.rs): the prefix is created once (.tools/wine-prefix, scripts/wine/),

@@ -90,7 +90,7 @@ threads=$(find /proc/"$agent"/task -mindepth 1 -maxdepth 1 | wc -l)
 # Where the resident memory is: the totals and the largest mappings.
 { grep -E '^(Rss|Pss_Anon|Pss_File|Private_Dirty)' /proc/"$agent"/smaps_rollup
   awk '/^[0-9a-f]+-/ {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {r[name] += $2} END {for (k in r) print r[k] " kB", k}' \
-    /proc/"$agent"/smaps | sort -rn | head -n 12; } >"$OUT/memory.txt"
+    /proc/"$agent"/smaps | sort -rn | sed -n 1,12p; } >"$OUT/memory.txt"
 join "$WORK/s0" "$WORK/s1" | awk '{print $2, $5 - $3}' \
   | awk '{n[$1] += $2} END {for (k in n) print k, n[k]}' | sort -k2,2nr >"$OUT/wakers.txt"
 total=$(awk '{t += $2} END {print t + 0}' "$OUT/wakers.txt")

@@ -57,7 +57,7 @@ for _ in $(seq 1 200); do [ -S "$SOCK" ] && break; sleep 0.05; done
 
 # The same request from Node: hello, then token, one line each; print the token.
 export SOCK SERVER
-NODE_SCRIPT='const s=require("net").connect(process.env.SOCK);let b="";s.on("data",d=>{b+=d;const l=b.split("\n");if(l.length>2){const r=JSON.parse(l[1]);if(r.type!=="token"){process.exit(1)}process.stdout.write(r.access_token+"\n");s.end()}});s.write(JSON.stringify({op:"hello",protocol:1,client:"node"})+"\n"+JSON.stringify({op:"token",server:process.env.SERVER,min_ttl_secs:60})+"\n")'
+NODE_SCRIPT='const s=require("net").connect(process.env.SOCK);let b="";s.on("data",d=>{b+=d;const l=b.split("\n");if(l.length>2){const r=JSON.parse(l[1]);if(r.type!=="token"){process.exit(1)}process.stdout.write(r.access_token+"\n");s.end()}});s.write(JSON.stringify({op:"hello",protocol:2,client:"node"})+"\n"+JSON.stringify({op:"token",server:process.env.SERVER,min_ttl_secs:60})+"\n")'
 for node in "${NODES[@]}"; do
   out="$("$node" -e "$NODE_SCRIPT")"
   [ -n "$out" ] || { echo "bench-token: the Node client got no token" >&2; exit 1; }

@@ -87,7 +87,7 @@ for n in $SIZES; do
   # Where the resident memory is: the totals and the largest mappings.
   { grep -E '^(Rss|Pss_Anon|Pss_File|Private_Dirty)' /proc/"$agent"/smaps_rollup
     awk '/^[0-9a-f]+-/ {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {r[name] += $2} END {for (k in r) print r[k] " kB", k}' \
-      /proc/"$agent"/smaps | sort -rn | head -n 8; } >"$OUT/$n/memory.txt"
+      /proc/"$agent"/smaps | sort -rn | sed -n 1,8p; } >"$OUT/$n/memory.txt"
   kill -INT "$testbed"; wait "$testbed" 2>/dev/null || true
   kill "$agent" 2>/dev/null || true; wait "$agent" 2>/dev/null || true
   cp "$run/agent.log" "$OUT/$n/agent.log"

@@ -117,7 +117,7 @@ sleep 2
 # A second launch asks the running tray to open its window (as a click on "Open status…" does).
 close_window() {
   local win
-  win=$(xdotool search --onlyvisible --name '^Lanyard$' | head -n1)
+  win=$(xdotool search --onlyvisible --name '^Lanyard$' | sed -n 1p)
   xdotool windowfocus --sync "$win" key Escape
   for _ in $(seq 50); do xdotool search --onlyvisible --name '^Lanyard$' >/dev/null || return 0; sleep 0.1; done
   echo "tray-bench: the window did not close" >&2; exit 1
@@ -151,14 +151,14 @@ echo "RSS window closed: app ${closed_app} kB, app + WebKit ${closed_total} kB"
 # Where the closed tray's memory is: the largest mappings (libraries linked but never used show
 # up here: the tray process never creates a webview).
 awk '/^[0-9a-f]+-/ {name = ($6 == "" ? "[anon]" : $6)} /^Rss:/ {r[name] += $2} END {for (k in r) print r[k] " kB", k}' \
-  /proc/"$app"/smaps | sort -rn | head -n 20 >"$OUT/memory-window-closed.txt"
+  /proc/"$app"/smaps | sort -rn | sed -n 1,20p >"$OUT/memory-window-closed.txt"
 
 switches "$app" >"$WORK/s0"; sleep "$IDLE_SECS"; switches "$app" >"$WORK/s1"
 threads=$(find /proc/"$app"/task -mindepth 1 -maxdepth 1 | wc -l)
 wakeups=$(( $(switch_delta "$WORK/s0" "$WORK/s1") * 60 / IDLE_SECS ))
 # Which threads woke, for the record.
 join "$WORK/s0" "$WORK/s1" | while read -r tid a b; do
-  [ "$b" -gt "$a" ] && echo "  $(cat /proc/*/task/"$tid"/comm 2>/dev/null | head -n1) (tid $tid): $((b - a))"
+  [ "$b" -gt "$a" ] && echo "  $(cat /proc/*/task/"$tid"/comm 2>/dev/null | sed -n 1p) (tid $tid): $((b - a))"
 done >"$OUT/wakers.txt" || true
 echo "idle wake-ups/min with the window closed: $wakeups ($threads threads, $(family "$app" | wc -w) processes)"
 import -window root "$OUT/window-closed.png"
