@@ -148,6 +148,28 @@ fn find_auto_post(page: &str, page_url: &Url) -> anyhow::Result<Option<PageForm>
     }))
 }
 
+/// On an IdP page that lists accounts (`page`, the answer to `refused`, e.g. the authorization
+/// request): picks `user`'s form and submits it; the IdP's answer.
+async fn pick_user(
+    client: &reqwest::Client,
+    page: reqwest::Response,
+    user: &str,
+    refused: &str,
+    what: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let page_url = page.url().clone();
+    let status = page.status();
+    let html = page
+        .text()
+        .await
+        .with_context(|| format!("reading the {what}"))?;
+    if !status.is_success() {
+        bail!("the IdP refused the {refused} ({status}): {html}");
+    }
+    let form = find_user_form(&html, &page_url, user)?;
+    submit(client, &form).await
+}
+
 async fn submit(client: &reqwest::Client, form: &PageForm) -> anyhow::Result<reqwest::Response> {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form.fields.iter())
@@ -245,14 +267,7 @@ async fn login_with(
         let target = location(&page)?;
         return visit_redirect(&client, target).await;
     }
-    let page_url = page.url().clone();
-    let status = page.status();
-    let html = page.text().await.context("reading the login page")?;
-    if !status.is_success() {
-        bail!("the IdP refused the authorization request ({status}): {html}");
-    }
-    let form = find_user_form(&html, &page_url, user)?;
-    let resp = submit(&client, &form).await?;
+    let resp = pick_user(&client, page, user, "authorization request", "login page").await?;
     if resp.status().is_success() {
         let page_url = resp.url().clone();
         let html = resp.text().await.unwrap_or_default();
@@ -289,14 +304,7 @@ pub async fn login_redirect(authorize_url: &str, user: &str) -> anyhow::Result<S
         .send()
         .await
         .with_context(|| format!("opening {authorize_url}"))?;
-    let page_url = page.url().clone();
-    let status = page.status();
-    let html = page.text().await.context("reading the login page")?;
-    if !status.is_success() {
-        bail!("the IdP refused the authorization request ({status}): {html}");
-    }
-    let form = find_user_form(&html, &page_url, user)?;
-    let resp = submit(&client, &form).await?;
+    let resp = pick_user(&client, page, user, "authorization request", "login page").await?;
     if !resp.status().is_redirection() {
         let status = resp.status();
         bail!("login was not redirected ({status})");
@@ -312,14 +320,7 @@ pub async fn complete_device(verification_url: &str, user: &str) -> anyhow::Resu
         .send()
         .await
         .with_context(|| format!("opening {verification_url}"))?;
-    let page_url = page.url().clone();
-    let status = page.status();
-    let html = page.text().await.context("reading the device page")?;
-    if !status.is_success() {
-        bail!("the IdP refused the device page ({status}): {html}");
-    }
-    let form = find_user_form(&html, &page_url, user)?;
-    let resp = submit(&client, &form).await?;
+    let resp = pick_user(&client, page, user, "device page", "device page").await?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if !status.is_success() || !body.contains("approved") {
