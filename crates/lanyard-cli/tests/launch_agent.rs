@@ -86,17 +86,21 @@ fn the_launch_agent_line_starts_an_agent_that_logs_and_stops_cleanly() {
     )
     .expect("policy");
     let socket = home.join("agent.sock");
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&line)
-        .env("HOME", &home)
-        .env("LANYARD_POLICY", &policy)
-        .env("LANYARD_AGENT_SOCKET", &socket)
-        .env("LANYARD_NO_KEYCHAIN", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("sh");
+    // The LaunchAgent's command line, as launchd would run it: in the employee's home, with
+    // no keychain, stdin and stdout on /dev/null.
+    let launch = || {
+        let mut sh = Command::new("/bin/sh");
+        sh.arg("-c")
+            .arg(&line)
+            .env("HOME", &home)
+            .env("LANYARD_POLICY", &policy)
+            .env("LANYARD_AGENT_SOCKET", &socket)
+            .env("LANYARD_NO_KEYCHAIN", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        sh
+    };
+    let mut child = launch().spawn().expect("sh");
     let log = home.join("Library/Logs/Lanyard/agent.log");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !socket.exists() && Instant::now() < deadline {
@@ -109,18 +113,7 @@ fn the_launch_agent_line_starts_an_agent_that_logs_and_stops_cleanly() {
     assert!(socket.exists(), "no agent socket within 20 s");
     // A second start meets the first: what it says on stderr lands in the log file too (the
     // agent made the file its stderr), since launchd sends stderr to /dev/null.
-    let second = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&line)
-        .env("HOME", &home)
-        .env("LANYARD_POLICY", &policy)
-        .env("LANYARD_AGENT_SOCKET", &socket)
-        .env("LANYARD_NO_KEYCHAIN", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("second sh");
+    let second = launch().stderr(Stdio::null()).status().expect("second sh");
     assert_eq!(second.code(), Some(10), "a second agent says one runs");
     let logged = std::fs::read_to_string(&log).expect("the log file");
     assert!(

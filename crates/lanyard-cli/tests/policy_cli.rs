@@ -211,18 +211,20 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
     let dir = temp_dir("closed-stdout");
     let policy = dir.join("policy.json");
     std::fs::write(&policy, GOOD).expect("policy");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lanyard"))
+    // The reader is gone before lanyard starts: closed after the spawn instead, a slow test
+    // machine could let the whole policy fit in the pipe first, and lanyard would exit 0.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_lanyard"))
         .arg("--policy")
         .arg(&policy)
         .args(["policy", "show"])
         .env("XDG_CONFIG_HOME", &dir)
         .env_remove("LANYARD_POLICY")
-        .stdout(std::process::Stdio::piped())
+        .stdout(writer)
         .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("lanyard starts");
-    drop(child.stdout.take());
-    let output = child.wait_with_output().expect("lanyard ends");
+        .output()
+        .expect("lanyard runs");
     let stderr = text(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(141), "{stderr}");

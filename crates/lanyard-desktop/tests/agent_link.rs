@@ -168,9 +168,10 @@ fn host(endpoint: &Path) -> Host {
     })
 }
 
-#[test]
-fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
-    let dir = private_dir("link");
+/// A stand-in agent, signed out, in a fresh private directory: the directory, its socket, what
+/// it records, and the agent.
+fn signed_out_agent(name: &str) -> (PathBuf, PathBuf, Arc<Mutex<Vec<Value>>>, RecordingAgent) {
+    let dir = private_dir(name);
     let endpoint = dir.join("agent.sock");
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     let agent = RecordingAgent::start(
@@ -178,16 +179,24 @@ fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
         seen.clone(),
         status_json(json!({"state": "signed_out"}), vec![]),
     );
+    (dir, endpoint, seen, agent)
+}
 
-    let shown = Arc::new(host(&endpoint));
+/// The tray's link to the agent at `endpoint`, feeding a host (what the tray shows) and a
+/// channel of every event, in order.
+fn link_tray(
+    endpoint: &Path,
+    policy_path: Option<&str>,
+) -> (Arc<Host>, mpsc::Receiver<LinkEvent>, link::Link) {
+    let shown = Arc::new(host(endpoint));
     let (tx, events) = mpsc::channel();
     let tee = shown.clone();
     let tx = Mutex::new(tx);
-    let _link = link::start(
+    let link = link::start(
         LinkOptions {
-            endpoint: endpoint.clone(),
+            endpoint: endpoint.to_path_buf(),
             cli: None,
-            policy_path: Some("/nonexistent/policy.json".into()),
+            policy_path: policy_path.map(PathBuf::from),
             no_keychain: true,
         },
         move |event| {
@@ -196,6 +205,14 @@ fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
         },
     )
     .expect("link starts");
+    (shown, events, link)
+}
+
+#[test]
+fn the_tray_follows_the_agent_across_a_restart_and_never_asks_for_a_token() {
+    let (dir, endpoint, seen, agent) = signed_out_agent("link");
+
+    let (shown, events, _link) = link_tray(&endpoint, Some("/nonexistent/policy.json"));
 
     // Signed out first, straight from the subscription.
     wait_for(&events, "signed-out status", |e| {
@@ -294,37 +311,14 @@ fn the_tray_refuses_an_agent_in_another_users_directory() {
         eprintln!("\n!!!!!!!! SKIPPED: needs root to give a directory to another user !!!!!!!!\n");
         return;
     }
-    let dir = private_dir("foreign");
-    let endpoint = dir.join("agent.sock");
-    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let agent = RecordingAgent::start(
-        &endpoint,
-        seen.clone(),
-        status_json(json!({"state": "signed_out"}), vec![]),
-    );
+    let (dir, endpoint, seen, agent) = signed_out_agent("foreign");
     std::os::unix::fs::chown(&dir, Some(65534), None).expect("chown");
     let expected = format!(
         "the agent at {} is owned by uid 65534, not you: refusing",
         endpoint.display()
     );
 
-    let shown = Arc::new(host(&endpoint));
-    let (tx, events) = mpsc::channel();
-    let tee = shown.clone();
-    let tx = Mutex::new(tx);
-    let link = link::start(
-        LinkOptions {
-            endpoint: endpoint.clone(),
-            cli: None,
-            policy_path: None,
-            no_keychain: true,
-        },
-        move |event| {
-            tee.observe(event.clone());
-            let _ = tx.lock().expect("lock").send(event);
-        },
-    )
-    .expect("link starts");
+    let (shown, events, link) = link_tray(&endpoint, None);
     wait_for(
         &events,
         "the refusal",

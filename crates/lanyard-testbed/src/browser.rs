@@ -252,17 +252,26 @@ async fn sign_in_url(client: &reqwest::Client, opened: &str) -> anyhow::Result<S
     location(&resp)
 }
 
+/// Opens the sign-in the app started (through its start page, if it gave one): the IdP's first
+/// answer.
+async fn open_sign_in(
+    client: &reqwest::Client,
+    authorize_url: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let authorize_url = &sign_in_url(client, authorize_url).await?;
+    client
+        .get(authorize_url)
+        .send()
+        .await
+        .with_context(|| format!("opening {authorize_url}"))
+}
+
 async fn login_with(
     client: reqwest::Client,
     authorize_url: &str,
     user: &str,
 ) -> anyhow::Result<BrowserVisit> {
-    let authorize_url = &sign_in_url(&client, authorize_url).await?;
-    let page = client
-        .get(authorize_url)
-        .send()
-        .await
-        .with_context(|| format!("opening {authorize_url}"))?;
+    let page = open_sign_in(&client, authorize_url).await?;
     if page.status().is_redirection() {
         let target = location(&page)?;
         return visit_redirect(&client, target).await;
@@ -298,12 +307,7 @@ async fn login_with(
 /// without visiting it. Tests play with it someone who delivers that redirect another way.
 pub async fn login_redirect(authorize_url: &str, user: &str) -> anyhow::Result<String> {
     let client = client()?;
-    let authorize_url = &sign_in_url(&client, authorize_url).await?;
-    let page = client
-        .get(authorize_url)
-        .send()
-        .await
-        .with_context(|| format!("opening {authorize_url}"))?;
+    let page = open_sign_in(&client, authorize_url).await?;
     let resp = pick_user(&client, page, user, "authorization request", "login page").await?;
     if !resp.status().is_redirection() {
         let status = resp.status();

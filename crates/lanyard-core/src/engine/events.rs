@@ -123,20 +123,7 @@ impl Actor {
                                 // the network is back, one agent's servers do not go at once.
                                 let retry_at =
                                     retry.retry_at(now, slot.attempts, since, Self::jitter());
-                                slot.due_at = Some(retry_at);
-                                let error = format!("identity provider: {e}");
-                                slot.state = ServerState::Failing {
-                                    error: error.clone(),
-                                    retry_at,
-                                    attempts: slot.attempts,
-                                };
-                                match slot.usable_token(now, 0) {
-                                    Some(token) => slot.answer_waiters(Ok(token)),
-                                    None => slot.answer_waiters(Err(EngineError::Unavailable {
-                                        error,
-                                        retry_at,
-                                    })),
-                                }
+                                slot.fail_until(now, format!("identity provider: {e}"), retry_at);
                             }
                         }
                     }
@@ -197,14 +184,7 @@ impl Actor {
                         slot.in_flight = false;
                         slot.attempts += 1;
                         let retry_at = retry.retry_at(now, slot.attempts, since, Self::jitter());
-                        slot.due_at = Some(retry_at);
-                        let error = format!("client credentials: {error}");
-                        slot.state = ServerState::Failing {
-                            error: error.clone(),
-                            retry_at,
-                            attempts: slot.attempts,
-                        };
-                        slot.answer_waiters(Err(EngineError::Unavailable { error, retry_at }));
+                        slot.fail_until(now, format!("client credentials: {error}"), retry_at);
                     }
                 }
             }

@@ -337,17 +337,7 @@ impl Actor {
                 warn!(server = %id, attempts = slot.attempts, retry_in_secs = retry_at - now, error = %error, "grant failed");
                 // Discovery may be stale after a failure: look again next time.
                 slot.target = None;
-                slot.due_at = Some(retry_at);
-                slot.state = ServerState::Failing {
-                    error: error.clone(),
-                    retry_at,
-                    attempts: slot.attempts,
-                };
-                match slot.usable_token(now, 0) {
-                    // Waiters get the still-valid token; the state says it is failing to renew.
-                    Some(token) => slot.answer_waiters(Ok(token)),
-                    None => slot.answer_waiters(Err(EngineError::Unavailable { error, retry_at })),
-                }
+                slot.fail_until(now, error, retry_at);
             }
         }
         if regrant {

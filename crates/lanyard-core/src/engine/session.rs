@@ -127,27 +127,16 @@ impl Actor {
                     "opening the browser to sign in"
                 );
                 tokio::spawn(async move {
-                    let result = if client.saml.is_some() {
-                        signin::sign_in_with_saml(
-                            &client,
-                            &http,
-                            clock.as_ref(),
-                            browser.as_ref(),
-                            step_up,
-                            timeout,
-                        )
-                        .await
-                    } else {
-                        signin::sign_in_with_browser(
-                            &client,
-                            &http,
-                            clock.as_ref(),
-                            browser.as_ref(),
-                            step_up,
-                            timeout,
-                        )
-                        .await
-                    };
+                    let result = signin::InteractiveSignIn {
+                        idp: &client,
+                        http: &http,
+                        clock: clock.as_ref(),
+                        browser: browser.as_ref(),
+                        step_up,
+                        timeout,
+                    }
+                    .run()
+                    .await;
                     report_sign_in(store, &client, result, &events).await;
                 });
             }

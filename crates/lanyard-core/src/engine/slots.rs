@@ -171,6 +171,22 @@ impl ServerSlot {
         })
     }
 
+    /// A failed attempt that will be tried again at `retry_at`: the slot says it is failing, and
+    /// its waiters get the token still valid if there is one (the state says it is failing to
+    /// renew), else the error.
+    pub(super) fn fail_until(&mut self, now: u64, error: String, retry_at: u64) {
+        self.due_at = Some(retry_at);
+        self.state = ServerState::Failing {
+            error: error.clone(),
+            retry_at,
+            attempts: self.attempts,
+        };
+        match self.usable_token(now, 0) {
+            Some(token) => self.answer_waiters(Ok(token)),
+            None => self.answer_waiters(Err(EngineError::Unavailable { error, retry_at })),
+        }
+    }
+
     pub(super) fn answer_waiters(&mut self, answer: Result<AccessToken, EngineError>) {
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(answer.clone());

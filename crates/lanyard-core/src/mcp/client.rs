@@ -21,10 +21,12 @@ use url::Url;
 
 use crate::oauth::discovery::{parse_bearer_challenge, BearerChallenge};
 use crate::oauth::error::{capped_message, excerpt, WireError};
-use crate::oauth::http::{redacted_url, transport_error, HttpExecutor};
+use crate::oauth::http::{
+    read_body_capped, redacted_url, transport_error, BodyOverflow, HttpExecutor,
+};
 use crate::secret::Secret;
 
-use super::sse::SseParser;
+use super::sse::CappedEventStream;
 
 /// The protocol version this client speaks (with the `initialize` handshake).
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
@@ -458,27 +460,8 @@ impl McpClient {
         let content_type = response_media_type(response.headers());
 
         if content_type == "text/event-stream" {
-            let mut parser = SseParser::default();
-            let mut read = 0usize;
-            loop {
-                let chunk = response
-                    .chunk()
-                    .await
-                    .map_err(|e| transport_error(&shown, &e))?;
-                let events = match &chunk {
-                    Some(bytes) => {
-                        read += bytes.len();
-                        if read > self.max_body_bytes {
-                            return Err(WireError::BodyTooLarge {
-                                url: shown,
-                                limit: self.max_body_bytes,
-                            }
-                            .into());
-                        }
-                        parser.push(bytes)
-                    }
-                    None => parser.finish(),
-                };
+            let mut stream = CappedEventStream::new(&mut response, self.max_body_bytes, &shown);
+            while let Some(events) = stream.next_events().await? {
                 for event in events {
                     if event.event != "message" {
                         continue;
@@ -495,9 +478,6 @@ impl McpClient {
                     if let Some(found) = find_response(&message, id) {
                         return found.map(Reply::Result).map_err(|e| e.into_error(method));
                     }
-                }
-                if chunk.is_none() {
-                    break;
                 }
             }
         } else {
@@ -581,32 +561,7 @@ async fn read_capped(
     shown: &str,
     limit: usize,
 ) -> Result<Vec<u8>, McpError> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > limit as u64)
-    {
-        return Err(WireError::BodyTooLarge {
-            url: shown.to_owned(),
-            limit,
-        }
-        .into());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| transport_error(shown, &e))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(WireError::BodyTooLarge {
-                url: shown.to_owned(),
-                limit,
-            }
-            .into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    Ok(read_body_capped(response, limit, shown, BodyOverflow::Reject).await?)
 }
 
 /// A JSON-RPC error object, before it knows which method it answers.

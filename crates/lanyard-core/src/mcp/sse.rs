@@ -1,6 +1,7 @@
 //! Reading `text/event-stream` bodies (the WHATWG event-stream rules), for the MCP client's replies
-//! and the bridge's streams. Pure: bytes in, events out; a reader of an endless stream caps
-//! [`SseParser::pending_bytes`].
+//! and the bridge's streams. The parser is pure: bytes in, events out; a reader of an endless
+//! stream caps [`SseParser::pending_bytes`]. [`CappedEventStream`] feeds it one reply body,
+//! capped as a whole.
 
 /// One dispatched server-sent event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +123,62 @@ impl SseParser {
             "id" if !value.contains('\0') => self.last_id = Some(value.to_owned()),
             _ => {}
         }
+    }
+}
+
+/// One reply body read as an event stream, its total size capped: what the MCP client and the
+/// bridge read when a POST is answered with `text/event-stream`.
+pub(crate) struct CappedEventStream<'a> {
+    response: &'a mut reqwest::Response,
+    parser: SseParser,
+    read: usize,
+    limit: usize,
+    shown: &'a str,
+    ended: bool,
+}
+
+impl<'a> CappedEventStream<'a> {
+    /// `shown` names the URL in errors, already redacted.
+    pub(crate) fn new(response: &'a mut reqwest::Response, limit: usize, shown: &'a str) -> Self {
+        Self {
+            response,
+            parser: SseParser::default(),
+            read: 0,
+            limit,
+            shown,
+            ended: false,
+        }
+    }
+
+    /// The events the next chunk completes (possibly none), or `None` once the stream has
+    /// ended and its last events were given. Past `limit` bytes in all, the body is refused.
+    pub(crate) async fn next_events(
+        &mut self,
+    ) -> Result<Option<Vec<SseEvent>>, crate::oauth::WireError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let chunk = self
+            .response
+            .chunk()
+            .await
+            .map_err(|e| crate::oauth::http::transport_error(self.shown, &e))?;
+        Ok(Some(match chunk {
+            Some(bytes) => {
+                self.read += bytes.len();
+                if self.read > self.limit {
+                    return Err(crate::oauth::WireError::BodyTooLarge {
+                        url: self.shown.to_owned(),
+                        limit: self.limit,
+                    });
+                }
+                self.parser.push(&bytes)
+            }
+            None => {
+                self.ended = true;
+                self.parser.finish()
+            }
+        }))
     }
 }
 

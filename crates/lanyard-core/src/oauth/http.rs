@@ -368,31 +368,7 @@ impl HttpExecutor {
                 )
             })
             .collect();
-        let too_large = || WireError::BodyTooLarge {
-            url: shown.clone(),
-            limit: self.max_body_bytes,
-        };
-        if overflow == BodyOverflow::Reject
-            && response
-                .content_length()
-                .is_some_and(|len| len > self.max_body_bytes as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transport_error(&shown, &e))?
-        {
-            if body.len() + chunk.len() > self.max_body_bytes {
-                match overflow {
-                    BodyOverflow::Reject => return Err(too_large()),
-                    BodyOverflow::Truncate => break,
-                }
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_body_capped(&mut response, self.max_body_bytes, &shown, overflow).await?;
         Ok(HttpResponse {
             url: url.clone(),
             status,
@@ -402,9 +378,46 @@ impl HttpExecutor {
     }
 }
 
+/// Reads `response`'s body, at most `limit` bytes (by `Content-Length` and while streaming):
+/// what is beyond is rejected as [`WireError::BodyTooLarge`], or cut off with
+/// [`BodyOverflow::Truncate`]. `shown` names the URL in errors, already redacted.
+pub(crate) async fn read_body_capped(
+    response: &mut reqwest::Response,
+    limit: usize,
+    shown: &str,
+    overflow: BodyOverflow,
+) -> Result<Vec<u8>, WireError> {
+    let too_large = || WireError::BodyTooLarge {
+        url: shown.to_owned(),
+        limit,
+    };
+    if overflow == BodyOverflow::Reject
+        && response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(shown, &e))?
+    {
+        if body.len() + chunk.len() > limit {
+            match overflow {
+                BodyOverflow::Reject => return Err(too_large()),
+                BodyOverflow::Truncate => break,
+            }
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// What to do with a body beyond the cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyOverflow {
+pub(crate) enum BodyOverflow {
     Reject,
     /// Only the status and headers matter (a discovery probe).
     Truncate,

@@ -7,7 +7,7 @@
 //! does not decide *when* to refresh: the engine does.
 //!
 //! Where the corporate SSO speaks SAML 2.0 ([`saml`]), the browser step ends with a signed
-//! assertion posted to the same loopback listener; [`sign_in_with_saml`] exchanges it at the IdP's
+//! assertion posted to the same loopback listener; [`InteractiveSignIn`] exchanges it at the IdP's
 //! token endpoint for an IdP refresh token, which is then the subject of every ID-JAG exchange
 //! (the ID-JAG draft's SAML interoperability section).
 
@@ -604,110 +604,130 @@ fn parse_keys(response: &HttpResponse) -> Result<CoreJsonWebKeySet, WireError> {
     })
 }
 
-/// Signs in through the browser: listen, open, wait, redeem, validate.
-pub async fn sign_in_with_browser(
-    idp: &IdpClient,
-    http: &HttpExecutor,
-    clock: &dyn Clock,
-    browser: &dyn Browser,
-    step_up: Option<StepUp>,
-    timeout: Duration,
-) -> Result<IdpTokens, SignInError> {
-    let mut listener = LoopbackListener::bind().await?;
-    let pending = idp.begin(listener.redirect_uri(), step_up)?;
-    let expected = idp.expected_redirect(&pending);
-    let opened = if browser.open_via_loopback() {
-        listener.start_page(&pending.url)?
-    } else {
-        pending.url.clone()
-    };
-    browser.open(&opened).map_err(SignInError::Browser)?;
-    let code = listener.wait_for_code(&expected, timeout).await?;
-    idp.finish(http, clock, pending, &code).await
+/// One sign-in through the browser, the way the identity provider speaks: SAML 2.0 where the
+/// policy configures it, OpenID Connect otherwise. [`InteractiveSignIn::run`] does it.
+pub struct InteractiveSignIn<'a> {
+    pub idp: &'a IdpClient,
+    pub http: &'a HttpExecutor,
+    pub clock: &'a dyn Clock,
+    pub browser: &'a dyn Browser,
+    /// Set when a server asked for a stronger sign-in than the session has.
+    pub step_up: Option<StepUp>,
+    /// How long the employee has to finish in the browser.
+    pub timeout: Duration,
+}
+
+impl InteractiveSignIn<'_> {
+    /// Opens the browser, waits for the IdP's answer on the loopback listener, and turns it
+    /// into the session's tokens.
+    pub async fn run(self) -> Result<IdpTokens, SignInError> {
+        if self.idp.saml.is_some() {
+            self.with_saml().await
+        } else {
+            self.with_openid_connect().await
+        }
+    }
+
+    /// OpenID Connect: listen, open, wait, redeem, validate.
+    async fn with_openid_connect(self) -> Result<IdpTokens, SignInError> {
+        let mut listener = LoopbackListener::bind().await?;
+        let pending = self.idp.begin(listener.redirect_uri(), self.step_up)?;
+        let expected = self.idp.expected_redirect(&pending);
+        let opened = if self.browser.open_via_loopback() {
+            listener.start_page(&pending.url)?
+        } else {
+            pending.url.clone()
+        };
+        self.browser.open(&opened).map_err(SignInError::Browser)?;
+        let code = listener.wait_for_code(&expected, self.timeout).await?;
+        self.idp.finish(self.http, self.clock, pending, &code).await
+    }
+
+    /// Signs in through the browser with SAML 2.0: listen, send an `AuthnRequest` (HTTP-Redirect),
+    /// wait for the IdP's `Response` posted to the loopback (HTTP-POST), take out its assertion, and
+    /// exchange that at the IdP's token endpoint for an IdP refresh token (RFC 8693,
+    /// `subject_token_type` saml2, `requested_token_type` refresh_token, the policy's scopes —
+    /// `openid offline_access` as the draft asks).
+    ///
+    /// The session this returns has no ID token: who signed in is read from the assertion for display
+    /// (unverified here; the IdP verified it at the exchange), and it lasts the refresh token's
+    /// `expires_in` (or [`SAML_SESSION_DEFAULT_SECS`]). Renewing it afterwards is the ordinary
+    /// refresh-token grant ([`IdpClient::refresh`]); the refresh token stays the ID-JAG subject.
+    async fn with_saml(self) -> Result<IdpTokens, SignInError> {
+        let Self {
+            idp,
+            http,
+            clock,
+            browser,
+            step_up,
+            timeout,
+        } = self;
+        let settings = idp
+            .saml
+            .as_ref()
+            .ok_or(SignInError::Unsupported("SAML sign-in"))?;
+        let mut listener = LoopbackListener::bind().await?;
+        let request_id = saml::new_request_id();
+        let relay_state = random_id();
+        let now = clock.unix_now();
+        let instant = chrono::DateTime::from_timestamp(now as i64, 0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let acs_url = listener.redirect_uri().to_owned();
+        let url = saml::authn_request_url(
+            settings,
+            &request_id,
+            &instant,
+            &acs_url,
+            &relay_state,
+            step_up.is_some(),
+        );
+        let opened = if browser.open_via_loopback() {
+            listener.start_page(&url)?
+        } else {
+            url
+        };
+        browser.open(&opened).map_err(SignInError::Browser)?;
+        let posted = listener
+            .wait_for_saml_response(&relay_state, timeout)
+            .await?;
+        let assertion = saml::read_response(
+            posted.expose(),
+            &saml::ExpectedResponse {
+                request_id: &request_id,
+                acs_url: &acs_url,
+                now: clock.unix_now(),
+            },
+        )?;
+        let request = token::token_exchange_for_refresh_token(
+            &idp.token_endpoint(),
+            &idp.client,
+            &idp.assertion_inputs(clock),
+            &assertion.xml,
+            &idp.scopes,
+        )?;
+        let response =
+            token::parse_refresh_token_exchange_response(&http.execute(&request).await?)?;
+        let now = clock.unix_now();
+        Ok(IdpTokens {
+            id_token: None,
+            info: IdTokenInfo {
+                subject: assertion.subject,
+                email: assertion.email,
+                issued_at: now,
+                expires_at: now.saturating_add(token::clamp_lifetime(
+                    response.expires_in.unwrap_or(SAML_SESSION_DEFAULT_SECS),
+                )),
+                auth_time: Some(now),
+            },
+            refresh_token: response.refresh_token,
+        })
+    }
 }
 
 /// The session's lifetime assumed when the IdP's answer to the SAML exchange omits `expires_in`:
 /// the session is renewed (refresh-token grant) after about this long.
 pub const SAML_SESSION_DEFAULT_SECS: u64 = 3600;
-
-/// Signs in through the browser with SAML 2.0: listen, send an `AuthnRequest` (HTTP-Redirect),
-/// wait for the IdP's `Response` posted to the loopback (HTTP-POST), take out its assertion, and
-/// exchange that at the IdP's token endpoint for an IdP refresh token (RFC 8693,
-/// `subject_token_type` saml2, `requested_token_type` refresh_token, the policy's scopes —
-/// `openid offline_access` as the draft asks).
-///
-/// The session this returns has no ID token: who signed in is read from the assertion for display
-/// (unverified here; the IdP verified it at the exchange), and it lasts the refresh token's
-/// `expires_in` (or [`SAML_SESSION_DEFAULT_SECS`]). Renewing it afterwards is the ordinary
-/// refresh-token grant ([`IdpClient::refresh`]); the refresh token stays the ID-JAG subject.
-pub async fn sign_in_with_saml(
-    idp: &IdpClient,
-    http: &HttpExecutor,
-    clock: &dyn Clock,
-    browser: &dyn Browser,
-    step_up: Option<StepUp>,
-    timeout: Duration,
-) -> Result<IdpTokens, SignInError> {
-    let settings = idp
-        .saml
-        .as_ref()
-        .ok_or(SignInError::Unsupported("SAML sign-in"))?;
-    let mut listener = LoopbackListener::bind().await?;
-    let request_id = saml::new_request_id();
-    let relay_state = random_id();
-    let now = clock.unix_now();
-    let instant = chrono::DateTime::from_timestamp(now as i64, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let acs_url = listener.redirect_uri().to_owned();
-    let url = saml::authn_request_url(
-        settings,
-        &request_id,
-        &instant,
-        &acs_url,
-        &relay_state,
-        step_up.is_some(),
-    );
-    let opened = if browser.open_via_loopback() {
-        listener.start_page(&url)?
-    } else {
-        url
-    };
-    browser.open(&opened).map_err(SignInError::Browser)?;
-    let posted = listener
-        .wait_for_saml_response(&relay_state, timeout)
-        .await?;
-    let assertion = saml::read_response(
-        posted.expose(),
-        &saml::ExpectedResponse {
-            request_id: &request_id,
-            acs_url: &acs_url,
-            now: clock.unix_now(),
-        },
-    )?;
-    let request = token::token_exchange_for_refresh_token(
-        &idp.token_endpoint(),
-        &idp.client,
-        &idp.assertion_inputs(clock),
-        &assertion.xml,
-        &idp.scopes,
-    )?;
-    let response = token::parse_refresh_token_exchange_response(&http.execute(&request).await?)?;
-    let now = clock.unix_now();
-    Ok(IdpTokens {
-        id_token: None,
-        info: IdTokenInfo {
-            subject: assertion.subject,
-            email: assertion.email,
-            issued_at: now,
-            expires_at: now.saturating_add(token::clamp_lifetime(
-                response.expires_in.unwrap_or(SAML_SESSION_DEFAULT_SECS),
-            )),
-            auth_time: Some(now),
-        },
-        refresh_token: response.refresh_token,
-    })
-}
 
 /// A random URL-safe identifier (state, jti).
 pub fn random_id() -> String {

@@ -18,10 +18,11 @@ use url::Url;
 
 use super::message::{negotiated_version, output_line, response_ids};
 use super::{TokenRequest, TokenSource, TokenUnavailable};
+use crate::mcp::sse::CappedEventStream;
 use crate::mcp::{response_media_type, SseParser};
 use crate::oauth::discovery::{parse_bearer_challenge, BearerChallenge};
 use crate::oauth::error::{excerpt, WireError};
-use crate::oauth::http::{redacted_url, transport_error};
+use crate::oauth::http::{read_body_capped, redacted_url, transport_error, BodyOverflow};
 use crate::oauth::token::split_scopes;
 
 const HEADER_SESSION_ID: &str = "mcp-session-id";
@@ -55,6 +56,14 @@ pub enum ForwardError {
     UnsendableToken,
     #[error(transparent)]
     Wire(#[from] WireError),
+}
+
+/// A body over the cap, named as the bridge names it; other wire errors as they are.
+fn too_large_named(e: WireError) -> ForwardError {
+    match e {
+        WireError::BodyTooLarge { url, limit } => ForwardError::TooLarge { url, limit },
+        other => other.into(),
+    }
 }
 
 impl ForwardError {
@@ -289,26 +298,9 @@ impl<S: TokenSource> Upstream<S> {
         let content_type = response_media_type(response.headers());
         let success = (200..300).contains(&status);
         if success && content_type == "text/event-stream" {
-            let mut parser = SseParser::default();
-            let mut read = 0usize;
-            loop {
-                let chunk = response
-                    .chunk()
-                    .await
-                    .map_err(|e| transport_error(&self.shown, &e))?;
-                let events = match &chunk {
-                    Some(bytes) => {
-                        read += bytes.len();
-                        if read > self.max_body_bytes {
-                            return Err(ForwardError::TooLarge {
-                                url: self.shown.clone(),
-                                limit: self.max_body_bytes,
-                            });
-                        }
-                        parser.push(bytes)
-                    }
-                    None => parser.finish(),
-                };
+            let mut stream =
+                CappedEventStream::new(&mut response, self.max_body_bytes, &self.shown);
+            while let Some(events) = stream.next_events().await.map_err(too_large_named)? {
                 for event in events {
                     if event.event == "message" {
                         self.deliver(&event.data, pending, out).await;
@@ -316,7 +308,7 @@ impl<S: TokenSource> Upstream<S> {
                 }
                 // The stream may stay open for later messages, but once every request of this
                 // POST is answered nothing more is owed to the client on it.
-                if chunk.is_none() || pending.ids.is_empty() {
+                if pending.ids.is_empty() {
                     break;
                 }
             }
@@ -371,28 +363,14 @@ impl<S: TokenSource> Upstream<S> {
     }
 
     async fn read_capped(&self, response: &mut reqwest::Response) -> Result<Vec<u8>, ForwardError> {
-        let too_large = || ForwardError::TooLarge {
-            url: self.shown.clone(),
-            limit: self.max_body_bytes,
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > self.max_body_bytes as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transport_error(&self.shown, &e))?
-        {
-            if body.len() + chunk.len() > self.max_body_bytes {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        read_body_capped(
+            response,
+            self.max_body_bytes,
+            &self.shown,
+            BodyOverflow::Reject,
+        )
+        .await
+        .map_err(too_large_named)
     }
 
     /// Opens the GET stream for server-initiated messages once and forwards what it carries until

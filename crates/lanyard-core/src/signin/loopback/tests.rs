@@ -131,6 +131,22 @@ fn port_of(listener: &LoopbackListener) -> u16 {
     listener.local.port()
 }
 
+/// The listener waits, in the background, for the redirect of the sign-in whose state is `s-1`.
+fn await_code_for_s1(
+    listener: LoopbackListener,
+    seconds: u64,
+) -> tokio::task::JoinHandle<Result<Secret, SignInError>> {
+    tokio::spawn(async move {
+        let expected = ExpectedRedirect {
+            state: "s-1".into(),
+            issuer: None,
+        };
+        listener
+            .wait_for_code(&expected, Duration::from_secs(seconds))
+            .await
+    })
+}
+
 #[tokio::test]
 async fn the_start_page_redirects_to_the_sign_in_url_and_the_sign_in_goes_on() {
     let mut listener = LoopbackListener::bind().await.expect("bind");
@@ -145,15 +161,7 @@ async fn the_start_page_redirects_to_the_sign_in_url_and_the_sign_in_goes_on() {
         start.query().is_none() && !start.as_str().contains("s-1"),
         "{start}"
     );
-    let expected = ExpectedRedirect {
-        state: "s-1".into(),
-        issuer: None,
-    };
-    let wait = tokio::spawn(async move {
-        listener
-            .wait_for_code(&expected, Duration::from_secs(20))
-            .await
-    });
+    let wait = await_code_for_s1(listener, 20);
     let answer = get(port, start.path()).await;
     assert!(answer.starts_with("HTTP/1.1 302"), "{answer}");
     assert!(
@@ -178,15 +186,7 @@ async fn a_silent_connection_does_not_delay_the_genuine_redirect() {
     let silent = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    let expected = ExpectedRedirect {
-        state: "s-1".into(),
-        issuer: None,
-    };
-    let wait = tokio::spawn(async move {
-        listener
-            .wait_for_code(&expected, Duration::from_secs(4))
-            .await
-    });
+    let wait = await_code_for_s1(listener, 4);
     let answer = get(port, "/callback?code=mine&state=s-1").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let code = wait.await.expect("join").expect("the genuine redirect");
@@ -206,15 +206,7 @@ async fn connections_past_the_cap_are_answered_busy_and_the_genuine_one_still_ge
                 .expect("connect"),
         );
     }
-    let expected = ExpectedRedirect {
-        state: "s-1".into(),
-        issuer: None,
-    };
-    let wait = tokio::spawn(async move {
-        listener
-            .wait_for_code(&expected, Duration::from_secs(20))
-            .await
-    });
+    let wait = await_code_for_s1(listener, 20);
     // Every slot is held: one more is turned away at once, not queued behind them.
     let busy = get(port, "/callback?code=mine&state=s-1").await;
     assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
@@ -242,15 +234,7 @@ async fn a_redirect_from_another_users_process_is_refused_and_the_genuine_one_si
     let start = listener
         .start_page(&Url::parse("https://idp.example/authorize?state=s-1").expect("url"))
         .expect("start page");
-    let expected = ExpectedRedirect {
-        state: "s-1".into(),
-        issuer: None,
-    };
-    let wait = tokio::spawn(async move {
-        listener
-            .wait_for_code(&expected, Duration::from_secs(20))
-            .await
-    });
+    let wait = await_code_for_s1(listener, 20);
     // The other user knows the state (it is in the browser's argv) and has a code of their
     // own account: a perfect-looking redirect, from the wrong socket owner.
     let url = format!("http://127.0.0.1:{port}/callback?code=attacker&state=s-1");
