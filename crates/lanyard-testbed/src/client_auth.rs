@@ -160,6 +160,17 @@ fn wrong_method(id: &str, registered: &ClientAuth, used: &str) -> OAuthError {
 }
 
 fn public_key(pem: &str) -> Result<(DecodingKey, Vec<Algorithm>), OAuthError> {
+    if pem.trim_start().starts_with('{') {
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_str(pem)
+            .map_err(|e| OAuthError::server_error(format!("registered JWK unusable: {e}")))?;
+        let algorithms = match &jwk.algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => vec![Algorithm::ES256],
+            _ => vec![Algorithm::RS256],
+        };
+        let key = DecodingKey::from_jwk(&jwk)
+            .map_err(|e| OAuthError::server_error(format!("registered JWK unusable: {e}")))?;
+        return Ok((key, algorithms));
+    }
     if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
         return Ok((
             key,

@@ -16,7 +16,8 @@ pub enum ClientAuth {
     ClientSecretBasic(String),
     /// `client_id` and `client_secret` in the body.
     ClientSecretPost(String),
-    /// `private_key_jwt` signed by the key whose public half is this PEM (RSA or EC).
+    /// `private_key_jwt` signed by the key whose public half is this PEM (RSA or EC), or this
+    /// public JWK (JSON text: what Okta registers for an AI agent).
     PrivateKeyJwt(String),
 }
 

@@ -50,6 +50,8 @@ mod faults;
 mod idp;
 #[cfg(unix)]
 pub mod impostor;
+#[cfg(target_os = "linux")]
+pub mod key_stores;
 mod keys;
 mod mcp;
 pub mod net;

@@ -2,8 +2,9 @@
 //! keychain, a protected file or the environment, or a private key from a PEM file. Blocking I/O;
 //! the engine calls it off the actor's thread.
 
-use crate::oauth::{Client, ClientAuth, SigningKey};
-use crate::policy::{ClientAuthPolicy, SecretSource};
+use crate::device_key;
+use crate::oauth::{Client, ClientAuth, KeyAlgorithm, SigningKey};
+use crate::policy::{ClientAuthPolicy, KeyReference, SecretSource};
 use crate::secret::Secret;
 use crate::store::SecretStore;
 
@@ -12,7 +13,7 @@ pub fn keychain_key_for_secret(name: &str) -> String {
     format!("client-secret:{name}")
 }
 
-fn read_secret(source: &SecretSource, store: &dyn SecretStore) -> Result<Secret, String> {
+pub fn read_secret(source: &SecretSource, store: &dyn SecretStore) -> Result<Secret, String> {
     match source {
         SecretSource::Keychain(name) => match store.get(&keychain_key_for_secret(name)) {
             Ok(Some(secret)) => Ok(secret),
@@ -26,6 +27,28 @@ fn read_secret(source: &SecretSource, store: &dyn SecretStore) -> Result<Secret,
             .map(Secret::new)
             .map_err(|_| format!("the environment variable {var} is not set")),
     }
+}
+
+/// Opens a key the OS holds for signing client assertions. Its `kid` defaults to the RFC 7638
+/// thumbprint of its public half (what `lanyard device-key show` prints for registration).
+pub fn open_held_key(
+    reference: &KeyReference,
+    alg: KeyAlgorithm,
+    kid: Option<String>,
+    store: &dyn SecretStore,
+) -> Result<SigningKey, String> {
+    let pin = match reference {
+        KeyReference::Pkcs11 { pin: Some(pin), .. } => {
+            Some(read_secret(pin, store).map_err(|e| format!("the PIN of the client key: {e}"))?)
+        }
+        _ => None,
+    };
+    let held = device_key::open(reference, alg, pin).map_err(|e| e.to_string())?;
+    let kid = match kid {
+        Some(kid) => kid,
+        None => device_key::jwk_thumbprint(&held.public_jwk().map_err(|e| e.to_string())?),
+    };
+    Ok(SigningKey::held(held, alg, Some(kid)))
 }
 
 /// Resolves `auth` for `client_id`.
@@ -42,12 +65,22 @@ pub fn resolve_client(
         ClientAuthPolicy::ClientSecretPost { secret } => {
             ClientAuth::SecretPost(read_secret(secret, store)?)
         }
-        ClientAuthPolicy::PrivateKeyJwt { key_file, alg, kid } => {
-            let pem = std::fs::read(key_file)
-                .map_err(|e| format!("cannot read the key file {}: {e}", key_file.display()))?;
-            ClientAuth::PrivateKeyJwt(
-                SigningKey::from_pem(&pem, *alg, kid.clone()).map_err(|e| e.to_string())?,
-            )
+        ClientAuthPolicy::PrivateKeyJwt {
+            key_file, key, kid, ..
+        } => {
+            // Validation ensured a value; RS256 is what a bare PEM file always meant.
+            let alg = auth.key_algorithm().unwrap_or(KeyAlgorithm::RS256);
+            let signing = match (key, key_file) {
+                (Some(reference), _) => open_held_key(reference, alg, kid.clone(), store)?,
+                (None, Some(key_file)) => {
+                    let pem = std::fs::read(key_file).map_err(|e| {
+                        format!("cannot read the key file {}: {e}", key_file.display())
+                    })?;
+                    SigningKey::from_pem(&pem, alg, kid.clone()).map_err(|e| e.to_string())?
+                }
+                (None, None) => return Err("private_key_jwt names no key".into()),
+            };
+            ClientAuth::PrivateKeyJwt(signing)
         }
     };
     Ok(Client {

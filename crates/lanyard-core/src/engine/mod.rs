@@ -425,6 +425,7 @@ fn placeholder_status() -> Status {
         keychain: KeychainStatus::Available,
         policy: PolicyStatus::Applied,
         organization: OrganizationSettings::default(),
+        idp_client_key: None,
         updated_at: 0,
     }
 }

@@ -20,6 +20,10 @@ pub struct Status {
     /// reader of the policy; its clients follow this).
     #[serde(default)]
     pub organization: OrganizationSettings,
+    /// Where the client key of the identity provider's leg lives, when it signs with one
+    /// (`private_key_jwt`): IT asks.
+    #[serde(default)]
+    pub idp_client_key: Option<KeyLocation>,
     /// Wall-clock seconds when this snapshot was made.
     pub updated_at: u64,
 }
@@ -180,6 +184,9 @@ pub struct ServerStatus {
     /// The last process a host handed this server's token to (audit; hosts that know the caller).
     #[serde(default)]
     pub last_used: Option<TokenUse>,
+    /// Where the client key of this server's authorization-server leg lives, if it has one.
+    #[serde(default)]
+    pub client_key: Option<KeyLocation>,
 }
 
 /// Who took a server's token, and when (recorded by the broker per hand-out).
@@ -230,6 +237,7 @@ pub enum ServerState {
 // ---- the actor's status -------------------------------------------------------------------
 
 use super::slots::IdpPhase;
+use crate::device_key::{configured_location, KeyLocation};
 
 impl super::Actor {
     pub(super) fn build_status(&self) -> Status {
@@ -274,6 +282,7 @@ impl super::Actor {
                     .as_ref()
                     .map(|t| t.authorization_server.issuer.clone()),
                 last_used: slot.last_used.clone(),
+                client_key: configured_location(&slot.policy.client_auth),
             })
             .collect();
         Status {
@@ -282,6 +291,12 @@ impl super::Actor {
             keychain: self.keychain.clone(),
             policy: self.policy_status.clone(),
             organization: OrganizationSettings::from(&self.config.policy.settings),
+            idp_client_key: self
+                .config
+                .policy
+                .idp
+                .as_ref()
+                .and_then(|idp| configured_location(&idp.client_auth)),
             updated_at: self.now(),
         }
     }
@@ -293,7 +308,8 @@ impl super::Actor {
                 || current.servers != status.servers
                 || current.keychain != status.keychain
                 || current.policy != status.policy
-                || current.organization != status.organization;
+                || current.organization != status.organization
+                || current.idp_client_key != status.idp_client_key;
             if changed {
                 *current = status;
             }

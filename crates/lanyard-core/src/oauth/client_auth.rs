@@ -1,10 +1,11 @@
 //! Client authentication at a token endpoint: `none`, `client_secret_basic`, `client_secret_post`
-//! and `private_key_jwt` (RS256 or ES256 keys from PEM).
+//! and `private_key_jwt` (RS256 or ES256 keys from PEM, or held by the OS behind [`KeySigner`]).
 //!
 //! Pure: the caller supplies the current time and a fresh `jti`, so a request built here is a
 //! function of its inputs. Keys and secrets stay inside redacting types.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -27,11 +28,28 @@ pub enum KeyAlgorithm {
     ES256,
 }
 
+/// Signs with a private key that stays where it is (a TPM, the Secure Enclave, a PKCS#11 token,
+/// CNG): the port `device_key` implements. May block for the store's round trip.
+pub trait KeySigner: Send + Sync {
+    /// The JWS signature of `message` (the signing input): `r || s` for ES256, PKCS#1 v1.5
+    /// over SHA-256 for RS256.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// Where the private key of a [`SigningKey`] is.
+#[derive(Clone)]
+enum KeyMaterial {
+    /// Parsed from a PEM file, in this process's memory.
+    Pem(EncodingKey),
+    /// Held by the OS; only signatures come out.
+    Held(Arc<dyn KeySigner>),
+}
+
 /// A private key that signs client assertions. Prints as `[redacted key]`.
 #[derive(Clone)]
 pub struct SigningKey {
     alg: KeyAlgorithm,
-    key: EncodingKey,
+    key: KeyMaterial,
     kid: Option<String>,
 }
 
@@ -45,7 +63,20 @@ impl SigningKey {
         .map_err(|e| {
             WireError::ClientAuth(format!("the {alg:?} private key is unreadable: {e}"))
         })?;
-        Ok(Self { alg, key, kid })
+        Ok(Self {
+            alg,
+            key: KeyMaterial::Pem(key),
+            kid,
+        })
+    }
+
+    /// A key the OS holds, signing as `alg`.
+    pub fn held(signer: Arc<dyn KeySigner>, alg: KeyAlgorithm, kid: Option<String>) -> Self {
+        Self {
+            alg,
+            key: KeyMaterial::Held(signer),
+            kid,
+        }
     }
 
     pub fn algorithm(&self) -> KeyAlgorithm {
@@ -62,9 +93,24 @@ impl SigningKey {
         if let Some(typ) = typ {
             header.typ = Some(typ.to_owned());
         }
-        jsonwebtoken::encode(&header, claims, &self.key)
-            .map(Secret::new)
-            .map_err(|e| WireError::ClientAuth(format!("signing failed: {e}")))
+        match &self.key {
+            KeyMaterial::Pem(key) => jsonwebtoken::encode(&header, claims, key)
+                .map(Secret::new)
+                .map_err(|e| WireError::ClientAuth(format!("signing failed: {e}"))),
+            KeyMaterial::Held(signer) => {
+                let b64 =
+                    |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+                let fail =
+                    |e: serde_json::Error| WireError::ClientAuth(format!("signing failed: {e}"));
+                let header = serde_json::to_vec(&header).map_err(fail)?;
+                let claims = serde_json::to_vec(claims).map_err(fail)?;
+                let input = format!("{}.{}", b64(&header), b64(&claims));
+                let signature = signer.sign(input.as_bytes()).map_err(|e| {
+                    WireError::ClientAuth(format!("the key store did not sign: {e}"))
+                })?;
+                Ok(Secret::new(format!("{input}.{}", b64(&signature))))
+            }
+        }
     }
 }
 

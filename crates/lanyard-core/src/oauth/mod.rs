@@ -10,7 +10,7 @@ pub mod error;
 pub mod http;
 pub mod token;
 
-pub use client_auth::{AssertionInputs, Client, ClientAuth, KeyAlgorithm, SigningKey};
+pub use client_auth::{AssertionInputs, Client, ClientAuth, KeyAlgorithm, KeySigner, SigningKey};
 pub use error::{OAuthErrorBody, TransportKind, WireError};
 pub use http::{HttpConfig, HttpExecutor, HttpRequest, HttpResponse};
 pub use token::{TokenEndpoint, TokenResponse};

@@ -1,7 +1,8 @@
 //! Operating-system calls that std does not offer, behind small safe functions.
 //!
-//! [`windows`] is the only module of the workspace allowed to use `unsafe` (FFI through
-//! `windows-sys`; every block says why it is sound). The pure parts that shape what goes into those
+//! [`windows`] is, with the OS key stores of `device_key` (CNG, the Keychain), the only module of
+//! the workspace allowed to use `unsafe` (FFI through `windows-sys`; every block says why it is
+//! sound). The pure parts that shape what goes into those
 //! calls (the pipe's security descriptor, the pipe name) live here so every OS tests them. This
 //! module holds no state and makes no decisions: callers decide what to allow, log or refuse.
 

@@ -173,22 +173,90 @@ pub enum ClientAuthPolicy {
         /// Where the secret is.
         secret: SecretSource,
     },
-    /// A JWT client assertion signed with a private key (RFC 7523).
+    /// A JWT client assertion signed with a private key (RFC 7523). Exactly one of `key` (a key
+    /// the operating system holds and never lets out: a TPM, the Secure Enclave, a PKCS#11 token,
+    /// CNG) and `key_file` (a PEM file: servers and CI).
     PrivateKeyJwt {
         /// A PEM private key file deployed by the administrator.
-        key_file: PathBuf,
-        /// The signature algorithm.
-        #[serde(default = "default_alg")]
-        #[schemars(with = "KeyAlgorithmName", default = "default_alg_name")]
-        alg: KeyAlgorithm,
-        /// The key id announced in the assertion header.
+        #[serde(default)]
+        key_file: Option<PathBuf>,
+        /// A key held by the operating system, by reference.
+        #[serde(default)]
+        key: Option<KeyReference>,
+        /// The signature algorithm. Default: ES256 for `key`, RS256 for `key_file`.
+        #[serde(default)]
+        #[schemars(with = "Option<KeyAlgorithmName>")]
+        alg: Option<KeyAlgorithm>,
+        /// The key id announced in the assertion header. Default for `key`: the key's RFC 7638
+        /// thumbprint, which `lanyard device-key show` prints for registration.
         #[serde(default)]
         kid: Option<String>,
     },
 }
 
-fn default_alg() -> KeyAlgorithm {
-    KeyAlgorithm::RS256
+impl ClientAuthPolicy {
+    /// The signature algorithm of a `private_key_jwt` configuration: as set, else ES256 for a key
+    /// the OS holds (the one every store signs with, the Secure Enclave's only one) and RS256 for
+    /// a PEM file (what earlier versions assumed).
+    pub fn key_algorithm(&self) -> Option<KeyAlgorithm> {
+        match self {
+            Self::PrivateKeyJwt { alg: Some(alg), .. } => Some(*alg),
+            Self::PrivateKeyJwt { key: Some(_), .. } => Some(KeyAlgorithm::ES256),
+            Self::PrivateKeyJwt { .. } => Some(KeyAlgorithm::RS256),
+            _ => None,
+        }
+    }
+}
+
+/// A private key the operating system holds, named by where it is; the key itself never leaves
+/// the store. `store` picks the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "store", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeyReference {
+    /// A PKCS#11 token (Linux): a TPM 2.0 through `tpm2-pkcs11`, a smart card, SoftHSM2.
+    Pkcs11 {
+        /// The PKCS#11 module (an administrator's file), e.g.
+        /// `/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so`.
+        module: PathBuf,
+        /// The token's label.
+        token: String,
+        /// The private key's `CKA_LABEL`.
+        #[serde(default)]
+        label: Option<String>,
+        /// The private key's `CKA_ID`, in hex; with `label`, both must match.
+        #[serde(default)]
+        id: Option<String>,
+        /// The token's user PIN, where the token asks for one.
+        #[serde(default)]
+        pin: Option<SecretSource>,
+    },
+    /// A CNG key (Windows): by key name in a key storage provider, or by the thumbprint of a
+    /// certificate whose private key is in CNG (an Intune PKCS or SCEP certificate).
+    Windows {
+        /// The persisted key's name.
+        #[serde(default)]
+        name: Option<String>,
+        /// The certificate's SHA-1 thumbprint, in hex.
+        #[serde(default)]
+        thumbprint: Option<String>,
+        /// The user's keys and certificates, or the machine's.
+        #[serde(default)]
+        scope: KeyScope,
+    },
+    /// A key in the macOS Keychain, by label; a Secure Enclave key is found the same way.
+    Macos {
+        /// The key's label (`kSecAttrLabel`).
+        label: String,
+    },
+}
+
+/// Whose key store a Windows key is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    #[default]
+    User,
+    Machine,
 }
 
 // The schema's view of `KeyAlgorithm`, which lives in the wire layer.
@@ -198,10 +266,6 @@ fn default_alg() -> KeyAlgorithm {
 enum KeyAlgorithmName {
     RS256,
     ES256,
-}
-
-fn default_alg_name() -> &'static str {
-    "RS256"
 }
 
 /// Log verbosity.

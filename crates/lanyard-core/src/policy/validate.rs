@@ -13,7 +13,9 @@ use std::path::Path;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::model::{ClientAuthPolicy, Policy, SecretSource, ServerMode, SignInProtocol};
+use super::model::{
+    ClientAuthPolicy, KeyReference, Policy, SecretSource, ServerMode, SignInProtocol,
+};
 
 /// A policy problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
@@ -434,7 +436,29 @@ pub fn check_semantics(policy: &Policy, files: FileChecks) -> Vec<(String, Strin
             | ClientAuthPolicy::ClientSecretPost {
                 secret: SecretSource::File(path),
             } => (path, "secret file", "secret.file"),
-            ClientAuthPolicy::PrivateKeyJwt { key_file, .. } => (key_file, "key file", "key_file"),
+            ClientAuthPolicy::PrivateKeyJwt {
+                key_file, key, alg, ..
+            } => match (key_file, key) {
+                (Some(_), Some(_)) => {
+                    return err(
+                        format!("{at}.key"),
+                        "give either key (a key the OS holds) or key_file, not both".into(),
+                    )
+                }
+                (None, None) => {
+                    return err(
+                        format!("{at}.key"),
+                        "private_key_jwt needs key (a key the OS holds) or key_file".into(),
+                    )
+                }
+                (None, Some(reference)) => {
+                    for (path, message) in check_key_reference(reference, *alg, files) {
+                        err(format!("{at}.key{path}"), message);
+                    }
+                    return;
+                }
+                (Some(key_file), None) => (key_file, "key file", "key_file"),
+            },
             _ => return,
         };
         if let Err(m) = check_file(path, what) {
@@ -622,6 +646,114 @@ pub fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, String> {
         }
         Err(AdminFileError::Unreadable(m)) => Err(format!("the CA bundle {}: {m}", path.display())),
     }
+}
+
+/// The problems of a key reference, as `(path below .key, message)`: its required parts, and
+/// with [`FileChecks::Readable`] whether it can be used on this operating system and, for
+/// PKCS#11, whether the module is an administrator's file (it is loaded into the agent).
+fn check_key_reference(
+    reference: &KeyReference,
+    alg: Option<crate::oauth::KeyAlgorithm>,
+    files: FileChecks,
+) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let here = |store: &str| match store {
+        "pkcs11" => cfg!(target_os = "linux"),
+        "windows" => cfg!(windows),
+        _ => cfg!(target_os = "macos"),
+    };
+    let store = match reference {
+        KeyReference::Pkcs11 {
+            module,
+            token,
+            label,
+            id,
+            ..
+        } => {
+            if !module.is_absolute() {
+                problems.push((".module".into(), "must be an absolute path".into()));
+            } else if files == FileChecks::Readable && cfg!(target_os = "linux") {
+                use crate::admin_files::{read_trusted, AdminFileError, Trust};
+                match read_trusted(module, &Trust::administrators()) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => problems.push((
+                        ".module".into(),
+                        format!(
+                            "the PKCS#11 module {} is not installed (for a TPM: the \
+                             libtpm2-pkcs11-1 package)",
+                            module.display()
+                        ),
+                    )),
+                    Err(AdminFileError::Untrusted(m)) => problems.push((
+                        ".module".into(),
+                        format!("the PKCS#11 module {} is refused: {m}", module.display()),
+                    )),
+                    Err(AdminFileError::Unreadable(m)) => problems.push((
+                        ".module".into(),
+                        format!("the PKCS#11 module {}: {m}", module.display()),
+                    )),
+                }
+            }
+            if token.trim().is_empty() {
+                problems.push((".token".into(), "must name the token's label".into()));
+            }
+            if label.is_none() && id.is_none() {
+                problems.push((
+                    ".label".into(),
+                    "name the private key by label, id or both".into(),
+                ));
+            }
+            if let Some(id) = id {
+                if !is_hex(id) {
+                    problems.push((".id".into(), format!("\"{id}\" is not hex")));
+                }
+            }
+            "pkcs11"
+        }
+        KeyReference::Windows {
+            name, thumbprint, ..
+        } => {
+            match (name, thumbprint) {
+                (Some(_), Some(_)) | (None, None) => problems.push((
+                    ".name".into(),
+                    "name the key by exactly one of name and thumbprint".into(),
+                )),
+                (None, Some(t)) if t.len() != 40 || !is_hex(t) => problems.push((
+                    ".thumbprint".into(),
+                    format!("\"{t}\" is not a SHA-1 thumbprint (40 hex digits)"),
+                )),
+                _ => {}
+            }
+            "windows"
+        }
+        KeyReference::Macos { label } => {
+            if label.trim().is_empty() {
+                problems.push((".label".into(), "must not be empty".into()));
+            }
+            if alg == Some(crate::oauth::KeyAlgorithm::RS256) {
+                problems.push((
+                    ".store".into(),
+                    "macOS keys sign with ES256 here (the Secure Enclave's only algorithm)".into(),
+                ));
+            }
+            "macos"
+        }
+    };
+    if files == FileChecks::Readable && !here(store) {
+        problems.push((
+            ".store".into(),
+            format!(
+                "\"{store}\" keys cannot be used on {}",
+                std::env::consts::OS
+            ),
+        ));
+    }
+    problems
+}
+
+/// Whether `s` is whole bytes of hex digits.
+pub(crate) fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Whether `url`'s host is this machine's loopback (127.0.0.0/8, ::1, `localhost`).
