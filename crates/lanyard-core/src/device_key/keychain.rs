@@ -138,7 +138,7 @@ impl HeldKey for KeychainKey {
         let point = public
             .external_representation()
             .ok_or_else(|| failed("the public key cannot be exported"))?;
-        ec_jwk(&point.to_vec()).ok_or_else(|| failed("the public key is not P-256"))
+        ec_jwk(point.bytes()).ok_or_else(|| failed("the public key is not P-256"))
     }
 
     fn location(&self) -> KeyLocation {

@@ -279,6 +279,7 @@ pub(crate) fn ec_jwk(point: &[u8]) -> Option<Value> {
 }
 
 /// The JWK of an RSA public key from its big-endian modulus and exponent.
+#[cfg_attr(target_os = "macos", allow(dead_code))]
 pub(crate) fn rsa_jwk(modulus: &[u8], exponent: &[u8]) -> Value {
     let trim = |b: &[u8]| {
         let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());

@@ -657,10 +657,10 @@ fn check_key_reference(
     files: FileChecks,
 ) -> Vec<(String, String)> {
     let mut problems = Vec::new();
-    let here = |store: &str| match store {
-        "pkcs11" => cfg!(target_os = "linux"),
-        "windows" => cfg!(windows),
-        _ => cfg!(target_os = "macos"),
+    let here = |store: &str| {
+        (store == "pkcs11" && cfg!(target_os = "linux"))
+            || (store == "windows" && cfg!(windows))
+            || (store == "macos" && cfg!(target_os = "macos"))
     };
     let store = match reference {
         KeyReference::Pkcs11 {
