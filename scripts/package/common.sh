@@ -87,6 +87,8 @@ stage_linux_tree() {
   install -D -m 0644 "$DEPLOY_DIR/linux/policy.json" "$dest/etc/lanyard/policy.example.json"
   install -D -m 0644 "$DEPLOY_DIR/policy.schema.json" "$dest/etc/lanyard/policy.schema.json"
   install -d -m 0755 "$dest/etc/lanyard/policy.d"
+  # Puts an employee's client key into the TPM (docs: the administrator's "Client keys" page).
+  install -D -m 0755 "$DEPLOY_DIR/linux/provision-pkcs11-token.sh" "$dest/usr/share/lanyard/provision-pkcs11-token.sh"
   install -D -m 0644 /dev/stdin "$dest/usr/share/doc/$PKG_NAME/copyright" <<EOF
 Lanyard $PKG_VERSION
 License: $PKG_LICENSE (see /usr/share/common-licenses/Apache-2.0 on Debian systems).

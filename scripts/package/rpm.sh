@@ -20,6 +20,7 @@ files="$work/files.list"
   echo '%dir /etc/lanyard'
   echo '%dir /etc/lanyard/policy.d'
   echo '%dir /usr/share/doc/lanyard'
+  echo '%dir /usr/share/lanyard'
   staged_conffiles "$tree" | sed 's|^|%config(noreplace) |'
   (cd "$tree" && find usr \( -type f -o -type l \) | sort | sed 's|^|/|')
 } >"$files"

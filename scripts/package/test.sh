@@ -179,6 +179,8 @@ else
   check "lanyard policy validate --skip-file-checks /etc/lanyard/policy.example.json" \
     /usr/bin/lanyard policy validate --skip-file-checks /etc/lanyard/policy.example.json
   check "schema installed = deploy/policy.schema.json" same_file /etc/lanyard/policy.schema.json "$DEPLOY_DIR/policy.schema.json"
+  check "the client-key provisioning script is installed, executable" \
+    test -x /usr/share/lanyard/provision-pkcs11-token.sh
   check "conffiles: the example, the schema, the autostart entry" sh -c \
     "dpkg-query -W -f='\${Conffiles}\n' lanyard | awk 'NF {print \$1}' | sort | tr '\n' ' ' |
        grep -qx '/etc/lanyard/policy.example.json /etc/lanyard/policy.schema.json /etc/xdg/autostart/Lanyard.desktop '"

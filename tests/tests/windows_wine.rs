@@ -1384,6 +1384,51 @@ fn windows_lanyard_exe_end_to_end_under_wine() {
         },
     );
 
+    steps.run(
+        "device-key: the CNG path runs as far as Wine's ncrypt goes, and fails by name",
+        || {
+            // Wine's ncrypt opens the key storage providers but answers NCryptOpenKey and
+            // NCryptCreatePersistedKey for a named key with NTE_NOT_SUPPORTED: signing with a
+            // persisted CNG key cannot run here. What runs: the policy's Windows key reference
+            // is accepted on Windows, the providers are opened, and the refusal is a named
+            // error (store, key, code), not a crash.
+            let policy = world.scratch.join("device-key-policy.json");
+            std::fs::write(
+                &policy,
+                r#"{"idp": {"issuer": "https://idp.example", "client_id": "lanyard",
+                   "client_auth": {"method": "private_key_jwt",
+                                   "key": {"store": "windows", "name": "Lanyard Wine Key"}}},
+                   "servers": [], "dev_mode": true}"#,
+            )?;
+            for verb in ["create", "show"] {
+                let mut command = world.lanyard(&["device-key", verb]);
+                command.env("LANYARD_POLICY", windows_path(&policy));
+                let output = run_for(command, COMMAND_TIMEOUT)?;
+                let stderr = text(&output.stderr);
+                ensure!(
+                    !stderr.contains("panicked"),
+                    "device-key {verb} crashed: {stderr}"
+                );
+                match code(&output) {
+                    // A Wine whose ncrypt persists named keys: the key is shown.
+                    0 => ensure!(
+                        text(&output.stdout).contains("CNG key \"Lanyard Wine Key\""),
+                        "device-key {verb}: {}",
+                        text(&output.stdout)
+                    ),
+                    _ => ensure!(
+                        stderr.contains("Windows CNG")
+                            && stderr.contains("\"Lanyard Wine Key\"")
+                            && stderr.contains("not supported"),
+                        "device-key {verb}: {stderr}"
+                    ),
+                }
+                say(format!("  device-key {verb}: {}", stderr.trim()));
+            }
+            Ok(())
+        },
+    );
+
     if let Some(mut agent) = agent.take() {
         let _ = agent.stop();
     }

@@ -58,4 +58,15 @@ describe('ServerCard', () => {
     });
     expect(screen.getByText('claude, just now')).toBeTruthy();
   });
+
+  it('says quietly where the client key lives, its full name on hover', () => {
+    setup({
+      server: server('docs', granted(), {
+        client_key: { kind: 'tpm', name: 'PKCS#11 token "lanyard", key "client" (libtpm2_pkcs11.so)' },
+      }),
+    });
+    const key = screen.getByTestId('client-key');
+    expect(key.textContent).toBe('TPM');
+    expect(key.getAttribute('title')).toContain('libtpm2_pkcs11.so');
+  });
 });

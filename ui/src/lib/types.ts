@@ -30,6 +30,12 @@ export interface TokenUse {
   requester: { pid: number | null; executable: string | null };
 }
 
+/** Where a client key lives (lanyard-core's device_key::KeyLocation). */
+export interface KeyLocation {
+  kind: 'tpm' | 'secure_enclave' | 'hardware_token' | 'software_store' | 'pem_file';
+  name: string;
+}
+
 export interface ServerStatus {
   id: string;
   display_name: string;
@@ -40,6 +46,8 @@ export interface ServerStatus {
   authorization_server: string | null;
   /** Present once the broker records who took a token. */
   last_used?: TokenUse | null;
+  /** Where this server's client key lives, when it authenticates with one. */
+  client_key?: KeyLocation | null;
 }
 
 export type KeychainStatus =
@@ -58,6 +66,8 @@ export interface Status {
   keychain: KeychainStatus;
   /** Whether the organization's policy is in force (absent from older hosts: applied). */
   policy?: PolicyStatus;
+  /** Where the identity provider leg's client key lives, when it signs with one. */
+  idp_client_key?: KeyLocation | null;
   updated_at: number;
 }
 

@@ -91,10 +91,18 @@ impl std::fmt::Debug for CngKey {
 }
 
 fn store_error(shown: &str, doing: &str, status: i32) -> KeyError {
+    let meaning = match status as u32 {
+        0x8009_0029 => ": not supported by this key storage provider (NTE_NOT_SUPPORTED)",
+        0x8009_0010 => ": access denied (NTE_PERM); a machine key needs an administrator",
+        0x8009_0016 => ": no such key (NTE_BAD_KEYSET)",
+        0x8009_0027 => ": a parameter was refused (NTE_INVALID_PARAMETER)",
+        0x8009_0030 => ": the TPM or its driver failed (NTE_DEVICE_NOT_READY)",
+        _ => "",
+    };
     KeyError::Store {
         store: "Windows CNG".into(),
         key: shown.to_owned(),
-        detail: format!("{doing} failed (0x{:08x})", status as u32),
+        detail: format!("{doing} failed (0x{:08x}){meaning}", status as u32),
     }
 }
 
