@@ -50,8 +50,8 @@ fn held(module: &std::path::Path, label: &str) -> (KeyReference, std::sync::Arc<
         pin: Some(SecretSource::Env(PIN_ENV.into())),
     };
     pkcs11::init_token(&reference, &Secret::new("bench-so"), &Secret::new(PIN)).expect("token");
-    let key = device_key::create(&reference, KeyAlgorithm::ES256, Some(Secret::new(PIN)))
-        .expect("key");
+    let key =
+        device_key::create(&reference, KeyAlgorithm::ES256, Some(Secret::new(PIN))).expect("key");
     (reference, key)
 }
 

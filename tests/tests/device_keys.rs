@@ -323,6 +323,57 @@ async fn both_legs_authenticate_with_a_tpm_held_key_registered_as_a_jwk() {
     assert!(!text.contains(USER_PIN), "{text}");
 }
 
+/// A server whose key is not on the token fails by name (the fix in the message); the session
+/// and the other servers are not held up by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_fails_its_server_by_name_and_the_others_are_granted() {
+    let store = SoftHsm::start();
+    provision(&store.module);
+    std::env::set_var("LANYARD_TEST_TOKEN_PIN", USER_PIN);
+    let config = TestbedConfig {
+        auth_servers: vec![
+            AsConfig::new("docs", "lanyard-docs"),
+            AsConfig::new("keyed", "lanyard-keyed").with_client(RegisteredClient::new(
+                "lanyard-keyed",
+                ClientAuth::PrivateKeyJwt(r#"{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}"#.into()),
+            )),
+        ],
+        mcp_servers: vec![
+            McpConfig::new("docs", "docs", &["docs.read"]),
+            McpConfig::new("keyed", "keyed", &["keyed.read"]),
+        ],
+        ..TestbedConfig::default()
+    };
+    let tb = testbed(config).await;
+    let mut policy = policy_json(&tb);
+    server_entry(&mut policy, "keyed")["client_auth"] = json!({"method": "private_key_jwt",
+        "key": serde_json::to_value(reference(&store.module, "never-made", "0a")).expect("ref")});
+    lanyard_testbed::demo::allow_authorization_servers_of_confidential_clients(&tb, &mut policy);
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    lanyard.sign_in().await;
+    lanyard.wait_granted("docs").await;
+    let state = lanyard
+        .wait_server("keyed", "failing", |s| {
+            matches!(s, lanyard_core::engine::ServerState::Failing { .. })
+        })
+        .await;
+    let lanyard_core::engine::ServerState::Failing { error, .. } = state else {
+        unreachable!()
+    };
+    assert!(
+        error.contains("has no private key") && error.contains("lanyard device-key create"),
+        "{error}"
+    );
+    assert!(!error.contains(USER_PIN), "{error}");
+    assert_eq!(
+        tb.auth_server("keyed")
+            .expect("AS")
+            .stats()
+            .jwt_bearer_mints,
+        0
+    );
+}
+
 /// What an administrator runs on a laptop: the shipped provisioning script makes the token and
 /// the key in the TPM, and prints the public JWK to register; `lanyard device-key show` and
 /// `lanyard diagnose` then say the key lives in the TPM. Running the script again changes
