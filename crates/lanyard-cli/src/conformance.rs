@@ -1,6 +1,7 @@
 //! `lanyard conformance-client <server-url>`: the client the official MCP conformance suite launches
 //! for its three authorization scenarios (`auth/client-credentials-basic`,
-//! `auth/client-credentials-jwt`, `auth/cross-app-access-complete-flow`).
+//! `auth/client-credentials-jwt`, and the EMA flow: `auth/enterprise-managed-authorization` since
+//! 0.2.0, `auth/cross-app-access-complete-flow` in 0.1.x, the same flow under its older name).
 //!
 //! The suite passes the scenario name in `MCP_CONFORMANCE_SCENARIO` and the credentials in
 //! `MCP_CONFORMANCE_CONTEXT` (JSON). Everything on the wire goes through lanyard-core: discovery
@@ -30,6 +31,7 @@ use url::Url;
 const SCENARIO_BASIC: &str = "auth/client-credentials-basic";
 const SCENARIO_JWT: &str = "auth/client-credentials-jwt";
 const SCENARIO_CROSS_APP: &str = "auth/cross-app-access-complete-flow";
+const SCENARIO_EMA: &str = "auth/enterprise-managed-authorization";
 
 /// `MCP_CONFORMANCE_CONTEXT`: which fields are present depends on the scenario. Secrets stay in
 /// [`Secret`], so even a `Debug` print of this is harmless.
@@ -91,9 +93,9 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
             .context("MCP_CONFORMANCE_CONTEXT is not the expected JSON")?,
         Err(_) => Context::default(),
     };
-    if ![SCENARIO_BASIC, SCENARIO_JWT, SCENARIO_CROSS_APP].contains(&scenario.as_str()) {
+    if ![SCENARIO_BASIC, SCENARIO_JWT, SCENARIO_CROSS_APP, SCENARIO_EMA].contains(&scenario.as_str()) {
         bail!(
-            "unknown scenario {scenario:?} (expected {SCENARIO_BASIC}, {SCENARIO_JWT} or {SCENARIO_CROSS_APP})"
+            "unknown scenario {scenario:?} (expected {SCENARIO_BASIC}, {SCENARIO_JWT}, {SCENARIO_EMA} or {SCENARIO_CROSS_APP})"
         );
     }
     let server = Url::parse(server_url).with_context(|| format!("{server_url:?} is not a URL"))?;
@@ -135,7 +137,7 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
             let tokens = parse_token_response(&response).context("client credentials grant")?;
             (tokens.access_token, AuthExtension::ClientCredentials)
         }
-        SCENARIO_CROSS_APP => {
+        SCENARIO_CROSS_APP | SCENARIO_EMA => {
             let idp_issuer = context.idp_issuer.as_deref().context("the conformance context has no idp_issuer")?;
             let idp_token_url = match context.idp_token_endpoint.as_deref() {
                 Some(url) => Url::parse(url).with_context(|| format!("idp_token_endpoint {url:?} is not a URL"))?,
@@ -186,7 +188,7 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
             let tokens = parse_token_response(&response).context("jwt-bearer grant at the authorization server")?;
             (tokens.access_token, AuthExtension::EnterpriseManagedAuthorization)
         }
-        other => bail!("unknown scenario {other:?} (expected {SCENARIO_BASIC}, {SCENARIO_JWT} or {SCENARIO_CROSS_APP})"),
+        other => bail!("unknown scenario {other:?} (expected {SCENARIO_BASIC}, {SCENARIO_JWT}, {SCENARIO_EMA} or {SCENARIO_CROSS_APP})"),
     };
     say("access token obtained");
 
