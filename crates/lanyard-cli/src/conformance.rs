@@ -26,6 +26,7 @@ use lanyard_core::oauth::{
 };
 use lanyard_core::secret::Secret;
 use serde::Deserialize;
+use serde_json::Value;
 use url::Url;
 
 const SCENARIO_BASIC: &str = "auth/client-credentials-basic";
@@ -93,7 +94,26 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
             .context("MCP_CONFORMANCE_CONTEXT is not the expected JSON")?,
         Err(_) => Context::default(),
     };
-    if ![SCENARIO_BASIC, SCENARIO_JWT, SCENARIO_CROSS_APP, SCENARIO_EMA].contains(&scenario.as_str()) {
+    if crate::conformance_bridge::SCENARIOS.contains(&scenario.as_str()) {
+        let server =
+            Url::parse(server_url).with_context(|| format!("{server_url:?} is not a URL"))?;
+        let context: Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
+            .ok()
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or(Value::Null);
+        say(format!(
+            "scenario {scenario}, server {server}, through the bridge"
+        ));
+        return crate::conformance_bridge::run(&scenario, &server, &context).await;
+    }
+    if ![
+        SCENARIO_BASIC,
+        SCENARIO_JWT,
+        SCENARIO_CROSS_APP,
+        SCENARIO_EMA,
+    ]
+    .contains(&scenario.as_str())
+    {
         bail!(
             "unknown scenario {scenario:?} (expected {SCENARIO_BASIC}, {SCENARIO_JWT}, {SCENARIO_EMA} or {SCENARIO_CROSS_APP})"
         );

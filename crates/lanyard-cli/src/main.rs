@@ -8,6 +8,7 @@
 mod agent;
 mod clients;
 mod conformance;
+mod conformance_bridge;
 mod device_key_cmd;
 mod diagnose;
 mod log_file;

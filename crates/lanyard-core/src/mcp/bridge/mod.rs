@@ -9,7 +9,9 @@
 //! input ends), the auth retries (401 → forced refresh, retry once; 403 `insufficient_scope` → a
 //! token for the union of scopes, retry once) and one edit: declaring
 //! `io.modelcontextprotocol/enterprise-managed-authorization` in the client's `initialize` (and in
-//! the 2026-07-28 `_meta` form). What it must not do: change any other byte of a message, answer
+//! the 2026-07-28 `_meta` form). For sessions of 2026-07-28 or later it adds the headers that copy
+//! the body ([`headers`]: `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`) and refuses calls to tools
+//! whose `x-mcp-header` annotations are broken. What it must not do: change any other byte of a message, answer
 //! for the server, print anything but protocol messages on its output, or put a token anywhere but
 //! the `Authorization` header (diagnostics go through `tracing`, which the CLI sends to stderr).
 //!
@@ -23,6 +25,7 @@
 //! and is reused here, so the whole bridge is a few hundred lines of transport code over raw
 //! `serde_json::Value`s.
 
+mod headers;
 mod message;
 mod upstream;
 
@@ -36,6 +39,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use url::Url;
 
+pub use headers::{encode_value, version_has_headers, HEADERS_PROTOCOL_VERSION};
 pub use message::{
     classify, declare_extension, error_response, is_stateless_version, meta_protocol_version,
     parse_incoming, Incoming, NotAMessage, CLIENT_CAPABILITIES_META, PROTOCOL_VERSION_META,
@@ -224,17 +228,66 @@ where
         };
         let version = meta_protocol_version(&message).map(str::to_owned);
         let method = kind.method().unwrap_or("response").to_owned();
+        // 2026-07-28 headers, for a session (or a request) of that version or later; what
+        // `initialize` asks for decides its own POST.
+        let speaking = version
+            .clone()
+            .or_else(|| upstream.protocol_version())
+            .or_else(|| {
+                (method == "initialize")
+                    .then(|| {
+                        message
+                            .pointer("/params/protocolVersion")?
+                            .as_str()
+                            .map(str::to_owned)
+                    })
+                    .flatten()
+            });
+        let headers = match speaking.as_deref().filter(|v| version_has_headers(v)) {
+            Some(_) => match upstream.standard_headers(&message) {
+                Ok(headers) => headers,
+                Err(why) => {
+                    tracing::warn!("{method}: {why}");
+                    for id in kind.request_ids() {
+                        let reply = error_response(
+                            &id,
+                            message::INVALID_REQUEST_CODE,
+                            &format!("Lanyard proxy: {why}"),
+                            Some(json!({ "lanyard": "invalid_tool_headers" })),
+                        );
+                        if out.send(reply.to_string()).await.is_err() {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+            },
+            None => Vec::new(),
+        };
         let mut pending = Pending {
             ids: kind.request_ids(),
             initialize_id: match &kind {
                 Incoming::Request { id, method } if method == "initialize" => Some(id.clone()),
                 _ => None,
             },
+            tools_list_id: match &kind {
+                Incoming::Request { id, method } if method == "tools/list" => Some(id.clone()),
+                _ => None,
+            },
         };
         if pending.ids.is_empty() || pending.initialize_id.is_some() {
             // In order: the session id and version from `initialize` must be known before the
             // next message, and notifications must not overtake each other.
-            forward(&upstream, body, version, &mut pending, &out, &method).await;
+            forward(
+                &upstream,
+                body,
+                version,
+                &headers,
+                &mut pending,
+                &out,
+                &method,
+            )
+            .await;
             if method == "notifications/initialized" && config.listen && listener.is_none() {
                 listener = Some(tokio::spawn(listen(Arc::clone(&upstream), out.clone())));
             }
@@ -242,7 +295,16 @@ where
             let upstream = Arc::clone(&upstream);
             let out = out.clone();
             requests.spawn(async move {
-                forward(&upstream, body, version, &mut pending, &out, &method).await;
+                forward(
+                    &upstream,
+                    body,
+                    version,
+                    &headers,
+                    &mut pending,
+                    &out,
+                    &method,
+                )
+                .await;
             });
         }
         if out.is_closed() {
@@ -277,11 +339,15 @@ async fn forward<S: TokenSource>(
     upstream: &Upstream<S>,
     body: Vec<u8>,
     version: Option<String>,
+    headers: &[(String, String)],
     pending: &mut Pending,
     out: &Outbox,
     method: &str,
 ) {
-    let Err(e) = upstream.post(body, version.as_deref(), pending, out).await else {
+    let Err(e) = upstream
+        .post(body, version.as_deref(), headers, pending, out)
+        .await
+    else {
         return;
     };
     tracing::warn!("{method}: {e}");

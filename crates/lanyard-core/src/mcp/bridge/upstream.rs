@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use url::Url;
 
+use super::headers::{request_headers, ToolHeaders};
 use super::message::{negotiated_version, output_line, response_ids};
 use super::{TokenRequest, TokenSource, TokenUnavailable};
 use crate::mcp::sse::CappedEventStream;
@@ -105,6 +106,8 @@ struct SessionState {
     protocol_version: Option<String>,
     /// Scopes a 403 `insufficient_scope` asked for, requested with every later token.
     extra_scopes: Vec<String>,
+    /// The listed tools' `x-mcp-header` annotations (2026-07-28).
+    tools: ToolHeaders,
 }
 
 /// Lines to the client. A send fails only when the client side is gone.
@@ -116,6 +119,8 @@ pub(super) struct Pending {
     pub ids: Vec<Value>,
     /// When the POST is `initialize`: its id, to read the negotiated version off the result.
     pub initialize_id: Option<Value>,
+    /// When the POST is `tools/list`: its id, to learn the tools' `x-mcp-header` annotations.
+    pub tools_list_id: Option<Value>,
 }
 
 /// How a GET stream ended.
@@ -155,6 +160,16 @@ impl<S: TokenSource> Upstream<S> {
 
     pub fn session_id(&self) -> Option<String> {
         self.state().session_id.clone()
+    }
+
+    /// The protocol version the server answered `initialize` with, once known.
+    pub fn protocol_version(&self) -> Option<String> {
+        self.state().protocol_version.clone()
+    }
+
+    /// The 2026-07-28 headers for `message`, or why it must not be sent ([`request_headers`]).
+    pub fn standard_headers(&self, message: &Value) -> Result<Vec<(String, String)>, String> {
+        request_headers(message, &self.state().tools)
     }
 
     async fn token(&self, force_refresh: bool) -> Result<HeaderValue, ForwardError> {
@@ -258,16 +273,21 @@ impl<S: TokenSource> Upstream<S> {
         &self,
         body: Vec<u8>,
         version_override: Option<&str>,
+        extra_headers: &[(String, String)],
         pending: &mut Pending,
         out: &Outbox,
     ) -> Result<(), ForwardError> {
         let had_session = self.session_id().is_some();
         let response = self
             .send_authorized(|| {
-                self.with_session(self.http.post(self.url.clone()), version_override)
+                let mut builder = self
+                    .with_session(self.http.post(self.url.clone()), version_override)
                     .header(ACCEPT, "application/json, text/event-stream")
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
+                    .header(CONTENT_TYPE, "application/json");
+                for (name, value) in extra_headers {
+                    builder = builder.header(name.as_str(), value.as_str());
+                }
+                builder.body(body.clone())
             })
             .await?;
         let status = response.status().as_u16();
@@ -353,6 +373,13 @@ impl<S: TokenSource> Upstream<S> {
         if let Some(init) = &pending.initialize_id {
             if let Some(version) = negotiated_version(&message, init) {
                 self.state().protocol_version = Some(version.to_owned());
+            }
+        }
+        if let Some(list) = &pending.tools_list_id {
+            if message.get("id") == Some(list) {
+                if let Some(result) = message.get("result") {
+                    self.state().tools.learn(result);
+                }
             }
         }
         for id in response_ids(&message) {
