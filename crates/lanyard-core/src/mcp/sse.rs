@@ -1,6 +1,6 @@
 //! Reading `text/event-stream` bodies (the WHATWG event-stream rules), for the MCP client's replies
 //! and the bridge's streams. The parser is pure: bytes in, events out; a reader of an endless
-//! stream caps [`SseParser::pending_bytes`]. [`CappedEventStream`] feeds it one reply body,
+//! stream caps [`SseParser::pending_bytes`]. `CappedEventStream` feeds it one reply body,
 //! capped as a whole.
 
 /// One dispatched server-sent event.

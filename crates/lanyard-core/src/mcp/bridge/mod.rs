@@ -10,7 +10,7 @@
 //! token for the union of scopes, retry once) and one edit: declaring
 //! `io.modelcontextprotocol/enterprise-managed-authorization` in the client's `initialize` (and in
 //! the 2026-07-28 `_meta` form). For sessions of 2026-07-28 or later it adds the headers that copy
-//! the body ([`headers`]: `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`) and refuses calls to tools
+//! the body (`headers`: `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`) and refuses calls to tools
 //! whose `x-mcp-header` annotations are broken. What it must not do: change any other byte of a message, answer
 //! for the server, print anything but protocol messages on its output, or put a token anywhere but
 //! the `Authorization` header (diagnostics go through `tracing`, which the CLI sends to stderr).
