@@ -5,7 +5,10 @@
 //! servers ask for none.
 //!
 //! Scenarios: `http-standard-headers`, `http-custom-headers` and `http-invalid-tool-headers`
-//! (SEP-2243, MCP 2026-07-28).
+//! (SEP-2243, MCP 2026-07-28); `request-metadata` (SEP-2575: every request's `_meta`, with the
+//! bridge's `MCP-Protocol-Version` header taken from it); `initialize` and `tools_call`
+//! (2025-11-25). The scripts play an AI client's part; what is judged of Lanyard is that the
+//! bridge carries them unchanged and adds the headers of the version in use.
 
 use std::time::Duration;
 
@@ -16,13 +19,18 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use url::Url;
 
-pub const SCENARIOS: [&str; 3] = [
+pub const SCENARIOS: [&str; 6] = [
     "http-standard-headers",
     "http-custom-headers",
     "http-invalid-tool-headers",
+    "request-metadata",
+    "initialize",
+    "tools_call",
 ];
 
 const PROTOCOL_VERSION: &str = "2026-07-28";
+/// The stateful version the `initialize` and `tools_call` scenarios speak.
+const STATEFUL_VERSION: &str = "2025-11-25";
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The suite's transport servers take any bearer.
@@ -120,11 +128,39 @@ pub async fn run(scenario: &str, server: &Url, context: &Value) -> anyhow::Resul
         next_id: 0,
     };
 
+    let client_info = json!({"name": "lanyard-conformance", "version": env!("CARGO_PKG_VERSION")});
+    if scenario == "request-metadata" {
+        // Stateless 2026-07-28: no initialize; every request says who and what in `_meta`. A
+        // version the server refuses (-32022) is retried once with one it supports.
+        let mut version = PROTOCOL_VERSION.to_owned();
+        for method in ["server/discover", "tools/list"] {
+            for _ in 0..2 {
+                let meta = json!({"io.modelcontextprotocol/protocolVersion": version,
+                                  "io.modelcontextprotocol/clientInfo": client_info,
+                                  "io.modelcontextprotocol/clientCapabilities": {}});
+                let answer = client.call(method, json!({"_meta": meta})).await?;
+                match answer
+                    .pointer("/error/data/supported/0")
+                    .and_then(Value::as_str)
+                {
+                    Some(supported) if answer.pointer("/error/code") == Some(&json!(-32022)) => {
+                        version = supported.to_owned();
+                    }
+                    _ => break,
+                }
+            }
+        }
+        return finish(client, running).await;
+    }
+    let version = if matches!(scenario, "initialize" | "tools_call") {
+        STATEFUL_VERSION
+    } else {
+        PROTOCOL_VERSION
+    };
     let init = client
         .call(
             "initialize",
-            json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {},
-                   "clientInfo": {"name": "lanyard-conformance", "version": env!("CARGO_PKG_VERSION")}}),
+            json!({"protocolVersion": version, "capabilities": {}, "clientInfo": client_info}),
         )
         .await?;
     if init.get("result").is_none() {
@@ -133,6 +169,15 @@ pub async fn run(scenario: &str, server: &Url, context: &Value) -> anyhow::Resul
     client.notify("notifications/initialized").await?;
     let tools = client.call("tools/list", json!({})).await?;
     match scenario {
+        "initialize" => {}
+        "tools_call" => {
+            client
+                .call(
+                    "tools/call",
+                    json!({"name": "add_numbers", "arguments": {"a": 2, "b": 3}}),
+                )
+                .await?;
+        }
         "http-custom-headers" => {
             for call in context
                 .get("toolCalls")
@@ -195,7 +240,14 @@ pub async fn run(scenario: &str, server: &Url, context: &Value) -> anyhow::Resul
             }
         }
     }
-    // End of input: the bridge closes the session and stops.
+    finish(client, running).await
+}
+
+/// Ends the input; the bridge closes the session and stops.
+async fn finish(
+    mut client: StdioClient,
+    running: tokio::task::JoinHandle<Result<(), bridge::BridgeError>>,
+) -> anyhow::Result<()> {
     client.writer.shutdown().await?;
     drop(client);
     running
