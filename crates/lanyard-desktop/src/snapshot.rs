@@ -214,7 +214,13 @@ pub fn headline(status: &Status) -> String {
     let denied = names(status, |s| matches!(s, ServerState::Denied { .. }));
     let failing = names(status, |s| matches!(s, ServerState::Failing { .. }));
     let granting = names(status, |s| matches!(s, ServerState::Granting));
-    let granted = names(status, |s| matches!(s, ServerState::Granted { .. }));
+    // A server ready on first use is as ready as a granted one: nothing is wrong with it.
+    let granted = names(status, |s| {
+        matches!(
+            s,
+            ServerState::Granted { .. } | ServerState::ReadyOnFirstUse { .. }
+        )
+    });
     let mut parts = Vec::new();
     if !failing.is_empty() {
         parts.push(format!("retrying {}", list(&failing)));

@@ -31,6 +31,29 @@ pub mod defaults {
     pub const MAX_CONCURRENCY_PER_HOST: usize = 4;
     pub const REFRESH_JITTER: f64 = 0.3;
     pub const RECOVERY_JITTER_SECS: u64 = 1200;
+    /// A server no client asked for in this long is not refreshed in the background: 30 minutes.
+    /// A client that asks at least every half hour never waits; after a longer break the first
+    /// request waits for one mint (two round trips). Each burst of use then costs its first mint,
+    /// about one refresh per 36 minutes of use and at most one more after it (see the performance
+    /// chapter: `make bench-fleet`).
+    pub const IDLE_AFTER_SECS: u64 = 1800;
+}
+
+/// The window over which ID-JAGs, jwt-bearer grants and client requests are counted: 30 days.
+pub const USAGE_WINDOW_SECS: u64 = 30 * 86_400;
+
+/// Whether a server last asked for by a client at `last_requested` is still in use at `now`:
+/// asked for within `idle_after_secs` (0: every server counts as in use, always kept warm).
+pub fn in_use(last_requested: Option<u64>, now: u64, idle_after_secs: u64) -> bool {
+    idle_after_secs == 0
+        || last_requested.is_some_and(|at| now.saturating_sub(at) < idle_after_secs)
+}
+
+/// Whether a server that minted `minted` ID-JAGs in the last 30 days is near its monthly
+/// `budget`: at 90 % of it background refreshes stop, and the rest is left for clients' requests
+/// (which are never refused because of the budget).
+pub fn near_budget(minted: u64, budget: Option<u64>) -> bool {
+    budget.is_some_and(|b| minted.saturating_mul(10) >= b.saturating_mul(9))
 }
 
 /// Refresh policy numbers (from the policy's settings).
@@ -304,6 +327,22 @@ mod tests {
         assert_eq!(load.in_flight("idp.example"), 1);
         load.clear();
         assert_eq!(load.in_flight("idp.example"), 0);
+    }
+
+    #[test]
+    fn a_server_is_in_use_while_asked_for_within_the_idle_window() {
+        assert!(in_use(Some(1000), 1000 + 1799, 1800));
+        assert!(!in_use(Some(1000), 1000 + 1800, 1800));
+        assert!(!in_use(None, 1000, 1800));
+        // 0: always warm, as before idle servers existed.
+        assert!(in_use(None, 1000, 0));
+    }
+
+    #[test]
+    fn near_budget_at_nine_tenths() {
+        assert!(!near_budget(224, Some(250)));
+        assert!(near_budget(225, Some(250)));
+        assert!(!near_budget(10_000, None));
     }
 
     #[test]

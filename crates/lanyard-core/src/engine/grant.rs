@@ -53,6 +53,32 @@ pub enum GrantFailure {
     IdpEndpointGone { error: String, endpoint: url::Url },
 }
 
+/// What one grant minted: ID-JAGs issued by the identity provider and tokens issued by the
+/// authorization server for them, each counted as soon as its answer is read (a grant whose second
+/// leg fails has still spent its ID-JAG).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spent {
+    pub id_jags: u64,
+    pub jwt_bearer_grants: u64,
+}
+
+/// Where a running grant records what it spent (read by the engine once it ends).
+#[derive(Debug, Default)]
+pub struct SpendTally {
+    id_jags: std::sync::atomic::AtomicU64,
+    jwt_bearer_grants: std::sync::atomic::AtomicU64,
+}
+
+impl SpendTally {
+    pub fn spent(&self) -> Spent {
+        use std::sync::atomic::Ordering::Relaxed;
+        Spent {
+            id_jags: self.id_jags.load(Relaxed),
+            jwt_bearer_grants: self.jwt_bearer_grants.load(Relaxed),
+        }
+    }
+}
+
 /// The lifetime assumed when a server omits `expires_in`.
 pub const DEFAULT_EXPIRES_IN: u64 = 300;
 
@@ -72,6 +98,8 @@ pub struct GrantInputs {
     pub slots: GrantSlots,
     /// What discovery may follow and which issuer it saw first.
     pub rules: DiscoveryRules,
+    /// What this grant minted.
+    pub tally: Arc<SpendTally>,
 }
 
 /// What discovery may follow, and where the first issuer seen for each server is pinned.
@@ -320,6 +348,10 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                 .and_then(|r| r.clock_offset(inputs.clock.unix_now()));
             let id_jag = match answer.and_then(|r| token::parse_id_jag_response(&r)) {
                 Ok(r) => {
+                    inputs
+                        .tally
+                        .id_jags
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     id_jag_lifetime = r.expires_in;
                     r.access_token
                 }
@@ -362,6 +394,12 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
             }
             _ => classify_as_error(e),
         })?;
+    if inputs.server.mode == ServerMode::EnterpriseManaged {
+        inputs
+            .tally
+            .jwt_bearer_grants
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let scopes = match response.scope.as_deref() {
         Some(s) => token::split_scopes(s),
         None => scopes,

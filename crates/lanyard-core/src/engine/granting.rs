@@ -96,6 +96,7 @@ impl Actor {
                 urls: DiscoveredUrls::for_dev_mode(self.config.policy.dev_mode),
                 pins: self.config.store.clone(),
             },
+            tally: Arc::default(),
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;
@@ -132,6 +133,7 @@ impl Actor {
         self.host_load.start(&hosts);
         let events = self.events_tx.clone();
         tokio::spawn(async move {
+            let tally = inputs.tally.clone();
             let (target, result) = grant::run(inputs).await;
             let _ = events.send(Event::GrantDone {
                 server,
@@ -139,6 +141,7 @@ impl Actor {
                 target,
                 result,
                 hosts,
+                spent: tally.spent(),
             });
         });
     }
@@ -264,6 +267,7 @@ impl Actor {
                     refresh_at,
                 };
                 slot.due_at = Some(refresh_at);
+                slot.refresh_at = Some(refresh_at);
                 slot.attempts = 0;
                 slot.failed_at = None;
                 slot.retried_after_refresh = false;

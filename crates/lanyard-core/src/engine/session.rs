@@ -265,6 +265,9 @@ impl Actor {
             slot.scheduled = false;
             if on_demand && slot.token.is_none() && slot.waiters.is_empty() {
                 // Minted when a client first asks (`settings.on_demand_servers`).
+                slot.state = ServerState::ReadyOnFirstUse {
+                    reason: IdleReason::Unused,
+                };
                 continue;
             }
             self.start_grant(&id);

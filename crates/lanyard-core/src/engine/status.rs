@@ -85,7 +85,7 @@ impl Status {
         for server in &self.servers {
             let h = match server.state {
                 ServerState::Granted { .. } => Health::AllGood,
-                ServerState::NotSignedIn => Health::AllGood,
+                ServerState::NotSignedIn | ServerState::ReadyOnFirstUse { .. } => Health::AllGood,
                 ServerState::Granting | ServerState::Failing { .. } => Health::Degraded,
                 ServerState::Denied { .. } | ServerState::StepUpRequired { .. } => {
                     Health::ActionNeeded
@@ -180,6 +180,9 @@ pub struct ServerStatus {
     /// The last process a host handed this server's token to (audit; hosts that know the caller).
     #[serde(default)]
     pub last_used: Option<TokenUse>,
+    /// What this server cost and served over the last 30 days (kept across restarts).
+    #[serde(default)]
+    pub usage: super::usage::UsageCounts,
 }
 
 /// Who took a server's token, and when (recorded by the broker per hand-out).
@@ -225,6 +228,23 @@ pub enum ServerState {
         retry_at: u64,
         attempts: u32,
     },
+    /// Not kept warm in the background: the next client request mints a token (one wait of
+    /// about two round trips). Nothing is wrong.
+    ReadyOnFirstUse {
+        reason: IdleReason,
+    },
+}
+
+/// Why a server is ready on first use instead of kept warm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleReason {
+    /// No client asked for it within `settings.idle_after_secs` (or at all, for a server in
+    /// `settings.on_demand_servers`).
+    Unused,
+    /// It minted 90 % of `settings.id_jag_monthly_budget` in the last 30 days: background
+    /// refreshes stop; clients' requests are still answered.
+    NearBudget,
 }
 
 // ---- the actor's status -------------------------------------------------------------------
@@ -259,6 +279,7 @@ impl super::Actor {
                 reason: reason.clone(),
             },
         };
+        let now = self.now();
         let servers = self
             .servers
             .values()
@@ -274,6 +295,7 @@ impl super::Actor {
                     .as_ref()
                     .map(|t| t.authorization_server.issuer.clone()),
                 last_used: slot.last_used.clone(),
+                usage: self.usage_totals(&slot.policy.id, now),
             })
             .collect();
         Status {
@@ -282,7 +304,7 @@ impl super::Actor {
             keychain: self.keychain.clone(),
             policy: self.policy_status.clone(),
             organization: OrganizationSettings::from(&self.config.policy.settings),
-            updated_at: self.now(),
+            updated_at: now,
         }
     }
 
