@@ -88,6 +88,7 @@ book: deps
 # bench-token (debug build, 1 round of 3 runs), whose Node client once spoke an old protocol.
 bench-smoke: deps
 	PROFILE=debug ROUNDS=1 RUNS=3 scripts/bench-token.sh
+	$(CARGO) run -q -p lanyard-fleet --bin lanyard-bench-fleet -- --agents 200 --users 200 --out target/artifacts/bench-fleet-smoke
 
 test: deps book lint check-windows check-macos unit ui-test webview conformance interop windows-e2e package-test bench-smoke
 
