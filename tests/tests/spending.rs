@@ -238,3 +238,96 @@ async fn a_budget_stops_background_refreshes_but_never_a_client() {
     let usage = lanyard.engine.status().server("docs").expect("docs").usage;
     assert_eq!(usage.id_jags, 4);
 }
+
+/// The demo world with the docs server's authorization server answering jwt-bearer grants with a
+/// refresh token (valid a day, rotated at each use).
+async fn refresh_token_world() -> lanyard_testbed::Testbed {
+    let mut config = demo_config(Duration::ZERO);
+    for auth_server in &mut config.auth_servers {
+        if auth_server.name == "docs" {
+            auth_server.refresh_token_lifetime = Some(Duration::from_secs(86_400));
+        }
+    }
+    testbed(config).await
+}
+
+fn refresh_mints(tb: &lanyard_testbed::Testbed, id: &str) -> u64 {
+    tb.auth_server(id).expect("AS").stats().refresh_mints
+}
+
+#[tokio::test]
+async fn with_use_refresh_token_renewals_skip_the_id_jag_for_at_most_eight_hours() {
+    let tb = refresh_token_world().await;
+    let mut policy = policy_json(&tb);
+    // Only docs, so that every exchange the IdP sees is one of docs'.
+    policy["servers"]
+        .as_array_mut()
+        .expect("servers")
+        .retain(|s| s["id"] == "docs");
+    server_entry(&mut policy, "docs")["use_refresh_token"] = json!(true);
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    lanyard.sign_in().await;
+    let mut expires = lanyard.wait_granted("docs").await;
+    let exchanges = tb.idp().stats().token_exchanges;
+    assert_eq!((mints(&tb, "docs"), refresh_mints(&tb, "docs")), (1, 0));
+
+    // Renewals use the refresh token: no ID-JAG, no jwt-bearer grant.
+    for renewal in 1..=3 {
+        lanyard.advance(&tb, ALL_DUE);
+        expires = match lanyard
+            .wait_server(
+                "docs",
+                "renewed",
+                |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > expires),
+            )
+            .await
+        {
+            ServerState::Granted { expires_at, .. } => expires_at,
+            _ => unreachable!(),
+        };
+        assert_eq!(refresh_mints(&tb, "docs"), renewal);
+    }
+    assert_eq!(mints(&tb, "docs"), 1);
+    assert_eq!(
+        tb.idp().stats().token_exchanges,
+        exchanges,
+        "no ID-JAG for the renewals"
+    );
+    let token = lanyard.token("docs", 60).await;
+    assert_accepted(
+        tb.mcp_server("docs").expect("mcp"),
+        token.access_token.expose(),
+    )
+    .await;
+    let usage = lanyard.engine.status().server("docs").expect("docs").usage;
+    assert_eq!((usage.id_jags, usage.jwt_bearer_grants), (1, 1));
+
+    // The IdP cuts alice off from docs; within eight hours of the first ID-JAG the next renewal
+    // asks it again, and the denial shows.
+    let docs_as = tb.auth_server("docs").expect("AS").issuer().to_owned();
+    tb.idp().deny("alice", &docs_as);
+    lanyard.advance(&tb, Duration::from_secs(8 * 3600));
+    lanyard
+        .wait_server("docs", "denied", |s| {
+            matches!(s, ServerState::Denied { .. })
+        })
+        .await;
+    assert_eq!(refresh_mints(&tb, "docs"), 3, "the old chain was not used");
+}
+
+#[tokio::test]
+async fn without_use_refresh_token_every_renewal_is_a_new_id_jag() {
+    let tb = refresh_token_world().await;
+    let lanyard = start_engine(&tb, &policy_json(&tb), Options::default());
+    lanyard.sign_in().await;
+    let first = lanyard.wait_granted("docs").await;
+    lanyard.advance(&tb, ALL_DUE);
+    lanyard
+        .wait_server(
+            "docs",
+            "renewed",
+            |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > first),
+        )
+        .await;
+    assert_eq!((mints(&tb, "docs"), refresh_mints(&tb, "docs")), (2, 0));
+}

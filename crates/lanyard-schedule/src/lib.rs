@@ -42,6 +42,18 @@ pub mod defaults {
     pub const IDLE_AFTER_SECS: u64 = 900;
 }
 
+/// How long after the ID-JAG that began it an authorization server's refresh token may renew a
+/// server's access token (`servers[].use_refresh_token`): 8 hours, a working day. After that the
+/// next renewal asks the identity provider for a new ID-JAG, so the IdP's policy (a disabled user,
+/// a revoked assignment) takes effect within 8 hours plus one access token's life.
+pub const AS_REFRESH_TOKEN_MAX_AGE_SECS: u64 = 8 * 3600;
+
+/// Whether a refresh token whose chain began (with an ID-JAG) at `chain_started_at` may still
+/// renew at `now`.
+pub fn may_use_refresh_token(chain_started_at: u64, now: u64) -> bool {
+    now.saturating_sub(chain_started_at) < AS_REFRESH_TOKEN_MAX_AGE_SECS
+}
+
 /// The window over which ID-JAGs, jwt-bearer grants and client requests are counted: 30 days.
 pub const USAGE_WINDOW_SECS: u64 = 30 * 86_400;
 

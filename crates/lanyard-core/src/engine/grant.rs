@@ -29,6 +29,10 @@ pub struct Minted {
     pub access_token: Secret,
     pub expires_in: u64,
     pub scopes: Vec<String>,
+    /// The authorization server's refresh token, when it sent one.
+    pub refresh_token: Option<Secret>,
+    /// Renewed with [`GrantInputs::refresh_token`], without an ID-JAG.
+    pub by_refresh_token: bool,
 }
 
 /// How a grant failed, sorted by what the engine does next.
@@ -100,6 +104,10 @@ pub struct GrantInputs {
     pub rules: DiscoveryRules,
     /// What this grant minted.
     pub tally: Arc<SpendTally>,
+    /// The authorization server's refresh token, to try before a new ID-JAG
+    /// (`servers[].use_refresh_token`, within its bounded age); refused, the grant goes on with
+    /// an ID-JAG.
+    pub refresh_token: Option<Secret>,
 }
 
 /// What discovery may follow, and where the first issuer seen for each server is pinned.
@@ -311,6 +319,42 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         now: inputs.clock.unix_now(),
         jti: random_id(),
     };
+    if let (ServerMode::EnterpriseManaged, Some(refresh_token)) =
+        (inputs.server.mode, &inputs.refresh_token)
+    {
+        let request = token::refresh(
+            &as_endpoint,
+            &inputs.client,
+            &as_inputs(),
+            refresh_token,
+            &scopes,
+        )
+        .map_err(|e| GrantFailure::Retry(e.to_string()))?;
+        let answer = {
+            let _slot = inputs.slots.own_host.acquire().await;
+            inputs.http.execute(&request).await
+        };
+        match answer.and_then(|r| token::parse_token_response(&r)) {
+            Ok(response) => {
+                return Ok(Minted {
+                    scopes: response
+                        .scope
+                        .as_deref()
+                        .map(token::split_scopes)
+                        .unwrap_or(scopes),
+                    access_token: response.access_token,
+                    expires_in: response.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+                    refresh_token: response.refresh_token,
+                    by_refresh_token: true,
+                })
+            }
+            // Refused (expired, revoked, rotated away): a new ID-JAG, as without one.
+            Err(WireError::OAuth(body)) => {
+                tracing::info!(server = %inputs.server.id, error = %body.error, "the refresh token was refused; asking the identity provider for a new ID-JAG");
+            }
+            Err(e) => return Err(classify_as_error(e)),
+        }
+    }
     let mut idp_clock: Option<i64> = None;
     let mut id_jag_lifetime: Option<u64> = None;
     let request = match inputs.server.mode {
@@ -408,6 +452,8 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         access_token: response.access_token,
         expires_in: response.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
         scopes,
+        refresh_token: response.refresh_token,
+        by_refresh_token: false,
     })
 }
 

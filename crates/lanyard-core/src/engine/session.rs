@@ -301,6 +301,7 @@ impl Actor {
             if slot.policy.mode == ServerMode::EnterpriseManaged {
                 slot.generation += 1;
                 slot.token = None;
+                slot.as_refresh = None;
                 slot.scoped_token = None;
                 slot.in_flight = false;
                 slot.awaiting_idp = false;

@@ -103,6 +103,9 @@ pub(super) struct ServerSlot {
     /// The token's refresh time while the server is kept warm; kept while it idles, so a request
     /// that finds the old token still good renews it in the background from then on.
     pub(super) refresh_at: Option<u64>,
+    /// The authorization server's refresh token and when the ID-JAG that began its chain was
+    /// minted (`servers[].use_refresh_token`). In memory only: a restart asks for a new ID-JAG.
+    pub(super) as_refresh: Option<(Secret, u64)>,
 }
 
 impl ServerSlot {
@@ -132,6 +135,7 @@ impl ServerSlot {
             last_used: None,
             served: 0,
             refresh_at: None,
+            as_refresh: None,
         }
     }
 

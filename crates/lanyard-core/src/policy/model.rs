@@ -142,6 +142,12 @@ pub struct ServerPolicy {
     /// How the token is obtained.
     #[serde(default)]
     pub mode: ServerMode,
+    /// When the authorization server answers the jwt-bearer grant with a refresh token, renew
+    /// the access token with it instead of a new ID-JAG, for at most 8 hours after that ID-JAG
+    /// (then a new ID-JAG: the identity provider decides again). Off by default: every renewal
+    /// then asks the identity provider, which can cut a user off within one access token's life.
+    #[serde(default)]
+    pub use_refresh_token: bool,
 }
 
 /// Where a client secret comes from. Never the secret itself.
