@@ -203,20 +203,22 @@ fn month_markdown(users: usize, seed: u64) -> String {
     let mut out = String::new();
     let started = Instant::now();
     let mut runs: Vec<(String, MonthConfig, MonthReport)> = Vec::new();
-    for (label, idle, budget) in [
-        ("always warm (before)", 0, None),
-        ("use-driven, idle 1 min", 60, None),
-        ("use-driven, idle 5 min", 300, None),
-        ("use-driven, idle 15 min (default)", 900, None),
-        ("use-driven, idle 30 min", 1800, None),
-        ("use-driven, idle 1 h", 3600, None),
-        ("use-driven, idle 3 h", 3 * 3600, None),
-        ("idle 15 min + budget 60", 900, Some(60)),
+    for (label, idle, budget, refresh_token) in [
+        ("always warm (before)", 0, None, false),
+        ("use-driven, idle 1 min", 60, None, false),
+        ("use-driven, idle 5 min", 300, None, false),
+        ("use-driven, idle 15 min (default)", 900, None, false),
+        ("use-driven, idle 30 min", 1800, None, false),
+        ("use-driven, idle 1 h", 3600, None, false),
+        ("use-driven, idle 3 h", 3 * 3600, None, false),
+        ("idle 15 min + budget 60", 900, Some(60), false),
+        ("idle 15 min + use_refresh_token", 900, None, true),
     ] {
         let mut cfg = MonthConfig::standard(users);
         cfg.seed = seed;
         cfg.idle_after_secs = idle;
         cfg.budget = budget;
+        cfg.use_refresh_token = refresh_token;
         let report = simulate_month(&cfg);
         runs.push((label.to_owned(), cfg, report));
     }

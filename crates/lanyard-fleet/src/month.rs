@@ -17,12 +17,16 @@
 //! refresh fires at the first awake second at or after it (the engine catches up on wake-up); a
 //! request with a usable token is served, and re-arms a server that idled (its refresh, already
 //! due, goes at once); a request without one mints and waits. The session's own renewals are
-//! counted at the IdP, one per ID-token refresh while awake (they spend no ID-JAG). Not modelled:
+//! counted at the IdP, one per ID-token refresh while awake (they spend no ID-JAG). With
+//! `use_refresh_token`, a renewal within [`may_use_refresh_token`]'s bound of the chain's first
+//! ID-JAG spends none (the chain lives in memory: an agent restart ends it). Not modelled:
 //! host caps (the day simulation shows they change nothing measurable) and a session renewal
 //! failing during the outage, and a success of one server ending the agent's failing streak
 //! for the others while the outage lasts (there is none: every request fails).
 
-use lanyard_schedule::{in_use, near_budget, Backoff, RefreshRule, RetryRule};
+use lanyard_schedule::{
+    in_use, may_use_refresh_token, near_budget, Backoff, RefreshRule, RetryRule,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -46,6 +50,9 @@ pub struct MonthConfig {
     /// `settings.idle_after_secs`; 0 keeps every server warm (before use-driven refresh).
     pub idle_after_secs: u64,
     pub budget: Option<u64>,
+    /// `servers[].use_refresh_token` on every server, with authorization servers whose refresh
+    /// tokens outlive the bound: a renewal within it spends no ID-JAG.
+    pub use_refresh_token: bool,
     /// A client's request needs this much life left in the token (the engine's `min_ttl`).
     pub min_ttl: u64,
     /// The outage, as (day, second of day, length).
@@ -73,6 +80,7 @@ impl MonthConfig {
             },
             idle_after_secs: lanyard_schedule::defaults::IDLE_AFTER_SECS,
             budget: None,
+            use_refresh_token: false,
             min_ttl: 60,
             outage: Some((1, 13 * HOUR, 20 * MIN)),
             seed: 11,
@@ -255,6 +263,8 @@ struct ServerRun<'a> {
     /// found by a first pass over the agent's servers.
     agent_failing_since: Option<u64>,
     first_failure: Option<u64>,
+    /// When the ID-JAG that began the refresh-token chain was minted.
+    chain_started: Option<u64>,
 }
 
 impl ServerRun<'_> {
@@ -278,8 +288,16 @@ impl ServerRun<'_> {
             self.due = Some(self.cfg.retry.retry_at(t, self.attempts, since, rng.gen()));
             return false;
         }
-        self.count_idp(t);
-        self.minted.push(t);
+        let by_refresh_token = self
+            .chain_started
+            .is_some_and(|c| may_use_refresh_token(c, t));
+        if !by_refresh_token {
+            self.count_idp(t);
+            self.minted.push(t);
+            if self.cfg.use_refresh_token {
+                self.chain_started = Some(t);
+            }
+        }
         self.attempts = 0;
         self.failing_since = None;
         self.failing = false;
@@ -413,6 +431,7 @@ fn play_server(
         minted: Vec::new(),
         agent_failing_since,
         first_failure: None,
+        chain_started: None,
     };
     let (mut requests, mut waited) = (0u64, 0u64);
     // Sign-ins and requests in time order (a sign-in first when both fall in one second).
@@ -425,6 +444,7 @@ fn play_server(
             // An agent restart: the tokens in memory are gone, the sign-in grants every server.
             run.attempts = 0;
             run.failing = false;
+            run.chain_started = None;
             run.grant(t, rng);
             continue;
         }
