@@ -474,7 +474,8 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
 
 /// A server ready on first use (here: on demand, never asked for) looks calm in the window, in
 /// the light and the dark theme: the good tone, a quiet sentence, no problem and no button, and
-/// the tray stays all good. Screenshots `idle-light.png` and `idle-dark.png`.
+/// the tray stays all good. Screenshots in target/artifacts/webview-idle/: `idle-light.png` and
+/// `idle-dark.png`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, D-Bus and tauri-driver: run by `make webview`"]
 async fn an_idle_server_looks_calm_in_light_and_dark() {
@@ -482,7 +483,8 @@ async fn an_idle_server_looks_calm_in_light_and_dark() {
         std::env::var_os("DISPLAY").is_some(),
         "no DISPLAY: run through scripts/webview-e2e.sh"
     );
-    let shots = kit::artifacts("webview");
+    // Its own folder: the other test empties target/artifacts/webview/ when it starts.
+    let shots = kit::artifacts("webview-idle");
     let _trayer = kit::start_trayer();
     for theme in ["light", "dark"] {
         let scratch = kit::Scratch::new(&format!("webview-idle-{theme}"));
