@@ -122,6 +122,7 @@ tray-bench: deps ui
 bench: deps
 	$(CARGO) build --release -q -p lanyard-testbed
 	$(CARGO) bench -p lanyard-tests --bench signin_to_granted
+	$(CARGO) bench -p lanyard-tests --bench first_use
 
 # Issue 13: 10,000 agents x 20 servers on a virtual clock, scheduled by the engine's own
 # lanyard-schedule functions (sign-ins 09:00-09:30, a day of refreshes, a 20-minute outage at 13:00).
