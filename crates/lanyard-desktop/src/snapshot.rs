@@ -410,6 +410,23 @@ mod tests {
     }
 
     #[test]
+    fn a_server_ready_on_first_use_is_all_good_and_counts_as_ready() {
+        use lanyard_core::engine::IdleReason;
+        for reason in [IdleReason::Unused, IdleReason::NearBudget] {
+            let s = status(
+                signed_in(),
+                vec![
+                    server("a", granted()),
+                    server("b", ServerState::ReadyOnFirstUse { reason }),
+                ],
+            );
+            assert_eq!(s.health(), Health::AllGood);
+            assert_eq!(tray_health(&s), TrayHealth::AllGood);
+            assert_eq!(headline(&s), "All 2 servers ready");
+        }
+    }
+
+    #[test]
     fn a_denied_server_is_calm_a_failing_or_step_up_one_is_not() {
         let denied = || ServerState::Denied {
             code: "access_denied".into(),

@@ -22,10 +22,12 @@
 //! | `granting` | starting grants, holding scheduled ones back, taking their results in |
 //! | `events` | what spawned work reports back, dispatched to the room that owns it |
 //! | `timing` | the clock after a wake-up, what is due, the next deadline |
+//! | `spending` | what each server mints and serves (counted into [`usage`]), the state file's writes, whether a due refresh goes or the server idles (ready on first use) |
 //! | `status` | the [`Status`] types and building and publishing them |
 //! | `reload` | applying a new policy live |
 //!
-//! [`grant`] runs one grant as a task (it owns no state); [`schedule`] holds the pure rules of when.
+//! [`grant`] runs one grant as a task (it owns no state); [`schedule`] holds the pure rules of when;
+//! [`usage`] is the per-server 30-day counts and the state file they live in.
 
 pub mod credentials;
 mod events;
