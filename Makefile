@@ -84,8 +84,9 @@ book: deps
 	.tools/mdbook/bin/mdbook build docs
 	scripts/check-book-links.py
 
-# The benchmarks at smoke size, so they cannot rot unseen (numbers are not judged here): for now
-# bench-token (debug build, 1 round of 3 runs), whose Node client once spoke an old protocol.
+# The benchmarks at smoke size, so they cannot rot unseen (numbers are not judged here):
+# bench-token (debug build, 1 round of 3 runs), whose Node client once spoke an old protocol, and
+# the fleet bench's day and month of people with 200 agents and 200 users (debug build).
 bench-smoke: deps
 	PROFILE=debug ROUNDS=1 RUNS=3 scripts/bench-token.sh
 	$(CARGO) run -q -p lanyard-fleet --bin lanyard-bench-fleet -- --agents 200 --users 200 --out target/artifacts/bench-fleet-smoke
