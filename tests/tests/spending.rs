@@ -331,3 +331,35 @@ async fn without_use_refresh_token_every_renewal_is_a_new_id_jag() {
         .await;
     assert_eq!((mints(&tb, "docs"), refresh_mints(&tb, "docs")), (2, 0));
 }
+
+#[tokio::test]
+async fn a_request_while_the_idle_token_is_still_good_is_answered_at_once_and_rewarms_it() {
+    let tb = testbed(demo_config(Duration::ZERO)).await;
+    let mut policy = policy_json(&tb);
+    policy["settings"] = json!({"idle_after_secs": 120});
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    lanyard.sign_in().await;
+    let expires = lanyard.wait_granted("docs").await;
+    // Due (135–225 s into a 300-s token) and unused: idle, with its token still good.
+    lanyard.advance(&tb, Duration::from_secs(230));
+    lanyard
+        .wait_server(
+            "docs",
+            "ready on first use",
+            ready_on_first_use(IdleReason::Unused),
+        )
+        .await;
+    assert_eq!(mints(&tb, "docs"), 1);
+
+    // The old token answers at once; the refresh follows in the background.
+    let token = lanyard.token("docs", 30).await;
+    assert_eq!(token.expires_at, expires, "answered with the token in hand");
+    lanyard
+        .wait_server(
+            "docs",
+            "warm again",
+            |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > expires),
+        )
+        .await;
+    assert_eq!(mints(&tb, "docs"), 2);
+}
