@@ -376,6 +376,28 @@ async fn usage_counts_survive_an_agent_restart() {
         let _again = world.start_agent();
         let usage_after = server_json(&world, "docs")["usage"].clone();
         assert_eq!(usage_after, usage, "counts after the restart");
+
+        // `lanyard diagnose` carries them: a summary line per server, and the status file.
+        let archive = world.dir.join("diagnostics.zip");
+        let out = world.run(&[
+            "diagnose",
+            "--output",
+            archive.to_str().expect("utf-8 path"),
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let mut zip =
+            zip::ZipArchive::new(std::fs::File::open(&archive).expect("archive")).expect("zip");
+        let mut summary = String::new();
+        zip.by_name("summary.txt")
+            .expect("summary.txt")
+            .read_to_string(&mut summary)
+            .expect("text");
+        assert!(
+            summary.contains(
+                "docs: last 30 days 1 ID-JAGs, 1 access tokens by jwt-bearer, 3 client requests"
+            ),
+            "{summary}"
+        );
     })
     .await;
 }
