@@ -87,12 +87,14 @@ book: deps
 
 # The benchmarks at smoke size, so they cannot rot unseen (numbers are not judged here), all in the
 # debug build: bench-token (1 round of 3 runs; its Node client once spoke an old protocol), bench
-# (N = 1, no added latency, 1 run) and bench-keys (N = 1, 1 run, PEM / SoftHSM2 / swtpm).
+# (N = 1, no added latency, 1 run), bench-keys (N = 1, 1 run, PEM / SoftHSM2 / swtpm) and the fleet
+# bench's day and month of people with 200 agents and 200 users.
 bench-smoke: deps
 	PROFILE=debug ROUNDS=1 RUNS=3 scripts/bench-token.sh
 	$(CARGO) build -q -p lanyard-testbed
 	LANYARD_TESTBED_BIN=$(CURDIR)/target/debug/lanyard-testbed $(CARGO) bench --profile dev -p lanyard-tests --bench signin_to_granted -- --runs 1 --n 1 --latency-ms 0
 	$(CARGO) bench --profile dev -p lanyard-tests --bench client_keys -- --n 1 --runs 1
+	$(CARGO) run -q -p lanyard-fleet --bin lanyard-bench-fleet -- --agents 200 --users 200 --out target/artifacts/bench-fleet-smoke
 
 test: deps book lint check-windows check-macos unit ui-test webview conformance interop windows-e2e package-test bench-smoke
 
@@ -126,6 +128,7 @@ tray-bench: deps ui
 bench: deps
 	$(CARGO) build --release -q -p lanyard-testbed
 	$(CARGO) bench -p lanyard-tests --bench signin_to_granted
+	$(CARGO) bench -p lanyard-tests --bench first_use
 
 # Issue 13: 10,000 agents x 20 servers on a virtual clock, scheduled by the engine's own
 # lanyard-schedule functions (sign-ins 09:00-09:30, a day of refreshes, a 20-minute outage at 13:00).

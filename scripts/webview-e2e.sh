@@ -18,9 +18,10 @@ CARGO="${CARGO:-cargo}"
 "$CARGO" build -q -p lanyard-testbed -p lanyard-cli -p lanyard-tray --bins
 
 # xvfb-run gives the display; with-keyring.sh the private session bus + Secret Service.
-# `timeout` so a wedged webview can never hang the suite.
+# `timeout` so a wedged webview can never hang the suite; one test at a time (they share the
+# display and the tray host).
 exec timeout --signal=TERM --kill-after=20 600 \
   xvfb-run -a -s '-screen 0 1280x800x24' \
   scripts/with-keyring.sh \
-  "$CARGO" nextest run -p lanyard-status --test webview --run-ignored only --no-fail-fast \
+  "$CARGO" nextest run -p lanyard-status --test webview --run-ignored only --no-fail-fast --test-threads 1 \
   2> >(grep -v -e 'Failed to set fd limit' >&2)

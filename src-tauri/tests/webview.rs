@@ -471,3 +471,98 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
     session.end().await;
     drop(tray);
 }
+
+/// A server ready on first use (here: on demand, never asked for) looks calm in the window, in
+/// the light and the dark theme: the good tone, a quiet sentence, no problem and no button, and
+/// the tray stays all good. Screenshots in target/artifacts/webview-idle/: `idle-light.png` and
+/// `idle-dark.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Xvfb, D-Bus and tauri-driver: run by `make webview`"]
+async fn an_idle_server_looks_calm_in_light_and_dark() {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "no DISPLAY: run through scripts/webview-e2e.sh"
+    );
+    // Its own folder: the other test empties target/artifacts/webview/ when it starts.
+    let shots = kit::artifacts("webview-idle");
+    let _trayer = kit::start_trayer();
+    for theme in ["light", "dark"] {
+        let scratch = kit::Scratch::new(&format!("webview-idle-{theme}"));
+        let tb = lanyard_testbed::demo::start_demo(Duration::ZERO)
+            .await
+            .expect("testbed");
+        let policy = kit::write_policy(&tb, &scratch.0);
+        let mut json: Value =
+            serde_json::from_slice(&std::fs::read(&policy).expect("policy")).expect("json");
+        json["settings"]["on_demand_servers"] = serde_json::json!(["tickets"]);
+        std::fs::write(&policy, json.to_string()).expect("policy");
+        let mut env = kit::app_env(&policy, &scratch.0);
+        for (key, value) in &mut env {
+            match key.as_str() {
+                "LANYARD_TRAY_THEME" => *value = theme.into(),
+                "GTK_THEME" => {
+                    *value = if theme == "dark" {
+                        "Adwaita:dark"
+                    } else {
+                        "Adwaita"
+                    }
+                    .into()
+                }
+                _ => {}
+            }
+        }
+        let socket = scratch.0.join("run/agent.sock");
+        let _agent = kit::start_agent(&policy, &env, &socket);
+        let report = scratch.0.join("tray-report.json");
+        let _tray = kit::start_tray(&env, &report);
+        let port = kit::free_port();
+        let native_port = kit::free_port();
+        let driver = Command::new(kit::tauri_driver())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native_port.to_string(),
+            ])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("tauri-driver starts");
+        let _driver = kit::Stopper(driver);
+        webdriver::wait_ready(port).await.expect("driver ready");
+        let session = Session::start(port, &kit::status_binary(), &[])
+            .await
+            .expect("a WebDriver session on the status window process");
+        until(&session, "the signed-out state", |p| {
+            p["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("You're signed out"))
+        })
+        .await;
+        session
+            .click_button("Sign in")
+            .await
+            .expect("click Sign in");
+        let now = until(&session, "docs granted, tickets ready on first use", |p| {
+            card(p, "docs")["badge"] == "Granted"
+                && card(p, "tickets")["badge"] == "Ready on first use"
+                && card(p, "payroll")["badge"] == "Blocked"
+        })
+        .await;
+        let tickets = card(&now, "tickets")["text"].as_str().unwrap_or_default();
+        assert!(tickets.contains("Not kept fresh"), "{tickets}");
+        assert!(
+            !tickets.contains("Retry") && !tickets.contains("Sign in"),
+            "no remedy on a calm server: {tickets}"
+        );
+        // Every server ready: the denial is a standing fact, the idle server no problem at all.
+        let look = until_icon(&report, &format!("tray-all_good-{theme}")).await;
+        assert_eq!(look["icon"], format!("tray-all_good-{theme}"));
+        session
+            .screenshot(&shots.join(format!("idle-{theme}.png")))
+            .await
+            .expect("shot");
+        session.end().await;
+    }
+}

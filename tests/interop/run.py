@@ -217,6 +217,7 @@ class World:
             self.env.pop(name, None)
         self.env.update(
             XDG_RUNTIME_DIR=str(self.run_dir),
+            XDG_STATE_HOME=str(scratch / "state"),
             LANYARD_POLICY=str(scratch / "policy.json"),
             LANYARD_NO_KEYCHAIN="1",
             LANYARD_LOG="info",
@@ -358,9 +359,12 @@ class World:
                 # A confidential client's secret goes only to an issuer the policy names (here an
                 # allow-list, so discovery still runs against the peers).
                 # The wiki leg signs a client assertion with a key in a PKCS#11 token.
+                # use_refresh_token on: Authlib's IDJAGGrant answers without a refresh token (as
+                # the ID-JAG draft has it), so wiki is still renewed by new ID-JAGs (counted by
+                # the no-replay check); notes keeps the default (off).
                 dict(server, id="wiki", display_name="Wiki (Authlib)", url=self.urls["wiki"],
                      client_id=self.authlib_client[0], client_auth=key, scopes=["wiki.read"],
-                     allowed_authorization_servers=[self.authlib_issuer]),
+                     allowed_authorization_servers=[self.authlib_issuer], use_refresh_token=True),
                 dict(server, id="payroll", display_name="Payroll (Authlib)", url=self.urls["payroll"],
                      client_id=self.authlib_client[0], client_auth=secret, scopes=["payroll.read"],
                      allowed_authorization_servers=[self.authlib_issuer]),

@@ -71,6 +71,7 @@ impl World {
         command
             .args(args)
             .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env("XDG_STATE_HOME", self.dir.join("state"))
             .env("LANYARD_POLICY", &self.policy)
             .env("LANYARD_NO_KEYCHAIN", "1")
             .env(
@@ -332,6 +333,91 @@ async fn agent_and_cli_end_to_end() {
             &world.run(&["token", "docs"]),
             EXIT_AGENT_NOT_RUNNING,
             "after stop",
+        );
+    })
+    .await;
+}
+
+/// Server `id` in `lanyard status --json`.
+fn server_json(world: &World, id: &str) -> Value {
+    let status = world.run(&["status", "--json"]);
+    assert_eq!(code(&status), 0, "{}", stderr(&status));
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status json");
+    status["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .find(|s| s["id"] == id)
+        .expect("server")
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_counts_survive_an_agent_restart() {
+    let world = std::sync::Arc::new(demo_world().await);
+    let w = world.clone();
+    blocking(move || {
+        let world = w;
+        let mut agent = world.start_agent();
+        let login = world.run(&["login", "--no-start"]);
+        assert_eq!(code(&login), 0, "login: {}", stderr(&login));
+        for _ in 0..3 {
+            let token = world.run(&["token", "docs"]);
+            assert_eq!(code(&token), 0, "{}", stderr(&token));
+        }
+        let usage = server_json(&world, "docs")["usage"].clone();
+        assert_eq!(usage["id_jags"], 1, "{usage}");
+        assert_eq!(usage["jwt_bearer_grants"], 1, "{usage}");
+        assert_eq!(usage["client_requests"], 3, "{usage}");
+        assert_eq!(usage["window_days"], 30, "{usage}");
+        let text = world.run(&["status"]);
+        assert!(
+            stdout(&text)
+                .contains("last 30 days: 1 ID-JAGs, 1 jwt-bearer grants, 3 client requests"),
+            "{}",
+            stdout(&text)
+        );
+
+        let status = agent.terminate();
+        assert!(status.success(), "agent exit {status:?}: {}", agent.log());
+        let file = world.dir.join("state/lanyard/usage.json");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&file)
+                .expect("the state file")
+                .permissions(),
+        );
+        assert_eq!(mode & 0o077, 0, "the state file is the owner's only");
+        let saved = std::fs::read_to_string(&file).expect("state file");
+        assert!(
+            !saved.contains("eyJ"),
+            "no token in the state file: {saved}"
+        );
+
+        // A new agent, not signed in (no keychain here): the same counts.
+        let _again = world.start_agent();
+        let usage_after = server_json(&world, "docs")["usage"].clone();
+        assert_eq!(usage_after, usage, "counts after the restart");
+
+        // `lanyard diagnose` carries them: a summary line per server, and the status file.
+        let archive = world.dir.join("diagnostics.zip");
+        let out = world.run(&[
+            "diagnose",
+            "--output",
+            archive.to_str().expect("utf-8 path"),
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let mut zip =
+            zip::ZipArchive::new(std::fs::File::open(&archive).expect("archive")).expect("zip");
+        let mut summary = String::new();
+        zip.by_name("summary.txt")
+            .expect("summary.txt")
+            .read_to_string(&mut summary)
+            .expect("text");
+        assert!(
+            summary.contains(
+                "docs: last 30 days 1 ID-JAGs, 1 access tokens by jwt-bearer, 3 client requests"
+            ),
+            "{summary}"
         );
     })
     .await;

@@ -247,6 +247,7 @@ impl World {
         let mut command = Command::new(program);
         command
             .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env("XDG_STATE_HOME", &self.runtime_dir)
             .env("LANYARD_POLICY", &self.policy)
             .env(
                 "BROWSER",

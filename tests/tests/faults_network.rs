@@ -851,6 +851,7 @@ async fn https_proxy_in_the_agents_environment_is_not_followed() {
         command
             .args(args)
             .env("XDG_RUNTIME_DIR", &run)
+            .env("XDG_STATE_HOME", &run)
             .env("LANYARD_POLICY", &policy)
             .env("LANYARD_NO_KEYCHAIN", "1")
             .env("BROWSER", &browser)
@@ -919,6 +920,7 @@ async fn ssl_cert_file_in_the_environment_does_not_replace_the_trust_store() {
             .arg(&archive)
             .env("LANYARD_POLICY", &policy)
             .env("XDG_RUNTIME_DIR", dir.join("run"))
+            .env("XDG_STATE_HOME", dir.join("run"))
             .env("LANYARD_NO_KEYCHAIN", "1")
             .env("SSL_CERT_FILE", &ca.file)
             .env("SSL_CERT_DIR", dir.join("no-such-dir"));

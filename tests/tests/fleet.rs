@@ -29,7 +29,12 @@ async fn an_on_demand_server_is_minted_at_the_first_request_and_then_kept_fresh(
     let tickets_as = tb.auth_server("tickets").expect("tickets AS");
     assert_eq!(tickets_as.stats().jwt_bearer_mints, 0);
     assert_eq!(tb.idp().stats().token_exchanges, 2);
-    assert_eq!(lanyard.state("tickets"), ServerState::NotSignedIn);
+    assert_eq!(
+        lanyard.state("tickets"),
+        ServerState::ReadyOnFirstUse {
+            reason: lanyard_core::engine::IdleReason::Unused
+        }
+    );
 
     // The first request waits for the mint and gets a working token.
     let first = lanyard.token("tickets", 60).await;

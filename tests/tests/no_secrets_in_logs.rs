@@ -77,8 +77,12 @@ fn world(basic_secret: &str, post_secret: &str) -> TestbedConfig {
         ..TestbedConfig::default()
     };
     let public = |name: &str| AsConfig::new(name, &format!("lanyard-{name}"));
+    // docs' authorization server also issues refresh tokens, which the policy lets Lanyard use:
+    // the renewal after the clock jump presents one.
+    let mut docs = public("docs").with_scopes(&["docs.read"]);
+    docs.refresh_token_lifetime = Some(Duration::from_secs(86_400));
     config.auth_servers = vec![
-        public("docs").with_scopes(&["docs.read"]),
+        docs,
         public("payroll").with_scopes(&["payroll.read"]),
         public("tickets")
             .with_client(RegisteredClient::new(
@@ -109,6 +113,7 @@ fn policy(tb: &Testbed) -> Value {
     let mut policy = lanyard_policy(tb);
     for server in policy["servers"].as_array_mut().into_iter().flatten() {
         match server["id"].as_str() {
+            Some("docs") => server["use_refresh_token"] = json!(true),
             Some("tickets") => {
                 server["client_auth"] =
                     json!({"method": "client_secret_basic", "secret": {"keychain": "tickets"}});
@@ -331,6 +336,22 @@ async fn no_secret_reaches_logs_status_or_errors() {
         .expect_err("signed out");
     shown.extend([format!("{not_signed_in:?}"), not_signed_in.to_string()]);
     engine.shutdown().await;
+
+    // Everything the authorization servers saw or issued: ID-JAGs, client secrets, access tokens
+    // and docs' refresh tokens (one of them presented for the renewal).
+    let docs_as = tb.auth_server("docs").expect("docs AS");
+    assert!(
+        docs_as.stats().refresh_mints >= 1,
+        "docs was not renewed with its refresh token"
+    );
+    for auth_server in tb.auth_servers() {
+        secrets.extend(
+            auth_server
+                .wire_secrets()
+                .into_iter()
+                .map(|v| (format!("{} wire secret", auth_server.name()), v)),
+        );
+    }
 
     // Everything the IdP saw or issued: codes, PKCE verifiers, ID tokens, refresh tokens, ID-JAGs.
     let wire = tb.idp().wire_secrets();

@@ -180,6 +180,7 @@ impl SignedIn {
         command
             .args(args)
             .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env("XDG_STATE_HOME", &self.runtime_dir)
             .env("LANYARD_POLICY", self.scratch.join("policy.json"))
             .env("LANYARD_NO_KEYCHAIN", "1")
             .env(
@@ -366,6 +367,7 @@ impl PythonClient {
             .arg(&binaries().lanyard)
             .arg("docs")
             .env("XDG_RUNTIME_DIR", &world.runtime_dir)
+            .env("XDG_STATE_HOME", &world.runtime_dir)
             // The proxy's own diagnostics at their most detailed: they must still hold no token.
             .env("LANYARD_LOG", "trace")
             .stdin(Stdio::piped())
@@ -578,6 +580,7 @@ fn claude_mcp_list(world: &SignedIn, claude: &Path, wrap: Option<&str>) -> Strin
         .args(["mcp", "list"])
         .env("HOME", &home)
         .env("XDG_RUNTIME_DIR", &world.runtime_dir)
+        .env("XDG_STATE_HOME", &world.runtime_dir)
         .env_remove("LANYARD_AGENT_SOCKET")
         .stdin(Stdio::null());
     let out = command.output().expect("run claude");

@@ -26,6 +26,25 @@ describe('ServerCard', () => {
     expect(screen.queryByRole('button')).toBeNull();
   });
 
+  it('shows a server ready on first use calmly, with its usage quietly', () => {
+    setup({
+      server: server('docs', { state: 'ready_on_first_use', reason: 'unused' }, {
+        usage: { id_jags: 12, jwt_bearer_grants: 12, client_requests: 1, window_days: 30 },
+      }),
+    });
+    expect(screen.getByTestId('badge').textContent).toContain('Ready on first use');
+    expect(screen.getByTestId('ready-on-first-use').textContent).toContain('next request');
+    expect(screen.queryByRole('status')).toBeNull();
+    expect(screen.queryByRole('button')).toBeNull();
+    expect(screen.getByTestId('usage').textContent).toContain('Last 30 days: 12 tokens minted, 1 request served');
+  });
+
+  it('says a server near its budget still answers its apps', () => {
+    setup({ server: server('docs', { state: 'ready_on_first_use', reason: 'near_budget' }) });
+    expect(screen.getByTestId('ready-on-first-use').textContent).toContain('still get a token');
+    expect(screen.queryByTestId('usage')).toBeNull();
+  });
+
   it('offers Contact IT for a denied server only when the policy has a support page', async () => {
     const denied = server('payroll', { state: 'denied', code: 'access_denied', description: null });
     const { onContact, unmount } = setup({ server: denied });

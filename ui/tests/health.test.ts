@@ -9,6 +9,7 @@ const states: Record<ServerState['state'], ServerState> = {
   denied: { state: 'denied', code: 'access_denied', description: null },
   step_up_required: { state: 'step_up_required', max_age: 300 },
   failing: { state: 'failing', error: 'HTTP 503 from the IdP', retry_at: 9, attempts: 2 },
+  ready_on_first_use: { state: 'ready_on_first_use', reason: 'unused' },
 };
 
 describe('badge', () => {
@@ -16,6 +17,10 @@ describe('badge', () => {
     const labels = Object.values(states).map((s) => badge(s).label);
     expect(new Set(labels).size).toBe(labels.length);
     expect(badge(states.granted)).toEqual({ label: 'Granted', tone: 'good' });
+    // Idle is calm: the good tone, no problem, no remedy.
+    expect(badge(states.ready_on_first_use)).toEqual({ label: 'Ready on first use', tone: 'good' });
+    expect(problem(states.ready_on_first_use)).toBeNull();
+    expect(remedy(states.ready_on_first_use)).toBeNull();
     expect(badge(states.failing)).toEqual({ label: 'Retrying', tone: 'warn' });
     expect(badge(states.denied)).toEqual({ label: 'Blocked', tone: 'bad' });
     expect(badge(states.step_up_required).tone).toBe('bad');

@@ -110,6 +110,7 @@ async fn host(
         Arc::new(SystemBrowser),
     );
     config.policy_errors = policy_errors;
+    config.state_file = state_file();
     let engine = match engine::start(config) {
         Ok(engine) => engine,
         Err(e) => {
@@ -131,6 +132,15 @@ async fn host(
             exit::FAILURE
         }
     }
+}
+
+/// The agent's non-secret state (per-server usage counts): `usage.json` in `lanyard` under the
+/// user's state folder (`$XDG_STATE_HOME`, else `~/.local/state`, on Linux), else the local data
+/// folder (macOS: `~/Library/Application Support`, Windows: `%LOCALAPPDATA%`). `None` when the OS
+/// names neither: the counts then last as long as the agent.
+pub fn state_file() -> Option<PathBuf> {
+    let dir = dirs::state_dir().or_else(dirs::data_local_dir)?;
+    Some(dir.join("lanyard").join("usage.json"))
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

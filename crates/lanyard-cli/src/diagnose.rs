@@ -307,6 +307,18 @@ fn agent_status(report: &mut Report, endpoint: Option<&Path>) -> Option<ipc::Age
                 "agent",
                 format!("running (pid {}, version {})", info.pid, info.version),
             );
+            // "jwt-bearer" never precedes a word here: the redaction takes "bearer <word>" for
+            // a credential.
+            for server in &status.servers {
+                let u = &server.usage;
+                report.ok(
+                    "usage",
+                    format!(
+                        "{}: last {} days {} ID-JAGs, {} access tokens by jwt-bearer, {} client requests",
+                        server.id, u.window_days, u.id_jags, u.jwt_bearer_grants, u.client_requests
+                    ),
+                );
+            }
             Some(info)
         }
         Err(e) => {

@@ -1,7 +1,9 @@
 //! Human-readable rendering of the engine's status for the terminal.
 
 use lanyard_core::clock::Clock;
-use lanyard_core::engine::{IdpStatus, KeychainStatus, PolicyStatus, ServerState, Status};
+use lanyard_core::engine::{
+    IdleReason, IdpStatus, KeychainStatus, PolicyStatus, ServerState, Status,
+};
 use lanyard_core::wake::SystemClock;
 
 /// "4m 05s", "2h 10m", "expired".
@@ -109,6 +111,16 @@ pub fn print_status(status: &Status) {
                 "retrying",
                 format!("{error}; next try in {}", remaining(*retry_at, now)),
             ),
+            ServerState::ReadyOnFirstUse { reason } => (
+                "ready",
+                match reason {
+                    IdleReason::Unused => "on first use (not kept warm while unused)".into(),
+                    IdleReason::NearBudget => {
+                        "on first use (near this month's ID-JAG budget: not refreshed in the background)"
+                            .into()
+                    }
+                },
+            ),
         };
         println!(
             "  {:<12} {:<20} {:<14} {}",
@@ -133,6 +145,17 @@ pub fn print_status(status: &Status) {
         }
         if let Some(key) = &server.client_key {
             println!("  {:<12} client key: {key}", "");
+        }
+        let usage = &server.usage;
+        if usage.id_jags + usage.jwt_bearer_grants + usage.client_requests > 0 {
+            println!(
+                "  {:<12} last {} days: {} ID-JAGs, {} jwt-bearer grants, {} client requests",
+                "",
+                usage.window_days,
+                usage.id_jags,
+                usage.jwt_bearer_grants,
+                usage.client_requests
+            );
         }
     }
 }

@@ -214,7 +214,13 @@ pub fn headline(status: &Status) -> String {
     let denied = names(status, |s| matches!(s, ServerState::Denied { .. }));
     let failing = names(status, |s| matches!(s, ServerState::Failing { .. }));
     let granting = names(status, |s| matches!(s, ServerState::Granting));
-    let granted = names(status, |s| matches!(s, ServerState::Granted { .. }));
+    // A server ready on first use is as ready as a granted one: nothing is wrong with it.
+    let granted = names(status, |s| {
+        matches!(
+            s,
+            ServerState::Granted { .. } | ServerState::ReadyOnFirstUse { .. }
+        )
+    });
     let mut parts = Vec::new();
     if !failing.is_empty() {
         parts.push(format!("retrying {}", list(&failing)));
@@ -402,6 +408,23 @@ mod tests {
         let json = serde_json::to_value(&snap).expect("serializes");
         assert_eq!(json["agent"]["state"], "reconnecting");
         assert_eq!(json["health"], "reconnecting");
+    }
+
+    #[test]
+    fn a_server_ready_on_first_use_is_all_good_and_counts_as_ready() {
+        use lanyard_core::engine::IdleReason;
+        for reason in [IdleReason::Unused, IdleReason::NearBudget] {
+            let s = status(
+                signed_in(),
+                vec![
+                    server("a", granted()),
+                    server("b", ServerState::ReadyOnFirstUse { reason }),
+                ],
+            );
+            assert_eq!(s.health(), Health::AllGood);
+            assert_eq!(tray_health(&s), TrayHealth::AllGood);
+            assert_eq!(headline(&s), "All 2 servers ready");
+        }
     }
 
     #[test]

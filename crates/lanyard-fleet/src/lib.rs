@@ -10,6 +10,8 @@
 //! the grant on its own retry time, spread by how long this agent has been failing) and counts the requests that reach each host. It owns no
 //! scheduling arithmetic of its own and does no I/O; the binary prints and plots its [`Report`].
 
+pub mod month;
+
 use lanyard_schedule::{on_demand, Backoff, HostLoad, RefreshRule, RetryRule};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

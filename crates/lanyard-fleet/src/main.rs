@@ -13,7 +13,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use lanyard_fleet::{clock, report, simulate, FleetConfig, HostReport, Load, Rates, Report};
+use lanyard_fleet::month::{quantile, simulate_month, MonthConfig, MonthReport};
+use lanyard_fleet::{clock, rates, report, simulate, FleetConfig, HostReport, Load, Rates, Report};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -21,6 +22,8 @@ const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 struct Args {
     agents: usize,
+    /// People in the month of use (`--users`).
+    users: usize,
     refresh_jitter: Option<f64>,
     recovery_jitter_secs: Option<u64>,
     per_host: Option<usize>,
@@ -32,6 +35,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         agents: 10_000,
+        users: 10_000,
         refresh_jitter: None,
         recovery_jitter_secs: None,
         per_host: None,
@@ -44,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--agents" => args.agents = value()?.parse().map_err(|e| format!("--agents: {e}"))?,
+            "--users" => args.users = value()?.parse().map_err(|e| format!("--users: {e}"))?,
             "--refresh-jitter" => {
                 args.refresh_jitter = Some(
                     value()?
@@ -97,7 +102,8 @@ fn main() {
     let load = simulate(&cfg);
     let elapsed = started.elapsed();
     let report = report(&cfg, &load, 1);
-    let table = markdown(&cfg, &report, elapsed.as_secs_f64());
+    let mut table = markdown(&cfg, &report, elapsed.as_secs_f64());
+    table.push_str(&month_markdown(args.users, args.seed));
     print!("{table}");
     if let Err(e) = write_outputs(&args, &cfg, &load, &report, &table) {
         eprintln!("lanyard-bench-fleet: {e}");
@@ -186,6 +192,121 @@ fn markdown(cfg: &FleetConfig, report: &Report, secs: f64) -> String {
             v.target,
             v.measured,
             if v.met { "met" } else { "NOT met" }
+        );
+    }
+    out
+}
+
+/// The month of people: ID-JAGs per user per server, always warm against use-driven refresh at
+/// several `idle_after_secs`, and what the IdP sees on the outage day.
+fn month_markdown(users: usize, seed: u64) -> String {
+    let mut out = String::new();
+    let started = Instant::now();
+    let mut runs: Vec<(String, MonthConfig, MonthReport)> = Vec::new();
+    for (label, idle, budget, refresh_token) in [
+        ("always warm (before)", 0, None, false),
+        ("use-driven, idle 1 min", 60, None, false),
+        ("use-driven, idle 5 min", 300, None, false),
+        ("use-driven, idle 15 min (default)", 900, None, false),
+        ("use-driven, idle 30 min", 1800, None, false),
+        ("use-driven, idle 1 h", 3600, None, false),
+        ("use-driven, idle 3 h", 3 * 3600, None, false),
+        ("idle 15 min + budget 60", 900, Some(60), false),
+        ("idle 15 min + use_refresh_token", 900, None, true),
+    ] {
+        let mut cfg = MonthConfig::standard(users);
+        cfg.seed = seed;
+        cfg.idle_after_secs = idle;
+        cfg.budget = budget;
+        cfg.use_refresh_token = refresh_token;
+        let report = simulate_month(&cfg);
+        runs.push((label.to_owned(), cfg, report));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = writeln!(
+        out,
+        "
+A month of people: {users} users × 20 servers (7 authorization servers), 1 h tokens, \
+         30 days from a Monday, simulated {} times in {secs:.1} s (seed {seed}). Each user uses 1 \
+         to 5 servers (popular ones more often); laptops wake 08:30–09:30 and sleep 17:00–19:00 on \
+         workdays and all weekend; on 15 % of workdays a user opens no AI client; a used server \
+         is used on 60 % of days in 1–4 bursts of 5–90 min, a request every 20 s–5 min; the \
+         agent restarts (a sign-in: every server granted once) each Monday; an outage of 20 min \
+         at 13:00 on day 2.
+",
+        runs.len()
+    );
+    let _ = writeln!(
+        out,
+        "| refresh | ID-JAGs / user / server / month (mean of 20) | on a server the user uses (mean) | p95 user: mean of 20 | p95 user: busiest server | worst user's busiest server | requests that waited for a mint | IdP ID-JAGs / user / month | busiest AS jwt-bearer / user / month |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (label, cfg, r) in &runs {
+        let means = r.mean_per_user();
+        let busiest: Vec<f64> = r
+            .busiest_server_per_user()
+            .iter()
+            .map(|&b| f64::from(b))
+            .collect();
+        let used: Vec<f64> = r
+            .used
+            .iter()
+            .enumerate()
+            .flat_map(|(u, servers)| servers.iter().map(move |&s| (u, s)))
+            .map(|(u, s)| f64::from(r.of(u, s)))
+            .collect();
+        let total: u64 = r.per_as.iter().sum();
+        let busiest_as = r.per_as.iter().copied().max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "| {label} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} % | {:.0} | {:.0} |",
+            means.iter().sum::<f64>() / means.len().max(1) as f64,
+            used.iter().sum::<f64>() / used.len().max(1) as f64,
+            quantile(&means, 0.95),
+            quantile(&busiest, 0.95),
+            quantile(&busiest, 1.0),
+            100.0 * r.waited as f64 / r.requests.max(1) as f64,
+            total as f64 / cfg.users as f64,
+            busiest_as as f64 / cfg.users as f64,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "
+The IdP on day 2 (every request it sees: sign-ins, session renewals, ID-JAG exchanges), \
+         requests per second; steady is 10:00–12:59 and 15:00–16:59, after the outage is \
+         13:20–17:00:
+"
+    );
+    let _ = writeln!(
+        out,
+        "| refresh | steady peak | steady mean | peak / mean | after the outage: peak | / steady mean | per 10 s: steady peak / mean | after the outage / steady mean |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (label, _, r) in &runs {
+        let steady = rates(
+            &r.idp_day,
+            &[(10 * 3600, 13 * 3600), (15 * 3600, 17 * 3600)],
+            1,
+        );
+        let after = rates(&r.idp_day, &[(13 * 3600 + 20 * 60, 17 * 3600)], 1);
+        let steady10 = rates(
+            &r.idp_day,
+            &[(10 * 3600, 13 * 3600), (15 * 3600, 17 * 3600)],
+            10,
+        );
+        let after10 = rates(&r.idp_day, &[(13 * 3600 + 20 * 60, 17 * 3600)], 10);
+        let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
+        let _ = writeln!(
+            out,
+            "| {label} | {:.0} | {:.1} | {:.2} × | {:.0} | {:.2} × | {:.2} × | {:.2} × |",
+            steady.peak,
+            steady.mean,
+            ratio(steady.peak, steady.mean),
+            after.peak,
+            ratio(after.peak, steady.mean),
+            ratio(steady10.peak, steady10.mean),
+            ratio(after10.peak, steady10.mean),
         );
     }
     out

@@ -31,6 +31,44 @@ pub mod defaults {
     pub const MAX_CONCURRENCY_PER_HOST: usize = 4;
     pub const REFRESH_JITTER: f64 = 0.3;
     pub const RECOVERY_JITTER_SECS: u64 = 1200;
+    /// A server no client asked for in this long is not refreshed in the background: 15 minutes.
+    /// A refresh falls due between 45 % and 75 % of a token's life, so after it the token still
+    /// has at least a quarter of its life, 15 minutes of a 1-hour token, in which a client's
+    /// request is answered at once and renews it in the background: a client that asks at least
+    /// every 15 minutes never waits, whatever this setting. Longer only keeps rarer clients
+    /// warm, at about one ID-JAG per 36 minutes of not being used; after a longer break the first
+    /// request waits for one mint (two round trips). See the performance chapter (`make
+    /// bench-fleet`) for what each choice costs a month.
+    pub const IDLE_AFTER_SECS: u64 = 900;
+}
+
+/// How long after the ID-JAG that began it an authorization server's refresh token may renew a
+/// server's access token (`servers[].use_refresh_token`): 8 hours, a working day. After that the
+/// next renewal asks the identity provider for a new ID-JAG, so the IdP's policy (a disabled user,
+/// a revoked assignment) takes effect within 8 hours plus one access token's life.
+pub const AS_REFRESH_TOKEN_MAX_AGE_SECS: u64 = 8 * 3600;
+
+/// Whether a refresh token whose chain began (with an ID-JAG) at `chain_started_at` may still
+/// renew at `now`.
+pub fn may_use_refresh_token(chain_started_at: u64, now: u64) -> bool {
+    now.saturating_sub(chain_started_at) < AS_REFRESH_TOKEN_MAX_AGE_SECS
+}
+
+/// The window over which ID-JAGs, jwt-bearer grants and client requests are counted: 30 days.
+pub const USAGE_WINDOW_SECS: u64 = 30 * 86_400;
+
+/// Whether a server last asked for by a client at `last_requested` is still in use at `now`:
+/// asked for within `idle_after_secs` (0: every server counts as in use, always kept warm).
+pub fn in_use(last_requested: Option<u64>, now: u64, idle_after_secs: u64) -> bool {
+    idle_after_secs == 0
+        || last_requested.is_some_and(|at| now.saturating_sub(at) < idle_after_secs)
+}
+
+/// Whether a server that minted `minted` ID-JAGs in the last 30 days is near its monthly
+/// `budget`: at 90 % of it background refreshes stop, and the rest is left for clients' requests
+/// (which are never refused because of the budget).
+pub fn near_budget(minted: u64, budget: Option<u64>) -> bool {
+    budget.is_some_and(|b| minted.saturating_mul(10) >= b.saturating_mul(9))
 }
 
 /// Refresh policy numbers (from the policy's settings).
@@ -304,6 +342,22 @@ mod tests {
         assert_eq!(load.in_flight("idp.example"), 1);
         load.clear();
         assert_eq!(load.in_flight("idp.example"), 0);
+    }
+
+    #[test]
+    fn a_server_is_in_use_while_asked_for_within_the_idle_window() {
+        assert!(in_use(Some(1000), 1000 + 1799, 1800));
+        assert!(!in_use(Some(1000), 1000 + 1800, 1800));
+        assert!(!in_use(None, 1000, 1800));
+        // 0: always warm, as before idle servers existed.
+        assert!(in_use(None, 1000, 0));
+    }
+
+    #[test]
+    fn near_budget_at_nine_tenths() {
+        assert!(!near_budget(224, Some(250)));
+        assert!(near_budget(225, Some(250)));
+        assert!(!near_budget(10_000, None));
     }
 
     #[test]

@@ -35,6 +35,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default, Debug)]
 pub(crate) struct AsCounters {
     jwt_bearer_mints: AtomicU64,
+    refresh_mints: AtomicU64,
     client_credentials_mints: AtomicU64,
     rejected_grants: AtomicU64,
     rejected_replays: AtomicU64,
@@ -52,10 +53,15 @@ impl AsCounters {
         form: &HashMap<String, String>,
         issued: Option<&Value>,
     ) {
-        let mut seen: Vec<String> = ["assertion", "client_assertion", "client_secret"]
-            .iter()
-            .filter_map(|k| form.get(*k).cloned())
-            .collect();
+        let mut seen: Vec<String> = [
+            "assertion",
+            "client_assertion",
+            "client_secret",
+            "refresh_token",
+        ]
+        .iter()
+        .filter_map(|k| form.get(*k).cloned())
+        .collect();
         seen.extend(
             headers
                 .get(axum::http::header::AUTHORIZATION)
@@ -63,12 +69,14 @@ impl AsCounters {
                 .and_then(|v| v.strip_prefix("Basic "))
                 .map(str::to_owned),
         );
-        seen.extend(
-            issued
-                .and_then(|b| b.get("access_token"))
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        );
+        for field in ["access_token", "refresh_token"] {
+            seen.extend(
+                issued
+                    .and_then(|b| b.get(field))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            );
+        }
         let mut wire = lock(&self.wire_secrets);
         for value in seen.into_iter().filter(|v| !v.is_empty()) {
             if !wire.contains(&value) {
@@ -83,6 +91,8 @@ impl AsCounters {
 pub struct AsStats {
     /// Access tokens minted from ID-JAGs.
     pub jwt_bearer_mints: u64,
+    /// Access tokens minted from refresh tokens (see [`AsConfig::refresh_token_lifetime`]).
+    pub refresh_mints: u64,
     /// Access tokens minted by client credentials.
     pub client_credentials_mints: u64,
     /// Token requests refused (any reason, including replays).
@@ -114,6 +124,19 @@ pub(crate) struct AsState {
     /// The token endpoint has moved to `{base}/v2/token`; the old path answers 404.
     pub token_moved: AtomicBool,
     pub counters: AsCounters,
+    /// Refresh tokens issued and not yet used: what each may mint again.
+    pub refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
+}
+
+/// What a refresh token stands for.
+#[derive(Clone, Debug)]
+pub(crate) struct RefreshGrant {
+    sub: String,
+    client_id: String,
+    resource: Option<String>,
+    scope: Vec<String>,
+    email: Option<String>,
+    expires_at: u64,
 }
 
 impl AsState {
@@ -146,6 +169,7 @@ impl AsState {
             used_jtis: Mutex::new(HashSet::new()),
             client_jtis: Mutex::new(HashSet::new()),
             counters: AsCounters::default(),
+            refresh_tokens: Mutex::new(HashMap::new()),
             config,
         }
     }
@@ -188,7 +212,11 @@ impl AsState {
             "token_endpoint": self.token_endpoint(),
             "jwks_uri": format!("{b}/jwks"),
             "revocation_endpoint": format!("{b}/revoke"),
-            "grant_types_supported": [GRANT_JWT_BEARER, "client_credentials"],
+            "grant_types_supported": if self.config.refresh_token_lifetime.is_some() {
+                json!([GRANT_JWT_BEARER, "client_credentials", "refresh_token"])
+            } else {
+                json!([GRANT_JWT_BEARER, "client_credentials"])
+            },
             "authorization_grant_profiles_supported": [GRANT_PROFILE_ID_JAG],
             "token_endpoint_auth_methods_supported": auth_methods,
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
@@ -391,10 +419,70 @@ impl AsState {
                 .fetch_add(1, Ordering::SeqCst);
             return Err(OAuthError::invalid_grant("jti already used"));
         }
-        let body = self.mint(&sub, &client.client_id, resource, &granted, claim("email"))?;
+        let mut body = self.mint(
+            &sub,
+            &client.client_id,
+            resource.clone(),
+            &granted,
+            claim("email"),
+        )?;
+        self.issue_refresh_token(
+            &mut body,
+            RefreshGrant {
+                sub,
+                client_id: client.client_id.clone(),
+                resource,
+                scope: granted,
+                email: claim("email").map(str::to_owned),
+                expires_at: 0,
+            },
+        );
         self.counters
             .jwt_bearer_mints
             .fetch_add(1, Ordering::SeqCst);
+        Ok(body)
+    }
+
+    /// Adds a refresh token to `body` when this server issues them.
+    fn issue_refresh_token(&self, body: &mut Value, mut grant: RefreshGrant) {
+        let Some(lifetime) = self.config.refresh_token_lifetime else {
+            return;
+        };
+        grant.expires_at = self.clock.unix() + lifetime.as_secs();
+        let token = random_token(24);
+        body["refresh_token"] = json!(token);
+        lock(&self.refresh_tokens).insert(token, grant);
+    }
+
+    /// A refresh token → a new access token and a new refresh token (the old one is spent).
+    fn refresh(
+        &self,
+        client: &RegisteredClient,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, OAuthError> {
+        let presented = form
+            .get("refresh_token")
+            .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+        let grant = lock(&self.refresh_tokens)
+            .remove(presented)
+            .ok_or_else(|| OAuthError::invalid_grant("unknown or used refresh token"))?;
+        if grant.client_id != client.client_id {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token belongs to another client",
+            ));
+        }
+        if grant.expires_at <= self.clock.unix() {
+            return Err(OAuthError::invalid_grant("refresh token expired"));
+        }
+        let mut body = self.mint(
+            &grant.sub,
+            &client.client_id,
+            grant.resource.clone(),
+            &grant.scope,
+            grant.email.as_deref(),
+        )?;
+        self.issue_refresh_token(&mut body, grant);
+        self.counters.refresh_mints.fetch_add(1, Ordering::SeqCst);
         Ok(body)
     }
 
@@ -496,6 +584,9 @@ async fn token(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Byte
         Ok(client) => match form.get("grant_type").map(String::as_str) {
             Some(GRANT_JWT_BEARER) => state.jwt_bearer(&client, &form).await,
             Some("client_credentials") => state.client_credentials(&client, &form),
+            Some("refresh_token") if state.config.refresh_token_lifetime.is_some() => {
+                state.refresh(&client, &form)
+            }
             Some(other) => Err(OAuthError::new(
                 "unsupported_grant_type",
                 format!("grant_type {other} is not supported"),
@@ -630,6 +721,7 @@ impl AsHandle {
         let n = |a: &AtomicU64| a.load(Ordering::SeqCst);
         AsStats {
             jwt_bearer_mints: n(&c.jwt_bearer_mints),
+            refresh_mints: n(&c.refresh_mints),
             client_credentials_mints: n(&c.client_credentials_mints),
             rejected_grants: n(&c.rejected_grants),
             rejected_replays: n(&c.rejected_replays),

@@ -249,6 +249,9 @@ pub struct AsConfig {
     pub access_token_lifetime: Duration,
     /// Scopes it may grant (empty = any requested scope).
     pub allowed_scopes: Vec<String>,
+    /// Answer a jwt-bearer grant with a refresh token too, valid this long (rotated at each use);
+    /// `None`: no refresh tokens.
+    pub refresh_token_lifetime: Option<Duration>,
 }
 
 impl AsConfig {
@@ -264,6 +267,7 @@ impl AsConfig {
             trusted_idp: None,
             access_token_lifetime: Duration::from_secs(300),
             allowed_scopes: Vec::new(),
+            refresh_token_lifetime: None,
         }
     }
 

@@ -92,10 +92,16 @@ pub fn engine_config(
     clock: &TestClock,
     browser: Arc<dyn Browser>,
 ) -> EngineConfig {
-    let policy = match Policy::from_json(&policy.to_string(), "testbed policy") {
+    let mut parsed = match Policy::from_json(&policy.to_string(), "testbed policy") {
         Ok(p) => p,
         Err(errors) => panic!("the testbed policy is invalid: {errors:?}"),
     };
+    // As in `support::start_engine`: without `settings.idle_after_secs` every server is kept
+    // warm, since these tests exercise refreshes no client asked for.
+    if policy.pointer("/settings/idle_after_secs").is_none() {
+        parsed.settings.idle_after_secs = 0;
+    }
+    let policy = parsed;
     let mut config =
         EngineConfig::new(policy, store, Arc::new(SharedClock(clock.clone())), browser);
     config.sign_in_timeout = Duration::from_secs(30);

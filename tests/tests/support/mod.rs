@@ -136,8 +136,15 @@ pub fn start_engine(tb: &Testbed, policy: &Value, options: Options) -> Lanyard {
     let clock = ManualClock::new(tb.clock().now());
     let browser = TestBrowser::new(USER);
     let dyn_browser: Arc<dyn Browser> = options.browser.unwrap_or_else(|| browser.clone());
+    let mut parsed = parse_policy(policy);
+    // One difference from production: without `settings.idle_after_secs` every server is kept
+    // warm (0), as before idle servers existed, because most tests exercise refreshes of servers
+    // no client asks for; `spending.rs` tests idling.
+    if policy.pointer("/settings/idle_after_secs").is_none() {
+        parsed.settings.idle_after_secs = 0;
+    }
     let mut config = EngineConfig::new(
-        parse_policy(policy),
+        parsed,
         options.store.clone(),
         Arc::new(clock.clone()),
         dyn_browser,

@@ -24,7 +24,17 @@ export function badge(state: ServerState): Badge {
       return { label: 'Sign in again', tone: 'bad' };
     case 'not_signed_in':
       return { label: 'Waiting for sign-in', tone: 'idle' };
+    case 'ready_on_first_use':
+      return { label: 'Ready on first use', tone: 'good' };
   }
+}
+
+/** A calm word on a server that is fine but not kept warm (null otherwise). */
+export function note(state: ServerState): string | null {
+  if (state.state !== 'ready_on_first_use') return null;
+  return state.reason === 'near_budget'
+    ? 'Near this month’s budget, so not refreshed in the background. Your apps still get a token when they ask.'
+    : 'Not kept fresh while no app uses it. The next request gets a token in a moment.';
 }
 
 /** The button that fixes a state, if any. */

@@ -23,7 +23,17 @@ export type ServerState =
   | { state: 'granted'; expires_at: number; scopes: string[]; refresh_at: number }
   | { state: 'denied'; code: string; description: string | null }
   | { state: 'step_up_required'; max_age: number | null }
-  | { state: 'failing'; error: string; retry_at: number; attempts: number };
+  | { state: 'failing'; error: string; retry_at: number; attempts: number }
+  /** Not kept warm: the next request mints a token. Nothing is wrong. */
+  | { state: 'ready_on_first_use'; reason: 'unused' | 'near_budget' };
+
+/** What a server cost and served over the last `window_days` days. */
+export interface UsageCounts {
+  id_jags: number;
+  jwt_bearer_grants: number;
+  client_requests: number;
+  window_days: number;
+}
 
 export interface TokenUse {
   at: number;
@@ -48,6 +58,8 @@ export interface ServerStatus {
   last_used?: TokenUse | null;
   /** Where this server's client key lives, when it authenticates with one. */
   client_key?: KeyLocation | null;
+  /** Absent from older agents. */
+  usage?: UsageCounts;
 }
 
 export type KeychainStatus =

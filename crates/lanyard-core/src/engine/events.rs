@@ -205,8 +205,10 @@ impl Actor {
                 target,
                 result,
                 hosts,
+                spent,
             } => {
                 self.host_load.finish(&hosts);
+                self.count_spent(&server, spent);
                 self.on_grant_done(server, generation, target, result);
                 self.release_held_back();
             }

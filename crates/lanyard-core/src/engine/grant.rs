@@ -29,6 +29,10 @@ pub struct Minted {
     pub access_token: Secret,
     pub expires_in: u64,
     pub scopes: Vec<String>,
+    /// The authorization server's refresh token, when it sent one.
+    pub refresh_token: Option<Secret>,
+    /// Renewed with [`GrantInputs::refresh_token`], without an ID-JAG.
+    pub by_refresh_token: bool,
 }
 
 /// How a grant failed, sorted by what the engine does next.
@@ -53,6 +57,32 @@ pub enum GrantFailure {
     IdpEndpointGone { error: String, endpoint: url::Url },
 }
 
+/// What one grant minted: ID-JAGs issued by the identity provider and tokens issued by the
+/// authorization server for them, each counted as soon as its answer is read (a grant whose second
+/// leg fails has still spent its ID-JAG).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spent {
+    pub id_jags: u64,
+    pub jwt_bearer_grants: u64,
+}
+
+/// Where a running grant records what it spent (read by the engine once it ends).
+#[derive(Debug, Default)]
+pub struct SpendTally {
+    id_jags: std::sync::atomic::AtomicU64,
+    jwt_bearer_grants: std::sync::atomic::AtomicU64,
+}
+
+impl SpendTally {
+    pub fn spent(&self) -> Spent {
+        use std::sync::atomic::Ordering::Relaxed;
+        Spent {
+            id_jags: self.id_jags.load(Relaxed),
+            jwt_bearer_grants: self.jwt_bearer_grants.load(Relaxed),
+        }
+    }
+}
+
 /// The lifetime assumed when a server omits `expires_in`.
 pub const DEFAULT_EXPIRES_IN: u64 = 300;
 
@@ -72,6 +102,12 @@ pub struct GrantInputs {
     pub slots: GrantSlots,
     /// What discovery may follow and which issuer it saw first.
     pub rules: DiscoveryRules,
+    /// What this grant minted.
+    pub tally: Arc<SpendTally>,
+    /// The authorization server's refresh token, to try before a new ID-JAG
+    /// (`servers[].use_refresh_token`, within its bounded age); refused, the grant goes on with
+    /// an ID-JAG.
+    pub refresh_token: Option<Secret>,
 }
 
 /// What discovery may follow, and where the first issuer seen for each server is pinned.
@@ -283,6 +319,42 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         now: inputs.clock.unix_now(),
         jti: random_id(),
     };
+    if let (ServerMode::EnterpriseManaged, Some(refresh_token)) =
+        (inputs.server.mode, &inputs.refresh_token)
+    {
+        let request = token::refresh(
+            &as_endpoint,
+            &inputs.client,
+            &as_inputs(),
+            refresh_token,
+            &scopes,
+        )
+        .map_err(|e| GrantFailure::Retry(e.to_string()))?;
+        let answer = {
+            let _slot = inputs.slots.own_host.acquire().await;
+            inputs.http.execute(&request).await
+        };
+        match answer.and_then(|r| token::parse_token_response(&r)) {
+            Ok(response) => {
+                return Ok(Minted {
+                    scopes: response
+                        .scope
+                        .as_deref()
+                        .map(token::split_scopes)
+                        .unwrap_or(scopes),
+                    access_token: response.access_token,
+                    expires_in: response.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+                    refresh_token: response.refresh_token,
+                    by_refresh_token: true,
+                })
+            }
+            // Refused (expired, revoked, rotated away): a new ID-JAG, as without one.
+            Err(WireError::OAuth(body)) => {
+                tracing::info!(server = %inputs.server.id, error = %body.error, "the refresh token was refused; asking the identity provider for a new ID-JAG");
+            }
+            Err(e) => return Err(classify_as_error(e)),
+        }
+    }
     let mut idp_clock: Option<i64> = None;
     let mut id_jag_lifetime: Option<u64> = None;
     let request = match inputs.server.mode {
@@ -320,6 +392,10 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                 .and_then(|r| r.clock_offset(inputs.clock.unix_now()));
             let id_jag = match answer.and_then(|r| token::parse_id_jag_response(&r)) {
                 Ok(r) => {
+                    inputs
+                        .tally
+                        .id_jags
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     id_jag_lifetime = r.expires_in;
                     r.access_token
                 }
@@ -362,6 +438,12 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
             }
             _ => classify_as_error(e),
         })?;
+    if inputs.server.mode == ServerMode::EnterpriseManaged {
+        inputs
+            .tally
+            .jwt_bearer_grants
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let scopes = match response.scope.as_deref() {
         Some(s) => token::split_scopes(s),
         None => scopes,
@@ -370,6 +452,8 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         access_token: response.access_token,
         expires_in: response.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
         scopes,
+        refresh_token: response.refresh_token,
+        by_refresh_token: false,
     })
 }
 

@@ -96,6 +96,16 @@ impl Actor {
                 urls: DiscoveredUrls::for_dev_mode(self.config.policy.dev_mode),
                 pins: self.config.store.clone(),
             },
+            tally: Arc::default(),
+            refresh_token: slot
+                .as_refresh
+                .as_ref()
+                .filter(|(_, started)| {
+                    slot.policy.use_refresh_token
+                        && slot.extra_scopes.is_empty()
+                        && schedule::may_use_refresh_token(*started, now)
+                })
+                .map(|(token, _)| token.clone()),
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;
@@ -132,6 +142,7 @@ impl Actor {
         self.host_load.start(&hosts);
         let events = self.events_tx.clone();
         tokio::spawn(async move {
+            let tally = inputs.tally.clone();
             let (target, result) = grant::run(inputs).await;
             let _ = events.send(Event::GrantDone {
                 server,
@@ -139,6 +150,7 @@ impl Actor {
                 target,
                 result,
                 hosts,
+                spent: tally.spent(),
             });
         });
     }
@@ -244,6 +256,14 @@ impl Actor {
                 }
             }
             Ok(minted) => {
+                slot.as_refresh = match (slot.policy.use_refresh_token, minted.refresh_token) {
+                    (false, _) | (true, None) => None,
+                    // Renewed by the refresh token: its chain keeps the ID-JAG's start.
+                    (true, Some(next)) if minted.by_refresh_token => {
+                        slot.as_refresh.take().map(|(_, started)| (next, started))
+                    }
+                    (true, Some(next)) => Some((next, now)),
+                };
                 let expires_in = clamp_lifetime(minted.expires_in);
                 let expires_at = now.saturating_add(expires_in);
                 // However short the lifetime and however long the lead, the schedule grants one
@@ -264,6 +284,7 @@ impl Actor {
                     refresh_at,
                 };
                 slot.due_at = Some(refresh_at);
+                slot.refresh_at = Some(refresh_at);
                 slot.attempts = 0;
                 slot.failed_at = None;
                 slot.retried_after_refresh = false;
@@ -284,6 +305,7 @@ impl Actor {
             Err(GrantFailure::Denied { code, description }) => {
                 warn!(server = %id, code = %code, "access denied by policy");
                 slot.token = None;
+                slot.as_refresh = None;
                 slot.scoped_token = None;
                 slot.due_at = None;
                 slot.state = ServerState::Denied {
@@ -318,6 +340,7 @@ impl Actor {
             Err(GrantFailure::SubjectRejected { description }) => {
                 warn!(server = %id, "access denied by the identity provider");
                 slot.token = None;
+                slot.as_refresh = None;
                 slot.due_at = None;
                 let code = "invalid_grant".to_owned();
                 slot.state = ServerState::Denied {

@@ -22,10 +22,12 @@
 //! | `granting` | starting grants, holding scheduled ones back, taking their results in |
 //! | `events` | what spawned work reports back, dispatched to the room that owns it |
 //! | `timing` | the clock after a wake-up, what is due, the next deadline |
+//! | `spending` | what each server mints and serves (counted into [`usage`]), the state file's writes, whether a due refresh goes or the server idles (ready on first use) |
 //! | `status` | the [`Status`] types and building and publishing them |
 //! | `reload` | applying a new policy live |
 //!
-//! [`grant`] runs one grant as a task (it owns no state); [`schedule`] holds the pure rules of when.
+//! [`grant`] runs one grant as a task (it owns no state); [`schedule`] holds the pure rules of when;
+//! [`usage`] is the per-server 30-day counts and the state file they live in.
 
 pub mod credentials;
 mod events;
@@ -36,8 +38,10 @@ mod requests;
 pub mod schedule;
 mod session;
 mod slots;
+mod spending;
 pub mod status;
 mod timing;
+pub mod usage;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -48,9 +52,10 @@ use tracing::{debug, info, warn};
 
 pub use schedule::{Backoff, HostLoad, RefreshRule, RetryRule};
 pub use status::{
-    Health, IdpStatus, KeychainStatus, OrganizationSettings, PolicyStatus, Requester, ServerState,
-    ServerStatus, Status, TokenUse,
+    Health, IdleReason, IdpStatus, KeychainStatus, OrganizationSettings, PolicyStatus, Requester,
+    ServerState, ServerStatus, Status, TokenUse,
 };
+pub use usage::UsageCounts;
 
 use crate::clock::Clock;
 use crate::oauth::discovery::DiscoveredUrls;
@@ -79,6 +84,9 @@ pub struct EngineConfig {
     pub sign_in_timeout: Duration,
     /// Resume a saved session (refresh token in the keychain) at start.
     pub restore_session: bool,
+    /// The agent's non-secret state file (per-server usage counts over 30 days, when a client
+    /// last asked for each server); `None` keeps them in memory only.
+    pub state_file: Option<std::path::PathBuf>,
     /// Why no usable policy could be loaded: the engine starts `Misconfigured` (with `policy` then
     /// empty) until a good one is applied.
     pub policy_errors: Vec<String>,
@@ -102,6 +110,7 @@ impl EngineConfig {
             sign_in_timeout: Duration::from_secs(300),
             restore_session: true,
             policy_errors: Vec::new(),
+            state_file: None,
         }
     }
 }
@@ -318,8 +327,10 @@ impl EngineHandle {
             .await
     }
 
+    /// Stops the engine and waits until it has (its state file written).
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
+        self.commands.closed().await;
     }
 
     /// The latest status.
@@ -403,6 +414,14 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
                 errors: config.policy_errors.clone(),
             }
         },
+        usage: config
+            .state_file
+            .as_deref()
+            .map(usage::load)
+            .unwrap_or_default(),
+        state_writer: config.state_file.clone().map(usage::StateWriter::new),
+        usage_sequence: 0,
+        usage_flush_at: None,
         config,
     };
     if actor.config.restore_session && actor.config.policy.idp.is_some() {
@@ -469,6 +488,8 @@ enum Event {
         result: Result<Minted, GrantFailure>,
         /// The hosts this grant was counted against in [`HostLoad`].
         hosts: Vec<String>,
+        /// What the grant minted on the way (counted even when it failed later).
+        spent: grant::Spent,
     },
     ClientResolved {
         server: String,
@@ -497,6 +518,14 @@ struct Actor {
     status_tx: watch::Sender<Status>,
     events_tx: mpsc::UnboundedSender<Event>,
     policy_status: PolicyStatus,
+    /// Per-server counts over 30 days and when a client last asked (see [`usage`]).
+    usage: usage::UsageRecord,
+    /// Writes `usage` to the state file, when there is one.
+    state_writer: Option<usage::StateWriter>,
+    /// Numbers the writes of `usage`, so a late one never replaces a newer one.
+    usage_sequence: u64,
+    /// When `usage` changed without a mint (client requests): written by then, at the latest.
+    usage_flush_at: Option<u64>,
 }
 
 impl Actor {
@@ -527,8 +556,10 @@ impl Actor {
                 () = deadline => {}
             }
             self.on_tick();
+            self.collect_usage();
             self.publish();
         }
+        self.write_usage_now();
         debug!("engine stopped");
     }
 

@@ -109,10 +109,28 @@ impl Actor {
         let signed_in = matches!(self.idp.phase, IdpPhase::SignedIn);
         let restoring = matches!(self.idp.phase, IdpPhase::Restoring);
         let retry = self.retry_rule();
-        let Some(slot) = self.servers.get_mut(&id) else {
+        if !self.servers.contains_key(&id) {
             let _ = reply.send(Err(EngineError::UnknownServer(id)));
             return;
+        }
+        self.note_request(&id, now);
+        let near_budget = self.idle_reason(&id, now) == Some(IdleReason::NearBudget);
+        let Some(slot) = self.servers.get_mut(&id) else {
+            return;
         };
+        if let (ServerState::ReadyOnFirstUse { .. }, Some(current)) = (&slot.state, &slot.token) {
+            if current.expires_at > now && !near_budget {
+                // In use again while its last token is still good: kept warm from now on (its
+                // refresh, already due, goes in the background; this request is answered below).
+                let refresh_at = slot.refresh_at.unwrap_or(now).max(now);
+                slot.state = ServerState::Granted {
+                    expires_at: current.expires_at,
+                    scopes: current.scopes.clone(),
+                    refresh_at,
+                };
+                slot.due_at = Some(refresh_at);
+            }
+        }
         let beyond = slot.beyond_ceiling(&request.extra_scopes);
         if !beyond.is_empty() {
             warn!(server = %id, scopes = %beyond.join(" "), "a client asked for scopes beyond the policy's ceiling: refused");
@@ -127,6 +145,7 @@ impl Actor {
             if let Some(token) =
                 slot.usable_token_with(&request.extra_scopes, now, request.min_ttl.as_secs())
             {
+                slot.served += 1;
                 let _ = reply.send(Ok(token));
                 return;
             }
@@ -144,6 +163,7 @@ impl Actor {
         let may_reuse = !lacks_scope && (!request.force_refresh || minted_recently);
         if may_reuse {
             if let Some(token) = slot.usable_token(now, request.min_ttl.as_secs()) {
+                slot.served += 1;
                 let _ = reply.send(Ok(token));
                 return;
             }

@@ -254,6 +254,9 @@ impl Actor {
             slot.scheduled = false;
             if on_demand && slot.token.is_none() && slot.waiters.is_empty() {
                 // Minted when a client first asks (`settings.on_demand_servers`).
+                slot.state = ServerState::ReadyOnFirstUse {
+                    reason: IdleReason::Unused,
+                };
                 continue;
             }
             self.start_grant(&id);
@@ -287,6 +290,7 @@ impl Actor {
             if slot.policy.mode == ServerMode::EnterpriseManaged {
                 slot.generation += 1;
                 slot.token = None;
+                slot.as_refresh = None;
                 slot.scoped_token = None;
                 slot.in_flight = false;
                 slot.awaiting_idp = false;

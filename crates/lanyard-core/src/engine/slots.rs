@@ -97,6 +97,15 @@ pub(super) struct ServerSlot {
     /// Scopes were added while a grant was in flight: mint again before answering.
     pub(super) regrant: bool,
     pub(super) last_used: Option<TokenUse>,
+    /// Client requests answered with a token since the actor last added them to the usage
+    /// counts (see [`super::usage`]).
+    pub(super) served: u64,
+    /// The token's refresh time while the server is kept warm; kept while it idles, so a request
+    /// that finds the old token still good renews it in the background from then on.
+    pub(super) refresh_at: Option<u64>,
+    /// The authorization server's refresh token and when the ID-JAG that began its chain was
+    /// minted (`servers[].use_refresh_token`). In memory only: a restart asks for a new ID-JAG.
+    pub(super) as_refresh: Option<(Secret, u64)>,
 }
 
 impl ServerSlot {
@@ -124,6 +133,9 @@ impl ServerSlot {
             granting_extra: false,
             regrant: false,
             last_used: None,
+            served: 0,
+            refresh_at: None,
+            as_refresh: None,
         }
     }
 
@@ -188,6 +200,9 @@ impl ServerSlot {
     }
 
     pub(super) fn answer_waiters(&mut self, answer: Result<AccessToken, EngineError>) {
+        if answer.is_ok() {
+            self.served += self.waiters.len() as u64;
+        }
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(answer.clone());
         }

@@ -89,7 +89,7 @@ impl Status {
         for server in &self.servers {
             let h = match server.state {
                 ServerState::Granted { .. } => Health::AllGood,
-                ServerState::NotSignedIn => Health::AllGood,
+                ServerState::NotSignedIn | ServerState::ReadyOnFirstUse { .. } => Health::AllGood,
                 ServerState::Granting | ServerState::Failing { .. } => Health::Degraded,
                 ServerState::Denied { .. } | ServerState::StepUpRequired { .. } => {
                     Health::ActionNeeded
@@ -187,6 +187,9 @@ pub struct ServerStatus {
     /// Where the client key of this server's authorization-server leg lives, if it has one.
     #[serde(default)]
     pub client_key: Option<KeyLocation>,
+    /// What this server cost and served over the last 30 days (kept across restarts).
+    #[serde(default)]
+    pub usage: super::usage::UsageCounts,
 }
 
 /// Who took a server's token, and when (recorded by the broker per hand-out).
@@ -232,6 +235,23 @@ pub enum ServerState {
         retry_at: u64,
         attempts: u32,
     },
+    /// Not kept warm in the background: the next client request mints a token (one wait of
+    /// about two round trips). Nothing is wrong.
+    ReadyOnFirstUse {
+        reason: IdleReason,
+    },
+}
+
+/// Why a server is ready on first use instead of kept warm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleReason {
+    /// No client asked for it within `settings.idle_after_secs` (or at all, for a server in
+    /// `settings.on_demand_servers`).
+    Unused,
+    /// It minted 90 % of `settings.id_jag_monthly_budget` in the last 30 days: background
+    /// refreshes stop; clients' requests are still answered.
+    NearBudget,
 }
 
 // ---- the actor's status -------------------------------------------------------------------
@@ -267,6 +287,7 @@ impl super::Actor {
                 reason: reason.clone(),
             },
         };
+        let now = self.now();
         let servers = self
             .servers
             .values()
@@ -283,6 +304,7 @@ impl super::Actor {
                     .map(|t| t.authorization_server.issuer.clone()),
                 last_used: slot.last_used.clone(),
                 client_key: configured_location(&slot.policy.client_auth),
+                usage: self.usage_totals(&slot.policy.id, now),
             })
             .collect();
         Status {
@@ -297,7 +319,7 @@ impl super::Actor {
                 .idp
                 .as_ref()
                 .and_then(|idp| configured_location(&idp.client_auth)),
-            updated_at: self.now(),
+            updated_at: now,
         }
     }
 

@@ -35,10 +35,30 @@ impl Actor {
             .map(|s| s.policy.id.clone())
             .collect();
         for id in due {
-            if let Some(slot) = self.servers.get_mut(&id) {
-                slot.scheduled = true;
+            let granted = self
+                .servers
+                .get(&id)
+                .is_some_and(|s| matches!(s.state, ServerState::Granted { .. }));
+            // A refresh (not a retry) goes only for a server in use and within its budget.
+            let idle = if granted {
+                self.idle_reason(&id, now)
+            } else {
+                None
+            };
+            let Some(slot) = self.servers.get_mut(&id) else {
+                continue;
+            };
+            if let Some(reason) = idle {
+                info!(server = %id, ?reason, "not refreshed in the background: ready on first use");
+                slot.due_at = None;
+                slot.state = ServerState::ReadyOnFirstUse { reason };
+                continue;
             }
+            slot.scheduled = true;
             self.start_grant(&id);
+        }
+        if self.usage_flush_at.is_some_and(|at| now >= at) {
+            self.write_usage_soon();
         }
     }
 
@@ -57,6 +77,9 @@ impl Actor {
             if let (Some(due), false) = (slot.due_at, slot.in_flight) {
                 consider(due);
             }
+        }
+        if let Some(at) = self.usage_flush_at {
+            consider(at);
         }
         if matches!(self.idp.phase, IdpPhase::SignedIn) && !self.idp.refresh_in_flight {
             consider(self.idp.refresh_due_at.max(self.idp.refresh_retry_at));

@@ -142,6 +142,12 @@ pub struct ServerPolicy {
     /// How the token is obtained.
     #[serde(default)]
     pub mode: ServerMode,
+    /// When the authorization server answers the jwt-bearer grant with a refresh token, renew
+    /// the access token with it instead of a new ID-JAG, for at most 8 hours after that ID-JAG
+    /// (then a new ID-JAG: the identity provider decides again). Off by default: every renewal
+    /// then asks the identity provider, which can cut a user off within one access token's life.
+    #[serde(default)]
+    pub use_refresh_token: bool,
 }
 
 /// Where a client secret comes from. Never the secret itself.
@@ -336,6 +342,16 @@ pub struct Settings {
     /// Servers whose token is minted only when a client first asks for it, not at sign-in (ids,
     /// or `*` for all); once minted it is kept fresh as usual.
     pub on_demand_servers: Vec<String>,
+    /// A server that no client asked for in this many seconds is not refreshed in the background
+    /// (0–604800; 0 keeps every server warm all day). It shows as ready on first use; the next
+    /// request mints its token, one wait of about two round trips. Every ID-JAG costs quota at
+    /// the identity provider (Okta: 250 per user and app a month without its AI-agent plan).
+    #[schemars(range(max = 604800))]
+    pub idle_after_secs: u64,
+    /// ID-JAGs a server may mint in 30 days before its background refreshes stop (at 90 % of
+    /// it). A client's request is never refused because of it. Absent: no budget.
+    #[schemars(range(min = 1))]
+    pub id_jag_monthly_budget: Option<u64>,
     /// Where "contact IT" points: an https or mailto URL.
     pub support_url: Option<String>,
     /// The proxy every request of Lanyard goes through (administrator only; Lanyard ignores
@@ -365,6 +381,8 @@ impl Default for Settings {
             refresh_jitter: defaults::REFRESH_JITTER,
             recovery_jitter_secs: defaults::RECOVERY_JITTER_SECS,
             on_demand_servers: Vec::new(),
+            idle_after_secs: defaults::IDLE_AFTER_SECS,
+            id_jag_monthly_budget: None,
             support_url: None,
             proxy: None,
             extra_ca_files: Vec::new(),
@@ -418,6 +436,8 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
     spec("refresh_jitter", true, true),
     spec("recovery_jitter_secs", true, true),
     spec("on_demand_servers", true, true),
+    spec("idle_after_secs", true, true),
+    spec("id_jag_monthly_budget", true, true),
     spec("support_url", true, true),
     admin_spec("proxy", true),
     admin_spec("extra_ca_files", true),
