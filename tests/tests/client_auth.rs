@@ -92,11 +92,8 @@ async fn run(idp: Method, auth: Method) {
     policy["idp"]["client_auth"] = idp.policy;
     server_entry(&mut policy, "docs")["client_auth"] = auth.policy;
     lanyard_testbed::demo::allow_authorization_servers_of_confidential_clients(&tb, &mut policy);
-    let lanyard = start_engine(&tb, &policy, Options::default());
-    lanyard.sign_in().await;
-    lanyard.wait_granted("docs").await;
+    let lanyard = granted_and_accepted(&tb, &policy, "docs").await;
     let mcp = tb.mcp_server("docs").expect("mcp");
-    assert_accepted(mcp, lanyard.token("docs", 60).await.access_token.expose()).await;
 
     // 50 minutes later the ID token (1 h) is refreshed at the IdP and the server re-granted.
     lanyard.advance(&tb, Duration::from_secs(50 * 60));

@@ -43,21 +43,16 @@ fn pin() -> Option<Secret> {
 }
 
 fn provision(module: &Path) {
-    let created = pkcs11::init_token(
-        &reference(module, "any", "00"),
-        &Secret::new(SO_PIN),
-        &Secret::new(USER_PIN),
-    )
-    .expect("token");
-    assert_eq!(created, pkcs11::TokenInit::Created);
-    // A second run keeps it.
-    let again = pkcs11::init_token(
-        &reference(module, "any", "00"),
-        &Secret::new(SO_PIN),
-        &Secret::new(USER_PIN),
-    )
-    .expect("token");
-    assert_eq!(again, pkcs11::TokenInit::AlreadyThere);
+    // A second run keeps the token the first made.
+    for expected in [pkcs11::TokenInit::Created, pkcs11::TokenInit::AlreadyThere] {
+        let outcome = pkcs11::init_token(
+            &reference(module, "any", "00"),
+            &Secret::new(SO_PIN),
+            &Secret::new(USER_PIN),
+        )
+        .expect("token");
+        assert_eq!(outcome, expected);
+    }
 }
 
 /// Signs a client assertion with `key` and verifies it with the key's own public JWK.
@@ -302,11 +297,7 @@ async fn both_legs_authenticate_with_a_tpm_held_key_registered_as_a_jwk() {
     server_entry(&mut policy, "docs")["client_auth"] =
         json!({"method": "private_key_jwt", "key": key_json, "alg": "ES256"});
     lanyard_testbed::demo::allow_authorization_servers_of_confidential_clients(&tb, &mut policy);
-    let lanyard = start_engine(&tb, &policy, Options::default());
-    lanyard.sign_in().await;
-    lanyard.wait_granted("docs").await;
-    let mcp = tb.mcp_server("docs").expect("mcp");
-    assert_accepted(mcp, lanyard.token("docs", 60).await.access_token.expose()).await;
+    let lanyard = granted_and_accepted(&tb, &policy, "docs").await;
     let stats = tb.idp().stats();
     assert_eq!(stats.rejected_token_exchanges, 0);
     // The status names where each leg's key lives, never the PIN.

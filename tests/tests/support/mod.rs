@@ -279,6 +279,17 @@ pub async fn whoami(mcp: &McpHandle, token: &str) -> Result<String, u16> {
         .to_owned())
 }
 
+/// Starts an engine on `policy`, signs in, and waits until server `id` is granted with a token
+/// its MCP server accepts.
+pub async fn granted_and_accepted(tb: &Testbed, policy: &Value, id: &str) -> Lanyard {
+    let lanyard = start_engine(tb, policy, Options::default());
+    lanyard.sign_in().await;
+    lanyard.wait_granted(id).await;
+    let mcp = tb.mcp_server(id).expect("mcp");
+    assert_accepted(mcp, lanyard.token(id, 60).await.access_token.expose()).await;
+    lanyard
+}
+
 /// Asserts that `token` works at `mcp` as alice.
 pub async fn assert_accepted(mcp: &McpHandle, token: &str) {
     let text = whoami(mcp, token)

@@ -125,24 +125,7 @@ pub fn open(
     alg: KeyAlgorithm,
     pin: Option<Secret>,
 ) -> Result<Arc<dyn HeldKey>, KeyError> {
-    match reference {
-        #[cfg(target_os = "linux")]
-        KeyReference::Pkcs11 { .. } => Ok(Arc::new(pkcs11::TokenKey::open(reference, alg, pin)?)),
-        #[cfg(windows)]
-        KeyReference::Windows { .. } => {
-            let _ = pin;
-            Ok(Arc::new(cng::CngKey::open(reference, alg)?))
-        }
-        #[cfg(target_os = "macos")]
-        KeyReference::Macos { label } => {
-            let _ = pin;
-            Ok(Arc::new(keychain::KeychainKey::open(label, alg)?))
-        }
-        other => {
-            let _ = (alg, pin);
-            Err(KeyError::Unsupported(store_name(other)))
-        }
-    }
+    reach(reference, alg, pin, Reach::Open)
 }
 
 /// Makes a new non-exportable key where `reference` points, in the best store there (a TPM or
@@ -153,21 +136,47 @@ pub fn create(
     alg: KeyAlgorithm,
     pin: Option<Secret>,
 ) -> Result<Arc<dyn HeldKey>, KeyError> {
+    reach(reference, alg, pin, Reach::Create)
+}
+
+/// Whether a key is found or made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Open,
+    Create,
+}
+
+/// The store of this OS that `reference` names, opening or making the key there.
+fn reach(
+    reference: &KeyReference,
+    alg: KeyAlgorithm,
+    pin: Option<Secret>,
+    how: Reach,
+) -> Result<Arc<dyn HeldKey>, KeyError> {
     match reference {
         #[cfg(target_os = "linux")]
-        KeyReference::Pkcs11 { .. } => Ok(Arc::new(pkcs11::TokenKey::create(reference, alg, pin)?)),
+        KeyReference::Pkcs11 { .. } => Ok(Arc::new(match how {
+            Reach::Open => pkcs11::TokenKey::open(reference, alg, pin)?,
+            Reach::Create => pkcs11::TokenKey::create(reference, alg, pin)?,
+        })),
         #[cfg(windows)]
         KeyReference::Windows { .. } => {
             let _ = pin;
-            Ok(Arc::new(cng::CngKey::create(reference, alg)?))
+            Ok(Arc::new(match how {
+                Reach::Open => cng::CngKey::open(reference, alg)?,
+                Reach::Create => cng::CngKey::create(reference, alg)?,
+            }))
         }
         #[cfg(target_os = "macos")]
         KeyReference::Macos { label } => {
             let _ = pin;
-            Ok(Arc::new(keychain::KeychainKey::create(label, alg)?))
+            Ok(Arc::new(match how {
+                Reach::Open => keychain::KeychainKey::open(label, alg)?,
+                Reach::Create => keychain::KeychainKey::create(label, alg)?,
+            }))
         }
         other => {
-            let _ = (alg, pin);
+            let _ = (alg, pin, how);
             Err(KeyError::Unsupported(store_name(other)))
         }
     }
@@ -201,10 +210,7 @@ pub fn configured_location(auth: &ClientAuthPolicy) -> Option<KeyLocation> {
             id,
             ..
         } => {
-            let file = module
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let file = module_file(module);
             KeyLocation {
                 kind: pkcs11_kind(&file),
                 name: format!(
@@ -231,6 +237,14 @@ pub fn configured_location(auth: &ClientAuthPolicy) -> Option<KeyLocation> {
             name: format!("Keychain key {label:?}"),
         },
     })
+}
+
+/// A PKCS#11 module's file name, for messages.
+pub(crate) fn module_file(module: &std::path::Path) -> String {
+    module
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The kind of a PKCS#11 module, from its file name.

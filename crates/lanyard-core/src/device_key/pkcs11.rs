@@ -19,7 +19,7 @@ use cryptoki::types::AuthPin;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{ec_jwk, key_name, pkcs11_kind, rsa_jwk, HeldKey, KeyError, KeyLocation};
+use super::{ec_jwk, key_name, module_file, pkcs11_kind, rsa_jwk, HeldKey, KeyError, KeyLocation};
 use crate::oauth::{KeyAlgorithm, KeySigner};
 use crate::policy::KeyReference;
 use crate::secret::Secret;
@@ -114,11 +114,7 @@ impl<'a> Reference<'a> {
 }
 
 fn store_name(module: &Path, token: &str) -> String {
-    let file = module
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!("PKCS#11 token {token:?} ({file})")
+    format!("PKCS#11 token {token:?} ({})", module_file(module))
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
@@ -161,9 +157,7 @@ impl TokenKey {
         alg: KeyAlgorithm,
         pin: Option<Secret>,
     ) -> Result<Self, KeyError> {
-        let parts = Reference::of(reference)?;
-        let context = load_module(parts.module)?;
-        let slot = find_token(&context, &parts)?;
+        let (parts, context, slot) = token_of(reference)?;
         let key = Self {
             context,
             slot,
@@ -187,13 +181,8 @@ impl TokenKey {
         alg: KeyAlgorithm,
         pin: Option<Secret>,
     ) -> Result<Self, KeyError> {
-        let parts = Reference::of(reference)?;
-        let context = load_module(parts.module)?;
-        let slot = find_token(&context, &parts)?;
-        let session = context
-            .open_rw_session(slot)
-            .map_err(|e| store_error(&parts, "opening a session", e))?;
-        login(&session, &parts, pin.as_ref())?;
+        let (parts, context, slot) = token_of(reference)?;
+        let session = logged_in(&context, slot, &parts, pin.as_ref(), true)?;
         let existing = session
             .find_objects(&parts.template(ObjectClass::PRIVATE_KEY))
             .map_err(|e| store_error(&parts, "looking for the key", e))?;
@@ -261,11 +250,7 @@ impl TokenKey {
     /// A read-only session, logged in, and the private key's handle.
     fn open_session(&self) -> Result<(Session, ObjectHandle), KeyError> {
         let parts = self.parts();
-        let session = self
-            .context
-            .open_ro_session(self.slot)
-            .map_err(|e| store_error(&parts, "opening a session", e))?;
-        login(&session, &parts, self.pin.as_ref())?;
+        let session = logged_in(&self.context, self.slot, &parts, self.pin.as_ref(), false)?;
         let found = session
             .find_objects(&parts.template(ObjectClass::PRIVATE_KEY))
             .map_err(|e| store_error(&parts, "looking for the key", e))?;
@@ -409,6 +394,32 @@ pub fn init_token(
     Ok(TokenInit::Created)
 }
 
+/// The reference's parts, its module loaded, and the slot of its token.
+fn token_of(reference: &KeyReference) -> Result<(Reference<'_>, Pkcs11, Slot), KeyError> {
+    let parts = Reference::of(reference)?;
+    let context = load_module(parts.module)?;
+    let slot = find_token(&context, &parts)?;
+    Ok((parts, context, slot))
+}
+
+/// A session on the token, logged in as its user.
+fn logged_in(
+    context: &Pkcs11,
+    slot: Slot,
+    parts: &Reference<'_>,
+    pin: Option<&Secret>,
+    writable: bool,
+) -> Result<Session, KeyError> {
+    let opened = if writable {
+        context.open_rw_session(slot)
+    } else {
+        context.open_ro_session(slot)
+    };
+    let session = opened.map_err(|e| store_error(parts, "opening a session", e))?;
+    login(&session, parts, pin)?;
+    Ok(session)
+}
+
 fn find_token(context: &Pkcs11, parts: &Reference<'_>) -> Result<Slot, KeyError> {
     let slots = context
         .get_slots_with_initialized_token()
@@ -511,11 +522,7 @@ impl HeldKey for TokenKey {
     }
 
     fn location(&self) -> KeyLocation {
-        let file = self
-            .module
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let file = module_file(&self.module);
         KeyLocation {
             kind: pkcs11_kind(&file),
             name: format!(

@@ -248,17 +248,8 @@ where
                 Ok(headers) => headers,
                 Err(why) => {
                     tracing::warn!("{method}: {why}");
-                    for id in kind.request_ids() {
-                        let reply = error_response(
-                            &id,
-                            message::INVALID_REQUEST_CODE,
-                            &format!("Lanyard proxy: {why}"),
-                            Some(json!({ "lanyard": "invalid_tool_headers" })),
-                        );
-                        if out.send(reply.to_string()).await.is_err() {
-                            break;
-                        }
-                    }
+                    let failure = (message::INVALID_REQUEST_CODE, "invalid_tool_headers");
+                    answer_with_error(&out, kind.request_ids(), failure, &why).await;
                     continue;
                 }
             },
@@ -351,12 +342,19 @@ async fn forward<S: TokenSource>(
         return;
     };
     tracing::warn!("{method}: {e}");
-    for id in pending.ids.drain(..) {
+    let ids: Vec<Value> = pending.ids.drain(..).collect();
+    answer_with_error(out, ids, (UPSTREAM_ERROR_CODE, e.kind()), &e.to_string()).await;
+}
+
+/// Answers each of `ids` with a JSON-RPC error of `code` (with `{"lanyard": kind}` as its data)
+/// saying `why`, until the client stops reading.
+async fn answer_with_error(out: &Outbox, ids: Vec<Value>, (code, kind): (i64, &str), why: &str) {
+    for id in ids {
         let reply = error_response(
             &id,
-            UPSTREAM_ERROR_CODE,
-            &format!("Lanyard proxy: {e}"),
-            Some(json!({ "lanyard": e.kind() })),
+            code,
+            &format!("Lanyard proxy: {why}"),
+            Some(json!({ "lanyard": kind })),
         );
         if out.send(reply.to_string()).await.is_err() {
             return;

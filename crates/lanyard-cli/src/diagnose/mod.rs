@@ -10,6 +10,8 @@
 //! recorded as a problem in its file and in `summary.txt`; only an unwritable FILE fails the
 //! command.
 
+mod keys;
+
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -112,7 +114,7 @@ fn collect(sources: &PolicySources, no_keychain: bool) -> Report {
     versions(&mut report, agent.as_ref());
     keychain(&mut report, policy, no_keychain);
     if let Some(policy) = policy {
-        client_keys(&mut report, policy, no_keychain);
+        keys::client_keys(&mut report, policy, no_keychain);
     }
     match policy {
         Some(policy) => network(&mut report, policy),
@@ -140,67 +142,6 @@ fn collect(sources: &PolicySources, no_keychain: bool) -> Report {
         },
     );
     report
-}
-
-/// Where each client key lives (the IdP's leg and every server's), opened to prove it is there:
-/// its place, algorithm and public thumbprint. The private half cannot be read by anyone.
-fn client_keys(report: &mut Report, policy: &lanyard_core::policy::Policy, no_keychain: bool) {
-    use lanyard_core::device_key;
-    use lanyard_core::policy::ClientAuthPolicy;
-    let legs = policy
-        .idp
-        .iter()
-        .map(|idp| ("identity provider".to_owned(), &idp.client_auth))
-        .chain(
-            policy
-                .servers
-                .iter()
-                .map(|s| (format!("server {}", s.id), &s.client_auth)),
-        );
-    let mut found = Vec::new();
-    for (leg, auth) in legs {
-        let Some(configured) = device_key::configured_location(auth) else {
-            continue;
-        };
-        let mut entry = json!({"for": leg, "configured": configured});
-        if let ClientAuthPolicy::PrivateKeyJwt {
-            key: Some(reference),
-            ..
-        } = auth
-        {
-            let alg = auth
-                .key_algorithm()
-                .unwrap_or(lanyard_core::oauth::KeyAlgorithm::ES256);
-            let store = KeyringStore::new("lanyard");
-            let pin = match reference {
-                lanyard_core::policy::KeyReference::Pkcs11 { pin: Some(pin), .. }
-                    if !no_keychain =>
-                {
-                    lanyard_core::engine::credentials::read_secret(pin, &store).ok()
-                }
-                _ => None,
-            };
-            match device_key::open(reference, alg, pin) {
-                Ok(key) => {
-                    entry["location"] = json!(key.location());
-                    if let Ok(jwk) = key.public_jwk() {
-                        entry["thumbprint"] = json!(device_key::jwk_thumbprint(&jwk));
-                    }
-                    report.ok("client key", format!("{leg}: {}", key.location()));
-                }
-                Err(e) => {
-                    entry["error"] = json!(e.to_string());
-                    report.problem("client key", format!("{leg}: {e}"));
-                }
-            }
-        } else {
-            report.ok("client key", format!("{leg}: {configured}"));
-        }
-        found.push(entry);
-    }
-    if !found.is_empty() {
-        report.json("client-keys.json", &Value::Array(found));
-    }
 }
 
 fn timestamp(at: SystemTime) -> String {
