@@ -288,6 +288,16 @@ async fn agent_and_cli_end_to_end() {
             EXIT_UNKNOWN_SERVER,
             "unknown server",
         );
+        // `lanyard refresh`: one server, every server, and an unknown one by its exit code.
+        let refreshed = world.run(&["refresh", "docs"]);
+        assert_eq!(code(&refreshed), 0, "{}", stderr(&refreshed));
+        assert!(stderr(&refreshed).contains("grant docs anew"));
+        assert_eq!(code(&world.run(&["refresh"])), 0);
+        assert_fails(
+            &world.run(&["refresh", "nope"]),
+            EXIT_UNKNOWN_SERVER,
+            "refresh of an unknown server",
+        );
 
         // Audit: the last hand-out of docs names this CLI binary and a pid.
         let status = world.run(&["status", "--json"]);

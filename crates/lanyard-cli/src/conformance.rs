@@ -33,6 +33,7 @@ const SCENARIO_BASIC: &str = "auth/client-credentials-basic";
 const SCENARIO_JWT: &str = "auth/client-credentials-jwt";
 const SCENARIO_CROSS_APP: &str = "auth/cross-app-access-complete-flow";
 const SCENARIO_EMA: &str = "auth/enterprise-managed-authorization";
+const SCENARIO_WIF: &str = "auth/wif-jwt-bearer";
 
 /// `MCP_CONFORMANCE_CONTEXT`: which fields are present depends on the scenario. Secrets stay in
 /// [`Secret`], so even a `Debug` print of this is harmless.
@@ -54,6 +55,10 @@ struct Context {
     idp_issuer: Option<String>,
     #[serde(default)]
     idp_token_endpoint: Option<String>,
+    /// `auth/wif-jwt-bearer`: the workload's platform JWT (the suite also offers a wrong-audience
+    /// and an expired one, to see that a client does not try them after a refusal).
+    #[serde(default)]
+    valid_jwt: Option<Secret>,
 }
 
 impl Context {
@@ -111,6 +116,7 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
         SCENARIO_JWT,
         SCENARIO_CROSS_APP,
         SCENARIO_EMA,
+        SCENARIO_WIF,
     ]
     .contains(&scenario.as_str())
     {
@@ -156,6 +162,24 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
             let response = http.execute(&request).await.context("client credentials request")?;
             let tokens = parse_token_response(&response).context("client credentials grant")?;
             (tokens.access_token, AuthExtension::ClientCredentials)
+        }
+        SCENARIO_WIF => {
+            // The engine's workload-identity grant: the platform JWT as the jwt-bearer
+            // assertion, the workload's client id in the body, nothing stored.
+            let client = Client { client_id: context.client_id()?.to_owned(), auth: ClientAuth::None };
+            let assertion = context.valid_jwt.as_ref().context("the conformance context has no valid_jwt")?;
+            say(format!("jwt-bearer grant with the workload token at {}", endpoint.url));
+            let request = jwt_bearer(
+                &endpoint,
+                &client,
+                &assertion_inputs(&endpoint.issuer),
+                assertion,
+                &discovered.resource,
+                scopes,
+            )?;
+            let response = http.execute(&request).await.context("jwt-bearer request")?;
+            let tokens = parse_token_response(&response).context("workload jwt-bearer grant")?;
+            (tokens.access_token, AuthExtension::WorkloadIdentity)
         }
         SCENARIO_CROSS_APP | SCENARIO_EMA => {
             let idp_issuer = context.idp_issuer.as_deref().context("the conformance context has no idp_issuer")?;
@@ -208,7 +232,7 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
             let tokens = parse_token_response(&response).context("jwt-bearer grant at the authorization server")?;
             (tokens.access_token, AuthExtension::EnterpriseManagedAuthorization)
         }
-        other => bail!("unknown scenario {other:?} (expected {SCENARIO_BASIC}, {SCENARIO_JWT}, {SCENARIO_EMA} or {SCENARIO_CROSS_APP})"),
+        other => bail!("unknown scenario {other:?} (expected {SCENARIO_BASIC}, {SCENARIO_JWT}, {SCENARIO_EMA}, {SCENARIO_WIF} or {SCENARIO_CROSS_APP})"),
     };
     say("access token obtained");
 

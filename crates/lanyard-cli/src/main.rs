@@ -112,6 +112,8 @@ enum Command {
     },
     /// Sign out: revoke the session at the IdP and wipe it from the keychain.
     Logout,
+    /// Grant SERVER (every server without one) anew now, also one that was refused.
+    Refresh { server: Option<String> },
     /// List the configured servers.
     Servers,
     /// Print a token for SERVER on stdout (never opens a browser).
@@ -253,6 +255,9 @@ fn run(cli: Cli, forgotten_environment: &[&str]) -> u8 {
             (Err(c), _) | (_, Err(c)) => c,
         },
         Command::Logout => endpoint().map_or_else(|c| c, |e| over_agent::logout(&e)),
+        Command::Refresh { server } => {
+            endpoint().map_or_else(|c| c, |e| over_agent::refresh(&e, server.as_deref()))
+        }
         Command::Login { device, no_start } => match (endpoint(), sources()) {
             (Ok(e), Ok(sources)) => {
                 over_agent::login(&e, &sources, cli.no_keychain, device, no_start)

@@ -233,6 +233,25 @@ pub fn logout(endpoint: &Path) -> u8 {
     }
 }
 
+/// `lanyard refresh [SERVER]`: asks the agent to grant SERVER (every server without one) anew
+/// now, also one that was refused; the status shows how it went.
+pub fn refresh(endpoint: &Path, server: Option<&str>) -> u8 {
+    let asked = BlockingClient::connect(endpoint).and_then(|mut c| match server {
+        Some(server) => c.refresh(server),
+        None => c.refresh_all(),
+    });
+    match asked {
+        Ok(()) => {
+            eprintln!(
+                "Asked the agent to grant {} anew; `lanyard status` shows how it goes.",
+                server.unwrap_or("every server")
+            );
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 /// `lanyard login [--device]`: asks the agent to sign in, starting the agent in the background
 /// first when none runs (unless `no_start`).
 pub fn login(

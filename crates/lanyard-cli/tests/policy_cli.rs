@@ -170,7 +170,7 @@ fn validate_reads_the_deployed_macos_profile() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).ends_with(": valid (5 servers, identity provider set)\n"),
+        text(&out.stdout).ends_with(": valid (6 servers, identity provider set)\n"),
         "{}",
         text(&out.stdout)
     );
@@ -427,5 +427,41 @@ fn a_policy_planted_by_another_user_in_etc_lanyard_is_ignored_by_name() {
             other.uid
         )
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A workload-identity server needs its token's source (a file or the environment, never the
+/// keychain) and an authorization server the policy names; other modes take no workload token.
+#[test]
+fn validate_names_each_workload_identity_mistake() {
+    let dir = temp_dir("workload");
+    for (entry, expected) in [
+        (
+            r#""mode": "workload-identity", "authorization_server": "https://as.example""#,
+            "servers[0].workload_token: workload-identity needs the workload's token",
+        ),
+        (
+            r#""mode": "workload-identity", "authorization_server": "https://as.example", "workload_token": {"keychain": "ci"}"#,
+            "servers[0].workload_token: a workload token comes from its platform",
+        ),
+        (
+            r#""mode": "workload-identity", "workload_token": {"env": "CI_TOKEN"}"#,
+            "servers[0].authorization_server: a workload token goes only to an authorization server the policy names",
+        ),
+        (
+            r#""workload_token": {"env": "CI_TOKEN"}"#,
+            "servers[0].workload_token: is for \"mode\": \"workload-identity\" only",
+        ),
+    ] {
+        let file = dir.join("policy.json");
+        std::fs::write(
+            &file,
+            GOOD.replace("\"client_id\": \"c1\"", &format!("\"client_id\": \"c1\", {entry}")),
+        )
+        .expect("write");
+        let out = lanyard(&["policy", "validate", file.to_str().expect("utf-8")], &dir);
+        assert_eq!(out.status.code(), Some(3), "{entry}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains(expected), "{entry}: {}", text(&out.stderr));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

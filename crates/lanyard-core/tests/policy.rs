@@ -337,7 +337,7 @@ fn every_validation_error_has_its_exact_message() {
         ),
         (
             with(&|d| d["servers"][0]["mode"] = json!("enterprise_managed")),
-            "p.json: servers[0].mode: the text \"enterprise_managed\" is not one of \"enterprise-managed\", \"client-credentials\"; did you mean \"enterprise-managed\"?",
+            "p.json: servers[0].mode: the text \"enterprise_managed\" is not one of \"enterprise-managed\", \"client-credentials\", \"workload-identity\"; did you mean \"enterprise-managed\"?",
         ),
         (
             with(&|d| d["settings"] = json!({"log_level": "loud"})),
@@ -1283,7 +1283,7 @@ fn the_deployed_examples_are_valid() {
     let document: Value = serde_json::from_str(&text).expect("json");
     let layers = [Layer::new("linux/policy.json", Scope::Mandatory, document)];
     let example = resolve(&layers, FileChecks::Skip).expect("the Linux example is valid");
-    assert_eq!(example.policy.servers.len(), 5);
+    assert_eq!(example.policy.servers.len(), 6);
 
     // The other two examples are generated from it, and say the same.
     let bytes = std::fs::read(root.join("macos/lanyard.mobileconfig")).expect("profile");

@@ -35,6 +35,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default, Debug)]
 pub(crate) struct AsCounters {
     jwt_bearer_mints: AtomicU64,
+    workload_mints: AtomicU64,
     refresh_mints: AtomicU64,
     client_credentials_mints: AtomicU64,
     rejected_grants: AtomicU64,
@@ -91,6 +92,8 @@ impl AsCounters {
 pub struct AsStats {
     /// Access tokens minted from ID-JAGs.
     pub jwt_bearer_mints: u64,
+    /// Access tokens minted from workload tokens (see [`AsConfig::trusted_workload`]).
+    pub workload_mints: u64,
     /// Access tokens minted from refresh tokens (see [`AsConfig::refresh_token_lifetime`]).
     pub refresh_mints: u64,
     /// Access tokens minted by client credentials.
@@ -368,6 +371,9 @@ impl AsState {
         let header = jsonwebtoken::decode_header(assertion)
             .map_err(|e| OAuthError::invalid_grant(format!("assertion is not a JWT: {e}")))?;
         if header.typ.as_deref() != Some(JWT_TYPE_ID_JAG) {
+            if let Some(workload) = &self.config.trusted_workload {
+                return self.workload_grant(workload, client, assertion, form);
+            }
             return Err(OAuthError::invalid_grant(format!(
                 "assertion typ must be {JWT_TYPE_ID_JAG}, got {:?}",
                 header.typ
@@ -440,6 +446,55 @@ impl AsState {
         self.counters
             .jwt_bearer_mints
             .fetch_add(1, Ordering::SeqCst);
+        Ok(body)
+    }
+
+    /// A workload's platform JWT as the jwt-bearer assertion (SEP-1933): signed by the trusted
+    /// workload issuer, for this issuer as audience, unexpired, its `jti` once. The token's
+    /// subject is the workload.
+    fn workload_grant(
+        &self,
+        workload: &crate::config::TrustedWorkload,
+        client: &RegisteredClient,
+        assertion: &str,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, OAuthError> {
+        let (key, algorithms) = crate::client_auth::public_key(&workload.public_key_pem)?;
+        let claims = verify_signature(assertion, &key, &algorithms).map_err(|e| {
+            OAuthError::invalid_grant(format!("workload token signature invalid: {e}"))
+        })?;
+        let claim = |name: &str| claims.get(name).and_then(Value::as_str);
+        if claim("iss") != Some(workload.issuer.as_str()) {
+            return Err(OAuthError::invalid_grant(format!(
+                "workload token issuer {:?} is not trusted",
+                claim("iss")
+            )));
+        }
+        if !audience_is_exactly(claims.get("aud"), &self.issuer) {
+            return Err(OAuthError::invalid_grant(format!(
+                "workload token audience {} is not this issuer {}",
+                claims.get("aud").unwrap_or(&Value::Null),
+                self.issuer
+            )));
+        }
+        if claims.get("exp").and_then(Value::as_u64).unwrap_or(0) <= self.clock.unix() {
+            return Err(OAuthError::invalid_grant("workload token expired"));
+        }
+        if let Some(jti) = claim("jti") {
+            if !lock(&self.used_jtis).insert(jti.to_string()) {
+                self.counters
+                    .rejected_replays
+                    .fetch_add(1, Ordering::SeqCst);
+                return Err(OAuthError::invalid_grant("jti already used"));
+            }
+        }
+        let sub = claim("sub")
+            .ok_or_else(|| OAuthError::invalid_grant("workload token has no sub"))?
+            .to_string();
+        let resource = self.resource(form.get("resource"), None)?;
+        let granted = self.grant_scopes(form.get("scope"), None)?;
+        let body = self.mint(&sub, &client.client_id, resource, &granted, None)?;
+        self.counters.workload_mints.fetch_add(1, Ordering::SeqCst);
         Ok(body)
     }
 
@@ -721,6 +776,7 @@ impl AsHandle {
         let n = |a: &AtomicU64| a.load(Ordering::SeqCst);
         AsStats {
             jwt_bearer_mints: n(&c.jwt_bearer_mints),
+            workload_mints: n(&c.workload_mints),
             refresh_mints: n(&c.refresh_mints),
             client_credentials_mints: n(&c.client_credentials_mints),
             rejected_grants: n(&c.rejected_grants),

@@ -159,7 +159,7 @@ fn wrong_method(id: &str, registered: &ClientAuth, used: &str) -> OAuthError {
     ))
 }
 
-fn public_key(pem: &str) -> Result<(DecodingKey, Vec<Algorithm>), OAuthError> {
+pub(crate) fn public_key(pem: &str) -> Result<(DecodingKey, Vec<Algorithm>), OAuthError> {
     if pem.trim_start().starts_with('{') {
         let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_str(pem)
             .map_err(|e| OAuthError::server_error(format!("registered JWK unusable: {e}")))?;

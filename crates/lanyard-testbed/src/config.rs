@@ -252,6 +252,19 @@ pub struct AsConfig {
     /// Answer a jwt-bearer grant with a refresh token too, valid this long (rotated at each use);
     /// `None`: no refresh tokens.
     pub refresh_token_lifetime: Option<Duration>,
+    /// A workload platform it trusts for jwt-bearer (workload identity federation, SEP-1933): a
+    /// CI's or a cluster's JWT issuer and the public key (PEM) its tokens are signed with.
+    pub trusted_workload: Option<TrustedWorkload>,
+}
+
+/// A workload identity issuer an authorization server trusts (a CI's OIDC tokens, a cluster's
+/// service-account tokens).
+#[derive(Clone, Debug)]
+pub struct TrustedWorkload {
+    /// The tokens' `iss`.
+    pub issuer: String,
+    /// The public key (PEM, RSA or EC) the tokens are signed with.
+    pub public_key_pem: String,
 }
 
 impl AsConfig {
@@ -268,7 +281,17 @@ impl AsConfig {
             access_token_lifetime: Duration::from_secs(300),
             allowed_scopes: Vec::new(),
             refresh_token_lifetime: None,
+            trusted_workload: None,
         }
+    }
+
+    /// Trusts the workload tokens of `issuer`, signed with the key whose public half is `pem`.
+    pub fn trusting_workload(mut self, issuer: &str, pem: &str) -> Self {
+        self.trusted_workload = Some(TrustedWorkload {
+            issuer: issuer.into(),
+            public_key_pem: pem.into(),
+        });
+        self
     }
 
     /// Sets the issuer path.

@@ -66,7 +66,7 @@ pub use browser::{
 pub use clock::TestClock;
 pub use config::{
     AsConfig, ClientAuth, IdpConfig, IssuerPath, McpConfig, MetadataStyle, PrmLocation,
-    RegisteredClient, TestUser, TestbedConfig,
+    RegisteredClient, TestUser, TestbedConfig, TrustedWorkload,
 };
 pub use faults::{Endpoint, Fault, FaultMode, Faults};
 /// The SAML IdP's signing and message building, for tests that forge or tamper (Linux only).

@@ -50,7 +50,7 @@ export interface ServerStatus {
   id: string;
   display_name: string;
   url: string;
-  mode: 'enterprise-managed' | 'client-credentials';
+  mode: 'enterprise-managed' | 'client-credentials' | 'workload-identity';
   state: ServerState;
   last_refresh: number | null;
   authorization_server: string | null;

@@ -10,7 +10,11 @@ use super::Report;
 
 /// Where each client key lives (the IdP's leg and every server's), opened to prove it is there:
 /// its place, algorithm and public thumbprint. The private half cannot be read by anyone.
-pub(super) fn client_keys(report: &mut Report, policy: &lanyard_core::policy::Policy, no_keychain: bool) {
+pub(super) fn client_keys(
+    report: &mut Report,
+    policy: &lanyard_core::policy::Policy,
+    no_keychain: bool,
+) {
     use lanyard_core::device_key;
     use lanyard_core::policy::ClientAuthPolicy;
     let legs = policy
@@ -68,4 +72,3 @@ pub(super) fn client_keys(report: &mut Report, policy: &lanyard_core::policy::Po
         report.json("client-keys.json", &Value::Array(found));
     }
 }
-

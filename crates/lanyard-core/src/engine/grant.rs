@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::oauth::discovery::{self, AuthorizationServerMetadata, DiscoveredUrls};
 use crate::oauth::token::{self, IdJagExchange, TokenEndpoint};
 use crate::oauth::{AssertionInputs, Client, HttpExecutor, WireError};
-use crate::policy::{ServerMode, ServerPolicy};
+use crate::policy::{SecretSource, ServerMode, ServerPolicy};
 use crate::secret::Secret;
 use crate::signin::{random_id, IdpClient};
 use crate::store::SecretStore;
@@ -365,6 +365,19 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
             &target.resource,
             &scopes,
         ),
+        ServerMode::WorkloadIdentity => {
+            // Read at every grant: the platform rotates the token in place.
+            let assertion = read_workload_token(inputs.server.workload_token.as_ref())
+                .map_err(GrantFailure::Retry)?;
+            token::jwt_bearer(
+                &as_endpoint,
+                &inputs.client,
+                &as_inputs(),
+                &assertion,
+                &target.resource,
+                &scopes,
+            )
+        }
         ServerMode::EnterpriseManaged => {
             let Some((idp, id_token)) = &inputs.idp else {
                 return Err(GrantFailure::Retry("not signed in".into()));
@@ -415,7 +428,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
     let answer = {
         // Client credentials: the whole grant is this one request, at a host it may share.
         let slots = match inputs.server.mode {
-            ServerMode::ClientCredentials => &inputs.slots.shared,
+            ServerMode::ClientCredentials | ServerMode::WorkloadIdentity => &inputs.slots.shared,
             ServerMode::EnterpriseManaged => &inputs.slots.own_host,
         };
         let _slot = slots.acquire().await;
@@ -434,6 +447,20 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                         GrantFailure::Retry(format!("{skew} (authorization server: {e})"))
                     }
                     None => classify_as_error(e),
+                }
+            }
+            // A workload's refusals are standing facts until its token or the server's trust
+            // changes: named, and not tried again by itself (SEP-1933).
+            (WireError::OAuth(body), _, _)
+                if inputs.server.mode == ServerMode::WorkloadIdentity
+                    && WORKLOAD_REFUSALS.contains(&body.error.as_str()) =>
+            {
+                GrantFailure::Denied {
+                    code: body.error.clone(),
+                    description: Some(format!(
+                        "the authorization server refused the workload token: {}",
+                        body.description.as_deref().unwrap_or(&body.error)
+                    )),
                 }
             }
             _ => classify_as_error(e),
@@ -455,6 +482,26 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         refresh_token: response.refresh_token,
         by_refresh_token: false,
     })
+}
+
+/// What an authorization server answers when it will not take a workload's token; none is
+/// retried by itself.
+const WORKLOAD_REFUSALS: [&str; 3] = ["invalid_grant", "invalid_scope", "unauthorized_client"];
+
+/// The workload's platform JWT from where the policy says (a file, read now; or the
+/// environment). Its text is never part of an error.
+fn read_workload_token(source: Option<&SecretSource>) -> Result<Secret, String> {
+    match source {
+        Some(SecretSource::File(path)) => std::fs::read_to_string(path)
+            .map(|text| Secret::from_file_contents(&text))
+            .map_err(|e| format!("cannot read the workload token {}: {e}", path.display())),
+        Some(SecretSource::Env(var)) => std::env::var(var)
+            .map(Secret::new)
+            .map_err(|_| format!("the environment variable {var} (the workload token) is not set")),
+        Some(SecretSource::Keychain(_)) | None => {
+            Err("the policy names no workload token (file or env)".into())
+        }
+    }
 }
 
 /// Errors of the token exchange at the IdP.

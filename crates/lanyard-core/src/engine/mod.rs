@@ -618,9 +618,11 @@ impl Actor {
         for id in self.server_ids(ServerMode::EnterpriseManaged) {
             self.prefetch_target(&id);
         }
-        for id in self.server_ids(ServerMode::ClientCredentials) {
-            if !self.on_demand(&id) {
-                self.start_grant(&id);
+        for mode in [ServerMode::ClientCredentials, ServerMode::WorkloadIdentity] {
+            for id in self.server_ids(mode) {
+                if !self.on_demand(&id) {
+                    self.start_grant(&id);
+                }
             }
         }
         if self.config.restore_session && self.config.policy.idp.is_some() {

@@ -47,6 +47,8 @@ pub enum AuthExtension {
     EnterpriseManagedAuthorization,
     /// OAuth Client Credentials (machine to machine).
     ClientCredentials,
+    /// Workload identity federation (SEP-1933): a platform JWT as the jwt-bearer assertion.
+    WorkloadIdentity,
 }
 
 impl AuthExtension {
@@ -57,6 +59,7 @@ impl AuthExtension {
                 "io.modelcontextprotocol/enterprise-managed-authorization"
             }
             AuthExtension::ClientCredentials => "io.modelcontextprotocol/oauth-client-credentials",
+            AuthExtension::WorkloadIdentity => "io.modelcontextprotocol/auth/wif",
         }
     }
 }

@@ -59,7 +59,10 @@ fn insufficient_scope_names_the_scopes() {
         Some(vec!["a".to_owned(), "b".to_owned()])
     );
     assert!(!err.needs_new_token());
-    assert_eq!(err.to_string(), "http://m/mcp refused the access token (HTTP 403): insufficient_scope; required scope: a b");
+    assert_eq!(
+        err.to_string(),
+        "http://m/mcp refused the access token (HTTP 403): insufficient_scope; required scope: a b"
+    );
 }
 
 /// A one-request-per-connection HTTP server that answers with `responses` in order and hands
@@ -160,8 +163,7 @@ async fn session_sse_and_headers_end_to_end() {
 
 #[tokio::test]
 async fn unauthorized_returns_the_challenge_and_never_the_token() {
-    let denied =
-        "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer error=\"invalid_token\", \
+    let denied = "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer error=\"invalid_token\", \
                   resource_metadata=\"http://m/.well-known/oauth-protected-resource/mcp\"\r\n\
                   content-length: 0\r\nconnection: close\r\n\r\n";
     let (url, _server) = mock_server(vec![denied.into()]).await;

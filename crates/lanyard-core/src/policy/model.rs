@@ -101,6 +101,17 @@ pub enum ServerMode {
     EnterpriseManaged,
     /// The OAuth client-credentials grant (machines, CI).
     ClientCredentials,
+    /// Workload identity federation (SEP-1933): the machine's platform JWT (a CI job's OIDC
+    /// token, a Kubernetes service-account token), read from `workload_token`, is the jwt-bearer
+    /// assertion at the server's authorization server. No stored secret, no user.
+    WorkloadIdentity,
+}
+
+impl ServerMode {
+    /// Whether tokens are for the signed-in employee (else for the machine, with no sign-in).
+    pub fn needs_user(self) -> bool {
+        self == Self::EnterpriseManaged
+    }
 }
 
 /// One MCP server.
@@ -142,6 +153,11 @@ pub struct ServerPolicy {
     /// How the token is obtained.
     #[serde(default)]
     pub mode: ServerMode,
+    /// With `workload-identity`: where the workload's platform JWT is. A file is read again at
+    /// every grant, so a rotated token (Kubernetes projects a new one before the old expires) is
+    /// the one used; an environment variable is read at every grant too.
+    #[serde(default)]
+    pub workload_token: Option<SecretSource>,
     /// When the authorization server answers the jwt-bearer grant with a refresh token, renew
     /// the access token with it instead of a new ID-JAG, for at most 8 hours after that ID-JAG
     /// (then a new ID-JAG: the identity provider decides again). Off by default: every renewal

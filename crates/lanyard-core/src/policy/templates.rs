@@ -454,8 +454,8 @@ pub fn model_key_paths() -> BTreeSet<String> {
 /// `paths` with every `….client_auth.x` named `client_auth.x`: an example covers a variant of
 /// client authentication once, at the IdP or at any server.
 ///
-/// A key reference's `pin` is a secret source like `secret`, so the example's `secret.env`,
-/// `secret.file` and `secret.keychain` cover it. The keys of the Windows (CNG) and macOS stores
+/// A key reference's `pin` and a server's `workload_token` are secret sources like `secret`, so
+/// the example's `secret.env`, `secret.file` and `secret.keychain` cover them. The keys of the Windows (CNG) and macOS stores
 /// are left out: the example is a Linux policy, whose validation refuses them, and the
 /// administrator's guide shows each store's reference in full.
 pub fn coverage_paths(paths: &BTreeSet<String>) -> BTreeSet<String> {
@@ -468,7 +468,11 @@ pub fn coverage_paths(paths: &BTreeSet<String>) -> BTreeSet<String> {
         .iter()
         .map(|p| match p.find("client_auth") {
             Some(i) => p[i..].replace("client_auth.key.pin.", "client_auth.secret."),
-            None => p.clone(),
+            // A workload token is a secret source too.
+            None => match p.find("workload_token.") {
+                Some(i) => p[i..].replace("workload_token.", "client_auth.secret."),
+                None => p.clone(),
+            },
         })
         .filter(|p| !OTHER_OS_KEY_PATHS.contains(&p.as_str()))
         .collect()

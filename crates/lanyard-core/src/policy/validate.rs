@@ -572,6 +572,36 @@ pub fn check_semantics(policy: &Policy, files: FileChecks) -> Vec<(String, Strin
                 "client-credentials needs a secret or a private key".into(),
             );
         }
+        match (server.mode, &server.workload_token) {
+            (ServerMode::WorkloadIdentity, None) => err(
+                at("workload_token"),
+                "workload-identity needs the workload's token: {\"file\": …} or {\"env\": …}"
+                    .into(),
+            ),
+            (ServerMode::WorkloadIdentity, Some(SecretSource::Keychain(_))) => err(
+                at("workload_token"),
+                "a workload token comes from its platform: a file or an environment variable, \
+                 not the keychain"
+                    .into(),
+            ),
+            (ServerMode::WorkloadIdentity, Some(_)) => {
+                if server.authorization_server.is_none()
+                    && server.allowed_authorization_servers.is_empty()
+                {
+                    err(
+                        at("authorization_server"),
+                        "a workload token goes only to an authorization server the policy names \
+                         (authorization_server or allowed_authorization_servers)"
+                            .into(),
+                    );
+                }
+            }
+            (_, Some(_)) => err(
+                at("workload_token"),
+                "is for \"mode\": \"workload-identity\" only".into(),
+            ),
+            (_, None) => {}
+        }
         check_auth(&server.client_auth, &at("client_auth"), &mut err);
     }
     // The settings' ranges are in the schema (see the model), checked with the types.
