@@ -108,25 +108,7 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
     let tray = kit::start_tray(&env, &report);
     let tray_pid = tray.0.id();
 
-    let port = kit::free_port();
-    let native_port = kit::free_port();
-    let driver = Command::new(kit::tauri_driver())
-        .args([
-            "--port",
-            &port.to_string(),
-            "--native-port",
-            &native_port.to_string(),
-        ])
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("tauri-driver starts");
-    let _driver = kit::Stopper(driver);
-    webdriver::wait_ready(port).await.expect("driver ready");
-    let session = Session::start(port, &kit::status_binary(), &[])
-        .await
-        .expect("a WebDriver session on the status window process");
+    let (_driver, session) = status_window_session(&env).await;
 
     // 1. Signed out: the window says so and offers one button.
     let now = until(&session, "the signed-out state", |p| {
@@ -515,25 +497,7 @@ async fn an_idle_server_looks_calm_in_light_and_dark() {
         let _agent = kit::start_agent(&policy, &env, &socket);
         let report = scratch.0.join("tray-report.json");
         let _tray = kit::start_tray(&env, &report);
-        let port = kit::free_port();
-        let native_port = kit::free_port();
-        let driver = Command::new(kit::tauri_driver())
-            .args([
-                "--port",
-                &port.to_string(),
-                "--native-port",
-                &native_port.to_string(),
-            ])
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("tauri-driver starts");
-        let _driver = kit::Stopper(driver);
-        webdriver::wait_ready(port).await.expect("driver ready");
-        let session = Session::start(port, &kit::status_binary(), &[])
-            .await
-            .expect("a WebDriver session on the status window process");
+        let (_driver, session) = status_window_session(&env).await;
         until(&session, "the signed-out state", |p| {
             p["body"]
                 .as_str()
@@ -565,4 +529,29 @@ async fn an_idle_server_looks_calm_in_light_and_dark() {
             .expect("shot");
         session.end().await;
     }
+}
+
+/// tauri-driver on free ports with `env`, and a WebDriver session on the status window process
+/// it starts; the driver stops when its handle is dropped.
+async fn status_window_session(env: &[(String, String)]) -> (kit::Stopper, Session) {
+    let port = kit::free_port();
+    let native_port = kit::free_port();
+    let driver = Command::new(kit::tauri_driver())
+        .args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native_port.to_string(),
+        ])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("tauri-driver starts");
+    let stopper = kit::Stopper(driver);
+    webdriver::wait_ready(port).await.expect("driver ready");
+    let session = Session::start(port, &kit::status_binary(), &[])
+        .await
+        .expect("a WebDriver session on the status window process");
+    (stopper, session)
 }

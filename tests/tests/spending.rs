@@ -21,17 +21,23 @@ fn mints(tb: &lanyard_testbed::Testbed, id: &str) -> u64 {
     tb.auth_server(id).expect("AS").stats().jwt_bearer_mints
 }
 
+/// The demo testbed, and an engine on its policy with `settings`, signed in.
+async fn signed_in_demo(settings: serde_json::Value) -> (lanyard_testbed::Testbed, Lanyard) {
+    let tb = testbed(demo_config(Duration::ZERO)).await;
+    let mut policy = policy_json(&tb);
+    policy["settings"] = settings;
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    lanyard.sign_in().await;
+    (tb, lanyard)
+}
+
 fn ready_on_first_use(reason: IdleReason) -> impl FnMut(&ServerState) -> bool {
     move |s| matches!(s, ServerState::ReadyOnFirstUse { reason: r } if *r == reason)
 }
 
 #[tokio::test]
 async fn an_unused_server_is_not_refreshed_and_a_used_one_stays_warm() {
-    let tb = testbed(demo_config(Duration::ZERO)).await;
-    let mut policy = policy_json(&tb);
-    policy["settings"] = json!({"idle_after_secs": 180});
-    let lanyard = start_engine(&tb, &policy, Options::default());
-    lanyard.sign_in().await;
+    let (tb, lanyard) = signed_in_demo(json!({"idle_after_secs": 180})).await;
     // The sign-in grants every server once, so a denial or an error shows at once.
     let docs_first = lanyard.wait_granted("docs").await;
     lanyard.wait_granted("tickets").await;
@@ -185,12 +191,9 @@ async fn counts_survive_a_restart() {
 
 #[tokio::test]
 async fn a_budget_stops_background_refreshes_but_never_a_client() {
-    let tb = testbed(demo_config(Duration::ZERO)).await;
-    let mut policy = policy_json(&tb);
     // 90 % of 2 is 1.8: after two ID-JAGs the docs server is near its budget.
-    policy["settings"] = json!({"idle_after_secs": 3600, "id_jag_monthly_budget": 2});
-    let lanyard = start_engine(&tb, &policy, Options::default());
-    lanyard.sign_in().await;
+    let (tb, lanyard) =
+        signed_in_demo(json!({"idle_after_secs": 3600, "id_jag_monthly_budget": 2})).await;
     let first = lanyard.wait_granted("docs").await;
     lanyard.token("docs", 60).await;
     // One ID-JAG spent: the refresh goes.
@@ -334,11 +337,7 @@ async fn without_use_refresh_token_every_renewal_is_a_new_id_jag() {
 
 #[tokio::test]
 async fn a_request_while_the_idle_token_is_still_good_is_answered_at_once_and_rewarms_it() {
-    let tb = testbed(demo_config(Duration::ZERO)).await;
-    let mut policy = policy_json(&tb);
-    policy["settings"] = json!({"idle_after_secs": 120});
-    let lanyard = start_engine(&tb, &policy, Options::default());
-    lanyard.sign_in().await;
+    let (tb, lanyard) = signed_in_demo(json!({"idle_after_secs": 120})).await;
     let expires = lanyard.wait_granted("docs").await;
     // Due (135–225 s into a 300-s token) and unused: idle, with its token still good.
     lanyard.advance(&tb, Duration::from_secs(230));

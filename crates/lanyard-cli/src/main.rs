@@ -346,12 +346,16 @@ fn init_logging_to(default: &str, sink: log_sink::LogSink, ansi: bool) {
         .init();
 }
 
-fn conformance_client(server_url: &str) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// The small runtime the one-shot async commands run on.
+fn two_worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
+}
+
+fn conformance_client(server_url: &str) -> u8 {
+    let runtime = match two_worker_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("lanyard: cannot start: {e}");

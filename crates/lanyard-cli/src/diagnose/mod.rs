@@ -406,11 +406,7 @@ fn network(report: &mut Report, policy: &Policy) {
             return;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::two_worker_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             report.problem("discovery", format!("cannot start: {e}"));

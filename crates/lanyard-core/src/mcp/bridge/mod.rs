@@ -255,6 +255,11 @@ where
             },
             None => Vec::new(),
         };
+        let outgoing = Outgoing {
+            body,
+            version,
+            headers,
+        };
         let mut pending = Pending {
             ids: kind.request_ids(),
             initialize_id: match &kind {
@@ -269,16 +274,7 @@ where
         if pending.ids.is_empty() || pending.initialize_id.is_some() {
             // In order: the session id and version from `initialize` must be known before the
             // next message, and notifications must not overtake each other.
-            forward(
-                &upstream,
-                body,
-                version,
-                &headers,
-                &mut pending,
-                &out,
-                &method,
-            )
-            .await;
+            forward(&upstream, outgoing, &mut pending, &out, &method).await;
             if method == "notifications/initialized" && config.listen && listener.is_none() {
                 listener = Some(tokio::spawn(listen(Arc::clone(&upstream), out.clone())));
             }
@@ -286,16 +282,7 @@ where
             let upstream = Arc::clone(&upstream);
             let out = out.clone();
             requests.spawn(async move {
-                forward(
-                    &upstream,
-                    body,
-                    version,
-                    &headers,
-                    &mut pending,
-                    &out,
-                    &method,
-                )
-                .await;
+                forward(&upstream, outgoing, &mut pending, &out, &method).await;
             });
         }
         if out.is_closed() {
@@ -324,19 +311,30 @@ where
     written.map_err(BridgeError::Output)
 }
 
+/// One client message as it goes to the server: its bytes, its own protocol version (2026-07-28
+/// `_meta`), and the headers that copy it.
+struct Outgoing {
+    body: Vec<u8>,
+    version: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
 /// Forwards one message; when that fails, answers each of its requests with an error so the
 /// client never waits forever.
 async fn forward<S: TokenSource>(
     upstream: &Upstream<S>,
-    body: Vec<u8>,
-    version: Option<String>,
-    headers: &[(String, String)],
+    outgoing: Outgoing,
     pending: &mut Pending,
     out: &Outbox,
     method: &str,
 ) {
+    let Outgoing {
+        body,
+        version,
+        headers,
+    } = outgoing;
     let Err(e) = upstream
-        .post(body, version.as_deref(), headers, pending, out)
+        .post(body, version.as_deref(), &headers, pending, out)
         .await
     else {
         return;
