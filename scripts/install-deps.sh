@@ -22,6 +22,8 @@
 #   .tools/proxy-py/bin/python                                venv with the Python MCP SDK (mcp==$PY_MCP_VERSION)
 #   .tools/claude-code/node_modules/.bin/claude               Claude Code (pinned by scripts/claude-code/package-lock.json):
 #                                                             its `claude mcp list` loads MCP configs offline
+#   .tools/gemini-cli/node_modules/.bin/gemini                Gemini CLI (pinned by scripts/gemini-cli/package-lock.json):
+#                                                             its `gemini mcp list` connects to each MCP server offline
 #   .tools/interop/node/node_modules/oidc-provider            the interop suite's IdP (pinned by tests/interop/package-lock.json)
 #   .tools/interop/py/bin/python                              venv with fastmcp + Authlib, the interop suite's authorization
 #                                                             and MCP servers (exact versions: tests/interop/requirements.txt)
@@ -219,21 +221,27 @@ else
 fi
 
 # ---- Claude Code: a real AI client whose config loading the tests drive offline -------------------
-CLAUDE_DIR="$ROOT/.tools/claude-code"
-claude_ok() {
-  [ -x "$CLAUDE_DIR/node_modules/.bin/claude" ] &&
-    cmp -s "$ROOT/scripts/claude-code/package-lock.json" "$CLAUDE_DIR/package-lock.json"
+# npm_tool LABEL BINARY: a real AI client from npm, pinned by scripts/LABEL/package-lock.json,
+# installed into .tools/LABEL with Node 22 (so engine checks see the Node that runs it).
+npm_tool() {
+  local label=$1 binary=$2
+  local dir="$ROOT/.tools/$label" lock="$ROOT/scripts/$label"
+  npm_tool_ok() {
+    [ -x "$dir/node_modules/.bin/$binary" ] && cmp -s "$lock/package-lock.json" "$dir/package-lock.json"
+  }
+  if npm_tool_ok; then
+    say "$label: present"
+  else
+    say "$label: installing into .tools/$label (npm ci, Node 22)"
+    mkdir -p "$dir"
+    cp "$lock/package.json" "$lock/package-lock.json" "$dir/"
+    PATH="$(dirname "$NODE"):$PATH" npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+    npm_tool_ok || die "$label: install did not produce .bin/$binary"
+    say "$label: installed ($(PATH="$(dirname "$NODE"):$PATH" "$dir/node_modules/.bin/$binary" --version 2>/dev/null | tail -n 1 || echo '?'))"
+  fi
 }
-if claude_ok; then
-  say "claude-code: present"
-else
-  say "claude-code: installing Claude Code into .tools/claude-code (npm ci, Node 22)"
-  mkdir -p "$CLAUDE_DIR"
-  cp "$ROOT/scripts/claude-code/package.json" "$ROOT/scripts/claude-code/package-lock.json" "$CLAUDE_DIR/"
-  PATH="$(dirname "$NODE"):$PATH" npm ci --prefix "$CLAUDE_DIR" --no-audit --no-fund --loglevel=error >/dev/null
-  claude_ok || die "claude-code: install did not produce .bin/claude"
-  say "claude-code: installed ($("$CLAUDE_DIR/node_modules/.bin/claude" --version 2>/dev/null || echo '?'))"
-fi
+npm_tool claude-code claude
+npm_tool gemini-cli gemini
 
 # ---- interop suite peers (tests/interop): oidc-provider (npm), fastmcp + Authlib (PyPI) ------------
 INTEROP_NODE_DIR="$ROOT/.tools/interop/node"

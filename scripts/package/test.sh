@@ -438,8 +438,14 @@ print(struct.unpack_from("<H",d,e+24+68)[0])' "$1"
   else
     bad "one Lanyard product left, $v2, a new ProductCode" "$p"
   fi
+  # A stopped Wine process may take a moment to be reaped after msiexec returns: up to 10 s.
   check "upgrade stopped the old tray and agent (their processes are gone)" sh -c \
-    "for pid in $tray_unix1 $agent_unix1; do ! kill -0 \$pid 2>/dev/null || { echo \"still running: \$pid\"; exit 1; }; done; [ -n '$tray_unix1$agent_unix1' ]"
+    "[ -n '$tray_unix1$agent_unix1' ] || exit 1
+     for _ in \$(seq 100); do
+       left=''; for pid in $tray_unix1 $agent_unix1; do kill -0 \$pid 2>/dev/null && left=\"\$left \$pid\"; done
+       [ -z \"\$left\" ] && exit 0; sleep 0.1
+     done
+     echo \"still running:\$left\"; exit 1"
   agent2=""
   if agent2="$(wait_for_new_agent "$agent1")"; then ok "after upgrade: a new agent answers (pid $agent2, was $agent1), started by the new tray"; else bad "after upgrade: a new agent answers" "$agent2"; fi
   check "the running agent and tray are the installed $v2 files (mapped, not deleted)" running_from_installed_files

@@ -57,6 +57,7 @@ SDK_PY = TOOLS / "proxy-py/bin/python"
 SDK_CLIENT = ROOT / "tests/proxy-clients/python_client.py"
 INSPECTOR = TOOLS / "proxy-interop/node_modules/.bin/mcp-inspector"
 CLAUDE = TOOLS / "claude-code/node_modules/.bin/claude"
+GEMINI = TOOLS / "gemini-cli/node_modules/.bin/gemini"
 
 USER = "alice@example.com"
 TOKEN_TTL = 20  # seconds, at both authorization servers: tokens expire during the run
@@ -562,6 +563,30 @@ def claude_mcp_list(world):
     return states, text
 
 
+def gemini_mcp_list(world):
+    """`gemini mcp list` in a trusted folder: it starts every stdio server and says whether it
+    connected. Quirk: Gemini CLI disables every MCP server, user-level ones too, in a folder the
+    user has not trusted (~/.gemini/trustedFolders.json); an employee trusts their project once."""
+    home = world.scratch / "gemini-home"
+    work = home / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    (home / ".gemini").mkdir(exist_ok=True)
+    (home / ".gemini" / "trustedFolders.json").write_text(json.dumps({str(work): "TRUST_FOLDER"}))
+    env = dict(world.env, HOME=str(home), PATH=f"{NODE.parent}:{world.env.get('PATH', '')}")
+    env.pop("LANYARD_POLICY")  # the proxy finds the agent through XDG_RUNTIME_DIR alone
+    out = subprocess.run([str(GEMINI), "mcp", "list"], env=env, cwd=work, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=180)
+    text = out.stdout + out.stderr
+    expect(out.returncode == 0, f"gemini mcp list: exit {out.returncode}: {text[-800:]}")
+    states = {}
+    for line in text.splitlines():
+        # "✓ lanyard-notes: /path/lanyard proxy notes (stdio) - Connected"
+        name, sep, rest = line.strip().lstrip("✓✗○ ").partition(": ")
+        if sep and " - " in rest:
+            states[name.strip()] = rest.rsplit(" - ", 1)[1].strip()
+    return states, text
+
+
 # ---- the checks --------------------------------------------------------------------------------
 
 
@@ -749,6 +774,33 @@ def run_checks(world, suite):
 
     suite.check("Claude Code: `clients install` -> granted servers connected, denied one failed (not 'needs authentication'); `clients remove` -> none left", claude_code)
 
+    def gemini_cli():
+        home = w.scratch / "gemini-home"
+        env = dict(w.env, LANYARD_CLIENTS_HOME=str(home))
+        out = w.lanyard("clients", "install", "gemini", env=env)
+        expect(out.returncode == 0, f"clients install: {out.stderr.strip()}")
+        listed = w.lanyard("clients", "list", env=env)
+        expect("gemini          proxy" in listed.stdout, f"clients list: {listed.stdout}")
+        states, text = gemini_mcp_list(w)
+        for server in ("notes", "wiki"):
+            state = states.get(f"lanyard-{server}", "")
+            expect(state == "Connected", f"lanyard-{server}: {state!r}\n{text}")
+        payroll = states.get("lanyard-payroll", "")
+        expect(payroll == "Disconnected", f"lanyard-payroll: {payroll!r}\n{text}")
+        # A stdio server has no OAuth of its own to offer: nothing invites a login for it.
+        line = next((l for l in text.splitlines() if "lanyard-payroll" in l), "").lower()
+        expect("oauth" not in line and "authenticat" not in line,
+               f"Gemini CLI offers a login for the denied server: {line!r}")
+        out = w.lanyard("clients", "remove", "gemini", env=env)
+        expect(out.returncode == 0, f"clients remove: {out.stderr.strip()}")
+        after, text = gemini_mcp_list(w)
+        left = [n for n in after if n.startswith("lanyard-")]
+        expect(not left, f"left behind after remove: {left}\n{text}")
+        return (f"gemini mcp list: notes={states['lanyard-notes']!r} wiki={states['lanyard-wiki']!r} "
+                f"payroll={payroll!r}; none left after remove")
+
+    suite.check("Gemini CLI: `clients install gemini` (stdio `lanyard proxy`) -> granted servers connected, denied one disconnected, no login offered; `clients remove` -> none left", gemini_cli)
+
     def expiry_mid_session():
         expect(sdk, "no SDK session to continue")
         first = {s: c.first for s, c in sdk.items()}
@@ -895,7 +947,7 @@ def run_checks(world, suite):
 
 def main(argv):
     keep = "--keep" in argv
-    for tool in (NODE, NODE_MODULES / "oidc-provider", LANYARD, SDK_PY, INSPECTOR, CLAUDE):
+    for tool in (NODE, NODE_MODULES / "oidc-provider", LANYARD, SDK_PY, INSPECTOR, CLAUDE, GEMINI):
         if not Path(tool).exists():
             print(f"interop: {tool} is missing: run scripts/interop.sh (it installs the peers)", file=sys.stderr)
             return 2

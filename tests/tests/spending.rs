@@ -362,3 +362,44 @@ async fn a_request_while_the_idle_token_is_still_good_is_answered_at_once_and_re
         .await;
     assert_eq!(mints(&tb, "docs"), 2);
 }
+
+/// An outage while nobody uses a server: its failed background refresh is not retried (the retry
+/// would be a refresh of an unused server), it turns calm, ready on first use; a client's first
+/// request after the outage mints once. A first grant that fails is still retried (it must show).
+#[tokio::test]
+async fn a_failed_refresh_of_an_unused_server_is_not_retried_it_is_ready_on_first_use() {
+    use lanyard_testbed::{Endpoint, Fault, FaultMode};
+    let (tb, lanyard) = signed_in_demo(json!({"idle_after_secs": 600})).await;
+    lanyard.wait_granted("docs").await;
+    // A client uses docs now, so its refresh (135–225 s into the 300-s token) goes out.
+    lanyard.token("docs", 60).await;
+    let faults = tb.auth_server("docs").expect("AS").faults();
+    faults.inject(Endpoint::Token, Fault::Status(503), FaultMode::Persistent);
+    lanyard.advance(&tb, Duration::from_secs(230));
+    lanyard
+        .wait_server("docs", "failing", |s| {
+            matches!(s, ServerState::Failing { .. })
+        })
+        .await;
+    let tried = faults.requests(Endpoint::Token);
+    // Nobody asks again; past the idle window the retry falls due on an unused server.
+    lanyard.advance(&tb, Duration::from_secs(600));
+    lanyard
+        .wait_server(
+            "docs",
+            "ready on first use",
+            ready_on_first_use(IdleReason::Unused),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        faults.requests(Endpoint::Token),
+        tried,
+        "the failed refresh of an unused server was retried"
+    );
+    // After the outage, the first request mints once.
+    faults.clear();
+    let before = mints(&tb, "docs");
+    lanyard.token("docs", 60).await;
+    assert_eq!(mints(&tb, "docs"), before + 1);
+}

@@ -322,7 +322,10 @@ impl ServerRun<'_> {
             if at >= until {
                 return;
             }
-            if !self.failing
+            // A refresh, or the retry of a failed refresh (the server had a token), goes only for
+            // a server in use and within its budget; a first grant that failed is retried.
+            let refreshing = !self.failing || !self.minted.is_empty();
+            if refreshing
                 && (!in_use(self.last_requested, at, self.cfg.idle_after_secs)
                     || near_budget(self.minted_in_window(at), self.cfg.budget))
             {

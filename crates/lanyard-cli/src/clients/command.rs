@@ -411,7 +411,12 @@ fn list(locations: &Locations, policy_sources: &PolicySources) -> u8 {
     let mut code = 0;
     for client in Client::ALL {
         let path = client.config_path(locations);
-        println!("{:<15} {}", client.name(), path.display());
+        println!(
+            "{:<15} {:<6} {}",
+            client.name(),
+            client.mode(),
+            path.display()
+        );
         let state = match read_config(&path) {
             Ok(None) => {
                 let found = client.presence_dir(locations).is_dir();

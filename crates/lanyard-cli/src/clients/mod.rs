@@ -40,6 +40,7 @@ pub enum Client {
     ClaudeDesktop,
     VsCode,
     Cursor,
+    GeminiCli,
 }
 
 impl Client {
@@ -51,6 +52,7 @@ impl Client {
             AiClient::ClaudeDesktop => Self::ClaudeDesktop,
             AiClient::Cursor => Self::Cursor,
             AiClient::Vscode => Self::VsCode,
+            AiClient::Gemini => Self::GeminiCli,
         }
     }
 }
@@ -109,11 +111,12 @@ impl Locations {
 }
 
 impl Client {
-    pub const ALL: [Client; 4] = [
+    pub const ALL: [Client; 5] = [
         Client::ClaudeCode,
         Client::ClaudeDesktop,
         Client::VsCode,
         Client::Cursor,
+        Client::GeminiCli,
     ];
 
     /// The name used on the command line.
@@ -123,6 +126,7 @@ impl Client {
             Client::ClaudeDesktop => "claude-desktop",
             Client::VsCode => "vscode",
             Client::Cursor => "cursor",
+            Client::GeminiCli => "gemini",
         }
     }
 
@@ -132,6 +136,16 @@ impl Client {
             Client::ClaudeDesktop => "Claude Desktop",
             Client::VsCode => "VS Code",
             Client::Cursor => "Cursor",
+            Client::GeminiCli => "Gemini CLI",
+        }
+    }
+
+    /// How its entries reach a token: Claude Code runs a headers helper for each request; the
+    /// others start `lanyard proxy` as a stdio server (Gemini CLI's static headers would expire).
+    pub fn mode(self) -> &'static str {
+        match self {
+            Client::ClaudeCode => "helper",
+            _ => "proxy",
         }
     }
 
@@ -145,6 +159,7 @@ impl Client {
                 .join("claude_desktop_config.json"),
             Client::VsCode => at.app_config.join("Code").join("User").join("mcp.json"),
             Client::Cursor => at.home.join(".cursor").join("mcp.json"),
+            Client::GeminiCli => at.home.join(".gemini").join("settings.json"),
         }
     }
 
@@ -159,11 +174,11 @@ impl Client {
         }
     }
 
-    /// VS Code reads its settings dialect; the others parse strict JSON, so we do too (and never
-    /// hand them a file they would reject).
+    /// VS Code reads its settings dialect, and Gemini CLI strips comments before parsing; the
+    /// others parse strict JSON, so we do too (and never hand them a file they would reject).
     fn dialect(self) -> Dialect {
         match self {
-            Client::VsCode => Dialect::Jsonc,
+            Client::VsCode | Client::GeminiCli => Dialect::Jsonc,
             _ => Dialect::Json,
         }
     }
@@ -203,7 +218,7 @@ impl Client {
                     )),
                 ),
             ]),
-            Client::ClaudeDesktop | Client::Cursor => Out::Map(vec![
+            Client::ClaudeDesktop | Client::Cursor | Client::GeminiCli => Out::Map(vec![
                 ("command".into(), Out::Str(exe)),
                 ("args".into(), proxy_args),
             ]),

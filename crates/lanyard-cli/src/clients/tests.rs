@@ -198,6 +198,11 @@ fn golden_claude_desktop() {
 }
 
 #[test]
+fn golden_gemini_cli() {
+    golden_round_trip(Client::GeminiCli);
+}
+
+#[test]
 fn golden_vscode() {
     golden_round_trip(Client::VsCode);
 }

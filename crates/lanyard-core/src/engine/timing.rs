@@ -35,12 +35,13 @@ impl Actor {
             .map(|s| s.policy.id.clone())
             .collect();
         for id in due {
-            let granted = self
-                .servers
-                .get(&id)
-                .is_some_and(|s| matches!(s.state, ServerState::Granted { .. }));
-            // A refresh (not a retry) goes only for a server in use and within its budget.
-            let idle = if granted {
+            // A refresh, or the retry of a failed refresh (the server had a token: an outage
+            // while nobody used it), goes only for a server in use and within its budget. A
+            // first grant that failed is retried, so its error stays in view.
+            let refreshing = self.servers.get(&id).is_some_and(|s| {
+                matches!(s.state, ServerState::Granted { .. }) || s.token.is_some()
+            });
+            let idle = if refreshing {
                 self.idle_reason(&id, now)
             } else {
                 None

@@ -325,6 +325,7 @@ pub enum AiClient {
     ClaudeDesktop,
     Cursor,
     Vscode,
+    Gemini,
 }
 
 /// How the app behaves. Every key has a safe default.
