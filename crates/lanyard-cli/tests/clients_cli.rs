@@ -204,12 +204,12 @@ fn install_all_then_again_then_dry_run_then_remove() {
     assert_eq!(read(&home.cursor()), cursor);
     assert_eq!(backups(&home.cursor()).len(), 1);
 
-    // `list` names each client's file and our entries.
+    // `list` names each client, its mode (helper or proxy), its file and our entries.
     let list = home.lanyard(&["clients", "list"]);
     assert!(list.status.success());
     let listed = stdout(&list);
     assert!(
-        listed.contains(&format!("cursor          {}", home.cursor().display())),
+        listed.contains(&format!("cursor          proxy  {}", home.cursor().display())),
         "{listed}"
     );
     assert!(
