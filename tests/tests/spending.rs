@@ -31,6 +31,17 @@ async fn signed_in_demo(settings: serde_json::Value) -> (lanyard_testbed::Testbe
     (tb, lanyard)
 }
 
+/// Waits until server `id` is ready on first use because nobody used it.
+async fn wait_unused(lanyard: &Lanyard, id: &str) {
+    lanyard
+        .wait_server(
+            id,
+            "ready on first use",
+            ready_on_first_use(IdleReason::Unused),
+        )
+        .await;
+}
+
 fn ready_on_first_use(reason: IdleReason) -> impl FnMut(&ServerState) -> bool {
     move |s| matches!(s, ServerState::ReadyOnFirstUse { reason: r } if *r == reason)
 }
@@ -54,13 +65,7 @@ async fn an_unused_server_is_not_refreshed_and_a_used_one_stays_warm() {
             |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > docs_first),
         )
         .await;
-    lanyard
-        .wait_server(
-            "tickets",
-            "ready on first use",
-            ready_on_first_use(IdleReason::Unused),
-        )
-        .await;
+    wait_unused(&lanyard, "tickets").await;
     assert_eq!(mints(&tb, "docs"), 2);
     assert_eq!(mints(&tb, "tickets"), 1, "an unused server was refreshed");
     // Idle is calm, not a problem.
@@ -74,13 +79,7 @@ async fn an_unused_server_is_not_refreshed_and_a_used_one_stays_warm() {
         lanyard.advance(&tb, ALL_DUE);
         let_ticks_pass(5).await;
     }
-    lanyard
-        .wait_server(
-            "docs",
-            "ready on first use",
-            ready_on_first_use(IdleReason::Unused),
-        )
-        .await;
+    wait_unused(&lanyard, "docs").await;
     assert_eq!((mints(&tb, "docs"), mints(&tb, "tickets")), (2, 1));
     let status = lanyard.engine.status();
     let tickets = status.server("tickets").expect("tickets");
@@ -101,13 +100,7 @@ async fn the_first_request_after_idling_mints_once_for_every_concurrent_caller()
     lanyard.sign_in().await;
     lanyard.wait_granted("tickets").await;
     lanyard.advance(&tb, ALL_DUE);
-    lanyard
-        .wait_server(
-            "tickets",
-            "ready on first use",
-            ready_on_first_use(IdleReason::Unused),
-        )
-        .await;
+    wait_unused(&lanyard, "tickets").await;
     // Long after the last token expired.
     lanyard.advance(&tb, Duration::from_secs(3600));
     let_ticks_pass(5).await;
@@ -341,13 +334,7 @@ async fn a_request_while_the_idle_token_is_still_good_is_answered_at_once_and_re
     let expires = lanyard.wait_granted("docs").await;
     // Due (135–225 s into a 300-s token) and unused: idle, with its token still good.
     lanyard.advance(&tb, Duration::from_secs(230));
-    lanyard
-        .wait_server(
-            "docs",
-            "ready on first use",
-            ready_on_first_use(IdleReason::Unused),
-        )
-        .await;
+    wait_unused(&lanyard, "docs").await;
     assert_eq!(mints(&tb, "docs"), 1);
 
     // The old token answers at once; the refresh follows in the background.
@@ -384,13 +371,7 @@ async fn a_failed_refresh_of_an_unused_server_is_not_retried_it_is_ready_on_firs
     let tried = faults.requests(Endpoint::Token);
     // Nobody asks again; past the idle window the retry falls due on an unused server.
     lanyard.advance(&tb, Duration::from_secs(600));
-    lanyard
-        .wait_server(
-            "docs",
-            "ready on first use",
-            ready_on_first_use(IdleReason::Unused),
-        )
-        .await;
+    wait_unused(&lanyard, "docs").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         faults.requests(Endpoint::Token),

@@ -82,7 +82,11 @@ async fn a_workload_token_grants_the_machine_is_read_again_when_rotated_and_a_re
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_ne!(first.expose(), second.expose(), "the new token never replaced the old");
+    assert_ne!(
+        first.expose(),
+        second.expose(),
+        "the new token never replaced the old"
+    );
     let seen = whoami(mcp, second.expose()).await.expect("accepted");
     assert!(seen.contains("sub=repo:acme/app:ref:release"), "{seen}");
 

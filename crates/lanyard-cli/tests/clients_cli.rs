@@ -209,7 +209,10 @@ fn install_all_then_again_then_dry_run_then_remove() {
     assert!(list.status.success());
     let listed = stdout(&list);
     assert!(
-        listed.contains(&format!("cursor          proxy  {}", home.cursor().display())),
+        listed.contains(&format!(
+            "cursor          proxy  {}",
+            home.cursor().display()
+        )),
         "{listed}"
     );
     assert!(
