@@ -119,11 +119,15 @@ impl Drop for Scratch {
     }
 }
 
-/// Writes the demo testbed's policy (dev mode, a support URL) and returns its path.
+/// Writes the demo testbed's policy (dev mode, a support URL) and returns its path. Servers are
+/// kept warm (`idle_after_secs` 0), as the other tiers' kits do: these tests show states over
+/// time, and an unused server would otherwise turn calm, *ready on first use*, instead of
+/// retrying (tickets after the simulated outage).
 pub fn write_policy(tb: &Testbed, dir: &Path) -> PathBuf {
     let mut policy = lanyard_testbed::demo::lanyard_policy(tb);
     policy["dev_mode"] = json!(true);
-    policy["settings"] = json!({"support_url": "https://it.example.com/help"});
+    policy["settings"] =
+        json!({"support_url": "https://it.example.com/help", "idle_after_secs": 0});
     let path = dir.join("policy.json");
     std::fs::write(&path, policy.to_string()).expect("write policy");
     path
