@@ -263,6 +263,26 @@ fn each_way_a_key_reference_fails_is_named_with_the_store_the_key_and_the_fix() 
     assert!(text.contains("already there"), "{text}");
 }
 
+/// A module is code the agent runs: one that is not an administrator's file (here a copy in a
+/// world-writable temporary directory) is never loaded, whatever the policy or the CLI names.
+#[test]
+fn a_module_that_is_not_an_administrators_file_is_never_loaded() {
+    let store = SoftHsm::start();
+    let dir = std::env::temp_dir().join(format!("lanyard-module-copy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let copy = dir.join("libsofthsm2.so");
+    std::fs::copy(&store.module, &copy).expect("copy the module");
+    let at = reference(&copy, "client", "01");
+    let refused = device_key::open(&at, KeyAlgorithm::ES256, pin());
+    let _ = std::fs::remove_dir_all(&dir);
+    match refused {
+        Err(KeyError::StoreMissing { detail, .. }) => {
+            assert!(detail.contains("is refused"), "{detail}")
+        }
+        other => panic!("the copied module was loaded: {other:?}"),
+    }
+}
+
 /// The employee's flow with the requester's key in a TPM, on both legs: the IdP (sign-in, the
 /// token exchange, the refresh) and the authorization server (jwt-bearer) each verify the
 /// assertion with the JWK registered for the client, and the MCP server takes the token.

@@ -6,7 +6,7 @@
 
 use clap::Subcommand;
 use lanyard_core::device_key::{self, HeldKey};
-use lanyard_core::engine::credentials::read_secret;
+use lanyard_core::engine::credentials::key_pin;
 use lanyard_core::oauth::KeyAlgorithm;
 use lanyard_core::policy::sources::platform::PolicySources;
 use lanyard_core::policy::{ClientAuthPolicy, FileChecks, KeyReference};
@@ -156,14 +156,8 @@ fn configured_key(
 /// The token's user PIN: from the policy's `key.pin` (the keychain, a file, the environment),
 /// else from LANYARD_TOKEN_USER_PIN; none for stores that ask for none.
 fn pin_for(reference: &KeyReference) -> Result<Option<Secret>, String> {
-    match reference {
-        KeyReference::Pkcs11 { pin: Some(pin), .. } => {
-            read_secret(pin, &KeyringStore::new("lanyard"))
-                .map(Some)
-                .map_err(|e| format!("the PIN of the client key: {e}"))
-        }
-        _ => Ok(std::env::var(USER_PIN_ENV).ok().map(Secret::new)),
-    }
+    Ok(key_pin(reference, &KeyringStore::new("lanyard"))?
+        .or_else(|| std::env::var(USER_PIN_ENV).ok().map(Secret::new)))
 }
 
 #[cfg(target_os = "linux")]

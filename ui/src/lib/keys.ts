@@ -8,6 +8,7 @@ const places: Record<KeyLocation['kind'], string> = {
   hardware_token: 'Hardware token',
   software_store: 'Software key store',
   pem_file: 'PEM file',
+  os_key_store: 'OS key store',
 };
 
 export function keyPlace(key: KeyLocation): string {

@@ -42,7 +42,7 @@ export interface TokenUse {
 
 /** Where a client key lives (lanyard-core's device_key::KeyLocation). */
 export interface KeyLocation {
-  kind: 'tpm' | 'secure_enclave' | 'hardware_token' | 'software_store' | 'pem_file';
+  kind: 'tpm' | 'secure_enclave' | 'hardware_token' | 'software_store' | 'pem_file' | 'os_key_store';
   name: string;
 }
 

@@ -41,14 +41,14 @@ pub(super) fn client_keys(
             let alg = auth
                 .key_algorithm()
                 .unwrap_or(lanyard_core::oauth::KeyAlgorithm::ES256);
-            let store = KeyringStore::new("lanyard");
-            let pin = match reference {
-                lanyard_core::policy::KeyReference::Pkcs11 { pin: Some(pin), .. }
-                    if !no_keychain =>
-                {
-                    lanyard_core::engine::credentials::read_secret(pin, &store).ok()
-                }
-                _ => None,
+            // With --no-keychain a keychain PIN is not read (and a key that needs one says so).
+            let pin = if no_keychain {
+                None
+            } else {
+                let store = KeyringStore::new("lanyard");
+                lanyard_core::engine::credentials::key_pin(reference, &store)
+                    .ok()
+                    .flatten()
             };
             match device_key::open(reference, alg, pin) {
                 Ok(key) => {

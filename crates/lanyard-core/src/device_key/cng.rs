@@ -27,7 +27,7 @@ use windows_sys::Win32::Security::Cryptography::{
     NCRYPT_SILENT_FLAG, PKCS_7_ASN_ENCODING, X509_ASN_ENCODING,
 };
 
-use super::{ec_jwk, rsa_jwk, HeldKey, KeyError, KeyKind, KeyLocation};
+use super::{decode_hex, ec_jwk, rsa_jwk, HeldKey, KeyError, KeyKind, KeyLocation};
 use crate::oauth::{KeyAlgorithm, KeySigner};
 use crate::policy::{KeyReference, KeyScope};
 
@@ -177,10 +177,10 @@ impl CngKey {
         alg: KeyAlgorithm,
     ) -> Result<Self, KeyError> {
         let shown = format!("of certificate {thumbprint} ({scope:?} store)");
-        let mut hash: Vec<u8> = (0..thumbprint.len())
-            .step_by(2)
-            .filter_map(|i| u8::from_str_radix(thumbprint.get(i..i + 2)?, 16).ok())
-            .collect();
+        let mut hash = decode_hex(thumbprint).ok_or_else(|| KeyError::KeyNotFound {
+            store: "Windows CNG".into(),
+            key: format!("{shown} (not hex)"),
+        })?;
         let location = match scope {
             KeyScope::User => CERT_SYSTEM_STORE_CURRENT_USER,
             KeyScope::Machine => CERT_SYSTEM_STORE_LOCAL_MACHINE,

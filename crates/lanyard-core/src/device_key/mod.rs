@@ -48,6 +48,10 @@ pub enum KeyKind {
     SoftwareStore,
     /// A PEM file: readable by every process of the account it is deployed for.
     PemFile,
+    /// CNG or the Keychain, before the key is opened: which of its providers holds the key (a
+    /// TPM or software, the Secure Enclave or not) is read from the key itself
+    /// (`lanyard device-key show`, `lanyard diagnose`).
+    OsKeyStore,
 }
 
 impl fmt::Display for KeyKind {
@@ -58,6 +62,7 @@ impl fmt::Display for KeyKind {
             Self::HardwareToken => "hardware token",
             Self::SoftwareStore => "software store",
             Self::PemFile => "PEM file",
+            Self::OsKeyStore => "OS key store",
         })
     }
 }
@@ -224,8 +229,7 @@ pub fn configured_location(auth: &ClientAuthPolicy) -> Option<KeyLocation> {
             thumbprint,
             scope,
         } => KeyLocation {
-            // Which provider holds it is known once it is open (`lanyard device-key show`).
-            kind: KeyKind::SoftwareStore,
+            kind: KeyKind::OsKeyStore,
             name: match (name, thumbprint) {
                 (Some(name), _) => format!("CNG key {name:?} ({scope:?} store)"),
                 (None, Some(t)) => format!("CNG key of certificate {t} ({scope:?} store)"),
@@ -233,10 +237,48 @@ pub fn configured_location(auth: &ClientAuthPolicy) -> Option<KeyLocation> {
             },
         },
         KeyReference::Macos { label } => KeyLocation {
-            kind: KeyKind::SoftwareStore,
+            kind: KeyKind::OsKeyStore,
             name: format!("Keychain key {label:?}"),
         },
     })
+}
+
+/// Whether a PKCS#11 module may be loaded into the agent: an administrator's file, as CA bundles
+/// must be (owned by root, not writable by others, nor its directories). Checked when the policy
+/// is validated and again before the module is loaded.
+pub fn check_module(module: &std::path::Path) -> Result<(), String> {
+    use crate::admin_files::{read_trusted, AdminFileError, Trust};
+    // The whole path, not only the file: whoever may replace a directory on it may swap the code.
+    let trust = Trust {
+        ancestors_from: Some(std::path::PathBuf::from("/")),
+        ..Trust::administrators()
+    };
+    match read_trusted(module, &trust) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!(
+            "the PKCS#11 module {} is not installed (for a TPM: the libtpm2-pkcs11-1 package)",
+            module.display()
+        )),
+        Err(AdminFileError::Untrusted(m)) => Err(format!(
+            "the PKCS#11 module {} is refused: {m}",
+            module.display()
+        )),
+        Err(AdminFileError::Unreadable(m)) => {
+            Err(format!("the PKCS#11 module {}: {m}", module.display()))
+        }
+    }
+}
+
+/// Bytes from hex digits (a key id, a certificate thumbprint), or `None`.
+#[cfg_attr(target_os = "macos", allow(dead_code))]
+pub(crate) fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !crate::policy::validate::is_hex(hex) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
 }
 
 /// A PKCS#11 module's file name, for messages.

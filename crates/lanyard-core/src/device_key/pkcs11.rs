@@ -19,7 +19,10 @@ use cryptoki::types::AuthPin;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{ec_jwk, key_name, module_file, pkcs11_kind, rsa_jwk, HeldKey, KeyError, KeyLocation};
+use super::{
+    check_module, decode_hex, ec_jwk, key_name, module_file, pkcs11_kind, rsa_jwk, HeldKey,
+    KeyError, KeyLocation,
+};
 use crate::oauth::{KeyAlgorithm, KeySigner};
 use crate::policy::KeyReference;
 use crate::secret::Secret;
@@ -43,11 +46,8 @@ pub fn load_module(path: &Path) -> Result<Pkcs11, KeyError> {
     if let Some(context) = loaded.get(path) {
         return Ok(context.clone());
     }
-    if !path.exists() {
-        return Err(missing(
-            "the file is not there (is its package installed?)".into(),
-        ));
-    }
+    // Loading runs the module's code in this process: only an administrator's file.
+    check_module(path).map_err(missing)?;
     let context = Pkcs11::new(path).map_err(|e| missing(e.to_string()))?;
     match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
@@ -115,16 +115,6 @@ impl<'a> Reference<'a> {
 
 fn store_name(module: &Path, token: &str) -> String {
     format!("PKCS#11 token {token:?} ({})", module_file(module))
-}
-
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !crate::policy::validate::is_hex(hex) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
-        .collect()
 }
 
 fn encode_hex(bytes: &[u8]) -> String {

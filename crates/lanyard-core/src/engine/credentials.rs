@@ -20,12 +20,37 @@ pub fn read_secret(source: &SecretSource, store: &dyn SecretStore) -> Result<Sec
             Ok(None) => Err(format!("the keychain has no entry {name:?}")),
             Err(e) => Err(e.to_string()),
         },
+        other => read_secret_outside_keychain(other),
+    }
+}
+
+/// A secret from a file (read now, one trailing newline ignored) or the environment; a keychain
+/// source is an error here. What a workload token's source may be. Never the secret in an error.
+pub fn read_secret_outside_keychain(source: &SecretSource) -> Result<Secret, String> {
+    match source {
         SecretSource::File(path) => std::fs::read_to_string(path)
             .map(|text| Secret::from_file_contents(&text))
             .map_err(|e| format!("cannot read the secret file {}: {e}", path.display())),
         SecretSource::Env(var) => std::env::var(var)
             .map(Secret::new)
             .map_err(|_| format!("the environment variable {var} is not set")),
+        SecretSource::Keychain(name) => Err(format!(
+            "{name:?} is a keychain entry; only a file or the environment is read here"
+        )),
+    }
+}
+
+/// The PIN a key reference names (a PKCS#11 token's `key.pin`), read from its source; `None` for
+/// stores that ask for none.
+pub fn key_pin(
+    reference: &KeyReference,
+    store: &dyn SecretStore,
+) -> Result<Option<Secret>, String> {
+    match reference {
+        KeyReference::Pkcs11 { pin: Some(pin), .. } => read_secret(pin, store)
+            .map(Some)
+            .map_err(|e| format!("the PIN of the client key: {e}")),
+        _ => Ok(None),
     }
 }
 
@@ -37,12 +62,7 @@ pub fn open_held_key(
     kid: Option<String>,
     store: &dyn SecretStore,
 ) -> Result<SigningKey, String> {
-    let pin = match reference {
-        KeyReference::Pkcs11 { pin: Some(pin), .. } => {
-            Some(read_secret(pin, store).map_err(|e| format!("the PIN of the client key: {e}"))?)
-        }
-        _ => None,
-    };
+    let pin = key_pin(reference, store)?;
     let held = device_key::open(reference, alg, pin).map_err(|e| e.to_string())?;
     let kid = match kid {
         Some(kid) => kid,

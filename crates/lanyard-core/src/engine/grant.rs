@@ -491,17 +491,9 @@ const WORKLOAD_REFUSALS: [&str; 3] = ["invalid_grant", "invalid_scope", "unautho
 /// The workload's platform JWT from where the policy says (a file, read now; or the
 /// environment). Its text is never part of an error.
 fn read_workload_token(source: Option<&SecretSource>) -> Result<Secret, String> {
-    match source {
-        Some(SecretSource::File(path)) => std::fs::read_to_string(path)
-            .map(|text| Secret::from_file_contents(&text))
-            .map_err(|e| format!("cannot read the workload token {}: {e}", path.display())),
-        Some(SecretSource::Env(var)) => std::env::var(var)
-            .map(Secret::new)
-            .map_err(|_| format!("the environment variable {var} (the workload token) is not set")),
-        Some(SecretSource::Keychain(_)) | None => {
-            Err("the policy names no workload token (file or env)".into())
-        }
-    }
+    let source = source.ok_or("the policy names no workload token (file or env)")?;
+    super::credentials::read_secret_outside_keychain(source)
+        .map_err(|e| format!("the workload token: {e}"))
 }
 
 /// Errors of the token exchange at the IdP.

@@ -703,25 +703,8 @@ fn check_key_reference(
             if !module.is_absolute() {
                 problems.push((".module".into(), "must be an absolute path".into()));
             } else if files == FileChecks::Readable && cfg!(target_os = "linux") {
-                use crate::admin_files::{read_trusted, AdminFileError, Trust};
-                match read_trusted(module, &Trust::administrators()) {
-                    Ok(Some(_)) => {}
-                    Ok(None) => problems.push((
-                        ".module".into(),
-                        format!(
-                            "the PKCS#11 module {} is not installed (for a TPM: the \
-                             libtpm2-pkcs11-1 package)",
-                            module.display()
-                        ),
-                    )),
-                    Err(AdminFileError::Untrusted(m)) => problems.push((
-                        ".module".into(),
-                        format!("the PKCS#11 module {} is refused: {m}", module.display()),
-                    )),
-                    Err(AdminFileError::Unreadable(m)) => problems.push((
-                        ".module".into(),
-                        format!("the PKCS#11 module {}: {m}", module.display()),
-                    )),
+                if let Err(m) = crate::device_key::check_module(module) {
+                    problems.push((".module".into(), m));
                 }
             }
             if token.trim().is_empty() {
