@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lanyard_core::engine::{self, EngineHandle};
-use lanyard_core::mcp::bridge::{self, BridgeConfig, TokenRequest, TokenSource, TokenUnavailable};
-use lanyard_core::secret::Secret;
+use lanyard_core::mcp::bridge::{
+    self, BridgeConfig, IssuedToken, TokenRequest, TokenSource, TokenUnavailable,
+};
 use lanyard_testbed::{McpConfig, Testbed, TestbedConfig};
 use serde_json::{json, Value};
 use support::*;
@@ -33,8 +34,9 @@ impl TokenSource for EngineTokens {
     fn token(
         &self,
         request: &TokenRequest,
-    ) -> impl std::future::Future<Output = Result<Secret, TokenUnavailable>> + Send {
+    ) -> impl std::future::Future<Output = Result<IssuedToken, TokenUnavailable>> + Send {
         self.asked.lock().expect("lock").push(request.clone());
+        let target = request.proof_for.clone();
         let engine = self.engine.clone();
         let server = self.server.clone();
         let wanted = engine::TokenRequest {
@@ -44,11 +46,30 @@ impl TokenSource for EngineTokens {
             requester: None,
         };
         async move {
-            engine
+            let token = engine
                 .token_with(&server, wanted)
                 .await
-                .map(|t| t.access_token)
-                .map_err(|e| TokenUnavailable::new(e.to_string()))
+                .map_err(|e| TokenUnavailable::new(e.to_string()))?;
+            // A bound token goes with a proof of the engine's key, as the agent's broker signs it.
+            let dpop_proof = match (&token.dpop_jkt, target) {
+                (Some(_), Some(target)) => Some(
+                    engine::grant::sign_proof(
+                        &engine.dpop_key(),
+                        &target.method,
+                        &target.url,
+                        engine.unix_now(),
+                        Some(token.access_token.clone()),
+                        target.nonce,
+                    )
+                    .await
+                    .map_err(|e| TokenUnavailable::new(e.to_string()))?,
+                ),
+                _ => None,
+            };
+            Ok(IssuedToken {
+                access_token: token.access_token,
+                dpop_proof,
+            })
         }
     }
 }

@@ -13,7 +13,9 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use lanyard_core::mcp::bridge::{self, BridgeConfig, TokenRequest, TokenSource, TokenUnavailable};
+use lanyard_core::mcp::bridge::{
+    self, BridgeConfig, IssuedToken, TokenRequest, TokenSource, TokenUnavailable,
+};
 use lanyard_core::secret::Secret;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -37,8 +39,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 struct NoAgent;
 
 impl TokenSource for NoAgent {
-    async fn token(&self, _request: &TokenRequest) -> Result<Secret, TokenUnavailable> {
-        Ok(Secret::new("conformance-transport"))
+    async fn token(&self, _request: &TokenRequest) -> Result<IssuedToken, TokenUnavailable> {
+        Ok(IssuedToken::bearer(Secret::new("conformance-transport")))
     }
 }
 

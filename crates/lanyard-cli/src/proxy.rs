@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lanyard_core::engine::credentials::http_config_for;
-use lanyard_core::ipc::{BlockingClient, ClientError, TokenRequestOptions};
-use lanyard_core::mcp::bridge::{self, BridgeConfig, TokenRequest, TokenSource, TokenUnavailable};
+use lanyard_core::ipc::{BlockingClient, ClientError, ProofRequest, TokenRequestOptions};
+use lanyard_core::mcp::bridge::{
+    self, BridgeConfig, IssuedToken, TokenRequest, TokenSource, TokenUnavailable,
+};
 use lanyard_core::oauth::HttpConfig;
 use lanyard_core::policy::sources::platform::PolicySources;
 use lanyard_core::policy::FileChecks;
@@ -148,7 +150,7 @@ impl Shared {
             .push(client);
     }
 
-    fn token(&self, options: &TokenRequestOptions) -> Result<Secret, ClientError> {
+    fn token(&self, options: &TokenRequestOptions) -> Result<IssuedToken, ClientError> {
         // One retry on a fresh connection: an idle one may belong to an agent that restarted, or
         // the agent closed it after its idle timeout. The other idle ones are then just as old,
         // so they go too.
@@ -162,7 +164,10 @@ impl Shared {
             match client.token(&self.server, options.clone()) {
                 Ok(token) => {
                     self.give_back(client);
-                    return Ok(token.access_token);
+                    return Ok(IssuedToken {
+                        access_token: token.access_token,
+                        dpop_proof: token.dpop_proof,
+                    });
                 }
                 Err(e @ ClientError::Agent(_)) => {
                     self.give_back(client);
@@ -182,12 +187,18 @@ impl TokenSource for BrokerTokens {
     fn token(
         &self,
         request: &TokenRequest,
-    ) -> impl std::future::Future<Output = Result<Secret, TokenUnavailable>> + Send {
+    ) -> impl std::future::Future<Output = Result<IssuedToken, TokenUnavailable>> + Send {
         let shared = Arc::clone(&self.shared);
         let options = TokenRequestOptions {
             min_ttl: MIN_TTL,
             force_refresh: request.force_refresh,
             extra_scopes: request.extra_scopes.clone(),
+            // Asked for every request: the agent signs a proof only when the token is bound.
+            dpop: request.proof_for.as_ref().map(|target| ProofRequest {
+                method: target.method.clone(),
+                url: target.url.to_string(),
+                nonce: target.nonce.clone(),
+            }),
         };
         async move {
             tokio::task::spawn_blocking(move || shared.token(&options))

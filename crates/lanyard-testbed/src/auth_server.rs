@@ -35,6 +35,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default, Debug)]
 pub(crate) struct AsCounters {
     jwt_bearer_mints: AtomicU64,
+    dpop_bound_mints: AtomicU64,
     workload_mints: AtomicU64,
     refresh_mints: AtomicU64,
     client_credentials_mints: AtomicU64,
@@ -92,6 +93,10 @@ impl AsCounters {
 pub struct AsStats {
     /// Access tokens minted from ID-JAGs.
     pub jwt_bearer_mints: u64,
+    /// Access tokens bound to a DPoP key (any grant).
+    pub dpop_bound_mints: u64,
+    /// DPoP proofs refused at the token endpoint because their `jti` was used before.
+    pub dpop_replays: u64,
     /// Access tokens minted from workload tokens (see [`AsConfig::trusted_workload`]).
     pub workload_mints: u64,
     /// Access tokens minted from refresh tokens (see [`AsConfig::refresh_token_lifetime`]).
@@ -129,6 +134,8 @@ pub(crate) struct AsState {
     pub counters: AsCounters,
     /// Refresh tokens issued and not yet used: what each may mint again.
     pub refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
+    /// Checks DPoP proofs at the token endpoint, when this server binds tokens.
+    pub proofs: Option<crate::dpop::ProofChecker>,
 }
 
 /// What a refresh token stands for.
@@ -140,6 +147,8 @@ pub(crate) struct RefreshGrant {
     scope: Vec<String>,
     email: Option<String>,
     expires_at: u64,
+    /// The DPoP key the tokens of this grant are bound to; a refresh must prove it again.
+    jkt: Option<String>,
 }
 
 impl AsState {
@@ -173,6 +182,9 @@ impl AsState {
             client_jtis: Mutex::new(HashSet::new()),
             counters: AsCounters::default(),
             refresh_tokens: Mutex::new(HashMap::new()),
+            proofs: config
+                .dpop
+                .map(|d| crate::dpop::ProofChecker::new(d.require_nonce)),
             config,
         }
     }
@@ -210,7 +222,7 @@ impl AsState {
             .collect();
         auth_methods.sort_unstable();
         auth_methods.dedup();
-        json!({
+        let mut metadata = json!({
             "issuer": issuer,
             "token_endpoint": self.token_endpoint(),
             "jwks_uri": format!("{b}/jwks"),
@@ -225,7 +237,11 @@ impl AsState {
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
             "scopes_supported": self.config.allowed_scopes,
             "response_types_supported": [],
-        })
+        });
+        if self.proofs.is_some() {
+            metadata["dpop_signing_alg_values_supported"] = json!(["ES256", "RS256"]);
+        }
+        metadata
     }
 
     /// The IdP's key for `kid`, fetching (and caching) its JWKS when unknown.
@@ -329,6 +345,7 @@ impl AsState {
         resource: Option<String>,
         scope: &[String],
         email: Option<&str>,
+        jkt: Option<&str>,
     ) -> Result<Value, OAuthError> {
         let now = self.clock.unix();
         let lifetime = self.config.access_token_lifetime.as_secs();
@@ -348,13 +365,19 @@ impl AsState {
         if let Some(e) = email {
             claims["email"] = json!(e);
         }
+        if let Some(jkt) = jkt {
+            claims["cnf"] = json!({ "jkt": jkt });
+            self.counters
+                .dpop_bound_mints
+                .fetch_add(1, Ordering::SeqCst);
+        }
         let token = self
             .key
             .sign("at+jwt", &claims)
             .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))?;
         Ok(json!({
             "access_token": token,
-            "token_type": "Bearer",
+            "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
             "expires_in": lifetime,
             "scope": scope,
         }))
@@ -364,6 +387,7 @@ impl AsState {
         &self,
         client: &RegisteredClient,
         form: &HashMap<String, String>,
+        jkt: Option<&str>,
     ) -> Result<Value, OAuthError> {
         let assertion = form
             .get("assertion")
@@ -372,7 +396,7 @@ impl AsState {
             .map_err(|e| OAuthError::invalid_grant(format!("assertion is not a JWT: {e}")))?;
         if header.typ.as_deref() != Some(JWT_TYPE_ID_JAG) {
             if let Some(workload) = &self.config.trusted_workload {
-                return self.workload_grant(workload, client, assertion, form);
+                return self.workload_grant(workload, client, assertion, form, jkt);
             }
             return Err(OAuthError::invalid_grant(format!(
                 "assertion typ must be {JWT_TYPE_ID_JAG}, got {:?}",
@@ -418,6 +442,20 @@ impl AsState {
             .to_string();
         let resource = self.resource(form.get("resource"), claim("resource"))?;
         let granted = self.grant_scopes(form.get("scope"), claim("scope"))?;
+        // An ID-JAG the IdP bound to a key is redeemed only by a proof of that key.
+        let bound_to = claims
+            .get("cnf")
+            .and_then(|c| c.get("jkt"))
+            .and_then(Value::as_str);
+        if let Some(bound_to) = bound_to {
+            if jkt != Some(bound_to) {
+                return Err(OAuthError::invalid_grant(if jkt.is_none() {
+                    "the ID-JAG is bound to a key (cnf.jkt): a DPoP proof of that key is required"
+                } else {
+                    "the ID-JAG is bound to another key than this DPoP proof's"
+                }));
+            }
+        }
         let jti = claim("jti").ok_or_else(|| OAuthError::invalid_grant("ID-JAG has no jti"))?;
         if !lock(&self.used_jtis).insert(jti.to_string()) {
             self.counters
@@ -431,6 +469,7 @@ impl AsState {
             resource.clone(),
             &granted,
             claim("email"),
+            jkt,
         )?;
         self.issue_refresh_token(
             &mut body,
@@ -441,6 +480,7 @@ impl AsState {
                 scope: granted,
                 email: claim("email").map(str::to_owned),
                 expires_at: 0,
+                jkt: jkt.map(str::to_owned),
             },
         );
         self.counters
@@ -458,6 +498,7 @@ impl AsState {
         client: &RegisteredClient,
         assertion: &str,
         form: &HashMap<String, String>,
+        jkt: Option<&str>,
     ) -> Result<Value, OAuthError> {
         let (key, algorithms) = crate::client_auth::public_key(&workload.public_key_pem)?;
         let claims = verify_signature(assertion, &key, &algorithms).map_err(|e| {
@@ -493,7 +534,7 @@ impl AsState {
             .to_string();
         let resource = self.resource(form.get("resource"), None)?;
         let granted = self.grant_scopes(form.get("scope"), None)?;
-        let body = self.mint(&sub, &client.client_id, resource, &granted, None)?;
+        let body = self.mint(&sub, &client.client_id, resource, &granted, None, jkt)?;
         self.counters.workload_mints.fetch_add(1, Ordering::SeqCst);
         Ok(body)
     }
@@ -514,6 +555,7 @@ impl AsState {
         &self,
         client: &RegisteredClient,
         form: &HashMap<String, String>,
+        jkt: Option<&str>,
     ) -> Result<Value, OAuthError> {
         let presented = form
             .get("refresh_token")
@@ -529,12 +571,18 @@ impl AsState {
         if grant.expires_at <= self.clock.unix() {
             return Err(OAuthError::invalid_grant("refresh token expired"));
         }
+        if grant.jkt.is_some() && grant.jkt.as_deref() != jkt {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is bound to a DPoP key this request does not prove",
+            ));
+        }
         let mut body = self.mint(
             &grant.sub,
             &client.client_id,
             grant.resource.clone(),
             &grant.scope,
             grant.email.as_deref(),
+            jkt,
         )?;
         self.issue_refresh_token(&mut body, grant);
         self.counters.refresh_mints.fetch_add(1, Ordering::SeqCst);
@@ -545,6 +593,7 @@ impl AsState {
         &self,
         client: &RegisteredClient,
         form: &HashMap<String, String>,
+        jkt: Option<&str>,
     ) -> Result<Value, OAuthError> {
         if client.auth == ClientAuth::None {
             return Err(OAuthError::new(
@@ -560,6 +609,7 @@ impl AsState {
             resource,
             &granted,
             None,
+            jkt,
         )?;
         self.counters
             .client_credentials_mints
@@ -634,13 +684,36 @@ async fn moved_token(state: State<Arc<AsState>>, headers: HeaderMap, body: Bytes
 
 async fn token(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = parse_form(&body);
+    // A proof is read only where this server binds tokens; elsewhere the header is ignored, as
+    // a server that does not know DPoP would.
+    let jkt = match &state.proofs {
+        Some(proofs) => {
+            match crate::dpop::at_token_endpoint(
+                proofs,
+                &headers,
+                &state.token_endpoint(),
+                &state.clock,
+            ) {
+                Ok(jkt) => jkt,
+                Err(refusal) => {
+                    state
+                        .counters
+                        .rejected_grants
+                        .fetch_add(1, Ordering::SeqCst);
+                    return refusal;
+                }
+            }
+        }
+        None => None,
+    };
+    let jkt = jkt.as_deref();
     let result = match state.verifier().authenticate(&headers, &form) {
         Err(e) => Err(e),
         Ok(client) => match form.get("grant_type").map(String::as_str) {
-            Some(GRANT_JWT_BEARER) => state.jwt_bearer(&client, &form).await,
-            Some("client_credentials") => state.client_credentials(&client, &form),
+            Some(GRANT_JWT_BEARER) => state.jwt_bearer(&client, &form, jkt).await,
+            Some("client_credentials") => state.client_credentials(&client, &form, jkt),
             Some("refresh_token") if state.config.refresh_token_lifetime.is_some() => {
-                state.refresh(&client, &form)
+                state.refresh(&client, &form, jkt)
             }
             Some(other) => Err(OAuthError::new(
                 "unsupported_grant_type",
@@ -771,11 +844,25 @@ impl AsHandle {
     }
 
     /// A snapshot of the counters.
+    /// Rotates the nonce DPoP proofs must carry (when this server wants one); the new nonce.
+    pub fn rotate_dpop_nonce(&self) -> Option<String> {
+        self.state
+            .proofs
+            .as_ref()
+            .and_then(crate::dpop::ProofChecker::rotate_nonce)
+    }
+
     pub fn stats(&self) -> AsStats {
         let c = &self.state.counters;
         let n = |a: &AtomicU64| a.load(Ordering::SeqCst);
         AsStats {
             jwt_bearer_mints: n(&c.jwt_bearer_mints),
+            dpop_bound_mints: n(&c.dpop_bound_mints),
+            dpop_replays: self
+                .state
+                .proofs
+                .as_ref()
+                .map_or(0, crate::dpop::ProofChecker::replays),
             workload_mints: n(&c.workload_mints),
             refresh_mints: n(&c.refresh_mints),
             client_credentials_mints: n(&c.client_credentials_mints),

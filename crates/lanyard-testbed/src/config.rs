@@ -166,6 +166,9 @@ pub struct IdpConfig {
     pub audience_client_ids: HashMap<String, String>,
     /// Reject token exchanges whose `audience` is not a known authorization server
     /// (`invalid_target`). Off by default so wrong audiences reach the AS and fail there.
+    /// Proofs at the token exchange must carry the IdP's nonce (`use_dpop_nonce` first). The
+    /// IdP always takes a proof there and binds the ID-JAG to its key (`cnf.jkt`).
+    pub dpop_require_nonce: bool,
     pub reject_unknown_audience: bool,
     /// Initial denials: (user sub or email, audience).
     pub denied: Vec<(String, String)>,
@@ -199,6 +202,7 @@ impl Default for IdpConfig {
             device_code_lifetime: Duration::from_secs(600),
             audience_client_ids: HashMap::new(),
             reject_unknown_audience: false,
+            dpop_require_nonce: false,
             denied: Vec::new(),
             require_auth_within: HashMap::new(),
             saml_service_providers: HashMap::new(),
@@ -255,6 +259,17 @@ pub struct AsConfig {
     /// A workload platform it trusts for jwt-bearer (workload identity federation, SEP-1933): a
     /// CI's or a cluster's JWT issuer and the public key (PEM) its tokens are signed with.
     pub trusted_workload: Option<TrustedWorkload>,
+    /// DPoP (RFC 9449): advertised in its metadata; a token request with a proof gets a token
+    /// bound to the proof's key, and an ID-JAG bound by the IdP (`cnf.jkt`) is redeemed only
+    /// with a proof of that key.
+    pub dpop: Option<DpopSettings>,
+}
+
+/// How a server of the testbed treats DPoP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DpopSettings {
+    /// Hand out a nonce and refuse proofs without it (`use_dpop_nonce`).
+    pub require_nonce: bool,
 }
 
 /// A workload identity issuer an authorization server trusts (a CI's OIDC tokens, a cluster's
@@ -268,6 +283,12 @@ pub struct TrustedWorkload {
 }
 
 impl AsConfig {
+    /// This server binds tokens with DPoP (and wants its nonce in proofs when `require_nonce`).
+    pub fn with_dpop(mut self, require_nonce: bool) -> Self {
+        self.dpop = Some(DpopSettings { require_nonce });
+        self
+    }
+
     /// An authorization server at the root of its listener with one public client.
     pub fn new(name: &str, client_id: &str) -> Self {
         Self {
@@ -282,6 +303,7 @@ impl AsConfig {
             allowed_scopes: Vec::new(),
             refresh_token_lifetime: None,
             trusted_workload: None,
+            dpop: None,
         }
     }
 
@@ -352,6 +374,8 @@ pub struct McpConfig {
     pub sse_responses: bool,
     /// Offer the GET stream for server-initiated messages (else GET answers 405); see
     /// `McpHandle::push`.
+    /// DPoP-bound tokens must come with proofs carrying this server's nonce (RFC 9449 §9).
+    pub dpop_require_nonce: bool,
     pub get_stream: bool,
 }
 
@@ -366,6 +390,7 @@ impl McpConfig {
             prm_location: PrmLocation::Both,
             advertise_resource_metadata: true,
             sse_responses: false,
+            dpop_require_nonce: false,
             get_stream: false,
         }
     }

@@ -46,6 +46,7 @@ mod client_auth;
 mod clock;
 mod config;
 pub mod demo;
+pub mod dpop;
 mod faults;
 mod idp;
 #[cfg(unix)]

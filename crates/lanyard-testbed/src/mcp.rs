@@ -104,6 +104,8 @@ pub(crate) struct McpState {
     pub clock: TestClock,
     pub counters: McpCounters,
     pub runtime: McpRuntime,
+    /// Checks the DPoP proofs that come with bound tokens.
+    pub proofs: crate::dpop::ProofChecker,
 }
 
 /// What a validated access token says.
@@ -156,17 +158,34 @@ impl McpState {
         resp
     }
 
-    fn authorize(&self, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
-        let token = headers
+    /// A 401 for a DPoP-bound token presented wrongly: the `DPoP` challenge, with the nonce to
+    /// use when that is what was missing.
+    fn dpop_challenge(&self, error: &str, description: &str, nonce: Option<&str>) -> Response {
+        self.counters.unauthorized.fetch_add(1, Ordering::SeqCst);
+        let mut resp = (StatusCode::UNAUTHORIZED, Json(json!({"error": error}))).into_response();
+        let value = format!(
+            "DPoP error=\"{error}\", error_description=\"{description}\", algs=\"ES256 RS256\""
+        );
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let Some(v) = nonce.and_then(|n| HeaderValue::from_str(n).ok()) {
+            resp.headers_mut().insert("dpop-nonce", v);
+        }
+        resp
+    }
+
+    fn authorize(&self, headers: &HeaderMap, method: &str) -> Result<Caller, Box<Response>> {
+        let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        let Some(token) = token else {
-            return Err(Box::new(self.challenge(None)));
+            .and_then(|v| v.split_once(' '))
+            .map(|(scheme, token)| (scheme.to_ascii_lowercase(), token.trim()));
+        let (scheme, token) = match &presented {
+            Some((scheme, token)) if scheme == "bearer" || scheme == "dpop" => {
+                (scheme.as_str(), *token)
+            }
+            _ => return Err(Box::new(self.challenge(None))),
         };
         let invalid = |why: &str| Box::new(self.challenge(Some(("invalid_token", why))));
         let claims = verify_signature(token, self.as_key.decoding_key(), &[Algorithm::RS256])
@@ -179,6 +198,23 @@ impl McpState {
         }
         if claims.get("exp").and_then(Value::as_u64).unwrap_or(0) <= self.clock.unix() {
             return Err(invalid("token expired"));
+        }
+        let bound_to = claims
+            .get("cnf")
+            .and_then(|c| c.get("jkt"))
+            .and_then(Value::as_str);
+        match (bound_to, scheme) {
+            (None, "bearer") => {}
+            (None, _) => return Err(invalid("not a DPoP-bound token")),
+            (Some(_), "bearer") => {
+                // A copied bound token, sent as a bearer token: worth nothing.
+                return Err(Box::new(self.dpop_challenge(
+                    "invalid_token",
+                    "a DPoP-bound token must be sent with the DPoP scheme and a proof",
+                    None,
+                )));
+            }
+            (Some(jkt), _) => self.check_proof(headers, method, token, jkt)?,
         }
         let granted: Vec<&str> = claims
             .get("scope")
@@ -211,6 +247,50 @@ impl McpState {
             return Err(Box::new(resp));
         }
         Ok(Caller { claims })
+    }
+
+    /// The `DPoP` header of a request presenting a token bound to `jkt`.
+    fn check_proof(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        token: &str,
+        jkt: &str,
+    ) -> Result<(), Box<Response>> {
+        let mut proofs = headers.get_all("dpop").iter();
+        let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+            return Err(Box::new(self.dpop_challenge(
+                "invalid_dpop_proof",
+                "exactly one DPoP proof must come with a DPoP-bound token",
+                None,
+            )));
+        };
+        let expected = crate::dpop::Expected {
+            method,
+            url: &self.resource,
+            access_token: Some(token),
+        };
+        match self
+            .proofs
+            .check(proof.to_str().unwrap_or_default(), &expected, &self.clock)
+        {
+            Ok(proved) if proved == jkt => Ok(()),
+            Ok(_) => Err(Box::new(self.dpop_challenge(
+                "invalid_dpop_proof",
+                "the proof is signed by another key than the token is bound to",
+                None,
+            ))),
+            Err(crate::dpop::ProofRefusal::UseNonce(nonce)) => Err(Box::new(self.dpop_challenge(
+                "use_dpop_nonce",
+                "this server wants its nonce",
+                Some(&nonce),
+            ))),
+            Err(crate::dpop::ProofRefusal::Invalid(why)) => Err(Box::new(self.dpop_challenge(
+                "invalid_dpop_proof",
+                &why,
+                None,
+            ))),
+        }
     }
 
     fn call(&self, caller: &Caller, method: &str, params: &Value) -> Result<Value, (i64, String)> {
@@ -355,7 +435,7 @@ fn sse_event(message: &Value) -> String {
 }
 
 async fn mcp_post(State(state): State<Arc<McpState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let caller = match state.authorize(&headers) {
+    let caller = match state.authorize(&headers, "POST") {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
@@ -421,7 +501,7 @@ async fn mcp_get(State(state): State<Arc<McpState>>, headers: HeaderMap) -> Resp
     if !state.config.get_stream {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
-    if let Err(resp) = state.authorize(&headers) {
+    if let Err(resp) = state.authorize(&headers, "GET") {
         return *resp;
     }
     match state.check_session(&headers) {
@@ -454,7 +534,7 @@ async fn mcp_get(State(state): State<Arc<McpState>>, headers: HeaderMap) -> Resp
 }
 
 async fn mcp_delete(State(state): State<Arc<McpState>>, headers: HeaderMap) -> Response {
-    if let Err(resp) = state.authorize(&headers) {
+    if let Err(resp) = state.authorize(&headers, "DELETE") {
         return *resp;
     }
     match state.check_session(&headers) {
@@ -585,6 +665,16 @@ impl McpHandle {
     }
 
     /// A snapshot of the counters.
+    /// Rotates the nonce proofs must carry (with `dpop_require_nonce`); the new nonce.
+    pub fn rotate_dpop_nonce(&self) -> Option<String> {
+        self.state.proofs.rotate_nonce()
+    }
+
+    /// DPoP proofs refused because their `jti` was used before.
+    pub fn dpop_replays(&self) -> u64 {
+        self.state.proofs.replays()
+    }
+
     pub fn stats(&self) -> McpStats {
         let c = &self.state.counters;
         let n = |a: &AtomicU64| a.load(Ordering::SeqCst);

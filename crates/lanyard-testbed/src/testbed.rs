@@ -293,6 +293,7 @@ impl Testbed {
                 clock: protector.state.clock.clone(),
                 counters: Default::default(),
                 runtime: Default::default(),
+                proofs: crate::dpop::ProofChecker::new(config.dpop_require_nonce),
                 config,
             });
             let handle = McpHandle {

@@ -64,11 +64,9 @@ pub fn open_held_key(
 ) -> Result<SigningKey, String> {
     let pin = key_pin(reference, store)?;
     let held = device_key::open(reference, alg, pin).map_err(|e| e.to_string())?;
-    let kid = match kid {
-        Some(kid) => kid,
-        None => device_key::jwk_thumbprint(&held.public_jwk().map_err(|e| e.to_string())?),
-    };
-    Ok(SigningKey::held(held, alg, Some(kid)))
+    let jwk = held.public_jwk().map_err(|e| e.to_string())?;
+    let kid = kid.unwrap_or_else(|| device_key::jwk_thumbprint(&jwk));
+    Ok(SigningKey::held(held, alg, Some(kid)).with_public_jwk(jwk))
 }
 
 /// Resolves `auth` for `client_id`.

@@ -12,6 +12,7 @@ impl Actor {
                 match result {
                     Ok(client) => {
                         keep_idp_connections(&self.http, &self.config.policy, Some(&client));
+                        self.adopt_held_dpop_key(&client);
                         self.idp.client = Some(client);
                         for then in pending {
                             self.after_idp_discovery(then);
@@ -211,6 +212,38 @@ impl Actor {
                 self.count_spent(&server, spent);
                 self.on_grant_done(server, generation, target, result);
                 self.release_held_back();
+            }
+        }
+    }
+
+    /// When the identity provider's client key is one the OS holds, it becomes the device's DPoP
+    /// key too: tokens are then bound to a key nobody can copy off the laptop. Tokens bound to the
+    /// in-memory key made at start are dropped (they would be refused), and minted again.
+    fn adopt_held_dpop_key(&mut self, client: &IdpClient) {
+        let crate::oauth::ClientAuth::PrivateKeyJwt(signing) = &client.client.auth else {
+            return;
+        };
+        let Some(held) = signing.dpop_key() else {
+            return;
+        };
+        if held.thumbprint() == current_dpop_key(&self.dpop).thumbprint() {
+            return;
+        }
+        info!(jkt = %held.thumbprint(), "DPoP proofs are signed by the client key the operating system holds");
+        *self
+            .dpop
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(held);
+        for slot in self.servers.values_mut() {
+            if slot.token.as_ref().is_some_and(|t| t.dpop_jkt.is_some()) {
+                slot.token = None;
+            }
+            if slot
+                .scoped_token
+                .as_ref()
+                .is_some_and(|t| t.dpop_jkt.is_some())
+            {
+                slot.scoped_token = None;
             }
         }
     }

@@ -8,8 +8,9 @@ use tokio::sync::Semaphore;
 
 use crate::clock::Clock;
 use crate::oauth::discovery::{self, AuthorizationServerMetadata, DiscoveredUrls};
+use crate::oauth::dpop::{self, DpopKey, DpopKeyHome, Nonces, ProofInputs};
 use crate::oauth::token::{self, IdJagExchange, TokenEndpoint};
-use crate::oauth::{AssertionInputs, Client, HttpExecutor, WireError};
+use crate::oauth::{AssertionInputs, Client, HttpExecutor, HttpRequest, HttpResponse, WireError};
 use crate::policy::{SecretSource, ServerMode, ServerPolicy};
 use crate::secret::Secret;
 use crate::signin::{random_id, IdpClient};
@@ -33,6 +34,9 @@ pub struct Minted {
     pub refresh_token: Option<Secret>,
     /// Renewed with [`GrantInputs::refresh_token`], without an ID-JAG.
     pub by_refresh_token: bool,
+    /// Bound to the device's DPoP key (its thumbprint): presented with `Authorization: DPoP` and
+    /// a proof per request, never as a bearer token.
+    pub dpop_jkt: Option<String>,
 }
 
 /// How a grant failed, sorted by what the engine does next.
@@ -108,6 +112,10 @@ pub struct GrantInputs {
     /// (`servers[].use_refresh_token`, within its bounded age); refused, the grant goes on with
     /// an ID-JAG.
     pub refresh_token: Option<Secret>,
+    /// The device's DPoP key and the nonces servers handed out (`servers[].dpop` decides
+    /// whether this grant uses them).
+    pub dpop: Arc<DpopKey>,
+    pub nonces: Arc<Nonces>,
 }
 
 /// What discovery may follow, and where the first issuer seen for each server is pinned.
@@ -319,24 +327,37 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         now: inputs.clock.unix_now(),
         jti: random_id(),
     };
+    let bind = inputs
+        .server
+        .dpop
+        .applies(
+            &as_meta.dpop_signing_alg_values_supported,
+            inputs.dpop.algorithm(),
+        )
+        .map_err(GrantFailure::Retry)?;
+    let as_proof = bind.then_some(inputs.dpop.as_ref());
     if let (ServerMode::EnterpriseManaged, Some(refresh_token)) =
         (inputs.server.mode, &inputs.refresh_token)
     {
-        let request = token::refresh(
-            &as_endpoint,
-            &inputs.client,
-            &as_inputs(),
-            refresh_token,
-            &scopes,
-        )
-        .map_err(|e| GrantFailure::Retry(e.to_string()))?;
+        let request = || {
+            token::refresh(
+                &as_endpoint,
+                &inputs.client,
+                &as_inputs(),
+                refresh_token,
+                &scopes,
+            )
+        };
         let answer = {
             let _slot = inputs.slots.own_host.acquire().await;
-            inputs.http.execute(&request).await
+            send_token_request(inputs, request, as_proof).await
         };
         match answer.and_then(|r| token::parse_token_response(&r)) {
             Ok(response) => {
+                let dpop_jkt = check_binding(&inputs.server, bind, &response)?
+                    .then(|| inputs.dpop.thumbprint().to_owned());
                 return Ok(Minted {
+                    dpop_jkt,
                     scopes: response
                         .scope
                         .as_deref()
@@ -346,7 +367,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                     expires_in: response.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
                     refresh_token: response.refresh_token,
                     by_refresh_token: true,
-                })
+                });
             }
             // Refused (expired, revoked, rotated away): a new ID-JAG, as without one.
             Err(WireError::OAuth(body)) => {
@@ -357,74 +378,78 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
     }
     let mut idp_clock: Option<i64> = None;
     let mut id_jag_lifetime: Option<u64> = None;
-    let request = match inputs.server.mode {
-        ServerMode::ClientCredentials => token::client_credentials(
-            &as_endpoint,
-            &inputs.client,
-            &as_inputs(),
-            &target.resource,
-            &scopes,
+    let assertion = match inputs.server.mode {
+        ServerMode::ClientCredentials => None,
+        // Read at every grant: the platform rotates the token in place.
+        ServerMode::WorkloadIdentity => Some(
+            read_workload_token(inputs.server.workload_token.as_ref())
+                .map_err(GrantFailure::Retry)?,
         ),
-        ServerMode::WorkloadIdentity => {
-            // Read at every grant: the platform rotates the token in place.
-            let assertion = read_workload_token(inputs.server.workload_token.as_ref())
-                .map_err(GrantFailure::Retry)?;
-            token::jwt_bearer(
-                &as_endpoint,
-                &inputs.client,
-                &as_inputs(),
-                &assertion,
-                &target.resource,
-                &scopes,
-            )
-        }
         ServerMode::EnterpriseManaged => {
             let Some((idp, id_token)) = &inputs.idp else {
                 return Err(GrantFailure::Retry("not signed in".into()));
             };
-            let exchange = token::token_exchange_for_id_jag(
-                &idp.token_endpoint(),
-                &idp.client,
-                &idp.assertion_inputs(inputs.clock.as_ref()),
-                &IdJagExchange {
-                    subject_token: id_token,
-                    subject_token_type: idp.subject_token_type(),
-                    audience: &as_meta.issuer,
-                    resource: &target.resource,
-                    scopes: &scopes,
-                },
-            )
-            .map_err(|e| GrantFailure::Retry(e.to_string()))?;
+            let exchange = || {
+                token::token_exchange_for_id_jag(
+                    &idp.token_endpoint(),
+                    &idp.client,
+                    &idp.assertion_inputs(inputs.clock.as_ref()),
+                    &IdJagExchange {
+                        subject_token: id_token,
+                        subject_token_type: idp.subject_token_type(),
+                        audience: &as_meta.issuer,
+                        resource: &target.resource,
+                        scopes: &scopes,
+                    },
+                )
+            };
+            // A proof at the IdP too, where it takes one, so the ID-JAG names the key
+            // (`cnf.jkt`) and only this device can redeem it.
+            let idp_proof = (bind
+                && idp
+                    .metadata
+                    .dpop_signing_alg_values_supported
+                    .iter()
+                    .any(|a| a == dpop::alg_name(inputs.dpop.algorithm())))
+            .then_some(inputs.dpop.as_ref());
             let answer = {
                 let _slot = inputs.slots.shared.acquire().await;
-                inputs.http.execute(&exchange).await
+                send_token_request(inputs, exchange, idp_proof).await
             };
             idp_clock = answer
                 .as_ref()
                 .ok()
                 .and_then(|r| r.clock_offset(inputs.clock.unix_now()));
-            let id_jag = match answer.and_then(|r| token::parse_id_jag_response(&r)) {
+            match answer.and_then(|r| token::parse_id_jag_response(&r)) {
                 Ok(r) => {
                     inputs
                         .tally
                         .id_jags
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     id_jag_lifetime = r.expires_in;
-                    r.access_token
+                    Some(r.access_token)
                 }
                 Err(e) => return Err(classify_idp_error(e, &idp.metadata.token_endpoint)),
-            };
-            token::jwt_bearer(
-                &as_endpoint,
-                &inputs.client,
-                &as_inputs(),
-                &id_jag,
-                &target.resource,
-                &scopes,
-            )
+            }
         }
-    }
-    .map_err(|e| GrantFailure::Retry(e.to_string()))?;
+    };
+    let request = || match &assertion {
+        None => token::client_credentials(
+            &as_endpoint,
+            &inputs.client,
+            &as_inputs(),
+            &target.resource,
+            &scopes,
+        ),
+        Some(assertion) => token::jwt_bearer(
+            &as_endpoint,
+            &inputs.client,
+            &as_inputs(),
+            assertion,
+            &target.resource,
+            &scopes,
+        ),
+    };
     let answer = {
         // Client credentials: the whole grant is this one request, at a host it may share.
         let slots = match inputs.server.mode {
@@ -432,7 +457,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
             ServerMode::EnterpriseManaged => &inputs.slots.own_host,
         };
         let _slot = slots.acquire().await;
-        inputs.http.execute(&request).await
+        send_token_request(inputs, request, as_proof).await
     };
     let as_clock = answer
         .as_ref()
@@ -471,17 +496,107 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
             .jwt_bearer_grants
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+    let dpop_jkt = check_binding(&inputs.server, bind, &response)?
+        .then(|| inputs.dpop.thumbprint().to_owned());
     let scopes = match response.scope.as_deref() {
         Some(s) => token::split_scopes(s),
         None => scopes,
     };
     Ok(Minted {
+        dpop_jkt,
         access_token: response.access_token,
         expires_in: response.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
         scopes,
         refresh_token: response.refresh_token,
         by_refresh_token: false,
     })
+}
+
+/// Sends a token request built by `build`, with a DPoP proof of `key` when one is given. The
+/// proof carries the nonce the server handed out last; a `use_dpop_nonce` refusal is answered
+/// once, with a request built afresh (a new client assertion `jti`) and the new nonce.
+async fn send_token_request(
+    inputs: &GrantInputs,
+    build: impl Fn() -> Result<HttpRequest, WireError>,
+    key: Option<&DpopKey>,
+) -> Result<HttpResponse, WireError> {
+    let Some(key) = key else {
+        return inputs.http.execute(&build()?).await;
+    };
+    let mut nonce_retried = false;
+    loop {
+        let mut request = build()?;
+        let nonce = inputs.nonces.for_url(&request.url);
+        let proof = sign_proof(
+            key,
+            "POST",
+            &request.url,
+            inputs.clock.unix_now(),
+            None,
+            nonce,
+        )
+        .await?;
+        request.header(dpop::DPOP_HEADER, proof.expose());
+        let response = inputs.http.execute(&request).await?;
+        inputs.nonces.learn(&response);
+        let refused_for_nonce = response.status == 400
+            && dpop::asks_for_nonce(&token::parse_error(&response))
+            && dpop::nonce_of(&response).is_some();
+        if refused_for_nonce && !nonce_retried {
+            nonce_retried = true;
+            tracing::debug!(url = %crate::oauth::http::redacted_url(&request.url), "the server wants a DPoP nonce: sending the proof again with it");
+            continue;
+        }
+        return Ok(response);
+    }
+}
+
+/// A proof of `key` for one request; a key the OS holds signs off the async threads.
+pub async fn sign_proof(
+    key: &DpopKey,
+    method: &str,
+    url: &url::Url,
+    now: u64,
+    access_token: Option<Secret>,
+    nonce: Option<String>,
+) -> Result<Secret, WireError> {
+    let make = {
+        let (key, url, method) = (key.clone(), url.clone(), method.to_owned());
+        move || {
+            key.proof(&ProofInputs {
+                method: &method,
+                url: &url,
+                now,
+                jti: random_id(),
+                access_token: access_token.as_ref(),
+                nonce: nonce.as_deref(),
+            })
+        }
+    };
+    match key.home() {
+        DpopKeyHome::Memory => make(),
+        DpopKeyHome::OsKeyStore => tokio::task::spawn_blocking(make)
+            .await
+            .map_err(|e| WireError::ClientAuth(format!("the DPoP signer stopped: {e}")))?,
+    }
+}
+
+/// Whether the token the server issued is bound, held to `servers[].dpop`: a bearer token where
+/// DPoP is required is refused (it would work for anyone who copies it).
+fn check_binding(
+    server: &ServerPolicy,
+    asked: bool,
+    response: &token::TokenResponse,
+) -> Result<bool, GrantFailure> {
+    let bound = asked && dpop::is_dpop_token_type(response.token_type.as_deref());
+    if asked && !bound && server.dpop == crate::oauth::DpopUse::Required {
+        return Err(GrantFailure::Retry(format!(
+            "the authorization server answered a DPoP proof with a {} token, but the policy \
+             requires DPoP for this server",
+            response.token_type.as_deref().unwrap_or("bearer")
+        )));
+    }
+    Ok(bound)
 }
 
 /// What an authorization server answers when it will not take a workload's token; none is

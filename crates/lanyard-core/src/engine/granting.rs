@@ -106,6 +106,8 @@ impl Actor {
                         && schedule::may_use_refresh_token(*started, now)
                 })
                 .map(|(token, _)| token.clone()),
+            dpop: current_dpop_key(&self.dpop),
+            nonces: self.nonces.clone(),
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;
@@ -239,6 +241,7 @@ impl Actor {
                     issued_at: now,
                     expires_at: now.saturating_add(expires_in),
                     scopes: minted.scopes,
+                    dpop_jkt: minted.dpop_jkt,
                 });
                 slot.last_refresh = Some(now);
                 if std::mem::take(&mut slot.regrant) {
@@ -277,6 +280,7 @@ impl Actor {
                     issued_at: now,
                     expires_at,
                     scopes: minted.scopes.clone(),
+                    dpop_jkt: minted.dpop_jkt.clone(),
                 });
                 slot.state = ServerState::Granted {
                     expires_at,

@@ -121,6 +121,23 @@ pub struct AccessToken {
     pub access_token: Secret,
     pub expires_at: u64,
     pub scopes: Vec<String>,
+    /// For a DPoP-bound token, the thumbprint of the device key it is bound to: it works only
+    /// with a proof of that key for each request ([`EngineHandle::dpop_key`]).
+    pub dpop_jkt: Option<String>,
+    /// The proof for the one request a broker client named (`None` from the engine itself).
+    pub dpop_proof: Option<Secret>,
+}
+
+/// The device's DPoP key, shared by the actor (which may replace it once, with the key the OS
+/// holds, when the identity provider's client is resolved) and the hosts that sign proofs.
+pub type DpopCell = Arc<std::sync::RwLock<Arc<crate::oauth::DpopKey>>>;
+
+/// The current key in `cell`.
+pub fn current_dpop_key(cell: &DpopCell) -> Arc<crate::oauth::DpopKey> {
+    // A poisoned lock still holds a whole key: the writer only ever swaps one Arc for another.
+    cell.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 /// The schedule renews one server at most this often (a caller's own request still goes).
@@ -230,13 +247,33 @@ pub enum Command {
 }
 
 /// The hosts' side of the engine.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineHandle {
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
+    dpop: DpopCell,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle")
+            .field("dpop", &current_dpop_key(&self.dpop))
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineHandle {
+    /// The device's DPoP key: what signs the proof that goes with each use of a bound token.
+    pub fn dpop_key(&self) -> Arc<crate::oauth::DpopKey> {
+        current_dpop_key(&self.dpop)
+    }
+
+    /// The engine's clock (Unix seconds): what proofs' `iat` are read from.
+    pub fn unix_now(&self) -> u64 {
+        self.clock.unix_now()
+    }
+
     async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
@@ -386,7 +423,13 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         .iter()
         .map(|s| (s.id.clone(), ServerSlot::new(s.clone())))
         .collect();
+    let clock = config.clock.clone();
+    let dpop: DpopCell = Arc::new(std::sync::RwLock::new(Arc::new(
+        crate::oauth::DpopKey::generate(),
+    )));
     let mut actor = Actor {
+        dpop: dpop.clone(),
+        nonces: Arc::default(),
         semaphore: Arc::new(Semaphore::new(
             config.policy.settings.max_concurrency.max(1),
         )),
@@ -434,6 +477,8 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
     Ok(EngineHandle {
         commands: commands_tx,
         status: status_rx,
+        dpop,
+        clock,
     })
 }
 
@@ -526,6 +571,9 @@ struct Actor {
     usage_sequence: u64,
     /// When `usage` changed without a mint (client requests): written by then, at the latest.
     usage_flush_at: Option<u64>,
+    /// The device's DPoP key (see [`DpopCell`]) and the nonces servers handed out.
+    dpop: DpopCell,
+    nonces: Arc<crate::oauth::dpop::Nonces>,
 }
 
 impl Actor {

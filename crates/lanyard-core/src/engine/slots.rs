@@ -60,6 +60,8 @@ pub(super) struct CurrentToken {
     pub(super) issued_at: u64,
     pub(super) expires_at: u64,
     pub(super) scopes: Vec<String>,
+    /// The thumbprint of the DPoP key it is bound to, if it is bound.
+    pub(super) dpop_jkt: Option<String>,
 }
 
 pub(super) struct ServerSlot {
@@ -180,6 +182,8 @@ impl ServerSlot {
             access_token: t.access_token.clone(),
             expires_at: t.expires_at,
             scopes: t.scopes.clone(),
+            dpop_jkt: t.dpop_jkt.clone(),
+            dpop_proof: None,
         })
     }
 

@@ -49,6 +49,8 @@ pub struct TokenRequestOptions {
     pub force_refresh: bool,
     /// Scopes wanted on top of the server's (the server answered 403 `insufficient_scope`).
     pub extra_scopes: Vec<String>,
+    /// The request a DPoP proof is wanted for (needed for a bound token).
+    pub dpop: Option<super::protocol::ProofRequest>,
 }
 
 impl Default for TokenRequestOptions {
@@ -57,6 +59,7 @@ impl Default for TokenRequestOptions {
             min_ttl: Duration::from_secs(60),
             force_refresh: false,
             extra_scopes: Vec::new(),
+            dpop: None,
         }
     }
 }
@@ -207,16 +210,21 @@ impl BlockingClient {
             min_ttl_secs: options.min_ttl.as_secs(),
             force_refresh: options.force_refresh,
             extra_scopes: options.extra_scopes,
+            dpop: options.dpop,
         };
         match self.call(&request, REPLY_TIMEOUT)? {
             Response::Token {
                 access_token,
                 expires_at,
                 scopes,
+                dpop_jkt,
+                dpop_proof,
             } => Ok(AccessToken {
                 access_token,
                 expires_at,
                 scopes,
+                dpop_jkt,
+                dpop_proof,
             }),
             other => Err(unexpected(&other)),
         }

@@ -14,6 +14,7 @@ pub mod server;
 pub use client::{AgentInfo, BlockingClient, ClientError, StatusUpdates, TokenRequestOptions};
 pub use endpoint::{default_endpoint, AgentLock, EndpointError, ENDPOINT_ENV};
 pub use protocol::{
-    ErrorCode, ErrorReply, Request, Response, ServerInfo, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+    ErrorCode, ErrorReply, ProofRequest, Request, Response, ServerInfo, MAX_REQUEST_BYTES,
+    PROTOCOL_VERSION,
 };
 pub use server::{serve, ServeError};

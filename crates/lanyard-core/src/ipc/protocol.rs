@@ -67,6 +67,11 @@ pub enum Request {
         /// Scopes wanted on top of the server's (after a 403 `insufficient_scope`).
         #[serde(default)]
         extra_scopes: Vec<String>,
+        /// The one request the caller will send the token with, so the agent signs its DPoP
+        /// proof when the token is bound (the key never leaves the agent). Without it a bound
+        /// token is refused with [`ErrorCode::DpopBound`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dpop: Option<ProofRequest>,
     },
     /// The configured servers.
     Servers,
@@ -95,6 +100,17 @@ pub enum Response {
         access_token: Secret,
         expires_at: u64,
         scopes: Vec<String>,
+        /// For a DPoP-bound token: the thumbprint of the key it is bound to (send it as
+        /// `Authorization: DPoP <token>` with `dpop_proof` in the `DPoP` header).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dpop_jkt: Option<String>,
+        /// The proof for the request named in the token request's `dpop`, for one use.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "expose_optional_secret"
+        )]
+        dpop_proof: Option<Secret>,
     },
     Servers {
         servers: Vec<ServerInfo>,
@@ -105,6 +121,28 @@ pub enum Response {
 /// The access token is written out here and nowhere else: the one place a token leaves the agent.
 fn expose_secret<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(secret.expose())
+}
+
+fn expose_optional_secret<S: serde::Serializer>(
+    secret: &Option<Secret>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => s.serialize_some(secret.expose()),
+        None => s.serialize_none(),
+    }
+}
+
+/// What a DPoP proof is for: one HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofRequest {
+    /// `POST`, `GET`, `DELETE`, …
+    pub method: String,
+    /// The request's URL.
+    pub url: String,
+    /// The nonce the server last handed out (`DPoP-Nonce`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// One configured server, as `lanyard servers` lists it.
@@ -152,6 +190,9 @@ pub enum ErrorCode {
     TooLarge,
     /// The peer runs as another user.
     Refused,
+    /// The token is bound to this device's DPoP key and the caller asked for no proof: a
+    /// client that sends a fixed header cannot use it (`lanyard proxy` can).
+    DpopBound,
     #[serde(other)]
     Other,
 }
@@ -253,6 +294,7 @@ mod tests {
                 min_ttl_secs: 0,
                 force_refresh: false,
                 extra_scopes: vec![],
+                dpop: None,
             }
         );
     }
@@ -263,6 +305,8 @@ mod tests {
             access_token: Secret::new("tok-123"),
             expires_at: 7,
             scopes: vec!["a".into()],
+            dpop_jkt: None,
+            dpop_proof: None,
         };
         let line = serde_json::to_string(&reply).expect("serialize");
         assert_eq!(
@@ -272,6 +316,22 @@ mod tests {
         assert!(!format!("{reply:?}").contains("tok-123"));
         let back: Response = serde_json::from_str(&line).expect("parse");
         assert_eq!(back, reply);
+
+        let bound = Response::Token {
+            access_token: Secret::new("tok-123"),
+            expires_at: 7,
+            scopes: vec![],
+            dpop_jkt: Some("jkt".into()),
+            dpop_proof: Some(Secret::new("proof-456")),
+        };
+        let line = serde_json::to_string(&bound).expect("serialize");
+        assert!(
+            line.contains(r#""dpop_jkt":"jkt","dpop_proof":"proof-456""#),
+            "{line}"
+        );
+        assert!(!format!("{bound:?}").contains("proof-456"));
+        let back: Response = serde_json::from_str(&line).expect("parse");
+        assert_eq!(back, bound);
     }
 
     #[test]

@@ -30,11 +30,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::engine::{EngineHandle, Requester, TokenRequest};
+use crate::secret::Secret;
 
 use super::endpoint::EndpointError;
 use super::protocol::{
-    decode_request_line, ErrorCode, ErrorReply, Request, RequestLine, Response, ServerInfo,
-    LINE_READ_LIMIT, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+    decode_request_line, ErrorCode, ErrorReply, ProofRequest, Request, RequestLine, Response,
+    ServerInfo, LINE_READ_LIMIT, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
 };
 
 /// Connections served at once; more wait in the listen backlog.
@@ -507,6 +508,7 @@ async fn answer(
             min_ttl_secs,
             force_refresh,
             extra_scopes,
+            dpop,
         } => {
             // A forced refresh too soon after the last one is served like an ordinary request.
             let force_refresh = force_refresh && forced.admit_server(engine, &server);
@@ -518,17 +520,43 @@ async fn answer(
             };
             match engine.token_with(&server, request).await {
                 Ok(token) => {
+                    let dpop_proof = match (&token.dpop_jkt, dpop) {
+                        (None, _) => None,
+                        (Some(jkt), Some(wanted)) => {
+                            match proof_for(engine, jkt, &token.access_token, &wanted).await {
+                                Ok(proof) => Some(proof),
+                                Err(reply) => return Response::Error(reply),
+                            }
+                        }
+                        (Some(_), None) => {
+                            debug!(server = %server, pid = ?requester.pid, "a bound token was asked for without a proof request: refused");
+                            return Response::Error(ErrorReply::new(
+                                ErrorCode::DpopBound,
+                                format!(
+                                    "the tokens of {server} are bound to this device's key \
+                                     (DPoP): a client that sends a fixed Authorization header \
+                                     cannot use them. Connect the client through `lanyard proxy \
+                                     {server}` (what `lanyard clients install` writes for such \
+                                     servers), or for one request run `lanyard token {server} \
+                                     --dpop METHOD URL`"
+                                ),
+                            ));
+                        }
+                    };
                     info!(
                         server = %server,
                         pid = ?requester.pid,
                         executable = requester.executable.as_deref().unwrap_or("?"),
                         force_refresh,
+                        dpop = dpop_proof.is_some(),
                         "token handed out"
                     );
                     Response::Token {
                         access_token: token.access_token,
                         expires_at: token.expires_at,
                         scopes: token.scopes,
+                        dpop_jkt: token.dpop_jkt,
+                        dpop_proof,
                     }
                 }
                 Err(e) => {
@@ -538,6 +566,55 @@ async fn answer(
             }
         }
     }
+}
+
+/// Signs the DPoP proof for the one request a caller named, with the device key the token
+/// `jkt` is bound to. Only https (or plain http to this machine) and an ordinary method are
+/// signed for; the caller's nonce is used only when it is a valid one.
+async fn proof_for(
+    engine: &EngineHandle,
+    jkt: &str,
+    token: &Secret,
+    wanted: &ProofRequest,
+) -> Result<Secret, ErrorReply> {
+    let bad = |m: String| ErrorReply::new(ErrorCode::BadRequest, m);
+    let url = url::Url::parse(&wanted.url).map_err(|e| bad(format!("the proof's URL: {e}")))?;
+    crate::mcp::bridge::check_server_url(&url).map_err(bad)?;
+    const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+    let method = METHODS
+        .into_iter()
+        .find(|m| *m == wanted.method)
+        .ok_or_else(|| {
+            bad(format!(
+                "{:?} is not a method a proof is signed for",
+                wanted.method
+            ))
+        })?;
+    let nonce = match &wanted.nonce {
+        Some(n) if !crate::oauth::dpop::valid_nonce(n) => {
+            return Err(bad("the proof's nonce is not a valid DPoP nonce".into()))
+        }
+        other => other.clone(),
+    };
+    let key = engine.dpop_key();
+    if key.thumbprint() != jkt {
+        // The key changed since the token was minted (the OS-held key replaced the one made at
+        // start): the token is useless; a fresh one follows on the next request.
+        return Err(ErrorReply::new(
+            ErrorCode::Unavailable,
+            "the token was bound to an earlier DPoP key of this agent: ask again with force_refresh",
+        ));
+    }
+    crate::engine::grant::sign_proof(
+        &key,
+        method,
+        &url,
+        engine.unix_now(),
+        Some(token.clone()),
+        nonce,
+    )
+    .await
+    .map_err(|e| ErrorReply::new(ErrorCode::Unavailable, e.to_string()))
 }
 
 #[cfg(test)]

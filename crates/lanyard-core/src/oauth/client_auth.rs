@@ -51,6 +51,9 @@ pub struct SigningKey {
     alg: KeyAlgorithm,
     key: KeyMaterial,
     kid: Option<String>,
+    /// The public half of a held key, when the store told it: the same key then signs DPoP
+    /// proofs ([`SigningKey::dpop_key`]).
+    public_jwk: Option<serde_json::Value>,
 }
 
 impl SigningKey {
@@ -67,6 +70,7 @@ impl SigningKey {
             alg,
             key: KeyMaterial::Pem(key),
             kid,
+            public_jwk: None,
         })
     }
 
@@ -76,6 +80,24 @@ impl SigningKey {
             alg,
             key: KeyMaterial::Held(signer),
             kid,
+            public_jwk: None,
+        }
+    }
+
+    /// A held key whose public half is known, so it can sign DPoP proofs too.
+    pub fn with_public_jwk(mut self, jwk: serde_json::Value) -> Self {
+        self.public_jwk = Some(jwk);
+        self
+    }
+
+    /// The same key as the device's DPoP key: only for a key the OS holds (a PEM file's key is
+    /// readable by any process of the account, which DPoP is meant to defeat).
+    pub fn dpop_key(&self) -> Option<super::dpop::DpopKey> {
+        match (&self.key, &self.public_jwk) {
+            (KeyMaterial::Held(signer), Some(jwk)) => {
+                Some(super::dpop::DpopKey::held(signer.clone(), self.alg, jwk))
+            }
+            _ => None,
         }
     }
 

@@ -107,6 +107,13 @@ pub struct BearerChallenge {
 
 /// Parses the `Bearer` challenge out of a `WWW-Authenticate` value (other schemes are skipped).
 pub fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
+    parse_challenge(header, "bearer")
+}
+
+/// Parses the challenge of `scheme` (`Bearer`, `DPoP`; any case) out of a `WWW-Authenticate`
+/// value; the parameters Lanyard reads are the same for both.
+pub fn parse_challenge(header: &str, scheme: &str) -> Option<BearerChallenge> {
+    let wanted = scheme;
     let mut rest = header.trim();
     loop {
         let (scheme, after) = split_token(rest);
@@ -114,7 +121,7 @@ pub fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
             return None;
         }
         let (params, remaining) = parse_auth_params(after);
-        if scheme.eq_ignore_ascii_case("bearer") {
+        if scheme.eq_ignore_ascii_case(wanted) {
             let mut challenge = BearerChallenge::default();
             for (k, v) in params {
                 match k.to_ascii_lowercase().as_str() {
@@ -261,6 +268,9 @@ pub struct AuthorizationServerMetadata {
     pub identity_chaining_requested_token_types_supported: Vec<String>,
     #[serde(default)]
     pub scopes_supported: Vec<String>,
+    /// RFC 9449 §5.1: the proof algorithms it takes; absent, it does not bind tokens.
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Vec<String>,
 }
 
 impl AuthorizationServerMetadata {

@@ -6,11 +6,13 @@
 
 pub mod client_auth;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod http;
 pub mod token;
 
 pub use client_auth::{AssertionInputs, Client, ClientAuth, KeyAlgorithm, KeySigner, SigningKey};
+pub use dpop::{DpopKey, DpopUse};
 pub use error::{OAuthErrorBody, TransportKind, WireError};
 pub use http::{HttpConfig, HttpExecutor, HttpRequest, HttpResponse};
 pub use token::{TokenEndpoint, TokenResponse};

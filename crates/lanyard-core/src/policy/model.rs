@@ -164,6 +164,12 @@ pub struct ServerPolicy {
     /// then asks the identity provider, which can cut a user off within one access token's life.
     #[serde(default)]
     pub use_refresh_token: bool,
+    /// Sender-constrained tokens (RFC 9449 DPoP): `if_supported` (the default) binds the tokens
+    /// to this device's key when the authorization server offers it, `required` refuses bearer
+    /// tokens, `off` never asks. A bound token works only through `lanyard proxy` (or with
+    /// `lanyard token --dpop`), never as a fixed header.
+    #[serde(default)]
+    pub dpop: crate::oauth::DpopUse,
 }
 
 /// Where a client secret comes from. Never the secret itself.

@@ -144,6 +144,8 @@ pub(crate) struct IdpCounters {
     refresh_grants: AtomicU64,
     rejected_refreshes: AtomicU64,
     token_exchanges: AtomicU64,
+    /// ID-JAGs bound to a DPoP key (`cnf.jkt`).
+    pub(crate) bound_id_jags: AtomicU64,
     rejected_token_exchanges: AtomicU64,
     device_authorizations: AtomicU64,
     device_grants: AtomicU64,
@@ -226,6 +228,8 @@ pub struct IdpStats {
     pub rejected_refreshes: u64,
     /// ID-JAGs issued by token exchange.
     pub token_exchanges: u64,
+    /// ID-JAGs bound to the requester's DPoP key.
+    pub bound_id_jags: u64,
     /// Token exchanges refused (policy, step-up, bad subject token…).
     pub rejected_token_exchanges: u64,
     /// Device authorization requests.
@@ -284,6 +288,8 @@ pub(crate) struct IdpState {
     pub assertion_audiences: Vec<String>,
     /// The token endpoint has moved to `{base}/v2/token`; the old path answers 404.
     pub token_moved: std::sync::atomic::AtomicBool,
+    /// Checks the DPoP proofs that come with token exchanges.
+    pub proofs: crate::dpop::ProofChecker,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -320,6 +326,7 @@ impl IdpState {
             counters: IdpCounters::default(),
             client_jtis: Mutex::new(HashSet::new()),
             token_moved: std::sync::atomic::AtomicBool::new(false),
+            proofs: crate::dpop::ProofChecker::new(config.dpop_require_nonce),
             saml_confirmation_fault: Mutex::new(None),
             assertion_audiences: vec![
                 issuer_for_aud.clone(),
@@ -343,6 +350,10 @@ impl IdpState {
 
     fn data(&self) -> MutexGuard<'_, IdpData> {
         lock(&self.data)
+    }
+
+    pub(crate) fn token_endpoint_url(&self) -> String {
+        self.token_endpoint()
     }
 
     fn token_endpoint(&self) -> String {
@@ -397,6 +408,7 @@ impl IdpState {
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
             "revocation_endpoint_auth_methods_supported": auth_methods,
             "identity_chaining_requested_token_types_supported": [TOKEN_TYPE_ID_JAG],
+            "dpop_signing_alg_values_supported": ["ES256", "RS256"],
             "authorization_response_iss_parameter_supported": self.config.advertise_iss_parameter,
         })
     }
@@ -653,6 +665,7 @@ impl IdpHandle {
             refresh_grants: n(&c.refresh_grants),
             rejected_refreshes: n(&c.rejected_refreshes),
             token_exchanges: n(&c.token_exchanges),
+            bound_id_jags: n(&c.bound_id_jags),
             rejected_token_exchanges: n(&c.rejected_token_exchanges),
             device_authorizations: n(&c.device_authorizations),
             device_grants: n(&c.device_grants),

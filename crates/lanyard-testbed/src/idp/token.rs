@@ -54,7 +54,16 @@ pub(crate) async fn token(
             r
         }
         Some(GRANT_TOKEN_EXCHANGE) => {
-            let r = token_exchange(&state, &client, &form);
+            let jkt = match crate::dpop::at_token_endpoint(
+                &state.proofs,
+                &headers,
+                &state.token_endpoint_url(),
+                &state.clock,
+            ) {
+                Ok(jkt) => jkt,
+                Err(refusal) => return refusal,
+            };
+            let r = token_exchange(&state, &client, &form, jkt.as_deref());
             let counter = if r.is_ok() {
                 &state.counters.token_exchanges
             } else {
@@ -426,6 +435,7 @@ fn token_exchange(
     state: &IdpState,
     client: &RegisteredClient,
     form: &Form,
+    jkt: Option<&str>,
 ) -> Result<Value, OAuthError> {
     match form.get("requested_token_type").map(String::as_str) {
         Some(TOKEN_TYPE_ID_JAG) => {}
@@ -521,6 +531,11 @@ fn token_exchange(
     }
     if let Some(email) = &email {
         jag.insert("email".into(), json!(email));
+    }
+    if let Some(jkt) = jkt {
+        // Only the holder of the proof's key can redeem it (ID-JAG draft, DPoP profile).
+        jag.insert("cnf".into(), json!({ "jkt": jkt }));
+        state.counters.bound_id_jags.fetch_add(1, Ordering::SeqCst);
     }
     let token = state
         .signing_key()

@@ -59,6 +59,34 @@ pub struct TokenRequest {
     pub force_refresh: bool,
     /// Scopes beyond the configured ones that the server asked for (403 `insufficient_scope`).
     pub extra_scopes: Vec<String>,
+    /// The HTTP request the token goes with, so a DPoP-bound token comes with its proof.
+    pub proof_for: Option<ProofTarget>,
+}
+
+/// The one HTTP request a DPoP proof is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofTarget {
+    pub method: String,
+    pub url: Url,
+    /// The server's latest `DPoP-Nonce`, when it gave one.
+    pub nonce: Option<String>,
+}
+
+/// A token as the bridge sends it: a bearer token, or a DPoP-bound one with the proof for the
+/// request it was asked for.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: Secret,
+    pub dpop_proof: Option<Secret>,
+}
+
+impl IssuedToken {
+    pub fn bearer(access_token: Secret) -> Self {
+        Self {
+            access_token,
+            dpop_proof: None,
+        }
+    }
 }
 
 /// Why no token could be had; the message is shown to the user (it names the remedy, never a
@@ -83,7 +111,7 @@ pub trait TokenSource: Send + Sync + 'static {
     fn token(
         &self,
         request: &TokenRequest,
-    ) -> impl Future<Output = Result<Secret, TokenUnavailable>> + Send;
+    ) -> impl Future<Output = Result<IssuedToken, TokenUnavailable>> + Send;
 }
 
 /// How a bridge runs.
@@ -508,7 +536,7 @@ mod tests {
         fn token(
             &self,
             _request: &TokenRequest,
-        ) -> impl Future<Output = Result<Secret, TokenUnavailable>> + Send {
+        ) -> impl Future<Output = Result<IssuedToken, TokenUnavailable>> + Send {
             async { panic!("a token was asked for an insecure server URL") }
         }
     }

@@ -18,10 +18,11 @@ use url::Url;
 
 use super::headers::{request_headers, ToolHeaders};
 use super::message::{negotiated_version, output_line, response_ids};
-use super::{TokenRequest, TokenSource, TokenUnavailable};
+use super::{ProofTarget, TokenRequest, TokenSource, TokenUnavailable};
 use crate::mcp::sse::CappedEventStream;
 use crate::mcp::{response_media_type, SseParser};
-use crate::oauth::discovery::{parse_bearer_challenge, BearerChallenge};
+use crate::oauth::discovery::{parse_bearer_challenge, parse_challenge, BearerChallenge};
+use crate::oauth::dpop::{valid_nonce, DPOP_HEADER, NONCE_HEADER, USE_DPOP_NONCE};
 use crate::oauth::error::{excerpt, WireError};
 use crate::oauth::http::{read_body_capped, redacted_url, transport_error, BodyOverflow};
 use crate::oauth::token::split_scopes;
@@ -108,6 +109,8 @@ struct SessionState {
     extra_scopes: Vec<String>,
     /// The listed tools' `x-mcp-header` annotations (2026-07-28).
     tools: ToolHeaders,
+    /// The server's latest `DPoP-Nonce` (RFC 9449 §9), put into every later proof.
+    dpop_nonce: Option<String>,
 }
 
 /// Lines to the client. A send fails only when the client side is gone.
@@ -172,19 +175,71 @@ impl<S: TokenSource> Upstream<S> {
         request_headers(message, &self.state().tools)
     }
 
-    async fn token(&self, force_refresh: bool) -> Result<HeaderValue, ForwardError> {
-        let extra_scopes = self.state().extra_scopes.clone();
+    /// The `Authorization` header for `request`, and the `DPoP` proof header when the token is
+    /// bound (signed by the token source for exactly this method and URL).
+    async fn token(
+        &self,
+        force_refresh: bool,
+        request: &reqwest::Request,
+    ) -> Result<(HeaderValue, Option<HeaderValue>), ForwardError> {
+        let (extra_scopes, nonce) = {
+            let state = self.state();
+            (state.extra_scopes.clone(), state.dpop_nonce.clone())
+        };
         let token = self
             .tokens
             .token(&TokenRequest {
                 force_refresh,
                 extra_scopes,
+                proof_for: Some(ProofTarget {
+                    method: request.method().as_str().to_owned(),
+                    url: request.url().clone(),
+                    nonce,
+                }),
             })
             .await?;
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| ForwardError::UnsendableToken)?;
-        bearer.set_sensitive(true);
-        Ok(bearer)
+        let scheme = if token.dpop_proof.is_some() {
+            DPOP_HEADER
+        } else {
+            "Bearer"
+        };
+        let mut authorization =
+            HeaderValue::from_str(&format!("{scheme} {}", token.access_token.expose()))
+                .map_err(|_| ForwardError::UnsendableToken)?;
+        authorization.set_sensitive(true);
+        let proof = match token.dpop_proof {
+            Some(proof) => {
+                let mut value = HeaderValue::from_str(proof.expose())
+                    .map_err(|_| ForwardError::UnsendableToken)?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok((authorization, proof))
+    }
+
+    /// Keeps the nonce a response hands out; tells whether it is a `use_dpop_nonce` refusal
+    /// that came with one (RFC 9449 §9: retry once with it).
+    fn learn_nonce(&self, response: &reqwest::Response) -> bool {
+        let nonce = response
+            .headers()
+            .get(NONCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|n| valid_nonce(n));
+        let Some(nonce) = nonce else {
+            return false;
+        };
+        self.state().dpop_nonce = Some(nonce.to_owned());
+        response.status().as_u16() == 401
+            && response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|v| parse_challenge(v, DPOP_HEADER))
+                .any(|c| c.error.as_deref() == Some(USE_DPOP_NONCE))
     }
 
     /// Adds the session headers. `version_override` is a 2026-07-28 request's own version.
@@ -213,23 +268,39 @@ impl<S: TokenSource> Upstream<S> {
         let mut force_refresh = false;
         let mut retried_unauthorized = false;
         let mut retried_scope = false;
+        let mut retried_nonce = false;
         loop {
-            let bearer = self.token(force_refresh).await?;
-            let response = build()
-                .header(AUTHORIZATION, bearer)
-                .send()
+            let mut request = build()
+                .build()
+                .map_err(|e| transport_error(&self.shown, &e))?;
+            let (authorization, proof) = self.token(force_refresh, &request).await?;
+            request.headers_mut().insert(AUTHORIZATION, authorization);
+            if let Some(proof) = proof {
+                request.headers_mut().insert(DPOP_HEADER, proof);
+            }
+            let response = self
+                .http
+                .execute(request)
                 .await
                 .map_err(|e| transport_error(&self.shown, &e))?;
+            let wants_nonce = self.learn_nonce(&response);
             let status = response.status().as_u16();
             if status != 401 && status != 403 {
                 return Ok(response);
+            }
+            if wants_nonce && !retried_nonce {
+                tracing::debug!(url = %self.shown, "the server wants a DPoP nonce: sending the request again with it");
+                retried_nonce = true;
+                continue;
             }
             let challenge = response
                 .headers()
                 .get_all(WWW_AUTHENTICATE)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .find_map(parse_bearer_challenge);
+                .find_map(|v| {
+                    parse_bearer_challenge(v).or_else(|| parse_challenge(v, DPOP_HEADER))
+                });
             let insufficient_scope = status == 403
                 && challenge
                     .as_ref()
