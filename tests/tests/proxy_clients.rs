@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use lanyard_core::ipc::{BlockingClient, TokenRequestOptions};
-use lanyard_testbed::{McpConfig, Testbed, TestbedConfig};
+use lanyard_testbed::{AsConfig, McpConfig, Testbed, TestbedConfig};
 use serde_json::Value;
 
 const EMA: &str = "io.modelcontextprotocol/enterprise-managed-authorization";
@@ -348,6 +348,150 @@ async fn inspector_cli_lists_and_calls_tools_through_the_proxy() {
         docs.stats().sessions_deleted,
         2,
         "each proxy ended its session"
+    );
+}
+
+/// A DPoP-bound server (its authorization server and MCP server both want their nonce in proofs)
+/// reached by a real client through `lanyard proxy`, which signs a fresh proof per request at the
+/// agent; the same token is refused to a headers client, and `lanyard token --dpop` gives a
+/// script a token with the proof for exactly one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_bound_server_works_through_the_proxy_and_is_refused_as_a_fixed_header() {
+    let test = "a_dpop_bound_server_works_through_the_proxy_and_is_refused_as_a_fixed_header";
+    let Some((node, cli)) = inspector(test) else {
+        return;
+    };
+    let mut mcp = McpConfig::default().streaming();
+    mcp.dpop_require_nonce = true;
+    let world = SignedIn::start(TestbedConfig {
+        auth_servers: vec![AsConfig::default().with_dpop(true)],
+        mcp_servers: vec![mcp],
+        ..TestbedConfig::default()
+    })
+    .await;
+    let docs = world.testbed.mcp_server("docs").expect("docs").clone();
+    let bound = world.testbed.auth_server("docs").expect("AS").stats();
+    assert_eq!(bound.dpop_bound_mints, 1, "{bound:?}");
+    assert_eq!(world.testbed.idp().stats().bound_id_jags, 1);
+
+    let called = output(inspector_command(
+        &world,
+        &node,
+        &cli,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "echo",
+            "--tool-arg",
+            "text=bound",
+        ],
+    ))
+    .await;
+    assert!(
+        called.status.success(),
+        "tools/call through the proxy failed: {}\n{}\n{}",
+        text(&called.stderr),
+        text(&called.stdout),
+        world.agent_log()
+    );
+    let result: Value = serde_json::from_slice(&called.stdout).expect("JSON result");
+    assert_eq!(result["content"][0]["text"], "bound", "{result}");
+    assert_eq!(docs.stats().tool_calls, 1);
+
+    // A headers client gets no bound token: the refusal names the proxy.
+    let refused = world.run(&["token", "docs"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("lanyard proxy docs"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(refused.stdout.is_empty(), "a refusal printed something");
+    let helper = world
+        .run(&["token", "--header-json", "--no-oauth-fallback", "docs"])
+        .await;
+    assert!(helper.status.success());
+    assert_eq!(
+        text(&helper.stdout).trim(),
+        r#"{"Authorization":"Lanyard error=\"dpop_bound\""}"#
+    );
+
+    // A script asks for one request's proof (with the server's current nonce, as it must).
+    let url = docs.url().to_owned();
+    let scripted = world
+        .run(&["token", "docs", "--json", "--dpop", "POST", &url])
+        .await;
+    assert!(scripted.status.success(), "{}", text(&scripted.stderr));
+    let scripted: Value = serde_json::from_slice(&scripted.stdout).expect("JSON");
+    assert_eq!(scripted["token_type"], "DPoP");
+    let token = scripted["access_token"].as_str().expect("token");
+    let proof = scripted["dpop_proof"].as_str().expect("proof");
+    let send = |proof: &str| {
+        reqwest::Client::new()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("DPoP {token}"))
+            .header("DPoP", proof)
+            .json(
+                &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "whoami", "arguments": {}}}),
+            )
+            .send()
+    };
+    // Without the nonce the server asks for it; that is the script's retry to make.
+    let first = send(proof).await.expect("request");
+    assert_eq!(first.status().as_u16(), 401);
+    let nonce = first
+        .headers()
+        .get("dpop-nonce")
+        .and_then(|v| v.to_str().ok())
+        .expect("the server's nonce")
+        .to_owned();
+    // The agent signs only for a valid nonce; the Inspector's proxy already follows nonces.
+    let mut client = BlockingClient::connect(&world.endpoint()).expect("connect");
+    let with_nonce = client
+        .token(
+            "docs",
+            TokenRequestOptions {
+                dpop: Some(lanyard_core::ipc::ProofRequest {
+                    method: "POST".into(),
+                    url: url.clone(),
+                    nonce: Some(nonce),
+                }),
+                ..TokenRequestOptions::default()
+            },
+        )
+        .expect("a bound token with its proof");
+    assert_eq!(with_nonce.access_token.expose(), token);
+    let proof = with_nonce.dpop_proof.expect("a proof");
+    assert_eq!(
+        send(proof.expose())
+            .await
+            .expect("request")
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        send(proof.expose())
+            .await
+            .expect("request")
+            .status()
+            .as_u16(),
+        401,
+        "a replayed proof was accepted"
+    );
+    let bearer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        bearer.status().as_u16(),
+        401,
+        "the bound token worked as a bearer token"
     );
 }
 

@@ -134,6 +134,11 @@ enum Command {
         /// The token must stay valid at least this long.
         #[arg(long, default_value_t = 60)]
         min_ttl: u64,
+        /// For one request (METHOD URL): when the token is bound to this device's key (DPoP),
+        /// also print the proof for that request (the second line; "DPoP" in --json and
+        /// --header-json). A bound token is refused without it.
+        #[arg(long, num_args = 2, value_names = ["METHOD", "URL"])]
+        dpop: Option<Vec<String>>,
     },
     /// Serve SERVER to an AI client as a stdio MCP server, with a fresh token on every request
     /// (for clients that cannot send headers, e.g. Claude Desktop). Needs a running agent.
@@ -218,6 +223,7 @@ fn run(cli: Cli, forgotten_environment: &[&str]) -> u8 {
             header_json,
             no_oauth_fallback,
             min_ttl,
+            dpop,
         } => {
             let Ok(endpoint) = endpoint() else {
                 if no_oauth_fallback {
@@ -242,7 +248,15 @@ fn run(cli: Cli, forgotten_environment: &[&str]) -> u8 {
             } else {
                 over_agent::TokenFormat::Plain
             };
-            over_agent::token(&endpoint, &server, format, min_ttl)
+            let proof_for = dpop.and_then(|pair| match pair.as_slice() {
+                [method, url] => Some(lanyard_core::ipc::ProofRequest {
+                    method: method.to_ascii_uppercase(),
+                    url: url.clone(),
+                    nonce: None,
+                }),
+                _ => None,
+            });
+            over_agent::token(&endpoint, &server, format, min_ttl, proof_for)
         }
         Command::Status { json, watch: false } => {
             endpoint().map_or_else(|c| c, |e| over_agent::status(&e, json))

@@ -146,6 +146,12 @@ pub fn print_status(status: &Status) {
         if let Some(key) = &server.client_key {
             println!("  {:<12} client key: {key}", "");
         }
+        if server.dpop_bound {
+            println!(
+                "  {:<12} bound to this device (DPoP): reach it through `lanyard proxy {}`",
+                "", server.id
+            );
+        }
         let usage = &server.usage;
         if usage.id_jags + usage.jwt_bearer_grants + usage.client_requests > 0 {
             println!(

@@ -68,6 +68,7 @@ pub fn refusal(e: &ClientError) -> String {
             ErrorCode::UnknownServer => "unknown_server",
             ErrorCode::Misconfigured => "misconfigured",
             ErrorCode::VersionMismatch => "version_mismatch",
+            ErrorCode::DpopBound => "dpop_bound",
             ErrorCode::Unavailable | ErrorCode::SignInFailed | ErrorCode::Stopped => "unavailable",
             _ => "failure",
         },
@@ -85,9 +86,16 @@ pub fn refusal_header(reason: &str) -> String {
 }
 
 /// `lanyard token SERVER`: the token on stdout, or a documented exit code and one line on stderr.
-pub fn token(endpoint: &Path, server: &str, format: TokenFormat, min_ttl: u64) -> u8 {
+pub fn token(
+    endpoint: &Path,
+    server: &str,
+    format: TokenFormat,
+    min_ttl: u64,
+    dpop: Option<lanyard_core::ipc::ProofRequest>,
+) -> u8 {
     let options = TokenRequestOptions {
         min_ttl: Duration::from_secs(min_ttl),
+        dpop,
         ..Default::default()
     };
     let token = match BlockingClient::connect(endpoint).and_then(|mut c| c.token(server, options)) {
@@ -103,14 +111,28 @@ pub fn token(endpoint: &Path, server: &str, format: TokenFormat, min_ttl: u64) -
         Err(e) => return fail(&e),
     };
     let value = token.access_token.expose();
-    let text = match format {
-        TokenFormat::Plain => value.to_owned(),
-        TokenFormat::Json => serde_json::json!({
-            "access_token": value, "expires_at": token.expires_at, "scopes": token.scopes,
-        })
-        .to_string(),
-        TokenFormat::HeaderJson | TokenFormat::HeadersHelper => {
-            serde_json::json!({"Authorization": format!("Bearer {value}")}).to_string()
+    let proof = token.dpop_proof.as_ref().map(|p| p.expose());
+    let scheme = if proof.is_some() { "DPoP" } else { "Bearer" };
+    let text = match (format, proof) {
+        (TokenFormat::Plain, None) => value.to_owned(),
+        // The token, then the proof for the one request it was asked for.
+        (TokenFormat::Plain, Some(proof)) => format!("{value}\n{proof}"),
+        (TokenFormat::Json, _) => {
+            let mut json = serde_json::json!({
+                "access_token": value, "token_type": scheme,
+                "expires_at": token.expires_at, "scopes": token.scopes,
+            });
+            if let Some(proof) = proof {
+                json["dpop_proof"] = proof.into();
+            }
+            json.to_string()
+        }
+        (TokenFormat::HeaderJson | TokenFormat::HeadersHelper, proof) => {
+            let mut json = serde_json::json!({"Authorization": format!("{scheme} {value}")});
+            if let Some(proof) = proof {
+                json["DPoP"] = proof.into();
+            }
+            json.to_string()
         }
     };
     let mut stdout = std::io::stdout().lock();

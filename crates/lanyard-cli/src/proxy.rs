@@ -21,7 +21,6 @@ use lanyard_core::mcp::bridge::{
 use lanyard_core::oauth::HttpConfig;
 use lanyard_core::policy::sources::platform::PolicySources;
 use lanyard_core::policy::FileChecks;
-use lanyard_core::secret::Secret;
 use url::Url;
 
 use crate::{exit, over_agent};

@@ -218,6 +218,7 @@ mod tests {
                 policy: Default::default(),
                 organization: Default::default(),
                 idp_client_key: None,
+                dpop_key: None,
                 updated_at: 0,
             }),
             PolicyView::from_errors("p", &[]),

@@ -161,6 +161,7 @@ mod tests {
             policy: Default::default(),
             organization: Default::default(),
             idp_client_key: None,
+            dpop_key: None,
             updated_at: 0,
         }
     }

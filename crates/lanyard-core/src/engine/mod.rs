@@ -490,6 +490,7 @@ fn placeholder_status() -> Status {
         policy: PolicyStatus::Applied,
         organization: OrganizationSettings::default(),
         idp_client_key: None,
+        dpop_key: None,
         updated_at: 0,
     }
 }

@@ -24,8 +24,19 @@ pub struct Status {
     /// (`private_key_jwt`): IT asks.
     #[serde(default)]
     pub idp_client_key: Option<KeyLocation>,
+    /// The device's DPoP key: where it lives and its thumbprint (the `jkt` bound tokens name).
+    #[serde(default)]
+    pub dpop_key: Option<DpopKeySummary>,
     /// Wall-clock seconds when this snapshot was made.
     pub updated_at: u64,
+}
+
+/// The device's DPoP key, as IT asks about it (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpopKeySummary {
+    pub home: crate::oauth::dpop::DpopKeyHome,
+    /// Its RFC 7638 thumbprint.
+    pub jkt: String,
 }
 
 /// The policy settings the tray and the status window follow.
@@ -190,6 +201,10 @@ pub struct ServerStatus {
     /// What this server cost and served over the last 30 days (kept across restarts).
     #[serde(default)]
     pub usage: super::usage::UsageCounts,
+    /// Its current token is bound to this device's DPoP key: only `lanyard proxy` (or
+    /// `lanyard token --dpop`) can use it, never a fixed header.
+    #[serde(default)]
+    pub dpop_bound: bool,
 }
 
 /// Who took a server's token, and when (recorded by the broker per hand-out).
@@ -305,8 +320,10 @@ impl super::Actor {
                 last_used: slot.last_used.clone(),
                 client_key: configured_location(&slot.policy.client_auth),
                 usage: self.usage_totals(&slot.policy.id, now),
+                dpop_bound: slot.token.as_ref().is_some_and(|t| t.dpop_jkt.is_some()),
             })
             .collect();
+        let dpop = super::current_dpop_key(&self.dpop);
         Status {
             idp,
             servers,
@@ -319,6 +336,10 @@ impl super::Actor {
                 .idp
                 .as_ref()
                 .and_then(|idp| configured_location(&idp.client_auth)),
+            dpop_key: Some(DpopKeySummary {
+                home: dpop.home(),
+                jkt: dpop.thumbprint().to_owned(),
+            }),
             updated_at: now,
         }
     }
@@ -331,7 +352,8 @@ impl super::Actor {
                 || current.keychain != status.keychain
                 || current.policy != status.policy
                 || current.organization != status.organization
-                || current.idp_client_key != status.idp_client_key;
+                || current.idp_client_key != status.idp_client_key
+                || current.dpop_key != status.dpop_key;
             if changed {
                 *current = status;
             }
