@@ -111,6 +111,12 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
         ));
         return crate::conformance_bridge::run(&scenario, &server, &context).await;
     }
+    if crate::conformance_dpop::SCENARIOS.contains(&scenario.as_str()) {
+        let server =
+            Url::parse(server_url).with_context(|| format!("{server_url:?} is not a URL"))?;
+        say(format!("scenario {scenario}, server {server}, DPoP"));
+        return crate::conformance_dpop::run(&scenario, &server).await;
+    }
     if ![
         SCENARIO_BASIC,
         SCENARIO_JWT,

@@ -118,11 +118,22 @@ fn listed<'a>(answer: &'a Value, field: &str) -> Vec<&'a Value> {
 
 /// Runs `scenario` against `server`, with the suite's `context` (its `toolCalls`, if any).
 pub async fn run(scenario: &str, server: &Url, context: &Value) -> anyhow::Result<()> {
+    run_with(scenario, server, context, NoAgent).await
+}
+
+/// [`run`] with the bridge's tokens from `tokens` (a DPoP-bound token and its proofs, for the
+/// DPoP scenarios).
+pub async fn run_with(
+    scenario: &str,
+    server: &Url,
+    context: &Value,
+    tokens: impl TokenSource,
+) -> anyhow::Result<()> {
     let (client_side, bridge_side) = tokio::io::duplex(1 << 20);
     let (bridge_in, bridge_out) = tokio::io::split(bridge_side);
     let mut config = BridgeConfig::new(server.clone());
     config.listen = false;
-    let running = tokio::spawn(bridge::run(config, NoAgent, bridge_in, bridge_out));
+    let running = tokio::spawn(bridge::run(config, tokens, bridge_in, bridge_out));
     let (reader, writer) = tokio::io::split(client_side);
     let mut client = StdioClient {
         writer,

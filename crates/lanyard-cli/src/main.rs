@@ -9,6 +9,7 @@ mod agent;
 mod clients;
 mod conformance;
 mod conformance_bridge;
+mod conformance_dpop;
 mod device_key_cmd;
 mod diagnose;
 mod log_file;

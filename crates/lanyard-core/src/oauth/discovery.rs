@@ -254,6 +254,9 @@ pub struct AuthorizationServerMetadata {
     pub revocation_endpoint: Option<Url>,
     #[serde(default)]
     pub device_authorization_endpoint: Option<Url>,
+    /// RFC 7591 dynamic client registration, where offered.
+    #[serde(default)]
+    pub registration_endpoint: Option<Url>,
     #[serde(default)]
     pub grant_types_supported: Vec<String>,
     #[serde(default)]

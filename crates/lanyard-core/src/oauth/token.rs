@@ -66,6 +66,14 @@ pub fn authorization_code(
     Ok(request)
 }
 
+/// The RFC 7636 S256 challenge of a PKCE `verifier`.
+pub fn pkce_s256_challenge(verifier: &Secret) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.expose().as_bytes()))
+}
+
 /// Refresh token → tokens (possibly with a rotated refresh token).
 pub fn refresh(
     endpoint: &TokenEndpoint,
