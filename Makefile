@@ -14,7 +14,7 @@ help:
 	@echo "make bench  sign-in -> all servers granted, N = 1, 10, 50, 200 at 50 ms latency"
 	@echo "make bench-fleet  10,000 simulated agents x 20 servers for a day (virtual clock, the engine's scheduling code): IdP and busiest-AS rps, table + PNG"
 	@echo "make bench-servers  a release agent with 10, 100, 500 servers: RSS, CPU, refreshes per second vs the cap"
-	@echo "make bench-proxy  lanyard proxy vs mcp-remote: added latency per tools/call, peak RSS"
+	@echo "make bench-proxy  lanyard proxy (bearer and DPoP-bound) vs mcp-remote: added latency per tools/call, CPU, peak RSS"
 	@echo "make tray-bench  the idle agent and the tray app (release): RSS, wake-ups, first paint"
 	@echo "make bench-token  cold lanyard token X with a warm agent vs a Node one-liner, p50 (P2)"
 	@echo "make bench-keys  sign-in -> all granted with the client key in a PEM file, SoftHSM2 and a TPM (swtpm)"
@@ -88,13 +88,15 @@ book: deps
 # The benchmarks at smoke size, so they cannot rot unseen (numbers are not judged here), all in the
 # debug build: bench-token (1 round of 3 runs; its Node client once spoke an old protocol), bench
 # (N = 1, no added latency, 1 run), bench-keys (N = 1, 1 run, PEM / SoftHSM2 / swtpm) and the fleet
-# bench's day and month of people with 200 agents and 200 users.
+# bench's day and month of people with 200 agents and 200 users, and bench-proxy (20 calls, one
+# round: lanyard proxy bearer and DPoP-bound, mcp-remote, direct).
 bench-smoke: deps
 	PROFILE=debug ROUNDS=1 RUNS=3 scripts/bench-token.sh
 	$(CARGO) build -q -p lanyard-testbed
 	LANYARD_TESTBED_BIN=$(CURDIR)/target/debug/lanyard-testbed $(CARGO) bench --profile dev -p lanyard-tests --bench signin_to_granted -- --runs 1 --n 1 --latency-ms 0
 	$(CARGO) bench --profile dev -p lanyard-tests --bench client_keys -- --n 1 --runs 1
 	$(CARGO) run -q -p lanyard-fleet --bin lanyard-bench-fleet -- --agents 200 --users 200 --out target/artifacts/bench-fleet-smoke
+	PROFILE=debug CALLS=20 ROUNDS=1 scripts/bench-proxy.sh >/dev/null
 
 test: deps book lint check-windows check-macos unit ui-test webview conformance interop windows-e2e package-test bench-smoke
 

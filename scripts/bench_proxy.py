@@ -7,6 +7,12 @@ to the same testbed MCP server three ways:
   direct      streamable HTTP straight to the server, bearer token in a header (the baseline)
   lanyard     stdio -> `lanyard proxy docs` -> server (token from the agent per request)
   mcp-remote  stdio -> `node mcp-remote URL --header Authorization:${AUTH_HEADER}` -> server
+  lanyard-dpop  stdio -> `lanyard proxy srv02` -> a DPoP-bound twin server: the token with a
+              fresh proof per request, signed by the agent with its in-memory key
+
+DPoP's cost is read against `lanyard` in the same round: the proxy's CPU per call (the target:
+at most 0.1 ms more), the agent's CPU per call (where the proof is signed; --agent-pid) and the
+latency.
 
 Added latency = a bridge's per-call percentile minus the direct run's in the same round. Peak RSS
 is the bridge process's VmHWM and CPU its utime+stime, both read from /proc before it is closed.
@@ -105,10 +111,10 @@ async def run_stdio_logged(args, params, errlog):
             return latencies, process_usage(bridges[0])
 
 
-def lanyard_params(args):
+def lanyard_params(args, server):
     env = get_default_environment()
     env["XDG_RUNTIME_DIR"] = os.environ["XDG_RUNTIME_DIR"]
-    return StdioServerParameters(command=args.lanyard, args=["proxy", args.server], env=env)
+    return StdioServerParameters(command=args.lanyard, args=["proxy", server], env=env)
 
 
 def mcp_remote_params(args, token):
@@ -131,22 +137,34 @@ async def main():
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--bound-server")
+    parser.add_argument("--bound-url")
+    parser.add_argument("--agent-pid", type=int)
     parser.add_argument("--json")
     args = parser.parse_args()
     token = os.environ.pop("LANYARD_BENCH_TOKEN")
 
     rounds = []
-    orders = [["direct", "lanyard", "mcp-remote"], ["mcp-remote", "lanyard", "direct"]]
+    orders = [["direct", "lanyard", "lanyard-dpop", "mcp-remote"],
+              ["mcp-remote", "lanyard-dpop", "lanyard", "direct"]]
+    if not args.bound_server:
+        orders = [[m for m in order if m != "lanyard-dpop"] for order in orders]
     for r in range(args.rounds):
         measured = {}
         for mode in orders[r % 2]:
+            agent_before = process_usage(args.agent_pid)[1] if args.agent_pid else None
             if mode == "direct":
                 latencies, usage = await run_direct(args, token)
             elif mode == "lanyard":
-                latencies, usage = await run_stdio(args, lanyard_params(args))
+                latencies, usage = await run_stdio(args, lanyard_params(args, args.server))
+            elif mode == "lanyard-dpop":
+                latencies, usage = await run_stdio(args, lanyard_params(args, args.bound_server))
             else:
                 latencies, usage = await run_stdio(args, mcp_remote_params(args, token))
+            agent_cpu = (process_usage(args.agent_pid)[1] - agent_before) if args.agent_pid else None
             measured[mode] = {
+                "agent_cpu_ms_per_call": agent_cpu * 1000 / (args.calls + args.warmup)
+                if agent_cpu is not None else None,
                 "p50_ms": percentile(latencies, 50),
                 "p99_ms": percentile(latencies, 99),
                 "mean_ms": statistics.fmean(latencies),
@@ -155,7 +173,9 @@ async def main():
             }
             print(f"round {r + 1} {mode:<10} p50 {measured[mode]['p50_ms']:.3f} ms  "
                   f"p99 {measured[mode]['p99_ms']:.3f} ms", file=sys.stderr, flush=True)
-        for mode in ("lanyard", "mcp-remote"):
+        for mode in measured:
+            if mode == "direct":
+                continue
             m = measured[mode]
             m["added_p50_ms"] = m["p50_ms"] - measured["direct"]["p50_ms"]
             m["added_p99_ms"] = m["p99_ms"] - measured["direct"]["p99_ms"]
@@ -170,7 +190,7 @@ async def main():
     for i, measured in enumerate(rounds, 1):
         d = measured["direct"]
         lines.append(f"| {i} | direct (baseline) | {d['p50_ms']:.3f} | {d['p99_ms']:.3f} | – | – | – | – |")
-        for mode in ("lanyard", "mcp-remote"):
+        for mode in [m for m in ("lanyard", "lanyard-dpop", "mcp-remote") if m in measured]:
             m = measured[mode]
             lines.append(
                 f"| {i} | {mode} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['added_p50_ms']:.3f} | "
@@ -189,6 +209,19 @@ async def main():
             f"{ratio(rem['added_p99_ms'], lan['added_p99_ms'])} | "
             f"{ratio(rem['peak_rss_mib'], lan['peak_rss_mib'])} | "
             f"{ratio(rem['cpu_ms_per_call'], lan['cpu_ms_per_call'])} |")
+    if args.bound_server:
+        lines.append("")
+        lines.append("DPoP: `lanyard proxy` to the bound twin minus to the bearer server, same round")
+        lines.append("")
+        lines.append("| round | p50 ms | p99 ms | proxy CPU ms/call | agent CPU ms/call | proxy peak RSS MiB |")
+        lines.append("|---|---|---|---|---|---|")
+        for i, measured in enumerate(rounds, 1):
+            lan, dp = measured["lanyard"], measured["lanyard-dpop"]
+            lines.append(
+                f"| {i} | {dp['p50_ms'] - lan['p50_ms']:+.3f} | {dp['p99_ms'] - lan['p99_ms']:+.3f} | "
+                f"{dp['cpu_ms_per_call'] - lan['cpu_ms_per_call']:+.3f} | "
+                f"{dp['agent_cpu_ms_per_call'] - lan['agent_cpu_ms_per_call']:+.3f} | "
+                f"{dp['peak_rss_mib'] - lan['peak_rss_mib']:+.1f} |")
     print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:

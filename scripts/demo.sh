@@ -7,7 +7,9 @@
 #
 # Without a display (or with LANYARD_DEMO_MODE=cli) the demo says so and runs the headless agent
 # flow instead: `lanyard login` opens the IdP's login page, `lanyard status` shows each server,
-# `lanyard token docs` proves a token works.
+# `lanyard token docs` proves a token works. Tickets is DPoP-bound (its authorization server
+# binds tokens to the device's key): a headers client is refused its token, `lanyard token
+# tickets --dpop METHOD URL` prints one with the proof for that one request.
 #
 # Browser: on a desktop with $DISPLAY, the system browser opens and you pick a user. Without a
 # display (or with LANYARD_DEMO_BROWSER=scripted) a scripted browser submits the login page as
@@ -39,7 +41,7 @@ case "${LANYARD_DEMO_IDP:-oidc}" in
   saml) IDP_MODE=(--saml); echo "demo: the IdP speaks SAML 2.0 (LANYARD_DEMO_IDP=saml)." ;;
   *) echo "demo: LANYARD_DEMO_IDP must be oidc or saml" >&2; exit 2 ;;
 esac
-"$BIN/lanyard-testbed" serve --demo "${IDP_MODE[@]}" --write-policy "$WORK/policy.json" >"$WORK/testbed.log" 2>&1 &
+"$BIN/lanyard-testbed" serve --demo --dpop tickets "${IDP_MODE[@]}" --write-policy "$WORK/policy.json" >"$WORK/testbed.log" 2>&1 &
 TESTBED_PID=$!
 for _ in $(seq 1 100); do [ -s "$WORK/policy.json" ] && break; sleep 0.1; done
 [ -s "$WORK/policy.json" ] || { cat "$WORK/testbed.log"; echo "demo: the testbed did not start" >&2; exit 1; }
@@ -85,6 +87,12 @@ run_flow() {
   echo; echo "\$ lanyard status";     lanyard status
   echo; echo "\$ lanyard token docs --json  (token shortened)"
   lanyard token docs --json | sed -E 's/("access_token":"[^"]{12})[^"]*/\1…/'
+  echo; echo "\$ lanyard token tickets   (DPoP-bound: only through the proxy)"
+  lanyard token tickets || echo "(exit $? — bound to this device's key)"
+  tickets_url="$(lanyard servers | awk '$1 == "tickets" { print $NF }')"
+  echo; echo "\$ lanyard token tickets --json --dpop POST $tickets_url  (shortened)"
+  lanyard token tickets --json --dpop POST "$tickets_url" \
+    | sed -E 's/("(access_token|dpop_proof)":"[^"]{12})[^"]*/\1…/g'
   echo; echo "\$ lanyard token payroll"
   lanyard token payroll || echo "(exit $? — blocked by policy, as configured)"
   echo; echo "\$ lanyard logout";     lanyard logout

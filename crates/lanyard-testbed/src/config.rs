@@ -372,10 +372,10 @@ pub struct McpConfig {
     /// Answer POSTed requests as a `text/event-stream` (a `tools/call` then sends its progress
     /// and log notifications before the result) instead of one JSON body.
     pub sse_responses: bool,
-    /// Offer the GET stream for server-initiated messages (else GET answers 405); see
-    /// `McpHandle::push`.
     /// DPoP-bound tokens must come with proofs carrying this server's nonce (RFC 9449 §9).
     pub dpop_require_nonce: bool,
+    /// Offer the GET stream for server-initiated messages (else GET answers 405); see
+    /// `McpHandle::push`.
     pub get_stream: bool,
 }
 

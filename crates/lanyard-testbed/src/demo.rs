@@ -67,7 +67,29 @@ pub fn wide_config(n: usize, latency: Duration, token_lifetime: Duration) -> Tes
 
 /// Starts the demo world and applies its policy (alice may not use Payroll).
 pub async fn start_demo(latency: Duration) -> anyhow::Result<Testbed> {
-    let testbed = Testbed::start(demo_config(latency)).await?;
+    start_demo_binding(latency, &[]).await
+}
+
+/// The authorization servers of the MCP servers named in `bound` bind tokens with DPoP.
+pub fn bind_with_dpop(config: &mut TestbedConfig, bound: &[String]) {
+    let protectors: Vec<String> = config
+        .mcp_servers
+        .iter()
+        .filter(|m| bound.contains(&m.name))
+        .map(|m| m.auth_server.clone())
+        .collect();
+    for auth_server in &mut config.auth_servers {
+        if protectors.contains(&auth_server.name) {
+            *auth_server = auth_server.clone().with_dpop(false);
+        }
+    }
+}
+
+/// [`start_demo`] with the servers in `bound` DPoP-bound (`make demo` binds Tickets).
+pub async fn start_demo_binding(latency: Duration, bound: &[String]) -> anyhow::Result<Testbed> {
+    let mut config = demo_config(latency);
+    bind_with_dpop(&mut config, bound);
+    let testbed = Testbed::start(config).await?;
     if let Some(payroll) = testbed.auth_server("payroll") {
         testbed.idp().deny("alice", payroll.issuer());
     }

@@ -47,6 +47,10 @@ enum Command {
         /// Write a JSON summary of every URL (IdP, authorization servers, MCP servers) here.
         #[arg(long)]
         port_file: Option<PathBuf>,
+        /// Bind this MCP server's tokens with DPoP: its authorization server offers it and binds
+        /// a token to the proof's key (repeat for more servers).
+        #[arg(long = "dpop", value_name = "SERVER")]
+        dpop: Vec<String>,
         /// Log every token-endpoint request and write the log (times, numbers in flight, peaks)
         /// to this JSON file on Ctrl-C / SIGINT.
         #[arg(long)]
@@ -119,16 +123,18 @@ async fn main() -> anyhow::Result<()> {
             port_file,
             saml,
             traffic_file,
+            dpop,
         } => {
             let latency = Duration::from_millis(latency_ms);
             let record = traffic_file.is_some();
             let testbed = if demo_world {
-                demo::start_demo(latency).await?
+                demo::start_demo_binding(latency, &dpop).await?
             } else {
                 let mut config = match servers {
                     Some(n) => demo::wide_config(n, latency, Duration::from_secs(token_secs)),
                     None => TestbedConfig::default().with_latency(latency),
                 };
+                demo::bind_with_dpop(&mut config, &dpop);
                 config.record_traffic = record;
                 Testbed::start(config).await?
             };
