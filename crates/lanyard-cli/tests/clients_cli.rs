@@ -366,12 +366,18 @@ fn codex_and_native_clients_from_the_policy() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = read(&codex);
     assert!(text.starts_with(before), "{text}");
-    assert!(text.contains("[mcp_servers.lanyard-docs]\ncommand = "), "{text}");
+    assert!(
+        text.contains("[mcp_servers.lanyard-docs]\ncommand = "),
+        "{text}"
+    );
     assert!(text.contains("args = [\"proxy\", \"crm\"]"), "{text}");
     let listed = home.lanyard(&["clients", "list"]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(listed.contains("codex           proxy "), "{listed}");
-    assert!(listed.contains("installed: lanyard-docs, lanyard-crm"), "{listed}");
+    assert!(
+        listed.contains("installed: lanyard-docs, lanyard-crm"),
+        "{listed}"
+    );
 
     let mut policy: serde_json::Value = serde_json::from_str(POLICY).expect("policy");
     policy["settings"]["ai_clients_native"] = serde_json::json!(["codex", "vscode"]);
@@ -381,7 +387,10 @@ fn codex_and_native_clients_from_the_policy() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let text = read(&codex);
-    assert!(text.contains("auth = \"ema_auth\"") && !text.contains("proxy"), "{text}");
+    assert!(
+        text.contains("auth = \"ema_auth\"") && !text.contains("proxy"),
+        "{text}"
+    );
     assert!(text.contains("[mcp_enterprise_managed_auth.idp]\nissuer = \"https://idp.example\"\nclient_id = \"lanyard\""), "{text}");
     let mcp = read(&home.vscode());
     assert!(mcp.contains("\"enterpriseManaged\": true"), "{mcp}");
@@ -395,7 +404,13 @@ fn codex_and_native_clients_from_the_policy() {
     let exported = home.lanyard(&["clients", "export", "vscode-policy"]);
     assert!(exported.status.success(), "{}", stderr(&exported));
     assert!(String::from_utf8_lossy(&exported.stdout).contains("McpEnterpriseManagedAuthIdp"));
-    let exported = home.lanyard(&["clients", "export", "codex-managed", "--lanyard-path", "/usr/bin/lanyard"]);
+    let exported = home.lanyard(&[
+        "clients",
+        "export",
+        "codex-managed",
+        "--lanyard-path",
+        "/usr/bin/lanyard",
+    ]);
     assert!(String::from_utf8_lossy(&exported.stdout).contains("use_xaa = true"));
 
     for client in ["codex", "vscode"] {

@@ -1533,7 +1533,8 @@ mod fuzz {
 #[test]
 fn native_ema_clients_are_named_and_an_unknown_one_is_a_clear_error() {
     let mut document = base();
-    document["settings"] = json!({"ai_clients": ["codex"], "ai_clients_native": ["vscode", "codex"]});
+    document["settings"] =
+        json!({"ai_clients": ["codex"], "ai_clients_native": ["vscode", "codex"]});
     let layers = [Layer::new("p.json", Scope::Mandatory, document.clone())];
     let snapshot = resolve(&layers, FileChecks::Readable).expect("valid");
     assert_eq!(
@@ -1570,8 +1571,9 @@ fn native_ema_clients_need_an_identity_provider() {
     });
     let errors = errors_of(document);
     assert!(
-        errors.iter().any(|e| e.contains("settings.ai_clients_native")
-            && e.contains("needs \"idp\"")),
+        errors
+            .iter()
+            .any(|e| e.contains("settings.ai_clients_native") && e.contains("needs \"idp\"")),
         "{errors:?}"
     );
 }

@@ -402,7 +402,8 @@ pub fn managed_config(servers: &[ServerSpec], exe: &Path, native: Option<&Native
         exe,
         native,
     };
-    let header = "# Codex CLI system configuration written by `lanyard clients export codex-managed`.\n";
+    let header =
+        "# Codex CLI system configuration written by `lanyard clients export codex-managed`.\n";
     match plan(Some(header), action, "codex-managed") {
         Ok(edit) => edit.new_text,
         // A document made from nothing but this header always parses.

@@ -183,7 +183,12 @@ pub fn run(command: &ClientsCommand, policy_sources: &PolicySources) -> u8 {
             dry_run,
             config,
         } => each_client(client, config.as_deref(), &locations, |c, path| {
-            apply(c, path, |current, label| plan(c, current, Action::Remove, label), *dry_run)?;
+            apply(
+                c,
+                path,
+                |current, label| plan(c, current, Action::Remove, label),
+                *dry_run,
+            )?;
             let settings = Client::vscode_settings_path(&locations);
             if c == Client::VsCode && config.is_none() && settings.exists() {
                 apply(

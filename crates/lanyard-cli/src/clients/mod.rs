@@ -275,10 +275,12 @@ impl Client {
                     )),
                 ),
             ]),
-            Client::ClaudeDesktop | Client::Cursor | Client::GeminiCli | Client::Codex => Out::Map(vec![
-                ("command".into(), Out::Str(exe)),
-                ("args".into(), proxy_args),
-            ]),
+            Client::ClaudeDesktop | Client::Cursor | Client::GeminiCli | Client::Codex => {
+                Out::Map(vec![
+                    ("command".into(), Out::Str(exe)),
+                    ("args".into(), proxy_args),
+                ])
+            }
             Client::VsCode => Out::Map(vec![
                 ("type".into(), Out::Str("stdio".into())),
                 ("command".into(), Out::Str(exe)),
@@ -359,6 +361,7 @@ pub struct ServerSpec {
     pub native_unfit: Option<&'static str>,
 }
 
+#[cfg(test)]
 impl ServerSpec {
     /// An enterprise-managed server with a public client and no scopes.
     pub fn new(id: &str, url: &str, client_id: &str) -> ServerSpec {
@@ -788,7 +791,9 @@ pub fn plan_vscode_settings(
                     changes.push(Change::Added(VSCODE_IDP_SETTING.into()));
                     edit::insert_member(&text, &root, VSCODE_IDP_SETTING, &value, marker)
                 }
-                Some(member) if !marker.is_some_and(|c| preceded_by(&text, member.key_start, c)) => {
+                Some(member)
+                    if !marker.is_some_and(|c| preceded_by(&text, member.key_start, c)) =>
+                {
                     changes.push(Change::Conflict(VSCODE_IDP_SETTING.into()));
                     old.to_string()
                 }

@@ -575,7 +575,8 @@ fn install_native(client: Client, text: Option<&str>) -> Edit {
 }
 
 fn toml_doc(text: &str) -> toml_edit::DocumentMut {
-    text.parse().unwrap_or_else(|e| panic!("not TOML: {e}\n{text}"))
+    text.parse()
+        .unwrap_or_else(|e| panic!("not TOML: {e}\n{text}"))
 }
 
 /// The lines of `before` all appear in `after`, in order (comments included).
@@ -681,7 +682,10 @@ fn golden_codex_native() {
     assert_eq!(crm["oauth"]["client_id"].as_str(), Some("lanyard-crm"));
     assert_eq!(crm["scopes"].as_array().map(|a| a.len()), Some(2));
     assert!(doc["mcp_servers"].get("lanyard-ci").is_none());
-    assert!(install_native(client, Some(&native.new_text)).changes == [Change::Skipped("lanyard-ci".into(), "it is for machines")]);
+    assert!(
+        install_native(client, Some(&native.new_text)).changes
+            == [Change::Skipped("lanyard-ci".into(), "it is for machines")]
+    );
 
     // Back to entries through Lanyard: the native tables and settings go, the proxy ones come.
     let proxied = install(client, Some(&native.new_text));
@@ -698,14 +702,19 @@ fn golden_codex_native() {
     assert_eq!(remove(client, &proxied.new_text).new_text, before);
 
     let removed = remove(client, &native.new_text);
-    assert_eq!(removed.new_text, before, "remove takes out every native piece");
+    assert_eq!(
+        removed.new_text, before,
+        "remove takes out every native piece"
+    );
 }
 
 #[test]
 fn codex_keeps_a_users_own_idp_features_and_lanyard_named_table() {
     let text = "[features]\nweb_search = true\n\n[mcp_servers.lanyard-docs]\nurl = \"https://mine.example/mcp\"\n";
     let edit = install(Client::Codex, Some(text));
-    assert!(edit.changes.contains(&Change::Conflict("lanyard-docs".into())));
+    assert!(edit
+        .changes
+        .contains(&Change::Conflict("lanyard-docs".into())));
     assert!(edit.new_text.contains("url = \"https://mine.example/mcp\""));
     let native = install_native(Client::Codex, Some(text));
     let doc = toml_doc(&native.new_text);
@@ -745,7 +754,13 @@ fn codex_files_missing_empty_or_malformed() {
     assert!(nothing.changes.is_empty() && nothing.new_text.is_empty());
     let err = plan(Client::Codex, Some("model = \n"), Action::Remove, "c").expect_err("bad");
     assert!(err.to_string().contains("line 1"), "{err}");
-    let err = plan(Client::Codex, Some("mcp_servers = 3\n"), Action::Remove, "c").expect_err("bad");
+    let err = plan(
+        Client::Codex,
+        Some("mcp_servers = 3\n"),
+        Action::Remove,
+        "c",
+    )
+    .expect_err("bad");
     assert!(err.to_string().contains("not a table"), "{err}");
 }
 
@@ -760,14 +775,25 @@ fn vscode_native_entries_and_idp_setting_round_trip() {
     let crm = map.get("lanyard-crm").expect("written");
     assert_eq!(crm.get("type").and_then(Node::as_str), Some("http"));
     let oauth = crm.get("oauth").expect("oauth");
-    assert_eq!(oauth.get("clientId").and_then(Node::as_str), Some("lanyard-crm"));
+    assert_eq!(
+        oauth.get("clientId").and_then(Node::as_str),
+        Some("lanyard-crm")
+    );
     let flag = oauth.get("enterpriseManaged").expect("flag");
     assert_eq!(&native.new_text[flag.start..flag.end], "true");
     assert!(map.get("lanyard-ci").is_none());
-    assert_eq!(lanyard_entries(Client::VsCode, &native.new_text).expect("parses").len(), 2);
+    assert_eq!(
+        lanyard_entries(Client::VsCode, &native.new_text)
+            .expect("parses")
+            .len(),
+        2
+    );
     // Switching back to the proxy replaces them; removing gives the original back.
     let proxied = install(Client::VsCode, Some(&native.new_text));
-    assert_eq!(proxied.new_text, install(Client::VsCode, Some(&before)).new_text);
+    assert_eq!(
+        proxied.new_text,
+        install(Client::VsCode, Some(&before)).new_text
+    );
     assert_eq!(remove(Client::VsCode, &native.new_text).new_text, before);
 
     let settings = "{\n  // Mine.\n  \"editor.fontSize\": 14\n}\n";
@@ -784,15 +810,25 @@ fn vscode_native_entries_and_idp_setting_round_trip() {
     let theirs = "{\n  \"mcp.enterpriseManagedAuth.idp\": {\"issuer\": \"https://x\"}\n}\n";
     let kept = plan_vscode_settings(Some(theirs), Some(&idp()), "s").expect("plannable");
     assert_eq!(kept.new_text, theirs);
-    assert_eq!(kept.changes, vec![Change::Conflict("mcp.enterpriseManagedAuth.idp".into())]);
-    assert_eq!(plan_vscode_settings(Some(theirs), None, "s").expect("plannable").new_text, theirs);
+    assert_eq!(
+        kept.changes,
+        vec![Change::Conflict("mcp.enterpriseManagedAuth.idp".into())]
+    );
+    assert_eq!(
+        plan_vscode_settings(Some(theirs), None, "s")
+            .expect("plannable")
+            .new_text,
+        theirs
+    );
 }
 
 #[test]
 fn the_vscode_policy_carries_the_idp_as_a_json_string() {
     let text = vscode_policy(&idp());
     let document: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    let value = document["McpEnterpriseManagedAuthIdp"].as_str().expect("a string");
+    let value = document["McpEnterpriseManagedAuthIdp"]
+        .as_str()
+        .expect("a string");
     let idp: serde_json::Value = serde_json::from_str(value).expect("JSON inside");
     assert_eq!(
         idp,
@@ -805,10 +841,16 @@ fn codex_managed_config_is_a_whole_document() {
     let text = codex::managed_config(&servers(), Path::new(EXE), None);
     let doc = toml_doc(&text);
     let args = doc["mcp_servers"]["lanyard-docs"]["args"].as_array();
-    assert_eq!(args.and_then(|a| a.get(1)).and_then(|v| v.as_str()), Some("docs"));
+    assert_eq!(
+        args.and_then(|a| a.get(1)).and_then(|v| v.as_str()),
+        Some("docs")
+    );
     let native = codex::managed_config(&servers(), Path::new(EXE), Some(&idp()));
     let doc = toml_doc(&native);
-    assert_eq!(doc["mcp_servers"]["lanyard-docs"]["auth"].as_str(), Some("ema_auth"));
+    assert_eq!(
+        doc["mcp_servers"]["lanyard-docs"]["auth"].as_str(),
+        Some("ema_auth")
+    );
     assert_eq!(doc["features"]["use_xaa"].as_bool(), Some(true));
 }
 
@@ -818,8 +860,15 @@ fn modes_shown_by_clients_list() {
     assert_eq!(Client::Codex.mode(false), "proxy");
     assert_eq!(Client::Codex.mode(true), "native");
     assert_eq!(Client::VsCode.mode(true), "native");
-    assert_eq!(Client::Cursor.mode(true), "proxy", "Cursor has no EMA of its own");
+    assert_eq!(
+        Client::Cursor.mode(true),
+        "proxy",
+        "Cursor has no EMA of its own"
+    );
     let at = Locations::under_home(Path::new("/home/me"));
-    assert_eq!(Client::Codex.config_path(&at), Path::new("/home/me/.codex/config.toml"));
+    assert_eq!(
+        Client::Codex.config_path(&at),
+        Path::new("/home/me/.codex/config.toml")
+    );
     assert_eq!("codex".parse::<Client>(), Ok(Client::Codex));
 }
