@@ -933,6 +933,8 @@ def run_checks(world, suite):
         expect(failed["status"] == "failed", f"lanyard-payroll: {failed}")
         expect("codex mcp login" not in (failed.get("error") or "") and failed.get("failureReason") is None,
                f"Codex invites a login for the denied server: {failed}")
+        # The IdP's reason reaches Codex, through the proxy's JSON-RPC error.
+        expect(DENIAL in error and DENIAL in (failed.get("error") or ""), f"no IdP message: {error[-300:]}")
         # And there is no OAuth to start for a stdio server, even by hand.
         login = codex(w, "mcp", "login", "lanyard-payroll", timeout=30)
         expect(login.returncode != 0 and "only supported for streamable HTTP" in login.stderr,
@@ -941,9 +943,10 @@ def run_checks(world, suite):
         expect(out.returncode == 0, f"clients remove: {out.stderr.strip()}")
         left = [n for n in codex_mcp_list(w) if n.startswith("lanyard-")]
         expect(not left, f"left behind after remove: {left}")
-        return (f"codex {CODEX_VERSION}: app server lists whoami at notes, wiki ({listed_in:.1f}s); payroll: "
-                f"{error[-90:]!r}; session startup notes/wiki ready, payroll failed: "
-                f"{(failed.get('error') or '')[-90:]!r}; `codex mcp login` refused; none left after remove")
+        shown = (failed.get("error") or "")
+        return (f"codex {CODEX_VERSION}: app server lists whoami at notes, wiki ({listed_in:.1f}s); payroll's tools: "
+                f"…{error[error.find(DENIAL) - 40:][:150]!r}; session startup notes/wiki ready, payroll failed: "
+                f"{shown[:60]!r}…; `codex mcp login` refused; none left after remove")
 
     suite.check("Codex CLI: `clients install codex` (stdio `lanyard proxy`) -> its app server connects to granted servers, denied one failed without a login invitation; `clients remove` -> none left", codex_cli)
 
