@@ -911,6 +911,19 @@ def run_checks(world, suite):
                    and entry["transport"]["args"][0] == "proxy", f"{name}: {entry}")
             # A stdio server has no OAuth in Codex: "unsupported", never "not_logged_in".
             expect(entry["auth_status"] == "unsupported", f"{name}: auth {entry['auth_status']!r}")
+        strict = codex(w, "app-server", "--strict-config", "--print-startup-config")
+        expect(strict.returncode == 0, f"codex --strict-config rejects the file: {strict.stderr[-500:]}")
+        # The administrator's system file has the same tables: Codex's loader takes it whole (here
+        # as a user file; the system layer, /etc/codex/config.toml, is no place for a test).
+        exported = w.lanyard("clients", "export", "codex-managed", "--lanyard-path", str(LANYARD), env=env)
+        expect(exported.returncode == 0, f"clients export codex-managed: {exported.stderr.strip()}")
+        config = w.scratch / "codex-home/.codex/config.toml"
+        mine = config.read_text()
+        config.write_text(exported.stdout)
+        managed = codex_mcp_list(w)
+        config.write_text(mine)
+        expect(sorted(managed) == ours and all(m["enabled"] for m in managed.values()),
+               f"the exported codex-managed file: {managed}")
         app = CodexAppServer(w)
         try:
             started = time.monotonic()
@@ -946,7 +959,8 @@ def run_checks(world, suite):
         shown = (failed.get("error") or "")
         return (f"codex {CODEX_VERSION}: app server lists whoami at notes, wiki ({listed_in:.1f}s); payroll's tools: "
                 f"…{error[error.find(DENIAL) - 40:][:150]!r}; session startup notes/wiki ready, payroll failed: "
-                f"{shown[:60]!r}…; `codex mcp login` refused; none left after remove")
+                f"{shown[:60]!r}…; `codex mcp login` refused; --strict-config and the codex-managed export load; "
+                f"none left after remove")
 
     suite.check("Codex CLI: `clients install codex` (stdio `lanyard proxy`) -> its app server connects to granted servers, denied one failed without a login invitation; `clients remove` -> none left", codex_cli)
 
