@@ -156,7 +156,7 @@ pub fn run(command: &ClientsCommand, policy_sources: &PolicySources) -> u8 {
                 if c == Client::VsCode && config.is_none() {
                     // The IdP of VS Code's own EMA is a setting (or the administrator's policy).
                     let settings = Client::vscode_settings_path(&locations);
-                    if native.is_some() || settings.exists() {
+                    if native.is_some() || mentions_vscode_idp(&settings) {
                         apply(
                             c,
                             &settings,
@@ -190,7 +190,7 @@ pub fn run(command: &ClientsCommand, policy_sources: &PolicySources) -> u8 {
                 *dry_run,
             )?;
             let settings = Client::vscode_settings_path(&locations);
-            if c == Client::VsCode && config.is_none() && settings.exists() {
+            if c == Client::VsCode && config.is_none() && mentions_vscode_idp(&settings) {
                 apply(
                     c,
                     &settings,
@@ -344,6 +344,12 @@ fn each_client_of(
         }
     }
     code
+}
+
+/// Whether VS Code's settings file at `path` names the IdP setting at all (only then is there
+/// anything of Lanyard's to check in it).
+fn mentions_vscode_idp(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.contains(super::VSCODE_IDP_SETTING))
 }
 
 /// Reads a config file: `None` when it does not exist.
