@@ -24,6 +24,9 @@
 #                                                             its `claude mcp list` loads MCP configs offline
 #   .tools/gemini-cli/node_modules/.bin/gemini                Gemini CLI (pinned by scripts/gemini-cli/package-lock.json):
 #                                                             its `gemini mcp list` connects to each MCP server offline
+#   .tools/codex/node_modules/.bin/codex                      OpenAI Codex CLI (pinned by scripts/codex/package-lock.json):
+#                                                             its app server's mcpServerStatus/list connects to each MCP
+#                                                             server offline, no model or account needed
 #   .tools/interop/node/node_modules/oidc-provider            the interop suite's IdP (pinned by tests/interop/package-lock.json)
 #   .tools/interop/py/bin/python                              venv with fastmcp + Authlib, the interop suite's authorization
 #                                                             and MCP servers (exact versions: tests/interop/requirements.txt)
@@ -242,6 +245,7 @@ npm_tool() {
 }
 npm_tool claude-code claude
 npm_tool gemini-cli gemini
+npm_tool codex codex
 
 # ---- interop suite peers (tests/interop): oidc-provider (npm), fastmcp + Authlib (PyPI) ------------
 INTEROP_NODE_DIR="$ROOT/.tools/interop/node"

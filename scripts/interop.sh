@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The interop suite (tests/interop): a real `lanyard agent` against pinned real peers — npm
 # oidc-provider (+ our ID-JAG grant), PyPI fastmcp and Authlib authorization servers, FastMCP
-# servers — driven by real AI clients (Python MCP SDK, MCP Inspector CLI, Claude Code, plain HTTP).
+# servers — driven by real AI clients (Python MCP SDK, MCP Inspector CLI, Claude Code, Gemini CLI,
+# Codex CLI, plain HTTP).
 # Prints `N passed, M failed`; exits non-zero on any failure.
 #
 #   scripts/interop.sh          # install what is missing (SKIP_APT=1 install-deps), build, run

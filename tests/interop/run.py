@@ -16,7 +16,8 @@
 
 and drives the AI clients through each path Lanyard offers: the Python MCP SDK and the MCP Inspector
 CLI through `lanyard proxy`, a plain HTTP client with `lanyard token --header-json`, and Claude Code
-after `lanyard clients install claude-code`. Every check is named and counted; the run prints
+after `lanyard clients install claude-code`, Gemini CLI and OpenAI Codex CLI (through its app
+server's JSON-RPC, which connects to every configured server without a model). Every check is named and counted; the run prints
 `N passed, M failed` and exits 1 on any failure. The scratch folder (logs of every process) is kept
 on failure or with --keep.
 
@@ -58,6 +59,7 @@ SDK_CLIENT = ROOT / "tests/proxy-clients/python_client.py"
 INSPECTOR = TOOLS / "proxy-interop/node_modules/.bin/mcp-inspector"
 CLAUDE = TOOLS / "claude-code/node_modules/.bin/claude"
 GEMINI = TOOLS / "gemini-cli/node_modules/.bin/gemini"
+CODEX = TOOLS / "codex/node_modules/.bin/codex"
 
 USER = "alice@example.com"
 TOKEN_TTL = 20  # seconds, at both authorization servers: tokens expire during the run
@@ -66,6 +68,7 @@ DENIAL = "Payroll is limited to the HR group (policy HR-ONLY-7)"
 HR_DENIAL = "HR records need a managed device (policy DEV-2)"
 EMA = "io.modelcontextprotocol/enterprise-managed-authorization"
 WATCHDOG = 480  # seconds for the whole run (it takes about one minute)
+CODEX_VERSION = json.loads((ROOT / "scripts/codex/package.json").read_text())["dependencies"]["@openai/codex"]
 
 
 # ---- small helpers -----------------------------------------------------------------------------
@@ -587,6 +590,97 @@ def gemini_mcp_list(world):
     return states, text
 
 
+def codex_env(world):
+    """Codex CLI's environment: its home under the scratch folder (LANYARD_CLIENTS_HOME/.codex, where
+    `lanyard clients install codex` writes). Quirk: under /tmp Codex warns that it will not create
+    its helper-binary aliases there; harmless."""
+    home = world.scratch / "codex-home"
+    (home / ".codex").mkdir(parents=True, exist_ok=True)
+    env = dict(world.env, HOME=str(home), CODEX_HOME=str(home / ".codex"),
+               PATH=f"{NODE.parent}:{world.env.get('PATH', '')}")
+    env.pop("LANYARD_POLICY")  # the proxy finds the agent through XDG_RUNTIME_DIR alone
+    return env
+
+
+def codex(world, *args, timeout=60):
+    return subprocess.run([str(CODEX), *args], env=codex_env(world), cwd=world.scratch / "codex-home",
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def codex_mcp_list(world):
+    """`codex mcp list --json`: Codex's own loader reads config.toml (it connects to nothing)."""
+    out = codex(world, "mcp", "list", "--json")
+    expect(out.returncode == 0, f"codex mcp list: exit {out.returncode}: {out.stderr[-800:]}")
+    return {s["name"]: s for s in json.loads(out.stdout)}
+
+
+class CodexAppServer:
+    """`codex app-server` over stdio (JSON-RPC lines): the same runtime the Codex TUI and IDE
+    extension use. `mcpServerStatus/list` connects to every configured server and lists its tools;
+    `thread/start` starts a session's MCP servers and reports each one's startup, with the message
+    the TUI would show. Neither needs a model or a signed-in Codex account."""
+
+    def __init__(self, world):
+        self.log = open(world.scratch / "codex-app-server.log", "ab")
+        self.cwd = world.scratch / "codex-home"
+        self.proc = subprocess.Popen([str(CODEX), "app-server", "--listen", "stdio://"], env=codex_env(world),
+                                     cwd=self.cwd, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.next_id = 0
+        self.notes = []
+        self.request("initialize", {"clientInfo": {"name": "lanyard-interop", "version": "1"}})
+        self.send({"jsonrpc": "2.0", "method": "initialized"})
+
+    def send(self, message):
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+
+    def read(self, deadline):
+        if time.monotonic() > deadline:
+            raise Failure(f"codex app-server: no answer in time; notifications: {self.notes[-5:]}")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise Failure(f"codex app-server ended (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def request(self, method, params, timeout=60):
+        self.next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.read(deadline)
+            if message.get("id") == self.next_id and "method" not in message:
+                expect("result" in message, f"{method}: {message.get('error')}")
+                return message["result"]
+            if "method" in message:
+                self.notes.append(message)
+
+    def startup(self, names, timeout=60):
+        """Each named server's last startup status (ready/failed, with its error) in a new thread."""
+        self.request("thread/start", {"cwd": str(self.cwd), "ephemeral": True})
+        deadline = time.monotonic() + timeout
+        final = {}
+        for note in self.notes:
+            self._note(note, final)
+        while not all(name in final for name in names):
+            self._note(self.read(deadline), final)
+        return final
+
+    def _note(self, message, final):
+        if message.get("method") == "mcpServer/startupStatus/updated":
+            params = message["params"]
+            if params["status"] in ("ready", "failed", "cancelled"):
+                final[params["name"]] = params
+
+    def close(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
 # ---- the checks --------------------------------------------------------------------------------
 
 
@@ -801,6 +895,106 @@ def run_checks(world, suite):
 
     suite.check("Gemini CLI: `clients install gemini` (stdio `lanyard proxy`) -> granted servers connected, denied one disconnected, no login offered; `clients remove` -> none left", gemini_cli)
 
+    def codex_cli():
+        env = dict(w.env, LANYARD_CLIENTS_HOME=str(w.scratch / "codex-home"))
+        out = w.lanyard("clients", "install", "codex", env=env)
+        expect(out.returncode == 0, f"clients install: {out.stderr.strip()}")
+        listed = w.lanyard("clients", "list", env=env)
+        expect("codex           proxy" in listed.stdout, f"clients list: {listed.stdout}")
+        loaded = codex_mcp_list(w)
+        ours = sorted(n for n in loaded if n.startswith("lanyard-"))
+        expect(ours == ["lanyard-ghost", "lanyard-hr", "lanyard-notes", "lanyard-payroll", "lanyard-wiki"],
+               f"codex mcp list: {sorted(loaded)}")
+        for name in ours:
+            entry = loaded[name]
+            expect(entry["enabled"] and entry["transport"]["type"] == "stdio"
+                   and entry["transport"]["args"][0] == "proxy", f"{name}: {entry}")
+            # A stdio server has no OAuth in Codex: "unsupported", never "not_logged_in".
+            expect(entry["auth_status"] == "unsupported", f"{name}: auth {entry['auth_status']!r}")
+        strict = codex(w, "app-server", "--strict-config", "--print-startup-config")
+        expect(strict.returncode == 0, f"codex --strict-config rejects the file: {strict.stderr[-500:]}")
+        # The administrator's system file has the same tables: Codex's loader takes it whole (here
+        # as a user file; the system layer, /etc/codex/config.toml, is no place for a test).
+        exported = w.lanyard("clients", "export", "codex-managed", "--lanyard-path", str(LANYARD), env=env)
+        expect(exported.returncode == 0, f"clients export codex-managed: {exported.stderr.strip()}")
+        config = w.scratch / "codex-home/.codex/config.toml"
+        mine = config.read_text()
+        config.write_text(exported.stdout)
+        managed = codex_mcp_list(w)
+        config.write_text(mine)
+        expect(sorted(managed) == ours and all(m["enabled"] for m in managed.values()),
+               f"the exported codex-managed file: {managed}")
+        app = CodexAppServer(w)
+        try:
+            started = time.monotonic()
+            status = {s["name"]: s for s in app.request("mcpServerStatus/list", {"detail": "toolsAndAuthOnly"})["data"]}
+            listed_in = time.monotonic() - started
+            for server in ("notes", "wiki"):
+                st = status[f"lanyard-{server}"]
+                expect("whoami" in st["tools"] and not st.get("toolsError"), f"lanyard-{server}: {st}")
+            payroll = status["lanyard-payroll"]
+            error = payroll.get("toolsError") or ""
+            expect(not payroll["tools"] and error, f"lanyard-payroll connected: {payroll}")
+            expect(payroll["authStatus"] != "notLoggedIn" and "Auth required" not in error,
+                   f"Codex may offer its own login for payroll: {payroll['authStatus']} {error[:300]}")
+            startup = app.startup(["lanyard-notes", "lanyard-wiki", "lanyard-payroll"])
+        finally:
+            app.close()
+        expect(startup["lanyard-notes"]["status"] == "ready" and startup["lanyard-wiki"]["status"] == "ready",
+               f"thread startup: {startup}")
+        failed = startup["lanyard-payroll"]
+        expect(failed["status"] == "failed", f"lanyard-payroll: {failed}")
+        expect("codex mcp login" not in (failed.get("error") or "") and failed.get("failureReason") is None,
+               f"Codex invites a login for the denied server: {failed}")
+        # The IdP's reason reaches Codex, through the proxy's JSON-RPC error.
+        expect(DENIAL in error and DENIAL in (failed.get("error") or ""), f"no IdP message: {error[-300:]}")
+        # And there is no OAuth to start for a stdio server, even by hand.
+        login = codex(w, "mcp", "login", "lanyard-payroll", timeout=30)
+        expect(login.returncode != 0 and "only supported for streamable HTTP" in login.stderr,
+               f"codex mcp login lanyard-payroll: exit {login.returncode} {login.stderr[-300:]}")
+        out = w.lanyard("clients", "remove", "codex", env=env)
+        expect(out.returncode == 0, f"clients remove: {out.stderr.strip()}")
+        left = [n for n in codex_mcp_list(w) if n.startswith("lanyard-")]
+        expect(not left, f"left behind after remove: {left}")
+        shown = (failed.get("error") or "")
+        return (f"codex {CODEX_VERSION}: app server lists whoami at notes, wiki ({listed_in:.1f}s); payroll's tools: "
+                f"…{error[error.find(DENIAL) - 40:][:150]!r}; session startup notes/wiki ready, payroll failed: "
+                f"{shown[:60]!r}…; `codex mcp login` refused; --strict-config and the codex-managed export load; "
+                f"none left after remove")
+
+    suite.check("Codex CLI: `clients install codex` (stdio `lanyard proxy`) -> its app server connects to granted servers, denied one failed without a login invitation; `clients remove` -> none left", codex_cli)
+
+    def codex_native():
+        # The same policy with Codex doing EMA itself: only notes qualifies (a public client); the
+        # others authenticate with a secret or a key, which Lanyard writes into no client's file.
+        policy = w.policy()
+        policy["settings"]["ai_clients_native"] = ["codex"]
+        native_policy = w.write("policy-native.json", policy)
+        env = dict(w.env, LANYARD_CLIENTS_HOME=str(w.scratch / "codex-home"), LANYARD_POLICY=str(native_policy))
+        out = w.lanyard("clients", "install", "codex", env=env)
+        expect(out.returncode == 0, f"clients install (native): {out.stderr.strip()}")
+        expect("skip lanyard-payroll" in out.stderr, f"confidential servers not reported skipped: {out.stderr}")
+        listed = w.lanyard("clients", "list", env=env)
+        expect("codex           native" in listed.stdout, f"clients list: {listed.stdout}")
+        loaded = codex_mcp_list(w)
+        notes = loaded.get("lanyard-notes")
+        # Codex lists an ema_auth server it rejects (no use_xaa, a header beside it…) as disabled.
+        expect(notes and notes["enabled"] and notes["transport"]["type"] == "streamable_http"
+               and notes["transport"]["url"] == w.urls["notes"], f"lanyard-notes: {notes}")
+        expect(sorted(n for n in loaded if n.startswith("lanyard-")) == ["lanyard-notes"], f"{sorted(loaded)}")
+        strict = codex(w, "app-server", "--strict-config", "--print-startup-config")
+        expect(strict.returncode == 0, f"codex --strict-config rejects the file: {strict.stderr[-500:]}")
+        text = (w.scratch / "codex-home/.codex/config.toml").read_text()
+        out = w.lanyard("clients", "remove", "codex", env=env)
+        expect(out.returncode == 0, f"clients remove: {out.stderr.strip()}")
+        after = (w.scratch / "codex-home/.codex/config.toml").read_text()
+        expect("lanyard" not in after.lower() and "mcp_enterprise_managed_auth" not in after, f"left: {after}")
+        expect(not [n for n in codex_mcp_list(w) if n.startswith("lanyard-")], "entries left after remove")
+        return (f"notes enabled as ema_auth ({'use_xaa = true' in text and 'mcp_enterprise_managed_auth.idp' in text}: "
+                f"flag and IdP written); --strict-config accepts the file; 4 confidential servers skipped; none left")
+
+    suite.check("Codex CLI native EMA: `clients install codex` with settings.ai_clients_native -> Codex's loader enables the ema_auth entry and accepts the file (--strict-config); `clients remove` -> nothing left", codex_native)
+
     def expiry_mid_session():
         expect(sdk, "no SDK session to continue")
         first = {s: c.first for s, c in sdk.items()}
@@ -947,7 +1141,7 @@ def run_checks(world, suite):
 
 def main(argv):
     keep = "--keep" in argv
-    for tool in (NODE, NODE_MODULES / "oidc-provider", LANYARD, SDK_PY, INSPECTOR, CLAUDE, GEMINI):
+    for tool in (NODE, NODE_MODULES / "oidc-provider", LANYARD, SDK_PY, INSPECTOR, CLAUDE, GEMINI, CODEX):
         if not Path(tool).exists():
             print(f"interop: {tool} is missing: run scripts/interop.sh (it installs the peers)", file=sys.stderr)
             return 2

@@ -7,10 +7,12 @@
 
 use crate::jsonc::{Member, Node};
 
-/// A value Lanyard writes: strings, lists of strings and maps of those (all a client entry needs).
+/// A value Lanyard writes: strings, booleans, lists of strings and maps of those (all a client
+/// entry needs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Out {
     Str(String),
+    Bool(bool),
     List(Vec<String>),
     Map(Vec<(String, Out)>),
 }
@@ -57,6 +59,7 @@ pub fn quote(s: &str) -> String {
 pub fn render_pretty(value: &Out, indent: &str, layout: &Layout) -> String {
     match value {
         Out::Str(s) => quote(s),
+        Out::Bool(b) => b.to_string(),
         Out::List(items) => render_list(items),
         Out::Map(entries) if entries.is_empty() => "{}".to_string(),
         Out::Map(entries) => {
@@ -84,6 +87,7 @@ impl Out {
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Out::Str(s) => serde_json::Value::String(s.clone()),
+            Out::Bool(b) => serde_json::Value::Bool(*b),
             Out::List(items) => items
                 .iter()
                 .cloned()
@@ -102,6 +106,7 @@ impl Out {
 pub fn render_compact(value: &Out) -> String {
     match value {
         Out::Str(s) => quote(s),
+        Out::Bool(b) => b.to_string(),
         Out::List(items) => render_list(items),
         Out::Map(entries) => {
             let members: Vec<String> = entries

@@ -351,3 +351,73 @@ fn install_all_wires_only_the_clients_the_policy_names() {
     assert!(!home.desktop().exists(), "Claude Desktop is not");
     assert!(!home.vscode().exists(), "VS Code is not");
 }
+
+/// Codex CLI: entries through `lanyard proxy` in `~/.codex/config.toml`; with
+/// `settings.ai_clients_native` naming `codex` and `vscode`, each client's own enterprise-managed
+/// configuration instead, `clients list` saying so; `remove` leaves the files as they were.
+#[test]
+fn codex_and_native_clients_from_the_policy() {
+    let home = TempHome::new("codex-native");
+    let codex = home.0.join(".codex").join("config.toml");
+    let before = "# mine\nmodel = \"o3\"\n";
+    std::fs::create_dir_all(codex.parent().expect("dir")).expect("dir");
+    std::fs::write(&codex, before).expect("write");
+    let out = home.lanyard(&["clients", "install", "codex"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = read(&codex);
+    assert!(text.starts_with(before), "{text}");
+    assert!(
+        text.contains("[mcp_servers.lanyard-docs]\ncommand = "),
+        "{text}"
+    );
+    assert!(text.contains("args = [\"proxy\", \"crm\"]"), "{text}");
+    let listed = home.lanyard(&["clients", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("codex           proxy "), "{listed}");
+    assert!(
+        listed.contains("installed: lanyard-docs, lanyard-crm"),
+        "{listed}"
+    );
+
+    let mut policy: serde_json::Value = serde_json::from_str(POLICY).expect("policy");
+    policy["settings"]["ai_clients_native"] = serde_json::json!(["codex", "vscode"]);
+    std::fs::write(home.0.join("policy.json"), policy.to_string()).expect("policy");
+    for client in ["codex", "vscode"] {
+        let out = home.lanyard(&["clients", "install", client]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let text = read(&codex);
+    assert!(
+        text.contains("auth = \"ema_auth\"") && !text.contains("proxy"),
+        "{text}"
+    );
+    assert!(text.contains("[mcp_enterprise_managed_auth.idp]\nissuer = \"https://idp.example\"\nclient_id = \"lanyard\""), "{text}");
+    let mcp = read(&home.vscode());
+    assert!(mcp.contains("\"enterpriseManaged\": true"), "{mcp}");
+    let settings = home.vscode().with_file_name("settings.json");
+    assert!(read(&settings).contains("\"mcp.enterpriseManagedAuth.idp\""));
+    let listed = home.lanyard(&["clients", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("codex           native "), "{listed}");
+    assert!(listed.contains("vscode          native "), "{listed}");
+
+    let exported = home.lanyard(&["clients", "export", "vscode-policy"]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert!(String::from_utf8_lossy(&exported.stdout).contains("McpEnterpriseManagedAuthIdp"));
+    let exported = home.lanyard(&[
+        "clients",
+        "export",
+        "codex-managed",
+        "--lanyard-path",
+        "/usr/bin/lanyard",
+    ]);
+    assert!(String::from_utf8_lossy(&exported.stdout).contains("use_xaa = true"));
+
+    for client in ["codex", "vscode"] {
+        let out = home.lanyard(&["clients", "remove", client]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(read(&codex), before);
+    assert!(!read(&settings).contains("enterpriseManagedAuth"));
+    assert!(!read(&home.vscode()).contains("lanyard-"));
+}

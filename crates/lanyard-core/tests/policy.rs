@@ -1527,3 +1527,53 @@ mod fuzz {
         }
     }
 }
+
+// ---- settings.ai_clients_native ------------------------------------------------------------
+
+#[test]
+fn native_ema_clients_are_named_and_an_unknown_one_is_a_clear_error() {
+    let mut document = base();
+    document["settings"] =
+        json!({"ai_clients": ["codex"], "ai_clients_native": ["vscode", "codex"]});
+    let layers = [Layer::new("p.json", Scope::Mandatory, document.clone())];
+    let snapshot = resolve(&layers, FileChecks::Readable).expect("valid");
+    assert_eq!(
+        snapshot.policy.settings.ai_clients_native,
+        [
+            lanyard_core::policy::NativeEmaClient::Vscode,
+            lanyard_core::policy::NativeEmaClient::Codex
+        ]
+    );
+    assert_eq!(
+        snapshot.policy.settings.ai_clients,
+        [lanyard_core::policy::AiClient::Codex]
+    );
+
+    document["settings"] = json!({"ai_clients_native": ["codex", "cursor"]});
+    assert_eq!(
+        errors_of(document.clone()),
+        ["p.json: settings.ai_clients_native[1]: the text \"cursor\" is not one of \"vscode\", \"codex\""]
+    );
+    document["settings"] = json!({"ai_clients_native": ["vs-code"]});
+    assert_eq!(
+        errors_of(document),
+        ["p.json: settings.ai_clients_native[0]: the text \"vs-code\" is not one of \"vscode\", \"codex\"; did you mean \"vscode\"?"]
+    );
+}
+
+#[test]
+fn native_ema_clients_need_an_identity_provider() {
+    let document = json!({
+        "servers": [{"id": "ci", "display_name": "CI", "url": "https://ci.example/mcp",
+                     "client_id": "c", "mode": "client-credentials",
+                     "client_auth": {"method": "client_secret_basic", "secret": {"env": "S"}}}],
+        "settings": {"ai_clients_native": ["codex"]}
+    });
+    let errors = errors_of(document);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("settings.ai_clients_native") && e.contains("needs \"idp\"")),
+        "{errors:?}"
+    );
+}

@@ -15,7 +15,10 @@ use clap::Subcommand;
 use lanyard_core::policy::sources::platform::PolicySources;
 use lanyard_core::policy::FileChecks;
 
-use super::{lanyard_entries, plan, Action, Change, Client, Locations, ServerSpec};
+use super::{
+    lanyard_entries, plan, plan_vscode_settings, Action, Change, Client, Edit, Locations,
+    NativeIdp, PlanError, ServerSpec,
+};
 
 /// Exit codes, matching the rest of the `lanyard` command.
 const FAILURE: u8 = 1;
@@ -26,7 +29,9 @@ pub enum ClientsCommand {
     /// Show each known AI client, its config file and the Lanyard entries in it.
     List,
     /// Write every server of the policy into CLIENT's config (claude-code, claude-desktop,
-    /// vscode, cursor or all).
+    /// vscode, cursor, gemini, codex or all). A client the policy names in
+    /// `settings.ai_clients_native` (vscode, codex) gets its own enterprise-managed configuration
+    /// instead.
     Install {
         client: String,
         /// Print the change as a unified diff and write nothing.
@@ -39,8 +44,11 @@ pub enum ClientsCommand {
     /// Write an administrator's file that wires every server of the policy for a whole fleet.
     /// `claude-code-managed`: Claude Code's `managed-mcp.json` (deploy it with the same MDM
     /// channel as Lanyard's policy; when present, Claude Code takes its server list from it alone).
+    /// `codex-managed`: Codex CLI's system `config.toml` (`/etc/codex/config.toml`,
+    /// `%ProgramData%\OpenAI\Codex\config.toml`). `vscode-policy`: VS Code's
+    /// `McpEnterpriseManagedAuthIdp` policy as `/etc/vscode/policy.json`.
     Export {
-        /// What to write: claude-code-managed.
+        /// What to write: claude-code-managed, codex-managed or vscode-policy.
         format: String,
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "PATH")]
@@ -119,16 +127,45 @@ pub fn run(command: &ClientsCommand, policy_sources: &PolicySources) -> u8 {
                 .iter()
                 .map(|c| Client::from_policy(*c))
                 .collect();
+            let native_clients: Vec<Client> = policy
+                .settings
+                .ai_clients_native
+                .iter()
+                .map(|c| Client::from_native(*c))
+                .collect();
+            let idp = policy.idp.as_ref().map(NativeIdp::from);
             each_client_of(client, &chosen, config.as_deref(), &locations, |c, path| {
+                let native = idp.as_ref().filter(|_| native_clients.contains(&c));
                 apply(
                     c,
                     path,
-                    Action::Install {
-                        servers: &servers,
-                        exe: &exe,
+                    |current, label| {
+                        plan(
+                            c,
+                            current,
+                            Action::Install {
+                                servers: &servers,
+                                exe: &exe,
+                                native,
+                            },
+                            label,
+                        )
                     },
                     *dry_run,
-                )
+                )?;
+                if c == Client::VsCode && config.is_none() {
+                    // The IdP of VS Code's own EMA is a setting (or the administrator's policy).
+                    let settings = Client::vscode_settings_path(&locations);
+                    if native.is_some() || mentions_vscode_idp(&settings) {
+                        apply(
+                            c,
+                            &settings,
+                            |current, label| plan_vscode_settings(current, native, label),
+                            *dry_run,
+                        )?;
+                    }
+                }
+                Ok(())
             })
         }
         ClientsCommand::Export {
@@ -146,7 +183,22 @@ pub fn run(command: &ClientsCommand, policy_sources: &PolicySources) -> u8 {
             dry_run,
             config,
         } => each_client(client, config.as_deref(), &locations, |c, path| {
-            apply(c, path, Action::Remove, *dry_run)
+            apply(
+                c,
+                path,
+                |current, label| plan(c, current, Action::Remove, label),
+                *dry_run,
+            )?;
+            let settings = Client::vscode_settings_path(&locations);
+            if c == Client::VsCode && config.is_none() && mentions_vscode_idp(&settings) {
+                apply(
+                    c,
+                    &settings,
+                    |current, label| plan_vscode_settings(current, None, label),
+                    *dry_run,
+                )?;
+            }
+            Ok(())
         }),
     }
 }
@@ -158,8 +210,12 @@ fn export(
     output: Option<&Path>,
     lanyard_path: Option<&Path>,
 ) -> u8 {
-    if format != "claude-code-managed" {
-        eprintln!("lanyard: unknown export format {format:?} (known: claude-code-managed)");
+    const FORMATS: [&str; 3] = ["claude-code-managed", "codex-managed", "vscode-policy"];
+    if !FORMATS.contains(&format) {
+        eprintln!(
+            "lanyard: unknown export format {format:?} (known: {})",
+            FORMATS.join(", ")
+        );
         return FAILURE;
     }
     // Generated on an administrator's machine for the fleet: key files need not exist here.
@@ -184,7 +240,41 @@ fn export(
         }
     };
     let servers: Vec<ServerSpec> = policy.servers.iter().map(ServerSpec::from).collect();
-    let text = super::claude_code_managed_mcp(&servers, &exe);
+    let idp = policy.idp.as_ref().map(NativeIdp::from);
+    let (text, deploy_as) = match format {
+        "codex-managed" => {
+            let native = idp.as_ref().filter(|_| {
+                policy
+                    .settings
+                    .ai_clients_native
+                    .iter()
+                    .any(|c| Client::from_native(*c) == Client::Codex)
+            });
+            (
+                super::codex::managed_config(&servers, &exe, native),
+                super::codex::managed_config_path().to_string(),
+            )
+        }
+        "vscode-policy" => {
+            let Some(idp) = &idp else {
+                eprintln!(
+                    "lanyard: the policy has no \"idp\": VS Code's own enterprise-managed \
+                     authorization needs one"
+                );
+                return MISCONFIGURED;
+            };
+            (
+                super::vscode_policy(idp),
+                "/etc/vscode/policy.json (Linux), or its McpEnterpriseManagedAuthIdp value as the \
+                 Group Policy / macOS profile setting of that name"
+                    .to_string(),
+            )
+        }
+        _ => (
+            super::claude_code_managed_mcp(&servers, &exe),
+            format!("{}/managed-mcp.json", super::claude_code_managed_dir()),
+        ),
+    };
     match output {
         None => {
             print!("{text}");
@@ -193,10 +283,9 @@ fn export(
         Some(path) => match std::fs::write(path, &text) {
             Ok(()) => {
                 eprintln!(
-                    "Wrote {} ({} servers). Deploy it as {}/managed-mcp.json, owned by the administrator.",
+                    "Wrote {} ({} servers). Deploy it as {deploy_as}, owned by the administrator.",
                     path.display(),
                     servers.len(),
-                    super::claude_code_managed_dir()
                 );
                 0
             }
@@ -257,6 +346,12 @@ fn each_client_of(
     code
 }
 
+/// Whether VS Code's settings file at `path` names the IdP setting at all (only then is there
+/// anything of Lanyard's to check in it).
+fn mentions_vscode_idp(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.contains(super::VSCODE_IDP_SETTING))
+}
+
 /// Reads a config file: `None` when it does not exist.
 fn read_config(path: &Path) -> Result<Option<String>, String> {
     match std::fs::read(path) {
@@ -268,13 +363,18 @@ fn read_config(path: &Path) -> Result<Option<String>, String> {
     }
 }
 
-fn apply(client: Client, path: &Path, action: Action<'_>, dry_run: bool) -> Result<(), String> {
+fn apply(
+    client: Client,
+    path: &Path,
+    planner: impl FnOnce(Option<&str>, &str) -> Result<Edit, PlanError>,
+    dry_run: bool,
+) -> Result<(), String> {
     let current = read_config(path)?;
     let label = path.display().to_string();
-    let edit = plan(client, current.as_deref(), action, &label)
-        .map_err(|e| format!("{label}: {e}; left unchanged"))?;
+    let edit =
+        planner(current.as_deref(), &label).map_err(|e| format!("{label}: {e}; left unchanged"))?;
     for change in &edit.changes {
-        if let Change::Conflict(_) = change {
+        if let Change::Conflict(_) | Change::Skipped(..) = change {
             eprintln!("lanyard: {}: {change}", client.display_name());
         }
     }
@@ -290,7 +390,7 @@ fn apply(client: Client, path: &Path, action: Action<'_>, dry_run: bool) -> Resu
     let done: Vec<String> = edit
         .changes
         .iter()
-        .filter(|c| !matches!(c, Change::Conflict(_)))
+        .filter(|c| !matches!(c, Change::Conflict(_) | Change::Skipped(..)))
         .map(|c| c.to_string())
         .collect();
     println!("{}: {} in {label}", client.display_name(), done.join(", "));
@@ -404,19 +504,36 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 fn list(locations: &Locations, policy_sources: &PolicySources) -> u8 {
     // The policy is optional here: with it, entries are compared with the servers it lists.
-    let policy_ids: Option<Vec<String>> = policy_sources
-        .load()
+    let policy = policy_sources
+        .load_with(FileChecks::Skip)
         .ok()
-        .map(|s| s.policy.servers.iter().map(|s| s.id.clone()).collect());
+        .map(|s| s.policy);
+    let specs: Option<Vec<ServerSpec>> = policy
+        .as_ref()
+        .map(|p| p.servers.iter().map(ServerSpec::from).collect());
+    let native_clients: Vec<Client> = policy
+        .iter()
+        .flat_map(|p| p.settings.ai_clients_native.iter())
+        .map(|c| Client::from_native(*c))
+        .collect();
     let mut code = 0;
     for client in Client::ALL {
         let path = client.config_path(locations);
+        let native = native_clients.contains(&client) && client.has_native_ema();
         println!(
             "{:<15} {:<6} {}",
             client.name(),
-            client.mode(),
+            client.mode(native),
             path.display()
         );
+        // The servers this client should have: in a native setup, those it can reach itself.
+        let policy_ids: Option<Vec<String>> = specs.as_ref().map(|specs| {
+            specs
+                .iter()
+                .filter(|s| !native || s.native_unfit.is_none())
+                .map(|s| s.id.clone())
+                .collect()
+        });
         let state = match read_config(&path) {
             Ok(None) => {
                 let found = client.presence_dir(locations).is_dir();

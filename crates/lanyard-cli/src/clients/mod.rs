@@ -12,10 +12,13 @@
 //! tolerated, and Claude Desktop is known to skip entries it finds invalid, so we add none):
 //! its key is `lanyard-<server id>` *and* its value is one Lanyard writes — a stdio entry whose
 //! command is the `lanyard` executable with `args` starting `proxy`, or (Claude Code) an http
-//! entry whose `headersHelper` runs `lanyard token --header-json`. A user's own `lanyard-x` entry
-//! of any other shape is never changed or removed. VS Code's `mcp.json` is JSON with comments,
-//! so there each entry also gets a `// Managed by Lanyard …` line above it, for people reading it.
+//! entry whose `headersHelper` runs `lanyard token --header-json`, or (VS Code doing
+//! enterprise-managed authorization itself) an http entry with `oauth.enterpriseManaged: true`. A
+//! user's own `lanyard-x` entry of any other shape is never changed or removed. VS Code's
+//! `mcp.json` is JSON with comments, so there each entry also gets a `// Managed by Lanyard …`
+//! line above it, for people reading it. Codex CLI's `config.toml` is TOML: [`codex`] plans it.
 
+pub mod codex;
 pub mod command;
 mod diff;
 #[cfg(test)]
@@ -41,6 +44,7 @@ pub enum Client {
     VsCode,
     Cursor,
     GeminiCli,
+    Codex,
 }
 
 impl Client {
@@ -53,7 +57,22 @@ impl Client {
             AiClient::Cursor => Self::Cursor,
             AiClient::Vscode => Self::VsCode,
             AiClient::Gemini => Self::GeminiCli,
+            AiClient::Codex => Self::Codex,
         }
+    }
+
+    /// The client a policy's `settings.ai_clients_native` entry names.
+    pub fn from_native(client: lanyard_core::policy::NativeEmaClient) -> Self {
+        use lanyard_core::policy::NativeEmaClient;
+        match client {
+            NativeEmaClient::Vscode => Self::VsCode,
+            NativeEmaClient::Codex => Self::Codex,
+        }
+    }
+
+    /// Whether this client can do enterprise-managed authorization itself.
+    pub fn has_native_ema(self) -> bool {
+        matches!(self, Client::VsCode | Client::Codex)
     }
 }
 
@@ -65,6 +84,8 @@ pub struct Locations {
     /// The OS's per-user application config directory (`~/.config`, `~/Library/Application
     /// Support`, `%APPDATA%`).
     pub app_config: PathBuf,
+    /// Codex CLI's home: `$CODEX_HOME`, else `~/.codex`.
+    pub codex_home: PathBuf,
 }
 
 impl Locations {
@@ -81,6 +102,7 @@ impl Locations {
         Locations {
             home: home.to_path_buf(),
             app_config,
+            codex_home: home.join(".codex"),
         }
     }
 
@@ -106,17 +128,21 @@ impl Locations {
         if let Some(dir) = from_env.filter(|d| !d.is_empty()) {
             locations.app_config = PathBuf::from(dir);
         }
+        if let Some(dir) = std::env::var_os("CODEX_HOME").filter(|d| !d.is_empty()) {
+            locations.codex_home = PathBuf::from(dir);
+        }
         Ok(locations)
     }
 }
 
 impl Client {
-    pub const ALL: [Client; 5] = [
+    pub const ALL: [Client; 6] = [
         Client::ClaudeCode,
         Client::ClaudeDesktop,
         Client::VsCode,
         Client::Cursor,
         Client::GeminiCli,
+        Client::Codex,
     ];
 
     /// The name used on the command line.
@@ -127,6 +153,7 @@ impl Client {
             Client::VsCode => "vscode",
             Client::Cursor => "cursor",
             Client::GeminiCli => "gemini",
+            Client::Codex => "codex",
         }
     }
 
@@ -137,13 +164,17 @@ impl Client {
             Client::VsCode => "VS Code",
             Client::Cursor => "Cursor",
             Client::GeminiCli => "Gemini CLI",
+            Client::Codex => "Codex CLI",
         }
     }
 
     /// How its entries reach a token: Claude Code runs a headers helper for each request; the
-    /// others start `lanyard proxy` as a stdio server (Gemini CLI's static headers would expire).
-    pub fn mode(self) -> &'static str {
+    /// others start `lanyard proxy` as a stdio server (Gemini CLI's static headers would expire;
+    /// Codex would offer its own OAuth for a denied server, see [`codex`]); a client the policy
+    /// lets do enterprise-managed authorization itself is `native`.
+    pub fn mode(self, native: bool) -> &'static str {
         match self {
+            _ if native && self.has_native_ema() => "native",
             Client::ClaudeCode => "helper",
             _ => "proxy",
         }
@@ -160,13 +191,23 @@ impl Client {
             Client::VsCode => at.app_config.join("Code").join("User").join("mcp.json"),
             Client::Cursor => at.home.join(".cursor").join("mcp.json"),
             Client::GeminiCli => at.home.join(".gemini").join("settings.json"),
+            Client::Codex => at.codex_home.join("config.toml"),
         }
+    }
+
+    /// VS Code's user `settings.json`, where a native setup's IdP goes.
+    pub fn vscode_settings_path(at: &Locations) -> PathBuf {
+        at.app_config
+            .join("Code")
+            .join("User")
+            .join("settings.json")
     }
 
     /// A directory that exists once the client has run on this machine (a hint for `list`).
     pub fn presence_dir(self, at: &Locations) -> PathBuf {
         match self {
             Client::ClaudeCode => at.home.join(".claude"),
+            Client::Codex => at.codex_home.clone(),
             _ => self
                 .config_path(at)
                 .parent()
@@ -201,6 +242,22 @@ impl Client {
         }
     }
 
+    /// VS Code's own enterprise-managed entry for `server`: its client id at the server's
+    /// authorization server, the IdP coming from `mcp.enterpriseManagedAuth.idp`.
+    fn native_entry(server: &ServerSpec) -> Out {
+        Out::Map(vec![
+            ("type".into(), Out::Str("http".into())),
+            ("url".into(), Out::Str(server.url.clone())),
+            (
+                "oauth".into(),
+                Out::Map(vec![
+                    ("clientId".into(), Out::Str(server.client_id.clone())),
+                    ("enterpriseManaged".into(), Out::Bool(true)),
+                ]),
+            ),
+        ])
+    }
+
     /// The entry for `server`, launching `lanyard` at `exe`.
     fn entry(self, server: &ServerSpec, exe: &Path) -> Out {
         let exe = exe.to_string_lossy().into_owned();
@@ -218,10 +275,12 @@ impl Client {
                     )),
                 ),
             ]),
-            Client::ClaudeDesktop | Client::Cursor | Client::GeminiCli => Out::Map(vec![
-                ("command".into(), Out::Str(exe)),
-                ("args".into(), proxy_args),
-            ]),
+            Client::ClaudeDesktop | Client::Cursor | Client::GeminiCli | Client::Codex => {
+                Out::Map(vec![
+                    ("command".into(), Out::Str(exe)),
+                    ("args".into(), proxy_args),
+                ])
+            }
             Client::VsCode => Out::Map(vec![
                 ("type".into(), Out::Str("stdio".into())),
                 ("command".into(), Out::Str(exe)),
@@ -294,13 +353,61 @@ fn shell_quote(s: &str) -> String {
 pub struct ServerSpec {
     pub id: String,
     pub url: String,
+    /// The client id at the server's authorization server (a native entry names it).
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    /// Why a client doing enterprise-managed authorization itself cannot have this server
+    /// (`None`: it can).
+    pub native_unfit: Option<&'static str>,
+}
+
+#[cfg(test)]
+impl ServerSpec {
+    /// An enterprise-managed server with a public client and no scopes.
+    pub fn new(id: &str, url: &str, client_id: &str) -> ServerSpec {
+        ServerSpec {
+            id: id.into(),
+            url: url.into(),
+            client_id: client_id.into(),
+            scopes: Vec::new(),
+            native_unfit: None,
+        }
+    }
 }
 
 impl From<&lanyard_core::policy::ServerPolicy> for ServerSpec {
     fn from(server: &lanyard_core::policy::ServerPolicy) -> ServerSpec {
+        use lanyard_core::policy::{ClientAuthPolicy, ServerMode};
+        let native_unfit = match (&server.mode, &server.client_auth) {
+            (ServerMode::EnterpriseManaged, ClientAuthPolicy::None) => None,
+            (ServerMode::EnterpriseManaged, _) => Some(
+                "its client authenticates with a secret or a key, which Lanyard never writes into \
+                 an AI client's file; it stays with Lanyard's other clients",
+            ),
+            _ => Some("it is for machines (no user signs in), not an AI client's own sign-in"),
+        };
         ServerSpec {
             id: server.id.clone(),
             url: server.url.clone(),
+            client_id: server.client_id.clone(),
+            scopes: server.scopes.clone(),
+            native_unfit,
+        }
+    }
+}
+
+/// The identity provider a client doing enterprise-managed authorization itself signs in at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeIdp {
+    pub issuer: String,
+    pub client_id: String,
+}
+
+impl From<&lanyard_core::policy::IdpPolicy> for NativeIdp {
+    fn from(idp: &lanyard_core::policy::IdpPolicy) -> NativeIdp {
+        NativeIdp {
+            issuer: idp.issuer.clone(),
+            client_id: idp.client_id.clone(),
         }
     }
 }
@@ -313,6 +420,9 @@ pub enum Action<'a> {
     Install {
         servers: &'a [ServerSpec],
         exe: &'a Path,
+        /// The client does enterprise-managed authorization itself, at this IdP: its own
+        /// configuration is written instead of entries that go through Lanyard.
+        native: Option<&'a NativeIdp>,
     },
     /// Take out every Lanyard entry.
     Remove,
@@ -326,6 +436,8 @@ pub enum Change {
     Removed(String),
     /// A key Lanyard would use holds an entry Lanyard did not write: left alone.
     Conflict(String),
+    /// A server the client cannot have in its native setup, and why.
+    Skipped(String, &'static str),
 }
 
 impl fmt::Display for Change {
@@ -340,6 +452,7 @@ impl fmt::Display for Change {
                     "skip {key}: an entry Lanyard did not write already uses that name"
                 )
             }
+            Change::Skipped(key, why) => write!(f, "skip {key}: {why}"),
         }
     }
 }
@@ -356,6 +469,8 @@ pub struct Edit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
     Malformed(ParseError),
+    /// A TOML file that does not parse (the parser's message, with its line and column).
+    MalformedToml(String),
     /// The top level or the server map is not a JSON object.
     NotAnObject {
         what: String,
@@ -368,6 +483,7 @@ impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PlanError::Malformed(e) => write!(f, "{e}"),
+            PlanError::MalformedToml(e) => write!(f, "{e}"),
             PlanError::NotAnObject { what, line, column } => {
                 write!(
                     f,
@@ -395,6 +511,9 @@ pub fn plan(
     action: Action<'_>,
     label: &str,
 ) -> Result<Edit, PlanError> {
+    if client == Client::Codex {
+        return codex::plan(current, action, label);
+    }
     let dialect = client.dialect();
     let old = current.unwrap_or("");
     let blank = jsonc::is_blank(old, dialect);
@@ -409,7 +528,7 @@ pub fn plan(
                 let members = map.members().unwrap_or(&[]);
                 let Some(index) = members
                     .iter()
-                    .position(|m| is_ours(client, &m.key, &m.value))
+                    .position(|m| is_ours(client, &text, &m.key, &m.value))
                 else {
                     break;
                 };
@@ -418,7 +537,11 @@ pub fn plan(
             }
             text
         }
-        Action::Install { servers, exe } => {
+        Action::Install {
+            servers,
+            exe,
+            native,
+        } => {
             let mut text = if blank {
                 // An empty (or comments-only) file becomes an empty object laid out on lines of
                 // its own; comments stay.
@@ -442,9 +565,19 @@ pub fn plan(
                     None,
                 );
             }
+            let native = native.filter(|_| client.has_native_ema());
+            let mut kept: Vec<&ServerSpec> = Vec::new();
             for server in servers {
                 let key = format!("{KEY_PREFIX}{}", server.id);
-                let entry = client.entry(server, exe);
+                let entry = match (native, server.native_unfit) {
+                    (None, _) => client.entry(server, exe),
+                    (Some(_), None) => Client::native_entry(server),
+                    (Some(_), Some(why)) => {
+                        changes.push(Change::Skipped(key, why));
+                        continue;
+                    }
+                };
+                kept.push(server);
                 let (_, map) = locate(client, &text)?;
                 let map = map.ok_or_else(|| not_an_object(&text, 0, client.map_key()))?;
                 match map.members().unwrap_or(&[]).iter().find(|m| m.key == key) {
@@ -453,7 +586,7 @@ pub fn plan(
                             edit::insert_member(&text, &map, &key, &entry, client.marker_comment());
                         changes.push(Change::Added(key));
                     }
-                    Some(member) if !is_ours(client, &member.key, &member.value) => {
+                    Some(member) if !is_ours(client, &text, &member.key, &member.value) => {
                         changes.push(Change::Conflict(key));
                     }
                     Some(member) => {
@@ -471,8 +604,8 @@ pub fn plan(
                 let Some(map) = map else { break };
                 let members = map.members().unwrap_or(&[]);
                 let stale = members.iter().position(|m| {
-                    is_ours(client, &m.key, &m.value)
-                        && !servers
+                    is_ours(client, &text, &m.key, &m.value)
+                        && !kept
                             .iter()
                             .any(|s| m.key.strip_prefix(KEY_PREFIX) == Some(s.id.as_str()))
                 });
@@ -480,7 +613,10 @@ pub fn plan(
                 changes.push(Change::Removed(members[index].key.clone()));
                 text = edit::remove_member(&text, &map, index, client.marker_comment());
             }
-            if changes.iter().all(|c| matches!(c, Change::Conflict(_))) {
+            if changes
+                .iter()
+                .all(|c| matches!(c, Change::Conflict(_) | Change::Skipped(..)))
+            {
                 // Nothing of ours changed: keep the file exactly (no empty map, no new file).
                 old.to_string()
             } else {
@@ -498,6 +634,9 @@ pub fn plan(
 
 /// The Lanyard entries in a client config's text (none for a missing or blank file).
 pub fn lanyard_entries(client: Client, text: &str) -> Result<Vec<LanyardEntry>, PlanError> {
+    if client == Client::Codex {
+        return codex::lanyard_entries(text);
+    }
     if jsonc::is_blank(text, client.dialect()) {
         return Ok(Vec::new());
     }
@@ -505,7 +644,7 @@ pub fn lanyard_entries(client: Client, text: &str) -> Result<Vec<LanyardEntry>, 
     let members = map.as_ref().and_then(|m| m.members()).unwrap_or(&[]);
     Ok(members
         .iter()
-        .filter(|m| is_ours(client, &m.key, &m.value))
+        .filter(|m| is_ours(client, text, &m.key, &m.value))
         .map(|m| LanyardEntry {
             key: m.key.clone(),
             server_id: m.key.strip_prefix(KEY_PREFIX).unwrap_or(&m.key).to_string(),
@@ -543,9 +682,16 @@ fn locate(client: Client, text: &str) -> Result<(Node, Option<Node>), PlanError>
 }
 
 /// Whether a member of the server map is one Lanyard wrote (see the module documentation).
-fn is_ours(client: Client, key: &str, value: &Node) -> bool {
+fn is_ours(client: Client, text: &str, key: &str, value: &Node) -> bool {
     if !key.starts_with(KEY_PREFIX) {
         return false;
+    }
+    let enterprise_managed = value
+        .get("oauth")
+        .and_then(|oauth| oauth.get("enterpriseManaged"))
+        .is_some_and(|flag| text.get(flag.start..flag.end) == Some("true"));
+    if client == Client::VsCode && enterprise_managed {
+        return true;
     }
     match client {
         Client::ClaudeCode => value
@@ -572,4 +718,114 @@ fn is_ours(client: Client, key: &str, value: &Node) -> bool {
             command_is_lanyard && runs_proxy
         }
     }
+}
+
+/// VS Code's setting naming the IdP of its own enterprise-managed authorization (also pushable as
+/// the `McpEnterpriseManagedAuthIdp` policy, see [`vscode_policy`]).
+pub const VSCODE_IDP_SETTING: &str = "mcp.enterpriseManagedAuth.idp";
+
+fn vscode_idp_value(idp: &NativeIdp) -> Out {
+    Out::Map(vec![
+        ("issuer".into(), Out::Str(idp.issuer.clone())),
+        ("clientId".into(), Out::Str(idp.client_id.clone())),
+    ])
+}
+
+/// Whether the line just above `offset` is exactly `comment` (trimmed).
+fn preceded_by(text: &str, offset: usize, comment: &str) -> bool {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    if line_start == 0 || !text[line_start..offset].trim().is_empty() {
+        return false;
+    }
+    let above = text[..line_start - 1].rfind('\n').map_or(0, |i| i + 1);
+    text[above..line_start].trim() == comment
+}
+
+/// Plans VS Code's user `settings.json`: with `idp`, its `mcp.enterpriseManagedAuth.idp` set to it
+/// (below Lanyard's comment line); without, that setting taken out if Lanyard's comment marks it.
+/// A value someone else set is never changed.
+pub fn plan_vscode_settings(
+    current: Option<&str>,
+    idp: Option<&NativeIdp>,
+    label: &str,
+) -> Result<Edit, PlanError> {
+    let marker = Client::VsCode.marker_comment();
+    let old = current.unwrap_or("");
+    let blank = jsonc::is_blank(old, Dialect::Jsonc);
+    let mut changes = Vec::new();
+    let new_text = match idp {
+        None if blank => old.to_string(),
+        None => {
+            let root = jsonc::parse(old, Dialect::Jsonc).map_err(PlanError::Malformed)?;
+            let members = root.members().unwrap_or(&[]);
+            match members.iter().position(|m| m.key == VSCODE_IDP_SETTING) {
+                Some(index)
+                    if marker.is_some_and(|c| preceded_by(old, members[index].key_start, c)) =>
+                {
+                    changes.push(Change::Removed(VSCODE_IDP_SETTING.into()));
+                    edit::remove_member(old, &root, index, marker)
+                }
+                _ => old.to_string(),
+            }
+        }
+        Some(idp) => {
+            let text = if blank {
+                let newline = edit::Layout::detect(old).newline;
+                let separator = if old.is_empty() || old.ends_with('\n') {
+                    ""
+                } else {
+                    newline
+                };
+                format!("{old}{separator}{{{newline}}}{newline}")
+            } else {
+                old.to_string()
+            };
+            let root = jsonc::parse(&text, Dialect::Jsonc).map_err(PlanError::Malformed)?;
+            if root.members().is_none() {
+                return Err(not_an_object(&text, root.start, "the top level"));
+            }
+            let value = vscode_idp_value(idp);
+            let members = root.members().unwrap_or(&[]);
+            match members.iter().find(|m| m.key == VSCODE_IDP_SETTING) {
+                None => {
+                    changes.push(Change::Added(VSCODE_IDP_SETTING.into()));
+                    edit::insert_member(&text, &root, VSCODE_IDP_SETTING, &value, marker)
+                }
+                Some(member)
+                    if !marker.is_some_and(|c| preceded_by(&text, member.key_start, c)) =>
+                {
+                    changes.push(Change::Conflict(VSCODE_IDP_SETTING.into()));
+                    old.to_string()
+                }
+                Some(member) => {
+                    let current_value = &text[member.value.start..member.value.end];
+                    if edit::rendered_value(&text, &root, member, &value) == current_value {
+                        old.to_string()
+                    } else {
+                        changes.push(Change::Updated(VSCODE_IDP_SETTING.into()));
+                        edit::replace_value(&text, &root, member, &value)
+                    }
+                }
+            }
+        }
+    };
+    let diff = diff::unified(label, old, &new_text);
+    Ok(Edit {
+        new_text,
+        diff,
+        changes,
+    })
+}
+
+/// What an administrator pushes to VS Code for its own enterprise-managed authorization: the
+/// `McpEnterpriseManagedAuthIdp` policy (VS Code 1.122+), as Linux's `/etc/vscode/policy.json`.
+/// The setting is an object, so the policy's value is that object as a JSON string (the same
+/// string goes into the Windows registry value or the macOS profile key of that name).
+pub fn vscode_policy(idp: &NativeIdp) -> String {
+    let value = vscode_idp_value(idp).to_json().to_string();
+    let document = serde_json::json!({ "McpEnterpriseManagedAuthIdp": value });
+    // A map of strings always serializes.
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+    text.push('\n');
+    text
 }

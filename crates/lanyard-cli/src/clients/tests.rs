@@ -13,15 +13,11 @@ use super::*;
 const EXE: &str = "/opt/lanyard/bin/lanyard";
 
 fn servers() -> Vec<ServerSpec> {
+    let mut crm = ServerSpec::new("crm", "https://crm.example.com/v1/mcp", "lanyard-crm");
+    crm.scopes = vec!["crm.read".into(), "crm.write".into()];
     vec![
-        ServerSpec {
-            id: "docs".into(),
-            url: "https://docs.example.com/mcp".into(),
-        },
-        ServerSpec {
-            id: "crm".into(),
-            url: "https://crm.example.com/v1/mcp".into(),
-        },
+        ServerSpec::new("docs", "https://docs.example.com/mcp", "lanyard-docs"),
+        crm,
     ]
 }
 
@@ -30,6 +26,7 @@ fn install(client: Client, text: Option<&str>) -> Edit {
     let action = Action::Install {
         servers: &servers,
         exe: Path::new(EXE),
+        native: None,
     };
     plan(client, text, action, "config").expect("plannable")
 }
@@ -46,10 +43,10 @@ fn golden_dir(client: Client) -> PathBuf {
 }
 
 fn extension(client: Client) -> &'static str {
-    if client == Client::VsCode {
-        "jsonc"
-    } else {
-        "json"
+    match client {
+        Client::VsCode => "jsonc",
+        Client::Codex => "toml",
+        _ => "json",
     }
 }
 
@@ -370,16 +367,18 @@ fn a_users_own_entry_under_our_key_is_never_touched() {
 #[test]
 fn only_conflicts_leave_the_file_unchanged() {
     let text = "{\"mcpServers\": {\"lanyard-docs\": {\"command\": \"other\"}}}";
-    let servers = vec![ServerSpec {
-        id: "docs".into(),
-        url: "https://docs.example.com/mcp".into(),
-    }];
+    let servers = vec![ServerSpec::new(
+        "docs",
+        "https://docs.example.com/mcp",
+        "lanyard-docs",
+    )];
     let edit = plan(
         Client::Cursor,
         Some(text),
         Action::Install {
             servers: &servers,
             exe: Path::new(EXE),
+            native: None,
         },
         "c",
     )
@@ -411,6 +410,7 @@ fn malformed_files_are_reported_with_line_and_column() {
         Action::Install {
             servers: &servers,
             exe: Path::new(EXE),
+            native: None,
         },
         "c",
     )
@@ -460,6 +460,7 @@ fn a_lanyard_path_with_spaces_is_quoted_for_the_helper_shell() {
         Action::Install {
             servers: &servers,
             exe,
+            native: None,
         },
         "c",
     )
@@ -548,4 +549,326 @@ fn unusual_layouts_parse_after_install_and_round_trip_through_remove() {
             installed.new_text
         );
     }
+}
+
+// ---- Codex CLI (TOML) ------------------------------------------------------------------------
+
+fn idp() -> NativeIdp {
+    NativeIdp {
+        issuer: "https://idp.example.com".into(),
+        client_id: "lanyard-desktop".into(),
+    }
+}
+
+fn install_native(client: Client, text: Option<&str>) -> Edit {
+    let mut servers = servers();
+    let mut machine = ServerSpec::new("ci", "https://ci.example.com/mcp", "ci-bot");
+    machine.native_unfit = Some("it is for machines");
+    servers.push(machine);
+    let idp = idp();
+    let action = Action::Install {
+        servers: &servers,
+        exe: Path::new(EXE),
+        native: Some(&idp),
+    };
+    plan(client, text, action, "config").expect("plannable")
+}
+
+fn toml_doc(text: &str) -> toml_edit::DocumentMut {
+    text.parse()
+        .unwrap_or_else(|e| panic!("not TOML: {e}\n{text}"))
+}
+
+/// The lines of `before` all appear in `after`, in order (comments included).
+fn keeps_every_line(before: &str, after: &str) {
+    let mut rest = after.lines();
+    for line in before.lines() {
+        assert!(
+            rest.any(|l| l == line),
+            "line {line:?} of the original is gone:\n{after}"
+        );
+    }
+}
+
+#[test]
+fn golden_codex() {
+    let client = Client::Codex;
+    let before = read_golden(client, "before");
+    let installed = install(client, Some(&before));
+    assert_eq!(
+        installed.changes,
+        vec![
+            Change::Added("lanyard-docs".into()),
+            Change::Added("lanyard-crm".into())
+        ]
+    );
+    assert_golden(client, "after_install", &installed.new_text);
+    keeps_every_line(&before, &installed.new_text);
+    let doc = toml_doc(&installed.new_text);
+    for server in servers() {
+        let entry = &doc["mcp_servers"][format!("lanyard-{}", server.id).as_str()];
+        assert_eq!(entry["command"].as_str(), Some(EXE));
+        let args: Vec<&str> = entry["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(args, ["proxy", server.id.as_str()]);
+        let forwarded: Vec<&str> = entry["env_vars"]
+            .as_array()
+            .expect("env_vars")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(forwarded, ["XDG_RUNTIME_DIR", "LANYARD_AGENT_SOCKET"]);
+    }
+    assert_eq!(
+        lanyard_entries(client, &installed.new_text).expect("parses"),
+        vec![
+            LanyardEntry {
+                key: "lanyard-docs".into(),
+                server_id: "docs".into()
+            },
+            LanyardEntry {
+                key: "lanyard-crm".into(),
+                server_id: "crm".into()
+            }
+        ]
+    );
+
+    let again = install(client, Some(&installed.new_text));
+    assert!(again.changes.is_empty() && again.new_text == installed.new_text);
+
+    let removed = remove(client, &installed.new_text);
+    assert_eq!(
+        removed.changes,
+        vec![
+            Change::Removed("lanyard-docs".into()),
+            Change::Removed("lanyard-crm".into())
+        ]
+    );
+    assert_golden(client, "after_remove", &removed.new_text);
+    assert_eq!(
+        removed.new_text, before,
+        "install then remove must give back the original bytes"
+    );
+}
+
+#[test]
+fn golden_codex_native() {
+    let client = Client::Codex;
+    let before = read_golden(client, "before");
+    let native = install_native(client, Some(&before));
+    assert_eq!(
+        native.changes,
+        vec![
+            Change::Skipped("lanyard-ci".into(), "it is for machines"),
+            Change::Added("lanyard-docs".into()),
+            Change::Added("lanyard-crm".into()),
+            Change::Updated("mcp_enterprise_managed_auth.idp".into()),
+        ]
+    );
+    assert_golden(client, "after_native", &native.new_text);
+    keeps_every_line(&before, &native.new_text);
+    let doc = toml_doc(&native.new_text);
+    assert_eq!(doc["features"]["use_xaa"].as_bool(), Some(true));
+    let idp = &doc["mcp_enterprise_managed_auth"]["idp"];
+    assert_eq!(idp["issuer"].as_str(), Some("https://idp.example.com"));
+    assert_eq!(idp["client_id"].as_str(), Some("lanyard-desktop"));
+    let crm = &doc["mcp_servers"]["lanyard-crm"];
+    assert_eq!(crm["url"].as_str(), Some("https://crm.example.com/v1/mcp"));
+    assert_eq!(crm["auth"].as_str(), Some("ema_auth"));
+    assert_eq!(crm["oauth"]["client_id"].as_str(), Some("lanyard-crm"));
+    assert_eq!(crm["scopes"].as_array().map(|a| a.len()), Some(2));
+    assert!(doc["mcp_servers"].get("lanyard-ci").is_none());
+    assert!(
+        install_native(client, Some(&native.new_text)).changes
+            == [Change::Skipped("lanyard-ci".into(), "it is for machines")]
+    );
+
+    // Back to entries through Lanyard: the native tables and settings go, the proxy ones come.
+    let proxied = install(client, Some(&native.new_text));
+    assert_eq!(
+        proxied.changes,
+        vec![
+            Change::Updated("lanyard-docs".into()),
+            Change::Updated("lanyard-crm".into()),
+            Change::Removed("mcp_enterprise_managed_auth.idp".into()),
+        ]
+    );
+    let doc = toml_doc(&proxied.new_text);
+    assert!(doc.get("mcp_enterprise_managed_auth").is_none() && doc.get("features").is_none());
+    assert_eq!(remove(client, &proxied.new_text).new_text, before);
+
+    let removed = remove(client, &native.new_text);
+    assert_eq!(
+        removed.new_text, before,
+        "remove takes out every native piece"
+    );
+}
+
+#[test]
+fn codex_keeps_a_users_own_idp_features_and_lanyard_named_table() {
+    let text = "[features]\nweb_search = true\n\n[mcp_servers.lanyard-docs]\nurl = \"https://mine.example/mcp\"\n";
+    let edit = install(Client::Codex, Some(text));
+    assert!(edit
+        .changes
+        .contains(&Change::Conflict("lanyard-docs".into())));
+    assert!(edit.new_text.contains("url = \"https://mine.example/mcp\""));
+    let native = install_native(Client::Codex, Some(text));
+    let doc = toml_doc(&native.new_text);
+    assert_eq!(doc["features"]["web_search"].as_bool(), Some(true));
+    assert_eq!(doc["features"]["use_xaa"].as_bool(), Some(true));
+    // Removing takes out our flag from the user's [features] table, and the table stays.
+    assert_eq!(remove(Client::Codex, &native.new_text).new_text, text);
+
+    let theirs = "[mcp_enterprise_managed_auth.idp]\nissuer = \"https://other.example\"\nclient_id = \"x\"\n";
+    let err = plan(
+        Client::Codex,
+        Some(theirs),
+        Action::Install {
+            servers: &servers(),
+            exe: Path::new(EXE),
+            native: Some(&idp()),
+        },
+        "c",
+    )
+    .expect_err("someone else's IdP");
+    assert!(err.to_string().contains("set by someone else"), "{err}");
+    assert_eq!(remove(Client::Codex, theirs).new_text, theirs);
+}
+
+#[test]
+fn codex_files_missing_empty_or_malformed() {
+    let created = install(Client::Codex, None);
+    assert!(
+        created
+            .new_text
+            .starts_with("\n# Managed by Lanyard: `lanyard clients remove codex` takes it out.\n[mcp_servers.lanyard-docs]\ncommand = \"/opt/lanyard/bin/lanyard\"\n"),
+        "{}",
+        created.new_text
+    );
+    assert_eq!(remove(Client::Codex, &created.new_text).new_text, "");
+    let nothing = plan(Client::Codex, None, Action::Remove, "c").expect("plannable");
+    assert!(nothing.changes.is_empty() && nothing.new_text.is_empty());
+    let err = plan(Client::Codex, Some("model = \n"), Action::Remove, "c").expect_err("bad");
+    assert!(err.to_string().contains("line 1"), "{err}");
+    let err = plan(
+        Client::Codex,
+        Some("mcp_servers = 3\n"),
+        Action::Remove,
+        "c",
+    )
+    .expect_err("bad");
+    assert!(err.to_string().contains("not a table"), "{err}");
+}
+
+// ---- VS Code's own EMA -------------------------------------------------------------------------
+
+#[test]
+fn vscode_native_entries_and_idp_setting_round_trip() {
+    let before = read_golden(Client::VsCode, "before");
+    let native = install_native(Client::VsCode, Some(&before));
+    assert_golden(Client::VsCode, "after_native", &native.new_text);
+    let map = map_of(Client::VsCode, &native.new_text);
+    let crm = map.get("lanyard-crm").expect("written");
+    assert_eq!(crm.get("type").and_then(Node::as_str), Some("http"));
+    let oauth = crm.get("oauth").expect("oauth");
+    assert_eq!(
+        oauth.get("clientId").and_then(Node::as_str),
+        Some("lanyard-crm")
+    );
+    let flag = oauth.get("enterpriseManaged").expect("flag");
+    assert_eq!(&native.new_text[flag.start..flag.end], "true");
+    assert!(map.get("lanyard-ci").is_none());
+    assert_eq!(
+        lanyard_entries(Client::VsCode, &native.new_text)
+            .expect("parses")
+            .len(),
+        2
+    );
+    // Switching back to the proxy replaces them; removing gives the original back.
+    let proxied = install(Client::VsCode, Some(&native.new_text));
+    assert_eq!(
+        proxied.new_text,
+        install(Client::VsCode, Some(&before)).new_text
+    );
+    assert_eq!(remove(Client::VsCode, &native.new_text).new_text, before);
+
+    let settings = "{\n  // Mine.\n  \"editor.fontSize\": 14\n}\n";
+    let set = plan_vscode_settings(Some(settings), Some(&idp()), "s").expect("plannable");
+    assert_eq!(
+        set.new_text,
+        "{\n  // Mine.\n  \"editor.fontSize\": 14,\n  // Managed by Lanyard: `lanyard clients remove vscode` takes it out.\n  \"mcp.enterpriseManagedAuth.idp\": {\n    \"issuer\": \"https://idp.example.com\",\n    \"clientId\": \"lanyard-desktop\"\n  }\n}\n"
+    );
+    let again = plan_vscode_settings(Some(&set.new_text), Some(&idp()), "s").expect("plannable");
+    assert!(again.changes.is_empty() && again.new_text == set.new_text);
+    let unset = plan_vscode_settings(Some(&set.new_text), None, "s").expect("plannable");
+    assert_eq!(unset.new_text, settings);
+    // One the user set is theirs.
+    let theirs = "{\n  \"mcp.enterpriseManagedAuth.idp\": {\"issuer\": \"https://x\"}\n}\n";
+    let kept = plan_vscode_settings(Some(theirs), Some(&idp()), "s").expect("plannable");
+    assert_eq!(kept.new_text, theirs);
+    assert_eq!(
+        kept.changes,
+        vec![Change::Conflict("mcp.enterpriseManagedAuth.idp".into())]
+    );
+    assert_eq!(
+        plan_vscode_settings(Some(theirs), None, "s")
+            .expect("plannable")
+            .new_text,
+        theirs
+    );
+}
+
+#[test]
+fn the_vscode_policy_carries_the_idp_as_a_json_string() {
+    let text = vscode_policy(&idp());
+    let document: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let value = document["McpEnterpriseManagedAuthIdp"]
+        .as_str()
+        .expect("a string");
+    let idp: serde_json::Value = serde_json::from_str(value).expect("JSON inside");
+    assert_eq!(
+        idp,
+        serde_json::json!({"issuer": "https://idp.example.com", "clientId": "lanyard-desktop"})
+    );
+}
+
+#[test]
+fn codex_managed_config_is_a_whole_document() {
+    let text = codex::managed_config(&servers(), Path::new(EXE), None);
+    let doc = toml_doc(&text);
+    let args = doc["mcp_servers"]["lanyard-docs"]["args"].as_array();
+    assert_eq!(
+        args.and_then(|a| a.get(1)).and_then(|v| v.as_str()),
+        Some("docs")
+    );
+    let native = codex::managed_config(&servers(), Path::new(EXE), Some(&idp()));
+    let doc = toml_doc(&native);
+    assert_eq!(
+        doc["mcp_servers"]["lanyard-docs"]["auth"].as_str(),
+        Some("ema_auth")
+    );
+    assert_eq!(doc["features"]["use_xaa"].as_bool(), Some(true));
+}
+
+#[test]
+fn modes_shown_by_clients_list() {
+    assert_eq!(Client::ClaudeCode.mode(false), "helper");
+    assert_eq!(Client::Codex.mode(false), "proxy");
+    assert_eq!(Client::Codex.mode(true), "native");
+    assert_eq!(Client::VsCode.mode(true), "native");
+    assert_eq!(
+        Client::Cursor.mode(true),
+        "proxy",
+        "Cursor has no EMA of its own"
+    );
+    let at = Locations::under_home(Path::new("/home/me"));
+    assert_eq!(
+        Client::Codex.config_path(&at),
+        Path::new("/home/me/.codex/config.toml")
+    );
+    assert_eq!("codex".parse::<Client>(), Ok(Client::Codex));
 }

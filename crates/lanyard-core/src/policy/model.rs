@@ -332,6 +332,20 @@ pub enum AiClient {
     Cursor,
     Vscode,
     Gemini,
+    Codex,
+}
+
+/// An AI client that can do enterprise-managed authorization itself, configured from the policy
+/// by `lanyard clients install` instead of being wired to Lanyard.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum NativeEmaClient {
+    /// VS Code 1.122 or later (`oauth.enterpriseManaged` servers, `mcp.enterpriseManagedAuth.idp`).
+    Vscode,
+    /// OpenAI Codex CLI (`auth = "ema_auth"` servers, `[mcp_enterprise_managed_auth.idp]`).
+    Codex,
 }
 
 /// How the app behaves. Every key has a safe default.
@@ -392,6 +406,11 @@ pub struct Settings {
     pub notifications: bool,
     /// The AI clients `lanyard clients install all` wires (empty: every client Lanyard knows).
     pub ai_clients: Vec<AiClient>,
+    /// The AI clients that do enterprise-managed authorization themselves (`vscode`, `codex`):
+    /// `lanyard clients install` writes their own configuration from this policy (the IdP's
+    /// issuer and client id, each enterprise-managed server marked as such) instead of entries
+    /// that go through Lanyard. Empty: every client goes through Lanyard.
+    pub ai_clients_native: Vec<NativeEmaClient>,
 }
 
 impl Default for Settings {
@@ -413,6 +432,7 @@ impl Default for Settings {
             autostart: true,
             notifications: true,
             ai_clients: Vec::new(),
+            ai_clients_native: Vec::new(),
         }
     }
 }
@@ -468,6 +488,7 @@ pub const SETTING_SPECS: &[SettingSpec] = &[
     spec("autostart", true, false),
     spec("notifications", false, true),
     spec("ai_clients", true, true),
+    spec("ai_clients_native", true, true),
 ];
 
 /// The spec of settings key `key`.

@@ -614,6 +614,13 @@ pub fn check_semantics(policy: &Policy, files: FileChecks) -> Vec<(String, Strin
             );
         }
     }
+    if !s.ai_clients_native.is_empty() && policy.idp.is_none() {
+        err(
+            "settings.ai_clients_native".into(),
+            "needs \"idp\": a client doing enterprise-managed authorization itself signs in there"
+                .into(),
+        );
+    }
     if let Some(support) = &s.support_url {
         match Url::parse(support) {
             Ok(url) if matches!(url.scheme(), "https" | "mailto") => {}
