@@ -554,15 +554,7 @@ pub fn plan(
             native,
         } => {
             let mut text = if blank {
-                // An empty (or comments-only) file becomes an empty object laid out on lines of
-                // its own; comments stay.
-                let newline = edit::Layout::detect(old).newline;
-                let separator = if old.is_empty() || old.ends_with('\n') {
-                    ""
-                } else {
-                    newline
-                };
-                format!("{old}{separator}{{{newline}}}{newline}")
+                with_empty_object(old)
             } else {
                 old.to_string()
             };
@@ -692,6 +684,18 @@ fn locate(client: Client, text: &str) -> Result<(Node, Option<Node>), PlanError>
     Ok((root, map))
 }
 
+/// An empty (or comments-only) file with an empty object added on lines of its own; its
+/// comments stay.
+fn with_empty_object(old: &str) -> String {
+    let newline = edit::Layout::detect(old).newline;
+    let separator = if old.is_empty() || old.ends_with('\n') {
+        ""
+    } else {
+        newline
+    };
+    format!("{old}{separator}{{{newline}}}{newline}")
+}
+
 /// Whether a member of the server map is one Lanyard wrote (see the module documentation).
 fn is_ours(client: Client, text: &str, key: &str, value: &Node) -> bool {
     if !key.starts_with(KEY_PREFIX) {
@@ -783,13 +787,7 @@ pub fn plan_vscode_settings(
         }
         Some(idp) => {
             let text = if blank {
-                let newline = edit::Layout::detect(old).newline;
-                let separator = if old.is_empty() || old.ends_with('\n') {
-                    ""
-                } else {
-                    newline
-                };
-                format!("{old}{separator}{{{newline}}}{newline}")
+                with_empty_object(old)
             } else {
                 old.to_string()
             };
