@@ -424,9 +424,10 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         .map(|s| (s.id.clone(), ServerSlot::new(s.clone())))
         .collect();
     let clock = config.clock.clone();
-    let dpop: DpopCell = Arc::new(std::sync::RwLock::new(Arc::new(
-        crate::oauth::DpopKey::generate(),
-    )));
+    let key = crate::oauth::DpopKey::generate().ok_or_else(|| {
+        WireError::ClientAuth("the operating system gave no randomness for the DPoP key".into())
+    })?;
+    let dpop: DpopCell = Arc::new(std::sync::RwLock::new(Arc::new(key)));
     let mut actor = Actor {
         dpop: dpop.clone(),
         nonces: Arc::default(),
