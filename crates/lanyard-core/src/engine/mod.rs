@@ -401,6 +401,7 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         host_load: HostLoad::default(),
         held_back: VecDeque::new(),
         failing_since: None,
+        pace: timing::Pace::default(),
         http,
         idp: IdpSlot::default(),
         servers,
@@ -512,6 +513,8 @@ struct Actor {
     /// Since when requests have been failing with no success in between (an outage, as this
     /// agent sees it): retries spread more widely the longer it lasts (see [`RetryRule`]).
     failing_since: Option<u64>,
+    /// How long grants take and how far the IdP's clock is: they size a renewal's lead.
+    pace: timing::Pace,
     idp: IdpSlot,
     servers: BTreeMap<String, ServerSlot>,
     keychain: KeychainStatus,
@@ -552,6 +555,7 @@ impl Actor {
                 Some(event) = events.recv() => self.on_event(event),
                 notice = notices.next() => {
                     info!(?notice, "the wall clock moved unlike the timers; checking every token");
+                    self.on_wake();
                 }
                 () = deadline => {}
             }
