@@ -2,7 +2,12 @@
 //! no client asks for is granted once at sign-in and then left ready on first use (not refreshed);
 //! the first request after idling mints once, with every concurrent request waiting on that one
 //! mint; the counts per server survive a restart of the engine (the state file); a monthly budget
-//! stops background refreshes but never a client's request.
+//! stops background refreshes but never a client's request. A server in use is renewed late in its
+//! token's life (an hour of use, about one ID-JAG) and its client never waits; a renewal that
+//! fails while its token still serves is retried at a spread time while clients are served; after
+//! a resume from sleep the session is renewed before any request, so the first request to an idle
+//! server costs one exchange and one jwt-bearer grant, and a failure streak from before the sleep
+//! does not slow that renewal.
 
 mod support;
 
@@ -383,4 +388,263 @@ async fn a_failed_refresh_of_an_unused_server_is_not_retried_it_is_ready_on_firs
     let before = mints(&tb, "docs");
     lanyard.token("docs", 60).await;
     assert_eq!(mints(&tb, "docs"), before + 1);
+}
+
+/// The demo testbed with docs alone, its authorization server issuing tokens that live
+/// `lifetime`, and an engine on it with `settings`, signed in.
+async fn docs_alone(
+    lifetime: Duration,
+    settings: serde_json::Value,
+) -> (lanyard_testbed::Testbed, Lanyard) {
+    let mut config = demo_config(Duration::ZERO);
+    for auth_server in &mut config.auth_servers {
+        auth_server.access_token_lifetime = lifetime;
+    }
+    let tb = testbed(config).await;
+    let mut policy = policy_json(&tb);
+    policy["servers"]
+        .as_array_mut()
+        .expect("servers")
+        .retain(|s| s["id"] == "docs");
+    policy["settings"] = settings;
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    lanyard.sign_in().await;
+    (tb, lanyard)
+}
+
+fn granted(state: &ServerState) -> (u64, u64) {
+    match state {
+        ServerState::Granted {
+            expires_at,
+            refresh_at,
+            ..
+        } => (*expires_at, *refresh_at),
+        other => panic!("expected granted, got {other:?}"),
+    }
+}
+
+const HOUR: u64 = 3600;
+
+/// Clients need 60 s, the skew allowance is 30 s, five quick retries on the 1 s backoff take 31 s,
+/// and six grants on the loopback testbed take well under a second each: a lead of 122 s (a
+/// little more on a slow machine).
+const LEAD: std::ops::RangeInclusive<u64> = 122..=130;
+
+#[tokio::test]
+async fn a_server_in_use_is_renewed_late_in_its_tokens_life_and_its_client_never_waits() {
+    let (tb, lanyard) =
+        docs_alone(Duration::from_secs(HOUR), json!({"idle_after_secs": 900})).await;
+    let (expires, refresh_at) = granted(
+        &lanyard
+            .wait_server("docs", "granted", |s| {
+                matches!(s, ServerState::Granted { .. })
+            })
+            .await,
+    );
+    let issued = expires - HOUR;
+    // In the window of one lead before the lead: after 54 minutes of a 1-h token, where the
+    // lifetime rule said 27 to 45.
+    assert!(
+        refresh_at <= expires - LEAD.start() && refresh_at >= expires - 2 * LEAD.end(),
+        "renewed {} s before expiry",
+        expires - refresh_at
+    );
+    assert!(refresh_at > issued + 3 * HOUR / 4);
+
+    // Three hours of use, a request every 5 minutes: three renewals (the lifetime rule made about
+    // five), and every request finds a token good for its 60 s.
+    let exchanges = tb.idp().stats().token_exchanges;
+    let mut renewals = 0;
+    for minute in 1..=180u64 {
+        lanyard.advance(&tb, Duration::from_secs(60));
+        let now = lanyard.now();
+        let (expires, refresh_at) = granted(&lanyard.state("docs"));
+        if refresh_at <= now {
+            // Renewed in the background (single-flight), before any client would notice.
+            lanyard
+                .wait_server(
+                    "docs",
+                    "renewed",
+                    |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > expires),
+                )
+                .await;
+            renewals += 1;
+        }
+        if minute % 5 == 0 {
+            let (expires, _) = granted(&lanyard.state("docs"));
+            assert!(expires > now + 60, "minute {minute}: the client would wait");
+            lanyard.token("docs", 60).await;
+        }
+    }
+    assert_eq!(renewals, 3);
+    assert_eq!(tb.idp().stats().token_exchanges, exchanges + 3);
+}
+
+#[tokio::test]
+async fn servers_kept_warm_all_day_are_still_renewed_at_45_to_75_percent() {
+    let (_tb, lanyard) = docs_alone(Duration::from_secs(HOUR), json!({"idle_after_secs": 0})).await;
+    let (expires, refresh_at) = granted(
+        &lanyard
+            .wait_server("docs", "granted", |s| {
+                matches!(s, ServerState::Granted { .. })
+            })
+            .await,
+    );
+    let issued = expires - HOUR;
+    assert!(
+        (issued + 45 * HOUR / 100..=issued + 3 * HOUR / 4).contains(&refresh_at),
+        "{} s into the token",
+        refresh_at - issued
+    );
+}
+
+/// A renewal that fails while its token still serves: clients get the token in hand, and the
+/// agent tries again at a random point of the first half of the time the token still serves
+/// (not a second later, at once with every other agent when an outage ends). Here with an
+/// administrator's longer lead (`min_refresh_lead_secs` 1800: renewed half an hour before expiry,
+/// to ride out longer outages), so the spread is wide.
+#[tokio::test]
+async fn a_failed_renewal_whose_token_still_serves_is_retried_at_a_spread_time() {
+    use lanyard_testbed::{Endpoint, Fault, FaultMode};
+    let mut config = demo_config(Duration::ZERO);
+    for auth_server in &mut config.auth_servers {
+        auth_server.access_token_lifetime = Duration::from_secs(HOUR);
+    }
+    let tb = testbed(config).await;
+    let mut policy = policy_json(&tb);
+    policy["settings"] = json!({"idle_after_secs": 900, "min_refresh_lead_secs": 1800});
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    lanyard.sign_in().await;
+    let servers = ["docs", "tickets"];
+    let mut first = Vec::new();
+    for id in servers {
+        let (expires, refresh_at) = granted(
+            &lanyard
+                .wait_server(id, "granted", |s| matches!(s, ServerState::Granted { .. }))
+                .await,
+        );
+        assert_eq!(expires - refresh_at, 1800, "{id}: the administrator's lead");
+        first.push((expires, lanyard.token(id, 60).await));
+    }
+    let faults = tb.idp().faults();
+    faults.inject(Endpoint::Token, Fault::Status(503), FaultMode::Persistent);
+    lanyard.advance(&tb, Duration::from_secs(HOUR / 2));
+    let now = lanyard.now();
+    let mut retries = Vec::new();
+    for (id, (expires, token)) in servers.iter().zip(&first) {
+        // A client keeps asking (in use) and is served the token in hand.
+        let served = lanyard.token(id, 60).await;
+        assert_eq!(served.access_token.expose(), token.access_token.expose());
+        let state = lanyard
+            .wait_server(id, "failing", |s| matches!(s, ServerState::Failing { .. }))
+            .await;
+        let ServerState::Failing { retry_at, .. } = state else {
+            unreachable!()
+        };
+        let serves_until = expires - 60;
+        assert!(
+            retry_at > now && retry_at <= now + (serves_until - now) / 2 + 1,
+            "{id}: retry {} s after the failure, the token serves {} s more",
+            retry_at - now,
+            serves_until - now
+        );
+        retries.push(retry_at);
+    }
+    // The plain backoff would say a second later for both.
+    assert!(
+        retries.iter().any(|&r| r > now + 2),
+        "not spread: {retries:?}"
+    );
+    // The IdP is back; the agent's own retries renew both before any client would notice.
+    faults.clear();
+    let latest = retries.iter().copied().max().unwrap_or(now);
+    lanyard.advance(&tb, Duration::from_secs(latest - now));
+    for (id, (expires, _)) in servers.iter().zip(&first) {
+        lanyard
+            .wait_server(
+                id,
+                "renewed",
+                |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > *expires),
+            )
+            .await;
+        assert!(lanyard.now() < expires - 60);
+    }
+}
+
+/// Eight hours asleep: on the resume notice the engine renews the session by itself, so the first
+/// request to the idle server needs an exchange and a jwt-bearer grant (two round trips), not a
+/// session renewal first (three).
+#[tokio::test]
+async fn after_a_resume_the_session_is_renewed_before_the_first_request_which_needs_two_round_trips(
+) {
+    let (tb, lanyard) =
+        docs_alone(Duration::from_secs(HOUR), json!({"idle_after_secs": 900})).await;
+    lanyard.wait_granted("docs").await;
+    lanyard.sleep_and_wake(&tb, Duration::from_secs(8 * HOUR));
+    let now = lanyard.now();
+    lanyard
+        .wait("the session renewed on waking, docs idle", |s| {
+            matches!(s.idp, lanyard_core::engine::IdpStatus::SignedIn { id_token_expires_at, .. } if id_token_expires_at > now + 600)
+                && matches!(s.server("docs").map(|d| &d.state), Some(ServerState::ReadyOnFirstUse { .. }))
+        })
+        .await;
+    let before = tb.idp().stats();
+    let token = lanyard.token("docs", 60).await;
+    assert!(token.expires_at > lanyard.now() + 60);
+    let after = tb.idp().stats();
+    assert_eq!(after.token_exchanges, before.token_exchanges + 1);
+    assert_eq!(
+        after.refresh_grants, before.refresh_grants,
+        "no session renewal in the request's way"
+    );
+}
+
+/// The lid closes while a renewal is failing (the network goes with it): the failure streak that
+/// starts then is not an outage that lasted the night. After the resume, the session's renewal and
+/// the server's retries start from the plain backoff (a second or two), not from a wait as long as
+/// the night (up to `recovery_jitter_secs`, 20 minutes), so the network's return a moment after
+/// waking is used at once.
+#[tokio::test]
+async fn after_a_resume_a_failure_streak_from_before_the_sleep_does_not_slow_recovery() {
+    use lanyard_core::engine::EngineError;
+    use lanyard_testbed::{Endpoint, Fault, FaultMode};
+    let (tb, lanyard) = docs_alone(Duration::from_secs(300), json!({"idle_after_secs": 0})).await;
+    lanyard.wait_granted("docs").await;
+    let faults = tb.idp().faults();
+    faults.inject(Endpoint::Token, Fault::Status(503), FaultMode::Persistent);
+    // The renewal fails just before the lid closes.
+    lanyard.advance(&tb, ALL_DUE);
+    lanyard
+        .wait_server("docs", "failing", |s| {
+            matches!(s, ServerState::Failing { .. })
+        })
+        .await;
+    // Eight hours later the laptop wakes, the network not back yet: everything fails once more.
+    lanyard.sleep_and_wake(&tb, Duration::from_secs(8 * HOUR));
+    let now = lanyard.now();
+    lanyard
+        .wait_server(
+            "docs",
+            "failing again after waking",
+            |s| matches!(s, ServerState::Failing { attempts, .. } if *attempts >= 2),
+        )
+        .await;
+    match lanyard.engine.token("docs", Duration::from_secs(60)).await {
+        Err(EngineError::Unavailable { retry_at, .. }) => assert!(
+            retry_at <= now + 2,
+            "a client may try again {} s after waking",
+            retry_at - now
+        ),
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    // The network is back two seconds later: the session is renewed and a request is answered.
+    faults.clear();
+    lanyard.advance(&tb, Duration::from_secs(2));
+    let token = lanyard.token("docs", 60).await;
+    assert!(token.expires_at > lanyard.now() + 60);
+    lanyard
+        .wait("the session renewed", |s| {
+            matches!(s.idp, lanyard_core::engine::IdpStatus::SignedIn { id_token_expires_at, .. } if id_token_expires_at > now + 600)
+        })
+        .await;
 }

@@ -555,7 +555,7 @@ impl Actor {
                 Some(event) = events.recv() => self.on_event(event),
                 notice = notices.next() => {
                     info!(?notice, "the wall clock moved unlike the timers; checking every token");
-                    self.on_wake();
+                    self.on_wake(notice);
                 }
                 () = deadline => {}
             }

@@ -77,13 +77,19 @@ impl Actor {
         Renewal::InUse(self.rule, lead)
     }
 
-    /// The wall clock moved unlike the timers: the machine resumed from sleep, or the clock was
-    /// set. A failure streak from before is not an outage that lasted the night (the network was
-    /// likely dropped for the sleep), so retries start from the plain backoff again; and the
-    /// session's renewal, when due, goes at once (in [`Actor::on_tick`]) rather than after a
-    /// backoff set before the sleep, so that the first request after waking needs the two round
-    /// trips of a mint, not three.
-    pub(super) fn on_wake(&mut self) {
+    /// The wall clock moved unlike the timers (`notice`). Every due renewal goes in
+    /// [`Actor::on_tick`], the session's first, so that a request after waking needs the two
+    /// round trips of a mint, not three. After a resume from sleep, besides: a failure streak from
+    /// before is not an outage that lasted the night (the network is dropped for a sleep, and a
+    /// renewal failing then starts one), so retries start from the plain backoff again, and the
+    /// session's renewal goes now rather than after a backoff set before the sleep. (A clock that
+    /// was merely set changes neither: time passed, or did not, while the agent was awake. Where
+    /// only the coarse drift check notices a resume, on macOS and Windows for now, it arrives as
+    /// a clock change and a streak from before the sleep is kept: a stated gap.)
+    pub(super) fn on_wake(&mut self, notice: crate::clock::Notice) {
+        if notice != crate::clock::Notice::Resumed {
+            return;
+        }
         if self.failing_since.is_some() {
             debug!("a failure streak from before the wake-up is forgotten");
         }
