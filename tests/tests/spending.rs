@@ -3,8 +3,9 @@
 //! the first request after idling mints once, with every concurrent request waiting on that one
 //! mint; the counts per server survive a restart of the engine (the state file); a monthly budget
 //! stops background refreshes but never a client's request. A server in use is renewed late in its
-//! token's life (an hour of use, about one ID-JAG) and its client never waits; a renewal that
-//! fails while its token still serves is retried at a spread time while clients are served; after
+//! token's life (an hour of use, about one ID-JAG) and its client never waits; a server whose
+//! token lapsed in an outage is retried by its clients at once and by the agent at a spread time;
+//! after
 //! a resume from sleep the session is renewed before any request, so the first request to an idle
 //! server costs one exchange and one jwt-bearer grant, and a failure streak from before the sleep
 //! does not slow that renewal.
@@ -498,77 +499,70 @@ async fn servers_kept_warm_all_day_are_still_renewed_at_45_to_75_percent() {
     );
 }
 
-/// A renewal that fails while its token still serves: clients get the token in hand, and the
-/// agent tries again at a random point of the first half of the time the token still serves
-/// (not a second later, at once with every other agent when an outage ends). Here with an
-/// administrator's longer lead (`min_refresh_lead_secs` 1800: renewed half an hour before expiry,
-/// to ride out longer outages), so the spread is wide.
+/// A server in use whose token lapsed while the IdP was down: its clients may try again after the
+/// plain backoff (a second), as before, while the agent's own retry, which only warms the server
+/// for the next request, comes up to ten minutes later, so that a fleet's lapsed servers do not
+/// all come back in the outage's first seconds.
 #[tokio::test]
-async fn a_failed_renewal_whose_token_still_serves_is_retried_at_a_spread_time() {
+async fn a_lapsed_server_is_retried_by_its_clients_at_once_and_by_the_agent_at_a_spread_time() {
+    use lanyard_core::engine::EngineError;
     use lanyard_testbed::{Endpoint, Fault, FaultMode};
-    let mut config = demo_config(Duration::ZERO);
-    for auth_server in &mut config.auth_servers {
-        auth_server.access_token_lifetime = Duration::from_secs(HOUR);
-    }
-    let tb = testbed(config).await;
-    let mut policy = policy_json(&tb);
-    policy["settings"] = json!({"idle_after_secs": 900, "min_refresh_lead_secs": 1800});
-    let lanyard = start_engine(&tb, &policy, Options::default());
-    lanyard.sign_in().await;
+    let (tb, lanyard) = signed_in_demo(json!({"idle_after_secs": 900})).await;
     let servers = ["docs", "tickets"];
-    let mut first = Vec::new();
     for id in servers {
-        let (expires, refresh_at) = granted(
-            &lanyard
-                .wait_server(id, "granted", |s| matches!(s, ServerState::Granted { .. }))
-                .await,
-        );
-        assert_eq!(expires - refresh_at, 1800, "{id}: the administrator's lead");
-        first.push((expires, lanyard.token(id, 60).await));
+        lanyard.wait_granted(id).await;
+        lanyard.token(id, 60).await;
     }
-    let faults = tb.idp().faults();
-    faults.inject(Endpoint::Token, Fault::Status(503), FaultMode::Persistent);
-    lanyard.advance(&tb, Duration::from_secs(HOUR / 2));
+    tb.idp()
+        .faults()
+        .inject(Endpoint::Token, Fault::Status(503), FaultMode::Persistent);
+    // The 300-s tokens expire; their renewals (due at 150-178 s) fail now.
+    lanyard.advance(&tb, Duration::from_secs(300));
     let now = lanyard.now();
-    let mut retries = Vec::new();
-    for (id, (expires, token)) in servers.iter().zip(&first) {
-        // A client keeps asking (in use) and is served the token in hand.
-        let served = lanyard.token(id, 60).await;
-        assert_eq!(served.access_token.expose(), token.access_token.expose());
+    let mut agent_retries = Vec::new();
+    for id in servers {
         let state = lanyard
             .wait_server(id, "failing", |s| matches!(s, ServerState::Failing { .. }))
             .await;
         let ServerState::Failing { retry_at, .. } = state else {
             unreachable!()
         };
-        let serves_until = expires - 60;
         assert!(
-            retry_at > now && retry_at <= now + (serves_until - now) / 2 + 1,
-            "{id}: retry {} s after the failure, the token serves {} s more",
-            retry_at - now,
-            serves_until - now
+            retry_at >= now + 1 && retry_at <= now + 1 + 600,
+            "{id}: {retry_at}"
         );
-        retries.push(retry_at);
+        agent_retries.push(retry_at);
+        match lanyard.engine.token(id, Duration::from_secs(60)).await {
+            Err(EngineError::Unavailable { retry_at, .. }) => {
+                assert!(
+                    retry_at <= now + 1,
+                    "{id}: a client waits {} s",
+                    retry_at - now
+                )
+            }
+            other => panic!("expected unavailable, got {other:?}"),
+        }
     }
     // The plain backoff would say a second later for both.
     assert!(
-        retries.iter().any(|&r| r > now + 2),
-        "not spread: {retries:?}"
+        agent_retries.iter().any(|&r| r > now + 3),
+        "not spread: {agent_retries:?}"
     );
-    // The IdP is back; the agent's own retries renew both before any client would notice.
-    faults.clear();
-    let latest = retries.iter().copied().max().unwrap_or(now);
-    lanyard.advance(&tb, Duration::from_secs(latest - now));
-    for (id, (expires, _)) in servers.iter().zip(&first) {
-        lanyard
-            .wait_server(
-                id,
-                "renewed",
-                |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > *expires),
-            )
-            .await;
-        assert!(lanyard.now() < expires - 60);
+    // The IdP is back: a client's request goes after the backoff and is answered at once.
+    tb.idp().faults().clear();
+    lanyard.advance(&tb, Duration::from_secs(2));
+    let token = lanyard.token("docs", 60).await;
+    assert!(token.expires_at > lanyard.now() + 60);
+    // A server nobody asked again is warmed by the agent at its own time.
+    let tickets_retry = agent_retries[1];
+    if tickets_retry > lanyard.now() {
+        assert!(matches!(
+            lanyard.state("tickets"),
+            ServerState::Failing { .. }
+        ));
+        lanyard.advance(&tb, Duration::from_secs(tickets_retry - lanyard.now()));
     }
+    lanyard.wait_granted("tickets").await;
 }
 
 /// Eight hours asleep: on the resume notice the engine renews the session by itself, so the first

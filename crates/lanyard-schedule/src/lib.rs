@@ -23,10 +23,10 @@
 //!   (90–100 % of it, at random), up to `recovery_jitter_secs`: a server that starts failing late
 //!   in an outage does not retry every second, and when the network comes back for everyone at
 //!   once, the backlog reaches the IdP spread over about the outage's length instead of in the
-//!   first few seconds. The agent's own retry of a server that had a token is in no hurry (its
-//!   token still serves clients, or clients that want one ask themselves): [`RetryRule::after_failure`]
-//!   spreads it over half the time the token still serves, or a minute, so the grants that failed
-//!   last before the network came back do not all arrive in its first seconds.
+//!   first few seconds. The agent's own retry of a server whose token lapsed is in no hurry
+//!   (clients that want a token ask for it themselves, from the plain backoff on):
+//!   [`RetryRule::after_failure`] spreads it over ten minutes more, so the servers that lapsed in
+//!   an outage do not all come back in its first seconds.
 //! * [`HostLoad`] counts scheduled grants in flight per host (the IdP, each authorization server)
 //!   and says whether one more may start.
 //! * [`defaults`] holds the policy's default numbers for all of the above.
@@ -237,7 +237,8 @@ pub enum Standing {
     /// its state settles as soon as it can.
     FirstGrant,
     /// A renewal failed while the current token still serves clients until `until` (its expiry
-    /// less [`CLIENT_MIN_TTL_SECS`]).
+    /// less [`CLIENT_MIN_TTL_SECS`]): retried on the plain rule, so it renews before clients
+    /// notice and the status settles as soon as the IdP is back.
     Serving { until: u64 },
     /// The server had a token, and it no longer serves: clients that want one ask for it
     /// themselves (see [`RetryRule::client_may_retry`]).
@@ -262,15 +263,15 @@ pub const LAPSED_RETRY_SPREAD_SECS: u64 = 600;
 
 impl RetryRule {
     /// The next attempts after failure number `attempt` at `now`, for a server in `standing`.
-    /// A client's request may go from [`RetryRule::retry_at`] on, as always. The agent's own
-    /// retry of a server that had a token is in less of a hurry and is spread at random
-    /// (`spread` in `[0, 1)`): while the token still serves, at a random point of the first half
-    /// of the time it has left, never before `retry_at` (half of it is left for the retries
-    /// after); once it has lapsed, up to [`LAPSED_RETRY_SPREAD_SECS`] after `retry_at`, since a
-    /// client that wants a token asks for it itself. At the end of an outage, the servers that
-    /// failed in its last minutes would otherwise all retry within seconds of the network's
-    /// return (their backoff is still short), and those failing since its start, spread by the
-    /// recovery rule, would still bunch at its end.
+    /// A client's request may go from [`RetryRule::retry_at`] on, as always, and so does the
+    /// agent's own retry of a first grant or of a renewal whose token still serves (it renews as
+    /// soon as the IdP is back, and the status with it). The agent's own retry of a server whose
+    /// token lapsed is in no hurry: a client that wants a token asks for it itself, and the
+    /// agent's attempt only warms the server for the next one. It goes at a random point
+    /// (`spread` in `[0, 1)`) up to [`LAPSED_RETRY_SPREAD_SECS`] after `retry_at`. At the end of
+    /// an outage, the servers that lapsed in it would otherwise come back bunched in its first
+    /// seconds: those that failed in its last minutes (their backoff still short) and those the
+    /// recovery rule spread over its length alike.
     pub fn after_failure(
         &self,
         now: u64,
@@ -282,11 +283,7 @@ impl RetryRule {
     ) -> NextAttempt {
         let retry_at = self.retry_at(now, attempt, failing_since, draw);
         let due_at = match standing {
-            Standing::FirstGrant => retry_at,
-            Standing::Serving { until } => {
-                let room = until.saturating_sub(now) / 2;
-                retry_at.max(now + (room as f64 * unit(spread)) as u64)
-            }
+            Standing::FirstGrant | Standing::Serving { .. } => retry_at,
             Standing::Lapsed => retry_at + (LAPSED_RETRY_SPREAD_SECS as f64 * unit(spread)) as u64,
         };
         NextAttempt { retry_at, due_at }
@@ -440,30 +437,24 @@ mod tests {
     }
 
     #[test]
-    fn a_server_that_had_a_token_is_retried_by_the_agent_at_a_spread_time() {
+    fn a_lapsed_server_is_retried_by_the_agent_at_a_spread_time_and_by_clients_at_once() {
         let r = RetryRule {
             backoff: Backoff::default(),
             recovery_jitter_secs: 1200,
         };
         let at = |standing, spread| r.after_failure(1000, 1, 1000, standing, 0.0, spread);
-        // A first grant: plain backoff for both.
-        let first = at(Standing::FirstGrant, 0.9);
-        assert_eq!((first.retry_at, first.due_at), (1001, 1001));
-        // Its token serves until 1120: spread over [1000, 1060], never before the backoff.
-        let serving = Standing::Serving { until: 1120 };
-        assert_eq!(at(serving, 0.0).due_at, 1001);
-        assert_eq!(at(serving, 0.5).due_at, 1030);
-        let last = at(serving, 0.9999).due_at;
-        assert!((1059..=1060).contains(&last), "{last}");
-        // A client may go after the backoff whatever the agent's own time.
-        assert_eq!(at(serving, 0.9).retry_at, 1001);
-        // Lapsed: up to ten minutes after the backoff, a client from the backoff on.
+        // A first grant and a renewal whose token serves: plain backoff for both.
+        for standing in [Standing::FirstGrant, Standing::Serving { until: 1120 }] {
+            let next = at(standing, 0.9);
+            assert_eq!((next.retry_at, next.due_at), (1001, 1001), "{standing:?}");
+        }
+        // Lapsed: the agent up to ten minutes after the backoff, a client from the backoff on.
+        assert_eq!(at(Standing::Lapsed, 0.0).due_at, 1001);
         assert_eq!(at(Standing::Lapsed, 0.5).due_at, 1001 + 300);
         assert_eq!(at(Standing::Lapsed, 0.5).retry_at, 1001);
-        // Ten minutes into an outage the plain rule's wait is longer than the serving room: it
-        // wins; a lapsed server adds its spread on top.
-        let late = r.after_failure(1600, 9, 1000, Standing::Serving { until: 1700 }, 0.0, 0.9);
-        assert_eq!((late.retry_at, late.due_at), (2200, 2200));
+        let last = at(Standing::Lapsed, 0.9999).due_at;
+        assert!((1600..=1601).contains(&last), "{last}");
+        // Ten minutes into an outage: the recovery rule's wait, and the spread on top.
         let lapsed = r.after_failure(1600, 9, 1000, Standing::Lapsed, 0.0, 0.5);
         assert_eq!((lapsed.retry_at, lapsed.due_at), (2200, 2500));
     }
