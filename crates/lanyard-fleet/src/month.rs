@@ -13,18 +13,19 @@
 //! Every decision is the engine's, from `lanyard-schedule`: when a token is refreshed
 //! ([`RefreshRule::renew_in_use_at`] with [`RefreshRule::in_use_lead`] when refreshes follow use,
 //! [`RefreshRule::refresh_at`] when every server is kept warm), whether a due refresh goes
-//! ([`in_use`], [`near_budget`]), when a failed grant is retried ([`RetryRule::after_failure`]: a client may try again
-//! from its `retry_at`, the agent itself at its `due_at`) and when a client may
-//! try again sooner ([`RetryRule::client_may_retry`]). Each server of each agent is played on its own: a due
-//! refresh fires at the first awake second at or after it (the engine catches up on wake-up); a
-//! request with a usable token is served, and re-arms a server that idled (its refresh, already
-//! due, goes at once); a request without one mints and waits. The session's own renewals are
-//! counted at the IdP, one per ID-token refresh while awake (they spend no ID-JAG). With
-//! `use_refresh_token`, a renewal within [`may_use_refresh_token`]'s bound of the chain's first
-//! ID-JAG spends none (the chain lives in memory: an agent restart ends it). Not modelled:
-//! host caps (the day simulation shows they change nothing measurable) and a session renewal
-//! failing during the outage, and a success of one server ending the agent's failing streak
-//! for the others while the outage lasts (there is none: every request fails).
+//! ([`in_use`], [`near_budget`]), when a failed grant is retried ([`RetryRule::after_failure`]:
+//! a client may try again from its `retry_at`, the agent itself at its `due_at`) and when a
+//! client may try again sooner ([`RetryRule::client_may_retry`]). Each server of each agent is
+//! played on its own: a due refresh fires at the first awake second at or after it (the engine
+//! catches up on wake-up); a request with a usable token is served, and re-arms a server that
+//! idled (its refresh, already due, goes at once); a request without one mints and waits. The
+//! session's own renewals are counted at the IdP, one per ID-token refresh while awake (they
+//! spend no ID-JAG). With `use_refresh_token`, a renewal within [`may_use_refresh_token`]'s bound
+//! of the chain's first ID-JAG spends none (the chain lives in memory: an agent restart ends it).
+//! A grant is taken to last [`MonthConfig::grant_secs`] for the lead. Not modelled: host caps
+//! (the day simulation shows they change nothing measurable) and a session renewal failing
+//! during the outage, and a success of one server ending the agent's failing streak for the
+//! others while the outage lasts (there is none: every request fails).
 
 use lanyard_schedule::{
     in_use, may_use_refresh_token, near_budget, Backoff, RefreshRule, RetryRule, Standing,

@@ -21,7 +21,7 @@
 //! | `session` | the IdP session: discovery, sign-in, renewal, sign-out, the keychain |
 //! | `granting` | starting grants, holding scheduled ones back, taking their results in |
 //! | `events` | what spawned work reports back, dispatched to the room that owns it |
-//! | `timing` | the clock after a wake-up, what is due, the next deadline |
+//! | `timing` | the clock after a wake-up (a resume forgets an old failure streak), what is due, the next deadline, when a token is renewed (late while in use, from the measured pace) |
 //! | `spending` | what each server mints and serves (counted into [`usage`]), the state file's writes, whether a due refresh goes or the server idles (ready on first use) |
 //! | `status` | the [`Status`] types and building and publishing them |
 //! | `reload` | applying a new policy live |
