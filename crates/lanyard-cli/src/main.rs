@@ -10,6 +10,7 @@ mod clients;
 mod conformance;
 mod conformance_bridge;
 mod conformance_dpop;
+mod conformance_oauth;
 mod device_key_cmd;
 mod diagnose;
 mod log_file;
