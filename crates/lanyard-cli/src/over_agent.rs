@@ -257,6 +257,18 @@ pub fn logout(endpoint: &Path) -> u8 {
 
 /// `lanyard refresh [SERVER]`: asks the agent to grant SERVER (every server without one) anew
 /// now, also one that was refused; the status shows how it went.
+/// `lanyard connect SERVER`: the agent opens the browser for the server's own sign-in.
+pub fn connect(endpoint: &Path, server: &str) -> u8 {
+    eprintln!("Opening the browser to connect {server}…");
+    match BlockingClient::connect(endpoint).and_then(|mut c| c.connect_server(server)) {
+        Ok(()) => {
+            println!("Connected {server}. Lanyard renews its tokens from now on.");
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 pub fn refresh(endpoint: &Path, server: Option<&str>) -> u8 {
     let asked = BlockingClient::connect(endpoint).and_then(|mut c| match server {
         Some(server) => c.refresh(server),

@@ -318,6 +318,15 @@ impl Actor {
                 };
                 slot.answer_waiters(Err(EngineError::Denied { code, description }));
             }
+            Err(GrantFailure::NeedsConnect) => {
+                info!(server = %id, "not connected: waiting for the user to connect");
+                slot.token = None;
+                slot.scoped_token = None;
+                slot.due_at = None;
+                slot.attempts = 0;
+                slot.state = ServerState::NeedsConnect;
+                slot.answer_waiters(Err(EngineError::NotConnected { server: id.clone() }));
+            }
             Err(GrantFailure::StepUp { max_age }) => {
                 info!(server = %id, "the identity provider asks for a fresh sign-in");
                 slot.due_at = None;

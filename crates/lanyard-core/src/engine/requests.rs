@@ -51,6 +51,7 @@ impl Actor {
                 self.reject_policy(errors);
                 let _ = reply.send(());
             }
+            Command::Connect { server, reply } => self.on_connect(server, reply),
             Command::Shutdown => {}
         }
     }
@@ -79,6 +80,44 @@ impl Actor {
             verification_uri: None,
         };
         self.with_idp_client(how);
+    }
+
+    /// `lanyard connect <id>`: the one path that opens a browser for an `oauth` server. An
+    /// `enterprise-managed` (or machine) server is refused: it never falls back to this flow.
+    fn on_connect(&mut self, id: String, reply: oneshot::Sender<Result<(), EngineError>>) {
+        let Some(slot) = self.servers.get_mut(&id) else {
+            let _ = reply.send(Err(EngineError::UnknownServer(id)));
+            return;
+        };
+        if slot.policy.mode != ServerMode::Oauth {
+            let _ = reply.send(Err(EngineError::NotConnectable { server: id }));
+            return;
+        }
+        slot.generation += 1;
+        slot.in_flight = false;
+        let inputs = super::connection::ConnectInputs {
+            http: self.http.clone(),
+            store: self.config.store.clone(),
+            browser: self.config.browser.clone(),
+            clock: self.config.clock.clone(),
+            server: slot.policy.clone(),
+            dev_mode: self.config.policy.dev_mode,
+            timeout: self.config.sign_in_timeout,
+        };
+        let generation = slot.generation;
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let result = super::connection::connect(inputs).await;
+            if let Err(e) = &result {
+                warn!(server = %id, error = %e, "connecting failed; nothing was kept");
+            }
+            let _ = events.send(Event::ConnectDone {
+                server: id,
+                generation,
+                result,
+                reply,
+            });
+        });
     }
 
     pub(super) fn manual_refresh(&mut self, id: &str) {
@@ -178,6 +217,11 @@ impl Actor {
             }
             ServerState::StepUpRequired { .. } => {
                 let _ = reply.send(Err(EngineError::StepUpRequired));
+                return;
+            }
+            // Never a browser for a client's request: the user connects.
+            ServerState::NeedsConnect => {
+                let _ = reply.send(Err(EngineError::NotConnected { server: id.clone() }));
                 return;
             }
             ServerState::Failing {
