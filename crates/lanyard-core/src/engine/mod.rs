@@ -697,7 +697,12 @@ impl Actor {
         for id in self.server_ids(ServerMode::EnterpriseManaged) {
             self.prefetch_target(&id);
         }
-        for mode in [ServerMode::ClientCredentials, ServerMode::WorkloadIdentity] {
+        // An `oauth` server's first grant reads its connection from the keychain (none: Connect).
+        for mode in [
+            ServerMode::ClientCredentials,
+            ServerMode::WorkloadIdentity,
+            ServerMode::Oauth,
+        ] {
             for id in self.server_ids(mode) {
                 if !self.on_demand(&id) {
                     self.start_grant(&id);
