@@ -25,7 +25,9 @@ pub fn exit_code(e: &ClientError) -> u8 {
         ClientError::NotRunning { .. } => exit::AGENT_NOT_RUNNING,
         ClientError::VersionMismatch { .. } => exit::VERSION_MISMATCH,
         ClientError::Agent(reply) => match reply.code {
-            ErrorCode::NotSignedIn | ErrorCode::StepUpRequired => exit::NOT_SIGNED_IN,
+            ErrorCode::NotSignedIn | ErrorCode::StepUpRequired | ErrorCode::NotConnected => {
+                exit::NOT_SIGNED_IN
+            }
             ErrorCode::Denied => exit::DENIED,
             ErrorCode::UnknownServer => exit::UNKNOWN_SERVER,
             ErrorCode::Unavailable | ErrorCode::SignInFailed | ErrorCode::Stopped => {
@@ -64,6 +66,7 @@ pub fn refusal(e: &ClientError) -> String {
         ClientError::Agent(reply) => match reply.code {
             ErrorCode::Denied => "denied",
             ErrorCode::NotSignedIn => "not_signed_in",
+            ErrorCode::NotConnected => "not_connected",
             ErrorCode::StepUpRequired => "step_up_required",
             ErrorCode::UnknownServer => "unknown_server",
             ErrorCode::Misconfigured => "misconfigured",
