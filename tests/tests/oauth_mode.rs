@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use lanyard_core::engine::connection::connection_key;
-use lanyard_core::engine::{EngineError, ServerState};
+use lanyard_core::engine::{EngineError, ServerState, TokenRequest};
 use lanyard_core::store::SecretStore;
 use lanyard_testbed::{AsConfig, McpConfig, RedirectFault, TestbedConfig};
 use serde_json::json;
@@ -20,7 +20,7 @@ fn wiki_testbed() -> TestbedConfig {
     TestbedConfig {
         auth_servers: vec![
             AsConfig::new("wiki-as", "lanyard-wiki")
-                .with_scopes(&["wiki.read"])
+                .with_scopes(&["wiki.read", "wiki.write"])
                 .with_code_flow(true),
             AsConfig::new("new-as", "lanyard-new")
                 .with_scopes(&["wiki.read"])
@@ -282,5 +282,60 @@ async fn a_server_that_moves_its_authorization_server_is_connected_there_afresh(
         opened[1].as_str().starts_with(new.issuer()),
         "{}",
         opened[1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_the_connection_lacks_asks_for_a_new_consent_never_a_browser() {
+    let tb = testbed(wiki_testbed()).await;
+    let lanyard = start_engine(&tb, &oauth_policy(&tb), Options::default());
+    needs_connect(&lanyard).await;
+    lanyard.engine.connect("wiki").await.expect("connected");
+    lanyard.wait_granted("wiki").await;
+
+    // A 403 insufficient_scope made a client ask for wiki.write: refused naming the command;
+    // a refresh token cannot widen the grant and a client's request opens no browser.
+    let wider = || TokenRequest {
+        min_ttl: Duration::from_secs(60),
+        extra_scopes: vec!["wiki.write".into()],
+        ..TokenRequest::default()
+    };
+    let refused = lanyard
+        .engine
+        .token_with("wiki", wider())
+        .await
+        .expect_err("needs consent");
+    assert!(
+        matches!(&refused, EngineError::ConsentNeeded { scopes, .. } if scopes == &["wiki.write"]),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("lanyard connect wiki"),
+        "{refused}"
+    );
+    assert_eq!(lanyard.browser.opened().len(), 1);
+
+    // Connecting again asks for it too, and the token then carries it.
+    lanyard
+        .engine
+        .connect("wiki")
+        .await
+        .expect("connected again");
+    let scope = lanyard.browser.opened()[1]
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(
+        scope.as_deref(),
+        Some("wiki.read wiki.write offline_access")
+    );
+    let token = tokio::time::timeout(WAIT, lanyard.engine.token_with("wiki", wider()))
+        .await
+        .expect("in time")
+        .expect("granted with the wider scope");
+    assert!(
+        token.scopes.contains(&"wiki.write".to_owned()),
+        "{:?}",
+        token.scopes
     );
 }

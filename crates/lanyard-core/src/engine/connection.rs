@@ -219,6 +219,9 @@ pub struct ConnectInputs {
     pub server: ServerPolicy,
     pub dev_mode: bool,
     pub timeout: Duration,
+    /// Scopes callers needed beyond the connection's (a 403 `insufficient_scope`), within the
+    /// policy's ceiling: asked for on top.
+    pub extra_scopes: Vec<String>,
 }
 
 /// Connects server `inputs.server` once: discovery, the client identity, the authorization
@@ -250,7 +253,7 @@ pub async fn connect(inputs: ConnectInputs) -> Result<Minted, String> {
             identity: &identity,
             redirect_uri: &redirect_uri,
             policy_scopes: &server.scopes,
-            extra_scopes: &[],
+            extra_scopes: &inputs.extra_scopes,
             registered: None,
         },
     )

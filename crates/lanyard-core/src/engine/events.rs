@@ -211,6 +211,7 @@ impl Actor {
                         if let Some(slot) = self.servers.get_mut(&server) {
                             slot.in_flight = true;
                             slot.attempts = 0;
+                            slot.consent_scopes.retain(|s| !minted.scopes.contains(s));
                         }
                         self.on_grant_done(server, generation, None, Ok(minted));
                         Ok(())

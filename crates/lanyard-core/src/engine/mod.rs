@@ -196,6 +196,9 @@ pub enum EngineError {
     NotConnectable { server: String },
     #[error("connecting failed: {0}")]
     ConnectFailed(String),
+    /// An `oauth` server's caller needs scopes its connection was not granted: a new consent.
+    #[error("{server} needs your consent for {}: run `lanyard connect {server}`", scopes.join(" "))]
+    ConsentNeeded { server: String, scopes: Vec<String> },
     #[error("temporarily unavailable: {error} (retrying)")]
     Unavailable { error: String, retry_at: u64 },
     /// A caller asked for scopes beyond the policy's ceiling for the server.

@@ -103,6 +103,7 @@ impl Actor {
             server: slot.policy.clone(),
             dev_mode: self.config.policy.dev_mode,
             timeout: self.config.sign_in_timeout,
+            extra_scopes: slot.consent_scopes.clone(),
         };
         let generation = slot.generation;
         let events = self.events_tx.clone();
@@ -188,6 +189,20 @@ impl Actor {
                 let _ = reply.send(Ok(token));
                 return;
             }
+        }
+        if slot.policy.mode == ServerMode::Oauth && lacks_scope {
+            // A refresh token cannot widen the grant, and a client's request opens no browser:
+            // the next connect asks for these too.
+            for scope in &request.extra_scopes {
+                if !slot.consent_scopes.contains(scope) {
+                    slot.consent_scopes.push(scope.clone());
+                }
+            }
+            let _ = reply.send(Err(EngineError::ConsentNeeded {
+                server: id.clone(),
+                scopes: slot.consent_scopes.clone(),
+            }));
+            return;
         }
         let mut scopes_added = false;
         for scope in &request.extra_scopes {

@@ -231,7 +231,9 @@ impl From<&EngineError> for ErrorReply {
             EngineError::SignIn(_) => ErrorCode::SignInFailed,
             EngineError::Misconfigured(_) => ErrorCode::Misconfigured,
             EngineError::Stopped => ErrorCode::Stopped,
-            EngineError::NotConnected { .. } => ErrorCode::NotConnected,
+            EngineError::NotConnected { .. } | EngineError::ConsentNeeded { .. } => {
+                ErrorCode::NotConnected
+            }
             EngineError::NotConnectable { .. } => ErrorCode::NotConnectable,
             EngineError::ConnectFailed(_) => ErrorCode::ConnectFailed,
         };
