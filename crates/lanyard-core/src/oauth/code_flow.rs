@@ -419,7 +419,27 @@ pub async fn prepare(
     })
 }
 
-/// Exchanges the code for tokens (the `resource` sent again, RFC 8707).
+/// The code exchange's request (the `resource` sent again, RFC 8707), for callers that add to it
+/// (a DPoP proof) before sending.
+pub fn code_exchange(
+    prepared: &Prepared,
+    code: &Secret,
+    verifier: &Secret,
+    assertion: &AssertionInputs,
+) -> Result<super::HttpRequest, WireError> {
+    let mut request = token::authorization_code(
+        &prepared.token_endpoint(),
+        &prepared.client,
+        assertion,
+        code,
+        &prepared.redirect_uri,
+        verifier,
+    )?;
+    request.field("resource", prepared.discovered.resource.clone());
+    Ok(request)
+}
+
+/// Exchanges the code for tokens ([`code_exchange`], sent).
 pub async fn redeem(
     http: &HttpExecutor,
     prepared: &Prepared,
@@ -427,15 +447,7 @@ pub async fn redeem(
     verifier: &Secret,
     assertion: AssertionInputs,
 ) -> Result<TokenResponse, WireError> {
-    let mut request = token::authorization_code(
-        &prepared.token_endpoint(),
-        &prepared.client,
-        &assertion,
-        code,
-        &prepared.redirect_uri,
-        verifier,
-    )?;
-    request.field("resource", prepared.discovered.resource.clone());
+    let request = code_exchange(prepared, code, verifier, &assertion)?;
     token::parse_token_response(&http.execute(&request).await?)
 }
 
