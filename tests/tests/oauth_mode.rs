@@ -252,13 +252,34 @@ async fn a_server_that_moves_its_authorization_server_is_connected_there_afresh(
     let new = tb.auth_server("new-as").expect("new AS");
     let mcp = tb.mcp_server("wiki").expect("mcp");
 
-    // The server now names another authorization server; the old one ends its sessions.
+    // The server now names another authorization server. A client whose token it refuses asks
+    // for a new one: the engine looks again, sees the move, and does not take the connection
+    // there (SEP-2352); the old server still would have renewed it.
     new.accept_resource(mcp.resource());
     mcp.announce_authorization_server(Some(new.issuer()));
-    old.revoke_refresh_tokens();
     lanyard.advance(&tb, Duration::from_secs(11));
-    lanyard.engine.refresh("wiki").await.expect("refresh");
+    let refused = lanyard
+        .engine
+        .token_with(
+            "wiki",
+            TokenRequest {
+                min_ttl: Duration::from_secs(60),
+                force_refresh: true,
+                ..TokenRequest::default()
+            },
+        )
+        .await
+        .expect_err("moved: connect again");
+    assert!(
+        matches!(&refused, EngineError::NotConnected { .. }),
+        "{refused:?}"
+    );
     needs_connect(&lanyard).await;
+    assert_eq!(
+        old.stats().refresh_mints,
+        0,
+        "nothing renewed at the old server"
+    );
 
     // Connecting again discovers the new one, registers there (the old client is not shown to
     // it) and is granted by it.

@@ -156,6 +156,13 @@ pub async fn renew(inputs: &GrantInputs) -> Result<Minted, GrantFailure> {
     let Some(mut connection) = load(store, server).await.map_err(GrantFailure::Retry)? else {
         return Err(GrantFailure::NeedsConnect);
     };
+    if inputs.recheck_authorization_server {
+        if let Some(moved_to) = moved(inputs, &connection).await {
+            tracing::info!(server = %server.id, from = %connection.issuer, to = %moved_to, "the server names another authorization server now: connect again");
+            forget(store, &server.id).await;
+            return Err(GrantFailure::NeedsConnect);
+        }
+    }
     let Some(refresh_token) = connection.refresh_token.clone() else {
         // The authorization server gave no refresh token: each access token takes a connect.
         forget(store, &server.id).await;
@@ -208,6 +215,21 @@ pub async fn renew(inputs: &GrantInputs) -> Result<Minted, GrantFailure> {
         ))),
         Err(e) => Err(GrantFailure::Retry(e.to_string())),
     }
+}
+
+/// The issuer the server names now, when it is not the connection's (SEP-2352: a client does not
+/// take its registration or tokens to another authorization server). A failed look is no answer:
+/// the renewal goes on.
+async fn moved(inputs: &GrantInputs, connection: &Connection) -> Option<String> {
+    let url = url::Url::parse(&inputs.server.url).ok()?;
+    let _slot = inputs.slots.shared.acquire().await;
+    let prm_issuer =
+        crate::oauth::discovery::discover_server_with(&inputs.http, &url, inputs.rules.urls)
+            .await
+            .ok()?
+            .authorization_server
+            .issuer;
+    (prm_issuer != connection.issuer).then_some(prm_issuer)
 }
 
 /// What connecting needs from the engine.

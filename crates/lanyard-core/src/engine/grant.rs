@@ -119,6 +119,9 @@ pub struct GrantInputs {
     /// whether this grant uses them).
     pub dpop: Arc<DpopKey>,
     pub nonces: Arc<Nonces>,
+    /// An `oauth` server refused its token (a client's forced refresh after a 401): look again
+    /// which authorization server it names before renewing at the connection's.
+    pub recheck_authorization_server: bool,
 }
 
 /// What discovery may follow, and where the first issuer seen for each server is pinned.

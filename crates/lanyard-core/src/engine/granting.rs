@@ -108,6 +108,7 @@ impl Actor {
                 .map(|(token, _)| token.clone()),
             dpop: current_dpop_key(&self.dpop),
             nonces: self.nonces.clone(),
+            recheck_authorization_server: std::mem::take(&mut slot.recheck_authorization_server),
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;

@@ -204,6 +204,9 @@ impl Actor {
             }));
             return;
         }
+        if slot.policy.mode == ServerMode::Oauth && request.force_refresh {
+            slot.recheck_authorization_server = true;
+        }
         let mut scopes_added = false;
         for scope in &request.extra_scopes {
             if !slot.extra_scopes.contains(scope) {

@@ -97,6 +97,8 @@ pub(super) struct ServerSlot {
     /// An `oauth` server's scopes a caller needs and its connection lacks: asked for at the next
     /// `lanyard connect` (a new consent; a refresh token cannot widen a grant).
     pub(super) consent_scopes: Vec<String>,
+    /// The next grant of an `oauth` server looks again where its authorization server is.
+    pub(super) recheck_authorization_server: bool,
     /// The grant in flight asked for `extra_scopes`.
     pub(super) granting_extra: bool,
     /// Scopes were added while a grant was in flight: mint again before answering.
@@ -136,6 +138,7 @@ impl ServerSlot {
             last_refresh: None,
             extra_scopes: Vec::new(),
             consent_scopes: Vec::new(),
+            recheck_authorization_server: false,
             granting_extra: false,
             regrant: false,
             last_used: None,
