@@ -334,6 +334,73 @@ async fn both_legs_authenticate_with_a_tpm_held_key_registered_as_a_jwk() {
     assert!(!text.contains(USER_PIN), "{text}");
 }
 
+/// The IdP leg's client key in the TPM is the device's DPoP key too: the bound token names its
+/// thumbprint, and a proof the agent signs with it is accepted by the MCP server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tpm_held_client_key_also_signs_the_dpop_proofs() {
+    let tpm = SoftTpm::start();
+    provision(&tpm.module);
+    let at = reference(&tpm.module, "client", "01");
+    let key = device_key::create(&at, KeyAlgorithm::ES256, pin()).expect("created");
+    let public = key.public_jwk().expect("jwk");
+    drop(key);
+    std::env::set_var("LANYARD_TEST_TOKEN_PIN", USER_PIN);
+    let config = TestbedConfig {
+        idp: IdpConfig::default().with_client(RegisteredClient::new(
+            "lanyard-desktop",
+            ClientAuth::PrivateKeyJwt(public.to_string()),
+        )),
+        auth_servers: vec![AsConfig::new("docs", "lanyard-docs")
+            .with_issuer_path("/as", false)
+            .with_dpop(false)],
+        mcp_servers: vec![McpConfig::new("docs", "docs", &["docs.read"])],
+        ..TestbedConfig::default()
+    };
+    let tb = testbed(config).await;
+    let mut policy = policy_json(&tb);
+    policy["idp"]["client_auth"] =
+        json!({"method": "private_key_jwt", "key": serde_json::to_value(&at).expect("reference")});
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    lanyard.sign_in().await;
+    lanyard.wait_granted("docs").await;
+    let token = lanyard.token("docs", 60).await;
+    let jkt = device_key::jwk_thumbprint(&public);
+    assert_eq!(token.dpop_jkt.as_deref(), Some(jkt.as_str()));
+    let summary = lanyard.engine.status().dpop_key.expect("a DPoP key");
+    assert_eq!(
+        summary.home,
+        lanyard_core::oauth::dpop::DpopKeyHome::OsKeyStore
+    );
+    assert_eq!(summary.jkt, jkt);
+    assert_eq!(tb.idp().stats().bound_id_jags, 1);
+    let mcp = tb.mcp_server("docs").expect("mcp");
+    let url = url::Url::parse(mcp.url()).expect("url");
+    let proof = lanyard_core::engine::grant::sign_proof(
+        &lanyard.engine.dpop_key(),
+        "POST",
+        &url,
+        lanyard.now(),
+        Some(token.access_token.clone()),
+        None,
+    )
+    .await
+    .expect("the TPM signed");
+    let answer = http()
+        .post(mcp.url())
+        .header("accept", "application/json, text/event-stream")
+        .header(
+            "authorization",
+            format!("DPoP {}", token.access_token.expose()),
+        )
+        .header("DPoP", proof.expose())
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}}}))
+        .send()
+        .await
+        .expect("MCP request");
+    assert_eq!(answer.status().as_u16(), 200);
+}
+
 /// A server whose key is not on the token fails by name (the fix in the message); the session
 /// and the other servers are not held up by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -253,6 +253,32 @@ fn inspector_command(world: &SignedIn, node: &Path, cli: &Path, method_args: &[&
     command
 }
 
+/// The Inspector CLI's `tools/call echo` with `text` through `lanyard proxy docs`: its result.
+async fn inspector_echo(world: &SignedIn, node: &Path, cli: &Path, text_arg: &str) -> Value {
+    let called = output(inspector_command(
+        world,
+        node,
+        cli,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "echo",
+            "--tool-arg",
+            &format!("text={text_arg}"),
+        ],
+    ))
+    .await;
+    assert!(
+        called.status.success(),
+        "tools/call through the proxy failed: {}\n{}\n{}",
+        text(&called.stderr),
+        text(&called.stdout),
+        world.agent_log()
+    );
+    serde_json::from_slice(&called.stdout).expect("JSON result")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspector_cli_lists_and_calls_tools_through_the_proxy() {
     let test = "inspector_cli_lists_and_calls_tools_through_the_proxy";
@@ -294,27 +320,7 @@ async fn inspector_cli_lists_and_calls_tools_through_the_proxy() {
         .collect();
     assert_eq!(names, ["whoami", "echo"]);
 
-    let called = output(inspector_command(
-        &world,
-        &node,
-        &cli,
-        &[
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "echo",
-            "--tool-arg",
-            "text=through lanyard",
-        ],
-    ))
-    .await;
-    assert!(
-        called.status.success(),
-        "tools/call failed: {}\n{}",
-        text(&called.stderr),
-        text(&called.stdout)
-    );
-    let result: Value = serde_json::from_slice(&called.stdout).expect("JSON result");
+    let result = inspector_echo(&world, &node, &cli, "through lanyard").await;
     assert_eq!(result["content"][0]["text"], "through lanyard", "{result}");
     assert_eq!(result["isError"], false);
 
@@ -374,28 +380,7 @@ async fn a_dpop_bound_server_works_through_the_proxy_and_is_refused_as_a_fixed_h
     assert_eq!(bound.dpop_bound_mints, 1, "{bound:?}");
     assert_eq!(world.testbed.idp().stats().bound_id_jags, 1);
 
-    let called = output(inspector_command(
-        &world,
-        &node,
-        &cli,
-        &[
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "echo",
-            "--tool-arg",
-            "text=bound",
-        ],
-    ))
-    .await;
-    assert!(
-        called.status.success(),
-        "tools/call through the proxy failed: {}\n{}\n{}",
-        text(&called.stderr),
-        text(&called.stdout),
-        world.agent_log()
-    );
-    let result: Value = serde_json::from_slice(&called.stdout).expect("JSON result");
+    let result = inspector_echo(&world, &node, &cli, "bound").await;
     assert_eq!(result["content"][0]["text"], "bound", "{result}");
     assert_eq!(docs.stats().tool_calls, 1);
 

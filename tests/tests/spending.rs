@@ -2,7 +2,13 @@
 //! no client asks for is granted once at sign-in and then left ready on first use (not refreshed);
 //! the first request after idling mints once, with every concurrent request waiting on that one
 //! mint; the counts per server survive a restart of the engine (the state file); a monthly budget
-//! stops background refreshes but never a client's request.
+//! stops background refreshes but never a client's request. A server in use is renewed late in its
+//! token's life (an hour of use, about one ID-JAG) and its client never waits; a server whose
+//! token lapsed in an outage is retried by its clients at once and by the agent at a spread time;
+//! after
+//! a resume from sleep the session is renewed before any request, so the first request to an idle
+//! server costs one exchange and one jwt-bearer grant, and a failure streak from before the sleep
+//! does not slow that renewal.
 
 mod support;
 
@@ -383,4 +389,256 @@ async fn a_failed_refresh_of_an_unused_server_is_not_retried_it_is_ready_on_firs
     let before = mints(&tb, "docs");
     lanyard.token("docs", 60).await;
     assert_eq!(mints(&tb, "docs"), before + 1);
+}
+
+/// The demo testbed with docs alone, its authorization server issuing tokens that live
+/// `lifetime`, and an engine on it with `settings`, signed in.
+async fn docs_alone(
+    lifetime: Duration,
+    settings: serde_json::Value,
+) -> (lanyard_testbed::Testbed, Lanyard) {
+    let mut config = demo_config(Duration::ZERO);
+    for auth_server in &mut config.auth_servers {
+        auth_server.access_token_lifetime = lifetime;
+    }
+    let tb = testbed(config).await;
+    let mut policy = policy_json(&tb);
+    policy["servers"]
+        .as_array_mut()
+        .expect("servers")
+        .retain(|s| s["id"] == "docs");
+    policy["settings"] = settings;
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    lanyard.sign_in().await;
+    (tb, lanyard)
+}
+
+fn granted(state: &ServerState) -> (u64, u64) {
+    match state {
+        ServerState::Granted {
+            expires_at,
+            refresh_at,
+            ..
+        } => (*expires_at, *refresh_at),
+        other => panic!("expected granted, got {other:?}"),
+    }
+}
+
+const HOUR: u64 = 3600;
+
+/// Clients need 60 s, the skew allowance is 30 s, five quick retries on the 1 s backoff take 31 s,
+/// and six grants on the loopback testbed take well under a second each: a lead of 122 s (a
+/// little more on a slow machine).
+const LEAD: std::ops::RangeInclusive<u64> = 122..=130;
+
+#[tokio::test]
+async fn a_server_in_use_is_renewed_late_in_its_tokens_life_and_its_client_never_waits() {
+    let (tb, lanyard) =
+        docs_alone(Duration::from_secs(HOUR), json!({"idle_after_secs": 900})).await;
+    let (expires, refresh_at) = granted(
+        &lanyard
+            .wait_server("docs", "granted", |s| {
+                matches!(s, ServerState::Granted { .. })
+            })
+            .await,
+    );
+    let issued = expires - HOUR;
+    // In the window of one lead before the lead: after 54 minutes of a 1-h token, where the
+    // lifetime rule said 27 to 45.
+    assert!(
+        refresh_at <= expires - LEAD.start() && refresh_at >= expires - 2 * LEAD.end(),
+        "renewed {} s before expiry",
+        expires - refresh_at
+    );
+    assert!(refresh_at > issued + 3 * HOUR / 4);
+
+    // Three hours of use, a request every 5 minutes: three renewals (the lifetime rule made about
+    // five), and every request finds a token good for its 60 s.
+    let exchanges = tb.idp().stats().token_exchanges;
+    let mut renewals = 0;
+    for minute in 1..=180u64 {
+        lanyard.advance(&tb, Duration::from_secs(60));
+        let now = lanyard.now();
+        let (expires, refresh_at) = granted(&lanyard.state("docs"));
+        if refresh_at <= now {
+            // Renewed in the background (single-flight), before any client would notice.
+            lanyard
+                .wait_server(
+                    "docs",
+                    "renewed",
+                    |s| matches!(s, ServerState::Granted { expires_at, .. } if *expires_at > expires),
+                )
+                .await;
+            renewals += 1;
+        }
+        if minute % 5 == 0 {
+            let (expires, _) = granted(&lanyard.state("docs"));
+            assert!(expires > now + 60, "minute {minute}: the client would wait");
+            lanyard.token("docs", 60).await;
+        }
+    }
+    assert_eq!(renewals, 3);
+    assert_eq!(tb.idp().stats().token_exchanges, exchanges + 3);
+}
+
+#[tokio::test]
+async fn servers_kept_warm_all_day_are_still_renewed_at_45_to_75_percent() {
+    let (_tb, lanyard) = docs_alone(Duration::from_secs(HOUR), json!({"idle_after_secs": 0})).await;
+    let (expires, refresh_at) = granted(
+        &lanyard
+            .wait_server("docs", "granted", |s| {
+                matches!(s, ServerState::Granted { .. })
+            })
+            .await,
+    );
+    let issued = expires - HOUR;
+    assert!(
+        (issued + 45 * HOUR / 100..=issued + 3 * HOUR / 4).contains(&refresh_at),
+        "{} s into the token",
+        refresh_at - issued
+    );
+}
+
+/// A server in use whose token lapsed while the IdP was down: its clients may try again after the
+/// plain backoff (a second), as before, while the agent's own retry, which only warms the server
+/// for the next request, comes up to ten minutes later, so that a fleet's lapsed servers do not
+/// all come back in the outage's first seconds.
+#[tokio::test]
+async fn a_lapsed_server_is_retried_by_its_clients_at_once_and_by_the_agent_at_a_spread_time() {
+    use lanyard_core::engine::EngineError;
+    use lanyard_testbed::{Endpoint, Fault, FaultMode};
+    let (tb, lanyard) = signed_in_demo(json!({"idle_after_secs": 900})).await;
+    let servers = ["docs", "tickets"];
+    for id in servers {
+        lanyard.wait_granted(id).await;
+        lanyard.token(id, 60).await;
+    }
+    tb.idp()
+        .faults()
+        .inject(Endpoint::Token, Fault::Status(503), FaultMode::Persistent);
+    // The 300-s tokens expire; their renewals (due at 150-178 s) fail now.
+    lanyard.advance(&tb, Duration::from_secs(300));
+    let now = lanyard.now();
+    let mut agent_retries = Vec::new();
+    for id in servers {
+        let state = lanyard
+            .wait_server(id, "failing", |s| matches!(s, ServerState::Failing { .. }))
+            .await;
+        let ServerState::Failing { retry_at, .. } = state else {
+            unreachable!()
+        };
+        assert!(
+            retry_at > now && retry_at <= now + 1 + 600,
+            "{id}: {retry_at}"
+        );
+        agent_retries.push(retry_at);
+        match lanyard.engine.token(id, Duration::from_secs(60)).await {
+            Err(EngineError::Unavailable { retry_at, .. }) => {
+                assert!(
+                    retry_at <= now + 1,
+                    "{id}: a client waits {} s",
+                    retry_at - now
+                )
+            }
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+    }
+    // The plain backoff would say a second later for both.
+    assert!(
+        agent_retries.iter().any(|&r| r > now + 3),
+        "not spread: {agent_retries:?}"
+    );
+    // The IdP is back: a client's request goes after the backoff and is answered at once.
+    tb.idp().faults().clear();
+    lanyard.advance(&tb, Duration::from_secs(2));
+    let token = lanyard.token("docs", 60).await;
+    assert!(token.expires_at > lanyard.now() + 60);
+    // A server nobody asked again is warmed by the agent at its own time.
+    let tickets_retry = agent_retries[1];
+    if tickets_retry > lanyard.now() {
+        assert!(matches!(
+            lanyard.state("tickets"),
+            ServerState::Failing { .. }
+        ));
+        lanyard.advance(&tb, Duration::from_secs(tickets_retry - lanyard.now()));
+    }
+    lanyard.wait_granted("tickets").await;
+}
+
+/// Eight hours asleep: on the resume notice the engine renews the session by itself, so the first
+/// request to the idle server needs an exchange and a jwt-bearer grant (two round trips), not a
+/// session renewal first (three).
+#[tokio::test]
+async fn after_a_resume_the_session_is_renewed_before_the_first_request_which_needs_two_round_trips(
+) {
+    let (tb, lanyard) =
+        docs_alone(Duration::from_secs(HOUR), json!({"idle_after_secs": 900})).await;
+    lanyard.wait_granted("docs").await;
+    lanyard.sleep_and_wake(&tb, Duration::from_secs(8 * HOUR));
+    let now = lanyard.now();
+    lanyard
+        .wait("the session renewed on waking, docs idle", |s| {
+            matches!(s.idp, lanyard_core::engine::IdpStatus::SignedIn { id_token_expires_at, .. } if id_token_expires_at > now + 600)
+                && matches!(s.server("docs").map(|d| &d.state), Some(ServerState::ReadyOnFirstUse { .. }))
+        })
+        .await;
+    let before = tb.idp().stats();
+    let token = lanyard.token("docs", 60).await;
+    assert!(token.expires_at > lanyard.now() + 60);
+    let after = tb.idp().stats();
+    assert_eq!(after.token_exchanges, before.token_exchanges + 1);
+    assert_eq!(
+        after.refresh_grants, before.refresh_grants,
+        "no session renewal in the request's way"
+    );
+}
+
+/// The lid closes while a renewal is failing (the network goes with it): the failure streak that
+/// starts then is not an outage that lasted the night. After the resume, the session's renewal and
+/// the server's retries start from the plain backoff (a second or two), not from a wait as long as
+/// the night (up to `recovery_jitter_secs`, 20 minutes), so the network's return a moment after
+/// waking is used at once.
+#[tokio::test]
+async fn after_a_resume_a_failure_streak_from_before_the_sleep_does_not_slow_recovery() {
+    use lanyard_core::engine::EngineError;
+    use lanyard_testbed::{Endpoint, Fault, FaultMode};
+    let (tb, lanyard) = docs_alone(Duration::from_secs(300), json!({"idle_after_secs": 0})).await;
+    lanyard.wait_granted("docs").await;
+    let faults = tb.idp().faults();
+    faults.inject(Endpoint::Token, Fault::Status(503), FaultMode::Persistent);
+    // The renewal fails just before the lid closes.
+    lanyard.advance(&tb, ALL_DUE);
+    lanyard
+        .wait_server("docs", "failing", |s| {
+            matches!(s, ServerState::Failing { .. })
+        })
+        .await;
+    // Eight hours later the laptop wakes, the network not back yet: everything fails once more.
+    lanyard.sleep_and_wake(&tb, Duration::from_secs(8 * HOUR));
+    let now = lanyard.now();
+    lanyard
+        .wait_server(
+            "docs",
+            "failing again after waking",
+            |s| matches!(s, ServerState::Failing { attempts, .. } if *attempts >= 2),
+        )
+        .await;
+    match lanyard.engine.token("docs", Duration::from_secs(60)).await {
+        Err(EngineError::Unavailable { retry_at, .. }) => assert!(
+            retry_at <= now + 2,
+            "a client may try again {} s after waking",
+            retry_at - now
+        ),
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    // The network is back two seconds later: the session is renewed and a request is answered.
+    faults.clear();
+    lanyard.advance(&tb, Duration::from_secs(2));
+    let token = lanyard.token("docs", 60).await;
+    assert!(token.expires_at > lanyard.now() + 60);
+    lanyard
+        .wait("the session renewed", |s| {
+            matches!(s.idp, lanyard_core::engine::IdpStatus::SignedIn { id_token_expires_at, .. } if id_token_expires_at > now + 600)
+        })
+        .await;
 }

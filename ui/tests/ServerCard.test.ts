@@ -88,4 +88,14 @@ describe('ServerCard', () => {
     expect(key.textContent).toBe('TPM');
     expect(key.getAttribute('title')).toContain('libtpm2_pkcs11.so');
   });
+
+  it('says when a token is bound to this device, and only then', () => {
+    const { unmount } = setup({ server: server('tickets', granted(), { dpop_bound: true }) });
+    const bound = screen.getByTestId('dpop-bound');
+    expect(bound.textContent).toBe('Bound to this device');
+    expect(bound.getAttribute('title')).toContain('lanyard proxy');
+    unmount();
+    setup({ server: server('docs', granted()) });
+    expect(screen.queryByTestId('dpop-bound')).toBeNull();
+  });
 });

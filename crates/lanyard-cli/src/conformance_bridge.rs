@@ -21,7 +21,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use url::Url;
 
-pub const SCENARIOS: [&str; 6] = [
+pub const SCENARIOS: [&str; 7] = [
+    "sse-retry",
     "http-standard-headers",
     "http-custom-headers",
     "http-invalid-tool-headers",
@@ -31,7 +32,7 @@ pub const SCENARIOS: [&str; 6] = [
 ];
 
 const PROTOCOL_VERSION: &str = "2026-07-28";
-/// The stateful version the `initialize` and `tools_call` scenarios speak.
+/// The stateful version the `initialize`, `tools_call` and `sse-retry` scenarios speak.
 const STATEFUL_VERSION: &str = "2025-11-25";
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -165,7 +166,7 @@ pub async fn run_with(
         }
         return finish(client, running).await;
     }
-    let version = if matches!(scenario, "initialize" | "tools_call") {
+    let version = if matches!(scenario, "initialize" | "tools_call" | "sse-retry") {
         STATEFUL_VERSION
     } else {
         PROTOCOL_VERSION
@@ -183,6 +184,19 @@ pub async fn run_with(
     let tools = client.call("tools/list", json!({})).await?;
     match scenario {
         "initialize" => {}
+        "sse-retry" => {
+            // Its one tool's reply stream closes before the answer: the bridge must resume it.
+            let tool = listed(&tools, "tools")
+                .first()
+                .map(|t| t["name"].clone())
+                .context("sse-retry lists no tool")?;
+            let answer = client
+                .call("tools/call", json!({"name": tool, "arguments": {}}))
+                .await?;
+            if answer.get("result").is_none() {
+                bail!("the resumed tools/call came back without a result: {answer}");
+            }
+        }
         "tools_call" => {
             client
                 .call(

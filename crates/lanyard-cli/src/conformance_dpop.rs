@@ -56,7 +56,7 @@ pub async fn run(scenario: &str, server: &Url) -> anyhow::Result<()> {
     .await
     .context("discovery and registration")?;
     let metadata = &prepared.discovered.authorization_server;
-    let key = DpopKey::generate();
+    let key = DpopKey::generate().context("making a DPoP key")?;
     // The policy's `required`: a server that does not offer DPoP fails this scenario.
     DpopUse::Required
         .applies(&metadata.dpop_signing_alg_values_supported, key.algorithm())

@@ -203,22 +203,31 @@ fn month_markdown(users: usize, seed: u64) -> String {
     let mut out = String::new();
     let started = Instant::now();
     let mut runs: Vec<(String, MonthConfig, MonthReport)> = Vec::new();
-    for (label, idle, budget, refresh_token) in [
-        ("always warm (before)", 0, None, false),
-        ("use-driven, idle 1 min", 60, None, false),
-        ("use-driven, idle 5 min", 300, None, false),
-        ("use-driven, idle 15 min (default)", 900, None, false),
-        ("use-driven, idle 30 min", 1800, None, false),
-        ("use-driven, idle 1 h", 3600, None, false),
-        ("use-driven, idle 3 h", 3 * 3600, None, false),
-        ("idle 15 min + budget 60", 900, Some(60), false),
-        ("idle 15 min + use_refresh_token", 900, None, true),
+    // (label, idle_after_secs, budget, use_refresh_token, renewed late when in use)
+    for (label, idle, budget, refresh_token, late) in [
+        ("always warm (before)", 0, None, false, false),
+        (
+            "idle 15 min, in use renewed at 45–75 % (before)",
+            900,
+            None,
+            false,
+            false,
+        ),
+        ("use-driven, idle 1 min", 60, None, false, true),
+        ("use-driven, idle 5 min", 300, None, false, true),
+        ("use-driven, idle 15 min (default)", 900, None, false, true),
+        ("use-driven, idle 30 min", 1800, None, false, true),
+        ("use-driven, idle 1 h", 3600, None, false, true),
+        ("use-driven, idle 3 h", 3 * 3600, None, false, true),
+        ("idle 15 min + budget 60", 900, Some(60), false, true),
+        ("idle 15 min + use_refresh_token", 900, None, true, true),
     ] {
         let mut cfg = MonthConfig::standard(users);
         cfg.seed = seed;
         cfg.idle_after_secs = idle;
         cfg.budget = budget;
         cfg.use_refresh_token = refresh_token;
+        cfg.late_renewal = late;
         let report = simulate_month(&cfg);
         runs.push((label.to_owned(), cfg, report));
     }
@@ -238,9 +247,9 @@ A month of people: {users} users × 20 servers (7 authorization servers), 1 h to
     );
     let _ = writeln!(
         out,
-        "| refresh | ID-JAGs / user / server / month (mean of 20) | on a server the user uses (mean) | p95 user: mean of 20 | p95 user: busiest server | worst user's busiest server | requests that waited for a mint | IdP ID-JAGs / user / month | busiest AS jwt-bearer / user / month |"
+        "| refresh | ID-JAGs / user / server / month (mean of 20) | on a server the user uses (mean) | p95 user: mean of 20 | p95 user: busiest server | worst user's busiest server | requests that waited for a mint | requests refused (the outage) | IdP ID-JAGs / user / month | busiest AS jwt-bearer / user / month |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (label, cfg, r) in &runs {
         let means = r.mean_per_user();
         let busiest: Vec<f64> = r
@@ -259,13 +268,14 @@ A month of people: {users} users × 20 servers (7 authorization servers), 1 h to
         let busiest_as = r.per_as.iter().copied().max().unwrap_or(0);
         let _ = writeln!(
             out,
-            "| {label} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} % | {:.0} | {:.0} |",
+            "| {label} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} % | {:.0} | {:.0} | {:.0} |",
             means.iter().sum::<f64>() / means.len().max(1) as f64,
             used.iter().sum::<f64>() / used.len().max(1) as f64,
             quantile(&means, 0.95),
             quantile(&busiest, 0.95),
             quantile(&busiest, 1.0),
             100.0 * r.waited as f64 / r.requests.max(1) as f64,
+            r.refused,
             total as f64 / cfg.users as f64,
             busiest_as as f64 / cfg.users as f64,
         );

@@ -11,21 +11,24 @@
 //! second workday at 13:00.
 //!
 //! Every decision is the engine's, from `lanyard-schedule`: when a token is refreshed
-//! ([`RefreshRule::refresh_at`]), whether a due refresh goes ([`in_use`], [`near_budget`]), when a
-//! failed grant is retried ([`RetryRule::retry_at`]) and when a client may try again sooner
-//! ([`RetryRule::client_may_retry`]). Each server of each agent is played on its own: a due
-//! refresh fires at the first awake second at or after it (the engine catches up on wake-up); a
-//! request with a usable token is served, and re-arms a server that idled (its refresh, already
-//! due, goes at once); a request without one mints and waits. The session's own renewals are
-//! counted at the IdP, one per ID-token refresh while awake (they spend no ID-JAG). With
-//! `use_refresh_token`, a renewal within [`may_use_refresh_token`]'s bound of the chain's first
-//! ID-JAG spends none (the chain lives in memory: an agent restart ends it). Not modelled:
-//! host caps (the day simulation shows they change nothing measurable) and a session renewal
-//! failing during the outage, and a success of one server ending the agent's failing streak
-//! for the others while the outage lasts (there is none: every request fails).
+//! ([`RefreshRule::renew_in_use_at`] with [`RefreshRule::in_use_lead`] when refreshes follow use,
+//! [`RefreshRule::refresh_at`] when every server is kept warm), whether a due refresh goes
+//! ([`in_use`], [`near_budget`]), when a failed grant is retried ([`RetryRule::after_failure`]:
+//! a client may try again from its `retry_at`, the agent itself at its `due_at`) and when a
+//! client may try again sooner ([`RetryRule::client_may_retry`]). Each server of each agent is
+//! played on its own: a due refresh fires at the first awake second at or after it (the engine
+//! catches up on wake-up); a request with a usable token is served, and re-arms a server that
+//! idled (its refresh, already due, goes at once); a request without one mints and waits. The
+//! session's own renewals are counted at the IdP, one per ID-token refresh while awake (they
+//! spend no ID-JAG). With `use_refresh_token`, a renewal within [`may_use_refresh_token`]'s bound
+//! of the chain's first ID-JAG spends none (the chain lives in memory: an agent restart ends it).
+//! A grant is taken to last [`MonthConfig::grant_secs`] for the lead. Not modelled: host caps
+//! (the day simulation shows they change nothing measurable) and a session renewal failing
+//! during the outage, and a success of one server ending the agent's failing streak for the
+//! others while the outage lasts (there is none: every request fails).
 
 use lanyard_schedule::{
-    in_use, may_use_refresh_token, near_budget, Backoff, RefreshRule, RetryRule,
+    in_use, may_use_refresh_token, near_budget, Backoff, RefreshRule, RetryRule, Standing,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -49,12 +52,20 @@ pub struct MonthConfig {
     pub retry: RetryRule,
     /// `settings.idle_after_secs`; 0 keeps every server warm (before use-driven refresh).
     pub idle_after_secs: u64,
+    /// Renew a server in use late in its token's life ([`RefreshRule::renew_in_use_at`]); off:
+    /// at 45–75 % of it, as every token was before ([`RefreshRule::refresh_at`]).
+    pub late_renewal: bool,
     pub budget: Option<u64>,
     /// `servers[].use_refresh_token` on every server, with authorization servers whose refresh
     /// tokens outlive the bound: a renewal within it spends no ID-JAG.
     pub use_refresh_token: bool,
     /// A client's request needs this much life left in the token (the engine's `min_ttl`).
     pub min_ttl: u64,
+    /// How long one grant takes (exchange and jwt-bearer), as the engine would measure it: it
+    /// sizes the lead of a renewal in use.
+    pub grant_secs: f64,
+    /// The clock skew the engine measured (agent against IdP).
+    pub skew_secs: u64,
     /// The outage, as (day, second of day, length).
     pub outage: Option<(u64, u64, u64)>,
     pub seed: u64,
@@ -79,9 +90,12 @@ impl MonthConfig {
                 recovery_jitter_secs: lanyard_schedule::defaults::RECOVERY_JITTER_SECS,
             },
             idle_after_secs: lanyard_schedule::defaults::IDLE_AFTER_SECS,
+            late_renewal: true,
             budget: None,
             use_refresh_token: false,
-            min_ttl: 60,
+            min_ttl: lanyard_schedule::CLIENT_MIN_TTL_SECS,
+            grant_secs: 0.5,
+            skew_secs: 0,
             outage: Some((1, 13 * HOUR, 20 * MIN)),
             seed: 11,
         }
@@ -90,6 +104,17 @@ impl MonthConfig {
     fn in_outage(&self, t: u64) -> bool {
         self.outage
             .is_some_and(|(day, at, len)| (day * DAY + at..day * DAY + at + len).contains(&t))
+    }
+
+    /// When a token granted at `t` and expiring at `expires_at` is renewed, as the engine decides.
+    fn renewal_at(&self, t: u64, expires_at: u64, draw: f64) -> u64 {
+        if self.idle_after_secs == 0 || !self.late_renewal {
+            return self.refresh.refresh_at(t, expires_at, draw);
+        }
+        let lead = self
+            .refresh
+            .in_use_lead(&self.retry.backoff, self.grant_secs, self.skew_secs);
+        self.refresh.renew_in_use_at(t, expires_at, lead, draw)
     }
 }
 
@@ -106,6 +131,8 @@ pub struct MonthReport {
     pub requests: u64,
     /// Of those, how many waited for a mint (the first request of a burst on an idle server).
     pub waited: u64,
+    /// Requests that got no token: the outage, or the half minute after a failed attempt.
+    pub refused: u64,
     /// IdP requests per second on the outage day (sign-ins, session renewals, exchanges).
     pub idp_day: Vec<u32>,
     /// Servers per user.
@@ -241,6 +268,7 @@ struct Played {
     id_jags: u32,
     requests: u64,
     waited: u64,
+    refused: u64,
     /// When its first grant failed (in the outage).
     first_failure: Option<u64>,
 }
@@ -257,6 +285,8 @@ struct ServerRun<'a> {
     attempts: u32,
     failing_since: Option<u64>,
     failed_at: Option<u64>,
+    /// From when a client's request may try a failing server again (the engine's `retry_at`).
+    retry_at: u64,
     failing: bool,
     minted: Vec<u64>,
     /// Since when the whole agent has been failing (the engine keeps one such time per agent):
@@ -285,7 +315,25 @@ impl ServerRun<'_> {
             let since = self.agent_failing_since.map_or(own, |s| s.min(own));
             self.failed_at = Some(t);
             self.failing = true;
-            self.due = Some(self.cfg.retry.retry_at(t, self.attempts, since, rng.gen()));
+            let (draw, spread) = (rng.gen(), rng.gen());
+            let served_until = self
+                .expires_at
+                .saturating_sub(lanyard_schedule::CLIENT_MIN_TTL_SECS);
+            let standing = if self.minted.is_empty() && self.expires_at == 0 {
+                Standing::FirstGrant
+            } else if served_until > t {
+                Standing::Serving {
+                    until: served_until,
+                }
+            } else {
+                Standing::Lapsed
+            };
+            let next =
+                self.cfg
+                    .retry
+                    .after_failure(t, self.attempts, since, standing, draw, spread);
+            self.retry_at = next.retry_at;
+            self.due = Some(next.due_at);
             return false;
         }
         let by_refresh_token = self
@@ -302,7 +350,7 @@ impl ServerRun<'_> {
         self.failing_since = None;
         self.failing = false;
         self.expires_at = t + self.cfg.access_token_secs;
-        self.refresh_at = self.cfg.refresh.refresh_at(t, self.expires_at, rng.gen());
+        self.refresh_at = self.cfg.renewal_at(t, self.expires_at, rng.gen());
         self.due = Some(self.refresh_at);
         true
     }
@@ -343,7 +391,7 @@ pub fn simulate_month(cfg: &MonthConfig) -> MonthReport {
     let mut id_jags = vec![0u32; cfg.users * cfg.servers];
     let mut per_as = vec![0u64; cfg.as_count];
     let mut used_all = Vec::with_capacity(cfg.users);
-    let (mut requests, mut waited) = (0u64, 0u64);
+    let (mut requests, mut waited, mut refused) = (0u64, 0u64, 0u64);
     let outage_day = cfg.outage.map(|o| o.0).unwrap_or(1);
     let day_start = outage_day * DAY;
     let mut idp_day = vec![0u32; DAY as usize];
@@ -396,6 +444,7 @@ pub fn simulate_month(cfg: &MonthConfig) -> MonthReport {
             per_as[cfg.server_as[s]] += u64::from(played.id_jags);
             requests += played.requests;
             waited += played.waited;
+            refused += played.refused;
         }
         used_all.push(life.used);
     }
@@ -405,6 +454,7 @@ pub fn simulate_month(cfg: &MonthConfig) -> MonthReport {
         per_as,
         requests,
         waited,
+        refused,
         idp_day,
         servers: cfg.servers,
     }
@@ -430,13 +480,14 @@ fn play_server(
         attempts: 0,
         failing_since: None,
         failed_at: None,
+        retry_at: 0,
         failing: false,
         minted: Vec::new(),
         agent_failing_since,
         first_failure: None,
         chain_started: None,
     };
-    let (mut requests, mut waited) = (0u64, 0u64);
+    let (mut requests, mut waited, mut refused) = (0u64, 0u64, 0u64);
     // Sign-ins and requests in time order (a sign-in first when both fall in one second).
     let mut events: Vec<(u64, bool)> = life.sign_ins.iter().map(|&t| (t, true)).collect();
     events.extend(life.requests[s].iter().map(|&t| (t, false)));
@@ -466,16 +517,19 @@ fn play_server(
             continue;
         }
         if run.failing
-            && run.due.is_some_and(|d| d > t)
+            && run.retry_at > t
             && !run
                 .failed_at
                 .is_some_and(|at| cfg.retry.client_may_retry(t, at))
         {
-            continue; // refused: retrying
+            refused += 1; // refused: retrying
+            continue;
         }
         if run.grant(t, rng) {
             requests += 1;
             waited += 1;
+        } else {
+            refused += 1;
         }
     }
     run.catch_up(cfg.days * DAY, &life.awake, rng);
@@ -483,6 +537,7 @@ fn play_server(
         id_jags: run.minted.len() as u32,
         requests,
         waited,
+        refused,
         first_failure: run.first_failure,
     }
 }

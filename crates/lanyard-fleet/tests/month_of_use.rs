@@ -66,3 +66,27 @@ fn a_budget_lowers_what_the_busiest_servers_spend() {
     let capped = quantile(&busiest(&run(idle, Some(40))), 0.95);
     assert!(capped < free, "budget 40: p95 {capped} vs {free} without");
 }
+
+#[test]
+fn renewing_servers_in_use_late_spends_fewer_id_jags_on_the_busiest_servers() {
+    let late = MonthConfig::standard(USERS);
+    let lifetime = MonthConfig {
+        late_renewal: false,
+        ..late.clone()
+    };
+    let late = simulate_month(&late);
+    let lifetime = simulate_month(&lifetime);
+    let (late_p95, lifetime_p95) = (
+        quantile(&busiest(&late), 0.95),
+        quantile(&busiest(&lifetime), 0.95),
+    );
+    // About one ID-JAG per 57 minutes of use instead of one per 36.
+    assert!(
+        late_p95 < lifetime_p95 * 0.85,
+        "p95 busiest server: late {late_p95} vs at 45-75 % {lifetime_p95}"
+    );
+    assert!(
+        mean(&late.mean_per_user()) < mean(&lifetime.mean_per_user()),
+        "mean per server"
+    );
+}

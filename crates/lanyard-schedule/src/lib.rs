@@ -7,15 +7,26 @@
 //! seeded generator into the very same functions. This crate must not read a clock, draw a random
 //! number, or know about tasks, HTTP or policy sources; it has no dependencies.
 //!
-//! * A token is refreshed once `refresh_at_fraction` of its lifetime has passed, never later than
+//! * The IdP session, and every server when servers are kept warm all day (`idle_after_secs` 0),
+//!   is refreshed once `refresh_at_fraction` of its lifetime has passed, never later than
 //!   `min_lead` seconds before expiry, and earlier by a random part of up to `jitter` of its
-//!   lifetime, so that many servers granted together (a sign-in, a fleet at 9:00) drift apart.
+//!   lifetime, so that many tokens granted together (a sign-in, a fleet at 9:00) drift apart.
+//! * A server kept warm because clients use it (use-driven refresh, the default) is renewed late
+//!   in its token's life, because every renewal costs an ID-JAG: [`RefreshRule::in_use_lead`]
+//!   sizes a lead from what clients need (their `min_ttl`), clock skew and time for a few quick
+//!   retries at the measured speed of a grant, and [`RefreshRule::renew_in_use_at`] picks a
+//!   random point in the window of one lead before that. People's use already spreads these
+//!   renewals; the window spreads what use does not (servers granted together and used
+//!   together).
 //! * Failures back off exponentially from 1 s to 5 min (minus up to 20 %). Once the agent has been
 //!   failing for a while (an outage), a retry waits about as long as the outage has lasted so far
 //!   (90–100 % of it, at random), up to `recovery_jitter_secs`: a server that starts failing late
 //!   in an outage does not retry every second, and when the network comes back for everyone at
 //!   once, the backlog reaches the IdP spread over about the outage's length instead of in the
-//!   first few seconds.
+//!   first few seconds. The agent's own retry of a server whose token lapsed is in no hurry
+//!   (clients that want a token ask for it themselves, from the plain backoff on):
+//!   [`RetryRule::after_failure`] spreads it over ten minutes more, so the servers that lapsed in
+//!   an outage do not all come back in its first seconds.
 //! * [`HostLoad`] counts scheduled grants in flight per host (the IdP, each authorization server)
 //!   and says whether one more may start.
 //! * [`defaults`] holds the policy's default numbers for all of the above.
@@ -32,13 +43,12 @@ pub mod defaults {
     pub const REFRESH_JITTER: f64 = 0.3;
     pub const RECOVERY_JITTER_SECS: u64 = 1200;
     /// A server no client asked for in this long is not refreshed in the background: 15 minutes.
-    /// A refresh falls due between 45 % and 75 % of a token's life, so after it the token still
-    /// has at least a quarter of its life, 15 minutes of a 1-hour token, in which a client's
-    /// request is answered at once and renews it in the background: a client that asks at least
-    /// every 15 minutes never waits, whatever this setting. Longer only keeps rarer clients
-    /// warm, at about one ID-JAG per 36 minutes of not being used; after a longer break the first
-    /// request waits for one mint (two round trips). See the performance chapter (`make
-    /// bench-fleet`) for what each choice costs a month.
+    /// A client that asks at least this often never waits: whenever its server's renewal falls
+    /// due, the client asked within this long, so the renewal goes. (After a longer break the
+    /// token may still be good, and a request then is answered at once and renews it; once it
+    /// has expired the first request waits for one mint, two round trips.) Longer keeps rarer
+    /// clients warm at about one ID-JAG per hour of not being used; see the performance chapter
+    /// (`make bench-fleet`) for what each choice costs a month.
     pub const IDLE_AFTER_SECS: u64 = 900;
 }
 
@@ -108,7 +118,65 @@ impl RefreshRule {
     pub fn still_fresh(&self, now: u64, expires_at: u64) -> bool {
         expires_at > now + self.min_lead_secs
     }
+
+    /// How long before its token expires a server in use must start its renewal (the *lead*):
+    /// clients ask for a token good for [`CLIENT_MIN_TTL_SECS`] more; a resource server's clock
+    /// may run ahead of its authorization server's (`skew_secs` as measured, at least
+    /// [`SKEW_ALLOWANCE_SECS`], at most [`MAX_SKEW_SECS`]); and the renewal gets
+    /// [`QUICK_RETRIES`] retries on `backoff` after a first failure, each attempt taking
+    /// `grant_secs` (the measured time of a grant), before a client would notice. Never less than
+    /// `min_lead_secs` (`settings.min_refresh_lead_secs`: an administrator who wants in-use
+    /// clients to ride out longer outages raises it, at the price of more ID-JAGs).
+    ///
+    /// With the defaults, a 1 s backoff and grants of a fraction of a second this is about two
+    /// minutes.
+    pub fn in_use_lead(&self, backoff: &Backoff, grant_secs: f64, skew_secs: u64) -> u64 {
+        let retries: u64 = (1..=QUICK_RETRIES)
+            .map(|attempt| backoff.delay(attempt, 0.0).as_secs())
+            .sum();
+        let grant_secs = if grant_secs.is_finite() {
+            grant_secs.clamp(0.0, 60.0)
+        } else {
+            0.0
+        };
+        let attempts = (grant_secs * f64::from(QUICK_RETRIES + 1)).ceil() as u64;
+        let skew = skew_secs.clamp(SKEW_ALLOWANCE_SECS, MAX_SKEW_SECS);
+        (CLIENT_MIN_TTL_SECS + skew + retries + attempts).max(self.min_lead_secs)
+    }
+
+    /// When the token of a server in use, issued at `issued_at` and expiring at `expires_at`, is
+    /// renewed: in the window `[expires_at − 2 × lead, expires_at − lead]`, at the point `draw` in
+    /// `[0, 1)` picks (0: the latest). A token too short for that (the lead is more than half its
+    /// life) follows [`RefreshRule::refresh_at`] instead, and the renewal is never later than
+    /// that would say for such a token.
+    pub fn renew_in_use_at(&self, issued_at: u64, expires_at: u64, lead: u64, draw: f64) -> u64 {
+        let lifetime = expires_at.saturating_sub(issued_at);
+        let half = issued_at + lifetime / 2;
+        let latest = expires_at.saturating_sub(lead);
+        if latest < half {
+            return self.refresh_at(issued_at, expires_at, draw);
+        }
+        let spread = (lead as f64 * unit(draw)) as u64;
+        latest.saturating_sub(spread).max(half)
+    }
 }
+
+/// What a client asks of a token's remaining life (`lanyard token`'s default `--min-ttl`, the
+/// proxy's and the IPC client's): a renewal must be done before a token gets this close to its
+/// end, or an active client would wait for it.
+pub const CLIENT_MIN_TTL_SECS: u64 = 60;
+
+/// The least clock skew a lead allows for between a resource server and the authorization server
+/// that set the token's expiry.
+pub const SKEW_ALLOWANCE_SECS: u64 = 30;
+
+/// The most clock skew a lead allows for (a clock further off is a problem to fix, not to pay for
+/// in ID-JAGs).
+pub const MAX_SKEW_SECS: u64 = 300;
+
+/// Retries a renewal of a server in use gets, on the backoff, before a client would notice
+/// (with the default backoff: 1 + 2 + 4 + 8 + 16 = 31 s of waiting, ridden out unseen).
+pub const QUICK_RETRIES: u32 = 5;
 
 /// Exponential backoff: attempt 1 waits `initial`, doubling up to `max`.
 #[derive(Debug, Clone, Copy)]
@@ -159,6 +227,66 @@ impl RetryRule {
             .min(self.recovery_jitter_secs);
         let widened = (spread as f64 * (1.0 - 0.1 * unit(draw))) as u64;
         now + backoff.max(widened).max(1)
+    }
+}
+
+/// What a failed grant leaves behind, for [`RetryRule::after_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The server never had a token (a first grant, at sign-in): retried on the plain rule, so
+    /// its state settles as soon as it can.
+    FirstGrant,
+    /// A renewal failed while the current token still serves clients until `until` (its expiry
+    /// less [`CLIENT_MIN_TTL_SECS`]): retried on the plain rule, so it renews before clients
+    /// notice and the status settles as soon as the IdP is back.
+    Serving { until: u64 },
+    /// The server had a token, and it no longer serves: clients that want one ask for it
+    /// themselves (see [`RetryRule::client_may_retry`]).
+    Lapsed,
+}
+
+/// When a failed grant goes again (see [`RetryRule::after_failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextAttempt {
+    /// From this second on a client's request may try again at once ([`RetryRule::retry_at`]);
+    /// the server's status says it is retrying.
+    pub retry_at: u64,
+    /// When the agent tries again by itself if no client did first: never before `retry_at`.
+    pub due_at: u64,
+}
+
+/// The widest spread of the agent's own retry of a server whose token lapsed: 10 minutes. Its
+/// clients ask for themselves from [`NextAttempt::retry_at`] on (and wait the two round trips of a
+/// mint, as they would for the agent's); the agent's own attempt only warms the server for the
+/// next one, and a server whose clients stopped asking goes idle after `idle_after_secs` anyway.
+pub const LAPSED_RETRY_SPREAD_SECS: u64 = 600;
+
+impl RetryRule {
+    /// The next attempts after failure number `attempt` at `now`, for a server in `standing`.
+    /// A client's request may go from [`RetryRule::retry_at`] on, as always, and so does the
+    /// agent's own retry of a first grant or of a renewal whose token still serves (it renews as
+    /// soon as the IdP is back, and the status with it). The agent's own retry of a server whose
+    /// token lapsed is in no hurry: a client that wants a token asks for it itself, and the
+    /// agent's attempt only warms the server for the next one. It goes at a random point
+    /// (`spread` in `[0, 1)`) up to [`LAPSED_RETRY_SPREAD_SECS`] after `retry_at`. At the end of
+    /// an outage, the servers that lapsed in it would otherwise come back bunched in its first
+    /// seconds: those that failed in its last minutes (their backoff still short) and those the
+    /// recovery rule spread over its length alike.
+    pub fn after_failure(
+        &self,
+        now: u64,
+        attempt: u32,
+        failing_since: u64,
+        standing: Standing,
+        draw: f64,
+        spread: f64,
+    ) -> NextAttempt {
+        let retry_at = self.retry_at(now, attempt, failing_since, draw);
+        let due_at = match standing {
+            Standing::FirstGrant | Standing::Serving { .. } => retry_at,
+            Standing::Lapsed => retry_at + (LAPSED_RETRY_SPREAD_SECS as f64 * unit(spread)) as u64,
+        };
+        NextAttempt { retry_at, due_at }
     }
 }
 
@@ -266,6 +394,69 @@ mod tests {
         let early = rule.refresh_at(0, 3600, 0.9999);
         assert!((1620..1625).contains(&early), "{early}");
         assert_eq!(rule.refresh_at(0, 3600, f64::NAN), 2700);
+    }
+
+    #[test]
+    fn the_lead_for_a_server_in_use_is_what_clients_skew_and_quick_retries_need() {
+        let rule = RefreshRule::default();
+        let backoff = Backoff::default();
+        // 60 s for clients, 30 s of skew, 1 + 2 + 4 + 8 + 16 s of backoff, six 0.1 s attempts.
+        assert_eq!(rule.in_use_lead(&backoff, 0.1, 0), 60 + 30 + 31 + 1);
+        // Slow grants and a measured skew widen it; the skew counted is capped.
+        assert_eq!(rule.in_use_lead(&backoff, 2.0, 100), 60 + 100 + 31 + 12);
+        assert_eq!(rule.in_use_lead(&backoff, 0.0, 10_000), 60 + 300 + 31);
+        assert_eq!(rule.in_use_lead(&backoff, f64::NAN, 0), 60 + 30 + 31);
+        // An administrator's longer lead wins.
+        let patient = RefreshRule {
+            min_lead_secs: 900,
+            ..rule
+        };
+        assert_eq!(patient.in_use_lead(&backoff, 0.1, 0), 900);
+    }
+
+    #[test]
+    fn a_server_in_use_is_renewed_within_one_lead_before_its_lead() {
+        let rule = RefreshRule::default();
+        assert_eq!(
+            rule.renew_in_use_at(1000, 1000 + 3600, 122, 0.0),
+            1000 + 3478
+        );
+        assert_eq!(rule.renew_in_use_at(0, 3600, 122, 0.5), 3478 - 61);
+        let early = rule.renew_in_use_at(0, 3600, 122, 0.9999);
+        assert!((3356..=3357).contains(&early), "{early}");
+        // Far later than the lifetime rule's 45–75 %.
+        assert!(early > rule.refresh_at(0, 3600, 0.0));
+        // Never before half-life: a 300 s token with a 122 s lead is renewed from 150 s on.
+        assert_eq!(rule.renew_in_use_at(0, 300, 122, 0.0), 178);
+        assert_eq!(rule.renew_in_use_at(0, 300, 122, 0.9), 150);
+        // A token shorter than two leads follows the lifetime rule.
+        assert_eq!(
+            rule.renew_in_use_at(0, 200, 122, 0.3),
+            rule.refresh_at(0, 200, 0.3)
+        );
+    }
+
+    #[test]
+    fn a_lapsed_server_is_retried_by_the_agent_at_a_spread_time_and_by_clients_at_once() {
+        let r = RetryRule {
+            backoff: Backoff::default(),
+            recovery_jitter_secs: 1200,
+        };
+        let at = |standing, spread| r.after_failure(1000, 1, 1000, standing, 0.0, spread);
+        // A first grant and a renewal whose token serves: plain backoff for both.
+        for standing in [Standing::FirstGrant, Standing::Serving { until: 1120 }] {
+            let next = at(standing, 0.9);
+            assert_eq!((next.retry_at, next.due_at), (1001, 1001), "{standing:?}");
+        }
+        // Lapsed: the agent up to ten minutes after the backoff, a client from the backoff on.
+        assert_eq!(at(Standing::Lapsed, 0.0).due_at, 1001);
+        assert_eq!(at(Standing::Lapsed, 0.5).due_at, 1001 + 300);
+        assert_eq!(at(Standing::Lapsed, 0.5).retry_at, 1001);
+        let last = at(Standing::Lapsed, 0.9999).due_at;
+        assert!((1600..=1601).contains(&last), "{last}");
+        // Ten minutes into an outage: the recovery rule's wait, and the spread on top.
+        let lapsed = r.after_failure(1600, 9, 1000, Standing::Lapsed, 0.0, 0.5);
+        assert_eq!((lapsed.retry_at, lapsed.due_at), (2200, 2500));
     }
 
     #[test]

@@ -747,7 +747,7 @@ async fn token(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Byte
                         .counters
                         .rejected_grants
                         .fetch_add(1, Ordering::SeqCst);
-                    return refusal;
+                    return *refusal;
                 }
             }
         }

@@ -172,7 +172,7 @@ pub(crate) fn at_token_endpoint(
     headers: &axum::http::HeaderMap,
     url: &str,
     clock: &TestClock,
-) -> Result<Option<String>, axum::response::Response> {
+) -> Result<Option<String>, Box<axum::response::Response>> {
     use crate::oauth::OAuthError;
     use axum::response::IntoResponse as _;
     let mut proofs = headers.get_all("dpop").iter();
@@ -180,9 +180,9 @@ pub(crate) fn at_token_endpoint(
         return Ok(None);
     };
     if proofs.next().is_some() {
-        return Err(
+        return Err(Box::new(
             OAuthError::new("invalid_dpop_proof", "more than one DPoP header").into_response(),
-        );
+        ));
     }
     let proof = proof.to_str().unwrap_or_default();
     let expected = Expected {
@@ -192,9 +192,9 @@ pub(crate) fn at_token_endpoint(
     };
     match checker.check(proof, &expected, clock) {
         Ok(jkt) => Ok(Some(jkt)),
-        Err(ProofRefusal::Invalid(why)) => {
-            Err(OAuthError::new("invalid_dpop_proof", why).into_response())
-        }
+        Err(ProofRefusal::Invalid(why)) => Err(Box::new(
+            OAuthError::new("invalid_dpop_proof", why).into_response(),
+        )),
         Err(ProofRefusal::UseNonce(nonce)) => {
             let mut response = OAuthError::new(
                 "use_dpop_nonce",
@@ -204,7 +204,7 @@ pub(crate) fn at_token_endpoint(
             if let Ok(value) = axum::http::HeaderValue::from_str(&nonce) {
                 response.headers_mut().insert("dpop-nonce", value);
             }
-            Err(response)
+            Err(Box::new(response))
         }
     }
 }

@@ -167,6 +167,13 @@ impl Lanyard {
         self.clock.advance(by);
     }
 
+    /// The laptop slept for `by` and woke: both clocks move forward, and the engine hears that the
+    /// machine resumed (as from logind), not merely that its clock was set.
+    pub fn sleep_and_wake(&self, tb: &Testbed, by: Duration) {
+        tb.clock().advance(by);
+        self.clock.resume_after(by);
+    }
+
     /// Sets the engine's clock to the testbed's (which also moves with real time).
     pub fn sync(&self, tb: &Testbed) {
         self.clock.set(tb.clock().now());

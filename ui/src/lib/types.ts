@@ -62,6 +62,8 @@ export interface ServerStatus {
   client_key?: KeyLocation | null;
   /** Absent from older agents. */
   usage?: UsageCounts;
+  /** Its token is bound to this device's DPoP key (usable through `lanyard proxy` only). */
+  dpop_bound?: boolean;
 }
 
 export type KeychainStatus =

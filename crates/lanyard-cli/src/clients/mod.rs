@@ -263,6 +263,12 @@ impl Client {
         let exe = exe.to_string_lossy().into_owned();
         let proxy_args = Out::List(vec!["proxy".into(), server.id.clone()]);
         match self {
+            // A bound token needs a proof per request, which only the proxy can ask for.
+            Client::ClaudeCode if server.needs_proxy => Out::Map(vec![
+                ("type".into(), Out::Str("stdio".into())),
+                ("command".into(), Out::Str(exe)),
+                ("args".into(), proxy_args),
+            ]),
             Client::ClaudeCode => Out::Map(vec![
                 ("type".into(), Out::Str("http".into())),
                 ("url".into(), Out::Str(server.url.clone())),
@@ -359,6 +365,9 @@ pub struct ServerSpec {
     /// Why a client doing enterprise-managed authorization itself cannot have this server
     /// (`None`: it can).
     pub native_unfit: Option<&'static str>,
+    /// Its tokens are DPoP-bound by policy (`servers[].dpop: required`): a fixed header cannot
+    /// carry them, so even Claude Code reaches it through `lanyard proxy`.
+    pub needs_proxy: bool,
 }
 
 #[cfg(test)]
@@ -371,6 +380,7 @@ impl ServerSpec {
             client_id: client_id.into(),
             scopes: Vec::new(),
             native_unfit: None,
+            needs_proxy: false,
         }
     }
 }
@@ -392,6 +402,7 @@ impl From<&lanyard_core::policy::ServerPolicy> for ServerSpec {
             client_id: server.client_id.clone(),
             scopes: server.scopes.clone(),
             native_unfit,
+            needs_proxy: server.dpop == lanyard_core::oauth::DpopUse::Required,
         }
     }
 }
@@ -543,15 +554,7 @@ pub fn plan(
             native,
         } => {
             let mut text = if blank {
-                // An empty (or comments-only) file becomes an empty object laid out on lines of
-                // its own; comments stay.
-                let newline = edit::Layout::detect(old).newline;
-                let separator = if old.is_empty() || old.ends_with('\n') {
-                    ""
-                } else {
-                    newline
-                };
-                format!("{old}{separator}{{{newline}}}{newline}")
+                with_empty_object(old)
             } else {
                 old.to_string()
             };
@@ -681,6 +684,18 @@ fn locate(client: Client, text: &str) -> Result<(Node, Option<Node>), PlanError>
     Ok((root, map))
 }
 
+/// An empty (or comments-only) file with an empty object added on lines of its own; its
+/// comments stay.
+fn with_empty_object(old: &str) -> String {
+    let newline = edit::Layout::detect(old).newline;
+    let separator = if old.is_empty() || old.ends_with('\n') {
+        ""
+    } else {
+        newline
+    };
+    format!("{old}{separator}{{{newline}}}{newline}")
+}
+
 /// Whether a member of the server map is one Lanyard wrote (see the module documentation).
 fn is_ours(client: Client, text: &str, key: &str, value: &Node) -> bool {
     if !key.starts_with(KEY_PREFIX) {
@@ -693,30 +708,32 @@ fn is_ours(client: Client, text: &str, key: &str, value: &Node) -> bool {
     if client == Client::VsCode && enterprise_managed {
         return true;
     }
+    let command_is_lanyard = value
+        .get("command")
+        .and_then(Node::as_str)
+        .is_some_and(|command| {
+            let file = command.rsplit(['/', '\\']).next().unwrap_or(command);
+            file == "lanyard" || file.eq_ignore_ascii_case("lanyard.exe")
+        });
+    let runs_proxy = value
+        .get("args")
+        .and_then(Node::as_array)
+        .and_then(|args| args.first())
+        .and_then(Node::as_str)
+        == Some("proxy");
+    let lanyard_proxy = command_is_lanyard && runs_proxy;
     match client {
-        Client::ClaudeCode => value
-            .get("headersHelper")
-            .and_then(Node::as_str)
-            .is_some_and(|helper| {
-                helper.contains("lanyard") && helper.contains(" token --header-json ")
-            }),
-        _ => {
-            let command_is_lanyard =
-                value
-                    .get("command")
+        // The headers helper, or the proxy for a server whose tokens are DPoP-bound.
+        Client::ClaudeCode => {
+            lanyard_proxy
+                || value
+                    .get("headersHelper")
                     .and_then(Node::as_str)
-                    .is_some_and(|command| {
-                        let file = command.rsplit(['/', '\\']).next().unwrap_or(command);
-                        file == "lanyard" || file.eq_ignore_ascii_case("lanyard.exe")
-                    });
-            let runs_proxy = value
-                .get("args")
-                .and_then(Node::as_array)
-                .and_then(|args| args.first())
-                .and_then(Node::as_str)
-                == Some("proxy");
-            command_is_lanyard && runs_proxy
+                    .is_some_and(|helper| {
+                        helper.contains("lanyard") && helper.contains(" token --header-json ")
+                    })
         }
+        _ => lanyard_proxy,
     }
 }
 
@@ -770,13 +787,7 @@ pub fn plan_vscode_settings(
         }
         Some(idp) => {
             let text = if blank {
-                let newline = edit::Layout::detect(old).newline;
-                let separator = if old.is_empty() || old.ends_with('\n') {
-                    ""
-                } else {
-                    newline
-                };
-                format!("{old}{separator}{{{newline}}}{newline}")
+                with_empty_object(old)
             } else {
                 old.to_string()
             };

@@ -487,6 +487,37 @@ fn a_lanyard_path_with_spaces_is_quoted_for_the_helper_shell() {
 }
 
 #[test]
+fn claude_code_reaches_a_server_bound_with_dpop_through_the_proxy() {
+    let mut servers = servers();
+    servers[0].needs_proxy = true;
+    let edit = plan(
+        Client::ClaudeCode,
+        None,
+        Action::Install {
+            servers: &servers,
+            exe: Path::new(EXE),
+            native: None,
+        },
+        "c",
+    )
+    .expect("plannable");
+    let map = map_of(Client::ClaudeCode, &edit.new_text);
+    let docs = map.get("lanyard-docs").expect("docs entry");
+    assert_eq!(docs.get("type").and_then(Node::as_str), Some("stdio"));
+    assert_eq!(docs.get("command").and_then(Node::as_str), Some(EXE));
+    assert!(docs.get("headersHelper").is_none());
+    let crm = map.get("lanyard-crm").expect("crm entry");
+    assert!(
+        crm.get("headersHelper").is_some(),
+        "the bearer server keeps its helper"
+    );
+    // Both shapes are recognised as Lanyard's: remove takes both out.
+    let removed = remove(Client::ClaudeCode, &edit.new_text);
+    let map = map_of(Client::ClaudeCode, &removed.new_text);
+    assert!(map.get("lanyard-docs").is_none() && map.get("lanyard-crm").is_none());
+}
+
+#[test]
 fn config_paths_follow_each_clients_convention() {
     let at = Locations::under_home(Path::new("/home/me"));
     assert_eq!(

@@ -137,6 +137,15 @@ impl ManualClock {
         *self.now.lock().unwrap_or_else(|p| p.into_inner()) = to;
         self.jumps.signal(Notice::ClockChanged);
     }
+
+    /// The machine slept for `by` and resumed: the clock moves forward and the notice says
+    /// [`Notice::Resumed`], as the operating system's does.
+    pub fn resume_after(&self, by: Duration) {
+        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        *now += by;
+        drop(now);
+        self.jumps.signal(Notice::Resumed);
+    }
 }
 
 impl Clock for ManualClock {

@@ -85,6 +85,7 @@ impl Actor {
                         self.idp.refresh_due_at =
                             self.rule
                                 .refresh_at(now, tokens.info.expires_at, Self::jitter());
+                        self.pace.note_issued(tokens.info.issued_at, now);
                         self.idp.tokens = Some(tokens);
                         self.idp.subject_generation += 1;
                         self.idp.refresh_attempts = 0;
@@ -122,9 +123,15 @@ impl Actor {
                                 slot.failed_at = Some(now);
                                 // Each server on its own retry time (not the session's): when
                                 // the network is back, one agent's servers do not go at once.
-                                let retry_at =
-                                    retry.retry_at(now, slot.attempts, since, Self::jitter());
-                                slot.fail_until(now, format!("identity provider: {e}"), retry_at);
+                                let next = retry.after_failure(
+                                    now,
+                                    slot.attempts,
+                                    since,
+                                    slot.standing(now),
+                                    Self::jitter(),
+                                    Self::jitter(),
+                                );
+                                slot.fail_until(now, format!("identity provider: {e}"), next);
                             }
                         }
                     }
@@ -185,7 +192,11 @@ impl Actor {
                         slot.in_flight = false;
                         slot.attempts += 1;
                         let retry_at = retry.retry_at(now, slot.attempts, since, Self::jitter());
-                        slot.fail_until(now, format!("client credentials: {error}"), retry_at);
+                        let next = schedule::NextAttempt {
+                            retry_at,
+                            due_at: retry_at,
+                        };
+                        slot.fail_until(now, format!("client credentials: {error}"), next);
                     }
                 }
             }

@@ -143,6 +143,9 @@ impl Actor {
         hosts: Vec<String>,
     ) {
         self.host_load.start(&hosts);
+        if let Some(slot) = self.servers.get_mut(&server) {
+            slot.grant_started = Some(tokio::time::Instant::now());
+        }
         let events = self.events_tx.clone();
         tokio::spawn(async move {
             let tally = inputs.tally.clone();
@@ -188,7 +191,7 @@ impl Actor {
     ) {
         let now = self.now();
         let retry = self.retry_rule();
-        let rule = self.rule;
+        let renewal = self.renewal();
         match &result {
             Ok(_) => self.failing_since = None,
             Err(
@@ -209,6 +212,8 @@ impl Actor {
         if slot.generation != generation {
             return; // signed out meanwhile
         }
+        let took = slot.grant_started.take().map(|at| at.elapsed());
+        let succeeded = result.is_ok();
         slot.in_flight = false;
         slot.scheduled = false;
         if target.is_some() {
@@ -270,11 +275,7 @@ impl Actor {
                 };
                 let expires_in = clamp_lifetime(minted.expires_in);
                 let expires_at = now.saturating_add(expires_in);
-                // However short the lifetime and however long the lead, the schedule grants one
-                // server at most once per MIN_GRANT_INTERVAL_SECS.
-                let refresh_at = rule
-                    .refresh_at(now, expires_at, Self::jitter())
-                    .max(now.saturating_add(MIN_GRANT_INTERVAL_SECS));
+                let refresh_at = renewal.at(now, expires_at, Self::jitter());
                 info!(server = %id, expires_in, "token granted");
                 slot.token = Some(CurrentToken {
                     access_token: minted.access_token,
@@ -370,12 +371,22 @@ impl Actor {
             ) => {
                 slot.attempts += 1;
                 slot.failed_at = Some(now);
-                let retry_at = retry.retry_at(now, slot.attempts, failing_since, Self::jitter());
-                warn!(server = %id, attempts = slot.attempts, retry_in_secs = retry_at - now, error = %error, "grant failed");
+                let next = retry.after_failure(
+                    now,
+                    slot.attempts,
+                    failing_since,
+                    slot.standing(now),
+                    Self::jitter(),
+                    Self::jitter(),
+                );
+                warn!(server = %id, attempts = slot.attempts, retry_in_secs = next.due_at - now, error = %error, "grant failed");
                 // Discovery may be stale after a failure: look again next time.
                 slot.target = None;
-                slot.fail_until(now, error, retry_at);
+                slot.fail_until(now, error, next);
             }
+        }
+        if let (Some(took), true) = (took, succeeded) {
+            self.pace.note_grant(took);
         }
         if regrant {
             self.start_grant(&id);

@@ -21,7 +21,7 @@
 //! | `session` | the IdP session: discovery, sign-in, renewal, sign-out, the keychain |
 //! | `granting` | starting grants, holding scheduled ones back, taking their results in |
 //! | `events` | what spawned work reports back, dispatched to the room that owns it |
-//! | `timing` | the clock after a wake-up, what is due, the next deadline |
+//! | `timing` | the clock after a wake-up (a resume forgets an old failure streak), what is due, the next deadline, when a token is renewed (late while in use, from the measured pace) |
 //! | `spending` | what each server mints and serves (counted into [`usage`]), the state file's writes, whether a due refresh goes or the server idles (ready on first use) |
 //! | `status` | the [`Status`] types and building and publishing them |
 //! | `reload` | applying a new policy live |
@@ -450,9 +450,10 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         .map(|s| (s.id.clone(), ServerSlot::new(s.clone())))
         .collect();
     let clock = config.clock.clone();
-    let dpop: DpopCell = Arc::new(std::sync::RwLock::new(Arc::new(
-        crate::oauth::DpopKey::generate(),
-    )));
+    let key = crate::oauth::DpopKey::generate().ok_or_else(|| {
+        WireError::ClientAuth("the operating system gave no randomness for the DPoP key".into())
+    })?;
+    let dpop: DpopCell = Arc::new(std::sync::RwLock::new(Arc::new(key)));
     let mut actor = Actor {
         dpop: dpop.clone(),
         nonces: Arc::default(),
@@ -470,6 +471,7 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
         host_load: HostLoad::default(),
         held_back: VecDeque::new(),
         failing_since: None,
+        pace: timing::Pace::default(),
         http,
         idp: IdpSlot::default(),
         servers,
@@ -591,6 +593,8 @@ struct Actor {
     /// Since when requests have been failing with no success in between (an outage, as this
     /// agent sees it): retries spread more widely the longer it lasts (see [`RetryRule`]).
     failing_since: Option<u64>,
+    /// How long grants take and how far the IdP's clock is: they size a renewal's lead.
+    pace: timing::Pace,
     idp: IdpSlot,
     servers: BTreeMap<String, ServerSlot>,
     keychain: KeychainStatus,
@@ -634,6 +638,7 @@ impl Actor {
                 Some(event) = events.recv() => self.on_event(event),
                 notice = notices.next() => {
                     info!(?notice, "the wall clock moved unlike the timers; checking every token");
+                    self.on_wake(notice);
                 }
                 () = deadline => {}
             }

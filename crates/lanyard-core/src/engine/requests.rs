@@ -242,17 +242,16 @@ impl Actor {
                 let _ = reply.send(Err(EngineError::NotConnected { server: id.clone() }));
                 return;
             }
-            ServerState::Failing {
-                error, retry_at, ..
-            } if *retry_at > now
-                && !slot.in_flight
-                && !slot
-                    .failed_at
-                    .is_some_and(|at| retry.client_may_retry(now, at)) =>
+            ServerState::Failing { error, .. }
+                if slot.client_retry_at > now
+                    && !slot.in_flight
+                    && !slot
+                        .failed_at
+                        .is_some_and(|at| retry.client_may_retry(now, at)) =>
             {
                 let _ = reply.send(Err(EngineError::Unavailable {
                     error: error.clone(),
-                    retry_at: *retry_at,
+                    retry_at: slot.client_retry_at,
                 }));
                 return;
             }

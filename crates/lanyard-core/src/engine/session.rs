@@ -234,6 +234,7 @@ impl Actor {
             tokens.info.expires_at,
             Self::jitter(),
         );
+        self.pace.note_issued(tokens.info.issued_at, now);
         self.idp.tokens = Some(tokens);
         self.idp.subject_generation += 1;
         self.idp.phase = IdpPhase::SignedIn;

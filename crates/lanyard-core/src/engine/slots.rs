@@ -87,6 +87,11 @@ pub(super) struct ServerSlot {
     /// When the last attempt failed (a client may try again sooner than the schedule; see
     /// [`RetryRule::client_may_retry`]).
     pub(super) failed_at: Option<u64>,
+    /// After a failure, from when a client's request may try again at once (the agent's own
+    /// retry, `due_at`, may come later: see [`schedule::RetryRule::after_failure`]).
+    pub(super) client_retry_at: u64,
+    /// When the grant in flight was started (its time, on the monotonic clock, is measured).
+    pub(super) grant_started: Option<tokio::time::Instant>,
     pub(super) waiters: Vec<oneshot::Sender<Result<AccessToken, EngineError>>>,
     pub(super) target: Option<Arc<Target>>,
     pub(super) client: Option<crate::oauth::Client>,
@@ -131,6 +136,8 @@ impl ServerSlot {
             attempts: 0,
             scheduled: false,
             failed_at: None,
+            client_retry_at: 0,
+            grant_started: None,
             waiters: Vec::new(),
             target: None,
             client: None,
@@ -199,19 +206,39 @@ impl ServerSlot {
         })
     }
 
-    /// A failed attempt that will be tried again at `retry_at`: the slot says it is failing, and
-    /// its waiters get the token still valid if there is one (the state says it is failing to
+    /// Where this server stands after a failed attempt at `now`: it never had a token, its
+    /// token still serves clients (until its last [`schedule::CLIENT_MIN_TTL_SECS`]), or it
+    /// lapsed.
+    pub(super) fn standing(&self, now: u64) -> schedule::Standing {
+        match &self.token {
+            None => schedule::Standing::FirstGrant,
+            Some(t) if t.expires_at > now + schedule::CLIENT_MIN_TTL_SECS => {
+                schedule::Standing::Serving {
+                    until: t.expires_at - schedule::CLIENT_MIN_TTL_SECS,
+                }
+            }
+            Some(_) => schedule::Standing::Lapsed,
+        }
+    }
+
+    /// A failed attempt that will be tried again: by the agent at `next.due_at` (the slot says it
+    /// is failing and when it tries next), by a client's request from `next.retry_at` on. Its
+    /// waiters get the token still valid if there is one (the state says it is failing to
     /// renew), else the error.
-    pub(super) fn fail_until(&mut self, now: u64, error: String, retry_at: u64) {
-        self.due_at = Some(retry_at);
+    pub(super) fn fail_until(&mut self, now: u64, error: String, next: schedule::NextAttempt) {
+        self.due_at = Some(next.due_at);
+        self.client_retry_at = next.retry_at;
         self.state = ServerState::Failing {
             error: error.clone(),
-            retry_at,
+            retry_at: next.due_at,
             attempts: self.attempts,
         };
         match self.usable_token(now, 0) {
             Some(token) => self.answer_waiters(Ok(token)),
-            None => self.answer_waiters(Err(EngineError::Unavailable { error, retry_at })),
+            None => self.answer_waiters(Err(EngineError::Unavailable {
+                error,
+                retry_at: next.retry_at,
+            })),
         }
     }
 

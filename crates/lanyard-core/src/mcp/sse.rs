@@ -25,10 +25,22 @@ pub struct SseParser {
     event: Option<String>,
     data: Option<String>,
     last_id: Option<String>,
+    /// The stream's `retry:` (reconnection time, milliseconds), when it sent one.
+    retry_ms: Option<u64>,
     started: bool,
 }
 
 impl SseParser {
+    /// The last event id the stream set: what a reconnection sends as `Last-Event-ID`.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.last_id.as_deref()
+    }
+
+    /// The reconnection time the stream asked for (`retry:`), in milliseconds.
+    pub fn retry_ms(&self) -> Option<u64> {
+        self.retry_ms
+    }
+
     /// Bytes held for what is not dispatched yet: the unfinished line and the current event's
     /// data. A reader of an endless stream caps this, not the stream's length: one event that
     /// never ends must not take all memory.
@@ -121,6 +133,10 @@ impl SseParser {
                 None => self.data = Some(value.to_owned()),
             },
             "id" if !value.contains('\0') => self.last_id = Some(value.to_owned()),
+            // Only ASCII digits count (WHATWG); anything else is ignored.
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                self.retry_ms = value.parse().ok();
+            }
             _ => {}
         }
     }
@@ -148,6 +164,11 @@ impl<'a> CappedEventStream<'a> {
             shown,
             ended: false,
         }
+    }
+
+    /// The stream's parser (its last event id and `retry:`).
+    pub(crate) fn parser(&self) -> &SseParser {
+        &self.parser
     }
 
     /// The events the next chunk completes (possibly none), or `None` once the stream has
@@ -254,5 +275,19 @@ mod tests {
         assert!(parser.push(b"\n\r").is_empty());
         assert_eq!(parser.push(b"\n"), [message("x")]);
         assert!(parser.finish().is_empty());
+    }
+
+    #[test]
+    fn the_last_id_and_a_digits_only_retry_are_kept_for_a_reconnection() {
+        let mut parser = SseParser::default();
+        let events = parser.push(b"id: e-1\nretry: 500\ndata: \n\nretry: soon\n\n");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "");
+        assert_eq!(parser.last_event_id(), Some("e-1"));
+        assert_eq!(
+            parser.retry_ms(),
+            Some(500),
+            "a non-numeric retry is ignored"
+        );
     }
 }

@@ -104,42 +104,36 @@ pub struct DpopKey {
 }
 
 /// A P-256 key in this process's memory.
-struct MemoryKey(p256::ecdsa::SigningKey);
+struct MemoryKey {
+    pair: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
 
 impl KeySigner for MemoryKey {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        use p256::ecdsa::signature::Signer as _;
-        let signature: p256::ecdsa::Signature = self.0.sign(message);
-        Ok(signature.to_bytes().to_vec())
+        // `FIXED` signing gives the JWS form, `r || s`.
+        self.pair
+            .sign(&self.rng, message)
+            .map(|signature| signature.as_ref().to_vec())
+            .map_err(|_| "the in-memory key did not sign".to_owned())
     }
 }
 
 impl DpopKey {
-    /// A new P-256 key, held in memory only.
-    pub fn generate() -> Self {
-        let key = loop {
-            let scalar: [u8; 32] = rand::random();
-            // A random 32-byte string is a valid scalar except with probability ~2^-32 (zero
-            // or beyond the group order): draw again then.
-            if let Ok(key) = p256::ecdsa::SigningKey::from_slice(&scalar) {
-                break key;
-            }
-        };
-        let point = key.verifying_key().to_encoded_point(false);
-        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-        let (x, y) = (point.x(), point.y());
-        let jwk = json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": x.map(|x| b64(x)).unwrap_or_default(),
-            "y": y.map(|y| b64(y)).unwrap_or_default(),
-        });
-        Self::from_parts(
-            Arc::new(MemoryKey(key)),
+    /// A new P-256 key, held in memory only. `None` only when the OS has no randomness to give.
+    pub fn generate() -> Option<Self> {
+        use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).ok()?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .ok()?;
+        let jwk = crate::device_key::ec_jwk(pair.public_key().as_ref())?;
+        Some(Self::from_parts(
+            Arc::new(MemoryKey { pair, rng }),
             KeyAlgorithm::ES256,
             jwk,
             DpopKeyHome::Memory,
-        )
+        ))
     }
 
     /// A key the OS holds (`public_jwk` is its public half as the store reported it).
@@ -322,7 +316,7 @@ mod tests {
 
     #[test]
     fn a_proof_names_the_request_and_verifies_with_the_key_in_its_header() {
-        let key = DpopKey::generate();
+        let key = DpopKey::generate().expect("a key");
         let url = Url::parse("https://mcp.example.com/mcp?x=1#frag").expect("url");
         let token = Secret::new("the-token");
         let proof = key
@@ -362,7 +356,7 @@ mod tests {
         jsonwebtoken::decode::<Value>(proof.expose(), &decoding, &validation)
             .expect("the signature verifies with the header's key");
 
-        let other = DpopKey::generate();
+        let other = DpopKey::generate().expect("a key");
         assert_ne!(
             other.thumbprint(),
             key.thumbprint(),

@@ -369,10 +369,16 @@ pub enum NativeEmaClient {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Refresh a token when this fraction of its lifetime has passed (0.5–0.9).
+    /// Renew the sign-in session, and every server when servers are kept warm all day
+    /// (`idle_after_secs` 0), when this fraction of the token's lifetime has passed (0.5–0.9). A
+    /// server kept warm because clients use it is renewed late in its token's life instead (each
+    /// renewal costs an ID-JAG): about two minutes before expiry, sized from what clients need,
+    /// clock skew and the measured time of a grant, or `min_refresh_lead_secs` if longer.
     #[schemars(range(min = 0.5, max = 0.9))]
     pub refresh_at_fraction: f64,
-    /// Refresh at least this many seconds before a token expires.
+    /// Refresh at least this many seconds before a token expires. A server in use is renewed in
+    /// the window of this lead (or the measured one, if longer) before it: raising it lets clients
+    /// ride out longer outages of the identity provider, at the price of more ID-JAGs.
     pub min_refresh_lead_secs: u64,
     /// How many requests to a host that many grants share run at once (1–256): token exchanges at
     /// the identity provider, discoveries and client-credentials grants. As many again may be
@@ -384,8 +390,9 @@ pub struct Settings {
     /// now" is not held back by it, only by `max_concurrency`.
     #[schemars(range(min = 1, max = 256))]
     pub max_concurrency_per_host: usize,
-    /// How widely refreshes spread: a refresh moves earlier by a random part of up to this
-    /// fraction of the token's lifetime (0–0.4), so tokens granted together drift apart.
+    /// How widely refreshes spread: a refresh at `refresh_at_fraction` moves earlier by a random
+    /// part of up to this fraction of the token's lifetime (0–0.4), so tokens granted together
+    /// drift apart. (A server in use is renewed at a random point of a window one lead wide.)
     #[schemars(range(min = 0.0, max = 0.4))]
     pub refresh_jitter: f64,
     /// During an outage, a retry waits about as long as the outage has lasted so far, up to this

@@ -61,7 +61,7 @@ pub(crate) async fn token(
                 &state.clock,
             ) {
                 Ok(jkt) => jkt,
-                Err(refusal) => return refusal,
+                Err(refusal) => return *refusal,
             };
             let r = token_exchange(&state, &client, &form, jkt.as_deref());
             let counter = if r.is_ok() {

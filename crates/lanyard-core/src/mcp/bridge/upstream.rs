@@ -113,6 +113,13 @@ struct SessionState {
     dpop_nonce: Option<String>,
 }
 
+/// How often one POST's answer is sought again on a GET after its stream closed early.
+const MAX_RESUMES: u32 = 3;
+
+/// The longest `retry` a server may make the bridge wait before resuming (a hostile or broken
+/// value would stall the client's request).
+const MAX_RETRY_WAIT_MS: u64 = 30_000;
+
 /// Lines to the client. A send fails only when the client side is gone.
 pub(super) type Outbox = mpsc::Sender<String>;
 
@@ -391,7 +398,12 @@ impl<S: TokenSource> Upstream<S> {
         if success && content_type == "text/event-stream" {
             let mut stream =
                 CappedEventStream::new(&mut response, self.max_body_bytes, &self.shown);
-            while let Some(events) = stream.next_events().await.map_err(too_large_named)? {
+            let ended = loop {
+                let events = match stream.next_events().await {
+                    Ok(Some(events)) => events,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                };
                 for event in events {
                     if event.event == "message" {
                         self.deliver(&event.data, pending, out).await;
@@ -400,8 +412,19 @@ impl<S: TokenSource> Upstream<S> {
                 // The stream may stay open for later messages, but once every request of this
                 // POST is answered nothing more is owed to the client on it.
                 if pending.ids.is_empty() {
-                    break;
+                    break Ok(());
                 }
+            };
+            let resume_from = stream.parser().last_event_id().map(str::to_owned);
+            let retry_ms = stream.parser().retry_ms();
+            match (ended, resume_from) {
+                // Closed (or broken) before the answer, after naming an event id: the server
+                // means to go on at a GET with `Last-Event-ID` (SEP-1699).
+                (_, Some(from)) if !pending.ids.is_empty() && self.session_id().is_some() => {
+                    return self.resume(from, retry_ms, pending, out).await;
+                }
+                (Err(e), _) => return Err(too_large_named(e)),
+                _ => {}
             }
         } else {
             let body = self.read_capped(&mut response).await?;
@@ -431,8 +454,62 @@ impl<S: TokenSource> Upstream<S> {
         }
     }
 
-    /// Forwards one message text to the client, ticking off the ids it answers.
+    /// Resumes the answer to a POST whose event stream closed before it: after the stream's
+    /// `retry` (1 s when it gave none), a GET with `Last-Event-ID`, read until every request of
+    /// the POST is answered; at most [`MAX_RESUMES`] times.
+    async fn resume(
+        &self,
+        mut from: String,
+        mut retry_ms: Option<u64>,
+        pending: &mut Pending,
+        out: &Outbox,
+    ) -> Result<(), ForwardError> {
+        for attempt in 1..=MAX_RESUMES {
+            let wait = Duration::from_millis(retry_ms.unwrap_or(1000).min(MAX_RETRY_WAIT_MS));
+            tracing::debug!(url = %self.shown, attempt, "the reply stream closed before the answer: resuming after {} ms", wait.as_millis());
+            tokio::time::sleep(wait).await;
+            let resume = from.clone();
+            let mut response = self
+                .send_authorized(|| {
+                    self.with_session(self.http.get(self.url.clone()), None)
+                        .header(ACCEPT, "text/event-stream")
+                        .header(HEADER_LAST_EVENT_ID, &resume)
+                })
+                .await?;
+            let status = response.status().as_u16();
+            if !(200..300).contains(&status)
+                || response_media_type(response.headers()) != "text/event-stream"
+            {
+                break;
+            }
+            let mut stream =
+                CappedEventStream::new(&mut response, self.max_body_bytes, &self.shown);
+            while let Ok(Some(events)) = stream.next_events().await {
+                for event in events {
+                    if event.event == "message" {
+                        self.deliver(&event.data, pending, out).await;
+                    }
+                }
+                if pending.ids.is_empty() {
+                    return Ok(());
+                }
+            }
+            if let Some(id) = stream.parser().last_event_id() {
+                id.clone_into(&mut from);
+            }
+            retry_ms = stream.parser().retry_ms().or(retry_ms);
+        }
+        Err(ForwardError::NoAnswer {
+            url: self.shown.clone(),
+        })
+    }
+
+    /// Forwards one message text to the client, ticking off the ids it answers. An event with
+    /// no data (a stream's priming event, which only sets an id and `retry`) carries nothing.
     async fn deliver(&self, text: &str, pending: &mut Pending, out: &Outbox) {
+        if text.trim().is_empty() {
+            return;
+        }
         let message: Value = match serde_json::from_str(text) {
             Ok(message) => message,
             Err(e) => {
