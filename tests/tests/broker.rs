@@ -362,6 +362,69 @@ fn server_json(world: &World, id: &str) -> Value {
         .clone()
 }
 
+/// An `oauth` server through the CLI and the broker: `lanyard status` shows *Connect*, `lanyard
+/// token` refuses naming `lanyard connect` (exit 4) without a browser, and `lanyard connect`
+/// opens `$BROWSER` once (the testbed's authorization server approves, the agent registers,
+/// authorizes and keeps the connection); the token comes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oauth_server_is_connected_with_lanyard_connect() {
+    let testbed = Testbed::start(TestbedConfig {
+        auth_servers: vec![AsConfig::new("wiki", "lanyard-wiki")
+            .with_scopes(&["wiki.read"])
+            .with_code_flow(true)],
+        mcp_servers: vec![McpConfig::new("wiki", "wiki", &["wiki.read"])],
+        ..TestbedConfig::default()
+    })
+    .await
+    .expect("testbed");
+    let world = std::sync::Arc::new(World::new(testbed));
+    blocking(move || {
+        let mut policy: Value =
+            serde_json::from_slice(&std::fs::read(&world.policy).expect("policy")).expect("json");
+        for server in policy["servers"].as_array_mut().expect("servers") {
+            server["mode"] = "oauth".into();
+            server["client_id"] = "".into();
+            server["allow_dynamic_registration"] = true.into();
+        }
+        std::fs::write(&world.policy, policy.to_string()).expect("policy");
+        let _agent = world.start_agent();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server_json(&world, "wiki")["state"]["state"] != "needs_connect" {
+            assert!(Instant::now() < deadline, "{}", server_json(&world, "wiki"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = world.run(&["status"]);
+        assert!(
+            stdout(&status).contains("lanyard connect wiki"),
+            "{}",
+            stdout(&status)
+        );
+        let refused = world.run(&["token", "wiki"]);
+        assert_fails(&refused, EXIT_NOT_SIGNED_IN, "token before connect");
+        assert!(
+            stderr(&refused).contains("lanyard connect wiki"),
+            "{}",
+            stderr(&refused)
+        );
+        let auth_server = world.testbed.auth_server("wiki").expect("AS");
+        assert_eq!(auth_server.stats().code_mints, 0, "no browser, no code");
+
+        let connect = world.run(&["connect", "wiki"]);
+        assert_eq!(code(&connect), 0, "connect: {}", stderr(&connect));
+        assert!(
+            stdout(&connect).contains("Connected wiki"),
+            "{}",
+            stdout(&connect)
+        );
+        assert_eq!(auth_server.stats().registrations, 1);
+        assert_eq!(auth_server.stats().code_mints, 1);
+        let token = world.run(&["token", "wiki"]);
+        assert_eq!(code(&token), 0, "{}", stderr(&token));
+        assert_eq!(stdout(&token).matches('.').count(), 2, "a JWT");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn usage_counts_survive_an_agent_restart() {
     let world = std::sync::Arc::new(demo_world().await);

@@ -4,6 +4,7 @@ import type { ServerState } from '../src/lib/types';
 
 const states: Record<ServerState['state'], ServerState> = {
   not_signed_in: { state: 'not_signed_in' },
+  needs_connect: { state: 'needs_connect' },
   granting: { state: 'granting' },
   granted: { state: 'granted', expires_at: 10, scopes: [], refresh_at: 5 },
   denied: { state: 'denied', code: 'access_denied', description: null },
@@ -42,5 +43,8 @@ describe('remedy and problem', () => {
       'Blocked by your organization: not in group mcp-payroll.',
     );
     expect(problem(states.granted)).toBeNull();
+    // No Connect button yet: the words say how (the window's Connect is a later step).
+    expect(remedy(states.needs_connect)).toBeNull();
+    expect(problem(states.needs_connect)).toContain('lanyard connect');
   });
 });

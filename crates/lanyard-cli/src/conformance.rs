@@ -111,6 +111,18 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
         ));
         return crate::conformance_bridge::run(&scenario, &server, &context).await;
     }
+    if crate::conformance_oauth::SCENARIOS.contains(&scenario.as_str()) {
+        let server =
+            Url::parse(server_url).with_context(|| format!("{server_url:?} is not a URL"))?;
+        let context: Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
+            .ok()
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or(Value::Null);
+        say(format!(
+            "scenario {scenario}, server {server}, authorization code"
+        ));
+        return crate::conformance_oauth::run(&scenario, &server, &context).await;
+    }
     if crate::conformance_dpop::SCENARIOS.contains(&scenario.as_str()) {
         let server =
             Url::parse(server_url).with_context(|| format!("{server_url:?} is not a URL"))?;

@@ -10,6 +10,7 @@ mod clients;
 mod conformance;
 mod conformance_bridge;
 mod conformance_dpop;
+mod conformance_oauth;
 mod device_key_cmd;
 mod diagnose;
 mod log_file;
@@ -115,6 +116,9 @@ enum Command {
     Logout,
     /// Grant SERVER (every server without one) anew now, also one that was refused.
     Refresh { server: Option<String> },
+    /// Connect the `oauth` server SERVER: the browser opens once for its own sign-in and consent;
+    /// after that the agent renews its tokens silently.
+    Connect { server: String },
     /// List the configured servers.
     Servers,
     /// Print a token for SERVER on stdout (never opens a browser).
@@ -272,6 +276,9 @@ fn run(cli: Cli, forgotten_environment: &[&str]) -> u8 {
         Command::Logout => endpoint().map_or_else(|c| c, |e| over_agent::logout(&e)),
         Command::Refresh { server } => {
             endpoint().map_or_else(|c| c, |e| over_agent::refresh(&e, server.as_deref()))
+        }
+        Command::Connect { server } => {
+            endpoint().map_or_else(|c| c, |e| over_agent::connect(&e, &server))
         }
         Command::Login { device, no_start } => match (endpoint(), sources()) {
             (Ok(e), Ok(sources)) => {

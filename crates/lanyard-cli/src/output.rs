@@ -83,6 +83,10 @@ pub fn print_status(status: &Status) {
     for server in &status.servers {
         let (state, detail) = match &server.state {
             ServerState::NotSignedIn => ("not signed in", String::new()),
+            ServerState::NeedsConnect => (
+                "not connected",
+                format!("Connect: lanyard connect {}", server.id),
+            ),
             ServerState::Granting => ("granting", String::new()),
             ServerState::Granted {
                 expires_at, scopes, ..

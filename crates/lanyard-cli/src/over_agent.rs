@@ -25,7 +25,9 @@ pub fn exit_code(e: &ClientError) -> u8 {
         ClientError::NotRunning { .. } => exit::AGENT_NOT_RUNNING,
         ClientError::VersionMismatch { .. } => exit::VERSION_MISMATCH,
         ClientError::Agent(reply) => match reply.code {
-            ErrorCode::NotSignedIn | ErrorCode::StepUpRequired => exit::NOT_SIGNED_IN,
+            ErrorCode::NotSignedIn | ErrorCode::StepUpRequired | ErrorCode::NotConnected => {
+                exit::NOT_SIGNED_IN
+            }
             ErrorCode::Denied => exit::DENIED,
             ErrorCode::UnknownServer => exit::UNKNOWN_SERVER,
             ErrorCode::Unavailable | ErrorCode::SignInFailed | ErrorCode::Stopped => {
@@ -64,6 +66,7 @@ pub fn refusal(e: &ClientError) -> String {
         ClientError::Agent(reply) => match reply.code {
             ErrorCode::Denied => "denied",
             ErrorCode::NotSignedIn => "not_signed_in",
+            ErrorCode::NotConnected => "not_connected",
             ErrorCode::StepUpRequired => "step_up_required",
             ErrorCode::UnknownServer => "unknown_server",
             ErrorCode::Misconfigured => "misconfigured",
@@ -257,6 +260,18 @@ pub fn logout(endpoint: &Path) -> u8 {
 
 /// `lanyard refresh [SERVER]`: asks the agent to grant SERVER (every server without one) anew
 /// now, also one that was refused; the status shows how it went.
+/// `lanyard connect SERVER`: the agent opens the browser for the server's own sign-in.
+pub fn connect(endpoint: &Path, server: &str) -> u8 {
+    eprintln!("Opening the browser to connect {server}…");
+    match BlockingClient::connect(endpoint).and_then(|mut c| c.connect_server(server)) {
+        Ok(()) => {
+            println!("Connected {server}. Lanyard renews its tokens from now on.");
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 pub fn refresh(endpoint: &Path, server: Option<&str>) -> u8 {
     let asked = BlockingClient::connect(endpoint).and_then(|mut c| match server {
         Some(server) => c.refresh(server),

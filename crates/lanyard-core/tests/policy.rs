@@ -258,7 +258,6 @@ fn every_problem_of_a_policy_is_reported_in_one_go() {
     for expected in [
         "p.json: servers[0]: missing required key \"display_name\"",
         "p.json: servers[0]: missing required key \"url\"",
-        "p.json: servers[0]: missing required key \"client_id\"",
         "p.json: idp: missing required key \"client_id\"",
         "p.json: idp.issuer: \"http://x\" must use https",
     ] {
@@ -267,7 +266,7 @@ fn every_problem_of_a_policy_is_reported_in_one_go() {
             "missing {expected:?} in {errors:#?}"
         );
     }
-    assert_eq!(errors.len(), 5, "each problem once: {errors:#?}");
+    assert_eq!(errors.len(), 4, "each problem once: {errors:#?}");
 
     // A section of the wrong type hides no other problem, and invents none: the server is not
     // told it lacks an `idp` section, and a second server's plain-HTTP URL is still named.
@@ -308,6 +307,28 @@ fn every_validation_error_has_its_exact_message() {
     };
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
+            with(&|d| {
+                d["servers"][0]["mode"] = json!("oauth");
+                d["servers"][0]["client_id"] = json!("");
+            }),
+            "p.json: servers[0].client_id: oauth needs a client identity: client_id (registered at the server's authorization server), client_id_metadata_url, or \"allow_dynamic_registration\": true",
+        ),
+        (
+            with(&|d| {
+                d["servers"][0]["mode"] = json!("oauth");
+                d["servers"][0]["client_id_metadata_url"] = json!("http://it.example/lanyard.json");
+            }),
+            "p.json: servers[0].client_id_metadata_url: \"http://it.example/lanyard.json\" must be an https URL with a path (the metadata document)",
+        ),
+        (
+            with(&|d| d["servers"][0]["allow_dynamic_registration"] = json!(true)),
+            "p.json: servers[0].allow_dynamic_registration: is for \"mode\": \"oauth\" only",
+        ),
+        (
+            with(&|d| d["servers"][0]["client_id"] = json!(" ")),
+            "p.json: servers[0].client_id: is required (Lanyard's client id at the server's authorization server) and must not be empty",
+        ),
+        (
             with(&|d| d["servers"][0]["urll"] = json!("x")),
             "p.json: servers[0].urll: unknown key; did you mean \"url\"?",
         ),
@@ -337,7 +358,7 @@ fn every_validation_error_has_its_exact_message() {
         ),
         (
             with(&|d| d["servers"][0]["mode"] = json!("enterprise_managed")),
-            "p.json: servers[0].mode: the text \"enterprise_managed\" is not one of \"enterprise-managed\", \"client-credentials\", \"workload-identity\"; did you mean \"enterprise-managed\"?",
+            "p.json: servers[0].mode: the text \"enterprise_managed\" is not one of \"enterprise-managed\", \"client-credentials\", \"workload-identity\", \"oauth\"; did you mean \"enterprise-managed\"?",
         ),
         (
             with(&|d| d["settings"] = json!({"log_level": "loud"})),
@@ -345,7 +366,7 @@ fn every_validation_error_has_its_exact_message() {
         ),
         (
             with(&|d| d["servers"][0].as_object_mut().map(|m| m.remove("client_id")).map(|_| ()).unwrap_or(())),
-            "p.json: servers[0]: missing required key \"client_id\"",
+            "p.json: servers[0].client_id: is required (Lanyard's client id at the server's authorization server) and must not be empty",
         ),
         (
             with(&|d| d["servers"][0]["client_auth"] = json!({"method": "tls_client_auth"})),
@@ -413,7 +434,7 @@ fn every_validation_error_has_its_exact_message() {
         ),
         (
             with(&|d| d["servers"][0]["client_id"] = json!("")),
-            "p.json: servers[0].client_id: must not be empty",
+            "p.json: servers[0].client_id: is required (Lanyard's client id at the server's authorization server) and must not be empty",
         ),
         (
             with(&|d| d["idp"]["client_id"] = json!(" ")),
@@ -1283,7 +1304,7 @@ fn the_deployed_examples_are_valid() {
     let document: Value = serde_json::from_str(&text).expect("json");
     let layers = [Layer::new("linux/policy.json", Scope::Mandatory, document)];
     let example = resolve(&layers, FileChecks::Skip).expect("the Linux example is valid");
-    assert_eq!(example.policy.servers.len(), 6);
+    assert_eq!(example.policy.servers.len(), 7);
 
     // The other two examples are generated from it, and say the same.
     let bytes = std::fs::read(root.join("macos/lanyard.mobileconfig")).expect("profile");

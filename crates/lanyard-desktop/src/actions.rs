@@ -86,6 +86,9 @@ impl From<EngineError> for CommandError {
             EngineError::SignIn(_) => "sign_in_failed",
             EngineError::Misconfigured(_) => "misconfigured",
             EngineError::Stopped => "stopped",
+            EngineError::NotConnected { .. } | EngineError::ConsentNeeded { .. } => "not_connected",
+            EngineError::NotConnectable { .. } => "not_connectable",
+            EngineError::ConnectFailed(_) => "connect_failed",
         };
         CommandError::new(code, capitalized(&e.to_string()))
     }

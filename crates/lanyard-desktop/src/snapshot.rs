@@ -214,6 +214,7 @@ pub fn headline(status: &Status) -> String {
     let denied = names(status, |s| matches!(s, ServerState::Denied { .. }));
     let failing = names(status, |s| matches!(s, ServerState::Failing { .. }));
     let granting = names(status, |s| matches!(s, ServerState::Granting));
+    let unconnected = names(status, |s| matches!(s, ServerState::NeedsConnect));
     // A server ready on first use is as ready as a granted one: nothing is wrong with it.
     let granted = names(status, |s| {
         matches!(
@@ -230,6 +231,12 @@ pub fn headline(status: &Status) -> String {
     }
     if !denied.is_empty() {
         parts.push(format!("{} blocked by your organization", list(&denied)));
+    }
+    if !unconnected.is_empty() {
+        parts.push(format!(
+            "{} not connected (lanyard connect)",
+            list(&unconnected)
+        ));
     }
     if parts.is_empty() {
         return match granted.len() {
@@ -321,6 +328,14 @@ mod tests {
             ],
         );
         assert_eq!(headline(&s), "Retrying A; P blocked by your organization");
+        let s = status(
+            signed_in(),
+            vec![
+                server("w", ServerState::NeedsConnect),
+                server("b", granted()),
+            ],
+        );
+        assert_eq!(headline(&s), "W not connected (lanyard connect)");
         let s = status(
             IdpStatus::NeedsSignIn {
                 reason: "expired".into(),

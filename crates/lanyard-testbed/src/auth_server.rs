@@ -27,7 +27,7 @@ use crate::oauth::{
     GRANT_PROFILE_ID_JAG, JWT_TYPE_ID_JAG,
 };
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means another handler panicked mid-update; the fake keeps serving.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -42,6 +42,8 @@ pub(crate) struct AsCounters {
     rejected_grants: AtomicU64,
     rejected_replays: AtomicU64,
     jwks_fetches: AtomicU64,
+    pub(crate) code_mints: AtomicU64,
+    pub(crate) registrations: AtomicU64,
     revocations: Mutex<Vec<RevocationRecord>>,
     /// Secrets that crossed the token endpoint: ID-JAGs, client assertions, client secrets
     /// (form or Basic) and the access tokens issued. What a leak test looks for.
@@ -111,6 +113,10 @@ pub struct AsStats {
     pub jwks_fetches: u64,
     /// Revocation requests received.
     pub revocations: Vec<RevocationRecord>,
+    /// Access tokens minted from authorization codes (the standard MCP authorization).
+    pub code_mints: u64,
+    /// Clients registered dynamically (RFC 7591).
+    pub registrations: u64,
 }
 
 pub(crate) struct AsState {
@@ -136,19 +142,27 @@ pub(crate) struct AsState {
     pub refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
     /// Checks DPoP proofs at the token endpoint, when this server binds tokens.
     pub proofs: Option<crate::dpop::ProofChecker>,
+    /// Authorization codes not yet redeemed (the code flow).
+    pub(crate) codes: Mutex<HashMap<String, crate::code_flow::CodeGrant>>,
+    /// Clients registered dynamically.
+    pub(crate) registered: Mutex<Vec<RegisteredClient>>,
+    /// How the authorization endpoint misbehaves now (a test's switch).
+    pub(crate) redirect_fault: Mutex<Option<crate::code_flow::RedirectFault>>,
+    /// Resources accepted on top of its own MCP servers' (a server that moved here).
+    pub(crate) extra_resources: Mutex<Vec<String>>,
 }
 
 /// What a refresh token stands for.
 #[derive(Clone, Debug)]
 pub(crate) struct RefreshGrant {
-    sub: String,
-    client_id: String,
-    resource: Option<String>,
-    scope: Vec<String>,
-    email: Option<String>,
-    expires_at: u64,
+    pub(crate) sub: String,
+    pub(crate) client_id: String,
+    pub(crate) resource: Option<String>,
+    pub(crate) scope: Vec<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) expires_at: u64,
     /// The DPoP key the tokens of this grant are bound to; a refresh must prove it again.
-    jkt: Option<String>,
+    pub(crate) jkt: Option<String>,
 }
 
 impl AsState {
@@ -182,6 +196,10 @@ impl AsState {
             client_jtis: Mutex::new(HashSet::new()),
             counters: AsCounters::default(),
             refresh_tokens: Mutex::new(HashMap::new()),
+            codes: Mutex::new(HashMap::new()),
+            registered: Mutex::new(Vec::new()),
+            redirect_fault: Mutex::new(None),
+            extra_resources: Mutex::new(Vec::new()),
             proofs: config
                 .dpop
                 .map(|d| crate::dpop::ProofChecker::new(d.require_nonce)),
@@ -197,9 +215,16 @@ impl AsState {
         }
     }
 
-    fn verifier(&self) -> ClientVerifier<'_> {
+    /// The configured clients and the ones registered dynamically.
+    pub(crate) fn all_clients(&self) -> Vec<RegisteredClient> {
+        let mut clients = self.config.clients.clone();
+        clients.extend(lock(&self.registered).iter().cloned());
+        clients
+    }
+
+    fn verifier<'a>(&'a self, clients: &'a [RegisteredClient]) -> ClientVerifier<'a> {
         ClientVerifier {
-            clients: &self.config.clients,
+            clients,
             audiences: &self.assertion_audiences,
             clock: &self.clock,
             seen_jtis: &self.client_jtis,
@@ -241,6 +266,23 @@ impl AsState {
         if self.proofs.is_some() {
             metadata["dpop_signing_alg_values_supported"] = json!(["ES256", "RS256"]);
         }
+        if let Some(flow) = &self.config.code_flow {
+            metadata["authorization_endpoint"] = json!(format!("{b}/authorize"));
+            metadata["response_types_supported"] = json!(["code"]);
+            metadata["code_challenge_methods_supported"] = json!(["S256"]);
+            metadata["authorization_response_iss_parameter_supported"] = json!(flow.iss_parameter);
+            if flow.dynamic_registration {
+                metadata["registration_endpoint"] = json!(format!("{b}/register"));
+            }
+            if let Some(grants) = metadata["grant_types_supported"].as_array_mut() {
+                grants.push(json!("authorization_code"));
+            }
+            if self.config.refresh_token_lifetime.is_some() {
+                let mut scopes = self.config.allowed_scopes.clone();
+                scopes.push("offline_access".into());
+                metadata["scopes_supported"] = json!(scopes);
+            }
+        }
         metadata
     }
 
@@ -280,7 +322,7 @@ impl AsState {
     }
 
     /// The resource a token is for: the request's, the grant's, or this AS's only resource.
-    fn resource(
+    pub(crate) fn resource(
         &self,
         requested: Option<&String>,
         granted: Option<&str>,
@@ -299,7 +341,9 @@ impl AsState {
             .map(str::to_string)
             .or_else(|| self.resources.first().cloned());
         if let Some(r) = &resource {
-            if !self.resources.iter().any(|known| known == r) {
+            if !self.resources.iter().any(|known| known == r)
+                && !lock(&self.extra_resources).iter().any(|known| known == r)
+            {
                 return Err(OAuthError::new(
                     "invalid_target",
                     format!("{r} is not a resource of this authorization server"),
@@ -338,7 +382,7 @@ impl AsState {
         Ok(granted)
     }
 
-    fn mint(
+    pub(crate) fn mint(
         &self,
         sub: &str,
         client_id: &str,
@@ -540,7 +584,7 @@ impl AsState {
     }
 
     /// Adds a refresh token to `body` when this server issues them.
-    fn issue_refresh_token(&self, body: &mut Value, mut grant: RefreshGrant) {
+    pub(crate) fn issue_refresh_token(&self, body: &mut Value, mut grant: RefreshGrant) {
         let Some(lifetime) = self.config.refresh_token_lifetime else {
             return;
         };
@@ -649,7 +693,10 @@ pub(crate) fn router(state: Arc<AsState>) -> (Router, HashMap<String, Endpoint>)
     routes.insert(format!("{bp}/token"), Endpoint::Token);
     routes.insert(format!("{bp}/v2/token"), Endpoint::Token);
     routes.insert(format!("{bp}/revoke"), Endpoint::Revoke);
+    routes.insert(format!("{bp}/authorize"), Endpoint::Authorize);
     let router = router
+        .route(&format!("{bp}/authorize"), get(crate::code_flow::authorize))
+        .route(&format!("{bp}/register"), post(crate::code_flow::register))
         .route(&format!("{bp}/jwks"), get(jwks))
         .route(&format!("{bp}/token"), post(old_token))
         .route(&format!("{bp}/v2/token"), post(moved_token))
@@ -707,9 +754,11 @@ async fn token(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Byte
         None => None,
     };
     let jkt = jkt.as_deref();
-    let result = match state.verifier().authenticate(&headers, &form) {
+    let clients = state.all_clients();
+    let result = match state.verifier(&clients).authenticate(&headers, &form) {
         Err(e) => Err(e),
         Ok(client) => match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => state.authorization_code(&client, &form),
             Some(GRANT_JWT_BEARER) => state.jwt_bearer(&client, &form, jkt).await,
             Some("client_credentials") => state.client_credentials(&client, &form, jkt),
             Some("refresh_token") if state.config.refresh_token_lifetime.is_some() => {
@@ -739,7 +788,8 @@ async fn token(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Byte
 
 async fn revoke(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = parse_form(&body);
-    let client = match state.verifier().authenticate(&headers, &form) {
+    let clients = state.all_clients();
+    let client = match state.verifier(&clients).authenticate(&headers, &form) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -843,6 +893,21 @@ impl AsHandle {
         lock(&self.state.counters.wire_secrets).clone()
     }
 
+    /// From now on the authorization endpoint redirects with `fault` (`None`: correctly).
+    pub fn set_redirect_fault(&self, fault: Option<crate::code_flow::RedirectFault>) {
+        *lock(&self.state.redirect_fault) = fault;
+    }
+
+    /// Revokes every refresh token this server issued (an administrator ending the sessions).
+    pub fn revoke_refresh_tokens(&self) {
+        lock(&self.state.refresh_tokens).clear();
+    }
+
+    /// Also issues tokens for `resource` (an MCP server that moved here from another server).
+    pub fn accept_resource(&self, resource: &str) {
+        lock(&self.state.extra_resources).push(resource.to_owned());
+    }
+
     /// A snapshot of the counters.
     /// Rotates the nonce DPoP proofs must carry (when this server wants one); the new nonce.
     pub fn rotate_dpop_nonce(&self) -> Option<String> {
@@ -870,6 +935,8 @@ impl AsHandle {
             rejected_replays: n(&c.rejected_replays),
             jwks_fetches: n(&c.jwks_fetches),
             revocations: lock(&c.revocations).clone(),
+            code_mints: n(&c.code_mints),
+            registrations: n(&c.registrations),
         }
     }
 }

@@ -263,6 +263,20 @@ pub struct AsConfig {
     /// bound to the proof's key, and an ID-JAG bound by the IdP (`cnf.jkt`) is redeemed only
     /// with a proof of that key.
     pub dpop: Option<DpopSettings>,
+    /// The standard MCP authorization (authorization code + PKCE) for `oauth` servers: an
+    /// authorization endpoint that approves as `subject`, and dynamic registration if allowed.
+    pub code_flow: Option<CodeFlowSettings>,
+}
+
+/// How an authorization server of the testbed runs the authorization code flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeFlowSettings {
+    /// Who approves at its authorization endpoint (the tokens' `sub`).
+    pub subject: String,
+    /// Offer RFC 7591 dynamic registration (`registration_endpoint`).
+    pub dynamic_registration: bool,
+    /// Advertise and send RFC 9207 `iss` on the redirect.
+    pub iss_parameter: bool,
 }
 
 /// How a server of the testbed treats DPoP.
@@ -304,7 +318,22 @@ impl AsConfig {
             refresh_token_lifetime: None,
             trusted_workload: None,
             dpop: None,
+            code_flow: None,
         }
+    }
+
+    /// This server runs the authorization code flow for `alice@example.com`'s consent (subject
+    /// `alice`), with RFC 9207 `iss`, dynamic registration when `dynamic_registration`, and
+    /// rotating refresh tokens valid for a day.
+    pub fn with_code_flow(mut self, dynamic_registration: bool) -> Self {
+        self.code_flow = Some(CodeFlowSettings {
+            subject: "alice".into(),
+            dynamic_registration,
+            iss_parameter: true,
+        });
+        self.refresh_token_lifetime
+            .get_or_insert(Duration::from_secs(24 * 3600));
+        self
     }
 
     /// Trusts the workload tokens of `issuer`, signed with the key whose public half is `pem`.

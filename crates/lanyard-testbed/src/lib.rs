@@ -44,6 +44,7 @@ mod auth_server;
 mod browser;
 mod client_auth;
 mod clock;
+mod code_flow;
 mod config;
 pub mod demo;
 pub mod dpop;
@@ -65,9 +66,10 @@ pub use browser::{
     complete_device, complete_login, complete_login_trusting, login_redirect, BrowserVisit,
 };
 pub use clock::TestClock;
+pub use code_flow::RedirectFault;
 pub use config::{
-    AsConfig, ClientAuth, IdpConfig, IssuerPath, McpConfig, MetadataStyle, PrmLocation,
-    RegisteredClient, TestUser, TestbedConfig, TrustedWorkload,
+    AsConfig, ClientAuth, CodeFlowSettings, IdpConfig, IssuerPath, McpConfig, MetadataStyle,
+    PrmLocation, RegisteredClient, TestUser, TestbedConfig, TrustedWorkload,
 };
 pub use faults::{Endpoint, Fault, FaultMode, Faults};
 /// The SAML IdP's signing and message building, for tests that forge or tamper (Linux only).

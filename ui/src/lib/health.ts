@@ -24,6 +24,8 @@ export function badge(state: ServerState): Badge {
       return { label: 'Sign in again', tone: 'bad' };
     case 'not_signed_in':
       return { label: 'Waiting for sign-in', tone: 'idle' };
+    case 'needs_connect':
+      return { label: 'Not connected', tone: 'idle' };
     case 'ready_on_first_use':
       return { label: 'Ready on first use', tone: 'good' };
   }
@@ -62,6 +64,8 @@ export function problem(state: ServerState): string | null {
         : 'Blocked by your organization — contact IT if you need access.';
     case 'step_up_required':
       return 'This server asks for a recent sign-in.';
+    case 'needs_connect':
+      return 'Not connected yet: run lanyard connect with this server’s id in a terminal.';
     default:
       return null;
   }

@@ -19,6 +19,8 @@ export type IdpStatus =
 
 export type ServerState =
   | { state: 'not_signed_in' }
+  /** An `oauth` server not connected yet: `lanyard connect <id>`. */
+  | { state: 'needs_connect' }
   | { state: 'granting' }
   | { state: 'granted'; expires_at: number; scopes: string[]; refresh_at: number }
   | { state: 'denied'; code: string; description: string | null }

@@ -211,6 +211,26 @@ impl Actor {
                     }
                 }
             }
+            Event::ConnectDone {
+                server,
+                generation,
+                result,
+                reply,
+            } => {
+                let answer = match result {
+                    Ok(minted) => {
+                        if let Some(slot) = self.servers.get_mut(&server) {
+                            slot.in_flight = true;
+                            slot.attempts = 0;
+                            slot.consent_scopes.retain(|s| !minted.scopes.contains(s));
+                        }
+                        self.on_grant_done(server, generation, None, Ok(minted));
+                        Ok(())
+                    }
+                    Err(e) => Err(EngineError::ConnectFailed(e)),
+                };
+                let _ = reply.send(answer);
+            }
             Event::GrantDone {
                 server,
                 generation,

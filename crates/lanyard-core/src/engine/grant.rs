@@ -59,6 +59,9 @@ pub enum GrantFailure {
     /// The IdP's token endpoint (`endpoint`) is not where its metadata said: renew the session
     /// (which reads the IdP's metadata again), then retry.
     IdpEndpointGone { error: String, endpoint: url::Url },
+    /// An `oauth` server without a usable connection: the user must connect (never retried, never
+    /// a browser by itself).
+    NeedsConnect,
 }
 
 /// What one grant minted: ID-JAGs issued by the identity provider and tokens issued by the
@@ -116,6 +119,9 @@ pub struct GrantInputs {
     /// whether this grant uses them).
     pub dpop: Arc<DpopKey>,
     pub nonces: Arc<Nonces>,
+    /// An `oauth` server refused its token (a client's forced refresh after a 401): look again
+    /// which authorization server it names before renewing at the connection's.
+    pub recheck_authorization_server: bool,
 }
 
 /// What discovery may follow, and where the first issuer seen for each server is pinned.
@@ -273,6 +279,10 @@ pub async fn locate(
 /// an authorization server that reorganised between two grants costs one extra round, not a
 /// failure shown to the user.
 pub async fn run(inputs: GrantInputs) -> (Option<Arc<Target>>, Result<Minted, GrantFailure>) {
+    if inputs.server.mode == ServerMode::Oauth {
+        // Its connection knows where it goes; discovery ran when the user connected.
+        return (None, super::connection::renew(&inputs).await);
+    }
     let target = match &inputs.target {
         Some(t) => t.clone(),
         None => match located(&inputs).await {
@@ -380,6 +390,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
     let mut id_jag_lifetime: Option<u64> = None;
     let assertion = match inputs.server.mode {
         ServerMode::ClientCredentials => None,
+        ServerMode::Oauth => return Err(GrantFailure::NeedsConnect),
         // Read at every grant: the platform rotates the token in place.
         ServerMode::WorkloadIdentity => Some(
             read_workload_token(inputs.server.workload_token.as_ref())
@@ -454,7 +465,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
         // Client credentials: the whole grant is this one request, at a host it may share.
         let slots = match inputs.server.mode {
             ServerMode::ClientCredentials | ServerMode::WorkloadIdentity => &inputs.slots.shared,
-            ServerMode::EnterpriseManaged => &inputs.slots.own_host,
+            ServerMode::EnterpriseManaged | ServerMode::Oauth => &inputs.slots.own_host,
         };
         let _slot = slots.acquire().await;
         send_token_request(inputs, request, as_proof).await

@@ -108,6 +108,7 @@ impl Actor {
                 .map(|(token, _)| token.clone()),
             dpop: current_dpop_key(&self.dpop),
             nonces: self.nonces.clone(),
+            recheck_authorization_server: std::mem::take(&mut slot.recheck_authorization_server),
         };
         slot.granting_extra = !slot.extra_scopes.is_empty();
         slot.regrant = false;
@@ -318,6 +319,15 @@ impl Actor {
                     description: description.clone(),
                 };
                 slot.answer_waiters(Err(EngineError::Denied { code, description }));
+            }
+            Err(GrantFailure::NeedsConnect) => {
+                info!(server = %id, "not connected: waiting for the user to connect");
+                slot.token = None;
+                slot.scoped_token = None;
+                slot.due_at = None;
+                slot.attempts = 0;
+                slot.state = ServerState::NeedsConnect;
+                slot.answer_waiters(Err(EngineError::NotConnected { server: id.clone() }));
             }
             Err(GrantFailure::StepUp { max_age }) => {
                 info!(server = %id, "the identity provider asks for a fresh sign-in");

@@ -29,6 +29,7 @@
 //! [`grant`] runs one grant as a task (it owns no state); [`schedule`] holds the pure rules of when;
 //! [`usage`] is the per-server 30-day counts and the state file they live in.
 
+pub mod connection;
 pub mod credentials;
 mod events;
 pub mod grant;
@@ -187,6 +188,17 @@ pub enum EngineError {
     },
     #[error("this server needs a fresh sign-in: sign in to Lanyard again")]
     StepUpRequired,
+    /// An `oauth` server the user has not connected (or whose connection the server ended).
+    #[error("{server} is not connected yet: run `lanyard connect {server}` (or click Connect in Lanyard)")]
+    NotConnected { server: String },
+    /// `lanyard connect` asked of a server that is not in `oauth` mode.
+    #[error("{server} is not an `oauth` server: it is not connected in the browser")]
+    NotConnectable { server: String },
+    #[error("connecting failed: {0}")]
+    ConnectFailed(String),
+    /// An `oauth` server's caller needs scopes its connection was not granted: a new consent.
+    #[error("{server} needs your consent for {}: run `lanyard connect {server}`", scopes.join(" "))]
+    ConsentNeeded { server: String, scopes: Vec<String> },
     #[error("temporarily unavailable: {error} (retrying)")]
     Unavailable { error: String, retry_at: u64 },
     /// A caller asked for scopes beyond the policy's ceiling for the server.
@@ -243,6 +255,11 @@ pub enum Command {
         errors: Vec<String>,
         reply: oneshot::Sender<()>,
     },
+    /// Connect an `oauth` server: the browser opens once; answered when the connection is kept.
+    Connect {
+        server: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     Shutdown,
 }
 
@@ -284,6 +301,15 @@ impl EngineHandle {
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Connects the `oauth` server `server` in the browser (the only path that opens one for it).
+    pub async fn connect(&self, server: &str) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Connect {
+            server: server.to_owned(),
+            reply,
+        })
+        .await?
     }
 
     pub async fn sign_in(&self) -> Result<(), EngineError> {
@@ -544,6 +570,13 @@ enum Event {
         generation: u64,
         result: Result<crate::oauth::Client, String>,
     },
+    /// A `lanyard connect` finished (the connection is in the keychain when `result` is `Ok`).
+    ConnectDone {
+        server: String,
+        generation: u64,
+        result: Result<Minted, String>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
 }
 
 struct Actor {
@@ -672,7 +705,12 @@ impl Actor {
         for id in self.server_ids(ServerMode::EnterpriseManaged) {
             self.prefetch_target(&id);
         }
-        for mode in [ServerMode::ClientCredentials, ServerMode::WorkloadIdentity] {
+        // An `oauth` server's first grant reads its connection from the keychain (none: Connect).
+        for mode in [
+            ServerMode::ClientCredentials,
+            ServerMode::WorkloadIdentity,
+            ServerMode::Oauth,
+        ] {
             for id in self.server_ids(mode) {
                 if !self.on_demand(&id) {
                     self.start_grant(&id);

@@ -176,7 +176,9 @@ impl Actor {
             return; // minted when a client first asks
         }
         match slot.policy.mode {
-            ServerMode::ClientCredentials | ServerMode::WorkloadIdentity => self.start_grant(id),
+            ServerMode::ClientCredentials | ServerMode::WorkloadIdentity | ServerMode::Oauth => {
+                self.start_grant(id)
+            }
             ServerMode::EnterpriseManaged => match self.idp.phase {
                 IdpPhase::SignedIn => self.start_grant(id),
                 IdpPhase::Restoring | IdpPhase::SigningIn { .. } => {}

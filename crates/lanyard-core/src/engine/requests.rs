@@ -51,6 +51,7 @@ impl Actor {
                 self.reject_policy(errors);
                 let _ = reply.send(());
             }
+            Command::Connect { server, reply } => self.on_connect(server, reply),
             Command::Shutdown => {}
         }
     }
@@ -79,6 +80,45 @@ impl Actor {
             verification_uri: None,
         };
         self.with_idp_client(how);
+    }
+
+    /// `lanyard connect <id>`: the one path that opens a browser for an `oauth` server. An
+    /// `enterprise-managed` (or machine) server is refused: it never falls back to this flow.
+    fn on_connect(&mut self, id: String, reply: oneshot::Sender<Result<(), EngineError>>) {
+        let Some(slot) = self.servers.get_mut(&id) else {
+            let _ = reply.send(Err(EngineError::UnknownServer(id)));
+            return;
+        };
+        if slot.policy.mode != ServerMode::Oauth {
+            let _ = reply.send(Err(EngineError::NotConnectable { server: id }));
+            return;
+        }
+        slot.generation += 1;
+        slot.in_flight = false;
+        let inputs = super::connection::ConnectInputs {
+            http: self.http.clone(),
+            store: self.config.store.clone(),
+            browser: self.config.browser.clone(),
+            clock: self.config.clock.clone(),
+            server: slot.policy.clone(),
+            dev_mode: self.config.policy.dev_mode,
+            timeout: self.config.sign_in_timeout,
+            extra_scopes: slot.consent_scopes.clone(),
+        };
+        let generation = slot.generation;
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let result = super::connection::connect(inputs).await;
+            if let Err(e) = &result {
+                warn!(server = %id, error = %e, "connecting failed; nothing was kept");
+            }
+            let _ = events.send(Event::ConnectDone {
+                server: id,
+                generation,
+                result,
+                reply,
+            });
+        });
     }
 
     pub(super) fn manual_refresh(&mut self, id: &str) {
@@ -150,6 +190,23 @@ impl Actor {
                 return;
             }
         }
+        if slot.policy.mode == ServerMode::Oauth && lacks_scope {
+            // A refresh token cannot widen the grant, and a client's request opens no browser:
+            // the next connect asks for these too.
+            for scope in &request.extra_scopes {
+                if !slot.consent_scopes.contains(scope) {
+                    slot.consent_scopes.push(scope.clone());
+                }
+            }
+            let _ = reply.send(Err(EngineError::ConsentNeeded {
+                server: id.clone(),
+                scopes: slot.consent_scopes.clone(),
+            }));
+            return;
+        }
+        if slot.policy.mode == ServerMode::Oauth && request.force_refresh {
+            slot.recheck_authorization_server = true;
+        }
         let mut scopes_added = false;
         for scope in &request.extra_scopes {
             if !slot.extra_scopes.contains(scope) {
@@ -178,6 +235,11 @@ impl Actor {
             }
             ServerState::StepUpRequired { .. } => {
                 let _ = reply.send(Err(EngineError::StepUpRequired));
+                return;
+            }
+            // Never a browser for a client's request: the user connects.
+            ServerState::NeedsConnect => {
+                let _ = reply.send(Err(EngineError::NotConnected { server: id.clone() }));
                 return;
             }
             ServerState::Failing { error, .. }

@@ -302,6 +302,31 @@ impl Actor {
                 slot.answer_waiters(Err(EngineError::NotSignedIn));
             }
         }
+        self.disconnect_all();
+    }
+
+    /// Sign-out wipes every `oauth` connection too (revoking nothing: the refresh token is
+    /// forgotten here, and the server's own sessions are its business).
+    pub(super) fn disconnect_all(&mut self) {
+        let ids = self.server_ids(ServerMode::Oauth);
+        for id in &ids {
+            if let Some(slot) = self.servers.get_mut(id) {
+                slot.generation += 1;
+                slot.token = None;
+                slot.scoped_token = None;
+                slot.in_flight = false;
+                slot.due_at = None;
+                slot.extra_scopes.clear();
+                slot.state = ServerState::NeedsConnect;
+                slot.answer_waiters(Err(EngineError::NotConnected { server: id.clone() }));
+            }
+        }
+        let store = self.config.store.clone();
+        tokio::spawn(async move {
+            for id in ids {
+                super::connection::forget(&store, &id).await;
+            }
+        });
     }
 
     pub(super) fn id_token_fresh(&self, now: u64) -> bool {

@@ -99,6 +99,11 @@ pub(super) struct ServerSlot {
     pub(super) last_refresh: Option<u64>,
     /// Scopes callers asked for on top of the target's (see [`TokenRequest::extra_scopes`]).
     pub(super) extra_scopes: Vec<String>,
+    /// An `oauth` server's scopes a caller needs and its connection lacks: asked for at the next
+    /// `lanyard connect` (a new consent; a refresh token cannot widen a grant).
+    pub(super) consent_scopes: Vec<String>,
+    /// The next grant of an `oauth` server looks again where its authorization server is.
+    pub(super) recheck_authorization_server: bool,
     /// The grant in flight asked for `extra_scopes`.
     pub(super) granting_extra: bool,
     /// Scopes were added while a grant was in flight: mint again before answering.
@@ -139,6 +144,8 @@ impl ServerSlot {
             resolving_client: false,
             last_refresh: None,
             extra_scopes: Vec::new(),
+            consent_scopes: Vec::new(),
+            recheck_authorization_server: false,
             granting_extra: false,
             regrant: false,
             last_used: None,
@@ -170,6 +177,11 @@ impl ServerSlot {
     /// Scopes of `wanted` beyond the policy's ceiling: its `scopes`, its `allowed_extra_scopes`,
     /// and what discovery or the authorization server settled on for the server's own token.
     pub(super) fn beyond_ceiling(&self, wanted: &[String]) -> Vec<String> {
+        // An `oauth` server without configured scopes takes what it asks for: the user consents
+        // to them at the server when connecting.
+        if self.policy.mode == crate::policy::ServerMode::Oauth && self.policy.scopes.is_empty() {
+            return Vec::new();
+        }
         let within = |s: &String| {
             self.policy.scopes.contains(s)
                 || self.policy.allowed_extra_scopes.contains(s)

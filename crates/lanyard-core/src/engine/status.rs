@@ -100,7 +100,9 @@ impl Status {
         for server in &self.servers {
             let h = match server.state {
                 ServerState::Granted { .. } => Health::AllGood,
-                ServerState::NotSignedIn | ServerState::ReadyOnFirstUse { .. } => Health::AllGood,
+                ServerState::NotSignedIn
+                | ServerState::NeedsConnect
+                | ServerState::ReadyOnFirstUse { .. } => Health::AllGood,
                 ServerState::Granting | ServerState::Failing { .. } => Health::Degraded,
                 ServerState::Denied { .. } | ServerState::StepUpRequired { .. } => {
                     Health::ActionNeeded
@@ -229,6 +231,9 @@ pub struct Requester {
 pub enum ServerState {
     /// Waiting for the user to sign in.
     NotSignedIn,
+    /// An `oauth` server not connected yet (or whose connection the server ended): *Connect*
+    /// (`lanyard connect <id>`).
+    NeedsConnect,
     Granting,
     Granted {
         expires_at: u64,

@@ -287,6 +287,15 @@ impl BlockingClient {
         self.expect_done(&Request::RefreshAll, REPLY_TIMEOUT)
     }
 
+    /// Connects the `oauth` server `server`: the agent opens the browser; answered when done
+    /// (as long as a browser sign-in may take).
+    pub fn connect_server(&mut self, server: &str) -> Result<(), ClientError> {
+        let request = Request::Connect {
+            server: server.to_owned(),
+        };
+        self.expect_done(&request, SIGN_IN_TIMEOUT)
+    }
+
     pub fn refresh(&mut self, server: &str) -> Result<(), ClientError> {
         let request = Request::Refresh {
             server: server.to_owned(),

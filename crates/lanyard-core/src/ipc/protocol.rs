@@ -56,6 +56,11 @@ pub enum Request {
     Refresh {
         server: String,
     },
+    /// Connect the `oauth` server `server`: the agent opens the browser once; answered when the
+    /// connection is kept (or refused).
+    Connect {
+        server: String,
+    },
     /// A token for `server`, valid for at least `min_ttl_secs`.
     Token {
         server: String,
@@ -193,6 +198,12 @@ pub enum ErrorCode {
     /// The token is bound to this device's DPoP key and the caller asked for no proof: a
     /// client that sends a fixed header cannot use it (`lanyard proxy` can).
     DpopBound,
+    /// An `oauth` server the user has not connected: `lanyard connect <id>`.
+    NotConnected,
+    /// `connect` of a server that is not in `oauth` mode.
+    NotConnectable,
+    /// The browser connection did not complete (refused, timed out, a forged redirect).
+    ConnectFailed,
     #[serde(other)]
     Other,
 }
@@ -220,6 +231,11 @@ impl From<&EngineError> for ErrorReply {
             EngineError::SignIn(_) => ErrorCode::SignInFailed,
             EngineError::Misconfigured(_) => ErrorCode::Misconfigured,
             EngineError::Stopped => ErrorCode::Stopped,
+            EngineError::NotConnected { .. } | EngineError::ConsentNeeded { .. } => {
+                ErrorCode::NotConnected
+            }
+            EngineError::NotConnectable { .. } => ErrorCode::NotConnectable,
+            EngineError::ConnectFailed(_) => ErrorCode::ConnectFailed,
         };
         let mut reply = Self::new(code, e.to_string());
         if let EngineError::Unavailable { retry_at, .. } = e {

@@ -503,6 +503,7 @@ async fn answer(
             }
             done(engine.refresh(&server).await)
         }
+        Request::Connect { server } => done(engine.connect(&server).await),
         Request::Token {
             server,
             min_ttl_secs,

@@ -73,6 +73,7 @@ impl DiscoveredUrls {
             ),
             (&metadata.jwks_uri, "the key set (jwks_uri)"),
             (&metadata.revocation_endpoint, "the revocation endpoint"),
+            (&metadata.registration_endpoint, "the registration endpoint"),
             (
                 &metadata.device_authorization_endpoint,
                 "the device authorization endpoint",
@@ -274,6 +275,9 @@ pub struct AuthorizationServerMetadata {
     /// RFC 9449 §5.1: the proof algorithms it takes; absent, it does not bind tokens.
     #[serde(default)]
     pub dpop_signing_alg_values_supported: Vec<String>,
+    /// Client ID Metadata Documents: a URL is accepted as `client_id`.
+    #[serde(default)]
+    pub client_id_metadata_document_supported: bool,
 }
 
 impl AuthorizationServerMetadata {
@@ -337,6 +341,25 @@ pub fn same_resource(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
+/// Whether the protected resource `resource` covers the MCP endpoint `server`: the same origin,
+/// and the resource's path is the server's or one of its parent paths (a server at
+/// `https://m.example/mcp` may name `https://m.example` as its resource, as the MCP SDKs accept).
+/// A different origin, or a path beside the server's, is another resource.
+pub fn resource_covers(resource: &str, server: &Url) -> bool {
+    let Ok(resource) = Url::parse(resource) else {
+        return false;
+    };
+    if resource.scheme() != server.scheme()
+        || resource.host_str() != server.host_str()
+        || resource.port_or_known_default() != server.port_or_known_default()
+    {
+        return false;
+    }
+    let parent = resource.path().trim_end_matches('/');
+    let path = server.path().trim_end_matches('/');
+    parent.is_empty() || path == parent || path.starts_with(&format!("{parent}/"))
+}
+
 /// Fetches AS metadata for `issuer`, trying the well-knowns in order. A 404 (or other 4xx) moves
 /// on to the next location; an issuer mismatch or a transport failure stops at once. The
 /// endpoints it names are held to [`DiscoveredUrls::like`] the issuer.
@@ -389,11 +412,17 @@ pub struct DiscoveredServer {
     pub authorization_server: AuthorizationServerMetadata,
     /// Scopes the server asked for in its challenge (authoritative), else from its PRM.
     pub challenge_scopes: Vec<String>,
+    /// Whether [`DiscoveredServer::challenge_scopes`] came from the 401 challenge (else from the
+    /// protected resource metadata's `scopes_supported`, or nowhere).
+    pub scopes_from_challenge: bool,
 }
 
 /// The body of the unauthenticated probe: an MCP `initialize`, which a protected server must answer
 /// with 401 before looking at it.
 const PROBE_BODY: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"lanyard","version":"0"}}}"#;
+
+/// The second probe, for a server that answered the first without a challenge.
+const SECOND_PROBE_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
 
 /// Discovers the authorization server of the MCP server at `server_url`.
 ///
@@ -420,6 +449,22 @@ pub async fn discover_server_with(
             .find_map(parse_bearer_challenge)
     } else {
         None
+    };
+    // A server may leave `initialize` open and protect only what follows: ask again with a
+    // request it must protect, so the challenge (and its `scope`) is the one a client meets.
+    let challenge = match challenge {
+        Some(challenge) => Some(challenge),
+        None if response.status != 401 => {
+            let again = http.probe_post_json(server_url, SECOND_PROBE_BODY).await?;
+            (again.status == 401)
+                .then(|| {
+                    again
+                        .header_values("www-authenticate")
+                        .find_map(parse_bearer_challenge)
+                })
+                .flatten()
+        }
+        None => None,
     };
     let challenge = challenge.unwrap_or_default();
     let prm_urls: Vec<Url> = match challenge.resource_metadata.as_deref().map(Url::parse) {
@@ -455,7 +500,7 @@ pub async fn discover_server_with(
             last_error.unwrap_or(0)
         ))
     })?;
-    if !same_resource(&prm.resource, server_url.as_str()) {
+    if !resource_covers(&prm.resource, server_url) {
         return Err(WireError::Discovery(format!(
             "protected resource metadata names resource {:?}, not {}",
             prm.resource,
@@ -477,6 +522,7 @@ pub async fn discover_server_with(
         resource: prm.resource,
         authorization_server,
         challenge_scopes,
+        scopes_from_challenge: challenge.scope.is_some(),
     })
 }
 
@@ -562,6 +608,31 @@ mod tests {
                 "https://as.example/.well-known/openid-configuration",
             ]
         );
+    }
+
+    #[test]
+    fn a_resource_covers_its_own_path_and_below() {
+        let server = url("https://m.example/tenant/mcp");
+        for covers in [
+            "https://m.example",
+            "https://m.example/",
+            "https://m.example/tenant",
+            "https://m.example/tenant/mcp/",
+            "https://m.example:443/tenant/mcp",
+        ] {
+            assert!(resource_covers(covers, &server), "{covers}");
+        }
+        for other in [
+            "https://evil.example/tenant/mcp",
+            "http://m.example/tenant/mcp",
+            "https://m.example:8443/tenant/mcp",
+            "https://m.example/ten",
+            "https://m.example/other/mcp",
+            "https://m.example/tenant/mcp/more",
+            "not a url",
+        ] {
+            assert!(!resource_covers(other, &server), "{other}");
+        }
     }
 
     #[test]

@@ -424,6 +424,27 @@ pub(crate) enum BodyOverflow {
 }
 
 impl HttpExecutor {
+    /// POSTs a JSON document (RFC 7591 client registration) and returns the answer, read under
+    /// the usual cap. Redirects are not followed.
+    pub async fn post_json(
+        &self,
+        url: &Url,
+        body: &serde_json::Value,
+    ) -> Result<HttpResponse, WireError> {
+        let shown = redacted_url(url);
+        let response = self
+            .client_for(url)
+            .post(url.clone())
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| self.via_proxy(transport_error(&shown, &e)))?;
+        self.collect(response, url, shown, BodyOverflow::Reject)
+            .await
+    }
+
     /// POSTs a JSON body the way an MCP client does (`Accept` JSON and SSE) and returns the status
     /// and headers; the body is read under the same cap.
     pub async fn probe_post_json(

@@ -5,6 +5,7 @@
 //! storage, no policy: callers pass the time, fresh ids and credentials in.
 
 pub mod client_auth;
+pub mod code_flow;
 pub mod discovery;
 pub mod dpop;
 pub mod error;

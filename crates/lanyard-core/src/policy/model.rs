@@ -105,6 +105,12 @@ pub enum ServerMode {
     /// token, a Kubernetes service-account token), read from `workload_token`, is the jwt-bearer
     /// assertion at the server's authorization server. No stored secret, no user.
     WorkloadIdentity,
+    /// The standard MCP authorization (OAuth 2.1 authorization code + PKCE) for servers without
+    /// Enterprise-Managed Authorization: the employee connects once in the browser
+    /// (`lanyard connect <id>`), then the agent refreshes the tokens. The client identity is
+    /// `client_id` (registered there by the administrator), else `client_id_metadata_url`, else
+    /// dynamic registration where `allow_dynamic_registration` allows it.
+    Oauth,
 }
 
 impl ServerMode {
@@ -137,8 +143,19 @@ pub struct ServerPolicy {
     /// The RFC 9728 resource identifier; discovered (or the URL) when absent.
     #[serde(default)]
     pub resource: Option<String>,
-    /// Lanyard's client id at the server's authorization server.
+    /// Lanyard's client id at the server's authorization server. Required, except with
+    /// `"mode": "oauth"`, where `client_id_metadata_url` or `allow_dynamic_registration` may stand
+    /// in for it.
+    #[serde(default)]
     pub client_id: String,
+    /// With `oauth`: the URL of the Client ID Metadata Document the company hosts for Lanyard
+    /// (https), used as the client id where the authorization server accepts such documents.
+    #[serde(default)]
+    pub client_id_metadata_url: Option<String>,
+    /// With `oauth`: whether Lanyard may register itself at the authorization server (RFC 7591
+    /// dynamic client registration) when neither `client_id` nor a metadata document applies.
+    #[serde(default)]
+    pub allow_dynamic_registration: bool,
     /// How Lanyard authenticates at the server's authorization server.
     #[serde(default)]
     pub client_auth: ClientAuthPolicy,

@@ -555,8 +555,55 @@ pub fn check_semantics(policy: &Policy, files: FileChecks) -> Vec<(String, Strin
                 err(at("resource"), format!("\"{resource}\" is not a URL ({e})"));
             }
         }
-        if server.client_id.trim().is_empty() {
-            err(at("client_id"), "must not be empty".into());
+        if server.mode == ServerMode::Oauth {
+            if server.client_id.trim().is_empty()
+                && server.client_id_metadata_url.is_none()
+                && !server.allow_dynamic_registration
+            {
+                err(
+                    at("client_id"),
+                    "oauth needs a client identity: client_id (registered at the server's \
+                     authorization server), client_id_metadata_url, or \
+                     \"allow_dynamic_registration\": true"
+                        .into(),
+                );
+            }
+            if let Some(url) = &server.client_id_metadata_url {
+                match Url::parse(url) {
+                    Ok(u) if u.scheme() == "https" && u.path() != "/" => {}
+                    Ok(_) => err(
+                        at("client_id_metadata_url"),
+                        format!(
+                            "\"{url}\" must be an https URL with a path (the metadata document)"
+                        ),
+                    ),
+                    Err(e) => err(
+                        at("client_id_metadata_url"),
+                        format!("\"{url}\" is not a URL ({e})"),
+                    ),
+                }
+            }
+        } else {
+            if server.client_id.trim().is_empty() {
+                err(
+                    at("client_id"),
+                    "is required (Lanyard's client id at the server's authorization server) and \
+                     must not be empty"
+                        .into(),
+                );
+            }
+            if server.client_id_metadata_url.is_some() {
+                err(
+                    at("client_id_metadata_url"),
+                    "is for \"mode\": \"oauth\" only".into(),
+                );
+            }
+            if server.allow_dynamic_registration {
+                err(
+                    at("allow_dynamic_registration"),
+                    "is for \"mode\": \"oauth\" only".into(),
+                );
+            }
         }
         if server.mode == ServerMode::EnterpriseManaged && policy.idp.is_none() {
             err(

@@ -320,6 +320,7 @@ impl IdpClient {
                 .metadata
                 .authorization_response_iss_parameter_supported
                 .then(|| self.metadata.issuer.clone()),
+            known_issuer: None,
         }
     }
 

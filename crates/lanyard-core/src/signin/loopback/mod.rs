@@ -62,6 +62,9 @@ pub struct ExpectedRedirect {
     pub state: String,
     /// `Some` when the IdP advertises `authorization_response_iss_parameter_supported`.
     pub issuer: Option<String>,
+    /// The issuer recorded for this request: an `iss` the redirect carries is compared with it
+    /// even when not advertised (RFC 9207 §2.4), byte for byte.
+    pub known_issuer: Option<String>,
 }
 
 impl LoopbackListener {
@@ -500,6 +503,22 @@ async fn handle_connection(
             return Some(Err(SignInError::IssuerMismatch {
                 expected: issuer.clone(),
                 found: param("iss"),
+            }));
+        }
+    }
+    if let (None, Some(known), Some(found)) =
+        (&expected.issuer, &expected.known_issuer, param("iss"))
+    {
+        if found != *known {
+            respond(
+                &mut stream,
+                400,
+                "The sign-in answer came from an unexpected identity provider.",
+            )
+            .await;
+            return Some(Err(SignInError::IssuerMismatch {
+                expected: known.clone(),
+                found: Some(found),
             }));
         }
     }

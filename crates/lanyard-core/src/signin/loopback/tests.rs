@@ -140,6 +140,7 @@ fn await_code_for_s1(
         let expected = ExpectedRedirect {
             state: "s-1".into(),
             issuer: None,
+            known_issuer: None,
         };
         listener
             .wait_for_code(&expected, Duration::from_secs(seconds))
