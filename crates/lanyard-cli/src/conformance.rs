@@ -89,6 +89,17 @@ fn assertion_inputs(audience: &str) -> AssertionInputs {
     }
 }
 
+/// Which of this client's paths a scenario takes, beyond the token grants run here.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// The transport scenarios: the real bridge of `lanyard proxy`.
+    Bridge,
+    /// The standard authorization (`mode: oauth`'s code flow).
+    AuthorizationCode,
+    /// DPoP-bound tokens.
+    Dpop,
+}
+
 /// Runs the scenario named in `MCP_CONFORMANCE_SCENARIO` against the MCP server at `server_url`.
 pub async fn run(server_url: &str) -> anyhow::Result<()> {
     let scenario =
@@ -99,35 +110,34 @@ pub async fn run(server_url: &str) -> anyhow::Result<()> {
             .context("MCP_CONFORMANCE_CONTEXT is not the expected JSON")?,
         Err(_) => Context::default(),
     };
-    if crate::conformance_bridge::SCENARIOS.contains(&scenario.as_str()) {
+    // The scenarios run through the bridge, the authorization-code flow or DPoP take the
+    // suite's context as plain JSON (their own fields), the server URL parsed.
+    let route = if crate::conformance_bridge::SCENARIOS.contains(&scenario.as_str()) {
+        Some(Route::Bridge)
+    } else if crate::conformance_oauth::SCENARIOS.contains(&scenario.as_str()) {
+        Some(Route::AuthorizationCode)
+    } else if crate::conformance_dpop::SCENARIOS.contains(&scenario.as_str()) {
+        Some(Route::Dpop)
+    } else {
+        None
+    };
+    if let Some(route) = route {
         let server =
             Url::parse(server_url).with_context(|| format!("{server_url:?} is not a URL"))?;
-        let context: Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
+        let suite_context: Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
             .ok()
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or(Value::Null);
-        say(format!(
-            "scenario {scenario}, server {server}, through the bridge"
-        ));
-        return crate::conformance_bridge::run(&scenario, &server, &context).await;
-    }
-    if crate::conformance_oauth::SCENARIOS.contains(&scenario.as_str()) {
-        let server =
-            Url::parse(server_url).with_context(|| format!("{server_url:?} is not a URL"))?;
-        let context: Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
-            .ok()
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or(Value::Null);
-        say(format!(
-            "scenario {scenario}, server {server}, authorization code"
-        ));
-        return crate::conformance_oauth::run(&scenario, &server, &context).await;
-    }
-    if crate::conformance_dpop::SCENARIOS.contains(&scenario.as_str()) {
-        let server =
-            Url::parse(server_url).with_context(|| format!("{server_url:?} is not a URL"))?;
-        say(format!("scenario {scenario}, server {server}, DPoP"));
-        return crate::conformance_dpop::run(&scenario, &server).await;
+        say(format!("scenario {scenario}, server {server}, {route:?}"));
+        return match route {
+            Route::Bridge => {
+                crate::conformance_bridge::run(&scenario, &server, &suite_context).await
+            }
+            Route::AuthorizationCode => {
+                crate::conformance_oauth::run(&scenario, &server, &suite_context).await
+            }
+            Route::Dpop => crate::conformance_dpop::run(&scenario, &server).await,
+        };
     }
     if ![
         SCENARIO_BASIC,
