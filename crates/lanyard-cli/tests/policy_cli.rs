@@ -170,7 +170,7 @@ fn validate_reads_the_deployed_macos_profile() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).ends_with(": valid (6 servers, identity provider set)\n"),
+        text(&out.stdout).ends_with(": valid (7 servers, identity provider set)\n"),
         "{}",
         text(&out.stdout)
     );
