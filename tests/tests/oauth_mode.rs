@@ -360,3 +360,32 @@ async fn a_scope_the_connection_lacks_asks_for_a_new_consent_never_a_browser() {
         token.scopes
     );
 }
+
+/// The policy names the authorization server: one the MCP server names instead is refused before
+/// anything is sent to it (the browser never opens), and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_server_the_policy_does_not_name_is_refused_before_the_browser() {
+    let tb = testbed(wiki_testbed()).await;
+    let mut policy = oauth_policy(&tb);
+    let other = tb.auth_server("new-as").expect("AS").issuer().to_owned();
+    server_entry(&mut policy, "wiki")["authorization_server"] = json!(other);
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    needs_connect(&lanyard).await;
+    let refused = tokio::time::timeout(WAIT, lanyard.engine.connect("wiki"))
+        .await
+        .expect("connect timed out")
+        .expect_err("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("which the policy does not name"),
+        "{refused}"
+    );
+    assert!(lanyard.browser.opened().is_empty(), "the browser opened");
+    assert!(lanyard
+        .store
+        .get(&connection_key("wiki"))
+        .expect("store")
+        .is_none());
+    assert_eq!(tb.auth_server("wiki-as").expect("AS").stats().code_mints, 0);
+}

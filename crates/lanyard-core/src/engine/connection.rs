@@ -289,15 +289,17 @@ pub async fn connect(inputs: ConnectInputs) -> Result<Minted, String> {
             ));
         }
     }
-    if !server.allowed_authorization_servers.is_empty()
-        && !server
-            .allowed_authorization_servers
-            .iter()
-            .any(|a| a == prepared.issuer())
-    {
+    // The policy's issuers, when it names any: the MCP server does not choose where the client
+    // secret (or the user's consent) goes. Validation requires them for a confidential client.
+    let accepted: Vec<&String> = server
+        .authorization_server
+        .iter()
+        .chain(&server.allowed_authorization_servers)
+        .collect();
+    if !accepted.is_empty() && !accepted.iter().any(|a| a.as_str() == prepared.issuer()) {
         return Err(format!(
-            "the server names the authorization server {}, which is not in its \
-             allowed_authorization_servers: refused",
+            "the server names the authorization server {}, which the policy does not name \
+             (authorization_server or allowed_authorization_servers): refused",
             prepared.issuer()
         ));
     }

@@ -492,35 +492,27 @@ async fn handle_connection(
         .await;
         return None;
     }
-    if let Some(issuer) = &expected.issuer {
-        if param("iss").as_deref() != Some(issuer.as_str()) {
-            respond(
-                &mut stream,
-                400,
-                "The sign-in answer came from an unexpected identity provider.",
-            )
-            .await;
-            return Some(Err(SignInError::IssuerMismatch {
-                expected: issuer.clone(),
-                found: param("iss"),
-            }));
+    // RFC 9207: an advertised `iss` must be there and right; one that was not advertised is still
+    // compared with the issuer recorded for the request when it comes.
+    let found = param("iss");
+    let wrong_issuer = match (&expected.issuer, &expected.known_issuer, &found) {
+        (Some(required), _, found) => {
+            (found.as_deref() != Some(required.as_str())).then_some(required)
         }
-    }
-    if let (None, Some(known), Some(found)) =
-        (&expected.issuer, &expected.known_issuer, param("iss"))
-    {
-        if found != *known {
-            respond(
-                &mut stream,
-                400,
-                "The sign-in answer came from an unexpected identity provider.",
-            )
-            .await;
-            return Some(Err(SignInError::IssuerMismatch {
-                expected: known.clone(),
-                found: Some(found),
-            }));
-        }
+        (None, Some(known), Some(found)) => (found != known).then_some(known),
+        _ => None,
+    };
+    if let Some(wanted) = wrong_issuer {
+        respond(
+            &mut stream,
+            400,
+            "The sign-in answer came from an unexpected identity provider.",
+        )
+        .await;
+        return Some(Err(SignInError::IssuerMismatch {
+            expected: wanted.clone(),
+            found,
+        }));
     }
     if let Some(error) = param("error") {
         respond(
