@@ -7,7 +7,7 @@ CARGO ?= cargo
 .PHONY: help deps build demo test book bench-smoke lint fuzz check-windows check-macos unit conformance interop bench bench-fleet ui ui-test webview tray-bench bench-servers bench-proxy bench-token bench-keys windows-e2e package package-msi package-test
 
 help:
-	@echo "make demo   start the dev testbed (IdP + 3 MCP servers, one denied) and the tray app against it (CLI flow without a display)"
+	@echo "make demo   start the dev testbed (IdP + 4 MCP servers: one denied, one to connect) and the tray app against it (CLI flow without a display)"
 	@echo "make test   install what is missing, then the book, lint, every test tier and the conformance suite"
 	@echo "make book   build the book (docs/) into target/book/ and check its links"
 	@echo "make interop  the interop suite: real IdP (oidc-provider), ASes (fastmcp, Authlib), MCP servers and AI clients (SDK, Inspector, Claude Code)"

@@ -9,7 +9,9 @@
 # flow instead: `lanyard login` opens the IdP's login page, `lanyard status` shows each server,
 # `lanyard token docs` proves a token works. Tickets is DPoP-bound (its authorization server
 # binds tokens to the device's key): a headers client is refused its token, `lanyard token
-# tickets --dpop METHOD URL` prints one with the proof for that one request.
+# tickets --dpop METHOD URL` prints one with the proof for that one request. Wiki speaks only the
+# standard MCP authorization (`mode: oauth`): its card and the tray menu offer Connect, which opens
+# its own sign-in once (`lanyard connect wiki` in the CLI flow); the agent keeps it fresh after.
 #
 # Browser: on a desktop with $DISPLAY, the system browser opens and you pick a user. Without a
 # display (or with LANYARD_DEMO_BROWSER=scripted) a scripted browser submits the login page as
@@ -41,7 +43,7 @@ case "${LANYARD_DEMO_IDP:-oidc}" in
   saml) IDP_MODE=(--saml); echo "demo: the IdP speaks SAML 2.0 (LANYARD_DEMO_IDP=saml)." ;;
   *) echo "demo: LANYARD_DEMO_IDP must be oidc or saml" >&2; exit 2 ;;
 esac
-"$BIN/lanyard-testbed" serve --demo --dpop tickets "${IDP_MODE[@]}" --write-policy "$WORK/policy.json" >"$WORK/testbed.log" 2>&1 &
+"$BIN/lanyard-testbed" serve --demo --oauth-server --dpop tickets "${IDP_MODE[@]}" --write-policy "$WORK/policy.json" >"$WORK/testbed.log" 2>&1 &
 TESTBED_PID=$!
 for _ in $(seq 1 100); do [ -s "$WORK/policy.json" ] && break; sleep 0.1; done
 [ -s "$WORK/policy.json" ] || { cat "$WORK/testbed.log"; echo "demo: the testbed did not start" >&2; exit 1; }
@@ -52,6 +54,8 @@ export LANYARD_POLICY="$WORK/policy.json"
 export PATH="$BIN:$PATH"
 # The demo's own broker socket, so it never meets a real agent of this user.
 export LANYARD_AGENT_SOCKET="$WORK/agent.sock"
+# And its own state (the per-server usage counts), so runs start fresh and leave nothing behind.
+export XDG_STATE_HOME="$WORK/state"
 
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ "${LANYARD_DEMO_MODE:-tray}" = "tray" ]; then
   if [ "${LANYARD_DEMO_BROWSER:-system}" != "system" ]; then
@@ -93,6 +97,10 @@ run_flow() {
   echo; echo "\$ lanyard token tickets --json --dpop POST $tickets_url  (shortened)"
   lanyard token tickets --json --dpop POST "$tickets_url" \
     | sed -E 's/("(access_token|dpop_proof)":"[^"]{12})[^"]*/\1…/g'
+  echo; echo "\$ lanyard connect wiki   (standard MCP authorization: its own sign-in, once)"
+  lanyard connect wiki
+  echo; echo "\$ lanyard token wiki --json  (token shortened)"
+  lanyard token wiki --json | sed -E 's/("access_token":"[^"]{12})[^"]*/\1…/'
   echo; echo "\$ lanyard token payroll"
   lanyard token payroll || echo "(exit $? — blocked by policy, as configured)"
   echo; echo "\$ lanyard logout";     lanyard logout

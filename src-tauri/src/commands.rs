@@ -43,6 +43,16 @@ pub async fn refresh_server(host: HostState<'_>, server: String) -> Result<(), C
     actions::ask_agent(endpoint, lanyard_core::ipc::Request::Refresh { server }).await
 }
 
+/// Connects one `oauth` server: the agent opens the browser once for the server's own sign-in;
+/// returns when the connection is kept (or refused).
+#[tauri::command]
+pub async fn connect_server<R: Runtime>(
+    app: AppHandle<R>,
+    server: String,
+) -> Result<(), CommandError> {
+    crate::perform(&app, MenuAction::ConnectServer(server)).await
+}
+
 /// Opens the organization's support page (the policy's `support_url`) in the browser.
 #[tauri::command]
 pub fn open_support<R: Runtime>(

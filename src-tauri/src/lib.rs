@@ -44,6 +44,7 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         commands::sign_out,
         commands::refresh_all,
         commands::refresh_server,
+        commands::connect_server,
         commands::open_support,
         commands::set_autostart,
         commands::connect_client,
@@ -102,6 +103,7 @@ pub async fn perform<R: Runtime>(
         MenuAction::ConnectClient(client) => {
             clients::connect(host.cli(), host.policy_path(), &client).await
         }
+        MenuAction::ConnectServer(server) => ask_agent(endpoint, Request::Connect { server }).await,
         MenuAction::CopyDiagnostics | MenuAction::Quit => Err(CommandError::new(
             "unsupported",
             "That is done from the tray menu",

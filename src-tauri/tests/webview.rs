@@ -531,6 +531,214 @@ async fn an_idle_server_looks_calm_in_light_and_dark() {
     }
 }
 
+/// A server in the standard MCP authorization (`mode: oauth`, the demo's Wiki): its card and the
+/// tray menu offer Connect; the card's button opens the browser once (the scripted `$BROWSER`
+/// follows the authorization server's consent back to the agent's loopback) → Granted, with a
+/// token for `lanyard token` → Refresh all renews it from the refresh token, no browser → sign-out
+/// wipes the connection: Connect again, and a client's request is refused naming `lanyard
+/// connect`. Screenshots in target/artifacts/webview-connect/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Xvfb, D-Bus and tauri-driver: run by `make webview`"]
+async fn an_oauth_server_is_connected_from_its_card_refreshed_and_wiped_at_sign_out() {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "no DISPLAY: run through scripts/webview-e2e.sh"
+    );
+    let shots = kit::artifacts("webview-connect");
+    let _trayer = kit::start_trayer();
+    let scratch = kit::Scratch::new("webview-connect");
+    let tb = lanyard_testbed::demo::start_demo_world(Duration::ZERO, &[], true)
+        .await
+        .expect("testbed");
+    let wiki_as = || tb.auth_server("wiki").expect("wiki's AS").stats();
+    let policy = kit::write_policy(&tb, &scratch.0);
+    let env = kit::app_env(&policy, &scratch.0);
+    let socket = scratch.0.join("run/agent.sock");
+    let _agent = kit::start_agent(&policy, &env, &socket);
+    let report = scratch.0.join("tray-report.json");
+    let _tray = kit::start_tray(&env, &report);
+    let (_driver, session) = status_window_session(&env).await;
+    let token = |server: &str| {
+        Command::new(kit::cli_binary())
+            .args(["token", server])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("lanyard token")
+    };
+
+    // 1. Signed in to the IdP: the enterprise-managed servers are granted, Wiki is not connected;
+    //    its card and the tray menu offer Connect, and a client's request never opens a browser.
+    until(&session, "the signed-out state", |p| {
+        p["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("You're signed out"))
+    })
+    .await;
+    session
+        .click_button("Sign in")
+        .await
+        .expect("click Sign in");
+    let now = until(&session, "docs granted, wiki not connected", |p| {
+        card(p, "docs")["badge"] == "Granted" && card(p, "wiki")["badge"] == "Not connected"
+    })
+    .await;
+    let wiki = card(&now, "wiki")["text"].as_str().unwrap_or_default();
+    assert!(wiki.contains("Connect once in your browser"), "{wiki}");
+    assert!(
+        now["headline"]
+            .as_str()
+            .is_some_and(|h| h.contains("Wiki not connected")),
+        "{now:#}"
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    let look = loop {
+        let look = kit::tray_report(&report)["look"].clone();
+        let offered = look["menu"].as_array().is_some_and(|m| {
+            m.iter()
+                .any(|e| e["label"] == "Connect Wiki…" && e["enabled"] == true)
+        });
+        if offered || std::time::Instant::now() > deadline {
+            break look;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let item = look["menu"]
+        .as_array()
+        .and_then(|m| m.iter().find(|e| e["label"] == "Connect Wiki…"))
+        .cloned()
+        .unwrap_or_else(|| panic!("the tray offers Connect Wiki…: {look:#}"));
+    assert_eq!(item["action"]["action"], "connect_server", "{item:#}");
+    assert_eq!(item["action"]["target"], "wiki", "{item:#}");
+    let refused = token("wiki");
+    assert_eq!(refused.status.code(), Some(4), "exit 4 = not connected");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("lanyard connect wiki"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(wiki_as().code_mints, 0, "no browser for a client's request");
+    card_shot(&session, "wiki", &shots.join("01-connect.png")).await;
+
+    // 2. Connect: one browser round trip (dynamic registration, authorization code + PKCE), then
+    //    Granted with a countdown, and `lanyard token` hands the token out.
+    session
+        .click_button("Connect")
+        .await
+        .expect("click Connect");
+    let now = until(&session, "wiki granted", |p| {
+        card(p, "wiki")["badge"] == "Granted"
+    })
+    .await;
+    assert!(is_countdown(&card(&now, "wiki")["countdown"]), "{now:#}");
+    let stats = wiki_as();
+    assert_eq!((stats.registrations, stats.code_mints), (1, 1), "{stats:?}");
+    let granted = token("wiki");
+    assert!(
+        granted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&granted.stderr)
+    );
+    assert!(granted.stdout.len() > 20, "a token came back");
+    card_shot(&session, "wiki", &shots.join("02-connected.png")).await;
+
+    // 3. Refresh all: Wiki is renewed from its refresh token, silently (no second consent), and
+    //    its card says so.
+    session
+        .execute("window.scrollTo(0, 0); return true;")
+        .await
+        .expect("scroll");
+    session
+        .click_button("Refresh all")
+        .await
+        .expect("click Refresh all");
+    let deadline = std::time::Instant::now() + WAIT;
+    while wiki_as().refresh_mints == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = wiki_as();
+    assert_eq!(
+        (stats.code_mints, stats.refresh_mints),
+        (1, 1),
+        "renewed from the refresh token, not a new consent: {stats:?}"
+    );
+    let now = until(&session, "wiki granted and refreshed", |p| {
+        card(p, "wiki")["badge"] == "Granted"
+            && card(p, "wiki")["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Refreshed"))
+    })
+    .await;
+    // The agent stores the renewed token just after the authorization server minted it.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let renewed = token("wiki");
+        assert!(renewed.status.success());
+        // Compared, never printed: a token stays out of the test's output.
+        if renewed.stdout != granted.stdout {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`lanyard token wiki` never handed out the renewed token"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(is_countdown(&card(&now, "wiki")["countdown"]), "{now:#}");
+    card_shot(&session, "wiki", &shots.join("03-refreshed.png")).await;
+
+    // 4. Sign out: the connection goes with the session; Wiki offers Connect again and a client
+    //    is refused naming `lanyard connect`.
+    session
+        .execute("window.scrollTo(0, 0); return true;")
+        .await
+        .expect("scroll");
+    session
+        .click_button("Sign out")
+        .await
+        .expect("click Sign out");
+    let now = until(&session, "signed out, wiki not connected", |p| {
+        p["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("You're signed out"))
+            && card(p, "wiki")["badge"] == "Not connected"
+    })
+    .await;
+    assert!(
+        card(&now, "wiki")["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Connect")),
+        "{now:#}"
+    );
+    let refused = token("wiki");
+    assert_eq!(refused.status.code(), Some(4), "exit 4 = not connected");
+    assert_eq!(wiki_as().code_mints, 1, "still no browser for a client");
+    card_shot(&session, "wiki", &shots.join("04-signed-out.png")).await;
+    session.end().await;
+}
+
+/// Scrolls server `id`'s card fully into view and saves a screenshot once it is (a status update
+/// may lay the page out again meanwhile).
+async fn card_shot(session: &Session, id: &str, path: &std::path::Path) {
+    let script = format!(
+        "const c = document.querySelector('[data-server={id}]'); c.scrollIntoView({{block: 'end'}}); \
+         const r = c.getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight + 1;"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let shown = session.execute(&script).await.expect("scroll");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let still = session.execute(&script).await.expect("scroll");
+        if shown == true && still == true {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the {id} card never came into view"
+        );
+    }
+    session.screenshot(path).await.expect("shot");
+}
+
 /// tauri-driver on free ports with `env`, and a WebDriver session on the status window process
 /// it starts; the driver stops when its handle is dropped.
 async fn status_window_session(env: &[(String, String)]) -> (kit::Stopper, Session) {

@@ -15,6 +15,7 @@ function fakeApi(first: Snapshot, over: Partial<Api> = {}) {
     signOut: vi.fn(async () => {}),
     refreshAll: vi.fn(async () => {}),
     refreshServer: vi.fn(async () => {}),
+    connectServer: vi.fn(async () => {}),
     openSupport: vi.fn(async () => {}),
     setAutostart: vi.fn(async () => {}),
     closeWindow: vi.fn(async () => {}),
@@ -154,6 +155,25 @@ describe('App', () => {
     expect((await screen.findByRole('alert')).textContent).toContain('Temporarily unavailable: HTTP 503');
     await userEvent.click(screen.getByRole('button', { name: 'Dismiss' }));
     await waitFor(() => expect(screen.queryByRole('alert')).toBeNull());
+  });
+
+  it('connects an oauth server from its card, and shows a refused connect in words', async () => {
+    const wiki = server('wiki', { state: 'needs_connect' }, { mode: 'oauth' });
+    const { api, push } = fakeApi(snapshot(status(alice, [server('docs', granted()), wiki])), {
+      connectServer: vi
+        .fn<(id: string) => Promise<void>>()
+        .mockRejectedValueOnce({ code: 'connect_failed', message: 'Connecting wiki failed: the browser sign-in was cancelled' })
+        .mockResolvedValueOnce(undefined),
+    });
+    render(App, { api });
+    await userEvent.click(await screen.findByRole('button', { name: 'Connect' }));
+    expect(api.connectServer).toHaveBeenCalledWith('wiki');
+    expect((await screen.findByRole('alert')).textContent).toContain('browser sign-in was cancelled');
+    await userEvent.click(screen.getByRole('button', { name: 'Connect' }));
+    expect(api.connectServer).toHaveBeenCalledTimes(2);
+    await waitFor(() => expect(screen.queryByRole('alert')).toBeNull());
+    push(snapshot(status(alice, [server('docs', granted()), { ...wiki, state: granted() }])));
+    await waitFor(() => expect(screen.queryByRole('button', { name: 'Connect' })).toBeNull());
   });
 
   it('toggles start at login, and not when the organization locked it', async () => {

@@ -5,7 +5,7 @@ import ServerCard from '../src/components/ServerCard.svelte';
 import { NOW, granted, server } from './fixtures';
 
 function setup(props: Record<string, unknown>) {
-  const handlers = { onRetry: vi.fn(), onSignIn: vi.fn(), onContact: vi.fn() };
+  const handlers = { onRetry: vi.fn(), onSignIn: vi.fn(), onContact: vi.fn(), onConnect: vi.fn() };
   const view = render(ServerCard, { now: NOW, supportUrl: 'https://it.example.com', ...handlers, ...props });
   return { ...handlers, ...view };
 }
@@ -54,6 +54,23 @@ describe('ServerCard', () => {
     unmount();
     setup({ server: denied, supportUrl: null });
     expect(screen.queryByRole('button', { name: 'Contact IT' })).toBeNull();
+  });
+
+  it('offers Connect for an oauth server not connected yet, by id, and disables it while busy', async () => {
+    const wiki = server('wiki', { state: 'needs_connect' }, {
+      mode: 'oauth',
+      usage: { id_jags: 0, jwt_bearer_grants: 0, client_requests: 3, window_days: 30 },
+    });
+    const { onConnect, unmount } = setup({ server: wiki });
+    // Its tokens come from its own refresh token: no ID-JAG count to show.
+    expect(screen.getByTestId('usage').textContent).toContain('Last 30 days: 3 requests served');
+    expect(screen.getByTestId('badge').textContent).toContain('Not connected');
+    expect(screen.getByRole('status').textContent).toContain('Connect once in your browser');
+    await userEvent.click(screen.getByRole('button', { name: 'Connect' }));
+    expect(onConnect).toHaveBeenCalledWith('wiki');
+    unmount();
+    setup({ server: wiki, busy: true });
+    expect((screen.getByRole('button', { name: 'Connect' }) as HTMLButtonElement).disabled).toBe(true);
   });
 
   it('explains a failing server and retries it by id', async () => {

@@ -43,8 +43,8 @@ describe('remedy and problem', () => {
       'Blocked by your organization: not in group mcp-payroll.',
     );
     expect(problem(states.granted)).toBeNull();
-    // No Connect button yet: the words say how (the window's Connect is a later step).
-    expect(remedy(states.needs_connect)).toBeNull();
-    expect(problem(states.needs_connect)).toContain('lanyard connect');
+    // An oauth server not connected yet: the Connect button, and the words say it is once.
+    expect(remedy(states.needs_connect)).toBe('connect');
+    expect(problem(states.needs_connect)).toContain('Connect once in your browser');
   });
 });

@@ -2,7 +2,8 @@
 //! ([`CommandError`]) and the one way both processes ask the agent for something ([`ask_agent`]).
 //!
 //! Every action answers `Result<(), CommandError>`: a `{code, message}` the window shows in words.
-//! Actions are broker requests to the agent (sign in, sign out, refresh); none asks for a token,
+//! Actions are broker requests to the agent (sign in, sign out, refresh, connect an `oauth`
+//! server); none asks for a token,
 //! so no secret can pass through here. Running an action that needs a toolkit (open a window,
 //! quit, show a notification) is the tray's or the window's own code, not this module's.
 
@@ -13,7 +14,7 @@ use lanyard_core::ipc::{BlockingClient, ClientError, ErrorCode, Request};
 
 /// A menu item's meaning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "action", content = "client", rename_all = "snake_case")]
+#[serde(tag = "action", content = "target", rename_all = "snake_case")]
 pub enum MenuAction {
     SignIn,
     SignOut,
@@ -21,12 +22,16 @@ pub enum MenuAction {
     RefreshAll,
     /// Connect an AI client (by its `lanyard clients` id) to Lanyard.
     ConnectClient(String),
+    /// Connect the `oauth` server with this policy id: the agent opens the browser once for the
+    /// server's own sign-in (`lanyard connect <id>`).
+    ConnectServer(String),
     /// Write a redacted diagnostics archive (`lanyard diagnose`) to Downloads and show it.
     CopyDiagnostics,
     Quit,
 }
 
 const CLIENT_PREFIX: &str = "connect:";
+const SERVER_PREFIX: &str = "connect-server:";
 
 impl MenuAction {
     /// The menu item id.
@@ -37,6 +42,7 @@ impl MenuAction {
             MenuAction::OpenStatus => "open-status".into(),
             MenuAction::RefreshAll => "refresh-all".into(),
             MenuAction::ConnectClient(client) => format!("{CLIENT_PREFIX}{client}"),
+            MenuAction::ConnectServer(server) => format!("{SERVER_PREFIX}{server}"),
             MenuAction::CopyDiagnostics => "copy-diagnostics".into(),
             MenuAction::Quit => "quit".into(),
         }
@@ -51,7 +57,10 @@ impl MenuAction {
             "refresh-all" => MenuAction::RefreshAll,
             "copy-diagnostics" => MenuAction::CopyDiagnostics,
             "quit" => MenuAction::Quit,
-            other => MenuAction::ConnectClient(other.strip_prefix(CLIENT_PREFIX)?.to_owned()),
+            other => match other.strip_prefix(SERVER_PREFIX) {
+                Some(server) => MenuAction::ConnectServer(server.to_owned()),
+                None => MenuAction::ConnectClient(other.strip_prefix(CLIENT_PREFIX)?.to_owned()),
+            },
         })
     }
 }
@@ -107,6 +116,8 @@ impl From<ClientError> for CommandError {
                 ErrorCode::NotSignedIn => "not_signed_in",
                 ErrorCode::Denied => "denied",
                 ErrorCode::UnknownServer => "unknown_server",
+                ErrorCode::NotConnectable => "not_connectable",
+                ErrorCode::ConnectFailed => "connect_failed",
                 _ => "agent_error",
             },
         };
@@ -114,16 +125,16 @@ impl From<ClientError> for CommandError {
     }
 }
 
-/// How long a broker request may take: sign-in waits for the user in the browser.
+/// How long a broker request may take: sign-in and connecting wait for the user in the browser.
 const SIGN_IN_WAIT: std::time::Duration = std::time::Duration::from_secs(660);
 const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Sends one request to the agent on its own connection (off the async workers) and expects
-/// `Done`. The only requests the tray sends: sign in, sign out, refresh (never a token).
+/// `Done`. The only requests the tray sends: sign in, sign out, refresh, connect (never a token).
 pub async fn ask_agent(endpoint: std::path::PathBuf, request: Request) -> Result<(), CommandError> {
     debug_assert!(!matches!(request, Request::Token { .. }));
     let wait = match request {
-        Request::SignIn { .. } => SIGN_IN_WAIT,
+        Request::SignIn { .. } | Request::Connect { .. } => SIGN_IN_WAIT,
         _ => REQUEST_WAIT,
     };
     let answer = tokio::task::spawn_blocking(move || {
@@ -161,6 +172,7 @@ mod tests {
             MenuAction::OpenStatus,
             MenuAction::RefreshAll,
             MenuAction::ConnectClient("claude-code".into()),
+            MenuAction::ConnectServer("wiki".into()),
             MenuAction::CopyDiagnostics,
             MenuAction::Quit,
         ] {

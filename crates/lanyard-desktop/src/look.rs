@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::actions::MenuAction;
 use crate::clients::AiClient;
 use crate::snapshot::{Snapshot, TrayHealth};
-use lanyard_core::engine::IdpStatus;
+use lanyard_core::engine::{IdpStatus, ServerState};
 
 /// The id of Lanyard's one tray icon.
 pub const TRAY_ID: &str = "lanyard";
@@ -185,6 +185,20 @@ pub fn look(snapshot: &Snapshot, theme: PanelTheme, clients: &[AiClient]) -> Tra
     menu.push(entry(MenuAction::OpenStatus, "Open status…", true));
     let signed_in = matches!(idp, Some(IdpStatus::SignedIn { .. }));
     menu.push(entry(MenuAction::RefreshAll, "Refresh all", signed_in));
+    // Each `oauth` server not connected yet: one click opens the browser for its own sign-in.
+    if let Some(status) = &snapshot.status {
+        for server in status
+            .servers
+            .iter()
+            .filter(|s| matches!(s.state, ServerState::NeedsConnect))
+        {
+            menu.push(entry(
+                MenuAction::ConnectServer(server.id.clone()),
+                format!("Connect {}…", server.display_name),
+                true,
+            ));
+        }
+    }
     let clients = clients
         .iter()
         .map(|c| entry(MenuAction::ConnectClient(c.id.clone()), &c.name, true))
@@ -334,5 +348,37 @@ mod tests {
             look.clients[0].action,
             Some(MenuAction::ConnectClient("claude-code".into()))
         );
+    }
+
+    #[test]
+    fn an_unconnected_oauth_server_gets_its_own_connect_item() {
+        let mut snapshot = snap(IdpStatus::SignedOut);
+        let server = |id: &str, state: &str| {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "display_name": id.to_uppercase(), "url": format!("https://{id}.example"),
+                "mode": "oauth", "state": {"state": state}, "last_refresh": null,
+                "authorization_server": null,
+            }))
+            .expect("a server status")
+        };
+        if let Some(status) = &mut snapshot.status {
+            status.servers = vec![
+                server("wiki", "needs_connect"),
+                server("docs", "not_signed_in"),
+            ];
+        }
+        let look = look(&snapshot, PanelTheme::Dark, &[]);
+        let connects: Vec<_> = look
+            .menu
+            .iter()
+            .filter(|e| matches!(e.action, Some(MenuAction::ConnectServer(_))))
+            .collect();
+        assert_eq!(connects.len(), 1, "{:?}", look.menu);
+        assert_eq!(connects[0].label, "Connect WIKI…");
+        assert_eq!(
+            connects[0].action,
+            Some(MenuAction::ConnectServer("wiki".into()))
+        );
+        assert!(connects[0].enabled, "connecting needs no IdP sign-in");
     }
 }

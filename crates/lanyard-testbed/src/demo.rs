@@ -1,5 +1,7 @@
 //! The `make demo` world: one IdP and three MCP servers (Docs, Tickets, Payroll), each behind its
-//! own authorization server, with alice denied Payroll by policy. Also writes the Lanyard policy
+//! own authorization server, with alice denied Payroll by policy; `make demo` adds Wiki, a server in
+//! the standard MCP authorization (`mode: oauth`) that the employee connects once in the browser
+//! ([`add_oauth_server`]). Also writes the Lanyard policy
 //! JSON that points an agent at it (the policy schema belongs to lanyard-core; the writer is kept
 //! to the one function [`lanyard_policy`] so it is easy to adjust).
 
@@ -19,6 +21,23 @@ const DEMO_SERVERS: [(&str, &str, &str); 3] = [
     ("tickets", "Tickets", "tickets.read"),
     ("payroll", "Payroll", "payroll.read"),
 ];
+
+/// The demo's server in the standard MCP authorization: (id, display name, scope).
+const OAUTH_DEMO_SERVER: (&str, &str, &str) = ("wiki", "Wiki", "wiki.read");
+
+/// Adds Wiki to a demo world: an MCP server whose own authorization server runs the
+/// authorization-code flow (PKCE, RFC 9207 `iss`, dynamic registration) and knows nothing of the
+/// IdP's ID-JAGs. [`lanyard_policy`] lists it in `mode: oauth`.
+pub fn add_oauth_server(config: &mut TestbedConfig) {
+    let (id, _, scope) = OAUTH_DEMO_SERVER;
+    config.auth_servers.push(
+        AsConfig::new(id, &format!("lanyard-{id}"))
+            .with_issuer_path(&format!("/oauth2/{id}"), false)
+            .with_scopes(&[scope])
+            .with_code_flow(true),
+    );
+    config.mcp_servers.push(McpConfig::new(id, id, &[scope]));
+}
 
 /// Configuration of the demo world.
 pub fn demo_config(latency: Duration) -> TestbedConfig {
@@ -87,7 +106,20 @@ pub fn bind_with_dpop(config: &mut TestbedConfig, bound: &[String]) {
 
 /// [`start_demo`] with the servers in `bound` DPoP-bound (`make demo` binds Tickets).
 pub async fn start_demo_binding(latency: Duration, bound: &[String]) -> anyhow::Result<Testbed> {
+    start_demo_world(latency, bound, false).await
+}
+
+/// [`start_demo_binding`], with Wiki in the standard MCP authorization when `oauth_server`
+/// (what `make demo` runs).
+pub async fn start_demo_world(
+    latency: Duration,
+    bound: &[String],
+    oauth_server: bool,
+) -> anyhow::Result<Testbed> {
     let mut config = demo_config(latency);
+    if oauth_server {
+        add_oauth_server(&mut config);
+    }
     bind_with_dpop(&mut config, bound);
     let testbed = Testbed::start(config).await?;
     if let Some(payroll) = testbed.auth_server("payroll") {
@@ -97,7 +129,8 @@ pub async fn start_demo_binding(latency: Duration, bound: &[String]) -> anyhow::
 }
 
 /// The Lanyard policy JSON for a running testbed: the IdP plus one enterprise-managed entry per
-/// MCP server (client id at its AS = the AS's first registered client).
+/// MCP server (client id at its AS = the AS's first registered client); the demo's Wiki (see
+/// [`add_oauth_server`]) in `mode: oauth`, registering itself at its authorization server.
 pub fn lanyard_policy(testbed: &Testbed) -> Value {
     let servers: Vec<Value> = testbed
         .mcp_servers()
@@ -105,6 +138,7 @@ pub fn lanyard_policy(testbed: &Testbed) -> Value {
         .map(|mcp| {
             let display = DEMO_SERVERS
                 .iter()
+                .chain([&OAUTH_DEMO_SERVER])
                 .find(|(id, _, _)| *id == mcp.name())
                 .map(|(_, display, _)| display.to_string())
                 .unwrap_or_else(|| mcp.name().to_string());
@@ -113,6 +147,18 @@ pub fn lanyard_policy(testbed: &Testbed) -> Value {
                 .and_then(|a| a.clients().first())
                 .map(|c| c.client_id.clone())
                 .unwrap_or_default();
+            if mcp.name() == OAUTH_DEMO_SERVER.0 {
+                return json!({
+                    "id": mcp.name(),
+                    "display_name": display,
+                    "url": mcp.url(),
+                    "client_id": "",
+                    "client_auth": {"method": "none"},
+                    "scopes": mcp.required_scopes(),
+                    "mode": "oauth",
+                    "allow_dynamic_registration": true,
+                });
+            }
             json!({
                 "id": mcp.name(),
                 "display_name": display,

@@ -28,6 +28,10 @@ enum Command {
         /// Start the demo world (Docs, Tickets, Payroll; alice is denied Payroll).
         #[arg(long)]
         demo: bool,
+        /// With --demo: add Wiki, a server in the standard MCP authorization (`mode: oauth` in
+        /// the written policy) that the user connects once in the browser.
+        #[arg(long, requires = "demo")]
+        oauth_server: bool,
         /// Instead of the demo, a world of this many MCP servers (srv01…), nobody denied.
         #[arg(long, conflicts_with = "demo")]
         servers: Option<usize>,
@@ -116,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve {
             demo: demo_world,
+            oauth_server,
             servers,
             token_secs,
             latency_ms,
@@ -128,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
             let latency = Duration::from_millis(latency_ms);
             let record = traffic_file.is_some();
             let testbed = if demo_world {
-                demo::start_demo_binding(latency, &dpop).await?
+                demo::start_demo_world(latency, &dpop, oauth_server).await?
             } else {
                 let mut config = match servers {
                     Some(n) => demo::wide_config(n, latency, Duration::from_secs(token_secs)),
@@ -153,6 +158,9 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", demo::readable_summary(&testbed));
             if demo_world {
                 println!("Policy: alice@example.com is denied Payroll.");
+                if oauth_server {
+                    println!("Wiki speaks the standard MCP authorization: connect it once (lanyard connect wiki).");
+                }
             }
             if let Some(path) = &write_policy {
                 println!("Lanyard policy written to {}", path.display());

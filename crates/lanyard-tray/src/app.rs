@@ -229,6 +229,7 @@ async fn perform(context: &Context, action: MenuAction) -> Result<(), CommandErr
         MenuAction::ConnectClient(client) => {
             clients::connect(host.cli(), host.policy_path(), &client).await
         }
+        MenuAction::ConnectServer(server) => ask_agent(endpoint, Request::Connect { server }).await,
         MenuAction::CopyDiagnostics => copy_diagnostics(host).await,
         MenuAction::Quit => {
             let _ = context.proxy.send_event(Wake::Quit);

@@ -12,6 +12,8 @@ export const api = {
   signOut: (): Promise<void> => invoke('sign_out'),
   refreshAll: (): Promise<void> => invoke('refresh_all'),
   refreshServer: (server: string): Promise<void> => invoke('refresh_server', { server }),
+  /** Connects an `oauth` server: the browser opens once for its own sign-in. */
+  connectServer: (server: string): Promise<void> => invoke('connect_server', { server }),
   openSupport: (): Promise<void> => invoke('open_support'),
   setAutostart: (enabled: boolean): Promise<void> => invoke('set_autostart', { enabled }),
   /** Closes the window for real: the webview is freed, Lanyard stays in the tray. */

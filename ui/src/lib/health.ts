@@ -3,7 +3,7 @@ import type { ServerState } from './types';
 
 export type Tone = 'good' | 'busy' | 'warn' | 'bad' | 'idle';
 
-export type Remedy = 'retry' | 'sign_in' | 'contact_it' | null;
+export type Remedy = 'retry' | 'sign_in' | 'contact_it' | 'connect' | null;
 
 export interface Badge {
   label: string;
@@ -48,6 +48,8 @@ export function remedy(state: ServerState): Remedy {
       return 'sign_in';
     case 'denied':
       return 'contact_it';
+    case 'needs_connect':
+      return 'connect';
     default:
       return null;
   }
@@ -65,7 +67,7 @@ export function problem(state: ServerState): string | null {
     case 'step_up_required':
       return 'This server asks for a recent sign-in.';
     case 'needs_connect':
-      return 'Not connected yet: run lanyard connect with this server’s id in a terminal.';
+      return 'Not connected yet. Connect once in your browser; Lanyard keeps it connected after that.';
     default:
       return null;
   }

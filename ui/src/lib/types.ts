@@ -52,7 +52,7 @@ export interface ServerStatus {
   id: string;
   display_name: string;
   url: string;
-  mode: 'enterprise-managed' | 'client-credentials' | 'workload-identity';
+  mode: 'enterprise-managed' | 'oauth' | 'client-credentials' | 'workload-identity';
   state: ServerState;
   last_refresh: number | null;
   authorization_server: string | null;
