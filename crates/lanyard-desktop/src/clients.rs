@@ -20,11 +20,13 @@ pub struct AiClient {
 }
 
 /// The clients `lanyard clients install` knows.
-const KNOWN: [(&str, &str); 4] = [
+const KNOWN: [(&str, &str); 6] = [
     ("claude-code", "Claude Code"),
     ("claude-desktop", "Claude Desktop"),
     ("vscode", "VS Code"),
     ("cursor", "Cursor"),
+    ("gemini", "Gemini CLI"),
+    ("codex", "Codex CLI"),
 ];
 
 /// The `lanyard` CLI (see [`crate::link::find_cli`]).
