@@ -873,6 +873,11 @@ impl AsHandle {
         &self.state.config.clients
     }
 
+    /// It runs the authorization-code flow (see [`AsConfig::with_code_flow`]).
+    pub fn runs_code_flow(&self) -> bool {
+        self.state.config.code_flow.is_some()
+    }
+
     /// The fault switchboard of this AS.
     pub fn faults(&self) -> &Faults {
         &self.faults

@@ -129,8 +129,8 @@ pub async fn start_demo_world(
 }
 
 /// The Lanyard policy JSON for a running testbed: the IdP plus one enterprise-managed entry per
-/// MCP server (client id at its AS = the AS's first registered client); the demo's Wiki (see
-/// [`add_oauth_server`]) in `mode: oauth`, registering itself at its authorization server.
+/// MCP server (client id at its AS = the AS's first registered client). [`with_standard_oauth`]
+/// turns the demo's Wiki into an `oauth` entry.
 pub fn lanyard_policy(testbed: &Testbed) -> Value {
     let servers: Vec<Value> = testbed
         .mcp_servers()
@@ -138,7 +138,6 @@ pub fn lanyard_policy(testbed: &Testbed) -> Value {
         .map(|mcp| {
             let display = DEMO_SERVERS
                 .iter()
-                .chain([&OAUTH_DEMO_SERVER])
                 .find(|(id, _, _)| *id == mcp.name())
                 .map(|(_, display, _)| display.to_string())
                 .unwrap_or_else(|| mcp.name().to_string());
@@ -147,18 +146,6 @@ pub fn lanyard_policy(testbed: &Testbed) -> Value {
                 .and_then(|a| a.clients().first())
                 .map(|c| c.client_id.clone())
                 .unwrap_or_default();
-            if mcp.name() == OAUTH_DEMO_SERVER.0 {
-                return json!({
-                    "id": mcp.name(),
-                    "display_name": display,
-                    "url": mcp.url(),
-                    "client_id": "",
-                    "client_auth": {"method": "none"},
-                    "scopes": mcp.required_scopes(),
-                    "mode": "oauth",
-                    "allow_dynamic_registration": true,
-                });
-            }
             json!({
                 "id": mcp.name(),
                 "display_name": display,
@@ -187,6 +174,29 @@ pub fn lanyard_policy(testbed: &Testbed) -> Value {
         "servers": servers,
         "dev_mode": true,
     })
+}
+
+/// Turns the entry of the demo's Wiki (see [`add_oauth_server`]) of `policy` into the standard MCP
+/// authorization (`mode: oauth`), registering itself at its authorization server, when the
+/// testbed runs it with the authorization-code flow.
+pub fn with_standard_oauth(testbed: &Testbed, policy: &mut Value) {
+    let (id, display, _) = OAUTH_DEMO_SERVER;
+    if !testbed
+        .auth_server_for(id)
+        .is_some_and(|a| a.runs_code_flow())
+    {
+        return;
+    }
+    let Some(servers) = policy.get_mut("servers").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for entry in servers.iter_mut().filter(|s| s["id"] == id) {
+        entry["display_name"] = json!(display);
+        entry["mode"] = json!("oauth");
+        // No client id of its own: it registers at its authorization server (RFC 7591).
+        entry["client_id"] = json!("");
+        entry["allow_dynamic_registration"] = json!(true);
+    }
 }
 
 /// Lists its authorization server's issuer in `allowed_authorization_servers` of every server

@@ -144,11 +144,12 @@ async fn main() -> anyhow::Result<()> {
                 Testbed::start(config).await?
             };
             if let Some(path) = &write_policy {
-                let policy = if saml {
+                let mut policy = if saml {
                     demo::lanyard_saml_policy(&testbed)
                 } else {
                     demo::lanyard_policy(&testbed)
                 };
+                demo::with_standard_oauth(&testbed, &mut policy);
                 write_file(path, &policy)?;
             }
             if let Some(path) = &port_file {

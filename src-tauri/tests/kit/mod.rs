@@ -125,6 +125,7 @@ impl Drop for Scratch {
 /// retrying (tickets after the simulated outage).
 pub fn write_policy(tb: &Testbed, dir: &Path) -> PathBuf {
     let mut policy = lanyard_testbed::demo::lanyard_policy(tb);
+    lanyard_testbed::demo::with_standard_oauth(tb, &mut policy);
     policy["dev_mode"] = json!(true);
     policy["settings"] =
         json!({"support_url": "https://it.example.com/help", "idle_after_secs": 0});
