@@ -1025,6 +1025,8 @@ def run_checks(world, suite):
         out = w.lanyard("clients", "install", "codex", env=env)
         expect(out.returncode == 0, f"clients install (native): {out.stderr.strip()}")
         expect("skip lanyard-payroll" in out.stderr, f"confidential servers not reported skipped: {out.stderr}")
+        # The `oauth` server's connection is Lanyard's: no client's own sign-in can use it.
+        expect("skip lanyard-tickets: Lanyard holds its connection" in out.stderr, f"tickets: {out.stderr}")
         listed = w.lanyard("clients", "list", env=env)
         expect("codex           native" in listed.stdout, f"clients list: {listed.stdout}")
         loaded = codex_mcp_list(w)
@@ -1042,7 +1044,7 @@ def run_checks(world, suite):
         expect("lanyard" not in after.lower() and "mcp_enterprise_managed_auth" not in after, f"left: {after}")
         expect(not [n for n in codex_mcp_list(w) if n.startswith("lanyard-")], "entries left after remove")
         return (f"notes enabled as ema_auth ({'use_xaa = true' in text and 'mcp_enterprise_managed_auth.idp' in text}: "
-                f"flag and IdP written); --strict-config accepts the file; 4 confidential servers skipped; none left")
+                f"flag and IdP written); --strict-config accepts the file; 4 confidential servers and the oauth one skipped; none left")
 
     suite.check("Codex CLI native EMA: `clients install codex` with settings.ai_clients_native -> Codex's loader enables the ema_auth entry and accepts the file (--strict-config); `clients remove` -> nothing left", codex_native)
 
@@ -1281,7 +1283,10 @@ def oauth_checks(w, suite):
         expect(idp["logins"] == 1, f"Lanyard's own sign-in count changed: {idp['logins']}")
         tickets["token"] = w.lanyard("token", "tickets").stdout.strip()
         expect(tickets["token"], "no token after connect")
-        # Nothing secret in the agent's log: no token, no JWT, no code or token in a URL.
+        # Nothing secret in the agent's log or what `lanyard connect` printed: no token, no JWT, no
+        # code or token in a URL.
+        printed = out.stdout + out.stderr
+        expect(not JWT_LIKE.search(printed) and not SECRET_PARAMS.search(printed), f"lanyard connect printed: {printed}")
         log = w.agent_log()
         expect(tickets["token"] not in log, "the access token is in the agent's log")
         expect(not JWT_LIKE.search(log), f"a JWT in the agent's log: …{JWT_LIKE.search(log)}")
