@@ -907,13 +907,17 @@ def run_checks(world, suite):
         expect("Needs authentication" not in payroll and "Failed" in payroll,
                f"Claude Code shows the denied server as: {payroll!r}")
         expect("OAuth fallback is disabled" in payroll, f"Claude Code may still offer OAuth: {payroll!r}")
+        # Nor the `oauth` server not connected yet: connecting is `lanyard connect`, not Claude's own.
+        tickets = states.get("lanyard-tickets", "")
+        expect("Failed" in tickets and "Needs authentication" not in tickets,
+               f"Claude Code shows the unconnected oauth server as: {tickets!r}")
         out = w.lanyard("clients", "remove", "claude-code", env=env)
         expect(out.returncode == 0, f"clients remove: {out.stderr.strip()}")
         after, text = claude_mcp_list(w)
         left = [n for n in after if n.startswith("lanyard-")]
         expect(not left, f"left behind after remove: {left}\n{text}")
         return (f"claude mcp list: notes={states['lanyard-notes']!r} wiki={states['lanyard-wiki']!r} "
-                f"payroll={payroll[:60]!r}…; none left after remove")
+                f"payroll={payroll[:60]!r}…; tickets (not connected yet) failed too; none left after remove")
 
     suite.check("Claude Code: `clients install` -> granted servers connected, denied one failed (not 'needs authentication'); `clients remove` -> none left", claude_code)
 
