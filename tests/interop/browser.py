@@ -76,7 +76,8 @@ def main(argv):
             final = response.geturl()
             body = response.read().decode("utf-8", "replace")
         log(f"step {step}: {bare(final)}")
-        if urllib.parse.urlsplit(final).path.endswith("/callback"):
+        # Lanyard's loopback redirect is exactly /callback (fastmcp's own is /auth/callback).
+        if urllib.parse.urlsplit(final).path == "/callback":
             return 0
         form = Form()
         form.feed(body)
