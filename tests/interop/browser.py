@@ -1,12 +1,15 @@
-"""A scripted `$BROWSER` for the interop suite: signs in through the IdP's real login form.
+"""A scripted `$BROWSER` for the interop suite: signs in through the peers' real forms.
 
     browser.py --user USER URL
 
 Lanyard's agent runs `$BROWSER <authorization URL>`. This script does what a person would: GET the
-URL, fill in the form the IdP shows (the login form: user name + password; then the consent form),
-submit it, and follow the redirects until the IdP sends the browser to Lanyard's loopback callback,
-which it loads. Plain HTTP with a cookie jar, standard library only. It knows nothing about the IdP
-beyond "pages have one form"; the field names it fills are the usual `login`/`password`.
+URL, fill in the form each page shows (an authorization server's consent page: its first button,
+"Allow"; the IdP's login form: user name + password; then the IdP's consent form), submit it, and
+follow the redirects until the browser lands on Lanyard's loopback callback, which it loads. Plain
+HTTP with a cookie jar, standard library only. It knows nothing about the peers beyond "pages have
+one form, and its first button is the one to press"; the field names it fills are the usual
+`login`/`password`. Each run starts with the line `browser: open <URL without query>` on stderr
+(the agent's log: the suite counts how often a browser opened).
 
 It owns the scripted person and must not take any shortcut around the form (no direct API calls).
 Each step is logged to stderr (URLs without their query, so no code or state is printed).
@@ -27,6 +30,7 @@ class Form(html.parser.HTMLParser):
         self.action = None
         self.method = "get"
         self.fields = []
+        self.button = None  # the first submit button: what a person presses
         self.in_form = False
         self.done = False
 
@@ -38,6 +42,9 @@ class Form(html.parser.HTMLParser):
             self.method = attrs.get("method", "get").lower()
         elif tag == "input" and self.in_form:
             self.fields.append(attrs)
+        elif tag == "button" and self.in_form and self.button is None:
+            if attrs.get("type", "submit") == "submit":
+                self.button = attrs
 
     def handle_endtag(self, tag):
         if tag == "form" and self.in_form:
@@ -59,6 +66,7 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     user, url = argv[2], argv[3]
+    log(f"open {bare(url)}")
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
     )
@@ -68,7 +76,8 @@ def main(argv):
             final = response.geturl()
             body = response.read().decode("utf-8", "replace")
         log(f"step {step}: {bare(final)}")
-        if urllib.parse.urlsplit(final).path.endswith("/callback"):
+        # Lanyard's loopback redirect is exactly /callback (fastmcp's own is /auth/callback).
+        if urllib.parse.urlsplit(final).path == "/callback":
             return 0
         form = Form()
         form.feed(body)
@@ -86,6 +95,9 @@ def main(argv):
                 data[name] = user
             else:
                 data[name] = field.get("value", "")
+        # A named button sends its own name=value (fastmcp's consent: action=approve).
+        if form.button and form.button.get("name"):
+            data[form.button["name"]] = form.button.get("value", "")
         target = urllib.parse.urljoin(final, form.action)
         encoded = urllib.parse.urlencode(data).encode()
         log(f"submit {sorted(data)} to {bare(target)}")

@@ -10,7 +10,9 @@
 // Usage: node idp.mjs CONFIG_JSON   (CONFIG_JSON written by run.py; see `config` below)
 // Prints `ready <issuer>` on stdout once it listens. `GET /_interop/state` (test-only, not OAuth)
 // shows what happened: interactive logins, every ID-JAG issued (jti, aud, client_id, resource),
-// every refresh token issued and revoked-grant events, so the suite can check them.
+// every refresh token issued and revoked-grant events, so the suite can check them. Those of the
+// upstream client of fastmcp's OAuthProxy (the `oauth`-mode server, which signs its users in here
+// too) are counted apart, under `upstream`: Lanyard's own sign-in stays one login.
 
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -45,7 +47,10 @@ const state = {
   refresh_tokens: [],
   grants_revoked: 0,
   grants: {}, // token endpoint successes by grant_type
+  upstream: { logins: 0, refresh_tokens: 0, grants: {} }, // fastmcp's OAuthProxy as a client
 };
+
+const isUpstream = (clientId) => clientId === config.upstream.client_id;
 
 const provider = new Provider(issuer, {
   clients: [
@@ -58,6 +63,17 @@ const provider = new Provider(issuer, {
       redirect_uris: ['http://127.0.0.1/callback'],
       response_types: ['code'],
       grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE],
+    },
+    {
+      // fastmcp's OAuthProxy in front of the `oauth`-mode server: a confidential web client whose
+      // redirect is the proxy's own callback. It also asks the introspection endpoint about the
+      // (opaque) access tokens it holds for its users.
+      client_id: config.upstream.client_id,
+      client_secret: config.upstream.client_secret,
+      token_endpoint_auth_method: 'client_secret_basic',
+      redirect_uris: [config.upstream.redirect_uri],
+      response_types: ['code'],
+      grant_types: ['authorization_code', 'refresh_token'],
     },
     {
       // The suite's own confidential client, used only to ask the introspection endpoint.
@@ -79,8 +95,9 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: true }, // the provider's own login + consent form
     introspection: {
       enabled: true,
-      // Only the auditor (the suite) may introspect; it asks about Lanyard's tokens.
-      allowedPolicy: async (_ctx, client) => client.clientId === config.auditor.client_id,
+      // Only the auditor (the suite) and fastmcp's proxy may introspect.
+      allowedPolicy: async (_ctx, client) =>
+        [config.auditor.client_id, config.upstream.client_id].includes(client.clientId),
     },
     revocation: { enabled: true },
   },
@@ -94,17 +111,21 @@ const provider = new Provider(issuer, {
   },
 });
 
-provider.on('interaction.started', (_ctx, prompt) => {
-  if (prompt?.name === 'login') state.logins += 1;
+provider.on('interaction.started', (ctx, prompt) => {
+  if (prompt?.name !== 'login') return;
+  if (isUpstream(ctx.oidc.client?.clientId)) state.upstream.logins += 1;
+  else state.logins += 1;
 });
 provider.on('refresh_token.saved', (token) => {
   // Opaque refresh tokens: the value is the jti (oidc-provider's opaque format).
-  state.refresh_tokens.push(token.jti);
+  if (isUpstream(token.clientId)) state.upstream.refresh_tokens += 1;
+  else state.refresh_tokens.push(token.jti);
 });
 provider.on('grant.success', (ctx) => {
   if (ctx.status !== 200) return; // the ID-JAG grant answers its own errors
   const type = ctx.oidc.params.grant_type;
-  state.grants[type] = (state.grants[type] || 0) + 1;
+  const grants = isUpstream(ctx.oidc.client?.clientId) ? state.upstream.grants : state.grants;
+  grants[type] = (grants[type] || 0) + 1;
 });
 provider.on('grant.revoked', () => {
   state.grants_revoked += 1;

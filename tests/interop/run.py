@@ -12,7 +12,13 @@
 - MCP servers "wiki", "payroll", "hr" and "ghost" (FastMCP, bearer checked against the Authlib AS's
   JWKS); the IdP denies payroll (access_denied) and hr (invalid_grant) to the user, and has no client
   at ghost's authorization server (an issuer with a path);
-- `lanyard agent` (debug build, no keychain, private XDG_RUNTIME_DIR) with a policy naming them,
+- MCP server "tickets" in Lanyard's `oauth` mode (the standard MCP authorization, no ID-JAG):
+  fastmcp's OAuthProxy (dynamic registration, its own consent page, authorization code + PKCE,
+  refresh) in front of the IdP, which signs the user in through its form once more (servers.py);
+- `lanyard agent` (debug build, private XDG_RUNTIME_DIR) with a policy naming them, keeping its
+  secrets in a real Secret Service (gnome-keyring on a private D-Bus: scripts/interop.sh runs the
+  suite under scripts/with-keyring.sh; run alone, without LANYARD_TEST_KEYRING=1, the agent keeps
+  them in memory and the keychain checks are skipped, and say so),
 
 and drives the AI clients through each path Lanyard offers: the Python MCP SDK and the MCP Inspector
 CLI through `lanyard proxy`, a plain HTTP client with `lanyard token --header-json`, and Claude Code
@@ -28,6 +34,7 @@ from a peer process or from Lanyard.
 import base64
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -67,6 +74,8 @@ ID_TOKEN_TTL = 30  # seconds, at the IdP: the session is refreshed (refresh toke
 DENIAL = "Payroll is limited to the HR group (policy HR-ONLY-7)"
 HR_DENIAL = "HR records need a managed device (policy DEV-2)"
 EMA = "io.modelcontextprotocol/enterprise-managed-authorization"
+# scripts/with-keyring.sh: a fresh, unlocked Secret Service on a private session bus.
+KEYCHAIN = os.environ.get("LANYARD_TEST_KEYRING") == "1"
 WATCHDOG = 480  # seconds for the whole run (it takes about one minute)
 CODEX_VERSION = json.loads((ROOT / "scripts/codex/package.json").read_text())["dependencies"]["@openai/codex"]
 
@@ -202,7 +211,8 @@ class World:
         self.run_dir.mkdir(mode=0o700)
         self.peers = {}
         self.agent = None
-        p = self.ports = {n: free_port() for n in ("idp", "fast", "authlib", "wiki", "payroll", "ghost", "hr")}
+        p = self.ports = {n: free_port() for n in ("idp", "fast", "authlib", "wiki", "payroll", "ghost", "hr",
+                                                   "tickets")}
         self.idp_issuer = f"http://127.0.0.1:{p['idp']}"
         # fastmcp's issuer ends in "/" (see servers.py); Authlib's is spelled as configured.
         self.fast_issuer = f"http://127.0.0.1:{p['fast']}/"
@@ -213,17 +223,22 @@ class World:
             "payroll": f"http://127.0.0.1:{p['payroll']}/mcp",
             "ghost": f"http://127.0.0.1:{p['ghost']}/mcp",
             "hr": f"http://127.0.0.1:{p['hr']}/mcp",
+            "tickets": f"http://127.0.0.1:{p['tickets']}/mcp",
         }
+        # fastmcp's OAuthProxy (the `oauth` server) is a confidential client at the IdP.
+        self.upstream_client = ("fastmcp-tickets", secrets.token_urlsafe(24))
+        self.tickets_issuer = f"http://127.0.0.1:{p['tickets']}/"  # fastmcp's trailing '/' again
         self.authlib_client = ("lanyard-authlib", secrets.token_urlsafe(24))
         self.auditor = ("interop-auditor", secrets.token_urlsafe(24))
         self.env = os.environ.copy()
         for name in ("LANYARD_AGENT_SOCKET", "LANYARD_POLICY", "DISPLAY", "WAYLAND_DISPLAY"):
             self.env.pop(name, None)
+        if not KEYCHAIN:
+            self.env["LANYARD_NO_KEYCHAIN"] = "1"
         self.env.update(
             XDG_RUNTIME_DIR=str(self.run_dir),
             XDG_STATE_HOME=str(scratch / "state"),
             LANYARD_POLICY=str(scratch / "policy.json"),
-            LANYARD_NO_KEYCHAIN="1",
             LANYARD_LOG="info",
             BROWSER=f"{PY} {HERE / 'browser.py'} --user {USER}",
             INTEROP_AUTHLIB_SECRET=self.authlib_client[1],
@@ -264,6 +279,8 @@ class World:
                 "signing_jwk": idp_key,
                 "lanyard_client_id": "lanyard-desktop",
                 "auditor": {"client_id": self.auditor[0], "client_secret": self.auditor[1]},
+                "upstream": {"client_id": self.upstream_client[0], "client_secret": self.upstream_client[1],
+                             "redirect_uri": f"http://127.0.0.1:{self.ports['tickets']}/auth/callback"},
                 # Short ID tokens: Lanyard renews the session with the refresh token mid-run.
                 "id_token_ttl": ID_TOKEN_TTL,
                 # Per-audience client ids: the id Lanyard has at each authorization server.
@@ -317,6 +334,17 @@ class World:
                 "token_ttl": TOKEN_TTL,
             },
         )
+        tickets = self.write(
+            "fastmcp-oauth.json",
+            {
+                "port": self.ports["tickets"],
+                "name": "tickets",
+                "idp_issuer": self.idp_issuer,
+                "upstream": {"client_id": self.upstream_client[0], "client_secret": self.upstream_client[1]},
+                "jwt_signing_key": secrets.token_urlsafe(32),
+                "scopes": ["openid", "email", "offline_access"],
+            },
+        )
         mcp = self.write(
             "jwks-mcp.json",
             {
@@ -336,6 +364,7 @@ class World:
         self.peers["fastmcp-as"] = Peer(self, "fastmcp-as", [str(PY), servers, "fastmcp-as", str(fast)])
         self.peers["authlib-as"] = Peer(self, "authlib-as", [str(PY), servers, "authlib-as", str(authlib)])
         self.peers["jwks-mcp"] = Peer(self, "jwks-mcp", [str(PY), servers, "jwks-mcp", str(mcp)])
+        self.peers["fastmcp-oauth"] = Peer(self, "fastmcp-oauth", [str(PY), servers, "fastmcp-oauth", str(tickets)])
         for peer in self.peers.values():
             peer.wait_ready()
 
@@ -378,6 +407,11 @@ class World:
                 dict(server, id="ghost", display_name="Ghost (AS unknown to the IdP)", url=self.urls["ghost"],
                      client_id=self.authlib_client[0], client_auth=secret, scopes=["wiki.read"],
                      allowed_authorization_servers=[f"{self.authlib_issuer}/unregistered"]),
+                # The standard MCP authorization, held by the agent: no ID-JAG, the user connects
+                # once (`lanyard connect tickets`) at fastmcp's consent page and the IdP's form.
+                # Lanyard registers itself (fastmcp's OAuthProxy offers dynamic registration).
+                {"id": "tickets", "display_name": "Tickets (fastmcp OAuth proxy)", "url": self.urls["tickets"],
+                 "mode": "oauth", "allow_dynamic_registration": True},
             ],
             # Short tokens: refresh at 75 % of 20 s, not the default 60 s lead.
             "settings": {"refresh_at_fraction": 0.75, "min_refresh_lead_secs": 3},
@@ -428,6 +462,21 @@ class World:
             if time.monotonic() > deadline:
                 raise Failure(f"wanted {want}, have {json.dumps(states)}")
             time.sleep(0.2)
+
+    def browsers_opened(self):
+        """How many times the agent ran $BROWSER so far (browser.py says so first, on the stderr it
+        shares with the agent)."""
+        return self.agent_log().count("browser: open ")
+
+    def keychain_entry(self, key):
+        """The agent's keychain entry `key` (service "lanyard"), parsed, or None; read with
+        secret-tool as any process of the user could, never printed."""
+        out = subprocess.run(["secret-tool", "lookup", "service", "lanyard", "username", key],
+                             env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=15)
+        return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else None
+
+    def tickets_state(self):
+        return get_json(f"http://127.0.0.1:{self.ports['tickets']}/_interop/state")
 
     def idp_state(self):
         return get_json(f"{self.idp_issuer}/_interop/state")
@@ -858,13 +907,17 @@ def run_checks(world, suite):
         expect("Needs authentication" not in payroll and "Failed" in payroll,
                f"Claude Code shows the denied server as: {payroll!r}")
         expect("OAuth fallback is disabled" in payroll, f"Claude Code may still offer OAuth: {payroll!r}")
+        # Nor the `oauth` server not connected yet: connecting is `lanyard connect`, not Claude's own.
+        tickets = states.get("lanyard-tickets", "")
+        expect("Failed" in tickets and "Needs authentication" not in tickets,
+               f"Claude Code shows the unconnected oauth server as: {tickets!r}")
         out = w.lanyard("clients", "remove", "claude-code", env=env)
         expect(out.returncode == 0, f"clients remove: {out.stderr.strip()}")
         after, text = claude_mcp_list(w)
         left = [n for n in after if n.startswith("lanyard-")]
         expect(not left, f"left behind after remove: {left}\n{text}")
         return (f"claude mcp list: notes={states['lanyard-notes']!r} wiki={states['lanyard-wiki']!r} "
-                f"payroll={payroll[:60]!r}…; none left after remove")
+                f"payroll={payroll[:60]!r}…; tickets (not connected yet) failed too; none left after remove")
 
     suite.check("Claude Code: `clients install` -> granted servers connected, denied one failed (not 'needs authentication'); `clients remove` -> none left", claude_code)
 
@@ -882,7 +935,8 @@ def run_checks(world, suite):
         payroll = states.get("lanyard-payroll", "")
         expect(payroll == "Disconnected", f"lanyard-payroll: {payroll!r}\n{text}")
         # A stdio server has no OAuth of its own to offer: nothing invites a login for it.
-        line = next((l for l in text.splitlines() if "lanyard-payroll" in l), "").lower()
+        # (Without the command's path: a checkout's folder name may hold any word.)
+        line = next((l for l in text.splitlines() if "lanyard-payroll" in l), "").replace(str(LANYARD), "").lower()
         expect("oauth" not in line and "authenticat" not in line,
                f"Gemini CLI offers a login for the denied server: {line!r}")
         out = w.lanyard("clients", "remove", "gemini", env=env)
@@ -903,7 +957,8 @@ def run_checks(world, suite):
         expect("codex           proxy" in listed.stdout, f"clients list: {listed.stdout}")
         loaded = codex_mcp_list(w)
         ours = sorted(n for n in loaded if n.startswith("lanyard-"))
-        expect(ours == ["lanyard-ghost", "lanyard-hr", "lanyard-notes", "lanyard-payroll", "lanyard-wiki"],
+        expect(ours == ["lanyard-ghost", "lanyard-hr", "lanyard-notes", "lanyard-payroll", "lanyard-tickets",
+                        "lanyard-wiki"],
                f"codex mcp list: {sorted(loaded)}")
         for name in ours:
             entry = loaded[name]
@@ -974,6 +1029,8 @@ def run_checks(world, suite):
         out = w.lanyard("clients", "install", "codex", env=env)
         expect(out.returncode == 0, f"clients install (native): {out.stderr.strip()}")
         expect("skip lanyard-payroll" in out.stderr, f"confidential servers not reported skipped: {out.stderr}")
+        # The `oauth` server's connection is Lanyard's: no client's own sign-in can use it.
+        expect("skip lanyard-tickets: Lanyard holds its connection" in out.stderr, f"tickets: {out.stderr}")
         listed = w.lanyard("clients", "list", env=env)
         expect("codex           native" in listed.stdout, f"clients list: {listed.stdout}")
         loaded = codex_mcp_list(w)
@@ -991,9 +1048,11 @@ def run_checks(world, suite):
         expect("lanyard" not in after.lower() and "mcp_enterprise_managed_auth" not in after, f"left: {after}")
         expect(not [n for n in codex_mcp_list(w) if n.startswith("lanyard-")], "entries left after remove")
         return (f"notes enabled as ema_auth ({'use_xaa = true' in text and 'mcp_enterprise_managed_auth.idp' in text}: "
-                f"flag and IdP written); --strict-config accepts the file; 4 confidential servers skipped; none left")
+                f"flag and IdP written); --strict-config accepts the file; 4 confidential servers and the oauth one skipped; none left")
 
     suite.check("Codex CLI native EMA: `clients install codex` with settings.ai_clients_native -> Codex's loader enables the ema_auth entry and accepts the file (--strict-config); `clients remove` -> nothing left", codex_native)
+
+    oauth_checks(w, suite)
 
     def expiry_mid_session():
         expect(sdk, "no SDK session to continue")
@@ -1123,6 +1182,8 @@ def run_checks(world, suite):
 
     suite.check("a denied server is not retried by itself, whatever the clients ask", never_retried)
 
+    oauth_renewed_alone(w, suite)
+
     def sign_out():
         before = w.idp_state()
         latest = before["refresh_tokens"][-1]
@@ -1150,12 +1211,194 @@ def run_checks(world, suite):
         expect(w.lanyard("clients", "install", "claude-code", env=env).returncode == 0, "clients install")
         states, text = claude_mcp_list(w)
         ours = {n: st for n, st in states.items() if n.startswith("lanyard-")}
-        expect(len(ours) == 5 and all("Failed" in st and "Needs authentication" not in st for st in ours.values()),
+        expect(len(ours) == 6 and all("Failed" in st and "Needs authentication" not in st for st in ours.values()),
                f"Claude Code after sign-out: {ours}")
         expect(w.lanyard("clients", "remove", "claude-code", env=env).returncode == 0, "clients remove")
-        return "introspection: active before, inactive after; the IdP revoked the grant; Claude Code shows all 5 failed, none 'Needs authentication'"
+        return "introspection: active before, inactive after; the IdP revoked the grant; Claude Code shows all 6 failed, none 'Needs authentication'"
 
     suite.check("sign-out revokes at the IdP (introspection says inactive)", sign_out)
+
+    after_sign_out(w, suite)
+
+
+# ---- the `oauth` mode: fastmcp's OAuthProxy, the standard MCP authorization --------------------
+
+JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+SECRET_PARAMS = re.compile(r"[?&](code|refresh_token|access_token|code_verifier|client_secret)=")
+
+
+def not_connected(w, what):
+    """The refusals of a server that is not connected: state, `lanyard token`, the headers helper."""
+    state = w.wait_states({"tickets": "needs_connect"}, timeout=15)["tickets"]
+    out = w.lanyard("token", "tickets")
+    expect(out.returncode == 4 and "lanyard connect tickets" in out.stderr,
+           f"lanyard token tickets {what}: exit {out.returncode} {out.stderr.strip()}")
+    helper = w.lanyard("token", "--header-json", "--no-oauth-fallback", "tickets")
+    headers = json.loads(helper.stdout or "{}")
+    expect("Bearer" not in json.dumps(headers) and "lanyard connect tickets" in helper.stderr,
+           f"headers helper {what}: exit {helper.returncode} {helper.stdout!r} {helper.stderr.strip()}")
+    return state, out.stderr.strip(), headers
+
+
+KEY = "oauth-connection:tickets"
+
+
+def kept_connection(w):
+    """What the keychain holds for tickets (a description, never a value), or None without one."""
+    if not KEYCHAIN:
+        return None
+    entry = w.keychain_entry(KEY)
+    expect(entry, f"no keychain entry {KEY}")
+    expect(entry["server_url"] == w.urls["tickets"] and entry["issuer"] == w.tickets_issuer
+           and entry["client_id"] and entry["refresh_token"],
+           f"the keychain's connection lacks a part: { {k: bool(v) for k, v in entry.items()} }")
+    return entry
+
+
+def oauth_checks(w, suite):
+    tickets = {}
+
+    def before_connect():
+        opened = w.browsers_opened()
+        state, message, headers = not_connected(w, "before connect")
+        # A stdio client through `lanyard proxy` is refused the same way, and opens nothing.
+        proxied = inspector_run(w, "tickets", "whoami")
+        expect(proxied.returncode != 0 or "isError" in proxied.stdout, f"inspector on tickets: {proxied.stdout[-300:]}")
+        expect("lanyard connect tickets" in proxied.stdout + proxied.stderr,
+               f"the proxy's refusal does not name lanyard connect: {proxied.stdout[-300:]} {proxied.stderr[-300:]}")
+        expect(w.browsers_opened() == opened, "a client's request opened a browser")
+        expect(w.tickets_state()["registered"] == 0, "Lanyard registered at fastmcp before any connect")
+        return f"needs_connect; token exits 4: {message[:90]!r}; helper headers {headers}; proxy refused; no browser"
+
+    suite.check("oauth (fastmcp OAuthProxy): before `lanyard connect` the server shows needs_connect; token, headers helper and proxy are refused naming `lanyard connect`, no browser opens", before_connect)
+
+    def connect():
+        opened, upstream = w.browsers_opened(), w.idp_state()["upstream"]
+        out = w.lanyard("connect", "tickets", timeout=90)
+        expect(out.returncode == 0, f"lanyard connect tickets: exit {out.returncode}: {out.stderr.strip()}")
+        state = w.wait_states({"tickets": "granted"}, timeout=20)["tickets"]
+        expect(w.browsers_opened() == opened + 1, f"browsers opened: {w.browsers_opened() - opened}")
+        peer = w.tickets_state()
+        expect(peer["registered"] == 1 and peer["codes"] == 1, f"fastmcp saw: {peer}")
+        idp = w.idp_state()
+        expect(idp["upstream"]["logins"] == upstream["logins"] + 1, f"IdP logins via fastmcp: {idp['upstream']}")
+        expect(idp["upstream"]["refresh_tokens"] > upstream["refresh_tokens"],
+               f"fastmcp got no refresh token upstream (offline_access): {idp['upstream']}")
+        expect(idp["logins"] == 1, f"Lanyard's own sign-in count changed: {idp['logins']}")
+        tickets["token"] = w.lanyard("token", "tickets").stdout.strip()
+        expect(tickets["token"], "no token after connect")
+        # Nothing secret in the agent's log or what `lanyard connect` printed: no token, no JWT, no
+        # code or token in a URL.
+        printed = out.stdout + out.stderr
+        expect(not JWT_LIKE.search(printed) and not SECRET_PARAMS.search(printed), f"lanyard connect printed: {printed}")
+        log = w.agent_log()
+        expect(tickets["token"] not in log, "the access token is in the agent's log")
+        expect(not JWT_LIKE.search(log), f"a JWT in the agent's log: …{JWT_LIKE.search(log)}")
+        expect(not SECRET_PARAMS.search(log), f"a secret URL parameter in the agent's log: {SECRET_PARAMS.search(log)}")
+        meta = get_json(f"{w.tickets_issuer}.well-known/oauth-authorization-server")
+        expect(meta["issuer"] == w.tickets_issuer, f"fastmcp's issuer: {meta['issuer']!r}")
+        entry = kept_connection(w)
+        tickets["refresh"] = entry and entry["refresh_token"]
+        kept = (f"the keychain holds it (client {entry['client_id'][:8]}…, {entry['auth_method']}, refresh token)"
+                if entry else "keychain not checked (no Secret Service: run through scripts/interop.sh)")
+        return (f"granted ({', '.join(state.get('scopes') or [])}); one browser through fastmcp's consent page and "
+                f"the IdP's login + consent; registered once by DCR at {meta['issuer']!r}; {kept}; "
+                f"nothing secret in agent.log")
+
+    suite.check("oauth: `lanyard connect tickets` -> the browser passes fastmcp's consent page and the IdP's forms once; granted; nothing secret in the agent's log", connect)
+
+    def through_helper():
+        me = json.loads(header_json_call(w, "tickets"))
+        expect(me["server"] == "tickets" and me["sub"] == USER, f"whoami: {me}")
+        expect(me["client_id"] == w.upstream_client[0] and me["iss"] == w.idp_issuer,
+               f"not the upstream token behind the proxy's: {me}")
+        return f"whoami at tickets: sub {me['sub']} (the IdP's user, via fastmcp's introspection), iss {me['iss']}"
+
+    suite.check("oauth: `lanyard token --header-json tickets` -> tools/call at fastmcp as the IdP's user", through_helper)
+
+    def claude_code():
+        home = w.scratch / "claude-home"
+        env = dict(w.env, LANYARD_CLIENTS_HOME=str(home))
+        out = w.lanyard("clients", "install", "claude-code", env=env)
+        expect(out.returncode == 0, f"clients install: {out.stderr.strip()}")
+        opened = w.browsers_opened()
+        states, text = claude_mcp_list(w)
+        state = states.get("lanyard-tickets", "")
+        expect("Connected" in state, f"lanyard-tickets: {state!r}\n{text}")
+        expect(w.browsers_opened() == opened, "Claude Code's connection opened a browser")
+        out = w.lanyard("clients", "remove", "claude-code", env=env)
+        expect(out.returncode == 0, f"clients remove: {out.stderr.strip()}")
+        after, text = claude_mcp_list(w)
+        left = [n for n in after if n.startswith("lanyard-")]
+        expect(not left, f"left behind after remove: {left}\n{text}")
+        return f"claude mcp list: tickets={state!r}; none left after remove"
+
+    suite.check("oauth: Claude Code after `clients install` reaches tickets through the helper (connected); `clients remove` -> none left", claude_code)
+
+    def silent_refresh():
+        opened, before = w.browsers_opened(), w.tickets_state()
+        upstream = w.idp_state()["upstream"]["grants"].get("refresh_token", 0)
+        out = w.lanyard("refresh", "tickets")
+        expect(out.returncode == 0, f"lanyard refresh tickets: exit {out.returncode} {out.stderr.strip()}")
+        deadline = time.monotonic() + 20
+        while True:
+            token = w.lanyard("token", "tickets").stdout.strip()
+            if token and token != tickets["token"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        expect(token and token != tickets["token"], "the access token was not renewed")
+        after = w.tickets_state()
+        expect(after["refreshed"] > before["refreshed"] and after["refresh_rejected"] == 0,
+               f"fastmcp refresh_token grants: {before} -> {after}")
+        expect(after["codes"] == 1, f"a new authorization code was redeemed: {after}")
+        grants = w.idp_state()["upstream"]["grants"].get("refresh_token", 0)
+        expect(grants > upstream, f"fastmcp did not refresh upstream: {upstream} -> {grants}")
+        expect(w.browsers_opened() == opened, "the refresh opened a browser")
+        # fastmcp rotates its refresh token at every use: the keychain holds the new one.
+        entry = kept_connection(w)
+        expect(not entry or entry["refresh_token"] != tickets["refresh"], "the rotated refresh token was not kept")
+        me = json.loads(header_json_call(w, "tickets"))
+        expect(me["sub"] == USER, f"whoami after the refresh: {me}")
+        return (f"renewed with the refresh token (fastmcp refresh grants {before['refreshed']} -> {after['refreshed']}, "
+                f"upstream {upstream} -> {grants}); {'rotated refresh token kept' if entry else 'keychain not checked'}; "
+                f"no browser; whoami still {me['sub']}")
+
+    suite.check("oauth: the token renews silently (`lanyard refresh tickets`: fastmcp's refresh grant, no browser) and the call still works", silent_refresh)
+
+
+def oauth_renewed_alone(w, suite):
+    def renewed():
+        # Since `lanyard refresh tickets` (one forced renewal), the other checks ran for tens of
+        # seconds: the IdP's (and so the proxy's) 30 s tokens aged, and the agent renewed them on
+        # its own schedule.
+        opened = w.browsers_opened()
+        deadline = time.monotonic() + 35
+        while True:
+            peer = w.tickets_state()
+            if peer["refreshed"] >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        expect(peer["refreshed"] >= 2 and peer["refresh_rejected"] == 0 and peer["codes"] == 1,
+               f"fastmcp saw: {peer}")
+        expect(w.browsers_opened() == opened, "a renewal opened a browser")
+        me = json.loads(header_json_call(w, "tickets"))
+        expect(me["sub"] == USER, f"whoami: {me}")
+        return f"fastmcp refresh grants so far: {peer['refreshed']} (one forced), one authorization code, no browser"
+
+    suite.check("oauth: the agent renews tickets by itself as its 30 s tokens age (refresh token, rotated; no browser)", renewed)
+
+
+def after_sign_out(w, suite):
+    def gone():
+        opened = w.browsers_opened()
+        state, message, _ = not_connected(w, "after logout")
+        expect(w.browsers_opened() == opened, "a client's request opened a browser")
+        if KEYCHAIN:
+            expect(w.keychain_entry(KEY) is None, f"{KEY} is still in the keychain after logout")
+        return (f"tickets: needs_connect again; token refused: {message[:90]!r}; "
+                f"{'the keychain entry is gone' if KEYCHAIN else 'keychain not checked'}")
+
+    suite.check("oauth: after `lanyard logout` the connection is gone: tickets shows needs_connect, clients are refused naming `lanyard connect`", gone)
 
 
 def main(argv):

@@ -9,6 +9,11 @@ and restart one of them:
                                          (confidential client, client_secret_basic or
                                          private_key_jwt with a registered public JWK, RFC 9068
                                          JWT access tokens, jti replay rejected)
+    servers.py fastmcp-oauth CONFIG_JSON fastmcp's OAuthProxy doing the standard MCP authorization
+                                         (dynamic registration, authorization code + PKCE, its own
+                                         consent page, refresh) in front of the IdP (oidc-provider's
+                                         login and consent), and the FastMCP server it protects
+                                         ("tickets"), one process: Lanyard's `oauth` mode
     servers.py jwks-mcp    CONFIG_JSON   FastMCP servers ("wiki", "payroll", "hr", "ghost") that
                                          accept the Authlib AS's JWT access tokens, verified against
                                          its JWKS
@@ -131,6 +136,79 @@ def fastmcp_as(config):
             trusted_issuers=[idp],
             access_token_expiry_seconds=config["token_ttl"],
         ),
+    )
+    mcp = FastMCP(config["name"], auth=auth)
+    tools(mcp)
+    app = mcp.http_app(path="/mcp")
+
+    async def state(_request):
+        return JSONResponse(stats)
+
+    app.router.routes.insert(0, Route("/_interop/state", state))
+    return [(app, port)]
+
+
+# ---- fastmcp: OAuthProxy doing the standard authorization (Lanyard's `oauth` mode) -------------
+
+
+def fastmcp_oauth(config):
+    from fastmcp.server.auth import OAuthProxy
+    from fastmcp.server.auth.providers.introspection import IntrospectionTokenVerifier
+    from key_value.aio.stores.memory import MemoryStore
+
+    port = config["port"]
+    base = f"http://127.0.0.1:{port}"
+    idp = config["idp_issuer"]
+    upstream = config["upstream"]
+    stats = {"registered": 0, "codes": 0, "refreshed": 0, "refresh_rejected": 0}
+
+    class CountingProxy(OAuthProxy):
+        """OAuthProxy, counting registrations, code redemptions and refreshes (the suite's checks)."""
+
+        async def register_client(self, client_info):
+            await super().register_client(client_info)
+            stats["registered"] += 1
+
+        async def exchange_authorization_code(self, client, authorization_code):
+            token = await super().exchange_authorization_code(client, authorization_code)
+            stats["codes"] += 1
+            return token
+
+        async def exchange_refresh_token(self, client, refresh_token, scopes):
+            try:
+                token = await super().exchange_refresh_token(client, refresh_token, scopes)
+            except Exception:
+                stats["refresh_rejected"] += 1
+                raise
+            stats["refreshed"] += 1
+            return token
+
+    auth = CountingProxy(
+        upstream_authorization_endpoint=f"{idp}/auth",
+        upstream_token_endpoint=f"{idp}/token",
+        upstream_client_id=upstream["client_id"],
+        upstream_client_secret=upstream["client_secret"],
+        # oidc-provider's access tokens are opaque: the proxy asks the IdP about each (RFC 7662).
+        token_verifier=IntrospectionTokenVerifier(
+            introspection_url=f"{idp}/token/introspection",
+            client_id=upstream["client_id"],
+            client_secret=upstream["client_secret"],
+        ),
+        base_url=base,
+        jwt_signing_key=config["jwt_signing_key"],
+        client_storage=MemoryStore(),
+        # The default: the proxy's own consent page (a form the scripted browser submits).
+        # (The proxy's access tokens live as long as the IdP's, 30 s here: Lanyard renews them with
+        # the proxy's refresh token, which the proxy rotates at every use.)
+        require_authorization_consent=True,
+        valid_scopes=config["scopes"],
+        # Quirk: the proxy forwards the MCP client's RFC 8707 `resource` (this server's URL) to
+        # the upstream IdP by default; an IdP that knows no such resource server refuses it
+        # (oidc-provider: invalid_target). The proxy's own tokens still carry the resource.
+        forward_resource=False,
+        # oidc-provider issues a refresh token (offline_access) only with prompt=consent (OpenID
+        # Connect Core §11); without one the proxy cannot renew, and neither can Lanyard.
+        extra_authorize_params={"prompt": "consent"},
     )
     mcp = FastMCP(config["name"], auth=auth)
     tools(mcp)
@@ -410,7 +488,12 @@ def jwks_mcp(config):
     return apps
 
 
-ROLES = {"fastmcp-as": fastmcp_as, "authlib-as": authlib_as, "jwks-mcp": jwks_mcp}
+ROLES = {
+    "fastmcp-as": fastmcp_as,
+    "fastmcp-oauth": fastmcp_oauth,
+    "authlib-as": authlib_as,
+    "jwks-mcp": jwks_mcp,
+}
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in ROLES:

@@ -354,7 +354,8 @@ fn install_all_wires_only_the_clients_the_policy_names() {
 
 /// Codex CLI: entries through `lanyard proxy` in `~/.codex/config.toml`; with
 /// `settings.ai_clients_native` naming `codex` and `vscode`, each client's own enterprise-managed
-/// configuration instead, `clients list` saying so; `remove` leaves the files as they were.
+/// configuration instead, `clients list` saying so, an `oauth` server skipped with its reason;
+/// `remove` leaves the files as they were.
 #[test]
 fn codex_and_native_clients_from_the_policy() {
     let home = TempHome::new("codex-native");
@@ -381,10 +382,21 @@ fn codex_and_native_clients_from_the_policy() {
 
     let mut policy: serde_json::Value = serde_json::from_str(POLICY).expect("policy");
     policy["settings"]["ai_clients_native"] = serde_json::json!(["codex", "vscode"]);
+    // An `oauth` server's connection is Lanyard's: a client's own sign-in cannot use it.
+    policy["servers"].as_array_mut().expect("servers").push(
+        serde_json::json!({"id": "tickets", "display_name": "Tickets",
+            "url": "https://tickets.example/mcp", "mode": "oauth",
+            "allow_dynamic_registration": true}),
+    );
     std::fs::write(home.0.join("policy.json"), policy.to_string()).expect("policy");
     for client in ["codex", "vscode"] {
         let out = home.lanyard(&["clients", "install", client]);
         assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("skip lanyard-tickets: Lanyard holds its connection"),
+            "{}",
+            stderr(&out)
+        );
     }
     let text = read(&codex);
     assert!(

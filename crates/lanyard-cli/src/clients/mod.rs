@@ -394,6 +394,12 @@ impl From<&lanyard_core::policy::ServerPolicy> for ServerSpec {
                 "its client authenticates with a secret or a key, which Lanyard never writes into \
                  an AI client's file; it stays with Lanyard's other clients",
             ),
+            // A client's own OAuth would ask the user to consent again and keep its own tokens.
+            (ServerMode::Oauth, _) => Some(
+                "Lanyard holds its connection (`lanyard connect`), which a client doing \
+                 enterprise-managed authorization itself cannot use; it stays with Lanyard's \
+                 other clients",
+            ),
             _ => Some("it is for machines (no user signs in), not an AI client's own sign-in"),
         };
         ServerSpec {
