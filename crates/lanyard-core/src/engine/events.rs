@@ -217,17 +217,42 @@ impl Actor {
                 result,
                 reply,
             } => {
-                let answer = match result {
-                    Ok(minted) => {
-                        if let Some(slot) = self.servers.get_mut(&server) {
-                            slot.in_flight = true;
-                            slot.attempts = 0;
-                            slot.consent_scopes.retain(|s| !minted.scopes.contains(s));
-                        }
+                let current = self.servers.get_mut(&server).filter(|slot| {
+                    slot.generation == generation && slot.policy.mode == ServerMode::Oauth
+                });
+                let answer = match (result, current) {
+                    (Ok(minted), Some(slot)) => {
+                        slot.connect_began_after = None;
+                        slot.in_flight = true;
+                        slot.attempts = 0;
+                        slot.consent_scopes.retain(|s| !minted.scopes.contains(s));
                         self.on_grant_done(server, generation, None, Ok(minted));
                         Ok(())
                     }
-                    Err(e) => Err(EngineError::ConnectFailed(e)),
+                    (Ok(minted), None) => {
+                        // Signed out, or the server changed or left the policy, while the
+                        // browser was open: nothing is kept, and the refresh token is revoked.
+                        warn!(server = %server, "connected after a sign-out or a policy change: nothing was kept");
+                        if let Some(update) = minted.connection {
+                            tokio::spawn(super::connection::revoke_unkept(
+                                self.http.clone(),
+                                self.config.clock.clone(),
+                                server,
+                                update,
+                            ));
+                        }
+                        Err(EngineError::ConnectFailed(
+                            "signed out, or the server changed in the policy, while connecting: \
+                             nothing was kept"
+                                .into(),
+                        ))
+                    }
+                    (Err(e), slot) => {
+                        if let Some(slot) = slot {
+                            slot.connect_began_after = None;
+                        }
+                        Err(EngineError::ConnectFailed(e))
+                    }
                 };
                 let _ = reply.send(answer);
             }
