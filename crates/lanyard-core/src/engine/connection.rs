@@ -151,6 +151,8 @@ enum Write {
     Keep {
         server: String,
         value: Secret,
+        /// Told once it is written (or why not).
+        done: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
     },
     Forget {
         server: String,
@@ -174,20 +176,25 @@ impl ConnectionWrites {
         tokio::spawn(async move {
             while let Some(write) = rx.recv().await {
                 match write {
-                    Write::Keep { server, value } => {
+                    Write::Keep {
+                        server,
+                        value,
+                        done,
+                    } => {
                         let key = connection_key(&server);
                         let store = store.clone();
-                        let written = blocking(move || store.set(&key, &value)).await;
-                        match written {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => {
-                                // The old refresh token may be spent at a rotating server: the
-                                // next renewal will ask for a connect.
-                                tracing::warn!(server = %server, error = %e, "the connection could not be kept in the keychain");
-                            }
-                            Err(e) => {
-                                tracing::warn!(server = %server, error = %e, "the connection could not be kept in the keychain")
-                            }
+                        let written =
+                            blocking(move || store.set(&key, &value))
+                                .await
+                                .and_then(|r| {
+                                    r.map_err(|e| format!("the keychain could not be written: {e}"))
+                                });
+                        if let Err(e) = &written {
+                            // A rotated refresh token lost: the next renewal asks for a connect.
+                            tracing::warn!(server = %server, error = %e, "the connection could not be kept in the keychain");
+                        }
+                        if let Some(done) = done {
+                            let _ = done.send(written);
                         }
                     }
                     Write::Forget { server } => forget(&store, &server).await,
@@ -225,7 +232,29 @@ impl ConnectionWrites {
             let _ = self.0.send(Write::Keep {
                 server: server.to_owned(),
                 value: value.clone(),
+                done: None,
             });
+        }
+    }
+
+    /// Keeps a new connection of `server`; `done` hears once it is in the keychain.
+    pub fn keep_then(
+        &self,
+        server: &str,
+        update: &ConnectionUpdate,
+        done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    ) {
+        match &update.keep {
+            Some(value) => {
+                let _ = self.0.send(Write::Keep {
+                    server: server.to_owned(),
+                    value: value.clone(),
+                    done: Some(done),
+                });
+            }
+            None => {
+                let _ = done.send(Ok(()));
+            }
         }
     }
 

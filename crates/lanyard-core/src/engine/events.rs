@@ -221,13 +221,34 @@ impl Actor {
                     slot.generation == generation && slot.policy.mode == ServerMode::Oauth
                 });
                 let answer = match (result, current) {
-                    (Ok(minted), Some(slot)) => {
+                    (Ok(mut minted), Some(slot)) => {
                         slot.connect_began_after = None;
                         slot.in_flight = true;
                         slot.attempts = 0;
                         slot.consent_scopes.retain(|s| !minted.scopes.contains(s));
+                        // Answered once the connection is in the keychain.
+                        let (done, written) = tokio::sync::oneshot::channel();
+                        match minted.connection.take() {
+                            Some(update) => {
+                                slot.connected_issuer = Some(update.issuer.clone());
+                                self.connection_writes.keep_then(&server, &update, done);
+                            }
+                            None => {
+                                let _ = done.send(Ok(()));
+                            }
+                        }
+                        tokio::spawn(async move {
+                            let answer = match written.await {
+                                Ok(Ok(())) => Ok(()),
+                                Ok(Err(e)) => Err(EngineError::ConnectFailed(e)),
+                                Err(_) => Err(EngineError::ConnectFailed(
+                                    "the keychain writer stopped".into(),
+                                )),
+                            };
+                            let _ = reply.send(answer);
+                        });
                         self.on_grant_done(server, generation, None, Ok(minted));
-                        Ok(())
+                        return;
                     }
                     (Ok(minted), None) => {
                         // Signed out, or the server changed or left the policy, while the
