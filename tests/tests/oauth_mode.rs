@@ -165,11 +165,14 @@ async fn connect_once_then_silent_refresh_until_the_server_revokes_it() {
     lanyard.advance(&tb, Duration::from_secs(11));
     lanyard.engine.refresh("wiki").await.expect("refresh");
     needs_connect(&lanyard).await;
-    assert!(lanyard
-        .store
-        .get(&connection_key("wiki"))
-        .expect("store")
-        .is_none());
+    // Wiped through the engine's ordered keychain writes, just after the state changed.
+    eventually("the refused connection is wiped", || {
+        lanyard
+            .store
+            .get(&connection_key("wiki"))
+            .is_ok_and(|v| v.is_none())
+    })
+    .await;
     assert_eq!(
         lanyard.browser.opened().len(),
         1,
@@ -611,7 +614,7 @@ impl HeldBrowser {
 /// A connect whose browser round trip completes after a sign-out keeps nothing: the server stays
 /// at *Connect*, the keychain holds no connection, and the refresh token the server issued
 /// meanwhile is revoked. The same for a policy reload that removes the server while the browser
-/// is open.
+/// is open, and for a sign-out while the code exchange is under way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_overtaken_by_a_sign_out_or_a_policy_reload_keeps_nothing() {
     let tb = testbed(wiki_testbed()).await;
@@ -711,6 +714,43 @@ async fn a_connect_overtaken_by_a_sign_out_or_a_policy_reload_keeps_nothing() {
         .await
         .expect("reloaded");
     needs_connect(&lanyard).await;
+
+    // Sign-out during the code exchange (the server has issued the tokens, its answer is late).
+    let engine = lanyard.engine.clone();
+    let connecting = tokio::spawn(async move { engine.connect("wiki").await });
+    let before = browser.opened.lock().expect("lock").len();
+    let url = loop {
+        let opened = browser.opened.lock().expect("lock").clone();
+        if opened.len() > before {
+            break opened[before].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    auth_server.faults().inject(
+        Endpoint::Token,
+        Fault::SlowAnswer(Duration::from_millis(1500)),
+        FaultMode::Once,
+    );
+    lanyard_testbed::complete_login(url.as_str(), USER)
+        .await
+        .expect("the browser round trip");
+    eventually("the code is being redeemed", || {
+        auth_server.stats().code_mints == 3
+    })
+    .await;
+    lanyard.engine.sign_out().await.expect("sign out");
+    let refused = tokio::time::timeout(WAIT, connecting)
+        .await
+        .expect("connect answered")
+        .expect("task")
+        .expect_err("overtaken by the sign-out");
+    assert!(
+        refused.to_string().contains("nothing was kept"),
+        "{refused}"
+    );
+    let_ticks_pass(20).await;
+    assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
+    assert!(matches!(lanyard.state("wiki"), ServerState::NeedsConnect));
 }
 
 /// `servers[].dpop` in `oauth` mode: the code exchange and every refresh carry a proof of the
