@@ -351,8 +351,8 @@ pub async fn revoke_unkept(
     .await;
 }
 
-/// Forgets server `id`'s connection now (the [`ConnectionWrites`] task; tests).
-pub async fn forget(store: &Arc<dyn SecretStore>, id: &str) {
+/// Forgets server `id`'s connection now (only ever from the [`ConnectionWrites`] task).
+async fn forget(store: &Arc<dyn SecretStore>, id: &str) {
     let key = connection_key(id);
     let store = store.clone();
     if let Ok(Err(e)) = blocking(move || store.delete(&key)).await {
