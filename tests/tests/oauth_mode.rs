@@ -753,10 +753,12 @@ async fn a_connect_overtaken_by_a_sign_out_or_a_policy_reload_keeps_nothing() {
     assert!(matches!(lanyard.state("wiki"), ServerState::NeedsConnect));
 }
 
-/// `servers[].dpop` in `oauth` mode: the code exchange and every refresh carry a proof of the
-/// device's key (the server's nonce followed), the tokens are bound to it, and the MCP server
-/// takes the token only with a fresh proof. `required` against an authorization server without
-/// DPoP is refused, named, before the browser opens.
+/// `servers[].dpop` in `oauth` mode: with `required` the code exchange and every refresh carry a
+/// proof of the device's key (the server's nonce followed), the tokens are bound to it, and the
+/// MCP server takes the token only with a fresh proof; after a restart (a new in-memory key) the
+/// server asks for a connect. `if_supported` binds only to a key that outlives the agent, so with
+/// the in-memory key a restart renews silently. `required` against an authorization server
+/// without DPoP is refused, named, before the browser opens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dpop_binds_the_connection_and_its_renewals() {
     let mut config = wiki_testbed();
@@ -807,6 +809,49 @@ async fn dpop_binds_the_connection_and_its_renewals() {
     assert_eq!(auth_server.stats().dpop_bound_mints, 2);
     let seen = bound_whoami(&lanyard, mcp, &second.access_token).await;
     assert!(seen.contains("sub=alice"), "{seen}");
+
+    // The agent restarts: its in-memory key is new, and the refresh token bound to the old one
+    // is of no use. The server asks for a connect, and the refresh token is not even sent.
+    let restarted = start_engine(
+        &tb,
+        &policy,
+        Options {
+            store: lanyard.store.clone(),
+            ..Options::default()
+        },
+    );
+    needs_connect(&restarted).await;
+    assert_eq!(auth_server.stats().refresh_mints, 1, "no refresh sent");
+    eventually("the dead connection is wiped", || {
+        kept_connection(&restarted).is_none()
+    })
+    .await;
+
+    // `if_supported` (the default) binds an `oauth` connection only to a key that outlives the
+    // agent; with the in-memory key it stays bearer, so a restart still renews silently.
+    let mut policy = oauth_policy(&tb);
+    server_entry(&mut policy, "wiki")["dpop"] = json!("if_supported");
+    let unbound = start_engine(&tb, &policy, Options::default());
+    needs_connect(&unbound).await;
+    unbound.engine.connect("wiki").await.expect("connected");
+    unbound.wait_granted("wiki").await;
+    assert!(unbound.token("wiki", 60).await.dpop_jkt.is_none());
+    assert_eq!(auth_server.stats().dpop_bound_mints, 2, "not bound");
+    let refreshes = auth_server.stats().refresh_mints;
+    let after_restart = start_engine(
+        &tb,
+        &policy,
+        Options {
+            store: unbound.store.clone(),
+            ..Options::default()
+        },
+    );
+    after_restart.wait_granted("wiki").await;
+    assert_eq!(auth_server.stats().refresh_mints, refreshes + 1);
+    assert!(
+        after_restart.browser.opened().is_empty(),
+        "no browser after a restart"
+    );
 
     // `required` where the authorization server offers no DPoP: named, before any browser.
     let plain = testbed(wiki_testbed()).await;

@@ -27,7 +27,7 @@ use super::grant::{
 use crate::clock::Clock;
 use crate::oauth::code_flow::{self, ClientIdentityPolicy, PrepareInputs};
 use crate::oauth::discovery::DiscoveredUrls;
-use crate::oauth::dpop::{DpopKey, Nonces};
+use crate::oauth::dpop::{DpopKey, DpopKeyHome, Nonces};
 use crate::oauth::token::{self, TokenEndpoint};
 use crate::oauth::{AssertionInputs, Client, ClientAuth, HttpExecutor, WireError};
 use crate::policy::ServerPolicy;
@@ -61,10 +61,16 @@ struct Connection {
     /// The authorization server's RFC 7009 endpoint, when its metadata named one.
     #[serde(default)]
     revocation_endpoint: Option<url::Url>,
-    /// Its `dpop_signing_alg_values_supported`: whether renewals carry a DPoP proof follows
-    /// from these and `servers[].dpop`, as at the connect.
+    /// Its `dpop_signing_alg_values_supported` (whether a connection made unbound is renewed
+    /// with a proof follows from these and `servers[].dpop`).
     #[serde(default)]
     dpop_algs: Vec<String>,
+    /// The thumbprint of the DPoP key the connection (its refresh token) is bound to.
+    #[serde(default)]
+    dpop_jkt: Option<String>,
+    /// That key is one the OS holds (it outlives the agent), not the agent's in-memory key.
+    #[serde(default)]
+    dpop_key_held: bool,
 }
 
 impl Connection {
@@ -86,6 +92,8 @@ impl Connection {
                 "scopes": self.scopes,
                 "revocation_endpoint": self.revocation_endpoint,
                 "dpop_algs": self.dpop_algs,
+                "dpop_jkt": self.dpop_jkt,
+                "dpop_key_held": self.dpop_key_held,
             })
             .to_string(),
         )
@@ -381,6 +389,17 @@ fn minted(
     }
 }
 
+/// Whether an `oauth` connection to an authorization server offering `algs` is bound to `key`:
+/// as `servers[].dpop` says, except that `if_supported` binds only to a key the OS holds. A
+/// refresh token bound to the agent's in-memory key dies with the agent, and the user would have
+/// to connect again after every restart ("connect once"); `required` binds to it all the same.
+fn binds(server: &ServerPolicy, algs: &[String], key: &DpopKey) -> Result<bool, String> {
+    let offered = server.dpop.applies(algs, key.algorithm())?;
+    Ok(offered
+        && (server.dpop == crate::oauth::DpopUse::Required
+            || key.home() == DpopKeyHome::OsKeyStore))
+}
+
 /// A renewal of an `oauth` server: its refresh token at its token endpoint. No connection, or a
 /// refresh token the server no longer takes (revoked, expired, rotated away): the user must
 /// connect again, which nothing does by itself.
@@ -405,11 +424,23 @@ pub async fn renew(inputs: &GrantInputs) -> Result<Minted, GrantFailure> {
         url: connection.token_endpoint.clone(),
         issuer: connection.issuer.clone(),
     };
-    // Bound as at the connect: a refresh token bound to the key needs its proof (RFC 9449).
-    let bind = server
-        .dpop
-        .applies(&connection.dpop_algs, inputs.dpop.algorithm())
-        .map_err(GrantFailure::Retry)?;
+    // A refresh token bound to a key needs a proof of that key (RFC 9449).
+    let bind = match &connection.dpop_jkt {
+        Some(jkt) if jkt == inputs.dpop.thumbprint() => true,
+        Some(_) if connection.dpop_key_held => {
+            // The OS-held key is taken into use once the identity provider's client is known.
+            return Err(GrantFailure::Retry(
+                "the connection is bound to the DPoP key the operating system holds, which the \
+                 agent does not use yet"
+                    .into(),
+            ));
+        }
+        Some(_) => {
+            tracing::info!(server = %server.id, "the connection is bound to an in-memory DPoP key this agent no longer holds (it restarted, or signs with the key the OS holds now): connect again");
+            return Err(GrantFailure::NeedsConnect);
+        }
+        None => binds(server, &connection.dpop_algs, &inputs.dpop).map_err(GrantFailure::Retry)?,
+    };
     let client = connection.client();
     let request = || {
         let mut request = token::refresh(
@@ -558,13 +589,12 @@ pub async fn connect(inputs: ConnectInputs) -> Result<Minted, String> {
     }
     // Settled before the browser opens: `required` against a server without DPoP goes no further.
     let metadata = &prepared.discovered.authorization_server;
-    let bind = server
-        .dpop
-        .applies(
-            &metadata.dpop_signing_alg_values_supported,
-            inputs.dpop.algorithm(),
-        )
-        .map_err(|e| format!("{e}: refused before the browser opened"))?;
+    let bind = binds(
+        server,
+        &metadata.dpop_signing_alg_values_supported,
+        &inputs.dpop,
+    )
+    .map_err(|e| format!("{e}: refused before the browser opened"))?;
     let state = random_id();
     let verifier = Secret::new(random_id() + &random_id());
     let authorization = prepared
@@ -628,6 +658,8 @@ pub async fn connect(inputs: ConnectInputs) -> Result<Minted, String> {
         scopes: prepared.scopes.clone(),
         revocation_endpoint: metadata.revocation_endpoint.clone(),
         dpop_algs: metadata.dpop_signing_alg_values_supported.clone(),
+        dpop_jkt: dpop_jkt.clone(),
+        dpop_key_held: inputs.dpop.home() == DpopKeyHome::OsKeyStore,
     };
     tracing::info!(server = %server.id, refresh_token = connection.refresh_token.is_some(), dpop_bound = dpop_jkt.is_some(), "connected");
     let update = ConnectionUpdate {
