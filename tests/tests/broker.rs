@@ -425,6 +425,135 @@ async fn an_oauth_server_is_connected_with_lanyard_connect() {
     .await;
 }
 
+/// `lanyard connect` with no agent running starts one in the background, as `lanyard login`
+/// does, and connects. With `servers[].dpop: required` the connection is bound to the device's
+/// key: `lanyard token --dpop` hands a script the token with a proof the MCP server takes.
+/// `lanyard status` says where the server is connected, in JSON and in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connect_starts_an_agent_and_binds_the_connection_with_dpop() {
+    let testbed = Testbed::start(TestbedConfig {
+        auth_servers: vec![AsConfig::new("wiki", "lanyard-wiki")
+            .with_scopes(&["wiki.read"])
+            .with_code_flow(true)
+            .with_dpop(true)],
+        mcp_servers: vec![McpConfig::new("wiki", "wiki", &["wiki.read"])],
+        ..TestbedConfig::default()
+    })
+    .await
+    .expect("testbed");
+    let world = std::sync::Arc::new(World::new(testbed));
+    let url = world
+        .testbed
+        .mcp_server("wiki")
+        .expect("mcp")
+        .url()
+        .to_owned();
+    let issuer = world
+        .testbed
+        .auth_server("wiki")
+        .expect("AS")
+        .issuer()
+        .to_owned();
+    let (world2, url2) = (world.clone(), url.clone());
+    let (token, proof) = blocking(move || {
+        let world = world2;
+        let mut policy: Value =
+            serde_json::from_slice(&std::fs::read(&world.policy).expect("policy")).expect("json");
+        for server in policy["servers"].as_array_mut().expect("servers") {
+            server["mode"] = "oauth".into();
+            server["client_id"] = "".into();
+            server["allow_dynamic_registration"] = true.into();
+            server["dpop"] = "required".into();
+        }
+        std::fs::write(&world.policy, policy.to_string()).expect("policy");
+        assert!(
+            BlockingClient::connect(&world.endpoint()).is_err(),
+            "no agent yet"
+        );
+        let refused = world.run(&["connect", "wiki", "--no-start"]);
+        assert_fails(&refused, EXIT_AGENT_NOT_RUNNING, "connect --no-start");
+
+        let connect = world.run(&["connect", "wiki"]);
+        assert_eq!(code(&connect), 0, "connect: {}", stderr(&connect));
+        assert!(
+            stderr(&connect).contains("Starting the Lanyard agent"),
+            "{}",
+            stderr(&connect)
+        );
+        assert!(
+            stdout(&connect).contains("Connected wiki"),
+            "{}",
+            stdout(&connect)
+        );
+        let agent_pid = BlockingClient::connect(&world.endpoint())
+            .expect("the agent runs")
+            .agent()
+            .pid;
+        let auth_server = world.testbed.auth_server("wiki").expect("AS");
+        assert_eq!(auth_server.stats().code_mints, 1);
+        assert_eq!(auth_server.stats().dpop_bound_mints, 1);
+
+        let wiki = server_json(&world, "wiki");
+        assert_eq!(
+            wiki["authorization_server"],
+            Value::from(issuer.clone()),
+            "{wiki}"
+        );
+        assert_eq!(wiki["state"]["state"], "granted", "{wiki}");
+        assert_eq!(wiki["dpop_bound"], true, "{wiki}");
+        let status = stdout(&world.run(&["status"]));
+        assert!(status.contains("connected"), "{status}");
+        assert!(
+            status.contains(&format!("connected at {issuer}")),
+            "{status}"
+        );
+
+        let scripted = world.run(&["token", "wiki", "--json", "--dpop", "POST", &url2]);
+        assert_eq!(code(&scripted), 0, "{}", stderr(&scripted));
+        let scripted: Value = serde_json::from_slice(&scripted.stdout).expect("JSON");
+        assert_eq!(scripted["token_type"], "DPoP", "{scripted}");
+        let killed = Command::new("kill")
+            .args(["-TERM", &agent_pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        (
+            scripted["access_token"].as_str().expect("token").to_owned(),
+            scripted["dpop_proof"].as_str().expect("proof").to_owned(),
+        )
+    })
+    .await;
+    let called = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("DPoP {token}"))
+        .header("DPoP", proof)
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}}}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        called.status().as_u16(),
+        200,
+        "the bound token with its proof"
+    );
+    let bearer = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .bearer_auth(&token)
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}}}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bearer.status().as_u16(), 401, "a bearer copy was taken");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn usage_counts_survive_an_agent_restart() {
     let world = std::sync::Arc::new(demo_world().await);

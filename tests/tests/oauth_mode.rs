@@ -2,17 +2,25 @@
 //! dynamic registration, RFC 9207 `iss`) against the testbed's authorization server, held by the
 //! engine. Connecting opens the browser once; renewals are silent and rotate the refresh token; a
 //! refresh token the server revoked brings *Connect* back; a forged redirect stores nothing; a
-//! server that moved to another authorization server is connected there afresh; and a client's
-//! request never opens a browser.
+//! server that moved to another authorization server is connected there afresh; a client's
+//! request never opens a browser; sign-out revokes the refresh token without ever waiting on the
+//! server; a connect overtaken by a sign-out or a policy reload keeps nothing; and DPoP binds the
+//! connection's tokens where the policy asks for it.
 
 mod support;
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use lanyard_core::engine::connection::connection_key;
+use lanyard_core::engine::connection::{connection_key, REVOKE_WITHIN};
+use lanyard_core::engine::grant::sign_proof;
 use lanyard_core::engine::{EngineError, ServerState, TokenRequest};
+use lanyard_core::secret::Secret;
 use lanyard_core::store::SecretStore;
-use lanyard_testbed::{AsConfig, McpConfig, RedirectFault, TestbedConfig};
+use lanyard_testbed::{
+    AsConfig, AsHandle, Endpoint, Fault, FaultMode, McpConfig, McpHandle, RedirectFault,
+    TestbedConfig,
+};
 use serde_json::json;
 use support::*;
 
@@ -157,11 +165,14 @@ async fn connect_once_then_silent_refresh_until_the_server_revokes_it() {
     lanyard.advance(&tb, Duration::from_secs(11));
     lanyard.engine.refresh("wiki").await.expect("refresh");
     needs_connect(&lanyard).await;
-    assert!(lanyard
-        .store
-        .get(&connection_key("wiki"))
-        .expect("store")
-        .is_none());
+    // Wiped through the engine's ordered keychain writes, just after the state changed.
+    eventually("the refused connection is wiped", || {
+        lanyard
+            .store
+            .get(&connection_key("wiki"))
+            .is_ok_and(|v| v.is_none())
+    })
+    .await;
     assert_eq!(
         lanyard.browser.opened().len(),
         1,
@@ -388,4 +399,514 @@ async fn an_authorization_server_the_policy_does_not_name_is_refused_before_the_
         .expect("store")
         .is_none());
     assert_eq!(tb.auth_server("wiki-as").expect("AS").stats().code_mints, 0);
+}
+
+/// The log of this test process, for the tests that look for a named line.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// The process's log, captured from the first call on.
+    fn install() -> Captured {
+        static LOG: OnceLock<Captured> = OnceLock::new();
+        LOG.get_or_init(|| {
+            let log = Captured::default();
+            let _ = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_writer(log.clone())
+                .with_ansi(false)
+                .try_init();
+            log
+        })
+        .clone()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The connection kept for `wiki`, as JSON.
+fn kept_connection(lanyard: &Lanyard) -> Option<serde_json::Value> {
+    lanyard
+        .store
+        .get(&connection_key("wiki"))
+        .expect("store")
+        .map(|kept| serde_json::from_str(kept.expose()).expect("json"))
+}
+
+/// A refresh grant at `auth_server`'s token endpoint, sent by hand: the status and the error.
+async fn try_refresh(
+    auth_server: &AsHandle,
+    client_id: &str,
+    refresh_token: &str,
+) -> (u16, String) {
+    let response = http()
+        .post(auth_server.token_endpoint())
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Sign-out wipes the connection first, then revokes its refresh token at the authorization
+/// server's RFC 7009 endpoint (it is dead there afterwards). With that endpoint hanging, sign-out
+/// still wipes at once and the revocation is given up within its bound, said in a named log line
+/// that carries no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_out_revokes_the_refresh_token_and_never_waits_on_the_server() {
+    let log = Captured::install();
+    let tb = testbed(wiki_testbed()).await;
+    let lanyard = start_engine(&tb, &oauth_policy(&tb), Options::default());
+    let auth_server = tb.auth_server("wiki-as").expect("AS");
+    needs_connect(&lanyard).await;
+    lanyard.engine.connect("wiki").await.expect("connected");
+    lanyard.wait_granted("wiki").await;
+
+    // The status names the authorization server the connection is held at.
+    let shown = lanyard.engine.status();
+    let wiki = shown.server("wiki").expect("wiki");
+    assert_eq!(
+        wiki.authorization_server.as_deref(),
+        Some(auth_server.issuer())
+    );
+
+    let kept = kept_connection(&lanyard).expect("kept");
+    let refresh_token = kept["refresh_token"].as_str().expect("rt").to_owned();
+    let client_id = kept["client_id"].as_str().expect("client").to_owned();
+    lanyard.engine.sign_out().await.expect("sign out");
+    needs_connect(&lanyard).await;
+    eventually("the connection is wiped", || {
+        kept_connection(&lanyard).is_none()
+    })
+    .await;
+    eventually("the refresh token is revoked", || {
+        auth_server
+            .stats()
+            .revocations
+            .iter()
+            .any(|r| r.client_id == client_id && r.revoked == "refresh_token")
+    })
+    .await;
+    let revocation = auth_server.stats().revocations.pop().expect("one");
+    assert_eq!(revocation.token_type_hint.as_deref(), Some("refresh_token"));
+    assert_eq!(
+        try_refresh(auth_server, &client_id, &refresh_token).await,
+        (400, "invalid_grant".to_owned()),
+        "the refresh token is dead at the server"
+    );
+    assert!(lanyard
+        .engine
+        .status()
+        .server("wiki")
+        .expect("wiki")
+        .authorization_server
+        .is_none());
+
+    // The revocation endpoint hangs: sign-out still wipes at once, and gives up in time.
+    lanyard
+        .engine
+        .connect("wiki")
+        .await
+        .expect("connected again");
+    lanyard.wait_granted("wiki").await;
+    let refresh_token = kept_connection(&lanyard).expect("kept")["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+    auth_server.faults().inject(
+        Endpoint::Revoke,
+        Fault::Slow(Duration::from_secs(60)),
+        FaultMode::Persistent,
+    );
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(1), lanyard.engine.sign_out())
+        .await
+        .expect("sign-out does not wait on the server")
+        .expect("sign out");
+    eventually("the connection is wiped", || {
+        kept_connection(&lanyard).is_none()
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let given_up = "revoking the connection's refresh token took too long; given up";
+    let deadline = Instant::now() + REVOKE_WITHIN + Duration::from_secs(5);
+    while !log.text().contains(given_up) {
+        assert!(Instant::now() < deadline, "no log line: {}", log.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() < REVOKE_WITHIN + Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = log.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains(given_up))
+        .expect("the line");
+    assert!(line.contains("server=wiki"), "{line}");
+    assert!(!text.contains(&refresh_token), "a refresh token in the log");
+}
+
+/// A browser that opens nothing by itself: the test completes the round trip when it wants.
+#[derive(Debug, Default)]
+struct HeldBrowser {
+    opened: Mutex<Vec<url::Url>>,
+}
+
+impl lanyard_core::signin::Browser for HeldBrowser {
+    fn open(&self, url: &url::Url) -> Result<(), String> {
+        self.opened.lock().expect("lock").push(url.clone());
+        Ok(())
+    }
+}
+
+impl HeldBrowser {
+    async fn wait_opened(&self) -> url::Url {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(url) = self.opened.lock().expect("lock").last().cloned() {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "the browser was not opened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A connect whose browser round trip completes after a sign-out keeps nothing: the server stays
+/// at *Connect*, the keychain holds no connection, and the refresh token the server issued
+/// meanwhile is revoked. The same for a policy reload that removes the server while the browser
+/// is open, and for a sign-out while the code exchange is under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_overtaken_by_a_sign_out_or_a_policy_reload_keeps_nothing() {
+    let tb = testbed(wiki_testbed()).await;
+    let browser = Arc::new(HeldBrowser::default());
+    let policy = oauth_policy(&tb);
+    let lanyard = start_engine(
+        &tb,
+        &policy,
+        Options {
+            browser: Some(browser.clone() as Arc<dyn lanyard_core::signin::Browser>),
+            ..Options::default()
+        },
+    );
+    let auth_server = tb.auth_server("wiki-as").expect("AS");
+    needs_connect(&lanyard).await;
+
+    // Sign-out while the browser is open; the user finishes in the browser afterwards.
+    let engine = lanyard.engine.clone();
+    let connecting = tokio::spawn(async move { engine.connect("wiki").await });
+    let url = browser.wait_opened().await;
+    lanyard.engine.sign_out().await.expect("sign out");
+    needs_connect(&lanyard).await;
+    lanyard_testbed::complete_login(url.as_str(), USER)
+        .await
+        .expect("the browser round trip");
+    let refused = tokio::time::timeout(WAIT, connecting)
+        .await
+        .expect("connect answered")
+        .expect("task")
+        .expect_err("overtaken by the sign-out");
+    assert!(
+        refused.to_string().contains("nothing was kept"),
+        "{refused}"
+    );
+    assert_eq!(auth_server.stats().code_mints, 1, "the code was redeemed");
+    let_ticks_pass(20).await;
+    assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
+    assert!(matches!(lanyard.state("wiki"), ServerState::NeedsConnect));
+    let refused = lanyard
+        .engine
+        .token("wiki", Duration::from_secs(60))
+        .await
+        .expect_err("not connected");
+    assert!(
+        matches!(&refused, EngineError::NotConnected { .. }),
+        "{refused:?}"
+    );
+    eventually("the refresh token issued meanwhile is revoked", || {
+        auth_server
+            .stats()
+            .revocations
+            .iter()
+            .any(|r| r.revoked == "refresh_token")
+    })
+    .await;
+
+    // A policy reload removes the server while the browser is open.
+    let engine = lanyard.engine.clone();
+    let connecting = tokio::spawn(async move { engine.connect("wiki").await });
+    let before = browser.opened.lock().expect("lock").len();
+    let url = loop {
+        let opened = browser.opened.lock().expect("lock").clone();
+        if opened.len() > before {
+            break opened[before].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut without = policy.clone();
+    without["servers"]
+        .as_array_mut()
+        .expect("servers")
+        .retain(|s| s["id"] != "wiki");
+    lanyard
+        .engine
+        .apply_policy(parse_policy(&without))
+        .await
+        .expect("reloaded");
+    lanyard_testbed::complete_login(url.as_str(), USER)
+        .await
+        .expect("the browser round trip");
+    let refused = tokio::time::timeout(WAIT, connecting)
+        .await
+        .expect("connect answered")
+        .expect("task")
+        .expect_err("overtaken by the reload");
+    assert!(
+        refused.to_string().contains("nothing was kept"),
+        "{refused}"
+    );
+    assert_eq!(auth_server.stats().code_mints, 2);
+    let_ticks_pass(20).await;
+    assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
+    // Back in the policy: still to be connected.
+    lanyard
+        .engine
+        .apply_policy(parse_policy(&policy))
+        .await
+        .expect("reloaded");
+    needs_connect(&lanyard).await;
+
+    // Sign-out during the code exchange (the server has issued the tokens, its answer is late).
+    let engine = lanyard.engine.clone();
+    let connecting = tokio::spawn(async move { engine.connect("wiki").await });
+    let before = browser.opened.lock().expect("lock").len();
+    let url = loop {
+        let opened = browser.opened.lock().expect("lock").clone();
+        if opened.len() > before {
+            break opened[before].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    auth_server.faults().inject(
+        Endpoint::Token,
+        Fault::SlowAnswer(Duration::from_millis(1500)),
+        FaultMode::Once,
+    );
+    lanyard_testbed::complete_login(url.as_str(), USER)
+        .await
+        .expect("the browser round trip");
+    eventually("the code is being redeemed", || {
+        auth_server.stats().code_mints == 3
+    })
+    .await;
+    lanyard.engine.sign_out().await.expect("sign out");
+    let refused = tokio::time::timeout(WAIT, connecting)
+        .await
+        .expect("connect answered")
+        .expect("task")
+        .expect_err("overtaken by the sign-out");
+    assert!(
+        refused.to_string().contains("nothing was kept"),
+        "{refused}"
+    );
+    let_ticks_pass(20).await;
+    assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
+    assert!(matches!(lanyard.state("wiki"), ServerState::NeedsConnect));
+}
+
+/// `servers[].dpop` in `oauth` mode: with `required` the code exchange and every refresh carry a
+/// proof of the device's key (the server's nonce followed), the tokens are bound to it, and the
+/// MCP server takes the token only with a fresh proof; after a restart (a new in-memory key) the
+/// server asks for a connect. `if_supported` binds only to a key that outlives the agent, so with
+/// the in-memory key a restart renews silently. `required` against an authorization server
+/// without DPoP is refused, named, before the browser opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_binds_the_connection_and_its_renewals() {
+    let mut config = wiki_testbed();
+    config.auth_servers[0] = config.auth_servers[0].clone().with_dpop(true);
+    let tb = testbed(config).await;
+    let mut policy = oauth_policy(&tb);
+    server_entry(&mut policy, "wiki")["dpop"] = json!("required");
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    let auth_server = tb.auth_server("wiki-as").expect("AS");
+    let mcp = tb.mcp_server("wiki").expect("mcp");
+    needs_connect(&lanyard).await;
+    lanyard.engine.connect("wiki").await.expect("connected");
+    lanyard.wait_granted("wiki").await;
+    let jkt = lanyard.engine.dpop_key().thumbprint().to_owned();
+    let first = lanyard.token("wiki", 60).await;
+    assert_eq!(first.dpop_jkt.as_deref(), Some(jkt.as_str()));
+    assert_eq!(
+        claims(first.access_token.expose())["cnf"]["jkt"],
+        json!(jkt)
+    );
+    assert_eq!(auth_server.stats().dpop_bound_mints, 1);
+    assert!(
+        lanyard
+            .engine
+            .status()
+            .server("wiki")
+            .expect("wiki")
+            .dpop_bound
+    );
+
+    // Bound: a bearer copy is refused, a fresh proof of the key is taken.
+    assert_eq!(whoami(mcp, first.access_token.expose()).await, Err(401));
+    let seen = bound_whoami(&lanyard, mcp, &first.access_token).await;
+    assert!(seen.contains("sub=alice"), "{seen}");
+
+    // The renewal proves the key too (the refresh token is bound): bound again.
+    lanyard.advance(&tb, Duration::from_secs(11));
+    lanyard.engine.refresh("wiki").await.expect("refresh");
+    eventually("renewed", || auth_server.stats().refresh_mints == 1).await;
+    let second = loop {
+        let token = lanyard.token("wiki", 60).await;
+        if token.access_token.expose() != first.access_token.expose() {
+            break token;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(second.dpop_jkt.as_deref(), Some(jkt.as_str()));
+    assert_eq!(auth_server.stats().dpop_bound_mints, 2);
+    let seen = bound_whoami(&lanyard, mcp, &second.access_token).await;
+    assert!(seen.contains("sub=alice"), "{seen}");
+
+    // The agent restarts: its in-memory key is new, and the refresh token bound to the old one
+    // is of no use. The server asks for a connect, and the refresh token is not even sent.
+    let restarted = start_engine(
+        &tb,
+        &policy,
+        Options {
+            store: lanyard.store.clone(),
+            ..Options::default()
+        },
+    );
+    needs_connect(&restarted).await;
+    assert_eq!(auth_server.stats().refresh_mints, 1, "no refresh sent");
+    eventually("the dead connection is wiped", || {
+        kept_connection(&restarted).is_none()
+    })
+    .await;
+
+    // `if_supported` (the default) binds an `oauth` connection only to a key that outlives the
+    // agent; with the in-memory key it stays bearer, so a restart still renews silently.
+    let mut policy = oauth_policy(&tb);
+    server_entry(&mut policy, "wiki")["dpop"] = json!("if_supported");
+    let unbound = start_engine(&tb, &policy, Options::default());
+    needs_connect(&unbound).await;
+    unbound.engine.connect("wiki").await.expect("connected");
+    unbound.wait_granted("wiki").await;
+    assert!(unbound.token("wiki", 60).await.dpop_jkt.is_none());
+    assert_eq!(auth_server.stats().dpop_bound_mints, 2, "not bound");
+    let refreshes = auth_server.stats().refresh_mints;
+    let after_restart = start_engine(
+        &tb,
+        &policy,
+        Options {
+            store: unbound.store.clone(),
+            ..Options::default()
+        },
+    );
+    after_restart.wait_granted("wiki").await;
+    assert_eq!(auth_server.stats().refresh_mints, refreshes + 1);
+    assert!(
+        after_restart.browser.opened().is_empty(),
+        "no browser after a restart"
+    );
+
+    // `required` where the authorization server offers no DPoP: named, before any browser.
+    let plain = testbed(wiki_testbed()).await;
+    let mut policy = oauth_policy(&plain);
+    server_entry(&mut policy, "wiki")["dpop"] = json!("required");
+    let refusing = start_engine(&plain, &policy, Options::default());
+    needs_connect(&refusing).await;
+    let refused = refusing
+        .engine
+        .connect("wiki")
+        .await
+        .expect_err("DPoP required");
+    assert!(refused.to_string().contains("requires DPoP"), "{refused}");
+    assert!(refusing.browser.opened().is_empty(), "the browser opened");
+    assert!(kept_connection(&refusing).is_none());
+}
+
+/// `whoami` at `mcp` with a DPoP-bound `token` and a fresh proof for the request (the server's
+/// nonce followed when it asks for one).
+async fn bound_whoami(lanyard: &Lanyard, mcp: &McpHandle, token: &Secret) -> String {
+    let mut nonce = None;
+    for _ in 0..2 {
+        let url = url::Url::parse(mcp.url()).expect("url");
+        let proof = sign_proof(
+            &lanyard.engine.dpop_key(),
+            "POST",
+            &url,
+            lanyard.now(),
+            Some(token.clone()),
+            nonce.take(),
+        )
+        .await
+        .expect("proof");
+        let response = http()
+            .post(mcp.url())
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("DPoP {}", token.expose()))
+            .header("DPoP", proof.expose())
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "whoami", "arguments": {}}}))
+            .send()
+            .await
+            .expect("MCP request");
+        if response.status() == 401 {
+            nonce = response
+                .headers()
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if nonce.is_some() {
+                continue;
+            }
+        }
+        assert_eq!(response.status(), 200, "a bound token with its proof");
+        return response.text().await.expect("body");
+    }
+    panic!("the MCP server kept asking for a nonce");
 }

@@ -416,6 +416,48 @@ async fn insufficient_scope_remints_once_with_the_union_of_scopes() {
     client.close().await;
 }
 
+/// The step-up's retry limit: a server that still answers 403 `insufficient_scope` after the
+/// one re-mint with the union of scopes (its authorization server never grants the scope) gets
+/// no third try for that request: every HTTP request the bridge sends is tried twice (the first
+/// 403, then one forced token for the wider scopes), the client hears of the refusal, and the
+/// bridge does not keep going by itself.
+#[tokio::test]
+async fn a_server_that_keeps_asking_for_scopes_gets_one_step_up_per_request() {
+    // The authorization server grants docs.read and docs.write only; the server wants docs.admin.
+    let mcp = McpConfig::new("docs", "docs", &["docs.read", "docs.admin"]);
+    let w = world(docs_world(mcp), |policy| {
+        server_entry(policy, "docs")["scopes"] = json!(["docs.read"]);
+        server_entry(policy, "docs")["allowed_extra_scopes"] = json!(["docs.admin"]);
+    })
+    .await;
+    let docs = w.tb.mcp_server("docs").expect("docs").clone();
+    let mut client = StdioClient::start(docs.url(), w.tokens.clone());
+    let (who, _) = client.call_tool(1, "whoami", json!({})).await;
+    assert!(who.get("error").is_some(), "refused in the end: {who}");
+    let (again, _) = client.call_tool(2, "whoami", json!({})).await;
+    assert!(again.get("error").is_some(), "{again}");
+    let settled = docs.stats().insufficient_scope;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = docs.stats();
+    assert_eq!(stats.insufficient_scope, settled, "the bridge kept trying");
+    assert_eq!(stats.tool_calls, 0);
+    let forced = w
+        .tokens
+        .asked
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|r| r.force_refresh && r.extra_scopes.contains(&"docs.admin".to_owned()))
+        .count() as u64;
+    assert!(forced >= 2, "one step-up per tools/call at least: {forced}");
+    assert_eq!(
+        stats.insufficient_scope,
+        2 * forced,
+        "each request: the first 403 and one step-up, no more"
+    );
+    client.close().await;
+}
+
 #[tokio::test]
 async fn when_no_token_can_be_had_every_request_gets_an_error_and_the_bridge_keeps_going() {
     let tb = testbed(docs_world(McpConfig::default())).await;

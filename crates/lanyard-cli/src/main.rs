@@ -118,7 +118,12 @@ enum Command {
     Refresh { server: Option<String> },
     /// Connect the `oauth` server SERVER: the browser opens once for its own sign-in and consent;
     /// after that the agent renews its tokens silently.
-    Connect { server: String },
+    Connect {
+        server: String,
+        /// Do not start the agent when none runs (exit 8 instead).
+        #[arg(long)]
+        no_start: bool,
+    },
     /// List the configured servers.
     Servers,
     /// Print a token for SERVER on stdout (never opens a browser).
@@ -277,9 +282,12 @@ fn run(cli: Cli, forgotten_environment: &[&str]) -> u8 {
         Command::Refresh { server } => {
             endpoint().map_or_else(|c| c, |e| over_agent::refresh(&e, server.as_deref()))
         }
-        Command::Connect { server } => {
-            endpoint().map_or_else(|c| c, |e| over_agent::connect(&e, &server))
-        }
+        Command::Connect { server, no_start } => match (endpoint(), sources()) {
+            (Ok(e), Ok(sources)) => {
+                over_agent::connect(&e, &sources, cli.no_keychain, &server, no_start)
+            }
+            (Err(c), _) | (_, Err(c)) => c,
+        },
         Command::Login { device, no_start } => match (endpoint(), sources()) {
             (Ok(e), Ok(sources)) => {
                 over_agent::login(&e, &sources, cli.no_keychain, device, no_start)

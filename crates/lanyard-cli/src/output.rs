@@ -4,6 +4,7 @@ use lanyard_core::clock::Clock;
 use lanyard_core::engine::{
     IdleReason, IdpStatus, KeychainStatus, PolicyStatus, ServerState, Status,
 };
+use lanyard_core::policy::ServerMode;
 use lanyard_core::wake::SystemClock;
 
 /// "4m 05s", "2h 10m", "expired".
@@ -91,7 +92,11 @@ pub fn print_status(status: &Status) {
             ServerState::Granted {
                 expires_at, scopes, ..
             } => (
-                "granted",
+                if server.mode == ServerMode::Oauth {
+                    "connected"
+                } else {
+                    "granted"
+                },
                 format!(
                     "expires in {}  scopes: {}",
                     remaining(*expires_at, now),
@@ -146,6 +151,14 @@ pub fn print_status(status: &Status) {
                 "",
                 remaining(now, used.at.min(now)).replace("expired", "0s")
             );
+        }
+        if server.mode == ServerMode::Oauth && !matches!(server.state, ServerState::NeedsConnect) {
+            if let Some(issuer) = &server.authorization_server {
+                println!(
+                    "  {:<12} connected at {issuer}; renewed without a browser",
+                    ""
+                );
+            }
         }
         if let Some(key) = &server.client_key {
             println!("  {:<12} client key: {key}", "");

@@ -260,10 +260,21 @@ pub fn logout(endpoint: &Path) -> u8 {
 
 /// `lanyard refresh [SERVER]`: asks the agent to grant SERVER (every server without one) anew
 /// now, also one that was refused; the status shows how it went.
-/// `lanyard connect SERVER`: the agent opens the browser for the server's own sign-in.
-pub fn connect(endpoint: &Path, server: &str) -> u8 {
+/// `lanyard connect SERVER`: the agent opens the browser for the server's own sign-in, started
+/// in the background first when none runs (unless `no_start`), as for `lanyard login`.
+pub fn connect(
+    endpoint: &Path,
+    policy_sources: &PolicySources,
+    no_keychain: bool,
+    server: &str,
+    no_start: bool,
+) -> u8 {
+    let mut client = match client_starting_agent(endpoint, policy_sources, no_keychain, no_start) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
     eprintln!("Opening the browser to connect {server}…");
-    match BlockingClient::connect(endpoint).and_then(|mut c| c.connect_server(server)) {
+    match client.connect_server(server) {
         Ok(()) => {
             println!("Connected {server}. Lanyard renews its tokens from now on.");
             0
@@ -298,20 +309,9 @@ pub fn login(
     device: bool,
     no_start: bool,
 ) -> u8 {
-    let mut client = match BlockingClient::connect(endpoint) {
+    let mut client = match client_starting_agent(endpoint, policy_sources, no_keychain, no_start) {
         Ok(client) => client,
-        Err(ClientError::NotRunning { .. }) if !no_start => {
-            eprintln!("Starting the Lanyard agent in the background…");
-            if let Err(e) = agent::spawn_background(policy_sources, no_keychain, endpoint) {
-                eprintln!("lanyard: {e}");
-                return exit::AGENT_NOT_RUNNING;
-            }
-            match BlockingClient::connect(endpoint) {
-                Ok(client) => client,
-                Err(e) => return fail(&e),
-            }
-        }
-        Err(e) => return fail(&e),
+        Err(code) => return code,
     };
     let status = match settled(&mut client, Duration::from_secs(30)) {
         Ok(status) => status,
@@ -343,6 +343,28 @@ pub fn login(
             0
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// A client of the agent, started in the background first when none runs (unless `no_start`);
+/// `Err` is the exit code, already explained on stderr.
+fn client_starting_agent(
+    endpoint: &Path,
+    policy_sources: &PolicySources,
+    no_keychain: bool,
+    no_start: bool,
+) -> Result<BlockingClient, u8> {
+    match BlockingClient::connect(endpoint) {
+        Ok(client) => Ok(client),
+        Err(ClientError::NotRunning { .. }) if !no_start => {
+            eprintln!("Starting the Lanyard agent in the background…");
+            if let Err(e) = agent::spawn_background(policy_sources, no_keychain, endpoint) {
+                eprintln!("lanyard: {e}");
+                return Err(exit::AGENT_NOT_RUNNING);
+            }
+            BlockingClient::connect(endpoint).map_err(|e| fail(&e))
+        }
+        Err(e) => Err(fail(&e)),
     }
 }
 

@@ -758,7 +758,7 @@ async fn token(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Byte
     let result = match state.verifier(&clients).authenticate(&headers, &form) {
         Err(e) => Err(e),
         Ok(client) => match form.get("grant_type").map(String::as_str) {
-            Some("authorization_code") => state.authorization_code(&client, &form),
+            Some("authorization_code") => state.authorization_code(&client, &form, jkt),
             Some(GRANT_JWT_BEARER) => state.jwt_bearer(&client, &form, jkt).await,
             Some("client_credentials") => state.client_credentials(&client, &form, jkt),
             Some("refresh_token") if state.config.refresh_token_lifetime.is_some() => {
@@ -793,10 +793,25 @@ async fn revoke(State(state): State<Arc<AsState>>, headers: HeaderMap, body: Byt
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    // RFC 7009: a refresh token of this client is dead from now on; anything else (an access
+    // token, a token of another client, nonsense) is answered 200 all the same.
+    let revoked = {
+        let mut refresh_tokens = lock(&state.refresh_tokens);
+        let presented = form.get("token").map(String::as_str).unwrap_or_default();
+        let owned = refresh_tokens
+            .get(presented)
+            .is_some_and(|grant| grant.client_id == client.client_id);
+        if owned {
+            refresh_tokens.remove(presented);
+            "refresh_token"
+        } else {
+            "unknown"
+        }
+    };
     lock(&state.counters.revocations).push(RevocationRecord {
         client_id: client.client_id,
         token_type_hint: form.get("token_type_hint").cloned(),
-        revoked: "unknown".into(),
+        revoked: revoked.into(),
     });
     StatusCode::OK.into_response()
 }

@@ -2,7 +2,8 @@
 //! code + PKCE), for servers without Enterprise-Managed Authorization: an authorization endpoint
 //! that approves at once as the configured user (the consent a person would give), RFC 7591
 //! dynamic registration of public clients, RFC 9207 `iss` on the redirect, and the code exchange
-//! with its PKCE and `resource` checks. Faults a test switches on at runtime: a redirect with a
+//! with its PKCE and `resource` checks (tokens bound when the server binds, see
+//! [`crate::AsConfig::with_dpop`]; refresh tokens revoked at its RFC 7009 endpoint). Faults a test switches on at runtime: a redirect with a
 //! foreign `state` or `iss`. It keeps codes and registrations in memory only.
 
 use std::collections::HashMap;
@@ -163,11 +164,13 @@ pub(crate) async fn register(State(state): State<Arc<AsState>>, body: Bytes) -> 
 
 impl AsState {
     /// The authorization code grant: the code once, its client, redirect URI, PKCE verifier and
-    /// resource; tokens for the configured user, with a refresh token when this server gives them.
+    /// resource; tokens for the configured user, with a refresh token when this server gives them,
+    /// both bound to the DPoP key `jkt` when the request proved one (RFC 9449).
     pub(crate) fn authorization_code(
         &self,
         client: &RegisteredClient,
         form: &HashMap<String, String>,
+        jkt: Option<&str>,
     ) -> Result<Value, OAuthError> {
         let Some(flow) = &self.config.code_flow else {
             return Err(OAuthError::new(
@@ -212,7 +215,7 @@ impl AsState {
             resource.clone(),
             &granted,
             None,
-            None,
+            jkt,
         )?;
         self.counters.code_mints.fetch_add(1, Ordering::SeqCst);
         self.issue_refresh_token(
@@ -224,7 +227,7 @@ impl AsState {
                 scope: granted,
                 email: None,
                 expires_at: 0,
-                jkt: None,
+                jkt: jkt.map(str::to_owned),
             },
         );
         Ok(body)

@@ -217,17 +217,63 @@ impl Actor {
                 result,
                 reply,
             } => {
-                let answer = match result {
-                    Ok(minted) => {
-                        if let Some(slot) = self.servers.get_mut(&server) {
-                            slot.in_flight = true;
-                            slot.attempts = 0;
-                            slot.consent_scopes.retain(|s| !minted.scopes.contains(s));
+                let current = self.servers.get_mut(&server).filter(|slot| {
+                    slot.generation == generation && slot.policy.mode == ServerMode::Oauth
+                });
+                let answer = match (result, current) {
+                    (Ok(mut minted), Some(slot)) => {
+                        slot.connect_began_after = None;
+                        slot.in_flight = true;
+                        slot.attempts = 0;
+                        slot.consent_scopes.retain(|s| !minted.scopes.contains(s));
+                        // Answered once the connection is in the keychain.
+                        let (done, written) = tokio::sync::oneshot::channel();
+                        match minted.connection.take() {
+                            Some(update) => {
+                                slot.connected_issuer = Some(update.issuer.clone());
+                                self.connection_writes.keep_then(&server, &update, done);
+                            }
+                            None => {
+                                let _ = done.send(Ok(()));
+                            }
                         }
+                        tokio::spawn(async move {
+                            let answer = match written.await {
+                                Ok(Ok(())) => Ok(()),
+                                Ok(Err(e)) => Err(EngineError::ConnectFailed(e)),
+                                Err(_) => Err(EngineError::ConnectFailed(
+                                    "the keychain writer stopped".into(),
+                                )),
+                            };
+                            let _ = reply.send(answer);
+                        });
                         self.on_grant_done(server, generation, None, Ok(minted));
-                        Ok(())
+                        return;
                     }
-                    Err(e) => Err(EngineError::ConnectFailed(e)),
+                    (Ok(minted), None) => {
+                        // Signed out, or the server changed or left the policy, while the
+                        // browser was open: nothing is kept, and the refresh token is revoked.
+                        warn!(server = %server, "connected after a sign-out or a policy change: nothing was kept");
+                        if let Some(update) = minted.connection {
+                            tokio::spawn(super::connection::revoke_unkept(
+                                self.http.clone(),
+                                self.config.clock.clone(),
+                                server,
+                                update,
+                            ));
+                        }
+                        Err(EngineError::ConnectFailed(
+                            "signed out, or the server changed in the policy, while connecting: \
+                             nothing was kept"
+                                .into(),
+                        ))
+                    }
+                    (Err(e), slot) => {
+                        if let Some(slot) = slot {
+                            slot.connect_began_after = None;
+                        }
+                        Err(EngineError::ConnectFailed(e))
+                    }
                 };
                 let _ = reply.send(answer);
             }

@@ -37,6 +37,9 @@ pub struct Minted {
     /// Bound to the device's DPoP key (its thumbprint): presented with `Authorization: DPoP` and
     /// a proof per request, never as a bearer token.
     pub dpop_jkt: Option<String>,
+    /// An `oauth` server's connection as this grant found or made it (see
+    /// [`super::connection::ConnectionUpdate`]); `None` for every other mode.
+    pub connection: Option<super::connection::ConnectionUpdate>,
 }
 
 /// How a grant failed, sorted by what the engine does next.
@@ -368,6 +371,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
                     .then(|| inputs.dpop.thumbprint().to_owned());
                 return Ok(Minted {
                     dpop_jkt,
+                    connection: None,
                     scopes: response
                         .scope
                         .as_deref()
@@ -515,6 +519,7 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
     };
     Ok(Minted {
         dpop_jkt,
+        connection: None,
         access_token: response.access_token,
         expires_in: response.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
         scopes,
@@ -523,33 +528,61 @@ async fn mint(inputs: &GrantInputs, target: &Target) -> Result<Minted, GrantFail
     })
 }
 
-/// Sends a token request built by `build`, with a DPoP proof of `key` when one is given. The
-/// proof carries the nonce the server handed out last; a `use_dpop_nonce` refusal is answered
-/// once, with a request built afresh (a new client assertion `jti`) and the new nonce.
+/// What sending a token request takes besides the request: the client, the clock its proofs are
+/// dated by, and the nonces servers handed out.
+#[derive(Clone, Copy)]
+pub(super) struct TokenSender<'a> {
+    pub http: &'a HttpExecutor,
+    pub clock: &'a dyn Clock,
+    pub nonces: &'a Nonces,
+}
+
+impl<'a> TokenSender<'a> {
+    pub(super) fn of(inputs: &'a GrantInputs) -> Self {
+        TokenSender {
+            http: &inputs.http,
+            clock: inputs.clock.as_ref(),
+            nonces: &inputs.nonces,
+        }
+    }
+}
+
+/// [`send_token_request_with`] for a grant.
 async fn send_token_request(
     inputs: &GrantInputs,
     build: impl Fn() -> Result<HttpRequest, WireError>,
     key: Option<&DpopKey>,
 ) -> Result<HttpResponse, WireError> {
+    send_token_request_with(TokenSender::of(inputs), build, key).await
+}
+
+/// Sends a token request built by `build`, with a DPoP proof of `key` when one is given. The
+/// proof carries the nonce the server handed out last; a `use_dpop_nonce` refusal is answered
+/// once, with a request built afresh (a new client assertion `jti`) and the new nonce.
+pub(super) async fn send_token_request_with(
+    sender: TokenSender<'_>,
+    build: impl Fn() -> Result<HttpRequest, WireError>,
+    key: Option<&DpopKey>,
+) -> Result<HttpResponse, WireError> {
     let Some(key) = key else {
-        return inputs.http.execute(&build()?).await;
+        return sender.http.execute(&build()?).await;
     };
     let mut nonce_retried = false;
     loop {
         let mut request = build()?;
-        let nonce = inputs.nonces.for_url(&request.url);
+        let nonce = sender.nonces.for_url(&request.url);
         let proof = sign_proof(
             key,
             "POST",
             &request.url,
-            inputs.clock.unix_now(),
+            sender.clock.unix_now(),
             None,
             nonce,
         )
         .await?;
         request.header(dpop::DPOP_HEADER, proof.expose());
-        let response = inputs.http.execute(&request).await?;
-        inputs.nonces.learn(&response);
+        let response = sender.http.execute(&request).await?;
+        sender.nonces.learn(&response);
         let refused_for_nonce = response.status == 400
             && dpop::asks_for_nonce(&token::parse_error(&response))
             && dpop::nonce_of(&response).is_some();
@@ -594,7 +627,7 @@ pub async fn sign_proof(
 
 /// Whether the token the server issued is bound, held to `servers[].dpop`: a bearer token where
 /// DPoP is required is refused (it would work for anyone who copies it).
-fn check_binding(
+pub(super) fn check_binding(
     server: &ServerPolicy,
     asked: bool,
     response: &token::TokenResponse,

@@ -209,8 +209,33 @@ impl Actor {
         let Some(slot) = self.servers.get_mut(&id) else {
             return;
         };
+        let mut result = result;
         if slot.generation != generation {
-            return; // signed out meanwhile
+            // Signed out or changed meanwhile: its connection is not kept, unless a connect
+            // began after it (the connect's own connection, written later, replaces it).
+            if let Ok(Minted {
+                connection: Some(update),
+                ..
+            }) = &result
+            {
+                if slot.connect_began_after == Some(generation) {
+                    self.connection_writes.keep(&id, update);
+                }
+            }
+            return;
+        }
+        match &mut result {
+            Ok(minted) => {
+                if let Some(update) = minted.connection.take() {
+                    self.connection_writes.keep(&id, &update);
+                    slot.connected_issuer = Some(update.issuer);
+                }
+            }
+            Err(GrantFailure::NeedsConnect) => {
+                slot.connected_issuer = None;
+                self.connection_writes.forget(&id);
+            }
+            Err(_) => {}
         }
         let took = slot.grant_started.take().map(|at| at.elapsed());
         let succeeded = result.is_ok();

@@ -457,6 +457,7 @@ pub fn start(config: EngineConfig) -> Result<EngineHandle, WireError> {
     let mut actor = Actor {
         dpop: dpop.clone(),
         nonces: Arc::default(),
+        connection_writes: connection::ConnectionWrites::start(config.store.clone()),
         semaphore: Arc::new(Semaphore::new(
             config.policy.settings.max_concurrency.max(1),
         )),
@@ -612,6 +613,8 @@ struct Actor {
     /// The device's DPoP key (see [`DpopCell`]) and the nonces servers handed out.
     dpop: DpopCell,
     nonces: Arc<crate::oauth::dpop::Nonces>,
+    /// Every keychain write of an `oauth` connection, in the order decided here.
+    connection_writes: connection::ConnectionWrites,
 }
 
 impl Actor {

@@ -93,6 +93,7 @@ impl Actor {
             let _ = reply.send(Err(EngineError::NotConnectable { server: id }));
             return;
         }
+        slot.connect_began_after = Some(slot.generation);
         slot.generation += 1;
         slot.in_flight = false;
         let inputs = super::connection::ConnectInputs {
@@ -104,6 +105,8 @@ impl Actor {
             dev_mode: self.config.policy.dev_mode,
             timeout: self.config.sign_in_timeout,
             extra_scopes: slot.consent_scopes.clone(),
+            dpop: current_dpop_key(&self.dpop),
+            nonces: self.nonces.clone(),
         };
         let generation = slot.generation;
         let events = self.events_tx.clone();

@@ -305,8 +305,10 @@ impl Actor {
         self.disconnect_all();
     }
 
-    /// Sign-out wipes every `oauth` connection too (revoking nothing: the refresh token is
-    /// forgotten here, and the server's own sessions are its business).
+    /// Sign-out wipes every `oauth` connection too, then revokes each one's refresh token at its
+    /// authorization server where that server offers revocation (best effort, bounded, in the
+    /// background: a dead network loses nothing and holds nothing up). A connect or a renewal
+    /// under way keeps nothing when it ends (its generation is gone).
     pub(super) fn disconnect_all(&mut self) {
         let ids = self.server_ids(ServerMode::Oauth);
         for id in &ids {
@@ -317,16 +319,14 @@ impl Actor {
                 slot.in_flight = false;
                 slot.due_at = None;
                 slot.extra_scopes.clear();
+                slot.connected_issuer = None;
+                slot.connect_began_after = None;
                 slot.state = ServerState::NeedsConnect;
                 slot.answer_waiters(Err(EngineError::NotConnected { server: id.clone() }));
             }
         }
-        let store = self.config.store.clone();
-        tokio::spawn(async move {
-            for id in ids {
-                super::connection::forget(&store, &id).await;
-            }
-        });
+        self.connection_writes
+            .sign_out(ids, self.http.clone(), self.config.clock.clone());
     }
 
     pub(super) fn id_token_fresh(&self, now: u64) -> bool {

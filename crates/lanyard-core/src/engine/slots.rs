@@ -104,6 +104,11 @@ pub(super) struct ServerSlot {
     pub(super) consent_scopes: Vec<String>,
     /// The next grant of an `oauth` server looks again where its authorization server is.
     pub(super) recheck_authorization_server: bool,
+    /// The authorization server an `oauth` server's connection is held at (the status shows it).
+    pub(super) connected_issuer: Option<String>,
+    /// While a `lanyard connect` runs: the generation before it began. A renewal of that
+    /// generation (begun before the connect) still keeps its rotated refresh token.
+    pub(super) connect_began_after: Option<u64>,
     /// The grant in flight asked for `extra_scopes`.
     pub(super) granting_extra: bool,
     /// Scopes were added while a grant was in flight: mint again before answering.
@@ -146,6 +151,8 @@ impl ServerSlot {
             extra_scopes: Vec::new(),
             consent_scopes: Vec::new(),
             recheck_authorization_server: false,
+            connected_issuer: None,
+            connect_began_after: None,
             granting_extra: false,
             regrant: false,
             last_used: None,

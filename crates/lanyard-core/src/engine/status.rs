@@ -321,7 +321,8 @@ impl super::Actor {
                 authorization_server: slot
                     .target
                     .as_ref()
-                    .map(|t| t.authorization_server.issuer.clone()),
+                    .map(|t| t.authorization_server.issuer.clone())
+                    .or_else(|| slot.connected_issuer.clone()),
                 last_used: slot.last_used.clone(),
                 client_key: configured_location(&slot.policy.client_auth),
                 usage: self.usage_totals(&slot.policy.id, now),
