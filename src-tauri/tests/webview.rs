@@ -498,16 +498,7 @@ async fn an_idle_server_looks_calm_in_light_and_dark() {
         let report = scratch.0.join("tray-report.json");
         let _tray = kit::start_tray(&env, &report);
         let (_driver, session) = status_window_session(&env).await;
-        until(&session, "the signed-out state", |p| {
-            p["body"]
-                .as_str()
-                .is_some_and(|b| b.contains("You're signed out"))
-        })
-        .await;
-        session
-            .click_button("Sign in")
-            .await
-            .expect("click Sign in");
+        sign_in_from_signed_out(&session).await;
         let now = until(&session, "docs granted, tickets ready on first use", |p| {
             card(p, "docs")["badge"] == "Granted"
                 && card(p, "tickets")["badge"] == "Ready on first use"
@@ -568,16 +559,7 @@ async fn an_oauth_server_is_connected_from_its_card_refreshed_and_wiped_at_sign_
 
     // 1. Signed in to the IdP: the enterprise-managed servers are granted, Wiki is not connected;
     //    its card and the tray menu offer Connect, and a client's request never opens a browser.
-    until(&session, "the signed-out state", |p| {
-        p["body"]
-            .as_str()
-            .is_some_and(|b| b.contains("You're signed out"))
-    })
-    .await;
-    session
-        .click_button("Sign in")
-        .await
-        .expect("click Sign in");
+    sign_in_from_signed_out(&session).await;
     let now = until(&session, "docs granted, wiki not connected", |p| {
         card(p, "docs")["badge"] == "Granted" && card(p, "wiki")["badge"] == "Not connected"
     })
@@ -714,6 +696,21 @@ async fn an_oauth_server_is_connected_from_its_card_refreshed_and_wiped_at_sign_
     assert_eq!(wiki_as().code_mints, 1, "still no browser for a client");
     card_shot(&session, "wiki", &shots.join("04-signed-out.png")).await;
     session.end().await;
+}
+
+/// Waits for the window's signed-out state and clicks its Sign in (the scripted `$BROWSER`
+/// submits the IdP's login page as alice).
+async fn sign_in_from_signed_out(session: &Session) {
+    until(session, "the signed-out state", |p| {
+        p["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("You're signed out"))
+    })
+    .await;
+    session
+        .click_button("Sign in")
+        .await
+        .expect("click Sign in");
 }
 
 /// Scrolls server `id`'s card fully into view and saves a screenshot once it is (a status update

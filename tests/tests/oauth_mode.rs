@@ -481,6 +481,33 @@ async fn try_refresh(
     )
 }
 
+/// The policy without the `wiki` server.
+fn without_wiki(policy: &serde_json::Value) -> serde_json::Value {
+    let mut without = policy.clone();
+    without["servers"]
+        .as_array_mut()
+        .expect("servers")
+        .retain(|s| s["id"] != "wiki");
+    without
+}
+
+/// Waits until `wiki`'s connection is out of the keychain and the refresh token of `client_id`
+/// was revoked at `auth_server`.
+async fn wiped_and_revoked(lanyard: &Lanyard, auth_server: &AsHandle, client_id: &str) {
+    eventually("the connection is wiped", || {
+        kept_connection(lanyard).is_none()
+    })
+    .await;
+    eventually("the refresh token is revoked", || {
+        auth_server
+            .stats()
+            .revocations
+            .iter()
+            .any(|r| r.client_id == client_id && r.revoked == "refresh_token")
+    })
+    .await;
+}
+
 /// Sign-out wipes the connection first, then revokes its refresh token at the authorization
 /// server's RFC 7009 endpoint (it is dead there afterwards). With that endpoint hanging, sign-out
 /// still wipes at once and the revocation is given up within its bound, said in a named log line
@@ -508,18 +535,7 @@ async fn sign_out_revokes_the_refresh_token_and_never_waits_on_the_server() {
     let client_id = kept["client_id"].as_str().expect("client").to_owned();
     lanyard.engine.sign_out().await.expect("sign out");
     needs_connect(&lanyard).await;
-    eventually("the connection is wiped", || {
-        kept_connection(&lanyard).is_none()
-    })
-    .await;
-    eventually("the refresh token is revoked", || {
-        auth_server
-            .stats()
-            .revocations
-            .iter()
-            .any(|r| r.client_id == client_id && r.revoked == "refresh_token")
-    })
-    .await;
+    wiped_and_revoked(&lanyard, auth_server, &client_id).await;
     let revocation = auth_server.stats().revocations.pop().expect("one");
     assert_eq!(revocation.token_type_hint.as_deref(), Some("refresh_token"));
     assert_eq!(
@@ -599,6 +615,18 @@ impl lanyard_core::signin::Browser for HeldBrowser {
 }
 
 impl HeldBrowser {
+    /// The first URL opened after the first `before` ones.
+    async fn wait_opened_after(&self, before: usize) -> url::Url {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(url) = self.opened.lock().expect("lock").get(before).cloned() {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "the browser was not opened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wait_opened(&self) -> url::Url {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -673,20 +701,10 @@ async fn a_connect_overtaken_by_a_sign_out_or_a_policy_reload_keeps_nothing() {
 
     // A policy reload removes the server while the browser is open.
     let engine = lanyard.engine.clone();
-    let connecting = tokio::spawn(async move { engine.connect("wiki").await });
     let before = browser.opened.lock().expect("lock").len();
-    let url = loop {
-        let opened = browser.opened.lock().expect("lock").clone();
-        if opened.len() > before {
-            break opened[before].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let mut without = policy.clone();
-    without["servers"]
-        .as_array_mut()
-        .expect("servers")
-        .retain(|s| s["id"] != "wiki");
+    let connecting = tokio::spawn(async move { engine.connect("wiki").await });
+    let url = browser.wait_opened_after(before).await;
+    let without = without_wiki(&policy);
     lanyard
         .engine
         .apply_policy(parse_policy(&without))
@@ -717,15 +735,9 @@ async fn a_connect_overtaken_by_a_sign_out_or_a_policy_reload_keeps_nothing() {
 
     // Sign-out during the code exchange (the server has issued the tokens, its answer is late).
     let engine = lanyard.engine.clone();
-    let connecting = tokio::spawn(async move { engine.connect("wiki").await });
     let before = browser.opened.lock().expect("lock").len();
-    let url = loop {
-        let opened = browser.opened.lock().expect("lock").clone();
-        if opened.len() > before {
-            break opened[before].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let connecting = tokio::spawn(async move { engine.connect("wiki").await });
+    let url = browser.wait_opened_after(before).await;
     auth_server.faults().inject(
         Endpoint::Token,
         Fault::SlowAnswer(Duration::from_millis(1500)),
@@ -909,4 +921,43 @@ async fn bound_whoami(lanyard: &Lanyard, mcp: &McpHandle, token: &Secret) -> Str
         return response.text().await.expect("body");
     }
     panic!("the MCP server kept asking for a nonce");
+}
+
+/// A connected server that the policy takes away takes its connection with it: out of the
+/// keychain, and its refresh token revoked at the server, as at sign-out; the servers that stay
+/// keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_the_policy_removes_takes_its_connection_with_it() {
+    let tb = testbed(wiki_testbed()).await;
+    let policy = oauth_policy(&tb);
+    let lanyard = start_engine(&tb, &policy, Options::default());
+    let auth_server = tb.auth_server("wiki-as").expect("AS");
+    needs_connect(&lanyard).await;
+    lanyard.engine.connect("wiki").await.expect("connected");
+    lanyard.wait_granted("wiki").await;
+    let kept = kept_connection(&lanyard).expect("kept");
+    let refresh_token = kept["refresh_token"].as_str().expect("rt").to_owned();
+    let client_id = kept["client_id"].as_str().expect("client").to_owned();
+
+    let without = without_wiki(&policy);
+    lanyard
+        .engine
+        .apply_policy(parse_policy(&without))
+        .await
+        .expect("reloaded");
+    wiped_and_revoked(&lanyard, auth_server, &client_id).await;
+    assert_eq!(
+        try_refresh(auth_server, &client_id, &refresh_token).await,
+        (400, "invalid_grant".to_owned()),
+        "the refresh token is dead at the server"
+    );
+    assert!(lanyard.engine.status().server("wiki").is_none());
+
+    // Back in the policy: a new connect, never the old connection.
+    lanyard
+        .engine
+        .apply_policy(parse_policy(&policy))
+        .await
+        .expect("reloaded");
+    needs_connect(&lanyard).await;
 }

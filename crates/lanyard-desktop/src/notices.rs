@@ -1,5 +1,6 @@
 //! Desktop notifications: deciding, from successive statuses, what deserves one — sign-in needed, a
-//! server newly denied, a token about to lapse while its server cannot be reached — once per event.
+//! server newly denied, a token about to lapse while its server cannot be reached, an `oauth`
+//! server's connection ended by the server — once per event.
 //!
 //! [`NoticeTracker`] is pure (statuses in, notices out) so "never a storm" is testable; showing a
 //! notice is the host's job. Notices name servers and states, never tokens.
@@ -7,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use lanyard_core::engine::{IdpStatus, ServerState, Status};
+use lanyard_core::policy::ServerMode;
 use serde::Serialize;
 
 /// How close to expiry a token of an unreachable server must be to warn about it.
@@ -19,6 +21,7 @@ pub enum NoticeKind {
     SignInNeeded,
     Denied,
     AboutToLapse,
+    ConnectionEnded,
 }
 
 /// One notification.
@@ -40,6 +43,8 @@ pub struct NoticeTracker {
     last_expiry: BTreeMap<String, u64>,
     /// (server, expiry) pairs already warned about.
     lapse_warned: BTreeSet<(String, u64)>,
+    /// `oauth` servers connected at the last look.
+    connected: BTreeSet<String>,
 }
 
 fn join(names: &[String]) -> String {
@@ -132,6 +137,43 @@ impl NoticeTracker {
                     "{} cannot be reached, and access runs out within {} minutes. Lanyard keeps retrying.",
                     join(&lapsing),
                     LAPSE_WARNING_SECS / 60
+                ),
+            });
+        }
+        // An `oauth` connection that ended without a sign-out (the server revoked or expired its
+        // refresh token): the user must connect again, and no app says why. Sign-out ends them
+        // all on purpose, so it is not announced.
+        let signed_out = matches!(status.idp, IdpStatus::SignedOut);
+        let mut ended = Vec::new();
+        for server in status
+            .servers
+            .iter()
+            .filter(|s| s.mode == ServerMode::Oauth)
+        {
+            match server.state {
+                ServerState::Granted { .. } => {
+                    self.connected.insert(server.id.clone());
+                }
+                ServerState::NeedsConnect => {
+                    if self.connected.remove(&server.id) && !signed_out {
+                        ended.push(server.display_name.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !ended.is_empty() {
+            let (verb, it) = if ended.len() == 1 {
+                ("was", "it")
+            } else {
+                ("were", "them")
+            };
+            notices.push(Notice {
+                kind: NoticeKind::ConnectionEnded,
+                title: "Lanyard: connect again".into(),
+                body: format!(
+                    "{} {verb} disconnected by the server. Connect {it} again from the Lanyard menu.",
+                    join(&ended)
                 ),
             });
         }
@@ -243,6 +285,52 @@ mod tests {
         );
         let n = t.observe(&step_up, 0);
         assert_eq!(n[0].body, "D asks you to sign in again.");
+    }
+
+    fn oauth(id: &str, state: ServerState) -> lanyard_core::engine::ServerStatus {
+        let mut s = server(id, state);
+        s.mode = ServerMode::Oauth;
+        s
+    }
+
+    #[test]
+    fn a_connection_the_server_ended_is_announced_once_and_a_sign_out_is_not() {
+        let mut t = NoticeTracker::default();
+        let granted = || ServerState::Granted {
+            expires_at: 1_000,
+            scopes: vec![],
+            refresh_at: 750,
+        };
+        // Never connected: nothing to say.
+        let unconnected = status(signed_in(), vec![oauth("w", ServerState::NeedsConnect)]);
+        assert!(t.observe(&unconnected, 0).is_empty());
+        assert!(t
+            .observe(&status(signed_in(), vec![oauth("w", granted())]), 0)
+            .is_empty());
+        // A renewal in trouble is not an ended connection.
+        assert!(t
+            .observe(&status(signed_in(), vec![oauth("w", failing())]), 0)
+            .is_empty());
+        let n = t.observe(&unconnected, 0);
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(n[0].kind, NoticeKind::ConnectionEnded);
+        assert_eq!(
+            n[0].body,
+            "W was disconnected by the server. Connect it again from the Lanyard menu."
+        );
+        assert!(t.observe(&unconnected, 0).is_empty(), "once");
+        // Connected again, then the user signs out: that ends it on purpose, quietly.
+        assert!(t
+            .observe(&status(signed_in(), vec![oauth("w", granted())]), 0)
+            .is_empty());
+        let signed_out = status(
+            IdpStatus::SignedOut,
+            vec![oauth("w", ServerState::NeedsConnect)],
+        );
+        assert!(t.observe(&signed_out, 0).is_empty());
+        // An enterprise-managed server is never "connected".
+        let ema = server("d", granted());
+        assert!(t.observe(&status(signed_in(), vec![ema]), 0).is_empty());
     }
 
     #[test]

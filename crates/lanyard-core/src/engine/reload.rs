@@ -3,7 +3,8 @@
 //! The difference is applied server by server: a new server is granted (if the user is signed
 //! in, or at once for client credentials), a removed server's token is revoked at its
 //! authorization server (RFC 7009, best effort, when it advertises a revocation endpoint) and
-//! wiped, a changed server's old token is revoked and a new one granted. Settings that apply live
+//! wiped (a removed `oauth` server's connection too: out of the keychain, its refresh token
+//! revoked), a changed server's old token is revoked and a new one granted. Settings that apply live
 //! (refresh timing, concurrency) take effect at once. A different identity provider ends the
 //! session: its refresh token is revoked and the user is asked to sign in again. A policy that
 //! could not be read leaves the last good one in force and is reported in the status. This module
@@ -103,6 +104,15 @@ impl Actor {
                         info!(server = %id, "server removed by policy");
                         slot.answer_waiters(Err(EngineError::UnknownServer(id.clone())));
                         self.revoke_server_token(&id, &slot);
+                        if slot.policy.mode == ServerMode::Oauth {
+                            // Its connection goes with it: wiped from the keychain, then its
+                            // refresh token revoked where the server offers it, as at sign-out.
+                            self.connection_writes.sign_out(
+                                vec![id.clone()],
+                                self.http.clone(),
+                                self.config.clock.clone(),
+                            );
+                        }
                     }
                 }
                 Some(new) if self.servers.get(&id).is_some_and(|s| s.policy != *new) => {
