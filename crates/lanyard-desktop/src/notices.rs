@@ -155,7 +155,9 @@ impl NoticeTracker {
                     self.connected.insert(server.id.clone());
                 }
                 ServerState::NeedsConnect => {
-                    if self.connected.remove(&server.id) && !signed_out {
+                    // Forgotten either way: a later connect starts a new episode.
+                    let was_connected = self.connected.remove(&server.id);
+                    if was_connected && !signed_out {
                         ended.push(server.display_name.clone());
                     }
                 }
