@@ -960,4 +960,49 @@ async fn a_server_the_policy_removes_takes_its_connection_with_it() {
         .await
         .expect("reloaded");
     needs_connect(&lanyard).await;
+
+    // Removed while a renewal is under way: the refresh token the server rotated to (issued, its
+    // answer late) is revoked too, so no live refresh token of it is left at the server.
+    lanyard
+        .engine
+        .connect("wiki")
+        .await
+        .expect("connected again");
+    lanyard.wait_granted("wiki").await;
+    let client_id = kept_connection(&lanyard).expect("kept")["client_id"]
+        .as_str()
+        .expect("client")
+        .to_owned();
+    let live_revoked = || {
+        auth_server
+            .stats()
+            .revocations
+            .iter()
+            .filter(|r| r.client_id == client_id && r.revoked == "refresh_token")
+            .count()
+    };
+    let refreshes = auth_server.stats().refresh_mints;
+    auth_server.faults().inject(
+        Endpoint::Token,
+        Fault::SlowAnswer(Duration::from_millis(1500)),
+        FaultMode::Once,
+    );
+    lanyard.engine.refresh("wiki").await.expect("asked");
+    eventually("the renewal is being answered", || {
+        auth_server.stats().refresh_mints == refreshes + 1
+    })
+    .await;
+    lanyard
+        .engine
+        .apply_policy(parse_policy(&without_wiki(&policy)))
+        .await
+        .expect("reloaded");
+    // The wiped one was rotated away already (the server sees an unknown token); the rotated
+    // one, which the engine never kept, is the live refresh token revoked.
+    eventually("the rotated refresh token is revoked", || {
+        live_revoked() == 1
+    })
+    .await;
+    let_ticks_pass(20).await;
+    assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
 }

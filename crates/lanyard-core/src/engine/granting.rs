@@ -207,6 +207,20 @@ impl Actor {
         let mut refresh_idp = false;
         let subject_generation = self.idp.subject_generation;
         let Some(slot) = self.servers.get_mut(&id) else {
+            // Removed by the policy meanwhile: its connection was wiped and revoked, and so is
+            // the refresh token this renewal brought (a rotating server's new one).
+            if let Ok(Minted {
+                connection: Some(update),
+                ..
+            }) = result
+            {
+                tokio::spawn(super::connection::revoke_unkept(
+                    self.http.clone(),
+                    self.config.clock.clone(),
+                    id,
+                    update,
+                ));
+            }
             return;
         };
         let mut result = result;
