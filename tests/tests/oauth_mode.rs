@@ -924,8 +924,9 @@ async fn bound_whoami(lanyard: &Lanyard, mcp: &McpHandle, token: &Secret) -> Str
 }
 
 /// A connected server that the policy takes away takes its connection with it: out of the
-/// keychain, and its refresh token revoked at the server, as at sign-out; the servers that stay
-/// keep theirs.
+/// keychain, and its refresh token revoked at the server, as at sign-out. A renewal under way
+/// when the server is removed, or when the user signs out, has its rotated refresh token revoked
+/// too: no live refresh token is left at the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_the_policy_removes_takes_its_connection_with_it() {
     let tb = testbed(wiki_testbed()).await;
@@ -969,18 +970,17 @@ async fn a_server_the_policy_removes_takes_its_connection_with_it() {
         .await
         .expect("connected again");
     lanyard.wait_granted("wiki").await;
-    let client_id = kept_connection(&lanyard).expect("kept")["client_id"]
-        .as_str()
-        .expect("client")
-        .to_owned();
+    // Revocations of refresh tokens that were live at the server (of any registered client: each
+    // connect registers anew).
     let live_revoked = || {
         auth_server
             .stats()
             .revocations
             .iter()
-            .filter(|r| r.client_id == client_id && r.revoked == "refresh_token")
+            .filter(|r| r.revoked == "refresh_token")
             .count()
     };
+    let before = live_revoked();
     let refreshes = auth_server.stats().refresh_mints;
     auth_server.faults().inject(
         Endpoint::Token,
@@ -1000,9 +1000,43 @@ async fn a_server_the_policy_removes_takes_its_connection_with_it() {
     // The wiped one was rotated away already (the server sees an unknown token); the rotated
     // one, which the engine never kept, is the live refresh token revoked.
     eventually("the rotated refresh token is revoked", || {
-        live_revoked() == 1
+        live_revoked() == before + 1
     })
     .await;
     let_ticks_pass(20).await;
     assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
+
+    // The same for a sign-out while a renewal is under way.
+    lanyard
+        .engine
+        .apply_policy(parse_policy(&policy))
+        .await
+        .expect("reloaded");
+    needs_connect(&lanyard).await;
+    lanyard
+        .engine
+        .connect("wiki")
+        .await
+        .expect("connected again");
+    lanyard.wait_granted("wiki").await;
+    let before = live_revoked();
+    let refreshes = auth_server.stats().refresh_mints;
+    auth_server.faults().inject(
+        Endpoint::Token,
+        Fault::SlowAnswer(Duration::from_millis(1500)),
+        FaultMode::Once,
+    );
+    lanyard.engine.refresh("wiki").await.expect("asked");
+    eventually("the renewal is being answered", || {
+        auth_server.stats().refresh_mints == refreshes + 1
+    })
+    .await;
+    lanyard.engine.sign_out().await.expect("signed out");
+    eventually("the rotated refresh token is revoked at sign-out", || {
+        live_revoked() == before + 1
+    })
+    .await;
+    let_ticks_pass(20).await;
+    assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
+    assert!(matches!(lanyard.state("wiki"), ServerState::NeedsConnect));
 }

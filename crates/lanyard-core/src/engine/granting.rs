@@ -225,16 +225,29 @@ impl Actor {
         };
         let mut result = result;
         if slot.generation != generation {
-            // Signed out or changed meanwhile: its connection is not kept, unless a connect
-            // began after it (the connect's own connection, written later, replaces it).
+            // Signed out, or changed in the policy, or a connect began meanwhile.
             if let Ok(Minted {
                 connection: Some(update),
                 ..
-            }) = &result
+            }) = result
             {
-                if slot.connect_began_after == Some(generation) {
-                    self.connection_writes.keep(&id, update);
+                if slot.wiped_after == Some(generation) {
+                    // Sign-out wiped the connection (and revoked what it held): the refresh
+                    // token this renewal rotated to goes the same way.
+                    tokio::spawn(super::connection::revoke_unkept(
+                        self.http.clone(),
+                        self.config.clock.clone(),
+                        id,
+                        update,
+                    ));
+                } else if slot.connect_began_after == Some(generation) {
+                    // A connect began after it: its own connection, written later, replaces
+                    // this one.
+                    self.connection_writes.keep(&id, &update);
                 }
+                // Otherwise the policy changed the server meanwhile and its new slot already
+                // renews from the keychain: this answer is dropped (a rotating server then asks
+                // for a connect; with one that does not rotate, the kept token still works).
             }
             return;
         }

@@ -313,6 +313,7 @@ impl Actor {
         let ids = self.server_ids(ServerMode::Oauth);
         for id in &ids {
             if let Some(slot) = self.servers.get_mut(id) {
+                slot.wiped_after = Some(slot.generation);
                 slot.generation += 1;
                 slot.token = None;
                 slot.scoped_token = None;

@@ -109,6 +109,9 @@ pub(super) struct ServerSlot {
     /// While a `lanyard connect` runs: the generation before it began. A renewal of that
     /// generation (begun before the connect) still keeps its rotated refresh token.
     pub(super) connect_began_after: Option<u64>,
+    /// Sign-out wiped the connection: the generation it ended. A renewal of that generation
+    /// that lands later brings a refresh token nobody keeps, so it is revoked.
+    pub(super) wiped_after: Option<u64>,
     /// The grant in flight asked for `extra_scopes`.
     pub(super) granting_extra: bool,
     /// Scopes were added while a grant was in flight: mint again before answering.
@@ -153,6 +156,7 @@ impl ServerSlot {
             recheck_authorization_server: false,
             connected_issuer: None,
             connect_began_after: None,
+            wiped_after: None,
             granting_extra: false,
             regrant: false,
             last_used: None,
