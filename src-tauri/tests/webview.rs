@@ -88,10 +88,7 @@ fn is_countdown(text: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, D-Bus and tauri-driver: run by `make webview`"]
 async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered() {
-    assert!(
-        std::env::var_os("DISPLAY").is_some(),
-        "no DISPLAY: run through scripts/webview-e2e.sh"
-    );
+    assert_display();
     let shots = kit::artifacts("webview");
     let scratch = kit::Scratch::new("webview");
     let tb = lanyard_testbed::demo::start_demo(Duration::ZERO)
@@ -461,10 +458,7 @@ async fn status_window_from_signed_out_to_granted_denied_retrying_and_recovered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, D-Bus and tauri-driver: run by `make webview`"]
 async fn an_idle_server_looks_calm_in_light_and_dark() {
-    assert!(
-        std::env::var_os("DISPLAY").is_some(),
-        "no DISPLAY: run through scripts/webview-e2e.sh"
-    );
+    assert_display();
     // Its own folder: the other test empties target/artifacts/webview/ when it starts.
     let shots = kit::artifacts("webview-idle");
     let _trayer = kit::start_trayer();
@@ -531,10 +525,7 @@ async fn an_idle_server_looks_calm_in_light_and_dark() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, D-Bus and tauri-driver: run by `make webview`"]
 async fn an_oauth_server_is_connected_from_its_card_refreshed_and_wiped_at_sign_out() {
-    assert!(
-        std::env::var_os("DISPLAY").is_some(),
-        "no DISPLAY: run through scripts/webview-e2e.sh"
-    );
+    assert_display();
     let shots = kit::artifacts("webview-connect");
     let _trayer = kit::start_trayer();
     let scratch = kit::Scratch::new("webview-connect");
@@ -696,6 +687,14 @@ async fn an_oauth_server_is_connected_from_its_card_refreshed_and_wiped_at_sign_
     assert_eq!(wiki_as().code_mints, 1, "still no browser for a client");
     card_shot(&session, "wiki", &shots.join("04-signed-out.png")).await;
     session.end().await;
+}
+
+/// These tests need a display: scripts/webview-e2e.sh gives them Xvfb.
+fn assert_display() {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "no DISPLAY: run through scripts/webview-e2e.sh"
+    );
 }
 
 /// Waits for the window's signed-out state and clicks its Sign in (the scripted `$BROWSER`

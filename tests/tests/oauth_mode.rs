@@ -481,6 +481,26 @@ async fn try_refresh(
     )
 }
 
+/// Awaits a connect the test let run in the background: refused, because `why` overtook it, and
+/// nothing was kept.
+async fn overtaken(
+    connecting: tokio::task::JoinHandle<Result<(), EngineError>>,
+    lanyard: &Lanyard,
+    why: &str,
+) {
+    let refused = tokio::time::timeout(WAIT, connecting)
+        .await
+        .expect("connect answered")
+        .expect("task")
+        .expect_err(why);
+    assert!(
+        refused.to_string().contains("nothing was kept"),
+        "{refused}"
+    );
+    let_ticks_pass(20).await;
+    assert!(kept_connection(lanyard).is_none(), "a connection was kept");
+}
+
 /// The policy without the `wiki` server.
 fn without_wiki(policy: &serde_json::Value) -> serde_json::Value {
     let mut without = policy.clone();
@@ -668,18 +688,8 @@ async fn a_connect_overtaken_by_a_sign_out_or_a_policy_reload_keeps_nothing() {
     lanyard_testbed::complete_login(url.as_str(), USER)
         .await
         .expect("the browser round trip");
-    let refused = tokio::time::timeout(WAIT, connecting)
-        .await
-        .expect("connect answered")
-        .expect("task")
-        .expect_err("overtaken by the sign-out");
-    assert!(
-        refused.to_string().contains("nothing was kept"),
-        "{refused}"
-    );
+    overtaken(connecting, &lanyard, "overtaken by the sign-out").await;
     assert_eq!(auth_server.stats().code_mints, 1, "the code was redeemed");
-    let_ticks_pass(20).await;
-    assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
     assert!(matches!(lanyard.state("wiki"), ServerState::NeedsConnect));
     let refused = lanyard
         .engine
@@ -713,18 +723,8 @@ async fn a_connect_overtaken_by_a_sign_out_or_a_policy_reload_keeps_nothing() {
     lanyard_testbed::complete_login(url.as_str(), USER)
         .await
         .expect("the browser round trip");
-    let refused = tokio::time::timeout(WAIT, connecting)
-        .await
-        .expect("connect answered")
-        .expect("task")
-        .expect_err("overtaken by the reload");
-    assert!(
-        refused.to_string().contains("nothing was kept"),
-        "{refused}"
-    );
+    overtaken(connecting, &lanyard, "overtaken by the reload").await;
     assert_eq!(auth_server.stats().code_mints, 2);
-    let_ticks_pass(20).await;
-    assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
     // Back in the policy: still to be connected.
     lanyard
         .engine
@@ -954,22 +954,6 @@ async fn a_server_the_policy_removes_takes_its_connection_with_it() {
     );
     assert!(lanyard.engine.status().server("wiki").is_none());
 
-    // Back in the policy: a new connect, never the old connection.
-    lanyard
-        .engine
-        .apply_policy(parse_policy(&policy))
-        .await
-        .expect("reloaded");
-    needs_connect(&lanyard).await;
-
-    // Removed while a renewal is under way: the refresh token the server rotated to (issued, its
-    // answer late) is revoked too, so no live refresh token of it is left at the server.
-    lanyard
-        .engine
-        .connect("wiki")
-        .await
-        .expect("connected again");
-    lanyard.wait_granted("wiki").await;
     // Revocations of refresh tokens that were live at the server (of any registered client: each
     // connect registers anew).
     let live_revoked = || {
@@ -980,63 +964,51 @@ async fn a_server_the_policy_removes_takes_its_connection_with_it() {
             .filter(|r| r.revoked == "refresh_token")
             .count()
     };
-    let before = live_revoked();
-    let refreshes = auth_server.stats().refresh_mints;
-    auth_server.faults().inject(
-        Endpoint::Token,
-        Fault::SlowAnswer(Duration::from_millis(1500)),
-        FaultMode::Once,
-    );
-    lanyard.engine.refresh("wiki").await.expect("asked");
-    eventually("the renewal is being answered", || {
-        auth_server.stats().refresh_mints == refreshes + 1
-    })
-    .await;
-    lanyard
-        .engine
-        .apply_policy(parse_policy(&without_wiki(&policy)))
-        .await
-        .expect("reloaded");
-    // The wiped one was rotated away already (the server sees an unknown token); the rotated
-    // one, which the engine never kept, is the live refresh token revoked.
-    eventually("the rotated refresh token is revoked", || {
-        live_revoked() == before + 1
-    })
-    .await;
-    let_ticks_pass(20).await;
-    assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
-
-    // The same for a sign-out while a renewal is under way.
-    lanyard
-        .engine
-        .apply_policy(parse_policy(&policy))
-        .await
-        .expect("reloaded");
-    needs_connect(&lanyard).await;
-    lanyard
-        .engine
-        .connect("wiki")
-        .await
-        .expect("connected again");
-    lanyard.wait_granted("wiki").await;
-    let before = live_revoked();
-    let refreshes = auth_server.stats().refresh_mints;
-    auth_server.faults().inject(
-        Endpoint::Token,
-        Fault::SlowAnswer(Duration::from_millis(1500)),
-        FaultMode::Once,
-    );
-    lanyard.engine.refresh("wiki").await.expect("asked");
-    eventually("the renewal is being answered", || {
-        auth_server.stats().refresh_mints == refreshes + 1
-    })
-    .await;
-    lanyard.engine.sign_out().await.expect("signed out");
-    eventually("the rotated refresh token is revoked at sign-out", || {
-        live_revoked() == before + 1
-    })
-    .await;
-    let_ticks_pass(20).await;
-    assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
+    // A renewal under way (the server has rotated the refresh token, its answer is late) when the
+    // server is removed, or when the user signs out: the rotated refresh token, which the engine
+    // never keeps, is revoked too. The wiped one was rotated away already (the server sees an
+    // unknown token), so exactly one live refresh token is revoked each time.
+    for overtaken_by_sign_out in [false, true] {
+        // Back in the policy (and signed out): a new connect, never the old connection.
+        lanyard
+            .engine
+            .apply_policy(parse_policy(&policy))
+            .await
+            .expect("reloaded");
+        needs_connect(&lanyard).await;
+        lanyard
+            .engine
+            .connect("wiki")
+            .await
+            .expect("connected again");
+        lanyard.wait_granted("wiki").await;
+        let before = live_revoked();
+        let refreshes = auth_server.stats().refresh_mints;
+        auth_server.faults().inject(
+            Endpoint::Token,
+            Fault::SlowAnswer(Duration::from_millis(1500)),
+            FaultMode::Once,
+        );
+        lanyard.engine.refresh("wiki").await.expect("asked");
+        eventually("the renewal is being answered", || {
+            auth_server.stats().refresh_mints == refreshes + 1
+        })
+        .await;
+        if overtaken_by_sign_out {
+            lanyard.engine.sign_out().await.expect("signed out");
+        } else {
+            lanyard
+                .engine
+                .apply_policy(parse_policy(&without))
+                .await
+                .expect("reloaded");
+        }
+        eventually("the rotated refresh token is revoked", || {
+            live_revoked() == before + 1
+        })
+        .await;
+        let_ticks_pass(20).await;
+        assert!(kept_connection(&lanyard).is_none(), "a connection was kept");
+    }
     assert!(matches!(lanyard.state("wiki"), ServerState::NeedsConnect));
 }
