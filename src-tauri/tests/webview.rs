@@ -616,14 +616,7 @@ async fn an_oauth_server_is_connected_from_its_card_refreshed_and_wiped_at_sign_
 
     // 3. Refresh all: Wiki is renewed from its refresh token, silently (no second consent), and
     //    its card says so.
-    session
-        .execute("window.scrollTo(0, 0); return true;")
-        .await
-        .expect("scroll");
-    session
-        .click_button("Refresh all")
-        .await
-        .expect("click Refresh all");
+    click_at_top(&session, "Refresh all").await;
     let deadline = std::time::Instant::now() + WAIT;
     while wiki_as().refresh_mints == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -661,14 +654,7 @@ async fn an_oauth_server_is_connected_from_its_card_refreshed_and_wiped_at_sign_
 
     // 4. Sign out: the connection goes with the session; Wiki offers Connect again and a client
     //    is refused naming `lanyard connect`.
-    session
-        .execute("window.scrollTo(0, 0); return true;")
-        .await
-        .expect("scroll");
-    session
-        .click_button("Sign out")
-        .await
-        .expect("click Sign out");
+    click_at_top(&session, "Sign out").await;
     let now = until(&session, "signed out, wiki not connected", |p| {
         p["body"]
             .as_str()
@@ -695,6 +681,18 @@ fn assert_display() {
         std::env::var_os("DISPLAY").is_some(),
         "no DISPLAY: run through scripts/webview-e2e.sh"
     );
+}
+
+/// Scrolls to the top of the window (the account's buttons) and clicks the button `label`.
+async fn click_at_top(session: &Session, label: &str) {
+    session
+        .execute("window.scrollTo(0, 0); return true;")
+        .await
+        .expect("scroll");
+    session
+        .click_button(label)
+        .await
+        .unwrap_or_else(|e| panic!("click {label}: {e}"));
 }
 
 /// Waits for the window's signed-out state and clicks its Sign in (the scripted `$BROWSER`
