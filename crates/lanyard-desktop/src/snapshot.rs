@@ -233,10 +233,7 @@ pub fn headline(status: &Status) -> String {
         parts.push(format!("{} blocked by your organization", list(&denied)));
     }
     if !unconnected.is_empty() {
-        parts.push(format!(
-            "{} not connected (lanyard connect)",
-            list(&unconnected)
-        ));
+        parts.push(format!("{} not connected yet", list(&unconnected)));
     }
     if parts.is_empty() {
         return match granted.len() {
@@ -335,7 +332,20 @@ mod tests {
                 server("b", granted()),
             ],
         );
-        assert_eq!(headline(&s), "W not connected (lanyard connect)");
+        assert_eq!(headline(&s), "W not connected yet");
+        // Signed out: that is the headline, whatever an `oauth` server's state.
+        let mut wiki = server("w", ServerState::NeedsConnect);
+        wiki.mode = lanyard_core::policy::ServerMode::Oauth;
+        let s = status(
+            IdpStatus::SignedOut,
+            vec![server("d", ServerState::NotSignedIn), wiki.clone()],
+        );
+        assert_eq!(s.health(), Health::SignedOut);
+        assert_eq!(headline(&s), "Signed out");
+        // Only `oauth` servers: nothing waits for the sign-in.
+        let s = status(IdpStatus::SignedOut, vec![wiki]);
+        assert_eq!(s.health(), Health::AllGood);
+        assert_eq!(headline(&s), "W not connected yet");
         let s = status(
             IdpStatus::NeedsSignIn {
                 reason: "expired".into(),

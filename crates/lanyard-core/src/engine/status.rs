@@ -85,12 +85,17 @@ impl Status {
         if let PolicyStatus::Misconfigured { .. } = self.policy {
             return Health::ActionNeeded;
         }
+        // Signed out: that is the state to show. An `oauth` server (connected on its own) does
+        // not change it, unless it is all there is (nothing waits for the sign-in); a machine's
+        // server (no human) does, and then the servers speak for themselves.
+        let only_oauth =
+            !self.servers.is_empty() && self.servers.iter().all(|s| s.mode == ServerMode::Oauth);
         let mut health = match &self.idp {
             IdpStatus::SignedOut
-                if self
-                    .servers
-                    .iter()
-                    .all(|s| s.mode == ServerMode::EnterpriseManaged) =>
+                if !only_oauth
+                    && self.servers.iter().all(|s| {
+                        matches!(s.mode, ServerMode::EnterpriseManaged | ServerMode::Oauth)
+                    }) =>
             {
                 return Health::SignedOut
             }
