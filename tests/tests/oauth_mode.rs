@@ -683,8 +683,21 @@ async fn a_connect_overtaken_by_a_sign_out_or_a_policy_reload_keeps_nothing() {
     let engine = lanyard.engine.clone();
     let connecting = tokio::spawn(async move { engine.connect("wiki").await });
     let url = browser.wait_opened().await;
+    // The status says a connect is under way (the window and the tray then offer no second one).
+    let shows_connecting = || {
+        lanyard
+            .engine
+            .status()
+            .server("wiki")
+            .is_some_and(|s| s.connecting)
+    };
+    eventually("the status says the connect is under way", shows_connecting).await;
     lanyard.engine.sign_out().await.expect("sign out");
     needs_connect(&lanyard).await;
+    eventually("the status says sign-out ended the connect", || {
+        !shows_connecting()
+    })
+    .await;
     lanyard_testbed::complete_login(url.as_str(), USER)
         .await
         .expect("the browser round trip");

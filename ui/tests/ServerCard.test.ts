@@ -73,6 +73,12 @@ describe('ServerCard', () => {
     expect((screen.getByRole('button', { name: 'Connect' }) as HTMLButtonElement).disabled).toBe(true);
   });
 
+  it('says where a connect under way waits, and does not offer a second one', () => {
+    setup({ server: server('wiki', { state: 'needs_connect' }, { mode: 'oauth', connecting: true }) });
+    expect(screen.getByRole('status').textContent).toContain('finish the sign-in in your browser');
+    expect((screen.getByRole('button', { name: 'Connect' }) as HTMLButtonElement).disabled).toBe(true);
+  });
+
   it('explains a failing server and retries it by id', async () => {
     const failing = server('tickets', { state: 'failing', error: 'HTTP 503', retry_at: NOW + 8, attempts: 2 });
     const { onRetry } = setup({ server: failing });

@@ -84,6 +84,10 @@ pub fn print_status(status: &Status) {
     for server in &status.servers {
         let (state, detail) = match &server.state {
             ServerState::NotSignedIn => ("not signed in", String::new()),
+            ServerState::NeedsConnect if server.connecting => (
+                "connecting",
+                "finish the sign-in in your browser".to_owned(),
+            ),
             ServerState::NeedsConnect => (
                 "not connected",
                 format!("Connect: lanyard connect {}", server.id),

@@ -192,10 +192,22 @@ pub fn look(snapshot: &Snapshot, theme: PanelTheme, clients: &[AiClient]) -> Tra
             .iter()
             .filter(|s| matches!(s.state, ServerState::NeedsConnect))
         {
+            // While its browser sign-in is open, one connect is enough.
+            let (label, enabled) = if server.connecting {
+                (
+                    format!(
+                        "Connecting {}… (finish in your browser)",
+                        server.display_name
+                    ),
+                    false,
+                )
+            } else {
+                (format!("Connect {}…", server.display_name), true)
+            };
             menu.push(entry(
                 MenuAction::ConnectServer(server.id.clone()),
-                format!("Connect {}…", server.display_name),
-                true,
+                label,
+                enabled,
             ));
         }
     }
@@ -380,5 +392,18 @@ mod tests {
             Some(MenuAction::ConnectServer("wiki".into()))
         );
         assert!(connects[0].enabled, "connecting needs no IdP sign-in");
+
+        // While its browser sign-in is open: said, and not offered twice.
+        if let Some(status) = &mut snapshot.status {
+            status.servers[0].connecting = true;
+        }
+        let connecting = super::look(&snapshot, PanelTheme::Dark, &[]);
+        let item = connecting
+            .menu
+            .iter()
+            .find(|e| e.action == Some(MenuAction::ConnectServer("wiki".into())))
+            .expect("the item stays");
+        assert_eq!(item.label, "Connecting WIKI… (finish in your browser)");
+        assert!(!item.enabled);
     }
 }

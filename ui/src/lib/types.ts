@@ -64,6 +64,8 @@ export interface ServerStatus {
   usage?: UsageCounts;
   /** Its token is bound to this device's DPoP key (usable through `lanyard proxy` only). */
   dpop_bound?: boolean;
+  /** An `oauth` server's connect is under way: its sign-in is open in the browser. */
+  connecting?: boolean;
 }
 
 export type KeychainStatus =

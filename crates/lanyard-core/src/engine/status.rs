@@ -212,6 +212,9 @@ pub struct ServerStatus {
     /// `lanyard token --dpop`) can use it, never a fixed header.
     #[serde(default)]
     pub dpop_bound: bool,
+    /// An `oauth` server's connect is under way: the browser is open for its sign-in.
+    #[serde(default)]
+    pub connecting: bool,
 }
 
 /// Who took a server's token, and when (recorded by the broker per hand-out).
@@ -332,6 +335,7 @@ impl super::Actor {
                 client_key: configured_location(&slot.policy.client_auth),
                 usage: self.usage_totals(&slot.policy.id, now),
                 dpop_bound: slot.token.as_ref().is_some_and(|t| t.dpop_jkt.is_some()),
+                connecting: slot.connect_began_after.is_some(),
             })
             .collect();
         let dpop = super::current_dpop_key(&self.dpop);
