@@ -174,7 +174,7 @@ impl NoticeTracker {
                 kind: NoticeKind::ConnectionEnded,
                 title: "Lanyard: connect again".into(),
                 body: format!(
-                    "{} {verb} disconnected by the server. Connect {it} again from the Lanyard menu.",
+                    "{} {verb} disconnected. Connect {it} again from the Lanyard menu.",
                     join(&ended)
                 ),
             });
@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(n[0].kind, NoticeKind::ConnectionEnded);
         assert_eq!(
             n[0].body,
-            "W was disconnected by the server. Connect it again from the Lanyard menu."
+            "W was disconnected. Connect it again from the Lanyard menu."
         );
         assert!(t.observe(&unconnected, 0).is_empty(), "once");
         // Connected again, then the user signs out: that ends it on purpose, quietly.
