@@ -111,13 +111,7 @@ async fn connect_once_then_silent_refresh_until_the_server_revokes_it() {
     let mcp = tb.mcp_server("wiki").expect("mcp");
     let seen = whoami(mcp, first.expose()).await.expect("accepted");
     assert!(seen.contains("sub=alice"), "{seen}");
-    let kept = lanyard
-        .store
-        .get(&connection_key("wiki"))
-        .expect("store")
-        .expect("connection kept");
-    let refresh_before = serde_json::from_str::<serde_json::Value>(kept.expose()).expect("json")
-        ["refresh_token"]
+    let refresh_before = kept_connection(&lanyard).expect("connection kept")["refresh_token"]
         .as_str()
         .expect("refresh token")
         .to_owned();
@@ -142,13 +136,7 @@ async fn connect_once_then_silent_refresh_until_the_server_revokes_it() {
         1,
         "a renewal opens no browser"
     );
-    let kept = lanyard
-        .store
-        .get(&connection_key("wiki"))
-        .expect("store")
-        .expect("connection kept");
-    let refresh_after = serde_json::from_str::<serde_json::Value>(kept.expose()).expect("json")
-        ["refresh_token"]
+    let refresh_after = kept_connection(&lanyard).expect("connection kept")["refresh_token"]
         .as_str()
         .expect("refresh token")
         .to_owned();
@@ -167,10 +155,7 @@ async fn connect_once_then_silent_refresh_until_the_server_revokes_it() {
     needs_connect(&lanyard).await;
     // Wiped through the engine's ordered keychain writes, just after the state changed.
     eventually("the refused connection is wiped", || {
-        lanyard
-            .store
-            .get(&connection_key("wiki"))
-            .is_ok_and(|v| v.is_none())
+        kept_connection(&lanyard).is_none()
     })
     .await;
     assert_eq!(
@@ -189,10 +174,7 @@ async fn connect_once_then_silent_refresh_until_the_server_revokes_it() {
     lanyard.engine.sign_out().await.expect("sign out");
     needs_connect(&lanyard).await;
     eventually("the connection is wiped", || {
-        lanyard
-            .store
-            .get(&connection_key("wiki"))
-            .is_ok_and(|v| v.is_none())
+        kept_connection(&lanyard).is_none()
     })
     .await;
 }
@@ -233,11 +215,7 @@ async fn a_forged_state_or_iss_on_the_redirect_is_refused_and_nothing_is_stored(
     );
 
     assert_eq!(auth_server.stats().code_mints, 0, "no code was redeemed");
-    assert!(lanyard
-        .store
-        .get(&connection_key("wiki"))
-        .expect("store")
-        .is_none());
+    assert!(kept_connection(&lanyard).is_none(), "nothing was kept");
     assert!(matches!(lanyard.state("wiki"), ServerState::NeedsConnect));
 
     // An enterprise-managed server never takes this path.
@@ -393,11 +371,7 @@ async fn an_authorization_server_the_policy_does_not_name_is_refused_before_the_
         "{refused}"
     );
     assert!(lanyard.browser.opened().is_empty(), "the browser opened");
-    assert!(lanyard
-        .store
-        .get(&connection_key("wiki"))
-        .expect("store")
-        .is_none());
+    assert!(kept_connection(&lanyard).is_none(), "nothing was kept");
     assert_eq!(tb.auth_server("wiki-as").expect("AS").stats().code_mints, 0);
 }
 
