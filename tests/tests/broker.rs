@@ -523,31 +523,18 @@ async fn connect_starts_an_agent_and_binds_the_connection_with_dpop() {
         )
     })
     .await;
-    let called = reqwest::Client::new()
-        .post(&url)
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", format!("DPoP {token}"))
-        .header("DPoP", proof)
-        .json(
-            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "whoami", "arguments": {}}}),
-        )
-        .send()
-        .await
-        .expect("request");
+    let client = reqwest::Client::new();
+    let called =
+        lanyard_testbed::whoami_call(&client, &url, &format!("DPoP {token}"), Some(&proof))
+            .send()
+            .await
+            .expect("request");
     assert_eq!(
         called.status().as_u16(),
         200,
         "the bound token with its proof"
     );
-    let bearer = reqwest::Client::new()
-        .post(&url)
-        .header("accept", "application/json, text/event-stream")
-        .bearer_auth(&token)
-        .json(
-            &serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-            "params": {"name": "whoami", "arguments": {}}}),
-        )
+    let bearer = lanyard_testbed::whoami_call(&client, &url, &format!("Bearer {token}"), None)
         .send()
         .await
         .expect("request");

@@ -385,19 +385,15 @@ async fn a_tpm_held_client_key_also_signs_the_dpop_proofs() {
     )
     .await
     .expect("the TPM signed");
-    let answer = http()
-        .post(mcp.url())
-        .header("accept", "application/json, text/event-stream")
-        .header(
-            "authorization",
-            format!("DPoP {}", token.access_token.expose()),
-        )
-        .header("DPoP", proof.expose())
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "whoami", "arguments": {}}}))
-        .send()
-        .await
-        .expect("MCP request");
+    let answer = lanyard_testbed::whoami_call(
+        &http(),
+        mcp.url(),
+        &format!("DPoP {}", token.access_token.expose()),
+        Some(proof.expose()),
+    )
+    .send()
+    .await
+    .expect("MCP request");
     assert_eq!(answer.status().as_u16(), 200);
 }
 

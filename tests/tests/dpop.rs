@@ -41,16 +41,11 @@ async fn call(
     authorization: &str,
     proof: Option<&Secret>,
 ) -> (u16, String, Option<String>) {
-    let mut request = http()
-        .post(mcp.url())
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", authorization)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "whoami", "arguments": {}}}));
-    if let Some(proof) = proof {
-        request = request.header("DPoP", proof.expose());
-    }
-    let response = request.send().await.expect("MCP request");
+    let response =
+        lanyard_testbed::whoami_call(&http(), mcp.url(), authorization, proof.map(Secret::expose))
+            .send()
+            .await
+            .expect("MCP request");
     let header = |name: &str| {
         response
             .headers()

@@ -884,16 +884,15 @@ async fn bound_whoami(lanyard: &Lanyard, mcp: &McpHandle, token: &Secret) -> Str
         )
         .await
         .expect("proof");
-        let response = http()
-            .post(mcp.url())
-            .header("accept", "application/json, text/event-stream")
-            .header("authorization", format!("DPoP {}", token.expose()))
-            .header("DPoP", proof.expose())
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": "whoami", "arguments": {}}}))
-            .send()
-            .await
-            .expect("MCP request");
+        let response = lanyard_testbed::whoami_call(
+            &http(),
+            mcp.url(),
+            &format!("DPoP {}", token.expose()),
+            Some(proof.expose()),
+        )
+        .send()
+        .await
+        .expect("MCP request");
         if response.status() == 401 {
             nonce = response
                 .headers()

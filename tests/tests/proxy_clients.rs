@@ -412,17 +412,10 @@ async fn a_dpop_bound_server_works_through_the_proxy_and_is_refused_as_a_fixed_h
     assert_eq!(scripted["token_type"], "DPoP");
     let token = scripted["access_token"].as_str().expect("token");
     let proof = scripted["dpop_proof"].as_str().expect("proof");
+    let client = reqwest::Client::new();
+    let authorization = format!("DPoP {token}");
     let send = |proof: &str| {
-        reqwest::Client::new()
-            .post(&url)
-            .header("accept", "application/json, text/event-stream")
-            .header("authorization", format!("DPoP {token}"))
-            .header("DPoP", proof)
-            .json(
-                &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": "whoami", "arguments": {}}}),
-            )
-            .send()
+        lanyard_testbed::whoami_call(&client, &url, &authorization, Some(proof)).send()
     };
     // Without the nonce the server asks for it; that is the script's retry to make.
     let first = send(proof).await.expect("request");

@@ -76,6 +76,6 @@ pub use faults::{Endpoint, Fault, FaultMode, Faults};
 #[cfg(target_os = "linux")]
 pub use idp::saml::{saml_key, signed_response, signed_response_with, AssertionContent, SamlKey};
 pub use idp::{IdpHandle, IdpStats, RevocationRecord, SamlConfirmationFault, WireSecrets};
-pub use mcp::{McpHandle, McpStats, ReceivedMessage};
+pub use mcp::{whoami_call, McpHandle, McpStats, ReceivedMessage};
 pub use testbed::{FrontOptions, HttpsSetup, Testbed};
 pub use traffic::{TokenRequest, Traffic, TrafficSummary};

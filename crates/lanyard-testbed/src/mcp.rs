@@ -710,3 +710,26 @@ impl McpHandle {
             .collect()
     }
 }
+
+/// A `tools/call` of the testbed's `whoami` tool at `url`, sent by `client` as an MCP client
+/// would: `authorization` is the whole header (`Bearer …` or `DPoP …`), `proof` the `DPoP`
+/// header when there is one. What the tests send to check a token at an MCP server.
+pub fn whoami_call(
+    client: &reqwest::Client,
+    url: &str,
+    authorization: &str,
+    proof: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let request = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", authorization)
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}}}),
+        );
+    match proof {
+        Some(proof) => request.header("DPoP", proof),
+        None => request,
+    }
+}

@@ -266,12 +266,7 @@ pub fn http() -> reqwest::Client {
 
 /// Calls the MCP server's `whoami` tool with `token`: `Ok(text)` or `Err(HTTP status)`.
 pub async fn whoami(mcp: &McpHandle, token: &str) -> Result<String, u16> {
-    let resp = http()
-        .post(mcp.url())
-        .header("accept", "application/json, text/event-stream")
-        .bearer_auth(token)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "whoami", "arguments": {}}}))
+    let resp = lanyard_testbed::whoami_call(&http(), mcp.url(), &format!("Bearer {token}"), None)
         .send()
         .await
         .expect("MCP request");
