@@ -402,6 +402,26 @@ async fn a_dpop_bound_server_works_through_the_proxy_and_is_refused_as_a_fixed_h
         r#"{"Authorization":"Lanyard error=\"dpop_bound\""}"#
     );
 
+    // A proof is signed only for the server's own origin: not for another server a local
+    // caller names (the device key signs at the token endpoints too).
+    let elsewhere = world
+        .run(&[
+            "token",
+            "docs",
+            "--json",
+            "--dpop",
+            "POST",
+            "https://elsewhere.example/token",
+        ])
+        .await;
+    assert!(!elsewhere.status.success(), "a proof for another server");
+    assert!(elsewhere.stdout.is_empty(), "nothing printed");
+    assert!(
+        text(&elsewhere.stderr).contains("signed only for requests to docs's own server"),
+        "{}",
+        text(&elsewhere.stderr)
+    );
+
     // A script asks for one request's proof (with the server's current nonce, as it must).
     let url = docs.url().to_owned();
     let scripted = world

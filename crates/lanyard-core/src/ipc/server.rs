@@ -524,7 +524,9 @@ async fn answer(
                     let dpop_proof = match (&token.dpop_jkt, dpop) {
                         (None, _) => None,
                         (Some(jkt), Some(wanted)) => {
-                            match proof_for(engine, jkt, &token.access_token, &wanted).await {
+                            match proof_for(engine, &server, jkt, &token.access_token, &wanted)
+                                .await
+                            {
                                 Ok(proof) => Some(proof),
                                 Err(reply) => return Response::Error(reply),
                             }
@@ -570,10 +572,13 @@ async fn answer(
 }
 
 /// Signs the DPoP proof for the one request a caller named, with the device key the token
-/// `jkt` is bound to. Only https (or plain http to this machine) and an ordinary method are
-/// signed for; the caller's nonce is used only when it is a valid one.
+/// `jkt` is bound to. Only a request to `server`'s own origin (the policy's URL), over https (or
+/// plain http to this machine), with an ordinary method is signed for: the device key also signs
+/// at the token endpoints, so a proof for any other URL a local caller named would be a proof the
+/// token was never for. The caller's nonce is used only when it is a valid one.
 async fn proof_for(
     engine: &EngineHandle,
+    server: &str,
     jkt: &str,
     token: &Secret,
     wanted: &ProofRequest,
@@ -581,6 +586,17 @@ async fn proof_for(
     let bad = |m: String| ErrorReply::new(ErrorCode::BadRequest, m);
     let url = url::Url::parse(&wanted.url).map_err(|e| bad(format!("the proof's URL: {e}")))?;
     crate::mcp::bridge::check_server_url(&url).map_err(bad)?;
+    let own = engine
+        .status()
+        .server(server)
+        .and_then(|s| url::Url::parse(&s.url).ok())
+        .map(|u| u.origin());
+    if own.as_ref() != Some(&url.origin()) {
+        return Err(bad(format!(
+            "a proof for {server}'s token is signed only for requests to {server}'s own server,              not to {}",
+            url.origin().ascii_serialization()
+        )));
+    }
     const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
     let method = METHODS
         .into_iter()
