@@ -1042,13 +1042,14 @@ def run_checks(world, suite):
         strict = codex(w, "app-server", "--strict-config", "--print-startup-config")
         expect(strict.returncode == 0, f"codex --strict-config rejects the file: {strict.stderr[-500:]}")
         text = (w.scratch / "codex-home/.codex/config.toml").read_text()
+        expect("use_xaa = true" in text and "mcp_enterprise_managed_auth.idp" in text,
+               "the use_xaa flag or the IdP table is missing from Codex's file")
         out = w.lanyard("clients", "remove", "codex", env=env)
         expect(out.returncode == 0, f"clients remove: {out.stderr.strip()}")
         after = (w.scratch / "codex-home/.codex/config.toml").read_text()
         expect("lanyard" not in after.lower() and "mcp_enterprise_managed_auth" not in after, f"left: {after}")
         expect(not [n for n in codex_mcp_list(w) if n.startswith("lanyard-")], "entries left after remove")
-        return (f"notes enabled as ema_auth ({'use_xaa = true' in text and 'mcp_enterprise_managed_auth.idp' in text}: "
-                f"flag and IdP written); --strict-config accepts the file; 4 confidential servers and the oauth one skipped; none left")
+        return ("notes enabled as ema_auth (flag and IdP written); --strict-config accepts the file; 4 confidential servers and the oauth one skipped; none left")
 
     suite.check("Codex CLI native EMA: `clients install codex` with settings.ai_clients_native -> Codex's loader enables the ema_auth entry and accepts the file (--strict-config); `clients remove` -> nothing left", codex_native)
 
@@ -1290,11 +1291,15 @@ def oauth_checks(w, suite):
         # Nothing secret in the agent's log or what `lanyard connect` printed: no token, no JWT, no
         # code or token in a URL.
         printed = out.stdout + out.stderr
-        expect(not JWT_LIKE.search(printed) and not SECRET_PARAMS.search(printed), f"lanyard connect printed: {printed}")
+        # Where, never what: the message must not repeat the secret it found.
+        found = JWT_LIKE.search(printed) or SECRET_PARAMS.search(printed)
+        expect(not found, f"lanyard connect printed a secret at {found.span() if found else None}")
         log = w.agent_log()
         expect(tickets["token"] not in log, "the access token is in the agent's log")
-        expect(not JWT_LIKE.search(log), f"a JWT in the agent's log: …{JWT_LIKE.search(log)}")
-        expect(not SECRET_PARAMS.search(log), f"a secret URL parameter in the agent's log: {SECRET_PARAMS.search(log)}")
+        found = JWT_LIKE.search(log)
+        expect(not found, f"a JWT in the agent's log at {found.span() if found else None}")
+        found = SECRET_PARAMS.search(log)
+        expect(not found, f"a secret URL parameter in the agent's log at {found.span() if found else None}")
         meta = get_json(f"{w.tickets_issuer}.well-known/oauth-authorization-server")
         expect(meta["issuer"] == w.tickets_issuer, f"fastmcp's issuer: {meta['issuer']!r}")
         entry = kept_connection(w)

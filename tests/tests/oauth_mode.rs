@@ -140,8 +140,9 @@ async fn connect_once_then_silent_refresh_until_the_server_revokes_it() {
         .as_str()
         .expect("refresh token")
         .to_owned();
-    assert_ne!(
-        refresh_before, refresh_after,
+    // Compared, never printed: a refresh token stays out of the test's output.
+    assert!(
+        refresh_before != refresh_after,
         "the rotated refresh token is kept"
     );
 
@@ -561,8 +562,10 @@ async fn sign_out_revokes_the_refresh_token_and_never_waits_on_the_server() {
         Fault::Slow(Duration::from_secs(60)),
         FaultMode::Persistent,
     );
+    // The endpoint hangs 60 s: bounds well under that prove sign-out never waits on it, with
+    // room for a slow CI machine.
     let started = Instant::now();
-    tokio::time::timeout(Duration::from_secs(1), lanyard.engine.sign_out())
+    tokio::time::timeout(WAIT, lanyard.engine.sign_out())
         .await
         .expect("sign-out does not wait on the server")
         .expect("sign out");
@@ -570,11 +573,7 @@ async fn sign_out_revokes_the_refresh_token_and_never_waits_on_the_server() {
         kept_connection(&lanyard).is_none()
     })
     .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < WAIT, "{:?}", started.elapsed());
     let given_up = "revoking the connection's refresh token took too long; given up";
     let deadline = Instant::now() + REVOKE_WITHIN + Duration::from_secs(5);
     while !log.text().contains(given_up) {
@@ -582,7 +581,7 @@ async fn sign_out_revokes_the_refresh_token_and_never_waits_on_the_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        started.elapsed() < REVOKE_WITHIN + Duration::from_secs(2),
+        started.elapsed() < REVOKE_WITHIN + WAIT,
         "{:?}",
         started.elapsed()
     );

@@ -258,8 +258,6 @@ pub fn logout(endpoint: &Path) -> u8 {
     }
 }
 
-/// `lanyard refresh [SERVER]`: asks the agent to grant SERVER (every server without one) anew
-/// now, also one that was refused; the status shows how it went.
 /// `lanyard connect SERVER`: the agent opens the browser for the server's own sign-in, started
 /// in the background first when none runs (unless `no_start`), as for `lanyard login`.
 pub fn connect(
@@ -283,6 +281,8 @@ pub fn connect(
     }
 }
 
+/// `lanyard refresh [SERVER]`: asks the agent to grant SERVER (every server without one) anew
+/// now, also one that was refused; the status shows how it went.
 pub fn refresh(endpoint: &Path, server: Option<&str>) -> u8 {
     let asked = BlockingClient::connect(endpoint).and_then(|mut c| match server {
         Some(server) => c.refresh(server),

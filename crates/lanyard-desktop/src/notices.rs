@@ -330,9 +330,17 @@ mod tests {
             vec![oauth("w", ServerState::NeedsConnect)],
         );
         assert!(t.observe(&signed_out, 0).is_empty());
-        // An enterprise-managed server is never "connected".
-        let ema = server("d", granted());
-        assert!(t.observe(&status(signed_in(), vec![ema]), 0).is_empty());
+        // An enterprise-managed server is never "connected": granted, then in a state that
+        // would end an `oauth` connection, it says nothing.
+        assert!(t
+            .observe(&status(signed_in(), vec![server("d", granted())]), 0)
+            .is_empty());
+        assert!(t
+            .observe(
+                &status(signed_in(), vec![server("d", ServerState::NeedsConnect)]),
+                0
+            )
+            .is_empty());
     }
 
     #[test]

@@ -289,16 +289,7 @@ impl Actor {
         self.idp.refresh_in_flight = false;
         for slot in self.servers.values_mut() {
             if slot.policy.mode == ServerMode::EnterpriseManaged {
-                slot.generation += 1;
-                slot.token = None;
-                slot.as_refresh = None;
-                slot.scoped_token = None;
-                slot.in_flight = false;
-                slot.awaiting_idp = false;
-                slot.due_at = None;
-                slot.extra_scopes.clear();
-                slot.regrant = false;
-                slot.state = ServerState::NotSignedIn;
+                slot.wipe(ServerState::NotSignedIn);
                 slot.answer_waiters(Err(EngineError::NotSignedIn));
             }
         }
@@ -314,15 +305,9 @@ impl Actor {
         for id in &ids {
             if let Some(slot) = self.servers.get_mut(id) {
                 slot.wiped_after = Some(slot.generation);
-                slot.generation += 1;
-                slot.token = None;
-                slot.scoped_token = None;
-                slot.in_flight = false;
-                slot.due_at = None;
-                slot.extra_scopes.clear();
+                slot.wipe(ServerState::NeedsConnect);
                 slot.connected_issuer = None;
                 slot.connect_began_after = None;
-                slot.state = ServerState::NeedsConnect;
                 slot.answer_waiters(Err(EngineError::NotConnected { server: id.clone() }));
             }
         }

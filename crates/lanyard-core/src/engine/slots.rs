@@ -166,6 +166,21 @@ impl ServerSlot {
         }
     }
 
+    /// Forgets everything the server held and any work under way for it (a new generation), and
+    /// puts it in `state`: what sign-out does to each server.
+    pub(super) fn wipe(&mut self, state: ServerState) {
+        self.generation += 1;
+        self.token = None;
+        self.as_refresh = None;
+        self.scoped_token = None;
+        self.in_flight = false;
+        self.awaiting_idp = false;
+        self.due_at = None;
+        self.extra_scopes.clear();
+        self.regrant = false;
+        self.state = state;
+    }
+
     pub(super) fn usable_token(&self, now: u64, min_ttl: u64) -> Option<AccessToken> {
         Self::usable(self.token.as_ref()?, now, min_ttl)
     }
