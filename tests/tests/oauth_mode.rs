@@ -373,7 +373,12 @@ async fn an_authorization_server_the_policy_does_not_name_is_refused_before_the_
     );
     assert!(lanyard.browser.opened().is_empty(), "the browser opened");
     assert!(kept_connection(&lanyard).is_none(), "nothing was kept");
-    assert_eq!(tb.auth_server("wiki-as").expect("AS").stats().code_mints, 0);
+    let named_by_the_server = tb.auth_server("wiki-as").expect("AS").stats();
+    assert_eq!(named_by_the_server.code_mints, 0);
+    assert_eq!(
+        named_by_the_server.registrations, 0,
+        "nothing registered at an authorization server the policy does not name"
+    );
 }
 
 /// The log of this test process, for the tests that look for a named line.

@@ -51,6 +51,7 @@ pub async fn run(scenario: &str, server: &Url) -> anyhow::Result<()> {
             policy_scopes: &[],
             extra_scopes: &[],
             registered: None,
+            accepted_issuers: &[],
         },
     )
     .await

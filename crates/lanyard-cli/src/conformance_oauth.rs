@@ -132,6 +132,7 @@ impl CodeFlowTokens {
                 policy_scopes: &[],
                 extra_scopes: extra,
                 registered,
+                accepted_issuers: &[],
             },
         )
         .await

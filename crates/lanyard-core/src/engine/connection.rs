@@ -549,6 +549,14 @@ pub async fn connect(inputs: ConnectInputs) -> Result<Minted, String> {
         metadata_document_url: server.client_id_metadata_url.clone(),
         allow_dynamic_registration: server.allow_dynamic_registration,
     };
+    // The policy's issuers, when it names any: checked in `prepare` before a registration or
+    // the client's secret goes anywhere. Validation requires them for a confidential client.
+    let accepted: Vec<String> = server
+        .authorization_server
+        .iter()
+        .chain(&server.allowed_authorization_servers)
+        .cloned()
+        .collect();
     let mut listener = LoopbackListener::bind().await.map_err(|e| e.to_string())?;
     let redirect_uri = listener.redirect_uri().to_owned();
     let prepared = code_flow::prepare(
@@ -561,6 +569,7 @@ pub async fn connect(inputs: ConnectInputs) -> Result<Minted, String> {
             policy_scopes: &server.scopes,
             extra_scopes: &inputs.extra_scopes,
             registered: None,
+            accepted_issuers: &accepted,
         },
     )
     .await
@@ -572,20 +581,6 @@ pub async fn connect(inputs: ConnectInputs) -> Result<Minted, String> {
                 prepared.discovered.resource
             ));
         }
-    }
-    // The policy's issuers, when it names any: the MCP server does not choose where the client
-    // secret (or the user's consent) goes. Validation requires them for a confidential client.
-    let accepted: Vec<&String> = server
-        .authorization_server
-        .iter()
-        .chain(&server.allowed_authorization_servers)
-        .collect();
-    if !accepted.is_empty() && !accepted.iter().any(|a| a.as_str() == prepared.issuer()) {
-        return Err(format!(
-            "the server names the authorization server {}, which the policy does not name \
-             (authorization_server or allowed_authorization_servers): refused",
-            prepared.issuer()
-        ));
     }
     // Settled before the browser opens: `required` against a server without DPoP goes no further.
     let metadata = &prepared.discovered.authorization_server;

@@ -381,6 +381,10 @@ pub struct PrepareInputs<'a> {
     /// A client registered earlier at the same issuer (kept by the caller); used instead of a new
     /// registration only when `issuer` is still the server's authorization server.
     pub registered: Option<(&'a str, &'a Client)>,
+    /// The issuers the caller accepts (empty: any), checked before anything is sent to the
+    /// authorization server: the MCP server does not choose where a registration, a client
+    /// secret or the user's consent goes.
+    pub accepted_issuers: &'a [String],
 }
 
 /// Discovers the server's authorization server, checks PKCE, and settles the client identity
@@ -391,6 +395,13 @@ pub async fn prepare(
 ) -> Result<Prepared, WireError> {
     let discovered = discovery::discover_server_with(http, inputs.server_url, inputs.urls).await?;
     let metadata = &discovered.authorization_server;
+    if !inputs.accepted_issuers.is_empty() && !inputs.accepted_issuers.contains(&metadata.issuer) {
+        return Err(WireError::Discovery(format!(
+            "the server names the authorization server {}, which the policy does not name \
+             (authorization_server or allowed_authorization_servers): refused",
+            metadata.issuer
+        )));
+    }
     check_pkce(metadata)?;
     let scopes = select_scopes(inputs.policy_scopes, &discovered, inputs.extra_scopes);
     let client = match choose_client_identity(inputs.identity, metadata)? {
